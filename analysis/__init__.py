@@ -1,0 +1,1 @@
+"""DumpScope analyses: pure Python, never imports Qt."""

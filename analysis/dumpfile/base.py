@@ -1,0 +1,97 @@
+"""The one protocol every dump reader implements.
+
+Readers (minidump, ELF core) parse untrusted files: every record is checked
+against the bytes that remain, one bad record does not sink its stream and one
+bad stream does not sink the dump. What could not be read is listed in
+`problems`, saying what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Protocol, Sequence
+
+from analysis.values import Address, ByteSize
+
+
+class DumpFormatError(Exception):
+    """The file is not a dump we can read at all (nothing usable in it)."""
+
+
+class MemoryNotInDump(LookupError):
+    """A read touched an address whose bytes the dump does not hold."""
+
+    def __init__(self, address: int, size: int) -> None:
+        super().__init__(f"{size} bytes at 0x{address:x} are not in the dump")
+        self.address = address
+        self.size = size
+
+
+@dataclass(frozen=True)
+class Region:
+    """One range of the address space, as the dump describes it.
+
+    state: "commit", "reserve" or "free"; type: "image", "mapped", "private"
+    or None when unknown; protect: Windows name ("PAGE_READWRITE") or Linux
+    flags ("rw-p"); path: the file behind a mapping when known.
+    """
+
+    base: Address
+    size: ByteSize
+    state: str
+    type: Optional[str]
+    protect: Optional[str]
+    allocation_base: Optional[Address] = None
+    path: Optional[str] = None
+    in_dump: bool = True
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    os_id: int
+    teb: Optional[Address]
+    stack_base: Optional[Address]
+    stack_limit: Optional[Address]
+    stack_pointer: Optional[Address]
+    instruction_pointer: Optional[Address]
+    registers: Mapping[str, int] = field(default_factory=dict, compare=False)
+    name: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: str
+    base: Address
+    size: ByteSize
+    version: Optional[str] = None
+    build_id: Optional[str] = None
+
+
+class MemoryReader(Protocol):
+    """What every dump reader offers.
+
+    format: "minidump" or "elf-core"; os: "windows" or "linux";
+    arch: "x86", "x64" or "arm64"; pointer_size: 4 or 8.
+    """
+
+    path: str
+    format: str
+    os: str
+    arch: str
+    pointer_size: int
+
+    def regions(self) -> Sequence[Region]: ...
+
+    def threads(self) -> Sequence[ThreadInfo]: ...
+
+    def modules(self) -> Sequence[Module]: ...
+
+    def read(self, address: int, size: int) -> bytes:
+        """Exactly `size` bytes, or raises MemoryNotInDump."""
+        ...
+
+    @property
+    def problems(self) -> Sequence[str]: ...
+
+    def close(self) -> None: ...
