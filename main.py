@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""DumpScope: `main.py [DUMP]` opens the GUI, `main.py report DUMP` runs headless.
+
+Exit codes of `report`: 0 done, 2 bad arguments, 3 the dump cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+EXIT_OK, EXIT_USAGE, EXIT_UNREADABLE = 0, 2, 3
+
+
+def report_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="main.py report", description="Print everything DumpScope knows about a dump."
+    )
+    parser.add_argument("dump", help="a Windows minidump (.dmp) or a Linux core dump")
+    parser.add_argument("--dac", help="the runtime's data-access library (libmscordaccore.so / mscordacwks.dll)")
+    parser.add_argument("--format", choices=("json", "text"), default="json")
+    parser.add_argument("--out", help="write the report to this file instead of standard output")
+    args = parser.parse_args(argv)
+
+    from analysis.dumpfile.base import DumpFormatError
+    from analysis.report import build_report, render_json, render_text
+    from analysis.session import DumpSession
+
+    try:
+        session = DumpSession(args.dump, dac=args.dac)
+    except (DumpFormatError, OSError) as error:
+        print(f"dumpscope: cannot read {args.dump}: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    with session:
+        report = build_report(session)
+    text = render_json(report) if args.format == "json" else render_text(report)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def gui_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="main.py",
+        description="Open a memory dump of a .NET process; with no dump, open the demo.",
+        epilog="`main.py report DUMP` prints the headless report instead.",
+    )
+    parser.add_argument("dump", nargs="?", help="a Windows minidump (.dmp) or a Linux core dump")
+    parser.add_argument("--dac", help="the runtime's data-access library for the managed analyses")
+    args = parser.parse_args(argv)
+    if args.dump and not Path(args.dump).exists():
+        parser.error(f"no such file: {args.dump}")
+
+    from app.qt_binding import choose_binding
+
+    choose_binding()
+    from app.application import run
+
+    return run(args.dump, dac=args.dac)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "report":
+        return report_main(argv[1:])
+    return gui_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
