@@ -1,0 +1,23 @@
+namespace DumpScope.Engine.Analysis;
+
+/// <summary>
+/// Limits against untrusted input, in one place: a corrupt or hostile dump can
+/// claim millions of threads or endless stacks, and a client can ask for huge
+/// pages. Every loop over dump-controlled data is bounded by one of these.
+/// </summary>
+public sealed record EngineLimits
+{
+    public int MaxThreads { get; init; } = 10_000;
+    public int MaxFramesPerThread { get; init; } = 1_000;
+    public int MaxStackRootsPerThread { get; init; } = 20_000;
+    public int MaxPageSize { get; init; } = 100_000;
+    public int MaxRootPaths { get; init; } = 100;
+    public int MaxPathLength { get; init; } = 10_000;
+    public int MaxStringChars { get; init; } = 4_096;
+    public int MaxFields { get; init; } = 2_000;
+    public int MaxArrayElements { get; init; } = 256;
+    public int MaxSyncBlocks { get; init; } = 1_000_000;
+    public int MaxRequestBytes { get; init; } = 1 << 20;
+
+    public static EngineLimits Default { get; } = new();
+}

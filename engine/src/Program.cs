@@ -1,0 +1,10 @@
+using DumpScope.Engine.Analysis;
+using DumpScope.Engine.Rpc;
+
+// stdout carries JSON-RPC only: keep the raw stream for the protocol and send
+// anything else that writes to Console.Out (ours or a library's) to stderr.
+Stream protocolOut = Console.OpenStandardOutput();
+Console.SetOut(Console.Error);
+using var input = new StreamReader(Console.OpenStandardInput(), System.Text.Encoding.UTF8);
+new RpcServer(input, protocolOut, EngineLimits.Default).Run();
+return 0;
