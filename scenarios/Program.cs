@@ -1,0 +1,109 @@
+using System.Runtime.InteropServices;
+using System.Text.Json;
+
+namespace DumpScope.Scenarios;
+
+/// <summary>
+/// Plants one scenario's state, prints <c>READY {facts}</c> on one line, then
+/// sleeps until the driver has written the dump and kills the process.
+/// </summary>
+internal static class Program
+{
+    private static readonly Dictionary<string, Func<string[], Facts>> Plants = new()
+    {
+        ["blocked-finalizer"] = BlockedFinalizer.Plant,
+        ["deadlock"] = Deadlock.Plant,
+        ["event-leak"] = EventLeak.Plant,
+        ["threadpool-starvation"] = ThreadPoolStarvation.Plant,
+        ["loh-fragmentation"] = LohFragmentation.Plant,
+        ["healthy"] = Healthy.Plant,
+        ["big-heap"] = BigHeap.Plant,
+    };
+
+    private static int Main(string[] args)
+    {
+        if (args.Length == 0 || !Plants.TryGetValue(args[0], out var plant))
+        {
+            Console.Error.WriteLine($"usage: Scenarios <{string.Join('|', Plants.Keys)}> [options]");
+            return 2;
+        }
+
+        Facts facts = plant(args[1..]);
+        facts["scenario"] = args[0];
+        facts["pid"] = Environment.ProcessId;
+        facts["runtime_version"] = Environment.Version.ToString();
+        facts["framework_description"] = RuntimeInformation.FrameworkDescription;
+        facts["runtime_dir"] = RuntimeEnvironment.GetRuntimeDirectory();
+        facts["pointer_size"] = IntPtr.Size;
+        facts["main_thread"] = ThreadFacts.Current();
+
+        Console.Out.WriteLine("READY " + JsonSerializer.Serialize(facts));
+        Console.Out.Flush();
+        Thread.Sleep(Timeout.Infinite);
+        return 0;
+    }
+}
+
+/// <summary>The facts a scenario planted; keys are the facts.json keys.</summary>
+internal sealed class Facts : Dictionary<string, object?>
+{
+}
+
+internal static partial class Native
+{
+    // Environment has no OS thread id; ClrMD and SOS report the kernel tid.
+    [LibraryImport("libc.so.6", EntryPoint = "gettid")]
+    internal static partial int GetTid();
+}
+
+internal static class ThreadFacts
+{
+    /// <summary>Name and ids of the calling thread, as SOS and ClrMD show them.</summary>
+    internal static Dictionary<string, object?> Current() => new()
+    {
+        ["name"] = Thread.CurrentThread.Name,
+        ["os_thread_id"] = Native.GetTid(),
+        ["managed_thread_id"] = Environment.CurrentManagedThreadId,
+    };
+}
+
+internal static class Args
+{
+    /// <summary>Reads <c>--name VALUE</c> as an integer, or the default.</summary>
+    internal static long Long(string[] args, string name, long fallback)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? long.Parse(args[i + 1]) : fallback;
+    }
+}
+
+internal static class Wait
+{
+    /// <summary>Fails the scenario (and so the driver, with this message) instead of hanging.</summary>
+    internal static void For(ManualResetEventSlim signal, string what)
+    {
+        if (!signal.Wait(TimeSpan.FromSeconds(30)))
+        {
+            throw new TimeoutException($"timed out waiting for {what}");
+        }
+    }
+
+    internal static void Until(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"timed out waiting for {what}");
+            }
+            Thread.Sleep(10);
+        }
+    }
+
+    /// <summary>
+    /// A thread that has announced it is about to block on a monitor spins for
+    /// a moment first; give it time to reach the real wait before dumping.
+    /// </summary>
+    internal static void ForBlockingToSettle() => Thread.Sleep(300);
+}

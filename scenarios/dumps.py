@@ -1,0 +1,388 @@
+"""Build the scenario programs, run one, dump it with createdump, cache the dump.
+
+Dumps live outside git, in ``$DUMPSCOPE_CACHE`` or ``~/.cache/dumpscope/scenarios``,
+under a name keyed by a hash of the scenario sources and the runtime, so a
+change to either makes a new dump and an unchanged tree reuses the old one
+without starting ``dotnet``. Each dump has ``<dump>.facts.json`` beside it: the
+facts the program reported when its planted state was in place.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+SCENARIOS: tuple[str, ...] = (
+    "blocked-finalizer",
+    "deadlock",
+    "event-leak",
+    "threadpool-starvation",
+    "loh-fragmentation",
+    "healthy",
+    "big-heap",
+)
+RUNTIMES: tuple[str, ...] = ("net10", "net8")
+KINDS: tuple[str, ...] = ("heap", "full")
+
+BIG_HEAP_DEFAULT_OBJECTS = 1_000_000
+SOURCE_DIR = Path(__file__).resolve().parent
+# Bump when the way dumps are made changes (createdump options, facts layout),
+# so cached dumps made the old way are not reused.
+GENERATOR_VERSION = "1"
+
+_CREATEDUMP_FLAG = {"heap": "--withheap", "full": "--full"}
+_TFM = {"net10": "net10.0", "net8": "net8.0"}
+_BUILD_ENV = {"DOTNET_CLI_TELEMETRY_OPTOUT": "1", "DOTNET_NOLOGO": "1"}
+
+
+class ScenarioError(RuntimeError):
+    """A scenario could not be built, did not get ready, or could not be dumped."""
+
+
+@dataclass(frozen=True)
+class ScenarioDump:
+    name: str
+    runtime: str  # "net10" | "net8"
+    kind: str  # "heap" | "full"
+    path: Path  # the core dump
+    facts: dict  # the planted facts (parsed facts.json)
+    runtime_dir: Path  # folder holding libcoreclr.so / libmscordaccore.so (DAC) of that runtime
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("DUMPSCOPE_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "dumpscope" / "scenarios"
+
+
+def ensure_dump(
+    name: str, runtime: str = "net10", kind: str = "heap", objects: int | None = None
+) -> ScenarioDump:
+    """The dump of scenario ``name``, made now if it is not in the cache."""
+    return ensure_dumps(name, runtime, (kind,), objects)[0][0]
+
+
+def ensure_dumps(
+    name: str, runtime: str, kinds: Sequence[str], objects: int | None = None
+) -> list[tuple[ScenarioDump, bool]]:
+    """Dumps of several kinds of one scenario, each with whether it was made now.
+
+    Kinds that are missing are written from one run of the program, so their
+    facts (pids, thread ids) agree.
+    """
+    _check(name, runtime, kinds, objects)
+    effective_objects = _effective_objects(name, objects)
+    build = _Build(runtime)
+    paths = {kind: _dump_path(build, name, kind, effective_objects) for kind in kinds}
+    missing = [kind for kind in kinds if not _complete(paths[kind])]
+    made: set[str] = set()
+    if missing:
+        with _locked_all([paths[kind] for kind in sorted(missing)]):
+            # Another process may have made them while this one waited.
+            missing = [kind for kind in missing if not _complete(paths[kind])]
+            if missing:
+                build.ensure()
+                _make(
+                    build,
+                    name,
+                    {kind: paths[kind] for kind in missing},
+                    effective_objects,
+                )
+                made.update(missing)
+    return [(_load(name, runtime, kind, paths[kind]), kind in made) for kind in kinds]
+
+
+def _check(name: str, runtime: str, kinds: Sequence[str], objects: int | None) -> None:
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown dump kind {kind!r}; known: {', '.join(KINDS)}")
+    if objects is not None and name != "big-heap":
+        raise ValueError("objects applies to the big-heap scenario only")
+    if objects is not None and objects < 1:
+        raise ValueError("objects must be at least 1")
+
+
+def _effective_objects(name: str, objects: int | None) -> int | None:
+    if name != "big-heap":
+        return None
+    return BIG_HEAP_DEFAULT_OBJECTS if objects is None else objects
+
+
+def _dump_path(build: _Build, name: str, kind: str, objects: int | None) -> Path:
+    key = _digest(build.key, name, kind, str(objects), GENERATOR_VERSION)[:16]
+    suffix = f"-{objects}" if objects is not None else ""
+    return cache_dir() / "dumps" / f"{name}{suffix}-{build.runtime}-{kind}-{key}.core"
+
+
+def facts_path(dump: Path) -> Path:
+    return dump.with_name(dump.name + ".facts.json")
+
+
+def _complete(dump: Path) -> bool:
+    # The facts file is written last, so its presence means the dump is whole.
+    return facts_path(dump).is_file() and dump.is_file()
+
+
+def _load(name: str, runtime: str, kind: str, dump: Path) -> ScenarioDump:
+    facts = json.loads(facts_path(dump).read_text())
+    return ScenarioDump(
+        name=name,
+        runtime=runtime,
+        kind=kind,
+        path=dump,
+        facts=facts,
+        runtime_dir=Path(facts["runtime_dir"]),
+    )
+
+
+def _digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def _source_files() -> list[Path]:
+    return sorted(
+        p
+        for p in SOURCE_DIR.iterdir()
+        if p.suffix in (".cs", ".csproj") and p.is_file()
+    )
+
+
+def dotnet_root() -> Path:
+    configured = os.environ.get("DOTNET_ROOT")
+    if configured:
+        return Path(configured)
+    dotnet = shutil.which("dotnet")
+    if dotnet is None:
+        raise ScenarioError("dotnet is not on PATH: install the .NET 10 SDK")
+    return Path(dotnet).resolve().parent
+
+
+def _versions(folder: Path, prefix: str = "") -> list[str]:
+    if not folder.is_dir():
+        return []
+    found = [p.name for p in folder.iterdir() if p.name.startswith(prefix)]
+    return sorted(
+        found, key=lambda v: [int(x) if x.isdigit() else x for x in v.split(".")]
+    )
+
+
+class _Build:
+    """One publish of Scenarios.csproj for one runtime, in the cache folder."""
+
+    def __init__(self, runtime: str) -> None:
+        self.runtime = runtime
+        root = dotnet_root()
+        if runtime == "net10":
+            # Framework-dependent: the app runs on the newest 10.x shared runtime.
+            shared = _versions(root / "shared" / "Microsoft.NETCore.App", "10.")
+            if not shared:
+                raise ScenarioError(f"no .NET 10 shared runtime under {root}")
+            identity = "shared-" + shared[-1]
+        else:
+            # Self-contained: the SDK picks the runtime pack version it knows.
+            identity = "sdk-" + ",".join(_versions(root / "sdk"))
+        sources = [p.name.encode() + b"\0" + p.read_bytes() for p in _source_files()]
+        self.key = _digest(runtime, identity, *sources)
+        self.dir = cache_dir() / "build" / f"{runtime}-{self.key[:16]}"
+        self.out = self.dir / "out"
+
+    @property
+    def _built_marker(self) -> Path:
+        return self.out / ".built"
+
+    def command(self, name: str, args: list[str]) -> list[str]:
+        if self.runtime == "net10":
+            return [
+                str(dotnet_root() / "dotnet"),
+                str(self.out / "Scenarios.dll"),
+                name,
+                *args,
+            ]
+        return [str(self.out / "Scenarios"), name, *args]
+
+    def ensure(self) -> None:
+        if self._built_marker.is_file():
+            return
+        with _locked(self.dir.with_suffix(".lock")):
+            if self._built_marker.is_file():
+                return
+            started = time.monotonic()
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            src = self.dir / "src"
+            src.mkdir(parents=True)
+            for path in _source_files():
+                shutil.copy2(path, src / path.name)
+            publish = [
+                "dotnet",
+                "publish",
+                str(src / "Scenarios.csproj"),
+                "-c",
+                "Release",
+                "-f",
+                _TFM[self.runtime],
+                "-o",
+                str(self.out),
+                "--disable-build-servers",
+                "-nodeReuse:false",
+                "-v",
+                "quiet",
+                "-nologo",
+            ]
+            if self.runtime == "net8":
+                publish += ["-r", "linux-x64", "--self-contained"]
+            else:
+                publish += ["--no-self-contained"]
+            result = subprocess.run(
+                publish,
+                cwd=src,
+                env={**os.environ, **_BUILD_ENV},
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            if result.returncode != 0:
+                raise ScenarioError(
+                    f"building the scenarios for {self.runtime} failed "
+                    f"({' '.join(publish)}):\n{result.stdout}\n{result.stderr}"
+                )
+            self._built_marker.write_text(f"{time.monotonic() - started:.1f} s\n")
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _locked_all(dumps: list[Path]) -> Iterator[None]:
+    if not dumps:
+        yield
+        return
+    with _locked(dumps[0].with_suffix(".lock")):
+        with _locked_all(dumps[1:]):
+            yield
+
+
+def _ready_timeout(objects: int | None) -> float:
+    # Allocating tens of millions of objects takes a while on a busy machine.
+    return 60.0 + (objects or 0) / 200_000
+
+
+def _make(
+    build: _Build, name: str, dumps: dict[str, Path], objects: int | None
+) -> None:
+    args = ["--objects", str(objects)] if objects is not None else []
+    command = build.command(name, args)
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
+        )
+        try:
+            facts = _wait_ready(process, stderr, command, _ready_timeout(objects))
+            ready_seconds = time.monotonic() - started
+            createdump = Path(facts["runtime_dir"]) / "createdump"
+            for kind, dump in dumps.items():
+                generator = _createdump(createdump, process.pid, kind, dump)
+                generator["ready_seconds"] = round(ready_seconds, 3)
+                _write_facts(
+                    dump, {**facts, "runtime": build.runtime, "kind": kind}, generator
+                )
+        finally:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes],
+    stderr: IO[bytes],
+    command: list[str],
+    timeout: float,
+) -> dict:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                problem = f"did not print READY within {timeout:.0f} s"
+                break
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:
+                problem = f"exited with status {process.wait()} before printing READY"
+                break
+            buffer += chunk
+            for line in buffer.split(b"\n")[:-1]:
+                if line.startswith(b"READY "):
+                    return json.loads(line[len(b"READY ") :])
+    process.kill()
+    process.wait()
+    stderr.seek(0)
+    raise ScenarioError(
+        f"scenario {' '.join(command)} {problem}\n"
+        f"stdout:\n{buffer.decode(errors='replace')[-4000:]}\n"
+        f"stderr:\n{stderr.read().decode(errors='replace')[-4000:]}"
+    )
+
+
+def _createdump(createdump: Path, pid: int, kind: str, dump: Path) -> dict:
+    dump.parent.mkdir(parents=True, exist_ok=True)
+    partial = dump.with_name(dump.name + ".partial")
+    partial.unlink(missing_ok=True)
+    command = [str(createdump), _CREATEDUMP_FLAG[kind], "-f", str(partial), str(pid)]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        raise ScenarioError(
+            f"createdump failed ({' '.join(command)}), status {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    partial.replace(dump)
+    return {
+        "createdump": str(createdump),
+        "createdump_flag": _CREATEDUMP_FLAG[kind],
+        "dump_seconds": round(time.monotonic() - started, 3),
+        "dump_bytes": dump.stat().st_size,
+        "generator_version": GENERATOR_VERSION,
+    }
+
+
+def _write_facts(dump: Path, facts: dict, generator: dict) -> None:
+    target = facts_path(dump)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps({**facts, "generator": generator}, indent=2) + "\n")
+    partial.replace(target)
