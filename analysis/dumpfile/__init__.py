@@ -1,0 +1,27 @@
+"""Dump readers: one MemoryReader protocol over Windows/Breakpad minidumps and
+Linux ELF core dumps."""
+
+from __future__ import annotations
+
+from analysis.dumpfile._common import DEFAULT_LIMITS, Limits
+from analysis.dumpfile.base import DumpFormatError, MemoryReader
+
+__all__ = ["open_dump", "Limits", "DEFAULT_LIMITS"]
+
+
+def open_dump(path: str, limits: Limits = DEFAULT_LIMITS) -> MemoryReader:
+    """Opens a dump read-only, choosing the reader by the file's magic.
+
+    Raises DumpFormatError when the file is neither a minidump nor an ELF core
+    dump, or is too short for its header; OSError when it cannot be opened."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"MDMP":
+        from analysis.dumpfile.minidump import MinidumpReader
+
+        return MinidumpReader(path, limits)
+    if magic == b"\x7fELF":
+        raise DumpFormatError(f"{path}: ELF core dumps are not supported yet")
+    raise DumpFormatError(
+        f"{path}: not a minidump or ELF core dump: starts with {magic!r}"
+    )

@@ -1,0 +1,152 @@
+"""Pieces shared by the dump readers: the read-only file map with its one
+bounds-checking helper, the limits against hostile input, and the index of
+address ranges whose bytes the file holds."""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from typing import Iterable, List, Sized, Tuple
+
+from analysis.dumpfile.base import DumpFormatError, MemoryNotInDump
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds on what a dump may declare, so a hostile count cannot make
+    us allocate or loop without end. Counts are also checked against the bytes
+    that remain, which is usually the tighter bound."""
+
+    max_streams: int = 4096
+    max_threads: int = 100_000
+    max_modules: int = 100_000
+    max_memory_ranges: int = 4_000_000
+    max_regions: int = 4_000_000
+    max_notes: int = 1_000_000
+    max_string_bytes: int = 64 * 1024
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class OutOfBounds(Exception):
+    """A structure reaches past the end of the file (or before its start)."""
+
+
+def slice_at(buf: Sized, offset: int, size: int, what: str) -> bytes:
+    """The bytes [offset, offset+size) of `buf` (the mapped file or a stream
+    already taken from it). Every read of dump structure goes through here, so
+    one check guards them all; `what` names the structure for the problem
+    report."""
+    if offset < 0 or size < 0 or offset + size > len(buf):
+        raise OutOfBounds(
+            f"{what}: expected {size} bytes at offset 0x{offset:x}, "
+            f"but only {max(len(buf) - max(offset, 0), 0)} remain"
+        )
+    return buf[offset : offset + size]  # type: ignore[index]
+
+
+class MappedFile:
+    """A dump file mapped read-only; nothing is read until asked for, so a
+    20 GB dump opens in constant time and memory."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            self.size = os.fstat(f.fileno()).st_size
+            if self.size == 0:
+                raise DumpFormatError(f"{path}: the file is empty")
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def slice_at(self, offset: int, size: int, what: str) -> bytes:
+        return slice_at(self._map, offset, size, what)
+
+    def unpack_at(self, fmt: struct.Struct, offset: int, what: str) -> tuple:
+        return fmt.unpack(self.slice_at(offset, fmt.size, what))
+
+    def close(self) -> None:
+        self._map.close()
+
+
+class MemoryIndex:
+    """Sorted, non-overlapping address ranges with the file offset of their
+    bytes. Where two ranges overlap, the one starting lower keeps the shared
+    bytes (dumps repeat a stack in the thread list and the memory list with
+    the same contents)."""
+
+    def __init__(
+        self, file: MappedFile, ranges: Iterable[Tuple[int, int, int]]
+    ) -> None:
+        self._file = file
+        cleaned: List[Tuple[int, int, int]] = []
+        for start, size, offset in sorted(ranges):
+            if size <= 0:
+                continue
+            if cleaned:
+                prev_start, prev_size, _ = cleaned[-1]
+                prev_end = prev_start + prev_size
+                if start < prev_end:
+                    cut = prev_end - start
+                    if cut >= size:
+                        continue
+                    start, size, offset = start + cut, size - cut, offset + cut
+            cleaned.append((start, size, offset))
+        self._starts = [r[0] for r in cleaned]
+        self._ranges = cleaned
+
+    def __len__(self) -> int:
+        return len(self._ranges)
+
+    def ranges(self) -> List[Tuple[int, int, int]]:
+        return list(self._ranges)
+
+    def read(self, address: int, size: int) -> bytes:
+        if size < 0:
+            raise ValueError(f"negative read size {size}")
+        if size == 0:
+            return b""
+        parts = []
+        cursor, remaining = address, size
+        i = bisect.bisect_right(self._starts, cursor) - 1
+        while remaining > 0:
+            if i < 0 or i >= len(self._ranges):
+                raise MemoryNotInDump(address, size)
+            start, length, offset = self._ranges[i]
+            if not start <= cursor < start + length:
+                raise MemoryNotInDump(address, size)
+            take = min(remaining, start + length - cursor)
+            try:
+                parts.append(
+                    self._file.slice_at(offset + cursor - start, take, "memory")
+                )
+            except OutOfBounds:
+                raise MemoryNotInDump(address, size) from None
+            cursor += take
+            remaining -= take
+            i += 1
+        return b"".join(parts)
+
+    def covered_bytes(self, start: int, size: int) -> int:
+        """How many bytes of [start, start+size) the dump holds."""
+        end = start + size
+        total = 0
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        while i < len(self._ranges):
+            r_start, r_size, _ = self._ranges[i]
+            if r_start >= end:
+                break
+            total += max(0, min(end, r_start + r_size) - max(start, r_start))
+            i += 1
+        return total
+
+    def containing(self, address: int) -> Tuple[int, int] | None:
+        """(start, size) of the held range around `address`, if any."""
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0:
+            start, size, _ = self._ranges[i]
+            if address < start + size:
+                return start, size
+        return None
