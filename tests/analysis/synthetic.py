@@ -30,13 +30,15 @@ in the Memory64List, which keeps the files small.
 
 from __future__ import annotations
 
+import os
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from analysis.dumpfile.base import MemoryNotInDump, Module, Region, ThreadInfo
-from analysis.values import Address, ByteSize
+from analysis.dumpfile import open_dump
+from analysis.dumpfile.base import MemoryReader
 
 PAGE = 0x1000
 
@@ -620,9 +622,16 @@ class MinidumpBuilder:
     def build(self) -> bytes:
         return self._layout(self._render())
 
-    def reader(self) -> SyntheticReader:
-        """The same dump as an in-memory MemoryReader, without a file."""
-        return SyntheticReader(self, self._render())
+    def reader(self) -> MemoryReader:
+        """The dump opened with the project's reader (open_dump), from a
+        temporary file that is unlinked at once (the reader keeps it mapped)."""
+        fd, name = tempfile.mkstemp(suffix=".dmp", prefix="dumpscope-synthetic-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.build())
+            return open_dump(name)
+        finally:
+            os.unlink(name)
 
     # -- rendering ---------------------------------------------------------
     def _render(self) -> _Image:
@@ -973,76 +982,3 @@ class MinidumpBuilder:
             0x2,  # MiniDumpWithFullMemory
         )
         return bytes(out)
-
-
-class SyntheticReader:
-    """A MemoryReader over what a MinidumpBuilder rendered (no file parsing)."""
-
-    format = "minidump"
-    os = "windows"
-    path = "<synthetic>"
-
-    def __init__(self, builder: MinidumpBuilder, image: _Image) -> None:
-        self.arch = builder.arch
-        self.pointer_size = builder.pointer_size
-        self._pages = image.pages
-        names = {v: k for k, v in PROTECTS.items() if k}
-        self._regions = tuple(
-            Region(
-                base=Address(s.base),
-                size=ByteSize(s.size),
-                state=s.state,
-                type=s.type,
-                protect=names.get(_protect_value(s.protect)),
-                allocation_base=None
-                if s.state == "free"
-                else Address(s.allocation_base or s.base),
-            )
-            for s in image.regions
-        )
-        self._threads = tuple(
-            ThreadInfo(
-                os_id=t.tid,
-                teb=Address(t.teb),
-                stack_base=Address(t.stack_base),
-                stack_limit=Address(t.stack_limit),
-                stack_pointer=Address(t.sp),
-                instruction_pointer=Address(t.ip),
-            )
-            for t in builder._threads
-        )
-        self._modules = tuple(
-            Module(
-                name=name.rsplit("\\", 1)[-1],
-                path=name,
-                base=Address(base),
-                size=ByteSize(size),
-            )
-            for name, base, size, _ in builder._modules
-        )
-
-    def regions(self) -> Sequence[Region]:
-        return self._regions
-
-    def threads(self) -> Sequence[ThreadInfo]:
-        return self._threads
-
-    def modules(self) -> Sequence[Module]:
-        return self._modules
-
-    def read(self, address: int, size: int) -> bytes:
-        out = bytearray()
-        while len(out) < size:
-            page, offset = divmod(address + len(out), PAGE)
-            buf = self._pages.get(page)
-            if buf is None:
-                raise MemoryNotInDump(address, size)
-            out += buf[offset : offset + size - len(out)]
-        return bytes(out)
-
-    @property
-    def problems(self) -> Sequence[str]:
-        return ()
-
-    def close(self) -> None:
-        pass
