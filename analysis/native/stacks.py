@@ -1,0 +1,388 @@
+"""Native call stacks without unwind data, and COM cross-apartment waits.
+
+Two symbol-free methods, each frame saying which one found it so a user can
+weigh it: the frame-pointer chain (rbp/ebp/x29), which is exact where code
+keeps frame pointers, and a scan of the stack for words that point into
+executable code just after a call instruction, which also sees frames of code
+built without frame pointers but can include stale return addresses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, ThreadInfo
+from analysis.native.symbols import Symbolizer, module_display_name
+from analysis.values import Address
+
+
+@dataclass(frozen=True)
+class StackLimits:
+    """Bounds on the work done per thread, against corrupt or huge stacks."""
+
+    max_frames: int = 256
+    max_scan_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class NativeFrame:
+    """One frame. how: "context" (the thread's registers), "frame-pointer"
+    (the saved-frame-pointer chain) or "scan" (a return address found by
+    scanning the stack); stack_address: where on the stack the return address
+    was read (None for context frames)."""
+
+    index: int
+    address: Address
+    name: str
+    module: Optional[str]
+    how: str
+    stack_address: Optional[Address] = None
+
+
+@dataclass(frozen=True)
+class StackWalk:
+    frames: tuple[NativeFrame, ...]
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ComCallWait:
+    """Whether a stack shows a thread waiting for a COM cross-apartment call
+    to return; true-valued when it does. evidence: the wait frame and the
+    combase/ole32 and rpcrt4 frames below it."""
+
+    waiting: bool
+    evidence: tuple[NativeFrame, ...] = ()
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.waiting
+
+
+_FRAME_POINTER = {"x64": ("rbp",), "x86": ("ebp",), "arm64": ("x29", "fp")}
+_LINK_REGISTER = {"arm64": ("x30", "lr")}
+_PAGE = 0x1000
+
+
+class _StackMemory:
+    """The dumped part of one stack range, read a page at a time so a hole
+    in the dump only loses that page."""
+
+    def __init__(self, reader: MemoryReader, low: int, high: int) -> None:
+        self.low = low
+        self.high = high
+        self.pointer_size = reader.pointer_size
+        self._pages: dict[int, bytes] = {}
+        page = low & ~(_PAGE - 1)
+        while page < high:
+            start, end = max(page, low), min(page + _PAGE, high)
+            try:
+                self._pages[page] = reader.read(start, end - start)
+            except MemoryNotInDump:
+                pass
+            page += _PAGE
+        self.readable_bytes = sum(len(p) for p in self._pages.values())
+
+    def word(self, address: int) -> Optional[int]:
+        if not self.low <= address <= self.high - self.pointer_size:
+            return None
+        page = address & ~(_PAGE - 1)
+        data = self._pages.get(page)
+        if data is None:
+            return None
+        at = address - max(page, self.low)
+        if at + self.pointer_size > len(data):
+            return None
+        return int.from_bytes(data[at : at + self.pointer_size], "little")
+
+
+def _modrm_call_length(modrm: int, sib: Optional[int]) -> Optional[int]:
+    """Length of `FF /2` (call r/m) with this ModRM, or None if it is not
+    /2; `sib` is needed only when the ModRM says one follows."""
+    if (modrm >> 3) & 7 != 2:
+        return None
+    mod, rm = modrm >> 6, modrm & 7
+    if mod == 3:
+        return 2
+    has_sib = rm == 4
+    if has_sib and sib is None:
+        return None
+    if mod == 0:
+        if has_sib:
+            return 7 if sib is not None and sib & 7 == 5 else 3
+        return 6 if rm == 5 else 2
+    if mod == 1:
+        return 4 if has_sib else 3
+    return 7 if has_sib else 6
+
+
+def _ends_with_x86_call(before: bytes) -> bool:
+    n = len(before)
+    if n >= 5 and before[n - 5] == 0xE8:
+        return True
+    for k in range(2, min(n, 7) + 1):
+        if before[n - k] != 0xFF:
+            continue
+        sib = before[n - k + 2] if k >= 3 else None
+        if _modrm_call_length(before[n - k + 1], sib) == k:
+            return True
+    return False
+
+
+def _is_arm64_call(instruction: int) -> bool:
+    if instruction & 0xFC000000 == 0x94000000:  # BL imm26
+        return True
+    if instruction & 0xFFFFFC1F == 0xD63F0000:  # BLR Xn
+        return True
+    return instruction & 0xFEFFF800 == 0xD63F0800  # BLRAA/BLRAB (PAC)
+
+
+class _CallCheck:
+    """Whether a code address follows a call instruction, cached per address.
+    Code bytes missing from the dump cannot refute a candidate."""
+
+    def __init__(self, reader: MemoryReader) -> None:
+        self.reader = reader
+        self.window = 4 if reader.arch == "arm64" else 7
+        self._seen: dict[int, bool] = {}
+
+    def _bytes_before(self, address: int) -> bytes:
+        for n in range(self.window, 0, -1):
+            try:
+                return self.reader.read(address - n, n)
+            except MemoryNotInDump:
+                continue
+        return b""
+
+    def __call__(self, address: int) -> bool:
+        if address not in self._seen:
+            before = self._bytes_before(address)
+            if len(before) < self.window:
+                # Too few bytes to rule out every call form: keep it.
+                self._seen[address] = True
+            elif self.reader.arch == "arm64":
+                self._seen[address] = _is_arm64_call(int.from_bytes(before, "little"))
+            else:
+                self._seen[address] = _ends_with_x86_call(before)
+        return self._seen[address]
+
+
+def _register(thread: ThreadInfo, names: tuple[str, ...]) -> Optional[int]:
+    for name in names:
+        if name in thread.registers:
+            return int(thread.registers[name])
+    return None
+
+
+def _stack_bounds(
+    reader: MemoryReader, thread: ThreadInfo, sp: int
+) -> tuple[Optional[int], str]:
+    """The stack's high end: the thread's stack base when known, else the end
+    of the mapping holding the stack pointer."""
+    if thread.stack_base and int(thread.stack_base) > sp:
+        return int(thread.stack_base), ""
+    for region in reader.regions():
+        if int(region.base) <= sp < int(region.base) + int(region.size):
+            return int(region.base) + int(region.size), ""
+    return None, f"no stack range known around the stack pointer 0x{sp:x}"
+
+
+def _frame_pointer_chain(
+    memory: _StackMemory,
+    start: Optional[int],
+    symbolizer: Symbolizer,
+    limit: int,
+) -> list[tuple[int, int]]:
+    """(stack address, return address) pairs along the saved-frame-pointer
+    chain; stops at the first link that leaves the stack, does not move
+    towards the stack base, repeats, or returns to non-code."""
+    ps = memory.pointer_size
+    links: list[tuple[int, int]] = []
+    fp = start
+    while fp is not None and len(links) < limit:
+        if fp % ps or not memory.low <= fp <= memory.high - 2 * ps:
+            break
+        saved, ret = memory.word(fp), memory.word(fp + ps)
+        if saved is None or ret is None or not symbolizer.is_code(ret):
+            break
+        links.append((fp + ps, ret))
+        if saved <= fp:
+            break
+        fp = saved
+    return links
+
+
+def walk_stack(
+    reader: MemoryReader,
+    thread: ThreadInfo,
+    symbolizer: Symbolizer,
+    limits: StackLimits = StackLimits(),
+) -> StackWalk:
+    """Frames from the context, the frame-pointer chain and a stack scan,
+    ordered from the innermost call outwards (by where each return address
+    sits on the stack)."""
+    problems: list[str] = []
+    frames: list[tuple[Optional[int], int, str]] = []
+    pc = thread.instruction_pointer
+    if pc is not None:
+        frames.append((None, int(pc), "context"))
+    lr = _register(thread, _LINK_REGISTER.get(reader.arch, ()))
+    if lr is not None and lr != pc and symbolizer.is_code(lr):
+        frames.append((None, lr, "context"))
+    sp = thread.stack_pointer
+    if sp is None:
+        problems.append("the dump records no stack pointer for this thread")
+        return _finish(frames, symbolizer, reader, limits, problems)
+    high, why = _stack_bounds(reader, thread, int(sp))
+    if high is None:
+        problems.append(why)
+        return _finish(frames, symbolizer, reader, limits, problems)
+    memory = _StackMemory(reader, int(sp), min(high, int(sp) + limits.max_scan_bytes))
+    if memory.readable_bytes == 0:
+        problems.append(f"the stack at 0x{int(sp):x} is not in the dump")
+        return _finish(frames, symbolizer, reader, limits, problems)
+    if high > int(sp) + limits.max_scan_bytes:
+        problems.append(
+            f"stack scan stopped after {limits.max_scan_bytes} bytes "
+            f"(0x{high - int(sp):x} bytes to the stack base)"
+        )
+    found: dict[int, tuple[int, str]] = {}
+    chain = _frame_pointer_chain(
+        memory,
+        _register(thread, _FRAME_POINTER.get(reader.arch, ())),
+        symbolizer,
+        limits.max_frames,
+    )
+    for where, ret in chain:
+        found[where] = (ret, "frame-pointer")
+    follows_call = _CallCheck(reader)
+    ps = reader.pointer_size
+    where = (int(sp) + ps - 1) & ~(ps - 1)
+    while where + ps <= memory.high and len(found) < 4 * limits.max_frames:
+        word = memory.word(where)
+        if (
+            word is not None
+            and where not in found
+            and symbolizer.is_code(word)
+            and follows_call(word)
+        ):
+            found[where] = (word, "scan")
+        where += ps
+    for where in sorted(found):
+        ret, how = found[where]
+        frames.append((where, ret, how))
+    return _finish(frames, symbolizer, reader, limits, problems)
+
+
+def _finish(
+    frames: list[tuple[Optional[int], int, str]],
+    symbolizer: Symbolizer,
+    reader: MemoryReader,
+    limits: StackLimits,
+    problems: list[str],
+) -> StackWalk:
+    if len(frames) > limits.max_frames:
+        problems.append(f"stack cut at {limits.max_frames} frames")
+    out = []
+    for index, (where, address, how) in enumerate(frames[: limits.max_frames]):
+        module = symbolizer.module_at(address)
+        out.append(
+            NativeFrame(
+                index=index,
+                address=Address(address),
+                name=symbolizer.name(address),
+                module=module_display_name(module, reader.os) if module else None,
+                how=how,
+                stack_address=Address(where) if where is not None else None,
+            )
+        )
+    return StackWalk(tuple(out), tuple(problems))
+
+
+def native_stack(
+    reader: MemoryReader,
+    thread: ThreadInfo,
+    symbolizer: Symbolizer,
+    limits: StackLimits = StackLimits(),
+) -> tuple[NativeFrame, ...]:
+    return walk_stack(reader, thread, symbolizer, limits).frames
+
+
+# --- COM cross-apartment call -------------------------------------------
+
+_WAITS = {
+    "ntdll": frozenset(
+        {
+            "NtWaitForSingleObject",
+            "NtWaitForMultipleObjects",
+            "ZwWaitForSingleObject",
+            "ZwWaitForMultipleObjects",
+        }
+    ),
+    "kernelbase": frozenset(
+        {
+            "WaitForSingleObject",
+            "WaitForSingleObjectEx",
+            "WaitForMultipleObjects",
+            "WaitForMultipleObjectsEx",
+        }
+    ),
+    "user32": frozenset(
+        {
+            "MsgWaitForMultipleObjects",
+            "MsgWaitForMultipleObjectsEx",
+            "NtUserMsgWaitForMultipleObjectsEx",
+        }
+    ),
+    "win32u": frozenset({"NtUserMsgWaitForMultipleObjectsEx"}),
+}
+_WAITS["kernel32"] = _WAITS["kernelbase"]
+_COM_MODULES = frozenset({"combase", "ole32"})
+_RPC_MODULES = frozenset({"rpcrt4"})
+
+# How deep below the top the wait may sit: frame 0 may be unnamed (the stub's
+# page not in the dump) while the wait's caller is.
+WAIT_SEARCH_DEPTH = 3
+
+
+def _module_key(frame: NativeFrame) -> str:
+    name = (frame.module or "").lower()
+    return name[:-4] if name.endswith(".dll") else name
+
+
+def _function(frame: NativeFrame) -> Optional[str]:
+    if "!" not in frame.name:
+        return None
+    return frame.name.split("!", 1)[1].split("+", 1)[0]
+
+
+def com_call_wait(frames: tuple[NativeFrame, ...]) -> ComCallWait:
+    """A wait on top of the stack with return addresses into combase/ole32
+    and into rpcrt4 below it: the symbol-free shape of a thread blocked in
+    a COM cross-apartment call (CSyncClientCall::SendReceive2 and friends)."""
+    wait_at = None
+    for i, frame in enumerate(frames[:WAIT_SEARCH_DEPTH]):
+        if _function(frame) in _WAITS.get(_module_key(frame), ()):
+            wait_at = i
+            break
+    if wait_at is None:
+        return ComCallWait(False, (), "no wait function on top of the stack")
+    below = frames[wait_at + 1 :]
+    com = tuple(f for f in below if _module_key(f) in _COM_MODULES)
+    rpc = tuple(f for f in below if _module_key(f) in _RPC_MODULES)
+    if not com or not rpc:
+        missing = "combase/ole32" if not com else "rpcrt4"
+        return ComCallWait(
+            False,
+            (),
+            f"waits in {frames[wait_at].name}, but no {missing} frame below",
+        )
+    evidence = (frames[wait_at],) + tuple(
+        f for f in below if _module_key(f) in _COM_MODULES | _RPC_MODULES
+    )
+    return ComCallWait(
+        True,
+        evidence,
+        f"waits in {frames[wait_at].name} under combase/ole32 and rpcrt4 frames",
+    )
