@@ -196,7 +196,7 @@ def _frame_pointer_chain(
 ) -> list[tuple[int, int]]:
     """(stack address, return address) pairs along the saved-frame-pointer
     chain; stops at the first link that leaves the stack, does not move
-    towards the stack base, repeats, or returns to non-code."""
+    towards the stack base (so cannot loop), or returns to non-code."""
     ps = memory.pointer_size
     links: list[tuple[int, int]] = []
     fp = start
@@ -206,8 +206,13 @@ def _frame_pointer_chain(
         saved, ret = memory.word(fp), memory.word(fp + ps)
         if saved is None or ret is None or not symbolizer.is_code(ret):
             break
+        # A frame record holds the caller's frame pointer: further up this
+        # stack, or 0 where the chain ends. Anything else means rbp was not
+        # a frame pointer here, and its neighbour is no return address.
+        if saved != 0 and not fp < saved <= memory.high - 2 * ps:
+            break
         links.append((fp + ps, ret))
-        if saved <= fp:
+        if saved == 0:
             break
         fp = saved
     return links

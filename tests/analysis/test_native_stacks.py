@@ -1,0 +1,407 @@
+"""Native stacks, symbol-free names and the COM cross-apartment wait."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from typing import Optional, Sequence
+
+import pytest
+
+from analysis.dumpfile import open_dump
+from analysis.dumpfile.base import DumpFormatError, MemoryReader, ThreadInfo
+from analysis.native.stacks import (
+    NativeFrame,
+    StackLimits,
+    _ends_with_x86_call,
+    com_call_wait,
+    native_stack,
+    walk_stack,
+)
+from analysis.native.symbols import Symbolizer
+from analysis.native.threads import native_threads
+from analysis.values import Address, to_jsonable
+from tests.analysis.synthetic import MinidumpBuilder
+
+TEXT = 0x1000  # where each fake module's code starts
+CALL_E8 = b"\xe8\x00\x00\x00\x00"  # call rel32
+CALL_FF15 = b"\xff\x15\x00\x00\x00\x00"  # call [rip+disp32]
+CALL_FFD0 = b"\xff\xd0"  # call rax
+
+
+def pe_image(exports: dict[str, int], size: int, export_rva: int = 0x200) -> bytes:
+    """PE32+ headers and an export directory naming `exports` (name -> rva)."""
+    image = bytearray(0x1000)
+    image[0:2] = b"MZ"
+    struct.pack_into("<I", image, 0x3C, 0x80)
+    image[0x80:0x84] = b"PE\0\0"
+    struct.pack_into("<HH12xHH", image, 0x84, 0x8664, 0, 0xF0, 0x22)
+    optional = 0x98
+    struct.pack_into("<H", image, optional, 0x20B)
+    struct.pack_into("<I", image, optional + 56, size)
+    struct.pack_into("<I", image, optional + 108, 16)
+    names = sorted(exports)
+    n = len(names)
+    functions_at = export_rva + 40
+    names_at = functions_at + 4 * n
+    ordinals_at = names_at + 4 * n
+    strings_at = ordinals_at + 2 * n
+    cursor = strings_at
+    name_rvas = []
+    for name in names:
+        encoded = name.encode() + b"\0"
+        image[cursor : cursor + len(encoded)] = encoded
+        name_rvas.append(cursor)
+        cursor += len(encoded)
+    struct.pack_into(
+        "<12xIIIIIII",
+        image,
+        export_rva,
+        0,
+        1,
+        n,
+        n,
+        functions_at,
+        names_at,
+        ordinals_at,
+    )
+    for i, name in enumerate(names):
+        struct.pack_into("<I", image, functions_at + 4 * i, exports[name])
+        struct.pack_into("<I", image, names_at + 4 * i, name_rvas[i])
+        struct.pack_into("<H", image, ordinals_at + 2 * i, i)
+    struct.pack_into("<II", image, optional + 112, export_rva, cursor - export_rva)
+    return bytes(image)
+
+
+class FakeModule:
+    """A module image the builder plants: headers with exports, and code
+    where each export makes a call at +0x10 and so returns to +0x10+len."""
+
+    def __init__(
+        self, b: MinidumpBuilder, path: str, base: int, functions: Sequence[str]
+    ):
+        self.base = base
+        self.size = 0x10000
+        self.exports = {name: TEXT + 0x100 * i for i, name in enumerate(functions)}
+        b.add_module(path, base, self.size, image_region=False)
+        b.add_region(base, TEXT, type="image", protect="PAGE_READONLY")
+        b.add_region(
+            base + TEXT, self.size - TEXT, type="image", protect="PAGE_EXECUTE_READ"
+        )
+        b.add_memory(base, pe_image(self.exports, self.size))
+        code = bytearray(b"\xcc" * (0x100 * len(functions)))
+        for i in range(len(functions)):
+            call = (CALL_E8, CALL_FF15, CALL_FFD0)[i % 3]
+            code[0x100 * i + 0x10 : 0x100 * i + 0x10 + len(call)] = call
+        self.call_lengths = {
+            name: len((CALL_E8, CALL_FF15, CALL_FFD0)[i % 3])
+            for i, name in enumerate(functions)
+        }
+        b.add_memory(base + TEXT, bytes(code))
+
+    def ret(self, function: str) -> int:
+        """The return address of the call inside `function`."""
+        return self.base + self.exports[function] + 0x10 + self.call_lengths[function]
+
+    def at(self, function: str, offset: int) -> int:
+        return self.base + self.exports[function] + offset
+
+
+STACK_BASE = 0x20_0010_0000
+SP = STACK_BASE - 0x1000
+
+
+class Process:
+    """A synthetic x64 Windows process with ntdll, kernelbase, combase,
+    rpcrt4 and an app, and one thread whose stack the test writes."""
+
+    def __init__(self) -> None:
+        b = self.builder = MinidumpBuilder("x64")
+        self.ntdll = FakeModule(
+            b,
+            r"C:\Windows\System32\ntdll.dll",
+            0x7FF8_0000_0000,
+            ["NtWaitForSingleObject", "NtWaitForMultipleObjects", "RtlUserThreadStart"],
+        )
+        self.kernelbase = FakeModule(
+            b,
+            r"C:\Windows\System32\KERNELBASE.dll",
+            0x7FF8_1000_0000,
+            ["WaitForMultipleObjectsEx", "WaitForSingleObjectEx"],
+        )
+        self.combase = FakeModule(
+            b,
+            r"C:\Windows\System32\combase.dll",
+            0x7FF8_2000_0000,
+            ["CoWaitForMultipleHandles", "CoCreateInstance", "ObjectStublessClient3"],
+        )
+        self.rpcrt4 = FakeModule(
+            b,
+            r"C:\Windows\System32\RPCRT4.dll",
+            0x7FF8_3000_0000,
+            ["NdrClientCall3", "I_RpcSendReceive"],
+        )
+        self.app = FakeModule(b, r"C:\app\app.exe", 0x7FF7_0000_0000, ["main", "work"])
+        self.heap_pointer = 0x0000_0200_0000_1000
+
+    def thread(self, ip: int, words: Sequence[int]) -> "Process":
+        """One thread stopped at `ip` whose stack holds `words` from SP up."""
+        self.builder.add_thread(
+            42,
+            teb=0x7FF5_FFFD_C000,
+            stack_base=STACK_BASE,
+            stack_limit=STACK_BASE - 0x4000,
+            sp=SP,
+            ip=ip,
+        )
+        self.builder.patch(SP, b"".join(struct.pack("<Q", w) for w in words))
+        return self
+
+    def reader(self) -> MemoryReader:
+        return self.builder.reader()
+
+
+def com_wait_stack(p: Process) -> tuple[int, list[int]]:
+    ip = p.ntdll.at("NtWaitForMultipleObjects", 0x14)
+    words = [
+        p.heap_pointer,
+        p.kernelbase.ret("WaitForMultipleObjectsEx"),
+        0,
+        p.combase.ret("CoWaitForMultipleHandles"),
+        # Points into combase code, but not after a call: a stale value.
+        p.combase.at("CoCreateInstance", 0x40),
+        p.combase.ret("ObjectStublessClient3"),
+        p.rpcrt4.ret("NdrClientCall3"),
+        p.combase.ret("CoCreateInstance"),
+        p.app.ret("work"),
+        p.app.ret("main"),
+        p.ntdll.ret("RtlUserThreadStart"),
+    ]
+    return ip, words
+
+
+def test_export_names_come_from_the_image_in_the_dump():
+    p = Process().thread(0, [])
+    reader = p.reader()
+    s = Symbolizer(reader)
+    wait = p.ntdll.at("NtWaitForMultipleObjects", 0x14)
+    assert s.name(wait) == "ntdll!NtWaitForMultipleObjects+0x14"
+    assert (
+        s.name(p.ntdll.at("NtWaitForSingleObject", 0)) == "ntdll!NtWaitForSingleObject"
+    )
+    assert s.symbols_for(s.module_at(wait)).source == "dump"
+    # Far past the last export: the export's name would mislead.
+    far = p.rpcrt4.base + 0x9000
+    assert s.name(far) == "RPCRT4+0x9000"
+    # Before the first export (headers), and outside every module.
+    assert s.name(p.app.base + 0x10) == "app+0x10"
+    assert s.name(0x1234_5678) == "0x12345678"
+
+
+def test_com_cross_apartment_wait_is_recognised_with_its_evidence():
+    p = Process()
+    ip, words = com_wait_stack(p)
+    reader = p.thread(ip, words).reader()
+    frames = native_stack(reader, reader.threads()[0], Symbolizer(reader))
+    names = [f.name for f in frames]
+    assert names == [
+        "ntdll!NtWaitForMultipleObjects+0x14",
+        "KERNELBASE!WaitForMultipleObjectsEx+0x15",
+        "combase!CoWaitForMultipleHandles+0x15",
+        "combase!ObjectStublessClient3+0x12",
+        "RPCRT4!NdrClientCall3+0x15",
+        "combase!CoCreateInstance+0x16",
+        "app!work+0x16",
+        "app!main+0x15",
+        "ntdll!RtlUserThreadStart+0x12",
+    ]
+    assert [f.how for f in frames][:2] == ["context", "scan"]
+    assert frames[1].stack_address == SP + 8
+    assert [f.index for f in frames] == list(range(len(frames)))
+
+    wait = com_call_wait(frames)
+    assert wait and wait.waiting
+    assert wait.evidence[0].name == "ntdll!NtWaitForMultipleObjects+0x14"
+    assert {f.module for f in wait.evidence[1:]} == {"combase", "RPCRT4"}
+
+    (thread,) = native_threads(reader)
+    assert thread.in_com_call
+    assert thread.native_frames == frames
+    assert to_jsonable(thread)["native_frames"][0]["how"] == "context"
+
+
+def test_a_plain_wait_is_not_a_com_call():
+    p = Process()
+    ip = p.ntdll.at("NtWaitForSingleObject", 0x14)
+    words = [p.kernelbase.ret("WaitForSingleObjectEx"), p.app.ret("main")]
+    reader = p.thread(ip, words).reader()
+    frames = native_stack(reader, reader.threads()[0], Symbolizer(reader))
+    result = com_call_wait(frames)
+    assert not result and result.evidence == ()
+    assert "combase/ole32" in result.reason
+    # COM and RPC frames without a wait on top: the thread is running.
+    p = Process()
+    _, words = com_wait_stack(p)
+    reader = p.thread(p.app.at("work", 0x30), words).reader()
+    frames = native_stack(reader, reader.threads()[0], Symbolizer(reader))
+    assert frames[0].name == "app!work+0x30"
+    assert not com_call_wait(frames[:1] + frames[3:])
+
+
+class WithRegisters:
+    """The same dump, its threads given other register values (the builder
+    always writes rbp = rsp)."""
+
+    def __init__(self, reader: MemoryReader, **registers: int) -> None:
+        self._reader = reader
+        self._registers = registers
+
+    def __getattr__(self, name: str):
+        return getattr(self._reader, name)
+
+    def threads(self) -> Sequence[ThreadInfo]:
+        return [
+            dataclasses.replace(t, registers={**t.registers, **self._registers})
+            for t in self._reader.threads()
+        ]
+
+
+def _fp_stack(p: Process, loop: bool = False) -> list[int]:
+    words = [0] * 0x40
+    frames = [SP + 0x40, SP + 0x80, SP + 0xC0]
+    returns = [p.app.ret("work"), p.app.ret("main"), p.ntdll.ret("RtlUserThreadStart")]
+    for i, (fp, ret) in enumerate(zip(frames, returns)):
+        saved = frames[i + 1] if i + 1 < len(frames) else 0
+        if loop and i == 1:
+            saved = frames[0]
+        words[(fp - SP) // 8] = saved
+        words[(fp - SP) // 8 + 1] = ret
+    return words
+
+
+def test_frame_pointer_chain_is_followed_and_marked():
+    p = Process()
+    p.thread(p.app.at("work", 0x30), _fp_stack(p))
+    reader = WithRegisters(p.reader(), rbp=SP + 0x40)
+    thread = reader.threads()[0]
+    frames = native_stack(reader, thread, Symbolizer(reader))
+    assert [(f.how, f.name) for f in frames] == [
+        ("context", "app!work+0x30"),
+        ("frame-pointer", "app!work+0x16"),
+        ("frame-pointer", "app!main+0x15"),
+        ("frame-pointer", "ntdll!RtlUserThreadStart+0x12"),
+    ]
+    assert [f.stack_address for f in frames[1:]] == [SP + 0x48, SP + 0x88, SP + 0xC8]
+
+
+def test_frame_pointer_loop_stops_and_scan_still_finds_the_rest():
+    p = Process()
+    p.thread(p.app.at("work", 0x30), _fp_stack(p, loop=True))
+    reader = WithRegisters(p.reader(), rbp=SP + 0x40)
+    frames = walk_stack(reader, reader.threads()[0], Symbolizer(reader)).frames
+    # The chain goes SP+0x40 -> SP+0x80 -> back to SP+0x40: the link that
+    # points back is not trusted, so the walk ends there and the scan finds
+    # the remaining return addresses.
+    assert [f.how for f in frames] == ["context", "frame-pointer", "scan", "scan"]
+    assert frames[2].name == "app!main+0x15"
+    assert frames[3].name == "ntdll!RtlUserThreadStart+0x12"
+
+
+def test_limits_cut_the_stack_and_say_so():
+    p = Process()
+    ip, words = com_wait_stack(p)
+    reader = p.thread(ip, words).reader()
+    walk = walk_stack(
+        reader, reader.threads()[0], Symbolizer(reader), StackLimits(max_frames=3)
+    )
+    assert len(walk.frames) == 3
+    assert any("3 frames" in problem for problem in walk.problems)
+    short = walk_stack(
+        reader,
+        reader.threads()[0],
+        Symbolizer(reader),
+        StackLimits(max_scan_bytes=0x20),
+    )
+    # 0x20 bytes hold four words: the heap pointer, kernelbase, 0, combase.
+    assert [f.module for f in short.frames] == ["ntdll", "KERNELBASE", "combase"]
+    assert any("stopped after 32 bytes" in problem for problem in short.problems)
+
+
+@pytest.mark.parametrize(
+    "code,is_call",
+    [
+        (b"\x90\x90" + CALL_E8, True),
+        (b"\x90" + CALL_FF15, True),
+        (b"\x90" * 5 + CALL_FFD0, True),
+        (b"\x90\x90\x90\x41\xff\xd0", True),  # call r8
+        (b"\x90\x90\x90\xff\x50\x18", True),  # call [rax+0x18]
+        (b"\x90\x90\xff\x54\x24\x08", True),  # call [rsp+8]
+        (b"\x90\xff\x90\x00\x01\x00\x00", True),  # call [rax+0x100]
+        (b"\x90" * 7, False),
+        (b"\x90\x90\x90\x90\x90\xff\xe0", False),  # jmp rax (FF /4)
+        (b"\x90\x90\x90\xff\x15\x00\x00", False),  # a truncated FF 15
+    ],
+)
+def test_call_instruction_forms_before_a_return_address(code, is_call):
+    assert _ends_with_x86_call(code) is is_call
+
+
+# --- a real Linux core dump ------------------------------------------------
+
+
+def _linux_core() -> Optional[MemoryReader]:
+    from scenarios.dumps import ensure_dump
+
+    dump = ensure_dump("blocked-finalizer")
+    try:
+        return open_dump(str(dump.path))
+    except DumpFormatError as error:
+        pytest.skip(f"the ELF core reader is not there yet: {error}")
+        return None
+
+
+def _executable(reader: MemoryReader, address: int) -> bool:
+    return any(
+        int(r.base) <= address < int(r.base) + int(r.size)
+        and r.protect is not None
+        and len(r.protect) >= 3
+        and r.protect[2] == "x"
+        for r in reader.regions()
+    )
+
+
+def test_linux_core_main_thread_stack_names_libc_and_coreclr():
+    reader = _linux_core()
+    from scenarios.dumps import ensure_dump
+
+    facts = ensure_dump("blocked-finalizer").facts
+    main_id = facts["main_thread"]["os_thread_id"]
+    threads = {t.os_id: t for t in native_threads(reader)}
+    main = threads[main_id]
+    frames = main.native_frames
+    assert frames and frames[0].how == "context"
+    for frame in frames:
+        assert _executable(reader, int(frame.address)), frame
+    modules = {f.module for f in frames}
+    assert "libc.so.6" in modules and "libcoreclr.so" in modules
+    # The main thread waits for the finalizer: a named libc wait function.
+    assert any(
+        f.module == "libc.so.6" and "wait" in f.name.split("!")[-1] for f in frames
+    ), [f.name for f in frames]
+    assert main.apartment_os == "unknown" and not main.in_com_call
+
+
+def _frame(module: Optional[str], name: str) -> NativeFrame:
+    return NativeFrame(0, Address(0x1000), name, module, "scan")
+
+
+def test_com_call_wait_needs_both_com_and_rpc_frames():
+    wait = _frame("ntdll", "ntdll!ZwWaitForMultipleObjects+0x14")
+    com = _frame("ole32", "ole32+0x1234")
+    rpc = _frame("rpcrt4", "rpcrt4+0x99")
+    assert com_call_wait((wait, com, rpc))
+    assert not com_call_wait((wait, com))
+    assert not com_call_wait((wait, rpc))
+    msg = _frame("user32", "user32!MsgWaitForMultipleObjectsEx+0x5a")
+    assert com_call_wait((_frame(None, "0x1000"), msg, com, rpc))
+    assert not com_call_wait((com, rpc, wait))
