@@ -56,13 +56,17 @@ internal static class LohFragmentation
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void AllocateLarge(int count, int length)
     {
+        // All stay alive until the last is allocated, so no GC in between can
+        // reuse a gap; then every other one is dropped, the last one kept so
+        // each gap lies between two live arrays.
+        var all = new Sample[count][];
         for (int i = 0; i < count; i++)
         {
-            var array = new Sample[length];
-            if (i % 2 == 0)
-            {
-                Live.Add(array);
-            }
+            all[i] = new Sample[length];
+        }
+        for (int i = count - 1; i >= 0; i -= 2)
+        {
+            Live.Add(all[i]);
         }
     }
 

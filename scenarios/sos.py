@@ -71,16 +71,22 @@ _TOTAL = re.compile(r"^Total [\d,]+ objects")
 
 
 def _stat_tables(text: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
-    """Every "Statistics:" table, with the line that introduced its section."""
-    tables: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    """Every "Statistics:" table, with the command that printed it.
+
+    The command is "finalizequeue", "gchandles" (its table is followed by a
+    "Handles:" summary) or "" for dumpheap.
+    """
+    tables: list[list] = []
     context = ""
     current: dict[str, tuple[int, int]] | None = None
     for line in text.splitlines():
         if line.startswith("Statistics for all finalizable objects"):
             context = "finalizequeue"
+        elif line.startswith("Handles:") and tables and tables[-1][0] == "":
+            tables[-1][0] = "gchandles"
         elif line.startswith("Statistics:"):
             current = {}
-            tables.append((context, current))
+            tables.append([context, current])
         elif current is not None:
             row = _STAT_ROW.match(line)
             if row:
@@ -91,14 +97,12 @@ def _stat_tables(text: str) -> list[tuple[str, dict[str, tuple[int, int]]]]:
             elif _TOTAL.match(line) or not line.strip():
                 current = None
                 context = ""
-    return tables
+    return [(context, table) for context, table in tables]
 
 
 def parse_dumpheap_stat(text: str) -> dict[str, tuple[int, int]]:
     """``dumpheap -stat``: type name -> (count, total size in bytes)."""
-    tables = [
-        table for context, table in _stat_tables(text) if context != "finalizequeue"
-    ]
+    tables = [table for context, table in _stat_tables(text) if context == ""]
     if len(tables) != 1:
         raise ValueError(f"expected one dumpheap -stat table, found {len(tables)}")
     return tables[0]
@@ -210,4 +214,30 @@ def parse_finalizequeue(text: str) -> dict:
         "generations": generations,
         "ready": ready,
         "types": tables[0] if tables else {},
+    }
+
+
+_HANDLE_ROW = re.compile(r"^\s*([A-Za-z][A-Za-z ]*?) Handles:\s+([\d,]+)\s*$")
+
+
+def parse_gchandles(text: str) -> dict[str, int]:
+    """``gchandles -stat``'s summary: handle kind ("Pinned", "Strong"...) -> count."""
+    return {
+        row.group(1): _int(row.group(2))
+        for row in map(_HANDLE_ROW.match, text.splitlines())
+        if row
+    }
+
+
+_THREADPOOL_ROW = re.compile(
+    r"^(Workers Total|Workers Running|Workers Idle|Worker Min Limit|Worker Max Limit):\s+(\d+)\s*$"
+)
+
+
+def parse_threadpool(text: str) -> dict[str, int]:
+    """``threadpool``'s worker summary: "Workers Total", "Workers Running", ... -> count."""
+    return {
+        row.group(1): int(row.group(2))
+        for row in map(_THREADPOOL_ROW.match, text.splitlines())
+        if row
     }

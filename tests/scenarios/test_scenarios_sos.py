@@ -24,7 +24,9 @@ from scenarios.sos import (
     parse_clrthreads,
     parse_dumpheap_stat,
     parse_finalizequeue,
+    parse_gchandles,
     parse_syncblk,
+    parse_threadpool,
     run_sos,
 )
 
@@ -103,3 +105,104 @@ def test_unknown_scenario_is_refused() -> None:
     with pytest.raises(ValueError, match="big-heap"):
         ensure_dump("deadlock", objects=10)
     assert "blocked-finalizer" in SCENARIOS
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_deadlock(runtime: str) -> None:
+    dump, text = dump_and_sos("deadlock", runtime)
+    locks = {block["type"]: block for block in parse_syncblk(text)}
+    threads = threads_by_os_id(text)
+    first, second = dump.facts["threads"]
+    assert {first["name"], second["name"]} == {"OrderWorker", "InventoryWorker"}
+    for me, other in ((first, second), (second, first)):
+        assert threads[me["os_thread_id"]]["managed_id"] == me["managed_thread_id"]
+        assert locks[me["holds"]]["owner_os_id"] == me["os_thread_id"]
+        # What I wait for is held by the other thread, which waits for mine: a cycle.
+        assert me["waits_for"] == other["holds"]
+        assert locks[me["waits_for"]]["owner_os_id"] == other["os_thread_id"]
+        assert locks[me["waits_for"]]["waiters"] == 1
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_event_leak(runtime: str) -> None:
+    dump, text = dump_and_sos("event-leak", runtime)
+    facts = dump.facts
+    heap = parse_dumpheap_stat(text)
+    assert facts["subscriber_count"] == facts["handler_count"] == 10000
+    assert heap["DumpScope.Scenarios.Subscriber"][0] == 10000
+    # One delegate per subscription plus the combined one the event holds.
+    assert heap["System.EventHandler"][0] >= 10001
+    assert heap["System.Byte[]"][0] >= 10000
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_threadpool_starvation(runtime: str) -> None:
+    dump, text = dump_and_sos("threadpool-starvation", runtime)
+    facts = dump.facts
+    assert facts["blocked_workers"] == facts["max_worker_threads"] == 8
+    assert (
+        facts["pending_work_items"]
+        >= facts["work_items_queued"] - facts["blocked_workers"]
+    )
+    threads = threads_by_os_id(text)
+    for worker in facts["blocked_worker_threads"]:
+        assert "(Threadpool Worker)" in threads[worker["os_thread_id"]]["special"]
+        assert (
+            threads[worker["os_thread_id"]]["managed_id"] == worker["managed_thread_id"]
+        )
+    pool = parse_threadpool(run_sos(dump.path, "threadpool"))
+    assert pool["Workers Total"] == pool["Workers Running"] == 8
+    assert pool["Workers Idle"] == 0
+    assert pool["Worker Max Limit"] == 8
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_loh_fragmentation(runtime: str) -> None:
+    dump, _ = dump_and_sos("loh-fragmentation", runtime)
+    facts = dump.facts
+    array_size = 3 * facts["pointer_size"] + facts["large_array_length"] * 16
+    text = run_sos(
+        dump.path,
+        f"dumpheap -stat -type {facts['large_array_type']} -min {array_size}",
+        "gchandles -stat",
+    )
+    arrays = parse_dumpheap_stat(text)
+    assert arrays[facts["large_array_type"]] == (32, 32 * array_size)
+    assert facts["live_large_arrays"] == facts["released_large_arrays"] == 32
+
+    gaps = parse_dumpheap_stat(
+        run_sos(dump.path, f"dumpheap -stat -type Free -min {array_size}")
+    )
+    assert gaps["Free"][0] == facts["released_large_arrays"]
+    assert parse_gchandles(text)["Pinned"] >= facts["pinned_handles"] == 16
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_healthy(runtime: str) -> None:
+    dump, text = dump_and_sos("healthy", runtime)
+    facts = dump.facts
+    assert parse_syncblk(text) == []
+    queue = parse_finalizequeue(text)
+    assert not [name for name in queue["types"] if name.startswith("DumpScope.")]
+    threads = threads_by_os_id(text)
+    assert [w["name"] for w in facts["worker_threads"]] == [
+        f"Worker-{i}" for i in range(1, 5)
+    ]
+    for worker in facts["worker_threads"]:
+        assert (
+            threads[worker["os_thread_id"]]["managed_id"] == worker["managed_thread_id"]
+        )
+    heap = parse_dumpheap_stat(text)
+    assert heap[facts["result_type"]][0] == facts["jobs_completed"] == 200
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_big_heap(runtime: str) -> None:
+    dump, text = dump_and_sos("big-heap", runtime)
+    facts = dump.facts
+    assert facts["objects"] == 1_000_000
+    assert sum(facts["type_counts"].values()) == facts["objects"]
+    heap = parse_dumpheap_stat(text)
+    for type_name, count in facts["type_counts"].items():
+        assert heap[type_name][0] == count
+    assert heap["System.Object[]"][0] >= facts["root_chunks"]
