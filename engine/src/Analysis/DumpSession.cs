@@ -451,8 +451,8 @@ public sealed class DumpSession : IDisposable
                 LockCount: unchecked((int)thread.LockCount),
                 Exception: ExceptionOf(thread),
                 Teb: Teb(thread.OSThreadId),
-                StackBase: thread.StackBase,
-                StackLimit: thread.StackLimit,
+                StackBase: thread.StackBase == 0 ? null : thread.StackBase,
+                StackLimit: thread.StackLimit == 0 ? null : thread.StackLimit,
                 WaitsFor: WaitOf(thread, frames, monitors, byAddress),
                 Frames: frames,
                 FramesTruncated: truncated));

@@ -97,8 +97,8 @@ public readonly record struct ManagedThread(
     int LockCount,
     ExceptionInfo? Exception,
     ulong? Teb,
-    ulong StackBase,
-    ulong StackLimit,
+    ulong? StackBase,
+    ulong? StackLimit,
     WaitInfo? WaitsFor,
     ImmutableArray<Frame> Frames,
     bool FramesTruncated);

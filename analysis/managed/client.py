@@ -1,0 +1,409 @@
+"""Client of the managed-heap engine (engine/, C# on ClrMD).
+
+The engine is a separate process speaking JSON-RPC 2.0, one JSON message per
+line on stdin/stdout (engine/PROTOCOL.md). `EngineClient` starts it on first
+use, sends one request at a time (callers on several threads queue on a
+lock), turns results into the frozen dataclasses of `results.py` and errors
+into `EngineError`. A dead engine never takes the caller down: the call that
+saw it die raises EngineError, and the next call starts a new engine and
+re-opens the dump.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import IO, Any, Callable, Optional
+
+from analysis.managed.results import (
+    GcHeap,
+    HeapStats,
+    FinalizerQueue,
+    Instances,
+    ManagedThread,
+    Monitor,
+    ObjectDetail,
+    RootPaths,
+    RuntimeInfo,
+    ThreadStack,
+    from_json,
+)
+
+PROTOCOL_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENGINE_DLL = REPO_ROOT / "engine" / "out" / "DumpScope.Engine.dll"
+
+# progress(done, total, message); total 0 means unknown.
+Progress = Callable[[int, int, str], None]
+
+
+class ErrorCode:
+    """The engine's error codes (PROTOCOL.md, "Errors") plus the client's own."""
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL = -32603
+    CANCELLED = -32800
+    NO_DUMP_OPEN = 1001
+    DUMP_UNREADABLE = 1002
+    NO_RUNTIME = 1003
+    DAC_NOT_FOUND = 1004
+    WINDOWS_DUMP_ON_THIS_HOST = 1005
+    NO_HEAP_MEMORY = 1006
+    DAC_LOAD_FAILED = 1007
+    NOT_FOUND = 1008
+    # Client side: the engine cannot start, or stopped during a call.
+    ENGINE_UNAVAILABLE = 2001
+    ENGINE_DIED = 2002
+    PROTOCOL_MISMATCH = 2003
+
+
+class EngineError(Exception):
+    """An error from the engine (or about it), with a message for the user."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"EngineError({self.message!r}, {self.code})"
+
+
+def find_dotnet() -> Optional[str]:
+    """The dotnet host: $DOTNET_ROOT, then PATH, then the usual install."""
+    candidates = []
+    if os.environ.get("DOTNET_ROOT"):
+        candidates.append(str(Path(os.environ["DOTNET_ROOT"]) / "dotnet"))
+    on_path = shutil.which("dotnet")
+    if on_path:
+        candidates.append(on_path)
+    candidates += ["/usr/share/dotnet/dotnet", "/usr/lib/dotnet/dotnet"]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def engine_available() -> bool:
+    """True when the engine is built and a dotnet host can run it."""
+    return ENGINE_DLL.is_file() and find_dotnet() is not None
+
+
+class _EngineProcess:
+    """One running engine: a reader thread turns stdout lines into a queue
+    (None marks its end) and another keeps the last lines of stderr."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=str(REPO_ROOT),
+        )
+        self.messages: "queue.Queue[Optional[dict[str, Any]]]" = queue.Queue()
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        threading.Thread(
+            target=self._read_stdout, args=(self.proc.stdout,), daemon=True
+        ).start()
+        threading.Thread(
+            target=self._read_stderr, args=(self.proc.stderr,), daemon=True
+        ).start()
+
+    def _read_stdout(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                self.stderr_tail.append(f"not JSON on stdout: {line[:200]!r}")
+                continue
+            if isinstance(message, dict):
+                self.messages.put(message)
+        self.messages.put(None)
+
+    def _read_stderr(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
+        self.proc.stdin.flush()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.alive():
+            try:
+                self.send({"jsonrpc": "2.0", "id": 0, "method": "shutdown"})
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(timeout)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+class EngineClient:
+    """Talks to one engine process; safe to share between threads.
+
+    Long calls (heap_stats, instances, root_paths...) take `progress`
+    (called with done, total, message) and `cancel` (a threading.Event: set
+    it to stop the call, which then raises EngineError with code CANCELLED).
+    """
+
+    def __init__(
+        self,
+        engine_dll: Optional[Path] = None,
+        dotnet: Optional[str] = None,
+    ) -> None:
+        self._engine_dll = Path(engine_dll) if engine_dll else ENGINE_DLL
+        self._dotnet = dotnet
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._process: Optional[_EngineProcess] = None
+        self._opened: Optional[dict[str, Any]] = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _start(self) -> _EngineProcess:
+        dotnet = self._dotnet or find_dotnet()
+        if dotnet is None:
+            raise EngineError(
+                "The dotnet runtime is missing: install .NET 10 to see the managed "
+                "heap (the native analyses work without it).",
+                ErrorCode.ENGINE_UNAVAILABLE,
+            )
+        if not self._engine_dll.is_file():
+            raise EngineError(
+                f"The managed-heap engine is not built ({self._engine_dll} is "
+                "missing): run engine/build.sh.",
+                ErrorCode.ENGINE_UNAVAILABLE,
+            )
+        try:
+            process = _EngineProcess([dotnet, str(self._engine_dll)])
+        except OSError as e:
+            raise EngineError(
+                f"The engine could not start ({e}).", ErrorCode.ENGINE_UNAVAILABLE
+            ) from e
+        self._process = process
+        version = self._exchange(process, "version", {}, None, None)
+        if version.get("protocol_version") != PROTOCOL_VERSION:
+            process.stop()
+            self._process = None
+            raise EngineError(
+                f"The engine speaks protocol {version.get('protocol_version')}, this "
+                f"client {PROTOCOL_VERSION}: rebuild it with engine/build.sh.",
+                ErrorCode.PROTOCOL_MISMATCH,
+            )
+        return process
+
+    def _ensure(self) -> _EngineProcess:
+        if self._process is not None and self._process.alive():
+            return self._process
+        self._process = None
+        process = self._start()
+        if self._opened is not None:
+            # A restarted engine knows nothing: re-open the caller's dump.
+            self._exchange(process, "open", self._opened, None, None)
+        return process
+
+    def close(self) -> None:
+        """Closes the dump and stops the engine."""
+        with self._lock:
+            self._opened = None
+            if self._process is not None:
+                self._process.stop()
+                self._process = None
+
+    def __enter__(self) -> "EngineClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ transport
+
+    def _call(
+        self,
+        method: str,
+        params: Optional[dict[str, Any]] = None,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> Any:
+        with self._lock:
+            if method != "open" and self._opened is None:
+                raise EngineError(
+                    "No dump is open: call open first.", ErrorCode.NO_DUMP_OPEN
+                )
+            process = self._ensure()
+            return self._exchange(process, method, params or {}, progress, cancel)
+
+    def _exchange(
+        self,
+        process: _EngineProcess,
+        method: str,
+        params: dict[str, Any],
+        progress: Optional[Progress],
+        cancel: Optional[threading.Event],
+    ) -> Any:
+        request_id = next(self._ids)
+        try:
+            process.send(
+                {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+            )
+        except OSError as e:
+            raise self._died(process, method) from e
+        cancel_sent = False
+        while True:
+            if cancel is not None and cancel.is_set() and not cancel_sent:
+                cancel_sent = True
+                try:
+                    process.send(
+                        {
+                            "jsonrpc": "2.0",
+                            "method": "$/cancelRequest",
+                            "params": {"id": request_id},
+                        }
+                    )
+                except OSError as e:
+                    raise self._died(process, method) from e
+            try:
+                message = process.messages.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if message is None:
+                raise self._died(process, method)
+            if message.get("method") == "$/progress":
+                p = message.get("params") or {}
+                if progress is not None and p.get("id") == request_id:
+                    progress(
+                        int(p.get("done") or 0),
+                        int(p.get("total") or 0),
+                        str(p.get("message") or ""),
+                    )
+                continue
+            if message.get("id") != request_id:
+                continue
+            if "error" in message:
+                error = message["error"] or {}
+                raise EngineError(
+                    str(error.get("message") or "unknown engine error"),
+                    int(error.get("code") or ErrorCode.INTERNAL),
+                )
+            return message.get("result")
+
+    def _died(self, process: _EngineProcess, method: str) -> EngineError:
+        try:
+            process.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.proc.kill()
+        tail = " | ".join(list(process.stderr_tail)[-5:])
+        self._process = None
+        return EngineError(
+            f"The engine stopped during {method} (exit code {process.proc.returncode})"
+            f"{': ' + tail if tail else ''}. The next call restarts it.",
+            ErrorCode.ENGINE_DIED,
+        )
+
+    # -------------------------------------------------------------- methods
+
+    def open(
+        self, dump_path: str, dac: Optional[str] = None, dac_folder: Optional[str] = None
+    ) -> RuntimeInfo:
+        """Opens a dump (closing any other). dac: the exact DAC file of the
+        runtime build that wrote the dump; dac_folder: a folder holding it."""
+        params: dict[str, Any] = {"dump": os.path.abspath(dump_path)}
+        if dac is not None:
+            params["dac"] = os.path.abspath(dac)
+        if dac_folder is not None:
+            params["dac_folder"] = os.path.abspath(dac_folder)
+        with self._lock:
+            self._opened = None
+            process = self._ensure()
+            result = self._exchange(process, "open", params, None, None)
+            self._opened = params
+        return from_json(RuntimeInfo, result)
+
+    def runtime_info(self) -> RuntimeInfo:
+        return from_json(RuntimeInfo, self._call("runtime_info"))
+
+    def heap_stats(
+        self,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> HeapStats:
+        """`dumpheap -stat`: every type with its count and total size."""
+        return from_json(HeapStats, self._call("heap_stats", {}, progress, cancel))
+
+    def gc_heap(self) -> GcHeap:
+        return from_json(GcHeap, self._call("gc_heap"))
+
+    def finalizer_queue(
+        self, cancel: Optional[threading.Event] = None
+    ) -> FinalizerQueue:
+        return from_json(
+            FinalizerQueue, self._call("finalizer_queue", {}, None, cancel)
+        )
+
+    def threads(
+        self, cancel: Optional[threading.Event] = None
+    ) -> tuple[ManagedThread, ...]:
+        result = self._call("threads", {}, None, cancel) or {}
+        return tuple(from_json(ManagedThread, t) for t in result.get("threads") or ())
+
+    def stack(self, os_id: int) -> ThreadStack:
+        return from_json(ThreadStack, self._call("stack", {"os_id": int(os_id)}))
+
+    def monitors(
+        self, cancel: Optional[threading.Event] = None
+    ) -> tuple[Monitor, ...]:
+        result = self._call("monitors", {}, None, cancel) or {}
+        return tuple(from_json(Monitor, m) for m in result.get("items") or ())
+
+    def instances(
+        self,
+        method_table: int,
+        offset: int = 0,
+        limit: int = 100,
+        sort: str = "size",
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> Instances:
+        """A page of the objects of one type; sort "size" (largest first)
+        or "address"."""
+        params = {
+            "method_table": int(method_table),
+            "offset": int(offset),
+            "limit": int(limit),
+            "sort": sort,
+        }
+        return from_json(
+            Instances, self._call("instances", params, progress, cancel)
+        )
+
+    def object(self, address: int) -> ObjectDetail:
+        return from_json(ObjectDetail, self._call("object", {"address": int(address)}))
+
+    def root_paths(
+        self,
+        address: int,
+        cancel: Optional[threading.Event] = None,
+        progress: Optional[Progress] = None,
+        max_paths: int = 10,
+    ) -> RootPaths:
+        """Paths from GC roots to the object; progress counts paths found."""
+        params = {"address": int(address), "max_paths": int(max_paths)}
+        return from_json(RootPaths, self._call("root_paths", params, progress, cancel))

@@ -1,0 +1,344 @@
+"""Typed results of the managed-heap engine (engine/PROTOCOL.md).
+
+Field names are the engine's JSON keys and the keys of the report's
+`managed.*` sections. Every field may be absent or null on the wire (an older
+or newer engine, a dump that lacks the data): such fields become None here, or
+an empty tuple for lists, never a made-up value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from analysis.values import Address, ByteSize
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """The .NET runtime found in the dump and how the engine reads it.
+
+    version_source: "module" (version resource), "runtime_folder" (the
+    shared-framework folder name; ELF dumps carry no version) or "none".
+    heap_readable False means a dump without GC heap memory; heap_problem
+    then says what to do.
+    """
+
+    flavor: Optional[str]
+    version: Optional[str]
+    version_source: Optional[str]
+    dac_path: Optional[str]
+    dac_explicit: Optional[bool]
+    dac_candidates: tuple[str, ...]
+    runtime_module: Optional[str]
+    pointer_size: Optional[int]
+    target_platform: Optional[str]
+    architecture: Optional[str]
+    is_server_gc: Optional[bool]
+    heap_count: Optional[int]
+    uses_regions: Optional[bool]
+    segment_count: Optional[int]
+    can_walk_heap: Optional[bool]
+    heap_readable: Optional[bool]
+    heap_problem: Optional[str]
+    is_thread_safe: Optional[bool] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class TypeStat:
+    """One line of `dumpheap -stat`; free space is the type named "Free"."""
+
+    name: Optional[str]
+    method_table: Optional[Address]
+    count: Optional[int]
+    size: Optional[ByteSize]
+
+
+@dataclass(frozen=True)
+class HeapStats:
+    """`dumpheap -stat`: types sorted by total size, ascending, as SOS does."""
+
+    types: tuple[TypeStat, ...]
+    total_objects: Optional[int]
+    total_bytes: Optional[ByteSize]
+    parallel: Optional[bool] = field(default=None, repr=False)
+    elapsed_seconds: Optional[float] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GcSegment:
+    """A segment or region of one GC sub-heap (`eeheap -gc`).
+
+    kind: gen0, gen1, gen2, ephemeral (segments GC), loh, poh or frozen
+    (SOS's "NonGC heap"). start..allocated holds objects; committed and
+    reserved ranges are the memory the GC took for it.
+    """
+
+    heap: Optional[int]
+    kind: Optional[str]
+    address: Optional[Address]
+    start: Optional[Address]
+    allocated: Optional[Address]
+    committed_start: Optional[Address]
+    committed_end: Optional[Address]
+    reserved_start: Optional[Address]
+    reserved_end: Optional[Address]
+    allocated_size: Optional[ByteSize]
+    committed_size: Optional[ByteSize]
+
+
+@dataclass(frozen=True)
+class GcHeap:
+    is_server: Optional[bool]
+    uses_regions: Optional[bool]
+    segments: tuple[GcSegment, ...]
+    total_allocated: Optional[ByteSize]
+    total_committed: Optional[ByteSize]
+
+
+@dataclass(frozen=True)
+class TypeCount:
+    name: Optional[str]
+    method_table: Optional[Address]
+    count: Optional[int]
+    size: Optional[ByteSize]
+
+
+@dataclass(frozen=True)
+class FinalizerHeap:
+    """Per GC sub-heap: registered finalizable objects by generation, and
+    the objects ready for finalization (f-reachable)."""
+
+    heap: Optional[int]
+    gen0: Optional[int]
+    gen1: Optional[int]
+    gen2: Optional[int]
+    ready: Optional[int]
+
+
+@dataclass(frozen=True)
+class FinalizerQueue:
+    """`finalizequeue` plus the ready list by type (`!frq -stat`).
+
+    finalizable: every registered finalizable object, ready ones included;
+    ready: the f-reachable objects waiting for the finalizer thread.
+    """
+
+    finalizable: tuple[TypeCount, ...]
+    ready: tuple[TypeCount, ...]
+    finalizable_count: Optional[int]
+    ready_count: Optional[int]
+    generation_counts: tuple[int, ...]
+    heaps: tuple[FinalizerHeap, ...]
+    rcw_sta: Optional[int]
+    rcw_mta: Optional[int]
+    rcw_free_threaded: Optional[int]
+    sync_blocks_to_clean_up: Optional[int]
+
+
+@dataclass(frozen=True)
+class ExceptionInfo:
+    address: Optional[Address]
+    type: Optional[str]
+    message: Optional[str]
+    h_result: Optional[int]
+
+
+@dataclass(frozen=True)
+class StackFrame:
+    """kind: "managed" (a JIT-compiled method) or "runtime" (a frame the
+    runtime pushed, named in brackets, e.g. [InlinedCallFrame])."""
+
+    kind: Optional[str]
+    instruction_pointer: Optional[Address]
+    stack_pointer: Optional[Address]
+    name: Optional[str]
+    module: Optional[str]
+
+
+@dataclass(frozen=True)
+class WaitInfo:
+    """The monitor a thread is blocked on, and who holds it.
+
+    via: the Monitor frame that shows the wait; owner_os_id is None when
+    nobody holds the monitor (Monitor.Wait) or the owner is unknown.
+    """
+
+    object: Optional[Address]
+    type: Optional[str]
+    owner_os_id: Optional[int]
+    via: Optional[str]
+
+
+@dataclass(frozen=True)
+class ManagedThread:
+    """A thread the CLR knows (`clrthreads`).
+
+    apartment comes from the CLR's own state (TS_InSTA / TS_InMTA), not the
+    OS. lock_count is -1 when the runtime does not track it (.NET Core), as
+    SOS prints. teb, stack_base and stack_limit are None when the dump does
+    not give them (Linux core dumps).
+    """
+
+    os_id: Optional[int]
+    managed_id: Optional[int]
+    name: Optional[str]
+    apartment: Optional[str]
+    is_finalizer: Optional[bool]
+    is_gc: Optional[bool]
+    is_threadpool: Optional[bool]
+    lock_count: Optional[int]
+    state: Optional[int]
+    gc_mode: Optional[str]
+    exception: Optional[ExceptionInfo]
+    teb: Optional[Address]
+    stack_base: Optional[Address]
+    stack_limit: Optional[Address]
+    waits_for: Optional[WaitInfo]
+    frames: tuple[StackFrame, ...]
+    state_flags: tuple[str, ...] = ()
+    is_background: Optional[bool] = None
+    is_alive: Optional[bool] = None
+    address: Optional[Address] = None
+    frames_truncated: Optional[bool] = None
+
+
+@dataclass(frozen=True)
+class ThreadStack:
+    os_id: Optional[int]
+    frames: tuple[StackFrame, ...]
+    truncated: Optional[bool]
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A held or contended monitor (`syncblk`, plus thin locks).
+
+    source "syncblock" comes from the sync block table (complete);
+    "thinlock" is a lock in an object header, found only among objects
+    referenced from thread stacks. waiting_os_ids are the threads whose
+    stacks show they wait for it; waiter_count is the runtime's own count.
+    """
+
+    object: Optional[Address]
+    type: Optional[str]
+    source: Optional[str]
+    sync_block_index: Optional[int]
+    is_held: Optional[bool]
+    owner_os_id: Optional[int]
+    owner_thread_address: Optional[Address]
+    recursion: Optional[int]
+    waiter_count: Optional[int]
+    waiting_os_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Instance:
+    address: Optional[Address]
+    size: Optional[ByteSize]
+
+
+@dataclass(frozen=True)
+class Instances:
+    """One page of the objects of a type; total counts all of them."""
+
+    method_table: Optional[Address]
+    name: Optional[str]
+    total: Optional[int]
+    offset: Optional[int]
+    sort: Optional[str]
+    items: tuple[Instance, ...]
+
+
+@dataclass(frozen=True)
+class FieldValue:
+    """kind "value": value is the primitive as text (chars as their code);
+    "reference": address is the referenced object (0 for null), value its
+    text when it is a string; "struct": address is where the struct lies."""
+
+    name: Optional[str]
+    type: Optional[str]
+    offset: Optional[int]
+    kind: Optional[str]
+    value: Optional[str]
+    address: Optional[Address]
+    reference_type: Optional[str]
+
+
+@dataclass(frozen=True)
+class ObjectDetail:
+    address: Optional[Address]
+    method_table: Optional[Address]
+    type: Optional[str]
+    size: Optional[ByteSize]
+    generation: Optional[str]
+    is_array: Optional[bool]
+    length: Optional[int]
+    string_value: Optional[str]
+    fields: tuple[FieldValue, ...]
+    elements: tuple[FieldValue, ...]
+    truncated: Optional[bool]
+
+
+@dataclass(frozen=True)
+class PathLink:
+    address: Optional[Address]
+    type: Optional[str]
+
+
+@dataclass(frozen=True)
+class RootPath:
+    """A chain from a GC root to the target, root object first."""
+
+    root_kind: Optional[str]
+    root_address: Optional[Address]
+    is_pinned: Optional[bool]
+    is_interior: Optional[bool]
+    thread_os_id: Optional[int]
+    chain: tuple[PathLink, ...]
+
+
+@dataclass(frozen=True)
+class RootPaths:
+    target: Optional[Address]
+    paths: tuple[RootPath, ...]
+    truncated: Optional[bool]
+
+
+def from_json(cls: type[Any], data: Any) -> Any:
+    """Builds result `cls` from the engine's JSON, field by field, with the
+    semantic types (Address, ByteSize) its annotations name. Unknown keys are
+    ignored; missing or null ones become None (or () for tuples)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        values[f.name] = _convert(hints[f.name], data.get(f.name))
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _convert(inner[0], value)
+    if origin is tuple:
+        if value is None:
+            return ()
+        item = typing.get_args(hint)[0]
+        return tuple(_convert(item, v) for v in value)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint):
+        return from_json(hint, value)
+    if hint in (Address, ByteSize):
+        return hint(int(value))
+    if hint is float:
+        return float(value)
+    if hint in (int, str, bool) and not isinstance(value, hint):
+        raise ValueError(f"expected {hint.__name__}, got {value!r}")
+    return value

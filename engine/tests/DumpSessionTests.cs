@@ -1,0 +1,101 @@
+using DumpScope.Engine.Analysis;
+
+namespace DumpScope.Engine.Tests;
+
+public class DumpSessionTests
+{
+    private static DumpSession Open(string scenario, string runtime, bool explicitDac = false)
+    {
+        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
+        string? dac = explicitDac ? Path.Combine(runtimeDir, "libmscordaccore.so") : null;
+        return DumpSession.Open(dump, dac, null, EngineLimits.Default);
+    }
+
+    [Fact]
+    public void A_net10_dump_opens_offline_with_the_dac_beside_its_runtime()
+    {
+        var (_, runtimeDir) = ScenarioDumps.Get("blocked-finalizer", "net10");
+        using var session = Open("blocked-finalizer", "net10");
+        Assert.Equal(Path.Combine(runtimeDir, "libmscordaccore.so"), session.Info.DacPath);
+        Assert.StartsWith("10.", session.Info.Version);
+        Assert.Equal(8, session.Info.PointerSize);
+        Assert.True(session.Info.HeapReadable);
+        Assert.False(session.Info.IsServerGc);
+    }
+
+    [Fact]
+    public void A_net8_self_contained_dump_opens_with_an_explicit_dac()
+    {
+        using var session = Open("blocked-finalizer", "net8", explicitDac: true);
+        Assert.True(session.Info.DacExplicit);
+        Assert.True(session.HeapStatistics(null, CancellationToken.None).TotalObjects > 5000);
+    }
+
+    [Fact]
+    public void An_explicit_dac_that_does_not_exist_is_named_in_the_error()
+    {
+        var (dump, _) = ScenarioDumps.Get("blocked-finalizer", "net10");
+        var error = Assert.Throws<EngineException>(() => DumpSession.Open(dump, "/nowhere/libmscordaccore.so", null, EngineLimits.Default));
+        Assert.Equal(ErrorCodes.DacNotFound, error.Code);
+        Assert.Contains("/nowhere/libmscordaccore.so", error.Message);
+        Assert.Contains("--dac", error.Message);
+    }
+
+    [Fact]
+    public void A_file_that_is_not_a_dump_is_refused_with_a_reason()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "this is not a core dump");
+            var error = Assert.Throws<EngineException>(() => DumpSession.Open(path, null, null, EngineLimits.Default));
+            Assert.Equal(ErrorCodes.DumpUnreadable, error.Code);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void Heap_statistics_sum_to_their_totals_and_list_free_space_as_Free()
+    {
+        using var session = Open("blocked-finalizer", "net10");
+        var stats = session.HeapStatistics(null, CancellationToken.None);
+        Assert.Equal(stats.TotalObjects, stats.Types.Sum(t => t.Count));
+        Assert.Equal(stats.TotalBytes, stats.Types.Aggregate(0UL, (a, t) => a + t.Size));
+        Assert.Contains(stats.Types, t => t.Name == "Free");
+        Assert.Equal(stats.Types.Select(t => t.Size).Order(), stats.Types.Select(t => t.Size));
+        Assert.Single(stats.Types, t => t.Name == "DumpScope.Scenarios.SmallResource" && t.Count == 5000);
+    }
+
+    [Fact]
+    public void A_cancelled_heap_walk_stops_with_OperationCanceledException()
+    {
+        using var session = Open("blocked-finalizer", "net10");
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() => session.HeapStatistics(null, cts.Token));
+    }
+
+    [Fact]
+    public void The_finalizer_thread_waits_on_the_lock_the_holder_thread_owns()
+    {
+        using var session = Open("blocked-finalizer", "net10");
+        var threads = session.Threads(CancellationToken.None);
+        var finalizer = Assert.Single(threads, t => t.IsFinalizer);
+        var holder = Assert.Single(threads, t => t.Name == "LockHolder");
+        Assert.NotNull(finalizer.WaitsFor);
+        Assert.Equal(holder.OsId, finalizer.WaitsFor!.Value.OwnerOsId);
+        Assert.Equal("DumpScope.Scenarios.FinalizerLock", finalizer.WaitsFor.Value.Type);
+        Assert.Contains(finalizer.Frames, f => f.Name.Contains("Finalize()"));
+    }
+
+    [Fact]
+    public void Object_detail_of_an_unknown_address_is_a_not_found_error()
+    {
+        using var session = Open("blocked-finalizer", "net10");
+        var error = Assert.Throws<EngineException>(() => session.ObjectAt(0x10));
+        Assert.Equal(ErrorCodes.NotFound, error.Code);
+    }
+}
