@@ -1,0 +1,306 @@
+"""Diagnosis rules. Each reads the facts of one dump and yields Findings.
+
+The thresholds are deliberately conservative: a healthy busy process must
+produce no warning (the `healthy` scenario checks this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from analysis.diagnosis.findings import Evidence, Finding
+from analysis.values import human_size
+
+# A native large-block pile worth reporting: many blocks of one size.
+LARGE_BLOCK_PILE_MIN_COUNT = 16
+LARGE_BLOCK_PILE_MIN_BYTES = 32 * 1024 * 1024
+# Objects waiting for finalization while the finalizer runs are normal; this
+# many with no sign of a blocked finalizer still deserves a look.
+FREACHABLE_BACKLOG = 10_000
+# Thread-pool starvation: this many pool threads blocked on tasks.
+STARVED_POOL_THREADS = 4
+# Fragmentation: free space this large a share of the GC heap, and this big.
+FRAGMENTATION_SHARE = 0.30
+FRAGMENTATION_MIN_FREE = 16 * 1024 * 1024
+
+SYNC_OVER_ASYNC_FRAMES = (
+    "Task.Wait",
+    "Task.InternalWait",
+    "Task`1.get_Result",
+    "Task<__Canon>.get_Result",
+    "Task.GetResultCore",
+    "TaskAwaiter.GetResult",
+    "SpinThenBlockingWait",
+    "ManualResetEventSlim.Wait",
+)
+
+
+@dataclass(frozen=True)
+class Facts:
+    threads: tuple[Any, ...]
+    finalizer: Optional[Any]
+    heap: Optional[Any]
+    native_heaps: tuple[Any, ...]
+
+    @classmethod
+    def from_session(cls, session: Any) -> "Facts":
+        from analysis.session import ManagedAnalysis
+
+        managed = session.managed()
+        is_managed = isinstance(managed, ManagedAnalysis)
+        return cls(
+            threads=tuple(session.threads()),
+            finalizer=managed.finalizer if is_managed else None,
+            heap=managed.heap if is_managed else None,
+            native_heaps=tuple(session.native_heaps()),
+        )
+
+    def thread(self, os_id: Optional[int]) -> Optional[Any]:
+        return next((t for t in self.threads if t.os_id == os_id), None)
+
+
+def describe_thread(thread: Any) -> str:
+    name = f"'{thread.name}' " if thread.name else ""
+    managed = f", managed id {thread.managed_id}" if thread.managed_id else ""
+    return f"thread {name}(OS id {thread.os_id}{managed})"
+
+
+def frame_text(frame: Any) -> str:
+    if isinstance(frame, str):
+        return frame
+    return str(getattr(frame, "method", None) or getattr(frame, "name", None) or "")
+
+
+def large_block_piles(heaps: Sequence[Any]) -> list[tuple[int, int, list[Any]]]:
+    """(block size, count, blocks) for each size that repeats a lot, largest pile first."""
+    by_size: dict[int, list[Any]] = {}
+    for heap in heaps:
+        for block in heap.large_blocks:
+            by_size.setdefault(int(block.size), []).append(block)
+    piles = [
+        (size, len(blocks), blocks)
+        for size, blocks in by_size.items()
+        if len(blocks) >= LARGE_BLOCK_PILE_MIN_COUNT
+        and size * len(blocks) >= LARGE_BLOCK_PILE_MIN_BYTES
+    ]
+    piles.sort(key=lambda p: p[0] * p[1], reverse=True)
+    return piles
+
+
+def top_types(entries: Sequence[Any], limit: int = 3) -> str:
+    ranked = sorted(entries, key=lambda e: (e.count, e.size), reverse=True)[:limit]
+    return ", ".join(f"{e.count:,} {e.name}" for e in ranked)
+
+
+def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
+    finalizer_thread = next((t for t in facts.threads if t.is_finalizer), None)
+    if finalizer_thread is None or facts.finalizer is None:
+        return
+    ready = int(facts.finalizer.ready_count or 0)
+    waits = finalizer_thread.waits_for
+    if ready == 0 or (waits is None and not finalizer_thread.in_com_call):
+        return
+    evidence = [
+        Evidence("threads", finalizer_thread.os_id, f"finalizer {describe_thread(finalizer_thread)}")
+    ]
+    if waits is not None:
+        owner = facts.thread(waits.owner_os_id)
+        lock = f"a monitor on {waits.type or 'an object'}"
+        if owner is not None:
+            why = f"waits for {lock} held by {describe_thread(owner)}"
+            evidence.append(Evidence("threads", owner.os_id, f"lock holder {describe_thread(owner)}"))
+        else:
+            why = f"waits for {lock} that no live thread releases"
+    else:
+        why = "is stuck in a COM call into another apartment"
+    ready_types = tuple(facts.finalizer.ready)
+    for entry in sorted(ready_types, key=lambda e: e.count, reverse=True)[:5]:
+        evidence.append(
+            Evidence("finalizer", entry.name, f"{entry.count:,} {entry.name} ready for finalization")
+        )
+    statement = (
+        f"The finalizer thread {why}, so {ready:,} objects wait in the f-reachable "
+        f"queue ({top_types(ready_types)}) and none of their finalizers runs."
+    )
+    piles = large_block_piles(facts.native_heaps)
+    if piles:
+        size, count, blocks = piles[0]
+        statement += (
+            f" Whatever they release in their finalizers stays allocated: the native heap "
+            f"holds {count:,} blocks of {human_size(size)} ({human_size(size * count)})."
+        )
+        evidence.append(
+            Evidence("native_heaps", int(blocks[0].address), f"{count:,} large blocks of {human_size(size)}")
+        )
+    sta = [t for t in facts.threads if t.apartment == "STA" and not t.is_finalizer]
+    if finalizer_thread.in_com_call and sta:
+        statement += (
+            f" The process has {len(sta)} STA thread(s); a COM object created on an STA "
+            "thread can only be released on that thread, and an STA thread that does not "
+            "pump messages never takes the finalizer's call."
+        )
+        evidence.extend(Evidence("threads", t.os_id, f"STA {describe_thread(t)}") for t in sta)
+    yield Finding(
+        rule="blocked-finalizer",
+        severity="critical",
+        title="The finalizer thread is blocked",
+        statement=statement,
+        evidence=tuple(evidence),
+    )
+
+
+def finalization_backlog(facts: Facts) -> Iterator[Finding]:
+    if facts.finalizer is None:
+        return
+    ready = int(facts.finalizer.ready_count or 0)
+    finalizer_thread = next((t for t in facts.threads if t.is_finalizer), None)
+    blocked = finalizer_thread is not None and (
+        finalizer_thread.waits_for is not None or finalizer_thread.in_com_call
+    )
+    if ready < FREACHABLE_BACKLOG or blocked:
+        return
+    yield Finding(
+        rule="finalization-backlog",
+        severity="warning",
+        title="Many objects wait for finalization",
+        statement=(
+            f"{ready:,} objects wait in the f-reachable queue ({top_types(tuple(facts.finalizer.ready))}); "
+            "the finalizer thread is not visibly blocked, but it does not keep up."
+        ),
+        evidence=tuple(
+            Evidence("finalizer", e.name, f"{e.count:,} {e.name}")
+            for e in sorted(facts.finalizer.ready, key=lambda e: e.count, reverse=True)[:5]
+        ),
+    )
+
+
+def deadlock(facts: Facts) -> Iterator[Finding]:
+    waits_on = {
+        t.os_id: t.waits_for.owner_os_id
+        for t in facts.threads
+        if t.waits_for is not None and t.waits_for.owner_os_id is not None
+    }
+    reported: set[frozenset[int]] = set()
+    for start in waits_on:
+        path: list[int] = []
+        node: Optional[int] = start
+        while node is not None and node not in path:
+            path.append(node)
+            node = waits_on.get(node)
+        if node is None:
+            continue
+        cycle = path[path.index(node):]
+        key = frozenset(cycle)
+        if key in reported:
+            continue
+        reported.add(key)
+        members = [facts.thread(os_id) for os_id in cycle]
+        links = []
+        for thread in members:
+            assert thread is not None and thread.waits_for is not None
+            owner = facts.thread(thread.waits_for.owner_os_id)
+            links.append(
+                f"{describe_thread(thread)} waits for a monitor on "
+                f"{thread.waits_for.type or 'an object'} held by "
+                f"{describe_thread(owner) if owner else thread.waits_for.owner_os_id}"
+            )
+        yield Finding(
+            rule="deadlock",
+            severity="critical",
+            title=f"Deadlock between {len(cycle)} threads",
+            statement="; ".join(links) + ". None of them can go on.",
+            evidence=tuple(
+                Evidence("threads", t.os_id, describe_thread(t)) for t in members if t is not None
+            ),
+        )
+
+
+def native_large_blocks(facts: Facts) -> Iterator[Finding]:
+    for size, count, blocks in large_block_piles(facts.native_heaps)[:1]:
+        yield Finding(
+            rule="native-large-blocks",
+            severity="warning",
+            title=f"{count:,} native blocks of {human_size(size)}",
+            statement=(
+                f"The native heap's large-block list holds {count:,} blocks of "
+                f"{human_size(size)}, {human_size(size * count)} in all: memory allocated "
+                "outside the GC heap and not yet freed."
+            ),
+            evidence=tuple(
+                Evidence("native_heaps", int(b.address), f"{human_size(size)} at 0x{int(b.address):x}")
+                for b in blocks[:10]
+            ),
+        )
+
+
+def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
+    blocked = [
+        t
+        for t in facts.threads
+        if t.is_threadpool
+        and any(marker in frame_text(f) for f in t.frames[:12] for marker in SYNC_OVER_ASYNC_FRAMES)
+    ]
+    if len(blocked) < STARVED_POOL_THREADS:
+        return
+    yield Finding(
+        rule="threadpool-starvation",
+        severity="warning",
+        title=f"{len(blocked)} thread-pool threads block on tasks",
+        statement=(
+            f"{len(blocked)} thread-pool threads wait synchronously for tasks "
+            "(sync over async: Task.Wait / .Result). The work those tasks need is queued "
+            "behind them on the same pool, which grows only slowly: requests stall."
+        ),
+        evidence=tuple(Evidence("threads", t.os_id, describe_thread(t)) for t in blocked),
+    )
+
+
+def fragmentation(facts: Facts) -> Iterator[Finding]:
+    if facts.heap is None:
+        return
+    free = next((t for t in facts.heap.types if t.name == "Free"), None)
+    total = int(facts.heap.total_bytes or 0)
+    if free is None or total == 0:
+        return
+    share = int(free.size) / total
+    if share < FRAGMENTATION_SHARE or int(free.size) < FRAGMENTATION_MIN_FREE:
+        return
+    yield Finding(
+        rule="gc-fragmentation",
+        severity="warning",
+        title=f"{share:.0%} of the GC heap is free space",
+        statement=(
+            f"{human_size(int(free.size))} of the {human_size(total)} GC heap are free gaps "
+            f"({free.count:,} of them) between live objects: the heap is fragmented, "
+            "typically by pinned buffers or large arrays released between live ones."
+        ),
+        evidence=(Evidence("types", "Free", f"Free: {human_size(int(free.size))}"),),
+    )
+
+
+def apartment_disagreement(facts: Facts) -> Iterator[Finding]:
+    for t in facts.threads:
+        if t.apartment_disagrees:
+            yield Finding(
+                rule="apartment-disagreement",
+                severity="info",
+                title=f"Apartment of thread {t.os_id} differs between OS and CLR",
+                statement=(
+                    f"The OS says {describe_thread(t)} is {t.apartment_os}, the CLR says "
+                    f"{t.apartment_clr}. COM calls follow the OS view."
+                ),
+                evidence=(Evidence("threads", t.os_id, describe_thread(t)),),
+            )
+
+
+RULES: tuple[Callable[[Facts], Iterator[Finding]], ...] = (
+    blocked_finalizer,
+    deadlock,
+    finalization_backlog,
+    native_large_blocks,
+    threadpool_starvation,
+    fragmentation,
+    apartment_disagreement,
+)
+

@@ -1,0 +1,313 @@
+"""DumpSession: one open dump, its analyses run lazily and cached.
+
+Every analysis is computed at most once, on first request, from whichever
+thread asks (the GUI asks from background jobs, the headless report from the
+main thread). The managed half runs in the engine process; when it cannot run
+(no .NET runtime, no DAC, a Windows dump on Linux) the session keeps the
+reason and every native analysis still works.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from analysis.dumpfile import open_dump
+from analysis.dumpfile.base import MemoryReader
+from analysis.values import Address, ByteSize
+
+Progress = Callable[[str, float], None]
+
+
+def _no_progress(message: str, fraction: float) -> None:
+    pass
+
+
+class Cancelled(Exception):
+    """The user cancelled the analysis."""
+
+
+@dataclass(frozen=True)
+class DumpInfo:
+    path: str
+    format: str
+    os: str
+    arch: str
+    pointer_size: int
+    size: ByteSize
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ManagedUnavailable:
+    """Why the managed analyses cannot run on this dump, said for a user."""
+
+    reason: str
+    code: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ManagedAnalysis:
+    runtime: Any
+    heap: Any
+    gc: Any
+    finalizer: Any
+    monitors: Any
+    threads: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class WaitTarget:
+    object: Optional[Address]
+    type: Optional[str]
+    owner_os_id: Optional[int]
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    """One thread as the user sees it: the OS's view and the CLR's, merged."""
+
+    os_id: int
+    managed_id: Optional[int]
+    name: Optional[str]
+    teb: Optional[Address]
+    stack_base: Optional[Address]
+    stack_limit: Optional[Address]
+    apartment_os: str
+    apartment_clr: Optional[str]
+    apartment: str
+    apartment_disagrees: bool
+    is_finalizer: bool
+    is_gc: bool
+    is_threadpool: bool
+    lock_count: Optional[int]
+    exception: Optional[str]
+    waits_for: Optional[WaitTarget]
+    in_com_call: bool
+    frames: tuple[Any, ...] = ()
+    native_frames: tuple[Any, ...] = ()
+
+
+def merge_threads(native: tuple[Any, ...], managed: tuple[Any, ...]) -> tuple[ThreadView, ...]:
+    """Joins the native thread list (TEB, OS apartment, native stack) with the
+    engine's (names, roles, locks, managed stack) by OS thread id.
+
+    The apartment shown is the OS view where the dump has TEBs, else the CLR's
+    view; both are kept so a disagreement can be flagged.
+    """
+    by_os_id = {t.os_id: t for t in managed}
+    rows: list[ThreadView] = []
+    seen: set[int] = set()
+    for n in native:
+        seen.add(n.os_id)
+        rows.append(_thread_view(n, by_os_id.get(n.os_id)))
+    for m in managed:
+        if m.os_id not in seen and m.os_id:
+            rows.append(_thread_view(None, m))
+    return tuple(rows)
+
+
+def _thread_view(n: Any, m: Any) -> ThreadView:
+    apartment_os = n.apartment_os if n is not None else "unknown"
+    apartment_clr = m.apartment if m is not None else None
+    if apartment_os != "unknown":
+        apartment = apartment_os
+    elif apartment_clr:
+        apartment = apartment_clr
+    else:
+        apartment = "unknown"
+    disagrees = (
+        apartment_os in ("STA", "MTA")
+        and apartment_clr in ("STA", "MTA")
+        and apartment_os != apartment_clr
+    )
+    waits = getattr(m, "waits_for", None) if m is not None else None
+    return ThreadView(
+        os_id=n.os_id if n is not None else m.os_id,
+        managed_id=getattr(m, "managed_id", None),
+        name=getattr(m, "name", None) or getattr(n, "name", None),
+        teb=getattr(n, "teb", None) or getattr(m, "teb", None),
+        stack_base=getattr(n, "stack_base", None) or getattr(m, "stack_base", None),
+        stack_limit=getattr(n, "stack_limit", None) or getattr(m, "stack_limit", None),
+        apartment_os=apartment_os,
+        apartment_clr=apartment_clr,
+        apartment=apartment,
+        apartment_disagrees=disagrees,
+        is_finalizer=bool(getattr(m, "is_finalizer", False)),
+        is_gc=bool(getattr(m, "is_gc", False)),
+        is_threadpool=bool(getattr(m, "is_threadpool", False)),
+        lock_count=getattr(m, "lock_count", None),
+        exception=_exception_text(getattr(m, "exception", None)),
+        waits_for=(
+            WaitTarget(
+                object=waits.object, type=waits.type, owner_os_id=waits.owner_os_id
+            )
+            if waits is not None
+            else None
+        ),
+        in_com_call=bool(getattr(n, "in_com_call", False)),
+        frames=tuple(getattr(m, "frames", ()) or ()),
+        native_frames=tuple(getattr(n, "native_frames", ()) or ()),
+    )
+
+
+def _exception_text(exception: Any) -> Optional[str]:
+    if exception is None:
+        return None
+    if isinstance(exception, str):
+        return exception
+    kind = getattr(exception, "type", None) or ""
+    message = getattr(exception, "message", None) or ""
+    return f"{kind}: {message}".strip(": ") or None
+
+
+class DumpSession:
+    """Opens a dump read-only and computes its analyses on demand."""
+
+    def __init__(self, path: str | Path, dac: Optional[str] = None) -> None:
+        self.path = str(Path(path).resolve())
+        self.dac = dac
+        self.reader: MemoryReader = open_dump(self.path)
+        self._results: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._engine: Any = None
+
+    # -- caching ----------------------------------------------------------
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        with self._guard:
+            if key in self._results:
+                return self._results[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._results:
+                self._results[key] = compute()
+            return self._results[key]
+
+    def cached(self, key: str) -> Any:
+        """A result already computed, or None: views use it to skip a job."""
+        return self._results.get(key)
+
+    # -- native -----------------------------------------------------------
+    def info(self) -> DumpInfo:
+        r = self.reader
+        return DumpInfo(
+            path=self.path,
+            format=r.format,
+            os=r.os,
+            arch=r.arch,
+            pointer_size=r.pointer_size,
+            size=ByteSize(Path(self.path).stat().st_size),
+            problems=tuple(r.problems),
+        )
+
+    def modules(self) -> tuple[Any, ...]:
+        return self._cached("modules", lambda: tuple(self.reader.modules()))
+
+    def native_heaps(self) -> tuple[Any, ...]:
+        from analysis.native.heaps import find_native_heaps
+
+        return self._cached("native_heaps", lambda: find_native_heaps(self.reader))
+
+    def native_threads(self) -> tuple[Any, ...]:
+        from analysis.native.threads import native_threads
+
+        return self._cached("native_threads", lambda: native_threads(self.reader))
+
+    def address_summary(self) -> Any:
+        from analysis.native.address_summary import summarize
+
+        def compute() -> Any:
+            managed = self.managed()
+            gc_ranges: tuple[tuple[int, int], ...] = ()
+            if isinstance(managed, ManagedAnalysis):
+                gc_ranges = tuple(
+                    (int(s.start), int(s.end))
+                    for s in managed.gc.segments
+                    if s.start is not None and s.end is not None
+                )
+            return summarize(self.reader, heaps=self.native_heaps(), gc_ranges=gc_ranges)
+
+        return self._cached("address_summary", compute)
+
+    # -- managed ----------------------------------------------------------
+    def managed(self, progress: Progress = _no_progress) -> ManagedAnalysis | ManagedUnavailable:
+        return self._cached("managed", lambda: self._run_managed(progress))
+
+    def engine(self) -> Any:
+        """The engine with this dump open, for on-demand calls (instances,
+        object detail, root paths)."""
+        managed = self.managed()
+        if isinstance(managed, ManagedUnavailable):
+            return None
+        return self._engine
+
+    def _run_managed(self, progress: Progress) -> ManagedAnalysis | ManagedUnavailable:
+        from analysis.managed.client import EngineClient, EngineError, engine_available
+
+        if not engine_available():
+            return ManagedUnavailable(
+                "the managed engine is not built: run ./dumpscope once to build it",
+                "engine-missing",
+            )
+        engine = EngineClient()
+        try:
+            progress("opening the .NET runtime", 0.0)
+            runtime = engine.open(self.path, dac=self.dac)
+            progress("walking the managed heap", 0.1)
+            heap = engine.heap_stats(progress=lambda m, f: progress(m, 0.1 + 0.6 * f))
+            progress("reading the GC heap layout", 0.7)
+            gc = engine.gc_heap()
+            progress("reading the finalizer queue", 0.8)
+            finalizer = engine.finalizer_queue()
+            progress("reading threads and monitors", 0.9)
+            threads = engine.threads()
+            monitors = engine.monitors()
+        except EngineError as error:
+            engine.close()
+            return ManagedUnavailable(str(error), getattr(error, "code", None))
+        self._engine = engine
+        progress("managed analysis done", 1.0)
+        return ManagedAnalysis(runtime, heap, gc, finalizer, monitors, tuple(threads))
+
+    # -- merged -----------------------------------------------------------
+    def threads(self) -> tuple[ThreadView, ...]:
+        def compute() -> tuple[ThreadView, ...]:
+            managed = self.managed()
+            managed_threads = (
+                managed.threads if isinstance(managed, ManagedAnalysis) else ()
+            )
+            return merge_threads(self.native_threads(), managed_threads)
+
+        return self._cached("threads", compute)
+
+    def findings(self) -> tuple[Any, ...]:
+        from analysis.diagnosis import diagnose
+
+        return self._cached("findings", lambda: diagnose(self))
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        self.reader.close()
+
+    def __enter__(self) -> "DumpSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = [
+    "Cancelled",
+    "DumpInfo",
+    "DumpSession",
+    "ManagedAnalysis",
+    "ManagedUnavailable",
+    "ThreadView",
+    "WaitTarget",
+    "merge_threads",
+]

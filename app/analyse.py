@@ -1,0 +1,35 @@
+"""The order in which the GUI asks a session for its results.
+
+Cheap native results come first so tabs fill in at once; the engine's walk of
+the managed heap comes after; results that combine both come last.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from analysis.session import DumpSession, ManagedUnavailable
+
+STEPS = (
+    ("modules", "reading modules"),
+    ("native_heaps", "walking native heaps"),
+    ("native_threads", "reading threads and native stacks"),
+    ("managed", "analysing the managed heap (engine)"),
+    ("address_summary", "summarising the address space"),
+    ("threads", "merging thread views"),
+    ("findings", "running the diagnosis rules"),
+)
+
+
+def analyse(session: DumpSession, report: Any, cancelled: threading.Event) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for i, (key, label) in enumerate(STEPS):
+        report(label, i / len(STEPS), None)
+        try:
+            value = getattr(session, key)()
+        except Exception as error:  # one failing analysis leaves the others
+            value = ManagedUnavailable(f"{label} failed: {type(error).__name__}: {error}")
+        results[key] = value
+        report(label, (i + 1) / len(STEPS), (key, value))
+    return results

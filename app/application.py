@@ -1,0 +1,41 @@
+"""Application start: the window, and the demo dump when none is given."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+from qtpy import QtWidgets
+
+from app.jobs import Job
+from app.main_window import MainWindow
+
+DEMO_SCENARIO = "blocked-finalizer"
+
+
+def demo_job(window: MainWindow) -> Job:
+    """Generates the demo dump (first use only: build, run, createdump) off
+    the GUI thread, then opens it."""
+
+    def work(report: Any, _cancelled: Any) -> str:
+        from scenarios.dumps import ensure_dump
+
+        report(f"preparing the demo dump ({DEMO_SCENARIO}; the first time takes a minute)", 0.1, None)
+        return str(ensure_dump(DEMO_SCENARIO).path)
+
+    job = Job("demo", work, window)
+    job.sig_job_finished.connect(lambda path: window.open_dump(path))
+    return job
+
+
+def run(dump: Optional[str], dac: Optional[str] = None) -> int:
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
+    app.setApplicationName("DumpScope")
+    app.setOrganizationName("DumpScope")
+    window = MainWindow()
+    window.show()
+    if dump:
+        window.open_dump(dump, dac=dac)
+    else:
+        window.start_job(demo_job(window))
+    return int(app.exec())

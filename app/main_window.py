@@ -1,0 +1,270 @@
+"""The main window: one tab per analysis, a status bar with progress and cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from qtpy import QtCore, QtGui, QtWidgets
+from qtpy.QtCore import Signal
+
+from analysis.session import DumpSession, ManagedAnalysis, ManagedUnavailable
+from analysis.values import human_size
+from app.analyse import analyse
+from app.jobs import Job
+from views.findings_view import FindingsView
+from views.finalizer_view import FinalizerView
+from views.heap_stats_view import HeapStatsView
+from views.memory_view import MemoryView
+from views.modules_view import ModulesView
+from views.native_heaps_view import NativeHeapsView
+from views.threads_view import ThreadsView
+
+MAX_RECENT = 8
+DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """sig_analysis_finished fires when every tab has its result."""
+
+    sig_analysis_finished = Signal()
+
+    def __init__(self, settings: Optional[QtCore.QSettings] = None) -> None:
+        super().__init__()
+        self.settings = settings or QtCore.QSettings("DumpScope", "DumpScope")
+        self.session: Optional[DumpSession] = None
+        self.job: Optional[Job] = None
+        self.setWindowTitle("DumpScope")
+        self.resize(1280, 820)
+        self.setAcceptDrops(True)
+
+        self.findings = FindingsView(self)
+        self.memory = MemoryView(self)
+        self.native_heaps = NativeHeapsView(self)
+        self.types = HeapStatsView(self)
+        self.finalizer = FinalizerView(self)
+        self.threads = ThreadsView(self)
+        self.modules = ModulesView(self)
+        self.views: dict[str, Any] = {
+            "findings": self.findings,
+            "memory": self.memory,
+            "native_heaps": self.native_heaps,
+            "types": self.types,
+            "finalizer": self.finalizer,
+            "threads": self.threads,
+            "modules": self.modules,
+        }
+        self.tabs = QtWidgets.QTabWidget(self)
+        for view in self.views.values():
+            self.tabs.addTab(view, view.title)
+        self.setCentralWidget(self.tabs)
+        self.findings.sig_evidence_activated.connect(self.show_evidence)
+
+        self.progress = QtWidgets.QProgressBar(self)
+        self.progress.setMaximumWidth(240)
+        self.progress.setRange(0, 1000)
+        self.cancel_button = QtWidgets.QPushButton("Cancel", self)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().addPermanentWidget(self.cancel_button)
+        self._set_busy(False)
+        self._build_menus()
+        self._show_empty()
+
+    # -- menus and files --------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = file_menu.addAction("&Open dump…")
+        open_action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
+        open_action.triggered.connect(self._ask_open)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._fill_recent()
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("&Quit")
+        quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&About DumpScope").triggered.connect(self._about)
+
+    def _ask_open(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a memory dump", "", DUMP_FILTER)
+        if path:
+            self.open_dump(path)
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _remember(self, path: str) -> None:
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent_files():
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _checked=False, p=path: self.open_dump(p))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    def _about(self) -> None:
+        QtWidgets.QMessageBox.about(
+            self,
+            "About DumpScope",
+            "DumpScope shows where the memory of a .NET process went, what its "
+            "finalizer and COM apartments are doing, and the root cause.",
+        )
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_dump(urls[0].toLocalFile())
+
+    # -- opening and analysing ---------------------------------------------
+    def _show_empty(self) -> None:
+        self.findings.headline.setText(
+            "Open a memory dump (File ▸ Open, or drop it here) to see where its memory went."
+        )
+
+    def open_dump(self, path: str, dac: Optional[str] = None) -> None:
+        from analysis.dumpfile.base import DumpFormatError
+
+        self.cancel()
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        try:
+            self.session = DumpSession(path, dac=dac)
+        except (DumpFormatError, OSError) as error:
+            QtWidgets.QMessageBox.warning(self, "Cannot open dump", f"{path}\n\n{error}")
+            return
+        self._remember(str(Path(path).resolve()))
+        info = self.session.info()
+        self.setWindowTitle(f"DumpScope — {Path(path).name}")
+        self.findings.headline.setText(f"Analysing {Path(path).name}…")
+        self.findings.set_key_facts(
+            [f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"]
+            + [f"⚠ {p}" for p in info.problems]
+        )
+        session = self.session
+        self.start_job(Job("analyse", lambda report, cancelled: analyse(session, report, cancelled), self))
+
+    def start_job(self, job: Job) -> None:
+        self.job = job
+        job.sig_job_progress.connect(self._on_progress)
+        job.sig_job_partial.connect(self.show_result)
+        job.sig_job_finished.connect(self._on_finished)
+        job.sig_job_failed.connect(self._on_failed)
+        job.sig_job_cancelled.connect(self._on_cancelled)
+        self._set_busy(True)
+        job.start()
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.is_running():
+            self.job.cancel()
+
+    def _set_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+
+    def _on_progress(self, step: str, fraction: float) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.statusBar().showMessage(step)
+
+    def _on_finished(self, _result: Any) -> None:
+        self._set_busy(False)
+        self.statusBar().showMessage("Analysis complete", 5000)
+        self.sig_analysis_finished.emit()
+
+    def _on_failed(self, message: str) -> None:
+        self._set_busy(False)
+        self.statusBar().showMessage(f"Analysis failed: {message}")
+
+    def _on_cancelled(self) -> None:
+        self._set_busy(False)
+        self.statusBar().showMessage("Analysis cancelled: the tabs show what was done")
+
+    # -- results into views -------------------------------------------------
+    def show_result(self, key: str, value: Any) -> None:
+        failed = isinstance(value, ManagedUnavailable)
+        if key == "modules" and not failed:
+            self.modules.set_modules(value)
+        elif key == "native_heaps":
+            if failed:
+                self.native_heaps.show_message(value.reason)
+            else:
+                self.native_heaps.set_heaps(value)
+        elif key == "address_summary":
+            if failed:
+                self.memory.show_message(value.reason)
+            else:
+                self.memory.set_summary(value)
+        elif key == "managed":
+            self._show_managed(value)
+        elif key == "threads" and not failed:
+            self.threads.set_threads(value)
+        elif key == "findings" and not failed:
+            self.findings.set_findings(value)
+            self.findings.set_key_facts(self._key_facts())
+
+    def _show_managed(self, managed: Any) -> None:
+        if isinstance(managed, ManagedUnavailable):
+            message = f"Managed heap not analysed: {managed.reason}"
+            for view in (self.types, self.finalizer):
+                view.show_message(message)
+            self.threads.show_message(message + " (threads below show the OS view only)")
+            return
+        assert isinstance(managed, ManagedAnalysis)
+        for view in (self.types, self.finalizer, self.threads):
+            view.show_message("")
+        self.types.set_heap(managed.heap)
+        self.finalizer.set_queue(managed.finalizer)
+
+    def _key_facts(self) -> list[str]:
+        session = self.session
+        if session is None:
+            return []
+        info = session.info()
+        lines = [f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"]
+        heaps = session.cached("native_heaps")
+        if heaps:
+            blocks = [b for h in heaps for b in h.large_blocks]
+            lines.append(
+                f"Native heaps: {len(heaps)}, committed {human_size(sum(int(h.committed or 0) for h in heaps))}; "
+                f"{len(blocks):,} large blocks, {human_size(sum(int(b.size) for b in blocks))}"
+            )
+        managed = session.cached("managed")
+        if isinstance(managed, ManagedAnalysis):
+            lines.append(
+                f"Managed heap: {int(managed.heap.total_objects):,} objects, "
+                f"{human_size(int(managed.heap.total_bytes))}; "
+                f"{int(managed.finalizer.ready_count or 0):,} ready for finalization"
+            )
+        elif isinstance(managed, ManagedUnavailable):
+            lines.append(f"Managed heap not analysed: {managed.reason}")
+        threads = session.cached("threads") or ()
+        sta = sum(1 for t in threads if t.apartment == "STA")
+        lines.append(f"Threads: {len(threads)}, of which STA: {sta}")
+        lines.extend(f"⚠ {p}" for p in info.problems)
+        return lines
+
+    def show_evidence(self, view_name: str, key: Any) -> None:
+        view = self.views.get(view_name)
+        if view is None:
+            return
+        self.tabs.setCurrentWidget(view)
+        view.select_key(key)
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.cancel()
+        if self.job is not None:
+            self.job.wait(2.0)
+        if self.session is not None:
+            self.session.close()
+        super().closeEvent(event)

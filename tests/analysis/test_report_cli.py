@@ -1,0 +1,84 @@
+"""`main.py report`: the headless report a user scripts against."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIDUMPS = ROOT.parent / "shared" / "data" / "minidumps"
+EXPECTED = {e["file"]: e for e in json.loads((MINIDUMPS / "expected.json").read_text())}
+
+
+def report(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "report", *args],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+
+
+def test_windows_minidump_report_has_the_documented_sections():
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["dump"]["format"] == "minidump"
+    assert data["dump"]["os"] == "windows"
+    assert data["dump"]["arch"] == "x64"
+    assert data["dump"]["pointer_size"] == 8
+    expected = EXPECTED["tiny-exe-with-cet-xsave.dmp"]
+    assert [(m["base"], m["size"]) for m in data["modules"]] == [
+        (m["base"], m["size"]) for m in expected["modules"]
+    ]
+    assert [t["os_id"] for t in data["threads"]] == [t["tid"] for t in expected["threads"]]
+    assert [t["teb"] for t in data["threads"]] == [t["teb"] for t in expected["threads"]]
+    assert data["managed"]["available"] is False
+    assert "No .NET runtime" in data["managed"]["reason"]
+    for key in ("memory", "native_heaps", "findings", "problems"):
+        assert key in data
+
+
+def test_text_report_names_the_dump_and_its_threads():
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"), "--format", "text")
+    assert run.returncode == 0, run.stderr
+    assert "minidump of a windows x64 process" in run.stdout
+    assert "Managed heap: not analysed" in run.stdout
+
+
+def test_report_to_a_file(tmp_path):
+    out = tmp_path / "r.json"
+    run = report(str(MINIDUMPS / "minidump2.dmp"), "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+    assert json.loads(out.read_text())["dump"]["arch"] == "x86"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: d / "missing.dmp",
+        lambda d: (d / "text.dmp").write_text("hello, not a dump") and d / "text.dmp",
+        lambda d: (d / "empty.dmp").write_bytes(b"") or d / "empty.dmp",
+    ],
+    ids=["missing", "not-a-dump", "empty"],
+)
+def test_unreadable_dump_exits_3_with_one_line_reason(tmp_path, make):
+    run = report(str(make(tmp_path)))
+    assert run.returncode == 3
+    assert run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "cannot read" in run.stderr
+
+
+def test_bad_arguments_exit_2():
+    assert report().returncode == 2
+    assert report(str(MINIDUMPS / "minidump2.dmp"), "--format", "xml").returncode == 2
+
+
+def test_corrupt_dump_reports_what_it_can_and_says_what_it_cannot():
+    run = report(str(MINIDUMPS / "invalid-record-count.dmp"))
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["dump"]["format"] == "minidump"
+    assert any("stream" in p for p in data["problems"]), data["problems"]

@@ -1,0 +1,79 @@
+"""Memory usage by kind (`!address -summary`), with the regions behind a row."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pyqtgraph as pg
+from qtpy import QtWidgets
+from qtpy.QtCore import Qt
+
+from views.base import ResultView
+from views.table_model import Column, FilterTable
+
+SUMMARY_COLUMNS = [
+    Column("Usage", lambda r: r.usage),
+    Column("Regions", lambda r: r.regions, "int"),
+    Column("Size", lambda r: r.bytes, "size"),
+    Column("% of busy", lambda r: r.percent_busy, "percent"),
+    Column("% of total", lambda r: r.percent_total, "percent"),
+]
+REGION_COLUMNS = [
+    Column("Base", lambda r: r.base, "address"),
+    Column("End", lambda r: int(r.base) + int(r.size), "address"),
+    Column("Size", lambda r: r.size, "size"),
+    Column("State", lambda r: r.state),
+    Column("Type", lambda r: r.type),
+    Column("Protect", lambda r: r.protect),
+    Column("File", lambda r: r.path),
+]
+
+
+class MemoryView(ResultView):
+    title = "Memory"
+
+    def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.summary = FilterTable(SUMMARY_COLUMNS, placeholder="Filter usage", parent=self)
+        self.regions = FilterTable(REGION_COLUMNS, placeholder="Filter regions", parent=self)
+        self.chart = pg.PlotWidget(self)
+        self.chart.setBackground("w")
+        self.chart.setMinimumHeight(160)
+        self.chart.getPlotItem().hideAxis("left")
+        self.chart.setLabel("bottom", "MB")
+        self.chart.setMouseEnabled(x=False, y=False)
+        top = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
+        top.addWidget(self.summary)
+        top.addWidget(self.chart)
+        split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(top)
+        split.addWidget(self.regions)
+        self.body.addWidget(split)
+        self._summary: Any = None
+        self.summary.sig_record_selected.connect(self._show_regions)
+
+    def set_summary(self, summary: Any) -> None:
+        self._summary = summary
+        self.summary.set_records(summary.usage, sort_column=2)
+        self._draw_chart(summary.usage)
+        self.summary.select_where(lambda r: r.usage != "Free")
+
+    def _draw_chart(self, rows: Any) -> None:
+        self.chart.clear()
+        busy = sorted((r for r in rows if r.usage != "Free"), key=lambda r: int(r.bytes))
+        heights = [int(r.bytes) / 2**20 for r in busy]
+        bars = pg.BarGraphItem(x0=0, y=list(range(len(busy))), height=0.7, width=heights, brush="#4a7ab5")
+        self.chart.addItem(bars)
+        for i, row in enumerate(busy):
+            label = pg.TextItem(f"{row.usage}  {heights[i]:,.0f} MB", color="k", anchor=(0, 0.5))
+            label.setPos(0, i)
+            self.chart.addItem(label)
+
+    def _show_regions(self, row: Any) -> None:
+        if self._summary is None or row is None:
+            return
+        regions = self._summary.regions_by_usage.get(row.usage, ())
+        self.regions.set_records(regions, sort_column=2)
+
+    def select_key(self, key: Any) -> bool:
+        return self.summary.select_where(lambda r: r.usage == key)

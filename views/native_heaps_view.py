@@ -1,0 +1,112 @@
+"""Native heaps (`!heap -s`) and, for the selected heap, its segments and
+large blocks (`!heap -m`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Optional, Sequence
+
+import pyqtgraph as pg
+from qtpy import QtWidgets
+from qtpy.QtCore import Qt
+
+from analysis.values import human_size
+from views.base import WARNING, ResultView
+from views.table_model import Column, FilterTable, RowStyle
+
+HEAP_COLUMNS = [
+    Column("Heap", lambda h: h.address, "address"),
+    Column("Kind", lambda h: h.kind),
+    Column("Reserved", lambda h: h.reserved, "size"),
+    Column("Committed", lambda h: h.committed, "size"),
+    Column("Free", lambda h: h.free, "size"),
+    Column("Segments", lambda h: len(h.segments), "int"),
+    Column("Large blocks", lambda h: len(h.large_blocks), "int"),
+    Column("Large-block bytes", lambda h: sum(int(b.size) for b in h.large_blocks), "size"),
+    Column("LFH", lambda h: {True: "yes", False: "no"}.get(getattr(h, "lfh", None), "")),
+]
+SEGMENT_COLUMNS = [
+    Column("Segment", lambda s: s.address, "address"),
+    Column("Reserved", lambda s: s.reserved, "size"),
+    Column("Committed", lambda s: s.committed, "size"),
+]
+BLOCK_COLUMNS = [
+    Column("Block", lambda b: b.address, "address"),
+    Column("Size", lambda b: b.size, "size"),
+    Column("Bytes", lambda b: b.size, "int"),
+]
+
+
+def _heap_style(heap: Any) -> Optional[RowStyle]:
+    if len(heap.large_blocks) >= 16:
+        return RowStyle(background=WARNING, bold=True, tooltip="many large blocks")
+    return None
+
+
+class NativeHeapsView(ResultView):
+    title = "Native heaps"
+
+    def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.heaps = FilterTable(HEAP_COLUMNS, _heap_style, "Filter heaps", self)
+        self.segments = FilterTable(SEGMENT_COLUMNS, placeholder="Filter segments", parent=self)
+        self.blocks = FilterTable(BLOCK_COLUMNS, placeholder="Filter large blocks", parent=self)
+        self.blocks_label = QtWidgets.QLabel(self)
+        self.histogram = pg.PlotWidget(self)
+        self.histogram.setBackground("w")
+        self.histogram.setLabel("bottom", "block size (MB)")
+        self.histogram.setLabel("left", "blocks")
+        self.histogram.setMinimumHeight(140)
+        lower = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
+        lower.addWidget(self.segments)
+        right = QtWidgets.QWidget(self)
+        right_layout = QtWidgets.QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.blocks_label)
+        right_layout.addWidget(self.blocks)
+        right_layout.addWidget(self.histogram)
+        lower.addWidget(right)
+        split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(self.heaps)
+        split.addWidget(lower)
+        self.body.addWidget(split)
+        self.heaps.sig_record_selected.connect(self._show_heap)
+
+    def set_heaps(self, heaps: Sequence[Any]) -> None:
+        if not heaps:
+            self.show_message("No native heap was found in this dump.")
+        self.heaps.set_records(heaps, sort_column=7)
+        self.heaps.select_where(lambda h: True)
+
+    def _show_heap(self, heap: Any) -> None:
+        if heap is None:
+            return
+        self.segments.set_records(heap.segments, sort_column=1)
+        self.blocks.set_records(heap.large_blocks, sort_column=1)
+        total = sum(int(b.size) for b in heap.large_blocks)
+        self.blocks_label.setText(
+            f"<b>{len(heap.large_blocks):,} large blocks</b>, {human_size(total)} "
+            f"in heap 0x{int(heap.address):x} ({heap.kind})"
+        )
+        self.histogram.clear()
+        sizes = Counter(int(b.size) for b in heap.large_blocks)
+        if sizes:
+            xs = sorted(sizes)
+            self.histogram.addItem(
+                pg.BarGraphItem(
+                    x=[x / 2**20 for x in xs],
+                    height=[sizes[x] for x in xs],
+                    width=max(0.05, max(xs) / 2**20 / 40),
+                    brush="#c0504d",
+                )
+            )
+
+    def select_key(self, key: Any) -> bool:
+        if self.heaps.select_where(lambda h: int(h.address) == key):
+            return True
+        for row in range(self.heaps.row_count()):
+            heap = self.heaps.record_at(row)
+            if any(int(b.address) == key for b in heap.large_blocks):
+                self.heaps.select_where(lambda h: h is heap)
+                return self.blocks.select_where(lambda b: int(b.address) == key)
+        return False

@@ -1,0 +1,126 @@
+"""Threads with their COM apartment, role, locks and stacks (`!t`, `~*k`).
+
+The finalizer thread is highlighted red when it is blocked, STA threads amber:
+the two ends of the print-service story.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from qtpy import QtWidgets
+from qtpy.QtCore import Qt
+
+from views.base import CRITICAL, INFO, WARNING, ResultView
+from views.table_model import Column, FilterTable, RowStyle
+
+
+def role(thread: Any) -> str:
+    roles = [
+        label
+        for label, flag in (
+            ("Finalizer", thread.is_finalizer),
+            ("GC", thread.is_gc),
+            ("Threadpool", thread.is_threadpool),
+        )
+        if flag
+    ]
+    return ", ".join(roles)
+
+
+def waits_text(thread: Any) -> str:
+    if thread.in_com_call:
+        return "COM call into another apartment"
+    waits = thread.waits_for
+    if waits is None:
+        return ""
+    owner = f" held by {waits.owner_os_id} (0x{waits.owner_os_id:x})" if waits.owner_os_id else ""
+    return f"monitor on {waits.type or '?'}{owner}"
+
+
+def apartment_text(thread: Any) -> str:
+    if thread.apartment_disagrees:
+        return f"{thread.apartment} (CLR: {thread.apartment_clr})"
+    return thread.apartment
+
+
+THREAD_COLUMNS = [
+    Column("OSID", lambda t: t.os_id, "int", "operating-system thread id"),
+    Column("OSID (hex)", lambda t: f"{t.os_id:x}"),
+    Column("ID", lambda t: t.managed_id, "int", "managed thread id"),
+    Column("Name", lambda t: t.name),
+    Column("Apt", apartment_text, tooltip="COM apartment: from the TEB where the dump has one, else from the CLR"),
+    Column("Role", role),
+    Column("Locks", lambda t: t.lock_count, "int"),
+    Column("Waits for", waits_text),
+    Column("Exception", lambda t: t.exception),
+    Column("TEB", lambda t: t.teb, "address"),
+]
+
+
+def thread_style(thread: Any) -> Optional[RowStyle]:
+    if thread.is_finalizer and (thread.waits_for is not None or thread.in_com_call):
+        return RowStyle(CRITICAL, bold=True, tooltip="the finalizer thread is blocked")
+    if thread.apartment == "STA":
+        return RowStyle(WARNING, bold=True, tooltip="single-threaded apartment")
+    if thread.waits_for is not None:
+        return RowStyle(INFO, tooltip="waits for a monitor")
+    return None
+
+
+def frame_line(frame: Any) -> str:
+    if isinstance(frame, str):
+        return frame
+    address = getattr(frame, "address", None) or getattr(frame, "ip", None)
+    name = getattr(frame, "name", None) or getattr(frame, "method", None) or ""
+    how = getattr(frame, "how", None) or getattr(frame, "kind", None)
+    text = f"0x{int(address):016x}  {name}" if address is not None else str(name)
+    return f"{text}   [{how}]" if how else text
+
+
+class ThreadsView(ResultView):
+    title = "Threads"
+
+    def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.legend = QtWidgets.QLabel(
+            f"<span style='background:{CRITICAL}'>&nbsp;blocked finalizer&nbsp;</span> "
+            f"<span style='background:{WARNING}'>&nbsp;STA thread&nbsp;</span> "
+            f"<span style='background:{INFO}'>&nbsp;waits for a monitor&nbsp;</span>",
+            self,
+        )
+        self.threads = FilterTable(THREAD_COLUMNS, thread_style, "Filter threads", self)
+        self.managed_stack = QtWidgets.QListWidget(self)
+        self.native_stack = QtWidgets.QListWidget(self)
+        mono = self.native_stack.font()
+        mono.setFamily("monospace")
+        self.native_stack.setFont(mono)
+        self.managed_stack.setFont(mono)
+        stacks = QtWidgets.QTabWidget(self)
+        stacks.addTab(self.managed_stack, "Managed stack")
+        stacks.addTab(self.native_stack, "Native stack")
+        self.stacks = stacks
+        split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(self.threads)
+        split.addWidget(stacks)
+        split.setSizes([400, 250])
+        self.body.addWidget(self.legend)
+        self.body.addWidget(split)
+        self.threads.sig_record_selected.connect(self._show_stacks)
+
+    def set_threads(self, threads: Any) -> None:
+        self.threads.set_records(threads)
+        self.threads.view.sortByColumn(2, Qt.SortOrder.AscendingOrder)
+
+    def _show_stacks(self, thread: Any) -> None:
+        if thread is None:
+            return
+        self.managed_stack.clear()
+        self.native_stack.clear()
+        self.managed_stack.addItems([frame_line(f) for f in thread.frames] or ["(no managed frames)"])
+        self.native_stack.addItems([frame_line(f) for f in thread.native_frames] or ["(no native frames)"])
+        if not thread.frames and thread.native_frames:
+            self.stacks.setCurrentIndex(1)
+
+    def select_key(self, key: Any) -> bool:
+        return self.threads.select_where(lambda t: t.os_id == key)
