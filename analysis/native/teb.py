@@ -223,7 +223,7 @@ def read_teb(reader: MemoryReader, thread: ThreadInfo) -> Teb:
     bitness = process_bitness(reader)
     listed = Address(thread.teb) if thread.teb else None
     if reader.os != "windows":
-        gap: AddressOrGap = NotApplicable("a Linux process has no TEB")
+        gap: AddressOrGap = NotApplicable(f"a {reader.os} process has no TEB")
         return Teb(thread.os_id, gap, listed, bitness, False, gap, gap, gap, gap, gap)
     if listed is None:
         unknown = Unknown("the dump records no TEB address for this thread")
@@ -330,7 +330,7 @@ def read_peb(reader: MemoryReader) -> Peb:
     if address is None:
         if reader.os != "windows":
             gap: Union[Unknown, NotApplicable] = NotApplicable(
-                "a Linux process has no PEB"
+                f"a {reader.os} process has no PEB"
             )
         else:
             gap = Unknown("no thread's TEB is in the dump, so the PEB is not found")

@@ -21,8 +21,10 @@ from analysis.values import Address
 
 @dataclass(frozen=True)
 class NativeThread:
-    """apartment_os: "STA", "MTA", "NTA", "none" or "unknown" (Linux dumps
-    and TEBs not in the dump: `problems` says which)."""
+    """apartment_os: "STA", "MTA", "NTA", "none" or "unknown" (Linux dumps,
+    TEBs not in the dump); apartment_reason says why when it is not plain.
+    stack_base/stack_limit: the TEB's when readable (the whole stack), else
+    the range the dump captured."""
 
     os_id: int
     name: Optional[str]
@@ -30,6 +32,7 @@ class NativeThread:
     stack_base: AddressOrGap
     stack_limit: AddressOrGap
     apartment_os: str
+    apartment_reason: str
     com_flags: IntOrGap
     com_inits: IntOrGap
     native_frames: tuple[NativeFrame, ...]
@@ -61,7 +64,9 @@ def native_threads(
         walk = walk_stack(reader, thread, symbolizer, limits)
         wait = com_call_wait(walk.frames)
         problems = list(teb.problems) + list(walk.problems)
-        if apartment.kind == "unknown":
+        # On Linux every thread lacks a TEB: the reason is kept once per
+        # thread in apartment_reason, not repeated as a problem.
+        if apartment.kind == "unknown" and reader.os == "windows":
             problems.append(f"apartment unknown: {apartment.reason}")
         threads.append(
             NativeThread(
@@ -71,6 +76,7 @@ def native_threads(
                 stack_base=_bound(teb.stack_base, thread.stack_base),
                 stack_limit=_bound(teb.stack_limit, thread.stack_limit),
                 apartment_os=apartment.kind,
+                apartment_reason=apartment.reason,
                 com_flags=apartment.flags,
                 com_inits=apartment.com_inits,
                 native_frames=walk.frames,

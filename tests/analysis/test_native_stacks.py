@@ -405,3 +405,16 @@ def test_com_call_wait_needs_both_com_and_rpc_frames():
     msg = _frame("user32", "user32!MsgWaitForMultipleObjectsEx+0x5a")
     assert com_call_wait((_frame(None, "0x1000"), msg, com, rpc))
     assert not com_call_wait((com, rpc, wait))
+
+
+def test_breakpad_linux_minidump_stack_stays_in_code_and_has_no_apartment():
+    reader = open_dump("/work/shared/data/minidumps/linux_raise_sigabrt.dmp")
+    (thread,) = native_threads(reader)
+    frames = thread.native_frames
+    # raise() in libpthread, called from the test driver's own code.
+    assert frames[0].how == "context" and frames[0].module == "libpthread-2.19.so"
+    assert "driver" in {f.module for f in frames[1:]}
+    for frame in frames:
+        assert _executable(reader, int(frame.address)), frame
+    assert thread.apartment_os == "unknown" and "no TEB" in thread.apartment_reason
+    assert not any("apartment" in problem for problem in thread.problems)
