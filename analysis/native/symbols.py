@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Optional
 
-from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module
+from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module, Region
 
 
 @dataclass(frozen=True)
@@ -434,14 +434,19 @@ class Symbolizer:
         self._bases = [int(m.base) for m in self._modules]
         self._cache: dict[int, ModuleSymbols] = {}
         self._starts: dict[int, list[int]] = {}
+        self._regions = sorted(reader.regions(), key=lambda r: int(r.base))
+        self._region_starts = [int(r.base) for r in self._regions]
+        self._mapping_paths = any(r.path for r in self._regions)
+        self._by_path: dict[str, list[Module]] = {}
+        for module in self._modules:
+            self._by_path.setdefault(module.path, []).append(module)
         self._code = self._code_ranges()
         self._code_starts = [start for start, _ in self._code]
 
     def _code_ranges(self) -> list[tuple[int, int]]:
-        regions = self.reader.regions()
         known = [
             (int(r.base), int(r.base) + int(r.size), _is_executable(r.protect))
-            for r in regions
+            for r in self._regions
         ]
         if any(flag is not None for _, _, flag in known):
             return sorted((start, end) for start, end, flag in known if flag)
@@ -456,11 +461,34 @@ class Symbolizer:
         return i >= 0 and address < self._code[i][1]
 
     def module_at(self, address: int) -> Optional[Module]:
+        """The module whose image holds `address`. Where the dump names the
+        file behind each mapping (Linux), that name decides: module ranges
+        of files mapped several times can span memory that is not theirs."""
+        region = self._region_at(address)
+        if region is not None and self._mapping_paths:
+            if not region.path:
+                return None
+            owners = [
+                m
+                for m in self._by_path.get(region.path, ())
+                if int(m.base) <= address < int(m.base) + int(m.size)
+            ]
+            if not owners:
+                return None
+            return max(owners, key=lambda m: int(m.base))
         i = bisect.bisect_right(self._bases, address) - 1
         if i >= 0:
             module = self._modules[i]
             if address < int(module.base) + int(module.size):
                 return module
+        return None
+
+    def _region_at(self, address: int) -> Optional[Region]:
+        i = bisect.bisect_right(self._region_starts, address) - 1
+        if i >= 0:
+            region = self._regions[i]
+            if address < int(region.base) + int(region.size):
+                return region
         return None
 
     def symbols_for(self, module: Module) -> ModuleSymbols:

@@ -418,3 +418,61 @@ def test_breakpad_linux_minidump_stack_stays_in_code_and_has_no_apartment():
         assert _executable(reader, int(frame.address)), frame
     assert thread.apartment_os == "unknown" and "no TEB" in thread.apartment_reason
     assert not any("apartment" in problem for problem in thread.problems)
+
+
+class MappedFiles:
+    """A tiny Linux-like reader: file-backed mappings with paths, no bytes."""
+
+    os, arch, pointer_size, format, path = "linux", "x64", 8, "elf-core", "<mem>"
+    problems: Sequence[str] = ()
+
+    def __init__(self, regions, modules):
+        self._regions, self._modules = regions, modules
+
+    def regions(self):
+        return self._regions
+
+    def modules(self):
+        return self._modules
+
+    def threads(self):
+        return []
+
+    def read(self, address: int, size: int) -> bytes:
+        from analysis.dumpfile.base import MemoryNotInDump
+
+        raise MemoryNotInDump(address, size)
+
+    def close(self) -> None:
+        pass
+
+
+def test_mapping_paths_decide_the_module_when_module_ranges_overlap():
+    from analysis.dumpfile.base import Module, Region
+    from analysis.values import ByteSize
+
+    def region(base, size, path):
+        return Region(
+            Address(base), ByteSize(size), "commit", "image", "r-x", None, path
+        )
+
+    # a.dll is mapped twice far apart, so its module range spans b.dll and
+    # an anonymous (JIT) code region between its two mappings.
+    reader = MappedFiles(
+        [
+            region(0x10000, 0x1000, "/x/a.dll"),
+            region(0x20000, 0x1000, "/x/b.dll"),
+            region(0x30000, 0x1000, None),
+            region(0x40000, 0x1000, "/x/a.dll"),
+        ],
+        [
+            Module("a.dll", "/x/a.dll", Address(0x10000), ByteSize(0x31000)),
+            Module("b.dll", "/x/b.dll", Address(0x20000), ByteSize(0x1000)),
+        ],
+    )
+    s = Symbolizer(reader)
+    assert s.name(0x10010) == "a.dll+0x10"
+    assert s.name(0x20010) == "b.dll+0x10"
+    assert s.name(0x30010) == "0x30010"
+    assert s.name(0x40010) == "a.dll+0x30010"
+    assert s.is_code(0x30010) and not s.is_code(0x50000)
