@@ -21,7 +21,9 @@ def open_dump(path: str, limits: Limits = DEFAULT_LIMITS) -> MemoryReader:
 
         return MinidumpReader(path, limits)
     if magic == b"\x7fELF":
-        raise DumpFormatError(f"{path}: ELF core dumps are not supported yet")
+        from analysis.dumpfile.elfcore import ElfCoreReader
+
+        return ElfCoreReader(path, limits)
     raise DumpFormatError(
         f"{path}: not a minidump or ELF core dump: starts with {magic!r}"
     )
