@@ -18,7 +18,7 @@ from analysis.native.stacks import (
     native_stack,
     walk_stack,
 )
-from analysis.native.symbols import Symbolizer
+from analysis.native.symbols import Symbol, Symbolizer
 from analysis.native.threads import native_threads
 from analysis.values import Address, to_jsonable
 from tests.analysis.synthetic import MinidumpBuilder
@@ -476,3 +476,136 @@ def test_mapping_paths_decide_the_module_when_module_ranges_overlap():
     assert s.name(0x30010) == "0x30010"
     assert s.name(0x40010) == "a.dll+0x30010"
     assert s.is_code(0x30010) and not s.is_code(0x50000)
+
+
+LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+
+
+class LoadedElf(MappedFiles):
+    """An ELF file laid out in memory as the loader maps it (PT_LOAD
+    segments at base + p_vaddr), recorded under a path that does not exist,
+    so every name must come from the image in memory."""
+
+    def __init__(
+        self,
+        path: str,
+        base: int,
+        relocate_dynamic: bool,
+        recorded_path: Optional[str] = None,
+    ) -> None:
+        from analysis.dumpfile.base import Module, Region
+        from analysis.values import ByteSize
+
+        data = open(path, "rb").read()
+        recorded = recorded_path or "/gone/" + path.rsplit("/", 1)[1]
+        (phoff,) = struct.unpack_from("<Q", data, 32)
+        phentsize, phnum = struct.unpack_from("<HH", data, 54)
+        self.memory: dict[int, bytes] = {}
+        regions, end = [], 0
+        for i in range(phnum):
+            p_type, flags, offset, vaddr, _, filesz, memsz = struct.unpack_from(
+                "<IIQQQQQ", data, phoff + i * phentsize
+            )
+            if p_type == 2 and relocate_dynamic:
+                dynamic = (vaddr, filesz)
+            if p_type != 1:
+                continue
+            start = (base + vaddr) & ~0xFFF
+            image = bytearray(base + vaddr - start) + data[offset : offset + filesz]
+            image += bytes(-len(image) % 0x1000 + max(0, memsz - filesz))
+            self.memory[start] = bytes(image)
+            protect = "r" + ("w" if flags & 2 else "-") + ("x" if flags & 1 else "-")
+            regions.append(
+                Region(
+                    Address(start),
+                    ByteSize(len(image)),
+                    "commit",
+                    "image",
+                    protect,
+                    None,
+                    recorded,
+                )
+            )
+            end = max(end, start + len(image))
+        if relocate_dynamic:
+            # glibc adds the load base to the pointers of the dynamic section.
+            vaddr, size = dynamic
+            at = base + vaddr
+            page = max(p for p in self.memory if p <= at)
+            blob = bytearray(self.memory[page])
+            for entry in range(at - page, at - page + size, 16):
+                tag, value = struct.unpack_from("<qQ", blob, entry)
+                if tag in (4, 5, 6, 0x6FFFFEF5):
+                    struct.pack_into("<Q", blob, entry + 8, value + base)
+            self.memory[page] = bytes(blob)
+        module = Module(
+            path.rsplit("/", 1)[1],
+            recorded,
+            Address(base),
+            ByteSize(end - base),
+        )
+        super().__init__(regions, [module])
+
+    def read(self, address: int, size: int) -> bytes:
+        from analysis.dumpfile.base import MemoryNotInDump
+
+        for start, image in self.memory.items():
+            if start <= address and address + size <= start + len(image):
+                return image[address - start : address - start + size]
+        raise MemoryNotInDump(address, size)
+
+
+def _readelf_functions(path: str) -> dict[str, int]:
+    import subprocess
+
+    out = subprocess.run(
+        ["readelf", "-W", "--dyn-syms", path], capture_output=True, text=True
+    ).stdout
+    functions = {}
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) >= 8 and cols[3] in ("FUNC", "IFUNC") and cols[6] != "UND":
+            functions[cols[7].split("@")[0]] = int(cols[1], 16)
+    return functions
+
+
+@pytest.mark.parametrize("relocated", [False, True])
+def test_elf_dynamic_symbols_are_read_from_the_image_in_memory(relocated):
+    base = 0x7F00_0000_0000
+    reader = LoadedElf(LIBC, base, relocated)
+    s = Symbolizer(reader)
+    table = s.symbols_for(reader.modules()[0])
+    assert table.source == "dump", table.problems
+    expected = _readelf_functions(LIBC)  # an independent parser as oracle
+    assert len(expected) > 1000
+    # Every exported function resolves to a symbol at its own address (an
+    # alias may give another name), which also checks the symbol count the
+    # GNU hash table implies.
+    missing = [
+        name
+        for name, value in expected.items()
+        if (s.lookup(base + value)[1] or Symbol(0, 0, "")).address != base + value
+    ]
+    assert missing == []
+    cond_wait = base + expected["pthread_cond_wait"]
+    assert s.name(cond_wait + 0x10) == "libc.so.6!pthread_cond_wait+0x10"
+
+
+def test_elf_symbols_come_from_the_file_only_when_it_is_the_loaded_one():
+    base = 0x7F00_0000_0000
+    reader = LoadedElf(LIBC, base, False, recorded_path=LIBC)
+    # Only the header page is in the dump, as in a createdump heap dump.
+    header = reader.memory[base][:0x1000]
+    reader.memory = {base: header}
+    s = Symbolizer(reader)
+    table = s.symbols_for(reader.modules()[0])
+    assert table.source == "file"
+    # The file's .dynsym is found through its section headers.
+    assert s.name(base + _readelf_functions(LIBC)["pthread_cond_wait"]) == (
+        "libc.so.6!pthread_cond_wait"
+    )
+    # Another build at the recorded path: its names would be wrong, so none.
+    reader.memory = {base: header[:0x40] + b"\xff" + header[0x41:]}
+    other = Symbolizer(reader).symbols_for(reader.modules()[0])
+    assert other.source == "none" and other.symbols == ()
+    assert any("differs from the image in the dump" in p for p in other.problems)
