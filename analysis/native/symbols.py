@@ -3,9 +3,11 @@
 A module's own tables name its entry points: the PE export table (Windows)
 and the ELF dynamic symbol table (Linux). Both are read from the module image
 in the dump when its pages are there, else from the file at the module's
-recorded path, but only when that file is provably the one that was loaded
-(its headers equal the dumped ones, or its GNU build id matches): a different
-build would give confident, wrong names.
+recorded path, but only when that file matches what was loaded: for ELF its
+headers equal the dumped ones or its GNU build id matches; for PE its
+SizeOfImage equals the module's and, when the dump holds it, so does its COFF
+header (machine, TimeDateStamp). A different build would give confident,
+wrong names.
 
 `Symbolizer(reader).name(address)` gives `module!symbol+0xoff`, falling back
 to `module+0xoff` and then to a bare hex address.

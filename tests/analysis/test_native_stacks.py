@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import pytest
 
 from analysis.dumpfile import open_dump
-from analysis.dumpfile.base import DumpFormatError, MemoryReader, ThreadInfo
+from analysis.dumpfile.base import MemoryReader, ThreadInfo
 from analysis.native.stacks import (
     NativeFrame,
     StackLimits,
@@ -349,15 +349,10 @@ def test_call_instruction_forms_before_a_return_address(code, is_call):
 # --- a real Linux core dump ------------------------------------------------
 
 
-def _linux_core() -> Optional[MemoryReader]:
+def _linux_core() -> MemoryReader:
     from scenarios.dumps import ensure_dump
 
-    dump = ensure_dump("blocked-finalizer")
-    try:
-        return open_dump(str(dump.path))
-    except DumpFormatError as error:
-        pytest.skip(f"the ELF core reader is not there yet: {error}")
-        return None
+    return open_dump(str(ensure_dump("blocked-finalizer").path))
 
 
 def _executable(reader: MemoryReader, address: int) -> bool:
@@ -609,3 +604,24 @@ def test_elf_symbols_come_from_the_file_only_when_it_is_the_loaded_one():
     other = Symbolizer(reader).symbols_for(reader.modules()[0])
     assert other.source == "none" and other.symbols == ()
     assert any("differs from the image in the dump" in p for p in other.problems)
+
+
+def test_pe_exports_from_the_file_at_the_recorded_path(tmp_path):
+    from analysis.dumpfile.base import Module
+    from analysis.values import ByteSize
+
+    image = pe_image({"CoInitializeEx": 0x1200, "CoUninitialize": 0x1300}, 0x10000)
+    dll = tmp_path / "ole32.dll"
+    dll.write_bytes(image)
+    base = 0x7FF9_0000_0000
+    module = Module("ole32.dll", str(dll), Address(base), ByteSize(0x10000))
+    reader = MappedFiles([], [module])
+    reader.os = "windows"
+    s = Symbolizer(reader)
+    assert s.symbols_for(module).source == "file"
+    assert s.name(base + 0x1234) == "ole32!CoInitializeEx+0x34"
+    # A file of another size is another build: not used.
+    small = Module("ole32.dll", str(dll), Address(base), ByteSize(0x20000))
+    other = Symbolizer(MappedFiles([], [small])).symbols_for(small)
+    assert other.source == "none"
+    assert any("SizeOfImage" in p for p in other.problems)
