@@ -8,8 +8,9 @@ import bisect
 import mmap
 import os
 import struct
+import threading
 from dataclasses import dataclass
-from typing import Iterable, List, Sized, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Set, Sized, Tuple, TypeVar
 
 from analysis.dumpfile.base import DumpFormatError, MemoryNotInDump
 
@@ -27,9 +28,71 @@ class Limits:
     max_regions: int = 4_000_000
     max_notes: int = 1_000_000
     max_string_bytes: int = 64 * 1024
+    max_problems: int = 1000
 
 
 DEFAULT_LIMITS = Limits()
+
+
+T = TypeVar("T")
+
+
+class ReaderBase:
+    """What both readers share: the problem log, lazily built and cached
+    results, and the count check every list goes through."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._problems: List[str] = []
+        self._problem_set: Set[str] = set()
+        self._suppressed = 0
+        self._cache: Dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    def _problem(self, text: str) -> None:
+        if len(self._problems) >= self.limits.max_problems:
+            self._suppressed += 1
+            return
+        self._problems.append(text)
+        self._problem_set.add(text)
+
+    def _problem_once(self, text: str) -> None:
+        if text not in self._problem_set:
+            self._problem(text)
+
+    def _problem_list(self) -> List[str]:
+        if self._suppressed:
+            return self._problems + [
+                f"... and {self._suppressed} more problems, not listed"
+            ]
+        return list(self._problems)
+
+    def _cached(self, key: str, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = make()
+            return self._cache[key]
+
+    def _count(
+        self, what: str, declared: int, entry_size: int, remaining: int, limit: int
+    ) -> int:
+        """How many records of a list to read: the declared count, cut to the
+        bytes that remain and to the limit, saying so when cut."""
+        count = declared
+        fits = max(remaining, 0) // entry_size if entry_size > 0 else 0
+        if count > fits:
+            self._problem(
+                f"{what}: {declared} records of {entry_size} bytes declared, "
+                f"but only {fits} fit in the {max(remaining, 0)} bytes that remain"
+            )
+            count = fits
+        if count > limit:
+            self._problem(
+                f"{what}: {count} records, more than the limit of {limit}; "
+                f"reading the first {limit}"
+            )
+            count = limit
+        return count
 
 
 class OutOfBounds(Exception):
@@ -95,7 +158,12 @@ class MemoryIndex:
                     start, size, offset = start + cut, size - cut, offset + cut
             cleaned.append((start, size, offset))
         self._starts = [r[0] for r in cleaned]
+        self._ends = [r[0] + r[1] for r in cleaned]
         self._ranges = cleaned
+        # prefix[i]: bytes held in ranges[:i], so coverage costs two bisects
+        self._prefix = [0]
+        for _, size, _ in cleaned:
+            self._prefix.append(self._prefix[-1] + size)
 
     def __len__(self) -> int:
         return len(self._ranges)
@@ -132,14 +200,13 @@ class MemoryIndex:
     def covered_bytes(self, start: int, size: int) -> int:
         """How many bytes of [start, start+size) the dump holds."""
         end = start + size
-        total = 0
-        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
-        while i < len(self._ranges):
-            r_start, r_size, _ = self._ranges[i]
-            if r_start >= end:
-                break
-            total += max(0, min(end, r_start + r_size) - max(start, r_start))
-            i += 1
+        first = bisect.bisect_right(self._ends, start)
+        last = bisect.bisect_left(self._starts, end)
+        if first >= last:
+            return 0
+        total = self._prefix[last] - self._prefix[first]
+        total -= max(0, start - self._starts[first])
+        total -= max(0, self._ends[last - 1] - end)
         return total
 
     def containing(self, address: int) -> Tuple[int, int] | None:

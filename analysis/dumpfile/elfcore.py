@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import bisect
 import struct
-import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
-from typing import TypeVar
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from analysis.dumpfile._common import (
     DEFAULT_LIMITS,
     Limits,
     MappedFile,
     MemoryIndex,
+    ReaderBase,
     OutOfBounds,
     slice_at,
 )
@@ -30,8 +29,6 @@ from analysis.dumpfile.base import (
     ThreadInfo,
 )
 from analysis.values import Address, ByteSize
-
-T = TypeVar("T")
 
 ET_CORE = 4
 EM_X86_64 = 62
@@ -63,6 +60,8 @@ X64_REGISTERS = (
     "rip cs eflags rsp ss fs_base gs_base ds es fs gs"
 ).split()
 ARM64_REGISTERS = [f"x{n}" for n in range(31)] + ["sp", "pc", "pstate"]
+
+T = TypeVar("T")
 
 _ARCHES = {
     EM_X86_64: ("x64", X64_REGISTERS, "rsp", "rip"),
@@ -137,7 +136,7 @@ class ProcessInfo:
     args: str
 
 
-class ElfCoreReader:
+class ElfCoreReader(ReaderBase):
     """An ELF core dump opened read-only. Implements the MemoryReader
     protocol; also offers the raw PT_LOAD segments, NT_FILE mappings, auxv
     and process info."""
@@ -147,10 +146,7 @@ class ElfCoreReader:
 
     def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
-        self.limits = limits
-        self._problems: List[str] = []
-        self._cache: Dict[str, Any] = {}
-        self._lock = threading.RLock()
+        super().__init__(limits)
         self._file = MappedFile(path)
         try:
             self._read_header()
@@ -175,7 +171,7 @@ class ElfCoreReader:
         self.threads()
         self.modules()
         self.regions()
-        return list(self._problems)
+        return self._problem_list()
 
     def threads(self) -> Sequence[ThreadInfo]:
         return self._cached("threads", self._make_threads)
@@ -327,7 +323,12 @@ class ElfCoreReader:
                     self._problem(f"PT_LOAD at 0x{vaddr:x}: runs past 2^64")
                     continue
                 self._segments.append(LoadSegment(vaddr, memsz, offset, held, flags))
-        self._segments.sort(key=lambda s: s.vaddr)
+        self._segments = _without_overlaps(
+            sorted(self._segments, key=lambda s: s.vaddr),
+            lambda s: (s.vaddr, s.vaddr + s.memsz),
+            "PT_LOAD",
+            self._problem,
+        )
         self._segment_starts = [s.vaddr for s in self._segments]
 
     # -- notes -------------------------------------------------------------
@@ -347,6 +348,12 @@ class ElfCoreReader:
             seen = self._read_note_segment(data, seen)
             if seen >= self.limits.max_notes:
                 break
+        self._file_mappings = _without_overlaps(
+            sorted(self._file_mappings, key=lambda m: m.start),
+            lambda m: (m.start, m.end),
+            "NT_FILE mapping",
+            self._problem,
+        )
 
     def _read_note_segment(self, data: bytes, seen: int) -> int:
         pos = 0
@@ -437,7 +444,6 @@ class ElfCoreReader:
                 continue
             path = names[i].decode("utf-8", "replace")
             self._file_mappings.append(FileMapping(start, end, page * page_size, path))
-        self._file_mappings.sort(key=lambda m: m.start)
 
     def _read_prpsinfo(self, desc: bytes) -> None:
         state, sname = struct.unpack("<bc", slice_at(desc, 0, 2, "NT_PRPSINFO"))
@@ -457,38 +463,6 @@ class ElfCoreReader:
         )
 
     # -- helpers -----------------------------------------------------------
-
-    def _problem(self, text: str) -> None:
-        self._problems.append(text)
-
-    def _problem_once(self, text: str) -> None:
-        if text not in self._problems:
-            self._problems.append(text)
-
-    def _cached(self, key: str, make: Callable[[], T]) -> T:
-        with self._lock:
-            if key not in self._cache:
-                self._cache[key] = make()
-            return self._cache[key]
-
-    def _count(
-        self, what: str, declared: int, entry_size: int, remaining: int, limit: int
-    ) -> int:
-        count = declared
-        fits = max(remaining, 0) // entry_size
-        if count > fits:
-            self._problem(
-                f"{what}: {declared} records of {entry_size} bytes declared, "
-                f"but only {fits} fit in the {max(remaining, 0)} bytes that remain"
-            )
-            count = fits
-        if count > limit:
-            self._problem(
-                f"{what}: {count} records, more than the limit of {limit}; "
-                f"reading the first {limit}"
-            )
-            count = limit
-        return count
 
     # -- threads -----------------------------------------------------------
 
@@ -713,6 +687,30 @@ class ElfCoreReader:
         except MemoryNotInDump:
             return None
         return None
+
+
+def _without_overlaps(
+    items: List[T],
+    extent: Callable[[T], Tuple[int, int]],
+    what: str,
+    report: Callable[[str], None],
+) -> List[T]:
+    """Drops items (sorted by start) that overlap the one before: a process
+    has one mapping per address, and keeping both would make every lookup
+    ambiguous (and region building quadratic on hostile input)."""
+    kept: List[T] = []
+    end = -1
+    for item in items:
+        start, stop = extent(item)
+        if start < end:
+            report(
+                f"{what} 0x{start:x}-0x{stop:x} overlaps the one before it "
+                f"(which ends at 0x{end:x}); left out"
+            )
+            continue
+        kept.append(item)
+        end = stop
+    return kept
 
 
 def _align4(n: int) -> int:

@@ -10,9 +10,8 @@ the read-only file map. A stream that cannot be read is reported in
 from __future__ import annotations
 
 import struct
-import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from typing import TypeVar
 
 from analysis.dumpfile import minidump_raw as raw
@@ -21,6 +20,7 @@ from analysis.dumpfile._common import (
     Limits,
     MappedFile,
     MemoryIndex,
+    ReaderBase,
     OutOfBounds,
     slice_at,
 )
@@ -217,7 +217,7 @@ class LinuxMapping:
     path: Optional[str]
 
 
-class MinidumpReader:
+class MinidumpReader(ReaderBase):
     """A minidump opened read-only. Implements the MemoryReader protocol and
     offers every stream it knows, parsed on request."""
 
@@ -225,10 +225,7 @@ class MinidumpReader:
 
     def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
-        self.limits = limits
-        self._problems: List[str] = []
-        self._cache: Dict[str, Any] = {}
-        self._lock = threading.RLock()
+        super().__init__(limits)
         self._file = MappedFile(path)
         try:
             self._read_header()
@@ -255,7 +252,7 @@ class MinidumpReader:
         self.regions()
         self.exception()
         self.misc_info()
-        return list(self._problems)
+        return self._problem_list()
 
     def threads(self) -> Sequence[ThreadInfo]:
         return self._cached("threads", self._make_threads)
@@ -429,19 +426,6 @@ class MinidumpReader:
 
     # -- helpers ---------------------------------------------------------
 
-    def _problem(self, text: str) -> None:
-        self._problems.append(text)
-
-    def _problem_once(self, text: str) -> None:
-        if text not in self._problems:
-            self._problems.append(text)
-
-    def _cached(self, key: str, make: Callable[[], T]) -> T:
-        with self._lock:
-            if key not in self._cache:
-                self._cache[key] = make()
-            return self._cache[key]
-
     def _guarded(self, what: str, parse: Callable[[], T], fallback: T) -> T:
         """Runs one stream's parser; a stream that breaks is reported and
         replaced by `fallback` so the rest of the dump stays readable."""
@@ -450,27 +434,6 @@ class MinidumpReader:
         except (OutOfBounds, struct.error, ValueError) as e:
             self._problem(f"{what}: {e}")
             return fallback
-
-    def _count(
-        self, what: str, declared: int, entry_size: int, remaining: int, limit: int
-    ) -> int:
-        """How many records of a list to read: the declared count, cut to the
-        bytes that remain and to the limit, saying so when cut."""
-        count = declared
-        fits = max(remaining, 0) // entry_size if entry_size else 0
-        if count > fits:
-            self._problem(
-                f"{what}: {declared} records of {entry_size} bytes declared, "
-                f"but only {fits} fit in the {max(remaining, 0)} bytes that remain"
-            )
-            count = fits
-        if count > limit:
-            self._problem(
-                f"{what}: {count} records, more than the limit of {limit}; "
-                f"reading the first {limit}"
-            )
-            count = limit
-        return count
 
     @staticmethod
     def _list_header(data: bytes, entry_size: int, declared: int) -> int:
