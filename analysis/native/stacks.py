@@ -363,9 +363,10 @@ def _function(frame: NativeFrame) -> Optional[str]:
 
 
 def com_call_wait(frames: tuple[NativeFrame, ...]) -> ComCallWait:
-    """A wait on top of the stack with return addresses into combase/ole32
-    and into rpcrt4 below it: the symbol-free shape of a thread blocked in
-    a COM cross-apartment call (CSyncClientCall::SendReceive2 and friends)."""
+    """A wait on top of the stack, then return addresses into combase/ole32
+    and, further out, into rpcrt4: the symbol-free shape of a thread blocked
+    in a COM cross-apartment call (the channel's SendReceive and modal wait
+    in combase/ole32 sit between the wait and the NDR proxy in rpcrt4)."""
     wait_at = None
     for i, frame in enumerate(frames[:WAIT_SEARCH_DEPTH]):
         if _function(frame) in _WAITS.get(_module_key(frame), ()):
@@ -374,14 +375,19 @@ def com_call_wait(frames: tuple[NativeFrame, ...]) -> ComCallWait:
     if wait_at is None:
         return ComCallWait(False, (), "no wait function on top of the stack")
     below = frames[wait_at + 1 :]
-    com = tuple(f for f in below if _module_key(f) in _COM_MODULES)
-    rpc = tuple(f for f in below if _module_key(f) in _RPC_MODULES)
-    if not com or not rpc:
-        missing = "combase/ole32" if not com else "rpcrt4"
+    first_com = next(
+        (i for i, f in enumerate(below) if _module_key(f) in _COM_MODULES), None
+    )
+    if first_com is None:
+        return ComCallWait(
+            False, (), f"waits in {frames[wait_at].name}, but no combase/ole32 frame"
+        )
+    if not any(_module_key(f) in _RPC_MODULES for f in below[first_com + 1 :]):
         return ComCallWait(
             False,
             (),
-            f"waits in {frames[wait_at].name}, but no {missing} frame below",
+            f"waits in {frames[wait_at].name} under combase/ole32, "
+            "but no rpcrt4 frame further out",
         )
     evidence = (frames[wait_at],) + tuple(
         f for f in below if _module_key(f) in _COM_MODULES | _RPC_MODULES

@@ -395,8 +395,12 @@ def test_com_call_wait_needs_both_com_and_rpc_frames():
     com = _frame("ole32", "ole32+0x1234")
     rpc = _frame("rpcrt4", "rpcrt4+0x99")
     assert com_call_wait((wait, com, rpc))
+    assert com_call_wait((wait, com, rpc, com))
     assert not com_call_wait((wait, com))
     assert not com_call_wait((wait, rpc))
+    # The NDR proxy (rpcrt4) calls into the channel (combase), not the other
+    # way round: rpcrt4 only above combase is not a COM call's shape.
+    assert not com_call_wait((wait, rpc, com))
     msg = _frame("user32", "user32!MsgWaitForMultipleObjectsEx+0x5a")
     assert com_call_wait((_frame(None, "0x1000"), msg, com, rpc))
     assert not com_call_wait((com, rpc, wait))
