@@ -469,7 +469,7 @@ class MinidumpBuilder:
         return self
 
     def patch_pointer(self, address: int, value: int) -> MinidumpBuilder:
-        return self.patch(address, self._pointer(value))
+        return self.patch(address, value.to_bytes(self.pointer_size, "little"))
 
     def drop_memory(self, address: int, size: int) -> MinidumpBuilder:
         """Leaves the pages of [address, address + size) out of the Memory64List
