@@ -321,7 +321,10 @@ class EngineClient:
     # -------------------------------------------------------------- methods
 
     def open(
-        self, dump_path: str, dac: Optional[str] = None, dac_folder: Optional[str] = None
+        self,
+        dump_path: str,
+        dac: Optional[str] = None,
+        dac_folder: Optional[str] = None,
     ) -> RuntimeInfo:
         """Opens a dump (closing any other). dac: the exact DAC file of the
         runtime build that wrote the dump; dac_folder: a folder holding it."""
@@ -367,9 +370,7 @@ class EngineClient:
     def stack(self, os_id: int) -> ThreadStack:
         return from_json(ThreadStack, self._call("stack", {"os_id": int(os_id)}))
 
-    def monitors(
-        self, cancel: Optional[threading.Event] = None
-    ) -> tuple[Monitor, ...]:
+    def monitors(self, cancel: Optional[threading.Event] = None) -> tuple[Monitor, ...]:
         result = self._call("monitors", {}, None, cancel) or {}
         return tuple(from_json(Monitor, m) for m in result.get("items") or ())
 
@@ -390,9 +391,7 @@ class EngineClient:
             "limit": int(limit),
             "sort": sort,
         }
-        return from_json(
-            Instances, self._call("instances", params, progress, cancel)
-        )
+        return from_json(Instances, self._call("instances", params, progress, cancel))
 
     def object(self, address: int) -> ObjectDetail:
         return from_json(ObjectDetail, self._call("object", {"address": int(address)}))

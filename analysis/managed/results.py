@@ -161,15 +161,17 @@ class StackFrame:
 
 @dataclass(frozen=True)
 class WaitInfo:
-    """The monitor a thread is blocked on, and who holds it.
+    """The monitor a thread waits on, and who holds it.
 
-    via: the Monitor frame that shows the wait; owner_os_id is None when
-    nobody holds the monitor (Monitor.Wait) or the owner is unknown.
+    kind "enter": blocked acquiring a monitor another thread holds (lock,
+    Monitor.Enter); "wait": in Monitor.Wait for a pulse, usually idle (the
+    monitor is then free and owner_os_id None). via: the frame that shows it.
     """
 
     object: Optional[Address]
     type: Optional[str]
     owner_os_id: Optional[int]
+    kind: Optional[str]
     via: Optional[str]
 
 
@@ -220,7 +222,8 @@ class Monitor:
     source "syncblock" comes from the sync block table (complete);
     "thinlock" is a lock in an object header, found only among objects
     referenced from thread stacks. waiting_os_ids are the threads whose
-    stacks show they wait for it; waiter_count is the runtime's own count.
+    stacks show they wait for it; waiter_count is the runtime's own count of
+    threads waiting to enter, known only while the monitor is held.
     """
 
     object: Optional[Address]
@@ -313,7 +316,9 @@ def from_json(cls: type[Any], data: Any) -> Any:
     semantic types (Address, ByteSize) its annotations name. Unknown keys are
     ignored; missing or null ones become None (or () for tuples)."""
     if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+        raise ValueError(
+            f"{cls.__name__}: expected an object, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):

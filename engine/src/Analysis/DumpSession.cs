@@ -567,7 +567,7 @@ public sealed class DumpSession : IDisposable
 
     // ------------------------------------------------------------ monitors
 
-    private readonly record struct Lock(ulong Object, ClrType? Type, string Source, int? Index, bool Held, ulong Owner, int Recursion, int Waiters);
+    private readonly record struct Lock(ulong Object, ClrType? Type, string Source, int? Index, bool Held, ulong Owner, int Recursion, int? Waiters);
 
     private Dictionary<ulong, Lock> CollectMonitors(CancellationToken cancel)
     {
@@ -580,8 +580,10 @@ public sealed class DumpSession : IDisposable
             cancel.ThrowIfCancellationRequested();
             if (sb.Object == 0 || (!sb.IsMonitorHeld && sb.WaitingThreadCount == 0))
                 continue;
+            // The waiter count of a free monitor reads as noise (1000 where
+            // four threads sit in Monitor.Wait) and SOS does not show it.
             locks[sb.Object] = new Lock(sb.Object, heap.GetObjectType(sb.Object), "syncblock", sb.Index,
-                sb.IsMonitorHeld, sb.HoldingThreadAddress, sb.RecursionCount, sb.WaitingThreadCount);
+                sb.IsMonitorHeld, sb.HoldingThreadAddress, sb.RecursionCount, sb.IsMonitorHeld ? sb.WaitingThreadCount : null);
         }
 
         // Thin locks live in object headers; finding all of them needs a full
@@ -657,7 +659,7 @@ public sealed class DumpSession : IDisposable
             if (!isWait && (!l.Held || l.Owner == thread.Address))
                 continue;
             uint? owner = l.Held && osIds.TryGetValue(l.Owner, out uint os) ? os : null;
-            return new WaitInfo(obj.Address, TypeName(l.Type), owner, monitorFrame);
+            return new WaitInfo(obj.Address, TypeName(l.Type), owner, isWait ? "wait" : "enter", monitorFrame);
         }
         return null;
     }

@@ -78,7 +78,7 @@ public readonly record struct ExceptionInfo(ulong Address, string Type, string? 
 
 public readonly record struct Frame(string Kind, ulong InstructionPointer, ulong StackPointer, string Name, string? Module);
 
-public readonly record struct WaitInfo(ulong Object, string? Type, uint? OwnerOsId, string Via);
+public readonly record struct WaitInfo(ulong Object, string? Type, uint? OwnerOsId, string Kind, string Via);
 
 public readonly record struct ManagedThread(
     uint OsId,
@@ -114,7 +114,7 @@ public readonly record struct MonitorInfo(
     uint? OwnerOsId,
     ulong OwnerThreadAddress,
     int Recursion,
-    int WaiterCount,
+    int? WaiterCount,
     ImmutableArray<uint> WaitingOsIds);
 
 public readonly record struct Monitors(ImmutableArray<MonitorInfo> Items, bool ThinLocksFromStacksOnly);
