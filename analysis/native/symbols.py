@@ -199,7 +199,7 @@ def _pe_file_reader(handle: BinaryIO) -> _ReadAt:
     return read
 
 
-def pe_size_of_image(read: _ReadAt) -> int:
+def _pe_size_of_image(read: _ReadAt) -> int:
     nt = _u32(read(0, 0x40), 0x3C)
     return _u32(read(nt + 24, 0x40), 56)
 
@@ -562,7 +562,7 @@ class Symbolizer:
             head = handle.read(64)
             if head[:2] == b"MZ":
                 read = _pe_file_reader(handle)
-                if pe_size_of_image(read) != int(module.size):
+                if _pe_size_of_image(read) != int(module.size):
                     raise _BadImage(f"{path} has another SizeOfImage than the dump's")
                 self._check_same_pe(module, read)
                 return _pe_exports(read, base, self.limits)

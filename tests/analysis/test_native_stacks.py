@@ -14,6 +14,7 @@ from analysis.native.stacks import (
     NativeFrame,
     StackLimits,
     _ends_with_x86_call,
+    _is_arm64_call,
     com_call_wait,
     native_stack,
     walk_stack,
@@ -629,3 +630,19 @@ def test_pe_exports_from_the_file_at_the_recorded_path(tmp_path):
     other = Symbolizer(MappedFiles([], [small])).symbols_for(small)
     assert other.source == "none"
     assert any("SizeOfImage" in p for p in other.problems)
+
+
+@pytest.mark.parametrize(
+    "instruction,is_call",
+    [
+        (0x94000010, True),  # bl #0x40
+        (0x97FFFFF0, True),  # bl #-0x40
+        (0xD63F0100, True),  # blr x8
+        (0xD63F0A1F, True),  # blraaz x16
+        (0x14000010, False),  # b #0x40 (no link)
+        (0xD61F0100, False),  # br x8
+        (0xD65F03C0, False),  # ret
+    ],
+)
+def test_arm64_call_instructions_before_a_return_address(instruction, is_call):
+    assert _is_arm64_call(instruction) is is_call
