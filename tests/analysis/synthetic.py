@@ -1,4 +1,5 @@
-"""A builder of small synthetic Windows minidumps, for tests.
+"""A builder of small synthetic Windows minidumps, for tests (and, at the
+end, FakeLinuxProcess: a hand-made Linux address space as a MemoryReader).
 
 No public Windows dump with full process memory exists here, so the structures
 a heap walk or an apartment check needs (PEB, TEBs, NT heaps with segments and
@@ -33,12 +34,19 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from analysis.dumpfile import open_dump
-from analysis.dumpfile.base import MemoryReader
+from analysis.dumpfile.base import (
+    MemoryNotInDump,
+    MemoryReader,
+    Module,
+    Region,
+    ThreadInfo,
+)
+from analysis.values import Address, ByteSize
 
 PAGE = 0x1000
 
@@ -982,3 +990,51 @@ class MinidumpBuilder:
             0x2,  # MiniDumpWithFullMemory
         )
         return bytes(out)
+
+
+@dataclass
+class FakeLinuxProcess:
+    """A MemoryReader over a few hand-made Linux regions, for shapes a real
+    core dump may not show (corrupt chunks, chunks merged with a stack)."""
+
+    path = "<hand-made>"
+    format = "elf-core"
+    os = "linux"
+    arch = "x64"
+    pointer_size = 8
+    problems: tuple[str, ...] = ()
+    regions_: list[Region] = field(default_factory=list)
+    memory: dict[int, bytes] = field(default_factory=dict)
+    modules_: list[Module] = field(default_factory=list)
+    threads_: list[ThreadInfo] = field(default_factory=list)
+
+    def add(
+        self, base: int, data: bytes, path: Optional[str] = None, protect: str = "rw-"
+    ) -> FakeLinuxProcess:
+        """A region holding `data`, zero-padded to a page."""
+        size = align_up(len(data))
+        self.regions_.append(
+            Region(
+                Address(base), ByteSize(size), "commit", "private", protect, None, path
+            )
+        )
+        self.memory[base] = data + bytes(size - len(data))
+        return self
+
+    def regions(self) -> list[Region]:
+        return sorted(self.regions_, key=lambda r: int(r.base))
+
+    def threads(self) -> list[ThreadInfo]:
+        return self.threads_
+
+    def modules(self) -> list[Module]:
+        return self.modules_
+
+    def read(self, address: int, size: int) -> bytes:
+        for base, data in self.memory.items():
+            if base <= address and address + size <= base + len(data):
+                return data[address - base : address - base + size]
+        raise MemoryNotInDump(address, size)
+
+    def close(self) -> None:
+        pass
