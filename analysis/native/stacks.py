@@ -148,7 +148,7 @@ class _CallCheck:
         self._seen: dict[int, bool] = {}
 
     def _bytes_before(self, address: int) -> bytes:
-        for n in range(self.window, 0, -1):
+        for n in range(min(self.window, address), 0, -1):
             try:
                 return self.reader.read(address - n, n)
             except MemoryNotInDump:

@@ -335,6 +335,8 @@ def _elf_dynamic_symbols(
     if _DT_SYMTAB not in tags or _DT_STRTAB not in tags or _DT_STRSZ not in tags:
         raise _BadImage("dynamic section names no symbol or string table")
     syment = tags.get(_DT_SYMENT, 24 if h.is64 else 16)
+    if syment != (24 if h.is64 else 16):
+        raise _BadImage(f"DT_SYMENT {syment} is not the size of an ELF symbol")
     if _DT_GNU_HASH in tags:
         count = _gnu_hash_count(reader.read, pointer(_DT_GNU_HASH), h.is64)
     elif _DT_HASH in tags:
@@ -532,7 +534,14 @@ class Symbolizer:
         for source, loader in (("dump", self._from_dump), ("file", self._from_file)):
             try:
                 symbols = loader(module)
-            except (_BadImage, MemoryNotInDump, OSError, struct.error) as error:
+            except (
+                _BadImage,
+                MemoryNotInDump,
+                OSError,
+                struct.error,
+                ValueError,
+                OverflowError,
+            ) as error:
                 problems.append(f"{source}: {error}")
                 continue
             unique: dict[int, Symbol] = {}

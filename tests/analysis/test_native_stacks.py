@@ -7,6 +7,8 @@ import struct
 from typing import Optional, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import MemoryReader, ThreadInfo
@@ -506,8 +508,8 @@ class LoadedElf(MappedFiles):
             p_type, flags, offset, vaddr, _, filesz, memsz = struct.unpack_from(
                 "<IIQQQQQ", data, phoff + i * phentsize
             )
-            if p_type == 2 and relocate_dynamic:
-                dynamic = (vaddr, filesz)
+            if p_type == 2:
+                self.dynamic = (base + vaddr, filesz)
             if p_type != 1:
                 continue
             start = (base + vaddr) & ~0xFFF
@@ -529,15 +531,7 @@ class LoadedElf(MappedFiles):
             end = max(end, start + len(image))
         if relocate_dynamic:
             # glibc adds the load base to the pointers of the dynamic section.
-            vaddr, size = dynamic
-            at = base + vaddr
-            page = max(p for p in self.memory if p <= at)
-            blob = bytearray(self.memory[page])
-            for entry in range(at - page, at - page + size, 16):
-                tag, value = struct.unpack_from("<qQ", blob, entry)
-                if tag in (4, 5, 6, 0x6FFFFEF5):
-                    struct.pack_into("<Q", blob, entry + 8, value + base)
-            self.memory[page] = bytes(blob)
+            self.patch_dynamic(lambda tag, value: value + (base if tag != 10 else 0))
         module = Module(
             path.rsplit("/", 1)[1],
             recorded,
@@ -545,6 +539,17 @@ class LoadedElf(MappedFiles):
             ByteSize(end - base),
         )
         super().__init__(regions, [module])
+
+    def patch_dynamic(self, change) -> None:
+        """Rewrites the pointer and size entries of the dynamic section."""
+        at, size = self.dynamic
+        page = max(p for p in self.memory if p <= at)
+        blob = bytearray(self.memory[page])
+        for entry in range(at - page, at - page + size, 16):
+            tag, value = struct.unpack_from("<qQ", blob, entry)
+            if tag in (4, 5, 6, 10, 0x6FFFFEF5):
+                struct.pack_into("<Q", blob, entry + 8, change(tag, value))
+        self.memory[page] = bytes(blob)
 
     def read(self, address: int, size: int) -> bytes:
         from analysis.dumpfile.base import MemoryNotInDump
@@ -646,3 +651,34 @@ def test_pe_exports_from_the_file_at_the_recorded_path(tmp_path):
 )
 def test_arm64_call_instructions_before_a_return_address(instruction, is_call):
     assert _is_arm64_call(instruction) is is_call
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    fields=st.lists(st.integers(0, 0xFFFFFFFF), min_size=7, max_size=7),
+    nt_offset=st.sampled_from([0x80, 0x3FF0, 0xFFFFFFF0]),
+)
+def test_corrupt_export_tables_give_fallback_names_never_errors(fields, nt_offset):
+    p = Process().thread(0, [])
+    base = p.ntdll.base
+    # Export directory: Base, NumberOfFunctions, NumberOfNames and the three
+    # table RVAs, plus a Name RVA, all overwritten with arbitrary values.
+    p.builder.patch(base + 0x200 + 0xC, struct.pack("<7I", *fields))
+    p.builder.patch(base + 0x3C, struct.pack("<I", nt_offset))
+    reader = p.reader()
+    s = Symbolizer(reader)
+    name = s.name(p.ntdll.at("NtWaitForSingleObject", 0x14))
+    assert name.startswith("ntdll")
+    assert s.symbols_for(s.module_at(base + TEXT)).source in ("dump", "none")
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.integers(0, 2**64 - 1), min_size=4, max_size=4))
+def test_corrupt_dynamic_sections_give_fallback_names_never_errors(values):
+    base = 0x7F00_0000_0000
+    reader = LoadedElf(LIBC, base, False)
+    # Overwrite DT_HASH/DT_GNU_HASH, DT_STRTAB, DT_SYMTAB and DT_STRSZ.
+    slot = {4: 0, 0x6FFFFEF5: 0, 5: 1, 6: 2, 10: 3}
+    reader.patch_dynamic(lambda tag, value: values[slot[tag]])
+    s = Symbolizer(reader)
+    assert s.name(base + 0x30000).startswith("libc.so.6")
