@@ -144,22 +144,31 @@ def test_apartment_from_sole_tls_data_flags(arch, teb, peb, stride, stack):
     assert peb_address(reader) == peb
 
 
-def test_ole_pointer_to_memory_not_in_the_dump_is_unknown_not_an_error():
-    b = MinidumpBuilder("x64")
+@pytest.mark.parametrize(
+    "arch,teb,stack,ole",
+    [
+        ("x64", TEB64, 0x20_0010_0000, 0x5555_0000_0000),
+        ("x86", TEB32, 0x0100_0000, 0x5555_0000),
+    ],
+)
+def test_ole_pointer_to_memory_not_in_the_dump_is_unknown_not_an_error(
+    arch, teb, stack, ole
+):
+    b = MinidumpBuilder(arch)
     b.add_thread(
         7,
-        teb=TEB64,
-        stack_base=0x20_0010_0000,
-        stack_limit=0x20_000F_C000,
+        teb=teb,
+        stack_base=stack,
+        stack_limit=stack - 0x4000,
         ole_flags=0x81,
-        ole_address=0x5555_0000_0000,
+        ole_address=ole,
     )
-    b.drop_memory(0x5555_0000_0000, 0x1000)
+    b.drop_memory(ole, 0x1000)
     reader = b.reader()
     apartment = com_apartment(reader, reader.threads()[0])
     assert apartment.kind == "unknown"
-    assert apartment.ole_tls == 0x5555_0000_0000
-    assert "0x555500000000" in apartment.reason
+    assert apartment.ole_tls == ole
+    assert f"0x{ole:x}" in apartment.reason
     assert isinstance(apartment.flags, Unknown)
 
 
