@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from types import NoneType
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -329,7 +330,7 @@ def from_json(cls: type[Any], data: Any) -> Any:
 def _convert(hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        inner = [a for a in typing.get_args(hint) if a is not NoneType]
         return None if value is None else _convert(inner[0], value)
     if origin is tuple:
         if value is None:

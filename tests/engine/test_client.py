@@ -1,0 +1,235 @@
+"""EngineClient as the application uses it: errors users can act on, a dead
+engine that comes back, cancellation, progress, paging and object detail."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from analysis.managed.client import (
+    EngineClient,
+    EngineError,
+    ErrorCode,
+    engine_available,
+)
+from scenarios.dumps import ensure_dump
+
+MINIDUMPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "minidumps"
+
+pytestmark = pytest.mark.skipif(
+    not engine_available(), reason="engine not built: run engine/build.sh"
+)
+
+
+@pytest.fixture(scope="module")
+def blocked():
+    return ensure_dump("blocked-finalizer", "net10")
+
+
+@pytest.fixture
+def client():
+    with EngineClient() as c:
+        yield c
+
+
+def test_engine_that_is_not_built_says_how_to_build_it(tmp_path: Path) -> None:
+    c = EngineClient(engine_dll=tmp_path / "DumpScope.Engine.dll")
+    with pytest.raises(EngineError) as e:
+        c.open("/tmp/whatever.core")
+    assert e.value.code == ErrorCode.ENGINE_UNAVAILABLE
+    assert "engine/build.sh" in e.value.message
+
+
+def test_calls_before_open_are_refused(client: EngineClient) -> None:
+    with pytest.raises(EngineError) as e:
+        client.heap_stats()
+    assert e.value.code == ErrorCode.NO_DUMP_OPEN
+
+
+def test_missing_dump_is_named_in_the_error(
+    client: EngineClient, tmp_path: Path
+) -> None:
+    missing = tmp_path / "gone.core"
+    with pytest.raises(EngineError) as e:
+        client.open(str(missing))
+    assert e.value.code == ErrorCode.DUMP_UNREADABLE
+    assert str(missing) in e.value.message
+
+
+@pytest.mark.skipif(not MINIDUMPS.is_dir(), reason="shared minidumps not present")
+def test_native_crash_dump_has_no_dotnet_runtime(client: EngineClient) -> None:
+    with pytest.raises(EngineError) as e:
+        client.open(str(MINIDUMPS / "null_write_av.dmp"))
+    assert e.value.code == ErrorCode.NO_RUNTIME
+    assert "No .NET runtime" in e.value.message
+
+
+def test_wrong_dac_path_lists_where_it_looked(
+    client: EngineClient, blocked, tmp_path: Path
+) -> None:
+    dac = tmp_path / "libmscordaccore.so"
+    with pytest.raises(EngineError) as e:
+        client.open(str(blocked.path), dac=str(dac))
+    assert e.value.code == ErrorCode.DAC_NOT_FOUND
+    assert str(dac) in e.value.message
+
+
+def test_dac_folder_setting_is_searched_first(
+    client: EngineClient, tmp_path: Path
+) -> None:
+    net8 = ensure_dump("blocked-finalizer", "net8")
+    info = client.open(str(net8.path), dac_folder=str(net8.runtime_dir))
+    assert Path(info.dac_path) == net8.runtime_dir / "libmscordaccore.so"
+    assert info.dac_candidates[0] == info.dac_path
+
+
+def test_engine_killed_during_a_call_raises_and_the_next_call_reopens_the_dump(
+    client: EngineClient,
+) -> None:
+    # The big heap: its walk is still running when the first progress comes.
+    big = ensure_dump("big-heap", "net10")
+    client.open(str(big.path))
+    before = client.finalizer_queue()
+
+    def kill(done: int, total: int, message: str) -> None:
+        client._process.proc.kill()  # type: ignore[union-attr]
+
+    with pytest.raises(EngineError) as e:
+        client.heap_stats(progress=kill)
+    assert e.value.code == ErrorCode.ENGINE_DIED
+    assert "restarts" in e.value.message
+    # A new engine, the same dump, the same answer.
+    assert client.finalizer_queue() == before
+
+
+def test_cancelled_heap_walk_raises_cancelled_and_the_engine_serves_on(
+    client: EngineClient,
+) -> None:
+    big = ensure_dump("big-heap", "net10")
+    client.open(str(big.path))
+    cancel = threading.Event()
+    reports: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int, message: str) -> None:
+        reports.append((done, total))
+        cancel.set()
+
+    with pytest.raises(EngineError) as e:
+        client.heap_stats(progress=progress, cancel=cancel)
+    assert e.value.code == ErrorCode.CANCELLED
+    assert reports and reports[0][1] > 0
+    stats = client.heap_stats()
+    assert stats.total_objects >= big.facts["objects"]
+
+
+def test_client_is_safe_to_share_between_threads(client: EngineClient, blocked) -> None:
+    client.open(str(blocked.path))
+    expected = client.threads()
+    results: list[object] = []
+
+    def work() -> None:
+        results.append(client.threads())
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert results == [expected] * 4
+
+
+def test_instances_pages_cover_every_object_of_a_type_once(
+    client: EngineClient, blocked
+) -> None:
+    client.open(str(blocked.path))
+    stats = client.heap_stats()
+    (small,) = [
+        t for t in stats.types if t.name == blocked.facts["small_resource_type"]
+    ]
+    seen: list[int] = []
+    offset = 0
+    while True:
+        page = client.instances(small.method_table, offset, 1000, "address")
+        assert page.total == small.count
+        if not page.items:
+            break
+        seen += [i.address for i in page.items]
+        offset += len(page.items)
+    assert len(seen) == len(set(seen)) == small.count
+    assert seen == sorted(seen)
+    assert (
+        sum(i.size for i in client.instances(small.method_table, 0, 10_000).items)
+        == small.size
+    )
+
+
+def test_instances_by_size_put_the_largest_first(client: EngineClient, blocked) -> None:
+    client.open(str(blocked.path))
+    (arrays,) = [t for t in client.heap_stats().types if t.name == "System.Byte[]"]
+    page = client.instances(arrays.method_table, 0, 50, "size")
+    sizes = [i.size for i in page.items]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_object_detail_shows_typed_fields_and_references(
+    client: EngineClient, blocked
+) -> None:
+    client.open(str(blocked.path))
+    (holder,) = [t for t in client.threads() if t.name == "LockHolder"]
+    assert holder.managed_id == blocked.facts["lock_holder"]["managed_thread_id"]
+    (thread_type,) = [
+        t for t in client.heap_stats().types if t.name == "System.Threading.Thread"
+    ]
+    page = client.instances(thread_type.method_table, 0, 100, "address")
+    details = [client.object(i.address) for i in page.items]
+    named = [
+        d
+        for d in details
+        if any(f.name == "_name" and f.value == "LockHolder" for f in d.fields)
+    ]
+    assert len(named) == 1
+    fields = {f.name: f for f in named[0].fields}
+    assert fields["_managedThreadId"].kind == "value"
+    assert fields["_managedThreadId"].value == str(holder.managed_id)
+    assert fields["_name"].kind == "reference"
+    assert fields["_name"].reference_type == "System.String"
+    text = client.object(fields["_name"].address)
+    assert text.string_value == "LockHolder"
+
+
+def test_object_at_a_non_object_address_is_not_found(
+    client: EngineClient, blocked
+) -> None:
+    client.open(str(blocked.path))
+    with pytest.raises(EngineError) as e:
+        client.object(0x10)
+    assert e.value.code == ErrorCode.NOT_FOUND
+
+
+def test_root_path_of_an_abandoned_buffer_starts_at_the_finalizer_queue(
+    client: EngineClient, blocked
+) -> None:
+    client.open(str(blocked.path))
+    (buffers,) = [
+        t for t in client.heap_stats().types if t.name == blocked.facts["buffer_type"]
+    ]
+    target = client.instances(buffers.method_table, 0, 1, "address").items[0].address
+    found: list[int] = []
+    paths = client.root_paths(target, progress=lambda d, t, m: found.append(d))
+    assert paths.paths
+    assert {p.root_kind for p in paths.paths} == {"finalizer_queue"}
+    assert all(p.chain[-1].address == target for p in paths.paths)
+    assert found
+
+
+def test_stack_of_the_finalizer_shows_the_blocked_finalize_frame(
+    client: EngineClient, blocked
+) -> None:
+    client.open(str(blocked.path))
+    stack = client.stack(blocked.facts["finalizer_thread"]["os_thread_id"])
+    names = [f.name for f in stack.frames]
+    assert any("Monitor.Enter" in n for n in names)
+    assert any(".Finalize()" in n for n in names)
+    assert {f.kind for f in stack.frames} <= {"managed", "runtime"}
