@@ -28,6 +28,13 @@ internal static class Program
             return 2;
         }
 
+        // The program sleeps forever once ready; if the driver dies before it
+        // kills the program (Ctrl-C, a killed test run), the kernel does.
+        if (Native.DieWithParent(Native.PR_SET_PDEATHSIG, Native.SIGKILL) != 0)
+        {
+            Console.Error.WriteLine("warning: prctl(PR_SET_PDEATHSIG) failed");
+        }
+
         Facts facts = plant(args[1..]);
         facts["scenario"] = args[0];
         facts["pid"] = Environment.ProcessId;
@@ -52,8 +59,14 @@ internal sealed class Facts : Dictionary<string, object?>
 internal static partial class Native
 {
     // Environment has no OS thread id; ClrMD and SOS report the kernel tid.
+    internal const int PR_SET_PDEATHSIG = 1;
+    internal const nint SIGKILL = 9;
+
     [LibraryImport("libc.so.6", EntryPoint = "gettid")]
     internal static partial int GetTid();
+
+    [LibraryImport("libc.so.6", EntryPoint = "prctl")]
+    internal static partial int DieWithParent(int option, nint signal);
 }
 
 internal static class ThreadFacts

@@ -7,7 +7,9 @@ namespace DumpScope.Scenarios;
 
 internal static class ThreadPoolStarvation
 {
-    private static readonly ConcurrentQueue<Dictionary<string, object?>> Blocked = new();
+    // Keyed by managed thread id; a wait that ends (possible only before the
+    // pool is saturated) removes its entry, so this holds the current waits.
+    private static readonly ConcurrentDictionary<int, Dictionary<string, object?>> Blocked = new();
 
     internal static Facts Plant(string[] args)
     {
@@ -29,7 +31,7 @@ internal static class ThreadPoolStarvation
         Wait.Until(() => Blocked.Count >= workers, $"{workers} blocked workers");
         Wait.ForBlockingToSettle();
 
-        var blocked = Blocked.ToArray();
+        var blocked = Blocked.Values.ToArray();
         return new Facts
         {
             ["max_worker_threads"] = workers,
@@ -46,7 +48,7 @@ internal static class ThreadPoolStarvation
         Task<int> lookup = LookupAsync();
         var me = ThreadFacts.Current();
         me["wait"] = useResult ? "Task.Result" : "Task.Wait";
-        Blocked.Enqueue(me);
+        Blocked[Environment.CurrentManagedThreadId] = me;
         if (useResult)
         {
             _ = lookup.Result;
@@ -55,11 +57,13 @@ internal static class ThreadPoolStarvation
         {
             lookup.Wait();
         }
+        Blocked.TryRemove(Environment.CurrentManagedThreadId, out _);
     }
 
     private static async Task<int> LookupAsync()
     {
-        await Task.Delay(10).ConfigureAwait(false);
+        // Long enough that every worker is blocked before the first delay ends.
+        await Task.Delay(200).ConfigureAwait(false);
         return 42;
     }
 }

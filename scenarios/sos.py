@@ -241,3 +241,26 @@ def parse_threadpool(text: str) -> dict[str, int]:
         for row in map(_THREADPOOL_ROW.match, text.splitlines())
         if row
     }
+
+
+_STACK_HEADER = re.compile(r"^OS Thread Id: 0x([0-9a-fA-F]+)")
+_FRAME = re.compile(r"^\s*([0-9a-fA-F]{8,16})\s+([0-9a-fA-F]{8,16})\s+(\S.*?)\s*$")
+
+
+def parse_clrstack(text: str) -> dict[int, list[str]]:
+    """``clrstack -all``: OS thread id -> call sites, innermost first.
+
+    Call sites are SOS's text ("System.Threading.Monitor.Enter(System.Object)",
+    "[InlinedCallFrame: ...]"), with the source position ("[/path/File.cs @ 57]") cut off.
+    """
+    stacks: dict[int, list[str]] = {}
+    frames: list[str] | None = None
+    for line in text.splitlines():
+        header = _STACK_HEADER.match(line)
+        if header:
+            frames = stacks.setdefault(int(header.group(1), 16), [])
+            continue
+        frame = _FRAME.match(line) if frames is not None else None
+        if frame and frames is not None:
+            frames.append(re.sub(r" \[[^\]]* @ \d+\]$", "", frame.group(3)))
+    return stacks

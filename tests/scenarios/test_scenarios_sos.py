@@ -21,6 +21,7 @@ from scenarios.dumps import (
     facts_path,
 )
 from scenarios.sos import (
+    parse_clrstack,
     parse_clrthreads,
     parse_dumpheap_stat,
     parse_finalizequeue,
@@ -35,12 +36,25 @@ EXPECTED_VERSION = {"net10": "10.", "net8": "8."}
 
 
 @functools.cache
-def dump_and_sos(name: str, runtime: str) -> tuple[ScenarioDump, str]:
-    dump = ensure_dump(name, runtime)
+def dump_and_sos(
+    name: str, runtime: str, kind: str = "heap"
+) -> tuple[ScenarioDump, str]:
+    dump = ensure_dump(name, runtime, kind)
     text = run_sos(
-        dump.path, "dumpheap -stat", "clrthreads", "syncblk", "finalizequeue -allReady"
+        dump.path,
+        "dumpheap -stat",
+        "clrthreads",
+        "syncblk",
+        "finalizequeue -allReady",
+        "clrstack -all",
     )
     return dump, text
+
+
+def in_monitor_enter(frames: list[str]) -> bool:
+    # .NET 10: "System.Threading.Monitor.Enter_Slowpath(System.Object)";
+    # .NET 8: "[HelperMethodFrame_1OBJ: ...] System.Threading.Monitor.ReliableEnter(...)".
+    return any("System.Threading.Monitor." in f and "Enter" in f for f in frames)
 
 
 def threads_by_os_id(text: str) -> dict[int, dict]:
@@ -75,6 +89,10 @@ def test_blocked_finalizer(runtime: str) -> None:
     (lock,) = [b for b in parse_syncblk(text) if b["type"] == facts["lock_type"]]
     assert lock["owner_os_id"] == holder["os_thread_id"]
     assert lock["waiters"] == 1
+    # The one waiter is the finalizer, inside the blocking object's finalizer.
+    stack = parse_clrstack(text)[finalizer["os_thread_id"]]
+    finalize = stack.index(f"{facts['blocking_type']}.Finalize()")
+    assert in_monitor_enter(stack[:finalize])
 
 
 def test_facts_file_sits_beside_the_dump() -> None:
@@ -107,11 +125,14 @@ def test_unknown_scenario_is_refused() -> None:
     assert "blocked-finalizer" in SCENARIOS
 
 
+@pytest.mark.parametrize("kind", ("heap", "full"))
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_deadlock(runtime: str) -> None:
-    dump, text = dump_and_sos("deadlock", runtime)
+def test_deadlock(runtime: str, kind: str) -> None:
+    dump, text = dump_and_sos("deadlock", runtime, kind)
+    assert dump.kind == kind and dump.facts["kind"] == kind
     locks = {block["type"]: block for block in parse_syncblk(text)}
     threads = threads_by_os_id(text)
+    stacks = parse_clrstack(text)
     first, second = dump.facts["threads"]
     assert {first["name"], second["name"]} == {"OrderWorker", "InventoryWorker"}
     for me, other in ((first, second), (second, first)):
@@ -121,6 +142,7 @@ def test_deadlock(runtime: str) -> None:
         assert me["waits_for"] == other["holds"]
         assert locks[me["waits_for"]]["owner_os_id"] == other["os_thread_id"]
         assert locks[me["waits_for"]]["waiters"] == 1
+        assert in_monitor_enter(stacks[me["os_thread_id"]])
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -145,13 +167,25 @@ def test_threadpool_starvation(runtime: str) -> None:
         >= facts["work_items_queued"] - facts["blocked_workers"]
     )
     threads = threads_by_os_id(text)
+    stacks = parse_clrstack(text)
+    assert len({w["os_thread_id"] for w in facts["blocked_worker_threads"]}) == 8
     for worker in facts["blocked_worker_threads"]:
         assert "(Threadpool Worker)" in threads[worker["os_thread_id"]]["special"]
+        stack = stacks[worker["os_thread_id"]]
+        request = stack.index(
+            "DumpScope.Scenarios.ThreadPoolStarvation.HandleRequest(Boolean)"
+        )
+        assert any("Task" in frame and "Wait" in frame for frame in stack[:request])
         assert (
             threads[worker["os_thread_id"]]["managed_id"] == worker["managed_thread_id"]
         )
     pool = parse_threadpool(run_sos(dump.path, "threadpool"))
-    assert pool["Workers Total"] == pool["Workers Running"] == 8
+    assert (
+        pool["Workers Total"]
+        == pool["Workers Running"]
+        == facts["thread_pool_threads"]
+        == 8
+    )
     assert pool["Workers Idle"] == 0
     assert pool["Worker Max Limit"] == 8
 
