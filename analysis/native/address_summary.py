@@ -63,8 +63,9 @@ _PEB_OTHER = {
     4: (0x38, 0x4C, 0x58, 0x94),
     8: (0x68, 0x88, 0xA0, 0xF8),
 }
-# TEB fields: StackBase, StackLimit, DeallocationStack.
-_TEB_STACK = {4: (0x4, 0x8, 0xE0C), 8: (0x8, 0x10, 0x1478)}
+# TEB fields inside the stack allocation: StackLimit, DeallocationStack
+# (StackBase is one past its end, often the start of the next allocation).
+_TEB_STACK = {4: (0x8, 0xE0C), 8: (0x10, 0x1478)}
 
 
 @dataclass(frozen=True)

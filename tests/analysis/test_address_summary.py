@@ -1,0 +1,260 @@
+"""Address-space summary (`!address -summary`): a real Windows minidump whose
+MemoryInfoList covers the whole address space, synthetic minidumps with
+planted heaps, stacks, TEBs and PEB, and the real blocked-finalizer core."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from analysis.dumpfile import open_dump
+from analysis.dumpfile.base import Module, ThreadInfo
+from analysis.native.address_summary import summarize
+from analysis.native.heaps import find_native_heaps
+from analysis.values import Address, ByteSize, to_jsonable
+from scenarios.dumps import ensure_dump
+from tests.analysis.synthetic import FakeLinuxProcess, MinidumpBuilder
+
+MINIDUMPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "minidumps"
+MB = 1 << 20
+
+
+def rows(table, key):
+    return {getattr(r, key): r for r in table}
+
+
+def expected(name):
+    data = json.loads((MINIDUMPS / "expected.json").read_text())
+    return next(e for e in data if e["file"] == name)
+
+
+# --- a real Windows minidump ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    reader = open_dump(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    yield reader, summarize(reader, heaps=find_native_heaps(reader))
+    reader.close()
+
+
+def test_free_and_image_totals_agree_with_the_memory_info_list(tiny):
+    reader, summary = tiny
+    info = expected("tiny-exe-with-cet-xsave.dmp")["memory_info"]
+    usage = rows(summary.usage, "usage")
+    assert usage["Free"].bytes == info["bytes_by_state"]["MEM_FREE"]
+    assert usage["Image"].bytes == info["bytes_by_type"]["MEM_IMAGE"]
+    assert usage["Image"].bytes == sum(
+        int(r.size) for r in reader.regions() if r.type == "image"
+    )
+    assert usage["Free"].percent_busy is None
+
+
+def test_state_and_type_tables_match_the_independent_parser(tiny):
+    _, summary = tiny
+    info = expected("tiny-exe-with-cet-xsave.dmp")["memory_info"]
+    state = {k: int(r.bytes) for k, r in rows(summary.state, "state").items()}
+    assert state == {
+        "commit": info["bytes_by_state"]["MEM_COMMIT"],
+        "reserve": info["bytes_by_state"]["MEM_RESERVE"],
+        "free": info["bytes_by_state"]["MEM_FREE"],
+    }
+    types = {k: int(r.bytes) for k, r in rows(summary.type, "type").items()}
+    assert types == {
+        "image": info["bytes_by_type"]["MEM_IMAGE"],
+        "mapped": info["bytes_by_type"]["MEM_MAPPED"],
+        "private": info["bytes_by_type"]["MEM_PRIVATE"],
+    }
+    assert sum(r.regions for r in summary.state) == info["regions"]
+
+
+def test_percentages_add_up_to_100(tiny):
+    _, summary = tiny
+    assert sum(r.percent_total for r in summary.usage) == pytest.approx(100.0)
+    busy = [r.percent_busy for r in summary.usage if r.usage != "Free"]
+    assert sum(busy) == pytest.approx(100.0)
+    assert summary.busy + summary.free == summary.total
+
+
+def test_teb_and_stack_of_the_real_thread(tiny):
+    reader, summary = tiny
+    (thread,) = reader.threads()
+    teb_regions = summary.regions_by_usage["TEB"]
+    assert any(r.base <= thread.teb < r.base + r.size for r in teb_regions)
+    stack = summary.regions_by_usage["Stack"]
+    assert any(r.base <= thread.stack_pointer < r.base + r.size for r in stack)
+    # The whole reservation of the stack counts, not only its committed part.
+    assert {r.state for r in stack} == {"commit", "reserve"}
+
+
+def test_the_json_report_skips_the_drill_down_regions(tiny):
+    _, summary = tiny
+    data = to_jsonable(summary)
+    assert set(data) == {"usage", "state", "type", "protect", "busy", "free", "total"}
+    assert data["usage"][0]["usage"] == "Free"
+    json.dumps(data)
+
+
+# --- synthetic Windows processes --------------------------------------------------
+
+LAYOUT = {
+    "x64": dict(
+        peb=0x7FF5_FFFD_E000,
+        teb=0x7FF5_FFFD_A000,
+        stack=0x0000_00A0_0010_0000,
+        heap=0x0000_01F0_0000_0000,
+        blocks=0x0000_01F1_0000_0000,
+        image=0x7FF7_0000_0000,
+        api_set=0x0000_0200_0000_0000,
+        top=0x7FFF_FFFF_0000,
+        teb_size=0x2000,
+    ),
+    "x86": dict(
+        peb=0x7EFD_E000,
+        teb=0x7EFD_B000,
+        stack=0x0040_0000,  # the second stack ends where the heap starts
+        heap=0x0050_0000,
+        blocks=0x1000_0000,
+        image=0x0100_0000,
+        api_set=0x0070_0000,
+        top=0x7FFF_0000,
+        teb_size=0x1000,
+    ),
+}
+
+
+@pytest.mark.parametrize("arch", ["x64", "x86"])
+def test_synthetic_process_usage_by_kind(arch):
+    p = LAYOUT[arch]
+    b = MinidumpBuilder(arch)
+    b.set_peb(p["peb"], api_set_map=p["api_set"])
+    for i in range(2):
+        b.add_thread(
+            10 + i,
+            teb=p["teb"] + i * p["teb_size"],
+            stack_base=p["stack"] + i * MB,
+            stack_limit=p["stack"] + i * MB - 0x3000,
+            stack_allocation=p["stack"] + (i - 1) * MB,
+            ole_flags=0x81,
+        )
+    b.add_nt_heap(
+        p["heap"],
+        reserved=MB,
+        committed=0x10000,
+        large_blocks=[
+            (p["blocks"] + i * 0x30_0000, 2 * MB + 0x1000, 0x21_0000) for i in range(6)
+        ],
+    )
+    b.add_module("C:\\app\\app.exe", p["image"], 0x30000)
+    b.add_region(0x7FFE_0000, 0x1000, protect="PAGE_READONLY")  # KUSER_SHARED_DATA
+    b.add_region(p["api_set"], 0x20000, protect="PAGE_READONLY", type="mapped")
+    b.fill_free(p["top"])
+    reader = b.reader()
+
+    summary = summarize(reader, heaps=find_native_heaps(reader))
+    usage = {k: int(r.bytes) for k, r in rows(summary.usage, "usage").items()}
+
+    assert usage["Heap"] == MB + 6 * 0x21_0000
+    assert usage["Stack"] == 2 * MB
+    assert usage["TEB"] == 2 * p["teb_size"]
+    assert usage["PEB"] == 0x1000
+    assert usage["Image"] == 0x30000
+    assert usage["Other"] == 0x1000 + 0x20000
+    # The builder's scratch page (ProcessHeaps array, SOleTlsData) is nobody's.
+    assert usage["Unknown"] == 0x1000
+    assert usage["Free"] == p["top"] - summary.busy
+    assert summary.busy + summary.free == p["top"]
+    assert sum(
+        r.percent_busy for r in summary.usage if r.usage != "Free"
+    ) == pytest.approx(100)
+
+
+def test_gc_ranges_are_carved_out_of_unknown_memory():
+    b = MinidumpBuilder("x64")
+    b.add_region(0x0000_0300_0000_0000, 4 * MB)
+    summary = summarize(
+        b.reader(), gc_ranges=[(0x0000_0300_0010_0000, 0x0000_0300_0030_0000)]
+    )
+    usage = {k: int(r.bytes) for k, r in rows(summary.usage, "usage").items()}
+    assert usage == {"GC heap": 2 * MB, "Unknown": 2 * MB}
+    # The state table still counts the one region the dump describes.
+    assert [(r.state, r.regions) for r in summary.state] == [("commit", 1)]
+
+
+# --- Linux ---------------------------------------------------------------------
+
+
+def pt_load_bytes(path: Path) -> int:
+    """Sum of PT_LOAD p_memsz, read straight from the ELF program headers."""
+    with open(path, "rb") as f:
+        header = f.read(64)
+        phoff = struct.unpack_from("<Q", header, 0x20)[0]
+        entry_size, count = struct.unpack_from("<HH", header, 0x36)
+        f.seek(phoff)
+        table = f.read(entry_size * count)
+    total = 0
+    for i in range(count):
+        p_type = struct.unpack_from("<I", table, i * entry_size)[0]
+        if p_type == 1:
+            total += struct.unpack_from("<Q", table, i * entry_size + 0x28)[0]
+    return total
+
+
+def test_core_dump_busy_total_is_the_pt_load_total():
+    dump = ensure_dump("blocked-finalizer")
+    reader = open_dump(str(dump.path))
+    try:
+        heaps = find_native_heaps(reader)
+        summary = summarize(reader, heaps=heaps)
+    finally:
+        reader.close()
+    assert summary.busy == pt_load_bytes(dump.path)
+    usage = {k: int(r.bytes) for k, r in rows(summary.usage, "usage").items()}
+    # The 40 planted 2 MB buffers are in the Heap row.
+    assert usage["Heap"] >= dump.facts["unmanaged_bytes"]
+    assert usage["Heap"] == sum(
+        int(s.committed) for h in heaps for s in h.segments
+    ) + sum(int(b.size) for h in heaps for b in h.large_blocks)
+    assert usage["Stack"] > 0 and usage["Image"] > 0
+    assert sum(r.percent_total for r in summary.usage) == pytest.approx(100.0)
+
+
+def test_one_region_holding_a_stack_glibc_chunks_and_gc_memory_is_split():
+    base = 0x7F00_1000_0000
+    stack = bytes(0x10000)
+    chunk = struct.pack("<QQ", 0, 0x21000 | 2) + bytes(0x21000 - 16)
+    p = FakeLinuxProcess()
+    p.add(base, stack + chunk + bytes(0x8000))
+    p.threads_.append(
+        ThreadInfo(
+            7,
+            None,
+            Address(base + 0x10000),
+            Address(base),
+            Address(base + 0xF000),
+            None,
+        )
+    )
+    p.modules_.append(
+        Module("app", "/app", Address(0x5555_0000_0000), ByteSize(0x1000))
+    )
+    gc = (base + 0x31000, base + 0x35000)
+
+    summary = summarize(p, heaps=find_native_heaps(p), gc_ranges=[gc])
+
+    pieces = {
+        k: [(int(r.base) - base, int(r.size)) for r in v]
+        for k, v in summary.regions_by_usage.items()
+        if k != "Free"
+    }
+    assert pieces == {
+        "Stack": [(0, 0x10000)],
+        "Heap": [(0x10000, 0x21000)],
+        "GC heap": [(0x31000, 0x4000)],
+        "Anonymous": [(0x35000, 0x4000)],
+    }
+    assert summary.busy == 0x39000
+    assert summary.free == (0x7FFF_FFFF_F000 - 0x39000)
