@@ -16,6 +16,8 @@ def open_dump(path: str, limits: Limits = DEFAULT_LIMITS) -> MemoryReader:
     dump, or is too short for its header; OSError when it cannot be opened."""
     with open(path, "rb") as f:
         magic = f.read(4)
+    if not magic:
+        raise DumpFormatError(f"{path}: the file is empty")
     if magic == b"MDMP":
         from analysis.dumpfile.minidump import MinidumpReader
 

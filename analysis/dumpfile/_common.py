@@ -28,6 +28,7 @@ class Limits:
     max_regions: int = 4_000_000
     max_notes: int = 1_000_000
     max_string_bytes: int = 64 * 1024
+    max_total_string_bytes: int = 32 << 20
     max_problems: int = 1000
 
 

@@ -84,6 +84,10 @@ _NOT_MODULES = ("/memfd:", "/dev/", "/SYSV", "/anon_hugepage", "/[")
 # Segments of one loaded ELF file are at most one alignment (2 MB on x64 and
 # arm64) apart.
 _MAX_SEGMENT_GAP = 2 << 20
+# Bounds for reading a module's own headers out of the dump (real images
+# have ~15 program headers and well under 4 KB of notes).
+_MAX_IMAGE_PHDRS = 64
+_MAX_IMAGE_NOTES = 0x1000
 
 
 @dataclass(frozen=True)
@@ -669,7 +673,7 @@ class ElfCoreReader(ReaderBase):
                 return None
             fields = ELF64_EHDR.unpack(header)
             phoff, phentsize, phnum = fields[5], fields[9], fields[10]
-            if phentsize != ELF64_PHDR.size or phnum > 256:
+            if phentsize != ELF64_PHDR.size or phnum > _MAX_IMAGE_PHDRS:
                 return None
             table = self.read(base + phoff, phnum * ELF64_PHDR.size)
             phdrs = [
@@ -679,9 +683,12 @@ class ElfCoreReader(ReaderBase):
             if not loads:
                 return None
             bias = base - (min(loads) & ~0xFFF)
-            for p_type, _, _, vaddr, _, filesz, _, _ in phdrs:
-                if p_type == PT_NOTE and 0 < filesz <= 0x10000:
-                    found = _find_build_id(self.read(bias + vaddr, filesz))
+            for p_type, _, _, vaddr, _, filesz, _, align in phdrs:
+                if p_type == PT_NOTE and filesz > 0:
+                    # The build id note comes early and is small; a bounded
+                    # read keeps hostile headers from costing much.
+                    notes = self.read(bias + vaddr, min(filesz, _MAX_IMAGE_NOTES))
+                    found = _find_build_id(notes, 8 if align == 8 else 4)
                     if found:
                         return found
         except MemoryNotInDump:
@@ -728,7 +735,10 @@ def _note_name(note_type: int) -> str:
     return names.get(note_type, f"0x{note_type:x}")
 
 
-def _find_build_id(notes: bytes) -> Optional[str]:
+def _find_build_id(notes: bytes, align: int) -> Optional[str]:
+    def aligned(n: int) -> int:
+        return (n + align - 1) & ~(align - 1)
+
     pos = 0
     try:
         while pos + NOTE_HEADER.size <= len(notes):
@@ -736,12 +746,12 @@ def _find_build_id(notes: bytes) -> Optional[str]:
                 slice_at(notes, pos, NOTE_HEADER.size, "note header")
             )
             name_at = pos + NOTE_HEADER.size
-            desc_at = name_at + _align4(namesz)
+            desc_at = name_at + aligned(namesz)
             name = slice_at(notes, name_at, namesz, "note name")
             desc = slice_at(notes, desc_at, descsz, "note")
             if note_type == NT_GNU_BUILD_ID and name == b"GNU\0":
                 return desc.hex()
-            pos = desc_at + _align4(descsz)
+            pos = desc_at + aligned(descsz)
     except OutOfBounds:
         return None
     return None

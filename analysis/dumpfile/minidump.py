@@ -226,6 +226,8 @@ class MinidumpReader(ReaderBase):
     def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
         super().__init__(limits)
+        self._strings: Dict[int, str] = {}
+        self._string_bytes = 0
         self._file = MappedFile(path)
         try:
             self._read_header()
@@ -445,15 +447,28 @@ class MinidumpReader(ReaderBase):
         return 4
 
     def _string(self, rva: int, what: str) -> str:
-        """A MINIDUMP_STRING: a 32-bit byte length then UTF-16LE text."""
+        """A MINIDUMP_STRING: a 32-bit byte length then UTF-16LE text.
+        Strings are shared by RVA and their total is capped, so a file whose
+        records all point at one long string cannot multiply it in memory."""
+        known = self._strings.get(rva)
+        if known is not None:
+            return known
         (length,) = struct.unpack("<I", self._file.slice_at(rva, 4, what))
         if length > self.limits.max_string_bytes:
             raise ValueError(
                 f"string of {length} bytes at 0x{rva:x}, more than the limit "
                 f"of {self.limits.max_string_bytes}"
             )
+        if self._string_bytes + length > self.limits.max_total_string_bytes:
+            raise ValueError(
+                f"string at 0x{rva:x}: the dump's strings exceed "
+                f"{self.limits.max_total_string_bytes} bytes in all"
+            )
         text = self._file.slice_at(rva + 4, length & ~1, what)
-        return text.decode("utf-16-le", "replace")
+        self._string_bytes += length
+        decoded = text.decode("utf-16-le", "replace")
+        self._strings[rva] = decoded
+        return decoded
 
     def _registers(self, location: raw.MINIDUMP_LOCATION_DESCRIPTOR) -> Dict[str, int]:
         layout = _CONTEXTS.get(self.arch)
