@@ -611,7 +611,7 @@ class ElfCoreReader(ReaderBase):
         for m in self._file_mappings:
             if not m.path.startswith(_NOT_MODULES):
                 by_path.setdefault(m.path, []).append(m)
-        modules = []
+        modules: List[Module] = []
         for path, maps in by_path.items():
             name = path.rsplit("/", 1)[-1]
             if name.endswith(" (deleted)"):
@@ -645,16 +645,14 @@ class ElfCoreReader(ReaderBase):
         several mappings of offset 0: its header page and its sections.)"""
         instances: List[List[FileMapping]] = []
         for m in maps:
-            current = instances[-1] if instances else None
-            new = (
-                current is None
-                or m.start - current[-1].end > _MAX_SEGMENT_GAP
-                or m.offset < current[-1].offset
-            )
-            if new:
-                instances.append([m])
+            if (
+                instances
+                and m.start - instances[-1][-1].end <= _MAX_SEGMENT_GAP
+                and m.offset >= instances[-1][-1].offset
+            ):
+                instances[-1].append(m)
             else:
-                current.append(m)
+                instances.append([m])
         return instances
 
     def _has_image_header(self, address: int) -> bool:

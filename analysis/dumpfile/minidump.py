@@ -428,11 +428,13 @@ class MinidumpReader(ReaderBase):
 
     # -- helpers ---------------------------------------------------------
 
-    def _guarded(self, what: str, parse: Callable[[], T], fallback: T) -> T:
+    def _guarded(
+        self, what: str, parse: Callable[[bytes], T], data: bytes, fallback: T
+    ) -> T:
         """Runs one stream's parser; a stream that breaks is reported and
         replaced by `fallback` so the rest of the dump stays readable."""
         try:
-            return parse()
+            return parse(data)
         except (OutOfBounds, struct.error, ValueError) as e:
             self._problem(f"{what}: {e}")
             return fallback
@@ -512,7 +514,7 @@ class MinidumpReader(ReaderBase):
         if data is None:
             return None
 
-        def parse() -> Optional[SystemInfo]:
+        def parse(data: bytes) -> Optional[SystemInfo]:
             info = raw.MINIDUMP_SYSTEM_INFO.parse(
                 slice_at(data, 0, raw.MINIDUMP_SYSTEM_INFO.SIZE, "SYSTEM_INFO")
             )
@@ -544,7 +546,7 @@ class MinidumpReader(ReaderBase):
                 raw=info,
             )
 
-        return self._guarded("SYSTEM_INFO", parse, None)
+        return self._guarded("SYSTEM_INFO", parse, data, None)
 
     def _parse_raw_threads(self) -> List[raw.MINIDUMP_THREAD]:
         data = self._stream_data(raw.StreamType.THREAD_LIST)
@@ -555,28 +557,27 @@ class MinidumpReader(ReaderBase):
             entry_size, what, ex = raw.MINIDUMP_THREAD_EX.SIZE, "THREAD_EX_LIST", True
         if data is None:
             return []
-        stream = data
 
-        def parse() -> List[raw.MINIDUMP_THREAD]:
-            (declared,) = struct.unpack("<I", slice_at(stream, 0, 4, what))
-            start = self._list_header(stream, entry_size, declared)
+        def parse(data: bytes) -> List[raw.MINIDUMP_THREAD]:
+            (declared,) = struct.unpack("<I", slice_at(data, 0, 4, what))
+            start = self._list_header(data, entry_size, declared)
             count = self._count(
                 what,
                 declared,
                 entry_size,
-                len(stream) - start,
+                len(data) - start,
                 self.limits.max_threads,
             )
             threads = []
             for i in range(count):
-                record = slice_at(stream, start + i * entry_size, entry_size, what)
+                record = slice_at(data, start + i * entry_size, entry_size, what)
                 if ex:
                     threads.append(raw.MINIDUMP_THREAD_EX.parse(record).thread)
                 else:
                     threads.append(raw.MINIDUMP_THREAD.parse(record))
             return threads
 
-        return self._guarded(what, parse, [])
+        return self._guarded(what, parse, data, [])
 
     def _parse_thread_list(self) -> List[MinidumpThread]:
         threads = []
@@ -632,7 +633,7 @@ class MinidumpReader(ReaderBase):
             return []
         what, size = "MODULE_LIST", raw.MINIDUMP_MODULE.SIZE
 
-        def parse() -> List[MinidumpModule]:
+        def parse(data: bytes) -> List[MinidumpModule]:
             (declared,) = struct.unpack("<I", slice_at(data, 0, 4, what))
             start = self._list_header(data, size, declared)
             count = self._count(
@@ -646,7 +647,7 @@ class MinidumpReader(ReaderBase):
                 modules.append(self._module(i, record))
             return modules
 
-        return self._guarded(what, parse, [])
+        return self._guarded(what, parse, data, [])
 
     def _module(self, index: int, m: raw.MINIDUMP_MODULE) -> MinidumpModule:
         """One module; a bad name or CodeView record loses only that field."""
@@ -717,7 +718,7 @@ class MinidumpReader(ReaderBase):
         if data is None:
             return None
 
-        def parse() -> MinidumpException:
+        def parse(data: bytes) -> MinidumpException:
             record = raw.MINIDUMP_EXCEPTION_STREAM.parse(
                 slice_at(data, 0, raw.MINIDUMP_EXCEPTION_STREAM.SIZE, "EXCEPTION")
             )
@@ -737,14 +738,14 @@ class MinidumpReader(ReaderBase):
                 raw=record,
             )
 
-        return self._guarded("EXCEPTION", parse, None)
+        return self._guarded("EXCEPTION", parse, data, None)
 
     def _parse_misc_info(self) -> Optional[MiscInfo]:
         data = self._stream_data(raw.StreamType.MISC_INFO)
         if data is None:
             return None
 
-        def parse() -> MiscInfo:
+        def parse(data: bytes) -> MiscInfo:
             info = raw.MINIDUMP_MISC_INFO.parse(
                 slice_at(data, 0, raw.MINIDUMP_MISC_INFO.SIZE, "MISC_INFO")
             )
@@ -770,7 +771,7 @@ class MinidumpReader(ReaderBase):
                 raw=info,
             )
 
-        return self._guarded("MISC_INFO", parse, None)
+        return self._guarded("MISC_INFO", parse, data, None)
 
     def _parse_handles(self) -> List[HandleInfo]:
         data = self._stream_data(raw.StreamType.HANDLE_DATA)
@@ -778,7 +779,7 @@ class MinidumpReader(ReaderBase):
             return []
         what = "HANDLE_DATA"
 
-        def parse() -> List[HandleInfo]:
+        def parse(data: bytes) -> List[HandleInfo]:
             header = raw.MINIDUMP_HANDLE_DATA_STREAM.parse(
                 slice_at(data, 0, raw.MINIDUMP_HANDLE_DATA_STREAM.SIZE, what)
             )
@@ -814,7 +815,7 @@ class MinidumpReader(ReaderBase):
                 )
             return handles
 
-        return self._guarded(what, parse, [])
+        return self._guarded(what, parse, data, [])
 
     def _optional_string(self, rva: int, what: str) -> Optional[str]:
         if rva == 0:
@@ -831,7 +832,7 @@ class MinidumpReader(ReaderBase):
             return []
         what = "UNLOADED_MODULE_LIST"
 
-        def parse() -> List[UnloadedModule]:
+        def parse(data: bytes) -> List[UnloadedModule]:
             header = raw.MINIDUMP_UNLOADED_MODULE_LIST.parse(
                 slice_at(data, 0, raw.MINIDUMP_UNLOADED_MODULE_LIST.SIZE, what)
             )
@@ -870,7 +871,7 @@ class MinidumpReader(ReaderBase):
                 )
             return result
 
-        return self._guarded(what, parse, [])
+        return self._guarded(what, parse, data, [])
 
     def _parse_memory_info(self) -> Optional[List[raw.MINIDUMP_MEMORY_INFO]]:
         data = self._stream_data(raw.StreamType.MEMORY_INFO_LIST)
@@ -878,7 +879,7 @@ class MinidumpReader(ReaderBase):
             return None
         what = "MEMORY_INFO_LIST"
 
-        def parse() -> List[raw.MINIDUMP_MEMORY_INFO]:
+        def parse(data: bytes) -> List[raw.MINIDUMP_MEMORY_INFO]:
             header = raw.MINIDUMP_MEMORY_INFO_LIST.parse(
                 slice_at(data, 0, raw.MINIDUMP_MEMORY_INFO_LIST.SIZE, what)
             )
@@ -907,7 +908,7 @@ class MinidumpReader(ReaderBase):
                 for i in range(count)
             ]
 
-        return self._guarded(what, parse, None)
+        return self._guarded(what, parse, data, None)
 
     def _parse_thread_infos(self) -> List[ThreadExtraInfo]:
         data = self._stream_data(raw.StreamType.THREAD_INFO_LIST)
@@ -915,7 +916,7 @@ class MinidumpReader(ReaderBase):
             return []
         what = "THREAD_INFO_LIST"
 
-        def parse() -> List[ThreadExtraInfo]:
+        def parse(data: bytes) -> List[ThreadExtraInfo]:
             header = raw.MINIDUMP_THREAD_INFO_LIST.parse(
                 slice_at(data, 0, raw.MINIDUMP_THREAD_INFO_LIST.SIZE, what)
             )
@@ -945,7 +946,7 @@ class MinidumpReader(ReaderBase):
                 result.append(ThreadExtraInfo(**vars(r), raw=r))
             return result
 
-        return self._guarded(what, parse, [])
+        return self._guarded(what, parse, data, [])
 
     def _parse_thread_names(self) -> Dict[int, str]:
         data = self._stream_data(raw.StreamType.THREAD_NAMES)
@@ -953,7 +954,7 @@ class MinidumpReader(ReaderBase):
             return {}
         what, size = "THREAD_NAMES", raw.MINIDUMP_THREAD_NAME.SIZE
 
-        def parse() -> Dict[int, str]:
+        def parse(data: bytes) -> Dict[int, str]:
             (declared,) = struct.unpack("<I", slice_at(data, 0, 4, what))
             count = self._count(
                 what, declared, size, len(data) - 4, self.limits.max_threads
@@ -970,7 +971,7 @@ class MinidumpReader(ReaderBase):
                     names[entry.thread_id] = name
             return names
 
-        return self._guarded(what, parse, {})
+        return self._guarded(what, parse, data, {})
 
     def _parse_linux_maps(self) -> Optional[List[LinuxMapping]]:
         data = self._stream_data(raw.StreamType.LINUX_MAPS)
@@ -1040,7 +1041,7 @@ class MinidumpReader(ReaderBase):
             return []
         what, size = "MEMORY_LIST", raw.MINIDUMP_MEMORY_DESCRIPTOR.SIZE
 
-        def parse() -> List[Tuple[int, int, int]]:
+        def parse(data: bytes) -> List[Tuple[int, int, int]]:
             (declared,) = struct.unpack("<I", slice_at(data, 0, 4, what))
             start = self._list_header(data, size, declared)
             count = self._count(
@@ -1056,7 +1057,7 @@ class MinidumpReader(ReaderBase):
                 )
             return result
 
-        return self._guarded(what, parse, [])
+        return self._guarded(what, parse, data, [])
 
     def _memory64_ranges(self) -> List[Tuple[int, int, int]]:
         data = self._stream_data(raw.StreamType.MEMORY64_LIST)
@@ -1064,7 +1065,7 @@ class MinidumpReader(ReaderBase):
             return []
         what, size = "MEMORY64_LIST", raw.MINIDUMP_MEMORY_DESCRIPTOR64.SIZE
 
-        def parse() -> List[Tuple[int, int, int]]:
+        def parse(data: bytes) -> List[Tuple[int, int, int]]:
             header = raw.MINIDUMP_MEMORY64_LIST_HEADER.parse(
                 slice_at(data, 0, raw.MINIDUMP_MEMORY64_LIST_HEADER.SIZE, what)
             )
@@ -1085,7 +1086,7 @@ class MinidumpReader(ReaderBase):
                 rva += d.data_size
             return result
 
-        return self._guarded(what, parse, [])
+        return self._guarded(what, parse, data, [])
 
     # -- regions -----------------------------------------------------------
 

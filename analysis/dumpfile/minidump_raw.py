@@ -324,7 +324,8 @@ class MINIDUMP_EXCEPTION:
     @classmethod
     def parse(cls, data: bytes) -> "MINIDUMP_EXCEPTION":
         values = cls.FORMAT.unpack(data)
-        return cls(*values[:5], tuple(values[6:]))
+        code, flags, record, address, count = values[:5]
+        return cls(code, flags, record, address, count, tuple(values[6:]))
 
 
 @dataclass(frozen=True)
@@ -429,9 +430,19 @@ class MINIDUMP_HANDLE_DESCRIPTOR:
 
     @classmethod
     def parse(cls, data: bytes) -> "MINIDUMP_HANDLE_DESCRIPTOR":
-        values = cls.FORMAT.unpack(data[:32])
+        (
+            handle,
+            type_rva,
+            name_rva,
+            attributes,
+            access,
+            handles,
+            pointers,
+        ) = cls.FORMAT.unpack(data[:32])
         info_rva = struct.unpack_from("<I", data, 32)[0] if len(data) >= 36 else 0
-        return cls(*values, info_rva)
+        return cls(
+            handle, type_rva, name_rva, attributes, access, handles, pointers, info_rva
+        )
 
 
 @dataclass(frozen=True)
