@@ -10,10 +10,17 @@ built without frame pointers but can include stale return addresses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
-from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, ThreadInfo
+from analysis.dumpfile.base import (
+    MemoryNotInDump,
+    MemoryReader,
+    Module,
+    Region,
+    ThreadInfo,
+)
 from analysis.native.symbols import Symbolizer, module_display_name
+from analysis.native.teb import Wow64Context, is_wow64, wow64_context
 from analysis.values import Address
 
 
@@ -218,6 +225,37 @@ def _frame_pointer_chain(
     return links
 
 
+class _X86View:
+    """A WOW64 dump seen as the 32-bit process it holds: 4-byte stack words
+    and x86 code, over the same memory, regions and modules."""
+
+    arch = "x86"
+    pointer_size = 4
+
+    def __init__(self, reader: MemoryReader) -> None:
+        self._reader = reader
+        self.path, self.format, self.os = reader.path, reader.format, reader.os
+
+    def regions(self) -> Sequence[Region]:
+        return self._reader.regions()
+
+    def threads(self) -> Sequence[ThreadInfo]:
+        return self._reader.threads()
+
+    def modules(self) -> Sequence[Module]:
+        return self._reader.modules()
+
+    def read(self, address: int, size: int) -> bytes:
+        return self._reader.read(address, size)
+
+    @property
+    def problems(self) -> Sequence[str]:
+        return self._reader.problems
+
+    def close(self) -> None:
+        self._reader.close()
+
+
 def walk_stack(
     reader: MemoryReader,
     thread: ThreadInfo,
@@ -226,8 +264,40 @@ def walk_stack(
 ) -> StackWalk:
     """Frames from the context, the frame-pointer chain and a stack scan,
     ordered from the innermost call outwards (by where each return address
-    sits on the stack)."""
-    problems: list[str] = []
+    sits on the stack).
+
+    A thread of a WOW64 process dumped by a 64-bit writer is walked on its
+    32-bit stack, from the context it saved on entering the 64-bit layer: the
+    process's own frames, not the emulator's."""
+    if not is_wow64(reader):
+        return _walk(reader, thread, symbolizer, limits, [])
+    context = wow64_context(reader, thread)
+    if not isinstance(context, Wow64Context):
+        problems = [
+            f"32-bit stack not walked ({context.reason}): "
+            "these are the WOW64 layer's 64-bit frames"
+        ]
+        return _walk(reader, thread, symbolizer, limits, problems)
+    thread32 = ThreadInfo(
+        os_id=thread.os_id,
+        teb=thread.teb,
+        stack_base=context.stack_base,
+        stack_limit=context.stack_limit,
+        stack_pointer=context.esp,
+        instruction_pointer=context.eip,
+        registers={"eip": context.eip, "esp": context.esp, "ebp": context.ebp},
+        name=thread.name,
+    )
+    return _walk(_X86View(reader), thread32, symbolizer, limits, [])
+
+
+def _walk(
+    reader: MemoryReader,
+    thread: ThreadInfo,
+    symbolizer: Symbolizer,
+    limits: StackLimits,
+    problems: list[str],
+) -> StackWalk:
     frames: list[tuple[Optional[int], int, str]] = []
     pc = thread.instruction_pointer
     if pc is not None:

@@ -280,6 +280,63 @@ def read_teb(reader: MemoryReader, thread: ThreadInfo) -> Teb:
     )
 
 
+# TEB64.TlsSlots[WOW64_TLS_CPURESERVED] points to the WOW64 CPU's per-thread
+# data, which holds the thread's saved 32-bit CONTEXT at +4 (documented for
+# Vista to 8.1 with WOW64_CONTEXT; checked below because it "might change").
+_TEB64_TLS_SLOTS = 0x1480
+_WOW64_TLS_CPURESERVED = 1
+_WOW64_CONTEXT_AT = 4
+_WOW64_CONTEXT_I386 = 0x10000
+# x86 CONTEXT (winnt.h): Ebp, Eip, Esp.
+_X86_CONTEXT_EBP, _X86_CONTEXT_EIP, _X86_CONTEXT_ESP = 0xB4, 0xB8, 0xC4
+
+
+@dataclass(frozen=True)
+class Wow64Context:
+    """The 32-bit registers a WOW64 thread left when it entered the 64-bit
+    layer (every wait does), and the 32-bit stack they belong to."""
+
+    eip: Address
+    esp: Address
+    ebp: Address
+    stack_base: Address
+    stack_limit: Address
+
+
+def wow64_context(
+    reader: MemoryReader, thread: ThreadInfo
+) -> Union[Wow64Context, Unknown]:
+    """The saved 32-bit context of a thread of a WOW64 process dumped by a
+    64-bit writer. Trusted only when its flags say i386 and its stack pointer
+    lies in the TEB32's stack."""
+    if not is_wow64(reader) or not thread.teb:
+        return Unknown("not a WOW64 thread listed with its TEB64")
+    teb = read_teb(reader, thread)
+    if not isinstance(teb.stack_base, Address) or not isinstance(
+        teb.deallocation_stack, Address
+    ):
+        return Unknown(f"the TEB32 of thread {thread.os_id} is not in the dump")
+    slot = int(thread.teb) + _TEB64_TLS_SLOTS + 8 * _WOW64_TLS_CPURESERVED
+    try:
+        cpu = _read_uint(reader, slot, 8)
+        context = reader.read(cpu + _WOW64_CONTEXT_AT, _X86_CONTEXT_ESP + 4)
+    except MemoryNotInDump:
+        return Unknown(
+            "the WOW64 CPU area holding the 32-bit context is not in the dump"
+        )
+    flags = struct.unpack_from("<I", context, 0)[0]
+    ebp, eip = struct.unpack_from("<II", context, _X86_CONTEXT_EBP)
+    esp = struct.unpack_from("<I", context, _X86_CONTEXT_ESP)[0]
+    low, high = int(teb.deallocation_stack), int(teb.stack_base)
+    if not flags & _WOW64_CONTEXT_I386 or not low <= esp < high:
+        return Unknown(
+            f"the WOW64 context at 0x{cpu + _WOW64_CONTEXT_AT:x} does not look like "
+            f"one (flags 0x{flags:x}, esp 0x{esp:x} outside 0x{low:x}-0x{high:x})"
+        )
+    limit = teb.stack_limit if isinstance(teb.stack_limit, Address) else teb.stack_base
+    return Wow64Context(Address(eip), Address(esp), Address(ebp), teb.stack_base, limit)
+
+
 def peb_address(reader: MemoryReader) -> Optional[int]:
     """The PEB (PEB32 of a WOW64 process), from the first thread whose TEB is
     in the dump; None when no TEB is readable."""

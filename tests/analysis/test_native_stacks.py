@@ -682,3 +682,84 @@ def test_corrupt_dynamic_sections_give_fallback_names_never_errors(values):
     reader.patch_dynamic(lambda tag, value: values[slot[tag]])
     s = Symbolizer(reader)
     assert s.name(base + 0x30000).startswith("libc.so.6")
+
+
+TEB64_WOW = 0x7EFD_B000
+TEB32_WOW = TEB64_WOW + 0x2000
+STACK32_BASE = 0x0030_0000
+ESP32 = STACK32_BASE - 0x800
+CPU_AREA = 0x0070_0000
+
+
+def _wow64_com_process(context_flags: int = 0x1003F) -> tuple[Process, list[int]]:
+    """A WOW64 process as a 64-bit writer dumps it: the listed context is the
+    64-bit one (in wow64cpu), the 32-bit registers wait in the WOW64 CPU area
+    and the 32-bit stack holds a COM cross-apartment call."""
+    p = Process()
+    b = p.builder
+    # 32-bit system DLLs in the low 4 GB, beside the 64-bit ones of Process.
+    ntdll32 = FakeModule(
+        b, r"C:\Windows\SysWOW64\ntdll.dll", 0x7700_0000, ["NtWaitForMultipleObjects"]
+    )
+    combase32 = FakeModule(
+        b, r"C:\Windows\SysWOW64\combase.dll", 0x7600_0000, ["CoWaitForMultipleHandles"]
+    )
+    rpcrt432 = FakeModule(
+        b, r"C:\Windows\SysWOW64\rpcrt4.dll", 0x7500_0000, ["NdrClientCall2"]
+    )
+    wow64cpu = FakeModule(
+        b, r"C:\Windows\System32\wow64cpu.dll", 0x7FF8_4000_0000, ["TurboDispatch"]
+    )
+    b.add_thread(
+        77,
+        teb=TEB64_WOW,
+        stack_base=STACK_BASE,
+        stack_limit=STACK_BASE - 0x4000,
+        sp=SP,
+        ip=wow64cpu.at("TurboDispatch", 0x20),
+    )
+    b.patch(TEB64_WOW + 0x180C, struct.pack("<i", 0x2000))  # WowTebOffset
+    b.patch(TEB64_WOW + 0x1488, struct.pack("<Q", CPU_AREA))  # TlsSlots[1]
+    teb32 = bytearray(0x1000)
+    struct.pack_into("<II", teb32, 4, STACK32_BASE, STACK32_BASE - 0x2000)
+    struct.pack_into("<I", teb32, 0xE0C, STACK32_BASE - 0x10_0000)
+    b.add_memory(TEB32_WOW, bytes(teb32))
+    context = bytearray(4 + 0x2CC)
+    struct.pack_into("<I", context, 4, context_flags)
+    struct.pack_into(
+        "<II", context, 4 + 0xB4, 0, ntdll32.at("NtWaitForMultipleObjects", 0xC)
+    )
+    struct.pack_into("<I", context, 4 + 0xC4, ESP32)
+    b.add_memory(CPU_AREA, bytes(context))
+    words = [
+        combase32.ret("CoWaitForMultipleHandles"),
+        0x1234,
+        rpcrt432.ret("NdrClientCall2"),
+        0x0050_0010,  # a data address, not code
+    ]
+    stack32 = bytearray(0x800)
+    stack32[: 4 * len(words)] = struct.pack("<%dI" % len(words), *words)
+    b.add_memory(ESP32, bytes(stack32))
+    return p, words
+
+
+def test_wow64_thread_is_walked_on_its_32_bit_stack():
+    p, _ = _wow64_com_process()
+    reader = p.reader()
+    (thread,) = native_threads(reader)
+    assert [(f.how, f.name) for f in thread.native_frames] == [
+        ("context", "ntdll!NtWaitForMultipleObjects+0xc"),
+        ("scan", "combase!CoWaitForMultipleHandles+0x15"),
+        ("scan", "rpcrt4!NdrClientCall2+0x15"),
+    ]
+    assert [f.stack_address for f in thread.native_frames[1:]] == [ESP32, ESP32 + 8]
+    assert thread.in_com_call
+    assert thread.stack_base == STACK32_BASE
+
+
+def test_wow64_context_that_does_not_look_like_one_is_not_trusted():
+    p, _ = _wow64_com_process(context_flags=0x10_0003)  # an AMD64 flag word
+    reader = p.reader()
+    walk = walk_stack(reader, reader.threads()[0], Symbolizer(reader))
+    assert walk.frames[0].name == "wow64cpu!TurboDispatch+0x20"
+    assert any("32-bit stack not walked" in problem for problem in walk.problems)
