@@ -224,9 +224,12 @@ class DumpSession:
             gc_ranges: tuple[tuple[int, int], ...] = ()
             if isinstance(managed, ManagedAnalysis):
                 gc_ranges = tuple(
-                    (int(s.start), int(s.end))
+                    (int(start), int(end))
                     for s in managed.gc.segments
-                    if s.start is not None and s.end is not None
+                    for start, end in [
+                        (s.committed_start or s.start, s.reserved_end or s.committed_end)
+                    ]
+                    if start is not None and end is not None and end > start
                 )
             return summarize(self.reader, heaps=self.native_heaps(), gc_ranges=gc_ranges)
 
@@ -257,7 +260,12 @@ class DumpSession:
             progress("opening the .NET runtime", 0.0)
             runtime = engine.open(self.path, dac=self.dac)
             progress("walking the managed heap", 0.1)
-            heap = engine.heap_stats(progress=lambda m, f: progress(m, 0.1 + 0.6 * f))
+            heap = engine.heap_stats(
+                progress=lambda done, total, message: progress(
+                    message or "walking the managed heap",
+                    0.1 + 0.6 * (done / total if total else 0.0),
+                )
+            )
             progress("reading the GC heap layout", 0.7)
             gc = engine.gc_heap()
             progress("reading the finalizer queue", 0.8)

@@ -45,7 +45,7 @@ class FinalizerView(ResultView):
             f"({human_size(ready_bytes)} of managed objects)",
             f"{sum(int(e.count) for e in queue.finalizable):,} finalizable objects registered",
         ]
-        generations = getattr(queue, "generations", None)
+        generations = getattr(queue, "generation_counts", None)
         if generations:
             parts.append(
                 "by generation: " + ", ".join(f"gen{i} {int(n):,}" for i, n in enumerate(generations))

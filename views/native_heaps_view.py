@@ -102,11 +102,11 @@ class NativeHeapsView(ResultView):
             )
 
     def select_key(self, key: Any) -> bool:
-        if self.heaps.select_where(lambda h: int(h.address) == key):
-            return True
+        """Selects a large block by its address, else a heap by its address
+        (a glibc mmapped-chunk "heap" starts where its first block does)."""
         for row in range(self.heaps.row_count()):
             heap = self.heaps.record_at(row)
             if any(int(b.address) == key for b in heap.large_blocks):
                 self.heaps.select_where(lambda h: h is heap)
                 return self.blocks.select_where(lambda b: int(b.address) == key)
-        return False
+        return self.heaps.select_where(lambda h: int(h.address) == key)

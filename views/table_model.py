@@ -58,10 +58,17 @@ class Column:
         return FORMATS[self.kind](self.get(record))
 
     def sort_key(self, record: Any) -> Any:
+        # Qt bindings wrap int subclasses (Address, ByteSize) as opaque
+        # objects that QSortFilterProxyModel cannot order, and sizes past 32
+        # bits did not sort as plain ints either (seen with PyQt6 6.4). One
+        # type, a double, orders every size and user-space address exactly
+        # (both stay below 2**53).
         value = self.get(record)
         if self.kind == "text":
             return "" if value is None else str(value).lower()
-        return -1 if value is None else value
+        if value is None:
+            return -1.0
+        return float(value)
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,9 @@ THREAD_COLUMNS = [
     Column("Apt", apartment_text, tooltip="COM apartment: from the TEB where the dump has one, else from the CLR"),
     Column("Role", role),
     Column("Locks", lambda t: t.lock_count, "int"),
-    Column("Waits for", waits_text),
-    Column("Exception", lambda t: t.exception),
     Column("TEB", lambda t: t.teb, "address"),
+    Column("Exception", lambda t: t.exception),
+    Column("Waits for", waits_text),
 ]
 
 
@@ -71,7 +71,7 @@ def thread_style(thread: Any) -> Optional[RowStyle]:
 def frame_line(frame: Any) -> str:
     if isinstance(frame, str):
         return frame
-    address = getattr(frame, "address", None) or getattr(frame, "ip", None)
+    address = getattr(frame, "address", None) or getattr(frame, "instruction_pointer", None)
     name = getattr(frame, "name", None) or getattr(frame, "method", None) or ""
     how = getattr(frame, "how", None) or getattr(frame, "kind", None)
     text = f"0x{int(address):016x}  {name}" if address is not None else str(name)
@@ -111,6 +111,7 @@ class ThreadsView(ResultView):
     def set_threads(self, threads: Any) -> None:
         self.threads.set_records(threads)
         self.threads.view.sortByColumn(2, Qt.SortOrder.AscendingOrder)
+        self.threads.select_where(lambda t: True)
 
     def _show_stacks(self, thread: Any) -> None:
         if thread is None:

@@ -91,6 +91,17 @@ def test_model_displays_formatted_text_and_sorts_by_raw_value():
     assert model.data(model.index(0, 0), SORT_ROLE) == 2 * 1024**3
 
 
+def test_sizes_sort_by_bytes_even_beyond_32_bits(qtbot):
+    from analysis.values import ByteSize
+    from views.table_model import FilterTable
+
+    table = FilterTable([Column("Size", lambda r: r, "size")])
+    qtbot.addWidget(table)
+    sizes = [ByteSize(n) for n in (15 * 2**20, 128 * 2**40, 6 * 2**20, 83 * 2**20, 1536)]
+    table.set_records(sizes, sort_column=0)
+    assert [table.record_at(r) for r in range(5)] == sorted(sizes, reverse=True)
+
+
 def test_types_sorted_by_total_size_like_dumpheap_stat(qtbot):
     view = HeapStatsView()
     qtbot.addWidget(view)
@@ -137,7 +148,7 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
     assert view.select_key(102)
     assert view.managed_stack.item(0).text() == "DumpScope.Scenarios.BlockingFinalizable.Finalize()"
     finalizer_row = [r for r in range(3) if view.threads.record_at(r).os_id == 102][0]
-    assert view.threads.text_at(finalizer_row, 7) == "monitor on System.Object held by 103 (0x67)"
+    assert view.threads.text_at(finalizer_row, 9) == "monitor on System.Object held by 103 (0x67)"
 
 
 def test_native_heaps_view_drills_down_to_large_blocks(qtbot):

@@ -1,0 +1,70 @@
+"""The whole window on a real dump: from the first number to the cause."""
+
+import pytest
+from qtpy import QtCore
+from qtpy.QtCore import Qt
+
+from app.main_window import MainWindow
+from scenarios.dumps import ensure_dump
+from views.base import CRITICAL
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    yield w
+    w.close()
+
+
+def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, qtbot):
+    dump = ensure_dump("blocked-finalizer")
+    facts = dump.facts
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+
+    assert "The finalizer thread is blocked" in window.findings.headline.text()
+    assert f"{facts['buffer_count']} blocks of 2.00 MB" in window.findings.headline.text()
+    assert any("ready for finalization" in line for line in window.findings.facts.text().split("<br>"))
+
+    # Evidence 0 is the finalizer thread: one click shows it, highlighted.
+    window.findings.evidence_buttons[0].click()
+    assert window.tabs.currentWidget() is window.threads
+    table = window.threads.threads
+    row = table.view.currentIndex().row()
+    thread = table.record_at(row)
+    assert thread.os_id == facts["finalizer_thread"]["os_thread_id"]
+    brush = table.proxy.data(table.proxy.index(row, 0), Qt.ItemDataRole.BackgroundRole)
+    assert brush.color().name() == CRITICAL
+    assert "LockHolder" not in (thread.name or "")
+    assert table.text_at(row, 9).startswith("monitor on DumpScope.Scenarios.FinalizerLock held by ")
+    frames = [window.threads.managed_stack.item(i).text() for i in range(window.threads.managed_stack.count())]
+    assert any("BlockingFinalizable.Finalize" in f for f in frames), frames
+
+    # The ready queue by type, and the 2 MB buffers in the native large blocks.
+    assert window.finalizer.select_key(facts["buffer_type"])
+    ready = window.finalizer.ready
+    assert ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
+    first_evidence = window.session.findings()[0].evidence
+    block_evidence = first_evidence[-1]
+    assert block_evidence.view == "native_heaps"
+    window.findings.evidence_buttons[len(first_evidence) - 1].click()
+    assert window.tabs.currentWidget() is window.native_heaps
+    blocks = window.native_heaps.blocks
+    selected = blocks.record_at(blocks.view.currentIndex().row())
+    assert selected.address == block_evidence.key
+    assert selected.size >= facts["buffer_size"]
+    assert window.recent_files()[0] == str(dump.path)
+
+
+def test_unreadable_file_is_refused_with_a_message_and_the_window_stays(window, qtbot, tmp_path, monkeypatch):
+    from qtpy import QtWidgets
+
+    shown = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a: shown.append(a[2]))
+    bad = tmp_path / "bad.dmp"
+    bad.write_bytes(b"not a dump at all")
+    window.open_dump(str(bad))
+    assert shown and "bad.dmp" in shown[0]
+    assert window.session is None
