@@ -6,8 +6,8 @@ known by byte range (a heap segment, a large block, a GC range) the region is
 cut into pieces so that a single region holding, say, a thread stack and the
 mmapped chunks glibc placed right after it is counted as both.
 
-Windows (the FIELD-NOTES recipe): Image = MEM_IMAGE; TEB and PEB = the regions
-holding them; Stack = every region of the allocation that holds a thread's
+Windows (the FIELD-NOTES recipe): Image = MEM_IMAGE; TEB and PEB = their
+pages; Stack = every region of the allocation that holds a thread's
 stack; Heap = every region of the allocations holding the heaps' segments and
 large blocks; Other = KUSER_SHARED_DATA (0x7ffe0000) and the allocations the
 PEB points at (API set map, read-only shared memory, code page data, GDI
@@ -63,6 +63,9 @@ _PEB_OTHER = {
     4: (0x38, 0x4C, 0x58, 0x94),
     8: (0x68, 0x88, 0xA0, 0xF8),
 }
+_PAGE = 0x1000
+# sizeof(TEB): 0xfe8 (x86), 0x1838 (x64).
+_TEB_BYTES = {4: 0xFE8, 8: 0x1838}
 # TEB fields inside the stack allocation: StackLimit, DeallocationStack
 # (StackBase is one past its end, often the start of the next allocation).
 _TEB_STACK = {4: (0x8, 0xE0C), 8: (0x10, 0x1478)}
@@ -277,7 +280,8 @@ def _heap_ranges(
         extents += [
             (int(b.address), int(b.address) + int(b.size)) for b in heap.large_blocks
         ]
-        if heap.kind in ("nt", "segment"):
+        if heap.kind in ("nt", "segment", "unknown"):
+            # A Windows heap's own allocation, even when its header is not in the dump.
             extents.append((int(heap.address), int(heap.address) + 1))
         for start, end in extents:
             if allocation_of is not None:
@@ -324,12 +328,6 @@ class _Allocations:
         )
         return self.extent.get(key)
 
-    def region(self, address: int) -> Optional[tuple[int, int]]:
-        region = _containing(self.regions, self.starts, address)
-        if region is None or region.state == "free":
-            return None
-        return int(region.base), int(region.base) + int(region.size)
-
 
 def _read_pointer(reader: MemoryReader, address: int) -> Optional[int]:
     size = reader.pointer_size
@@ -354,11 +352,12 @@ def _classify_windows(
     peb = peb_address(reader)
     marks = [("TEB", a) for a in tebs] + ([("PEB", peb)] if peb else []) + list(teb_peb)
     for label, address in marks:
-        extent = allocations.region(address)
-        if extent:
-            ranges.add(*extent, label)
+        # Windows 10+ puts the PEB and the TEBs in one allocation: count pages.
+        size = _TEB_BYTES[reader.pointer_size] if label == "TEB" else _PAGE
+        start = address // _PAGE * _PAGE
+        ranges.add(start, (address + size + _PAGE - 1) // _PAGE * _PAGE, label)
     for thread in reader.threads():
-        anchors = [thread.stack_pointer, thread.stack_limit]
+        anchors = [int(a) for a in (thread.stack_pointer, thread.stack_limit) if a]
         if thread.stack_base:
             anchors.append(int(thread.stack_base) - 1)
         if thread.teb:
@@ -367,10 +366,9 @@ def _classify_windows(
                 if value:
                     anchors.append(value)
         for anchor in anchors:
-            if anchor:
-                extent = allocations.of(int(anchor))
-                if extent:
-                    ranges.add(*extent, "Stack")
+            extent = allocations.of(anchor)
+            if extent:
+                ranges.add(*extent, "Stack")
     allocation_of = {}
     for heap in heaps:
         points = [int(heap.address)]

@@ -22,7 +22,7 @@ allocation that holds the segment heap's header).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader
@@ -55,6 +55,7 @@ DEFAULT_LIMITS = Limits()
 class _Bitness:
     pointer_size: int
     teb_peb: int
+    peb_process_heap: int
     peb_process_heaps: int
     peb_number_of_heaps: int
     peb_os_build: int
@@ -67,8 +68,36 @@ class _Bitness:
     va_reserve: int
 
 
-_X86 = _Bitness(4, 0x30, 0x90, 0x88, 0xAC, 0x8, 0x10, 0x1C, 0x20, 0x2C, 0x10, 0x14)
-_X64 = _Bitness(8, 0x60, 0xF0, 0xE8, 0x120, 0x10, 0x18, 0x30, 0x38, 0x50, 0x20, 0x28)
+_X86 = _Bitness(
+    pointer_size=4,
+    teb_peb=0x30,
+    peb_process_heap=0x18,
+    peb_process_heaps=0x90,
+    peb_number_of_heaps=0x88,
+    peb_os_build=0xAC,
+    segment_signature=0x8,
+    segment_list_entry=0x10,
+    segment_base=0x1C,
+    segment_pages=0x20,
+    segment_uncommitted_pages=0x2C,
+    va_commit=0x10,
+    va_reserve=0x14,
+)
+_X64 = _Bitness(
+    pointer_size=8,
+    teb_peb=0x60,
+    peb_process_heap=0x30,
+    peb_process_heaps=0xF0,
+    peb_number_of_heaps=0xE8,
+    peb_os_build=0x120,
+    segment_signature=0x10,
+    segment_list_entry=0x18,
+    segment_base=0x30,
+    segment_pages=0x38,
+    segment_uncommitted_pages=0x50,
+    va_commit=0x20,
+    va_reserve=0x28,
+)
 
 
 @dataclass(frozen=True)
@@ -152,7 +181,8 @@ def peb_address(reader: MemoryReader) -> Optional[int]:
 def process_heap_addresses(
     reader: MemoryReader, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """PEB.ProcessHeaps, and what stopped us from reading it."""
+    """PEB.ProcessHeaps, and what stopped us from reading it. When the array
+    is not in the dump, PEB.ProcessHeap (the default heap) stands alone."""
     peb = peb_address(reader)
     if peb is None:
         return (), ("no thread's TEB (with its PEB pointer) is in the dump",)
@@ -169,9 +199,16 @@ def process_heap_addresses(
     try:
         return mem.ptrs(array, count), ()
     except MemoryNotInDump:
-        return (), (
-            f"PEB.ProcessHeaps ({count} pointers at 0x{array:x}) is not in the dump",
+        problem = (
+            f"PEB.ProcessHeaps ({count} pointers at 0x{array:x}) is not in the dump"
         )
+    try:
+        default = mem.ptr(peb + mem.bits.peb_process_heap)
+    except MemoryNotInDump:
+        default = 0
+    if not default:
+        return (), (problem,)
+    return (default,), (problem + ": only PEB.ProcessHeap is listed",)
 
 
 def _os_build(mem: _Memory) -> Optional[int]:
@@ -188,9 +225,12 @@ def walk_process_heaps(
     reader: MemoryReader, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[NativeHeap, ...]:
     """One row per PEB.ProcessHeaps entry (nothing when the PEB is unreadable)."""
-    addresses, _ = process_heap_addresses(reader, limits)
+    addresses, problems = process_heap_addresses(reader, limits)
     build = _os_build(_Memory(reader, _bitness(reader)))
-    return tuple(walk_heap(reader, a, limits, os_build=build) for a in addresses)
+    heaps = [walk_heap(reader, a, limits, os_build=build) for a in addresses]
+    if heaps and problems:
+        heaps[0] = replace(heaps[0], problems=problems + heaps[0].problems)
+    return tuple(heaps)
 
 
 def walk_heap(

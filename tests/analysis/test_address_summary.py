@@ -88,6 +88,21 @@ def test_teb_and_stack_of_the_real_thread(tiny):
     assert any(r.base <= thread.stack_pointer < r.base + r.size for r in stack)
     # The whole reservation of the stack counts, not only its committed part.
     assert {r.state for r in stack} == {"commit", "reserve"}
+    # Windows 11 keeps the PEB and the TEB in one region: they are told apart by page.
+    usage = rows(summary.usage, "usage")
+    assert usage["TEB"].bytes == 0x2000 and usage["PEB"].bytes == 0x1000
+    (peb,) = summary.regions_by_usage["PEB"]
+    assert peb.base + 0x1000 == thread.teb
+
+
+def test_the_default_heap_allocation_counts_as_heap_without_its_memory(tiny):
+    reader, summary = tiny
+    (heap,) = find_native_heaps(reader)
+    regions = summary.regions_by_usage["Heap"]
+    assert {r.allocation_base for r in regions} == {heap.address}
+    assert rows(summary.usage, "usage")["Heap"].bytes == sum(
+        int(r.size) for r in reader.regions() if r.allocation_base == heap.address
+    )
 
 
 def test_the_json_report_skips_the_drill_down_regions(tiny):

@@ -203,6 +203,17 @@ def test_absurd_heap_count_is_not_read():
     assert find_native_heaps(b.reader()) == ()
 
 
+def test_default_heap_is_listed_when_the_heap_array_is_not_in_the_dump():
+    p = PROCESS["x64"]
+    b = process("x64", "win10", blocks=1)
+    b.add_nt_heap(0x0000_0300_0000_0000)
+    b.set_peb(p["peb"], process_heaps_array=0x0000_0500_0000_0000)
+    b.drop_memory(0x0000_0500_0000_0000, 0x1000)
+    (heap,) = find_native_heaps(b.reader())
+    assert heap.address == p["heap"] and heap.kind == "nt"
+    assert "only PEB.ProcessHeap is listed" in heap.problems[0]
+
+
 # --- real dumps ---------------------------------------------------------------
 
 REAL = sorted(
@@ -220,3 +231,18 @@ def test_real_minidumps_without_heap_memory_walk_without_exceptions(name):
     # None of these dumps holds heap memory: every row it yields says why.
     for heap in heaps:
         assert heap.kind == "unknown" and heap.problems
+
+
+def test_real_x64_dump_lists_its_default_heap_from_the_peb():
+    reader = open_dump(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    try:
+        (heap,) = find_native_heaps(reader)
+        own = [r for r in reader.regions() if r.allocation_base == heap.address]
+    finally:
+        reader.close()
+    assert heap.address == 0x2A6_5853_0000
+    assert any("ProcessHeaps (3 pointers" in p for p in heap.problems)
+    # What PEB.ProcessHeap points at is a private read-write reservation of
+    # 1 MB: the linker's default /HEAP reserve.
+    assert sum(int(r.size) for r in own) == MB
+    assert {r.type for r in own} == {"private"}
