@@ -138,15 +138,16 @@ class MappedFile:
 class MemoryIndex:
     """Sorted, non-overlapping address ranges with the file offset of their
     bytes. Where two ranges overlap, the one starting lower keeps the shared
-    bytes (dumps repeat a stack in the thread list and the memory list with
-    the same contents)."""
+    bytes, and of two starting at the same address the one given first (dumps
+    repeat a stack in the thread list and the memory list)."""
 
     def __init__(
         self, file: MappedFile, ranges: Iterable[Tuple[int, int, int]]
     ) -> None:
         self._file = file
         cleaned: List[Tuple[int, int, int]] = []
-        for start, size, offset in sorted(ranges):
+        ordered = sorted(enumerate(ranges), key=lambda item: (item[1][0], item[0]))
+        for _, (start, size, offset) in ordered:
             if size <= 0:
                 continue
             if cleaned:

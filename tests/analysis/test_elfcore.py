@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -187,3 +189,78 @@ def test_dotnet_core_has_coreclr_and_the_planted_threads(scenario):
             )
             assert region.type == "private" and region.in_dump
         assert reader.problems == []
+
+
+def note(note_type: int, desc: bytes, owner: bytes = b"CORE\0") -> bytes:
+    pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
+    return (
+        struct.pack("<III", len(owner), len(desc), note_type) + pad(owner) + pad(desc)
+    )
+
+
+def test_arm64_core_with_a_20_gb_segment_opens_without_reading_it(tmp_path):
+    """An arm64 core built here (no arm64 machine to dump): registers come
+    from the AArch64 prstatus layout, and a 20 GB sparse PT_LOAD is served
+    from the file map without being read."""
+    prstatus = bytearray(392)
+    struct.pack_into("<h", prstatus, 12, 11)  # pr_cursig: SIGSEGV
+    struct.pack_into("<i", prstatus, 32, 4321)  # pr_pid
+    regs = [0x1000 + n for n in range(31)] + [0xFFFF0800, 0x400123, 0x60000000]
+    struct.pack_into("<34Q", prstatus, 112, *regs)
+    paths = b"/usr/lib/libfake.so\0"
+    nt_file = struct.pack("<QQ", 1, 0x1000) + struct.pack("<QQQ", 0x400000, 0x402000, 0)
+    notes = note(1, bytes(prstatus)) + note(0x46494C45, nt_file + paths)
+    big = 20 << 30
+    phnum = 4
+    notes_at = 64 + 56 * phnum
+    stack_at = (notes_at + len(notes) + 0xFFF) & ~0xFFF
+    image_at, big_at = stack_at + 0x1000, stack_at + 0x3000
+    phdrs = [
+        (4, 0, notes_at, 0, len(notes), 0),
+        (1, 6, stack_at, 0xFFFF0000, 0x1000, 0x1000),  # rw- stack
+        (1, 5, image_at, 0x400000, 0x2000, 0x2000),  # r-x library
+        (1, 6, big_at, 0x1000000000, big, big),  # rw- 20 GB
+    ]
+    header = bytearray(64)
+    header[:16] = b"\x7fELF\x02\x01\x01" + bytes(9)
+    struct.pack_into(
+        "<HHIQQQIHHHHHH", header, 16, 4, 183, 1, 0, 64, 0, 0, 64, 56, phnum, 0, 0, 0
+    )
+    table = b"".join(
+        struct.pack("<IIQQQQQQ", t, f, off, va, 0, fs, ms, 0x1000)
+        for t, f, off, va, fs, ms in phdrs
+    )
+    path = tmp_path / "arm64.core"
+    with open(path, "wb") as f:
+        f.write(bytes(header) + table + notes)
+        f.seek(stack_at + 0x800)
+        f.write(b"STACKTOP")
+        f.seek(image_at)
+        f.write(b"\x7fELF")
+        f.seek(big_at + big - 8)
+        f.write(b"LASTBYTE")
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with open_dump(str(path)) as reader:
+            (thread,) = reader.threads()
+            last = reader.read(0x1000000000 + big - 8, 8)
+            regions = reader.regions()
+            modules = reader.modules()
+            problems = reader.problems
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.monotonic() - started < 1
+    assert peak < 10 << 20
+    assert reader.arch == "arm64" and last == b"LASTBYTE"
+    assert thread.os_id == 4321
+    assert thread.stack_pointer == 0xFFFF0800 and thread.instruction_pointer == 0x400123
+    assert thread.registers["fp"] == thread.registers["x29"] == 0x1000 + 29
+    assert (thread.stack_limit, thread.stack_base) == (0xFFFF0000, 0xFFFF1000)
+    assert reader.elf_threads()[0].signal == 11
+    (module,) = modules
+    assert (module.name, module.base, module.size) == ("libfake.so", 0x400000, 0x2000)
+    assert [r.type for r in regions] == ["image", "private", "private"]
+    assert regions[0].protect == "r-x" and regions[0].path == "/usr/lib/libfake.so"
+    assert problems == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -311,3 +313,63 @@ def test_open_dump_detects_minidumps_and_refuses_other_files(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(DumpFormatError):
         open_dump(str(empty))
+
+
+def test_a_20_gb_arm64_dump_opens_without_reading_it(tmp_path):
+    """A sparse file standing in for a 20 GB full-memory dump: opening it and
+    reading its last bytes must not read it whole."""
+    b = MinidumpBuilder()
+    system = struct.pack(
+        "<HHHBBIIIIIHH24s", 12, 8, 0, 8, 1, 10, 0, 22631, 2, 0, 0, 0, b""
+    )
+    b.stream(7, system)
+    context = bytearray(0x390)
+    struct.pack_into("<Q", context, 0xF0, 0x2000F00)  # fp
+    struct.pack_into("<Q", context, 0x100, 0x2000E00)  # sp
+    struct.pack_into("<Q", context, 0x108, 0x7FF600001000)  # pc
+    context_rva = b.add(bytes(context))
+    big = 20 << 30
+    ranges = [(0x2000000, 0x1000), (0x100000000, big)]
+    descriptors = b"".join(struct.pack("<QQ", a, n) for a, n in ranges)
+    base_rva = 0x10000  # past everything else; the memory is laid out there
+    b.stream(9, struct.pack("<QQ", len(ranges), base_rva) + descriptors)
+    thread = struct.pack(
+        "<IIIIQQIIII",
+        77,
+        0,
+        0,
+        0,
+        0x3000,
+        0x2000000,
+        0x1000,
+        base_rva,
+        0x390,
+        context_rva,
+    )
+    b.stream(3, struct.pack("<I", 1) + thread)
+    path = tmp_path / "big.dmp"
+    b.write(path)
+    with open(path, "r+b") as f:
+        f.seek(base_rva + 0xE00)
+        f.write(b"SP")
+        f.seek(base_rva + 0x1000 + big - 8)
+        f.write(b"LASTBYTE")
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with open_dump(str(path)) as reader:
+            last = reader.read(0x100000000 + big - 8, 8)
+            (thread,) = reader.threads()
+            at_sp = reader.read(thread.stack_pointer, 2)
+            regions = reader.regions()
+            problems = reader.problems
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.monotonic() - started < 1 and peak < 10 << 20
+    assert reader.arch == "arm64" and last == b"LASTBYTE" and at_sp == b"SP"
+    assert thread.stack_pointer == 0x2000E00
+    assert thread.instruction_pointer == 0x7FF600001000
+    assert thread.registers["fp"] == 0x2000F00
+    assert [(r.base, r.size) for r in regions] == ranges
+    assert problems == []
