@@ -373,3 +373,64 @@ def test_a_20_gb_arm64_dump_opens_without_reading_it(tmp_path):
     assert thread.registers["fp"] == 0x2000F00
     assert [(r.base, r.size) for r in regions] == ranges
     assert problems == []
+
+
+def test_thread_ex_list_thread_info_list_and_padded_module_list(tmp_path):
+    """Streams no shared dump carries: ThreadExList standing in for
+    ThreadList, ThreadInfoList, and a ModuleList with the 4 bytes of padding
+    some writers put after the count."""
+    b = MinidumpBuilder()
+    b.stream(
+        7, struct.pack("<HHHBBIIIIIHH24s", 0, 6, 0, 2, 1, 6, 1, 7601, 2, 0, 0, 0, b"")
+    )
+    context = bytearray(0x2CC)
+    struct.pack_into("<III", context, 0xB4, 0x12FF80, 0x401000, 0)  # ebp, eip
+    struct.pack_into("<I", context, 0xC4, 0x12FF00)  # esp
+    context_rva = b.add(bytes(context))
+    stack_rva = b.add(bytes(0x100))
+    thread = struct.pack(
+        "<IIIIQQIIII",
+        900,
+        1,
+        0x20,
+        2,
+        0x7FFDE000,
+        0x12FF00,
+        0x100,
+        stack_rva,
+        0x2CC,
+        context_rva,
+    )
+    backing_store = struct.pack("<QII", 0, 0, 0)
+    b.stream(8, struct.pack("<I", 1) + thread + backing_store)
+    info = struct.pack(
+        "<IIIIQQQQQQ", 900, 0, 0, 259, 133000000000000000, 0, 10, 20, 0x401000, 1
+    )
+    b.stream(17, struct.pack("<III", 12, 64, 1) + info)
+    name_rva = b.string(r"C:\app\app.exe")
+    module = struct.pack("<QIIII", 0x400000, 0x3000, 0, 0x5000_0000, name_rva)
+    module += struct.pack("<13I", 0xFEEF04BD, 0x10000, 0x10002, 0x30004, *([0] * 9))
+    module += struct.pack("<IIIIQQ", 0, 0, 0, 0, 0, 0)
+    b.stream(4, struct.pack("<II", 1, 0) + module)
+    path = tmp_path / "ex.dmp"
+    b.write(path)
+    with MinidumpReader(str(path)) as reader:
+        (thread_info,) = reader.threads()
+        assert (thread_info.os_id, thread_info.teb) == (900, 0x7FFDE000)
+        assert thread_info.stack_pointer == 0x12FF00
+        assert thread_info.instruction_pointer == 0x401000
+        assert reader.read(0x12FF00, 0x100) == bytes(0x100)
+        (extra,) = reader.thread_infos()
+        assert (extra.thread_id, extra.exit_status, extra.start_address) == (
+            900,
+            259,
+            0x401000,
+        )
+        (module_info,) = reader.modules()
+        assert (module_info.name, module_info.base, module_info.size) == (
+            "app.exe",
+            0x400000,
+            0x3000,
+        )
+        assert module_info.version == "1.2.3.4"
+        assert reader.arch == "x86" and reader.problems == []
