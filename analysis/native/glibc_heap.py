@@ -4,9 +4,10 @@ What glibc leaves in the address space, and how each is recognised:
 
 - The main arena grows the brk heap (`[heap]`). A core dump's NT_FILE note
   lists file mappings only, so the brk heap is found as the lowest anonymous
-  read-write region above the main executable (the module mapped lowest),
-  accepted only when its chunks, walked from its first byte by their size
-  fields, end exactly at the region's end (the top chunk). The kernel puts
+  read-write region above the main executable (the module holding the entry
+  point, else the module mapped lowest), accepted only when its chunks,
+  walked from its first byte by their size fields, end exactly at the
+  region's end (the top chunk). The kernel puts
   the brk start at a random distance above the executable (32 MB on x86-64
   in theory; nearly 900 MB observed here), so distance is not a criterion.
 - Thread arenas live in heaps of HEAP_MAX_SIZE (64 MB) reservations aligned
@@ -51,6 +52,7 @@ HEAP_INFO_SIZES = (0x20, 0x30)
 # chunk walk tells which one a dump's glibc used.
 MALLOC_STATE_SIZES = (0x898, 0x890, 0x8A0, 0x888)
 MINSIZE = 0x20
+AT_ENTRY = 9
 
 
 @dataclass(frozen=True)
@@ -168,10 +170,18 @@ def walk_glibc_heaps(
 def _main_executable_end(
     reader: MemoryReader, regions: Sequence[Region]
 ) -> Optional[int]:
+    """End of the main executable's last mapping: the module holding the
+    entry point (AT_ENTRY, when the reader offers the auxiliary vector),
+    else the module mapped lowest."""
     modules = [m for m in reader.modules() if m.path]
     if not modules:
         return None
-    exe = min(modules, key=lambda m: int(m.base))
+    auxv = getattr(reader, "auxv", None)
+    entry = auxv().get(AT_ENTRY) if callable(auxv) else None
+    holding = [
+        m for m in modules if entry and int(m.base) <= entry < int(m.base) + int(m.size)
+    ]
+    exe = holding[0] if holding else min(modules, key=lambda m: int(m.base))
     ends = [int(r.base) + int(r.size) for r in regions if r.path == exe.path]
     return max(ends) if ends else int(exe.base) + int(exe.size)
 

@@ -61,6 +61,7 @@ class _Bitness:
     peb_os_build: int
     segment_signature: int
     segment_list_entry: int
+    segment_heap: int
     segment_base: int
     segment_pages: int
     segment_uncommitted_pages: int
@@ -77,6 +78,7 @@ _X86 = _Bitness(
     peb_os_build=0xAC,
     segment_signature=0x8,
     segment_list_entry=0x10,
+    segment_heap=0x18,
     segment_base=0x1C,
     segment_pages=0x20,
     segment_uncommitted_pages=0x2C,
@@ -92,6 +94,7 @@ _X64 = _Bitness(
     peb_os_build=0x120,
     segment_signature=0x10,
     segment_list_entry=0x18,
+    segment_heap=0x28,
     segment_base=0x30,
     segment_pages=0x38,
     segment_uncommitted_pages=0x50,
@@ -400,6 +403,7 @@ class _NtHeapWalk:
             segment = node - bits.segment_list_entry
             try:
                 signature = self.mem.u32(segment + bits.segment_signature)
+                owner = self.mem.ptr(segment + bits.segment_heap)
                 base = self.mem.ptr(segment + bits.segment_base)
                 pages = self.mem.u32(segment + bits.segment_pages)
                 uncommitted = self.mem.u32(segment + bits.segment_uncommitted_pages)
@@ -412,6 +416,11 @@ class _NtHeapWalk:
                 self.problems.append(
                     f"segment at 0x{segment:x} has signature 0x{signature:08x}, "
                     f"not 0x{SEGMENT_SIGNATURE:08x}: skipped"
+                )
+                continue
+            if owner != self.address:
+                self.problems.append(
+                    f"segment at 0x{segment:x} belongs to heap 0x{owner:x}, not this one: skipped"
                 )
                 continue
             if uncommitted > pages or pages * PAGE > self.limits.max_block_bytes:

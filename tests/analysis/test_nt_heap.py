@@ -165,6 +165,15 @@ def test_wrong_signatures_are_problems_not_exceptions():
     assert any("0x44332211" in problem for problem in heap.problems)
 
 
+def test_a_segment_of_another_heap_is_not_counted():
+    p = PROCESS["x86"]
+    b = process("x86", "win10")
+    b.patch_pointer(p["segment"] + 0x18, 0x0BAD_0000)  # _HEAP_SEGMENT.Heap
+    (heap,) = find_native_heaps(b.reader())
+    assert [s.address for s in heap.segments] == [p["heap"], p["segment"] + 4 * MB]
+    assert any("belongs to heap 0xbad0000" in problem for problem in heap.problems)
+
+
 def test_looping_large_block_list_stops_with_a_problem():
     p = PROCESS["x86"]
     b = process("x86", "win7", blocks=5)
