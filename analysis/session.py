@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import MemoryReader
-from analysis.values import Address, ByteSize
+from analysis.values import GAPS, Address, ByteSize
 
 Progress = Callable[[str, float], None]
 
@@ -128,9 +128,9 @@ def _thread_view(n: Any, m: Any) -> ThreadView:
         os_id=n.os_id if n is not None else m.os_id,
         managed_id=getattr(m, "managed_id", None),
         name=getattr(m, "name", None) or getattr(n, "name", None),
-        teb=getattr(n, "teb", None) or getattr(m, "teb", None),
-        stack_base=getattr(n, "stack_base", None) or getattr(m, "stack_base", None),
-        stack_limit=getattr(n, "stack_limit", None) or getattr(m, "stack_limit", None),
+        teb=_known(getattr(n, "teb", None), getattr(m, "teb", None)),
+        stack_base=_known(getattr(n, "stack_base", None), getattr(m, "stack_base", None)),
+        stack_limit=_known(getattr(n, "stack_limit", None), getattr(m, "stack_limit", None)),
         apartment_os=apartment_os,
         apartment_clr=apartment_clr,
         apartment=apartment,
@@ -151,6 +151,11 @@ def _thread_view(n: Any, m: Any) -> ThreadView:
         frames=tuple(getattr(m, "frames", ()) or ()),
         native_frames=tuple(getattr(n, "native_frames", ()) or ()),
     )
+
+
+def _known(*values: Any) -> Any:
+    """The first value that is known: not None, not a typed gap, not zero."""
+    return next((v for v in values if v and not isinstance(v, GAPS)), None)
 
 
 def _exception_text(exception: Any) -> Optional[str]:

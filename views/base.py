@@ -35,3 +35,17 @@ class ResultView(QtWidgets.QWidget):
     def select_key(self, key: Any) -> bool:
         """Selects the row that evidence points at; False when not found."""
         return False
+
+
+def chart_unit(largest: int) -> tuple[float, str]:
+    """The divisor and unit that keep a chart's numbers readable."""
+    for divisor, unit in ((2**30, "GB"), (2**20, "MB"), (2**10, "KB")):
+        if largest >= 2 * divisor:
+            return float(divisor), unit
+    return 1.0, "bytes"
+
+
+def short_type_name(name: str) -> str:
+    """`System.Collections.Generic.List<System.String>` -> `List<…>`."""
+    head, generic, _ = name.partition("<")
+    return head.rsplit(".", 1)[-1] + ("<…>" if generic else "")

@@ -36,7 +36,7 @@ class FinalizerView(ResultView):
         split.addWidget(ready_box)
         split.addWidget(all_box)
         self.body.addWidget(self.summary)
-        self.body.addWidget(split)
+        self.body.addWidget(split, 1)
 
     def set_queue(self, queue: Any) -> None:
         ready_bytes = sum(int(e.size) for e in queue.ready)

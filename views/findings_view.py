@@ -53,19 +53,24 @@ class FindingsView(ResultView):
             return
         first = findings[0]
         self.headline.setText(f"<b>{first.title}.</b> {first.statement}")
-        for finding in findings:
-            self.cards.addWidget(self._card(finding))
+        for i, finding in enumerate(findings):
+            # The headline already states the first finding: its card only
+            # carries the evidence.
+            self.cards.addWidget(self._card(finding, show_statement=i > 0))
 
-    def _card(self, finding: Any) -> QtWidgets.QWidget:
+    def _card(self, finding: Any, show_statement: bool) -> QtWidgets.QWidget:
         card = QtWidgets.QFrame(self)
         colour = SEVERITY_COLOURS.get(finding.severity, INFO)
         card.setStyleSheet(f"QFrame {{ background: {colour}; border-radius: 4px; }}")
         layout = QtWidgets.QVBoxLayout(card)
         title = QtWidgets.QLabel(f"<b>{finding.severity.upper()}: {finding.title}</b>", card)
-        statement = QtWidgets.QLabel(finding.statement, card)
-        statement.setWordWrap(True)
         layout.addWidget(title)
-        layout.addWidget(statement)
+        if show_statement:
+            statement = QtWidgets.QLabel(finding.statement, card)
+            statement.setWordWrap(True)
+            layout.addWidget(statement)
+        else:
+            layout.addWidget(QtWidgets.QLabel("Evidence:", card))
         flow = QtWidgets.QVBoxLayout()
         flow.setSpacing(0)
         for evidence in finding.evidence:

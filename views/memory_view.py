@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
-from views.base import ResultView
+from views.base import ResultView, chart_unit
 from views.table_model import Column, FilterTable
 
 SUMMARY_COLUMNS = [
@@ -40,7 +40,6 @@ class MemoryView(ResultView):
         self.chart.setBackground("w")
         self.chart.setMinimumHeight(160)
         self.chart.getPlotItem().hideAxis("left")
-        self.chart.setLabel("bottom", "MB")
         self.chart.setMouseEnabled(x=False, y=False)
         top = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
         top.addWidget(self.summary)
@@ -61,13 +60,17 @@ class MemoryView(ResultView):
     def _draw_chart(self, rows: Any) -> None:
         self.chart.clear()
         busy = sorted((r for r in rows if r.usage != "Free"), key=lambda r: int(r.bytes))
-        heights = [int(r.bytes) / 2**20 for r in busy]
+        divisor, unit = chart_unit(max((int(r.bytes) for r in busy), default=0))
+        self.chart.setLabel("bottom", unit)
+        heights = [int(r.bytes) / divisor for r in busy]
         bars = pg.BarGraphItem(x0=0, y=list(range(len(busy))), height=0.7, width=heights, brush="#4a7ab5")
         self.chart.addItem(bars)
         for i, row in enumerate(busy):
-            label = pg.TextItem(f"{row.usage}  {heights[i]:,.0f} MB", color="k", anchor=(0, 0.5))
+            label = pg.TextItem(f"{row.usage}  {heights[i]:,.1f} {unit}", color="k", anchor=(0, 0.5))
             label.setPos(0, i)
             self.chart.addItem(label)
+        self.chart.setXRange(0, max(heights, default=1.0) * 1.6, padding=0)
+        self.chart.setYRange(-0.6, max(len(busy), 1) - 0.4, padding=0)
 
     def _show_regions(self, row: Any) -> None:
         if self._summary is None or row is None:

@@ -105,13 +105,15 @@ class ThreadsView(ResultView):
         split.addWidget(stacks)
         split.setSizes([400, 250])
         self.body.addWidget(self.legend)
-        self.body.addWidget(split)
+        self.body.addWidget(split, 1)
         self.threads.sig_record_selected.connect(self._show_stacks)
 
     def set_threads(self, threads: Any) -> None:
         self.threads.set_records(threads)
-        self.threads.view.sortByColumn(2, Qt.SortOrder.AscendingOrder)
-        self.threads.select_where(lambda t: True)
+        self.threads.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        # Open on the thread the story is about: a blocked finalizer if any.
+        if not self.threads.select_where(lambda t: thread_style(t) is not None and t.is_finalizer):
+            self.threads.select_where(lambda t: True)
 
     def _show_stacks(self, thread: Any) -> None:
         if thread is None:
