@@ -3,16 +3,19 @@ engine that comes back, cancellation, progress, paging and object detail."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
 from analysis.managed.client import (
+    ENGINE_DLL,
     EngineClient,
     EngineError,
     ErrorCode,
     engine_available,
+    find_dotnet,
 )
 from scenarios.dumps import ensure_dump
 
@@ -233,3 +236,57 @@ def test_stack_of_the_finalizer_shows_the_blocked_finalize_frame(
     assert any("Monitor.Enter" in n for n in names)
     assert any(".Finalize()" in n for n in names)
     assert {f.kind for f in stack.frames} <= {"managed", "runtime"}
+
+
+def test_windows_dump_with_a_dotnet_runtime_says_to_use_windows(
+    client: EngineClient, tmp_path: Path
+) -> None:
+    from tests.analysis.synthetic import MinidumpBuilder
+
+    builder = MinidumpBuilder("x64")
+    builder.add_module(
+        r"C:\Program Files\dotnet\shared\Microsoft.NETCore.App\8.0.0\coreclr.dll",
+        0x7FF800000000,
+        0x500000,
+    )
+    dump = tmp_path / "dotnet-app.dmp"
+    dump.write_bytes(builder.build())
+    with pytest.raises(EngineError) as e:
+        client.open(str(dump))
+    assert e.value.code == ErrorCode.WINDOWS_DUMP_ON_THIS_HOST
+    assert "Windows" in e.value.message
+
+
+def test_mini_dump_without_heap_memory_still_shows_threads(
+    client: EngineClient, tmp_path: Path
+) -> None:
+    # Any idle .NET process will do: the engine itself waits on stdin.
+    createdump = ensure_dump("healthy", "net10").runtime_dir / "createdump"
+    idle = subprocess.Popen(
+        [find_dotnet() or "dotnet", str(ENGINE_DLL)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert idle.stdin is not None and idle.stdout is not None
+    try:
+        # Its first answer proves the runtime is up before the dump is taken.
+        idle.stdin.write(b'{"jsonrpc":"2.0","id":1,"method":"version"}\n')
+        idle.stdin.flush()
+        assert b"protocol_version" in idle.stdout.readline()
+        dump = tmp_path / "mini.core"
+        made = subprocess.run(
+            [str(createdump), "--normal", "-f", str(dump), str(idle.pid)],
+            capture_output=True,
+        )
+        assert made.returncode == 0, made.stderr
+    finally:
+        idle.stdin.close()
+        idle.wait(10)
+    info = client.open(str(dump))
+    assert info.heap_readable is False
+    assert "--withheap" in (info.heap_problem or "")
+    with pytest.raises(EngineError) as e:
+        client.heap_stats()
+    assert e.value.code == ErrorCode.NO_HEAP_MEMORY
+    assert any(t.os_id == idle.pid for t in client.threads())

@@ -180,13 +180,11 @@ public sealed class DumpSession : IDisposable
     // bytes; every heap answer would then be empty and wrong, so say so.
     private static (bool, string?) CheckHeapMemory(DataTarget target, ClrHeap heap)
     {
+        const string problem = "This dump holds no GC heap memory (a mini or triage dump): take a dump with the heap " +
+            "(createdump --withheap or --full, dotnet-dump collect --type Heap or Full).";
         var populated = heap.Segments.Where(s => s.ObjectRange.Length > 0).ToList();
-        if (populated.Count == 0)
-            return (false, "The GC heap has no allocated segments in this dump.");
-        int readable = populated.Count(s => target.DataReader.ReadPointer(s.FirstObjectAddress, out ulong mt) && mt != 0);
-        if (readable == 0)
-            return (false, "This dump holds no GC heap memory (a mini or triage dump): take a dump with the heap (createdump --withheap or --full, dotnet-dump collect --type Heap or Full).");
-        return (true, null);
+        bool readable = populated.Any(s => target.DataReader.ReadPointer(s.FirstObjectAddress, out ulong mt) && mt != 0);
+        return readable ? (true, null) : (false, problem);
     }
 
     private ClrHeap RequireHeap()
