@@ -398,3 +398,32 @@ def _write_facts(dump: Path, facts: dict, generator: dict) -> None:
     partial = target.with_name(target.name + ".partial")
     partial.write_text(json.dumps({**facts, "generator": generator}, indent=2) + "\n")
     partial.replace(target)
+
+
+def prune_cache() -> list[Path]:
+    """Delete builds and dumps made from other sources or runtimes; return what went.
+
+    Only on request (``generate --prune``): another process may still be
+    reading a stale dump it was handed before the sources changed.
+    """
+    root = cache_dir()
+    current_builds = {_Build(runtime).dir for runtime in RUNTIMES}
+    removed: list[Path] = []
+    for entry in sorted((root / "build").glob("*")):
+        if entry.is_dir() and entry not in current_builds:
+            shutil.rmtree(entry)
+            removed.append(entry)
+        elif entry.suffix == ".lock" and entry.with_suffix("") not in current_builds:
+            entry.unlink()
+            removed.append(entry)
+    for facts_file in sorted((root / "dumps").glob("*.core.facts.json")):
+        dump = facts_file.with_name(facts_file.name[: -len(".facts.json")])
+        facts = json.loads(facts_file.read_text())
+        objects = facts.get("objects") if facts["scenario"] == "big-heap" else None
+        build = _Build(facts["runtime"])
+        if _dump_path(build, facts["scenario"], facts["kind"], objects) != dump:
+            for path in (facts_file, dump, dump.with_suffix(".lock")):
+                if path.exists():
+                    path.unlink()
+                    removed.append(path)
+    return removed

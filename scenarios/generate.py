@@ -2,6 +2,7 @@
 
     /usr/bin/python3 -m scenarios.generate [--scenario NAME ...]
         [--runtime net10|net8|all] [--kind heap|full|all] [--objects N]
+    /usr/bin/python3 -m scenarios.generate --prune
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ import argparse
 import sys
 import time
 
-from scenarios.dumps import KINDS, RUNTIMES, SCENARIOS, ScenarioError, ensure_dumps
+from scenarios.dumps import (
+    KINDS,
+    RUNTIMES,
+    SCENARIOS,
+    ScenarioError,
+    ensure_dumps,
+    prune_cache,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--objects", type=int, help="live objects in big-heap (default 1000000)"
     )
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete cached builds and dumps of other sources or runtimes, then stop",
+    )
     options = parser.parse_args(argv)
+    if options.prune:
+        for path in prune_cache():
+            print(f"removed {path}")
+        return 0
 
     names = options.scenario or list(SCENARIOS)
     runtimes = RUNTIMES if options.runtime == "all" else (options.runtime,)
