@@ -21,9 +21,9 @@ from analysis.dumpfile import Limits, open_dump
 from analysis.dumpfile.base import DumpFormatError, MemoryNotInDump
 from analysis.dumpfile.minidump import MinidumpReader
 from analysis.values import to_jsonable
+from tests.paths import CREATEDUMP, MINIDUMPS
 
-DATA = Path("/work/shared/data/minidumps")
-CREATEDUMP = Path("/usr/share/dotnet/shared/Microsoft.NETCore.App/10.0.12/createdump")
+DATA = MINIDUMPS
 MINIDUMPS = sorted(p.name for p in DATA.glob("*.dmp")) if DATA.is_dir() else []
 
 FUZZ = settings(

@@ -11,8 +11,9 @@ import pytest
 from analysis.dumpfile import open_dump
 from analysis.dumpfile import minidump_raw as raw
 from analysis.dumpfile.minidump import MinidumpReader
+from tests.paths import MINIDUMPS
 
-DUMP = Path("/work/shared/data/minidumps/linux_raise_sigabrt.dmp")
+DUMP = MINIDUMPS / "linux_raise_sigabrt.dmp"
 DRIVER = "/usr/local/google/home/liuandrew/Documents/breakpad_test/stream_test/driver"
 
 pytestmark = pytest.mark.skipif(not DUMP.exists(), reason="shared minidumps absent")

@@ -18,8 +18,8 @@ import pytest
 from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import MemoryNotInDump
 from analysis.dumpfile.elfcore import ElfCoreReader
+from tests.paths import CREATEDUMP
 
-CREATEDUMP = Path("/usr/share/dotnet/shared/Microsoft.NETCore.App/10.0.12/createdump")
 THREADS = 3
 
 pytestmark = pytest.mark.skipif(

@@ -16,8 +16,9 @@ from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import DumpFormatError, MemoryNotInDump
 from analysis.dumpfile.minidump import MinidumpReader
 from analysis.values import to_jsonable
+from tests.paths import MINIDUMPS
 
-DATA = Path("/work/shared/data/minidumps")
+DATA = MINIDUMPS
 EXPECTED = {e["file"]: e for e in json.loads((DATA / "expected.json").read_text())}
 GOOD = sorted(name for name, e in EXPECTED.items() if "arch" in e)
 ARCH = {"INTEL": "x86", "AMD64": "x64", "ARM64": "arm64"}

@@ -25,6 +25,7 @@ from analysis.native.symbols import Symbol, Symbolizer
 from analysis.native.threads import native_threads
 from analysis.values import Address, to_jsonable
 from tests.analysis.synthetic import MinidumpBuilder
+from tests.paths import MINIDUMPS
 
 TEXT = 0x1000  # where each fake module's code starts
 CALL_E8 = b"\xe8\x00\x00\x00\x00"  # call rel32
@@ -410,7 +411,7 @@ def test_com_call_wait_needs_both_com_and_rpc_frames():
 
 
 def test_breakpad_linux_minidump_stack_stays_in_code_and_has_no_apartment():
-    reader = open_dump("/work/shared/data/minidumps/linux_raise_sigabrt.dmp")
+    reader = open_dump(str(MINIDUMPS / "linux_raise_sigabrt.dmp"))
     (thread,) = native_threads(reader)
     frames = thread.native_frames
     # raise() in libpthread, called from the test driver's own code.

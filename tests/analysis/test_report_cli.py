@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.paths import MINIDUMPS
 
 ROOT = Path(__file__).resolve().parents[2]
-MINIDUMPS = ROOT.parent / "shared" / "data" / "minidumps"
 EXPECTED = {e["file"]: e for e in json.loads((MINIDUMPS / "expected.json").read_text())}
 
 

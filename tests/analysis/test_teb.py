@@ -19,8 +19,8 @@ from analysis.native.teb import (
 from analysis.native.threads import native_threads
 from analysis.values import Address, Unknown, Unreadable, to_jsonable
 from tests.analysis.synthetic import MinidumpBuilder
+from tests.paths import MINIDUMPS
 
-MINIDUMPS = Path("/work/shared/data/minidumps")
 EXPECTED = {e["file"]: e for e in json.loads((MINIDUMPS / "expected.json").read_text())}
 READABLE = sorted(f for f, e in EXPECTED.items() if e.get("threads"))
 
