@@ -11,9 +11,9 @@ pages; Stack = every region of the allocation that holds a thread's
 stack; Heap = every region of the allocations holding the heaps' segments and
 large blocks; Other = KUSER_SHARED_DATA (0x7ffe0000) and the allocations the
 PEB points at (API set map, read-only shared memory, code page data, GDI
-handle table); the rest of the busy space is Unknown. WOW64 dumps are not
-split into Heap32/Heap64: the TEB32/PEB32 and the 32-bit heaps of a WOW64
-process are not looked for (pass them with `teb_peb` and `heaps` to count them).
+handle table); the rest of the busy space is Unknown. A WOW64 process dumped
+by a 64-bit writer splits them as WinDbg does: TEB64/TEB32, PEB64/PEB32,
+Stack64/Stack32 (the TEB32's stack), Heap64/Heap32 (the PEB32's heaps).
 
 Linux: Image (files with an executable mapping), Mapped file, Stack (each
 thread's [stack limit, stack base), or the region holding its stack pointer,
@@ -37,7 +37,8 @@ from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
 from analysis.native.heaps import NativeHeap
-from analysis.native.nt_heap import peb_address
+from analysis.native.nt_heap import peb_address, process_heap_addresses, wow64_peb32
+from analysis.native.teb import is_wow64, read_teb
 from analysis.values import Address, ByteSize
 
 FREE = "Free"
@@ -269,27 +270,29 @@ def _summary(pieces: Sequence[Piece]) -> AddressSummary:
 def _heap_ranges(
     ranges: _Ranges,
     heaps: Sequence[NativeHeap],
-    allocation_of: Optional[Mapping[int, tuple[int, int]]] = None,
+    allocations: Optional[_Allocations] = None,
+    label_of: Callable[[NativeHeap], str] = lambda heap: "Heap",
 ) -> None:
     """Heap bytes: segment reservations and large blocks; on Windows the whole
-    allocations holding them (allocation_of: address -> allocation extent)."""
+    allocations holding them and the heap's own (even when its header is not
+    in the dump)."""
     for heap in heaps:
+        label = label_of(heap)
         extents = [
             (int(s.address), int(s.address) + int(s.reserved)) for s in heap.segments
         ]
         extents += [
             (int(b.address), int(b.address) + int(b.size)) for b in heap.large_blocks
         ]
-        if heap.kind in ("nt", "segment", "unknown"):
-            # A Windows heap's own allocation, even when its header is not in the dump.
+        if allocations is not None:
             extents.append((int(heap.address), int(heap.address) + 1))
         for start, end in extents:
-            if allocation_of is not None:
+            if allocations is not None:
                 for address in (start, end - 1):
-                    extent = allocation_of.get(address)
+                    extent = allocations.of(address)
                     if extent:
-                        ranges.add(*extent, "Heap")
-            ranges.add(start, end, "Heap")
+                        ranges.add(*extent, label)
+            ranges.add(start, end, label)
 
 
 def _gc_ranges(ranges: _Ranges, gc_ranges: Sequence[tuple[int, int]]) -> None:
@@ -329,8 +332,7 @@ class _Allocations:
         return self.extent.get(key)
 
 
-def _read_pointer(reader: MemoryReader, address: int) -> Optional[int]:
-    size = reader.pointer_size
+def _read_pointer(reader: MemoryReader, address: int, size: int) -> Optional[int]:
     try:
         raw = reader.read(address, size)
     except MemoryNotInDump:
@@ -347,47 +349,69 @@ def _classify_windows(
 ) -> list[Piece]:
     allocations = _Allocations(regions)
     ranges = _Ranges()
-    # First added wins: TEB/PEB pages, stacks, heaps, Other, GC ranges.
-    tebs = [int(t.teb) for t in reader.threads() if t.teb]
+    # A WOW64 process has two of each: the native (64) and the WOW64 (32) ones.
+    wow64 = is_wow64(reader)
+    native, wow = ("64", "32") if wow64 else ("", "")
+    ps = reader.pointer_size
+    teb32s = [read_teb(reader, t) for t in reader.threads()] if wow64 else []
     peb = peb_address(reader)
-    marks = [("TEB", a) for a in tebs] + ([("PEB", peb)] if peb else []) + list(teb_peb)
-    for label, address in marks:
-        # Windows 10+ puts the PEB and the TEBs in one allocation: count pages.
-        size = _TEB_BYTES[reader.pointer_size] if label == "TEB" else _PAGE
-        start = address // _PAGE * _PAGE
-        ranges.add(start, (address + size + _PAGE - 1) // _PAGE * _PAGE, label)
+    peb32 = wow64_peb32(reader) if wow64 else None
+
+    # First added wins: TEB/PEB pages, stacks, heaps, Other, GC ranges.
+    # Windows 10+ puts the PEB and the TEBs in one allocation: count pages.
+    pages = [
+        ("TEB" + native, int(t.teb), _TEB_BYTES[ps]) for t in reader.threads() if t.teb
+    ]
+    pages += [
+        ("TEB32", int(t.address), _TEB_BYTES[4])
+        for t in teb32s
+        if t.wow64 and isinstance(t.address, int)
+    ]
+    pages += [("PEB" + native, peb, _PAGE)] if peb else []
+    pages += [("PEB32", peb32, _PAGE)] if peb32 else []
+    pages += [(label, address, _PAGE) for label, address in teb_peb]
+    for label, address, size in pages:
+        ranges.add(
+            address // _PAGE * _PAGE, -(-(address + size) // _PAGE) * _PAGE, label
+        )
+
+    stacks: list[tuple[str, int]] = []
     for thread in reader.threads():
         anchors = [int(a) for a in (thread.stack_pointer, thread.stack_limit) if a]
         if thread.stack_base:
             anchors.append(int(thread.stack_base) - 1)
         if thread.teb:
-            for offset in _TEB_STACK[reader.pointer_size]:
-                value = _read_pointer(reader, int(thread.teb) + offset)
-                if value:
-                    anchors.append(value)
-        for anchor in anchors:
-            extent = allocations.of(anchor)
-            if extent:
-                ranges.add(*extent, "Stack")
-    allocation_of = {}
-    for heap in heaps:
-        points = [int(heap.address)]
-        points += [int(s.address) for s in heap.segments]
-        points += [int(b.address) for b in heap.large_blocks]
-        for point in points:
-            extent = allocations.of(point)
-            if extent:
-                allocation_of[point] = extent
-    _heap_ranges(ranges, heaps, allocation_of)
+            anchors += [
+                value
+                for value in (
+                    _read_pointer(reader, int(thread.teb) + o, ps)
+                    for o in _TEB_STACK[ps]
+                )
+                if value
+            ]
+        stacks += [("Stack" + native, a) for a in anchors]
+    for teb32 in teb32s:
+        for value in (teb32.stack_limit, teb32.deallocation_stack):
+            if isinstance(value, int) and value:
+                stacks.append(("Stack32", int(value)))
+    for label, anchor in stacks:
+        extent = allocations.of(anchor)
+        if extent:
+            ranges.add(*extent, label)
+
+    heaps32 = set(process_heap_addresses(reader, wow64=True)[0]) if wow64 else set()
+    _heap_ranges(
+        ranges,
+        heaps,
+        allocations,
+        lambda heap: "Heap" + (wow if int(heap.address) in heaps32 else native),
+    )
+
     others = [KUSER_SHARED_DATA]
-    if peb:
-        others += [
-            p
-            for p in (
-                _read_pointer(reader, peb + o) for o in _PEB_OTHER[reader.pointer_size]
-            )
-            if p
-        ]
+    for base, size in ((peb, ps), (peb32, 4)):
+        if base:
+            pointers = (_read_pointer(reader, base + o, size) for o in _PEB_OTHER[size])
+            others += [p for p in pointers if p]
     for address in others:
         extent = allocations.of(address)
         if extent:

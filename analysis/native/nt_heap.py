@@ -13,10 +13,11 @@ by VirtualAlloc (VirtualAllocdBlocks: CommitSize of each), TotalFreeSize and
 whether the low-fragmentation front end is on. Heap entries are not walked.
 Whatever cannot be read becomes a problem on the heap's row; nothing raises.
 
-Left out: the 32-bit heaps of a WOW64 process dumped by a 64-bit writer (only
-the native 64-bit PEB's heaps are walked), and the insides of segment heaps
-(their layout changes with every Windows 10 release; the row shows the
-allocation that holds the segment heap's header).
+A WOW64 process dumped by a 64-bit writer has two heap lists: its PEB64's
+(64-bit ntdll heaps) and its PEB32's (the heaps the program uses); both are
+walked, each with its own layout. Left out: the insides of segment heaps (their
+layout changes with every Windows 10 release; the row shows the allocation
+that holds the segment heap's header).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Optional
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader
 from analysis.native.heaps import HeapSegment, LargeBlock, NativeHeap
+from analysis.native.teb import is_wow64
+from analysis.native.teb import peb_address as teb_peb_address
 from analysis.values import Address, ByteSize, Unknown
 
 PAGE = 0x1000
@@ -150,11 +153,8 @@ class _Memory:
         return int(struct.unpack("<I", self.reader.read(address, 4))[0])
 
     def ptr(self, address: int) -> int:
-        return int(
-            struct.unpack(self._fmt, self.reader.read(address, self.bits.pointer_size))[
-                0
-            ]
-        )
+        raw = self.reader.read(address, self.bits.pointer_size)
+        return int(struct.unpack(self._fmt, raw)[0])
 
     def ptrs(self, address: int, count: int) -> tuple[int, ...]:
         raw = self.reader.read(address, count * self.bits.pointer_size)
@@ -167,7 +167,8 @@ def _bitness(reader: MemoryReader) -> _Bitness:
 
 
 def peb_address(reader: MemoryReader) -> Optional[int]:
-    """TEB.ProcessEnvironmentBlock of the first thread whose TEB is in the dump."""
+    """TEB.ProcessEnvironmentBlock of the first thread whose TEB is in the
+    dump: the native PEB (the PEB64 of a WOW64 process)."""
     mem = _Memory(reader, _bitness(reader))
     for thread in reader.threads():
         if not thread.teb:
@@ -181,15 +182,24 @@ def peb_address(reader: MemoryReader) -> Optional[int]:
     return None
 
 
+def wow64_peb32(reader: MemoryReader) -> Optional[int]:
+    """The PEB32 of a WOW64 process dumped by a 64-bit writer (found through
+    the TEB32, see analysis.native.teb); None for any other dump."""
+    if not is_wow64(reader):
+        return None
+    return teb_peb_address(reader)
+
+
 def process_heap_addresses(
-    reader: MemoryReader, limits: Limits = DEFAULT_LIMITS
+    reader: MemoryReader, limits: Limits = DEFAULT_LIMITS, *, wow64: bool = False
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """PEB.ProcessHeaps, and what stopped us from reading it. When the array
-    is not in the dump, PEB.ProcessHeap (the default heap) stands alone."""
-    peb = peb_address(reader)
+    """PEB.ProcessHeaps (wow64: the PEB32's), and what stopped us from
+    reading it. When the array is not in the dump, PEB.ProcessHeap (the
+    default heap) stands alone."""
+    peb = wow64_peb32(reader) if wow64 else peb_address(reader)
     if peb is None:
         return (), ("no thread's TEB (with its PEB pointer) is in the dump",)
-    mem = _Memory(reader, _bitness(reader))
+    mem = _Memory(reader, _X86 if wow64 else _bitness(reader))
     try:
         count = mem.u32(peb + mem.bits.peb_number_of_heaps)
         array = mem.ptr(peb + mem.bits.peb_process_heaps)
@@ -214,8 +224,7 @@ def process_heap_addresses(
     return (default,), (problem + ": only PEB.ProcessHeap is listed",)
 
 
-def _os_build(mem: _Memory) -> Optional[int]:
-    peb = peb_address(mem.reader)
+def _os_build(mem: _Memory, peb: Optional[int]) -> Optional[int]:
     if peb is None:
         return None
     try:
@@ -227,12 +236,21 @@ def _os_build(mem: _Memory) -> Optional[int]:
 def walk_process_heaps(
     reader: MemoryReader, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[NativeHeap, ...]:
-    """One row per PEB.ProcessHeaps entry (nothing when the PEB is unreadable)."""
-    addresses, problems = process_heap_addresses(reader, limits)
-    build = _os_build(_Memory(reader, _bitness(reader)))
-    heaps = [walk_heap(reader, a, limits, os_build=build) for a in addresses]
-    if heaps and problems:
-        heaps[0] = replace(heaps[0], problems=problems + heaps[0].problems)
+    """One row per PEB.ProcessHeaps entry (nothing when the PEB is
+    unreadable); a WOW64 process's 32-bit heaps (its PEB32's) follow its
+    64-bit ones."""
+    heaps: list[NativeHeap] = []
+    for wow64 in (False, True):
+        if wow64 and wow64_peb32(reader) is None:
+            continue
+        bits = _X86 if wow64 else _bitness(reader)
+        addresses, problems = process_heap_addresses(reader, limits, wow64=wow64)
+        peb = wow64_peb32(reader) if wow64 else peb_address(reader)
+        build = _os_build(_Memory(reader, bits), peb)
+        walked = [_walk(reader, a, limits, build, bits) for a in addresses]
+        if walked and problems:
+            walked[0] = replace(walked[0], problems=problems + walked[0].problems)
+        heaps += walked
     return tuple(heaps)
 
 
@@ -243,9 +261,19 @@ def walk_heap(
     *,
     os_build: Optional[int] = None,
 ) -> NativeHeap:
-    """The heap whose header is at `address`; os_build (PEB.OSBuildNumber)
-    picks the front-end offsets of Windows 8 vs 10+ when given."""
-    mem = _Memory(reader, _bitness(reader))
+    """The heap whose header is at `address`, of the dump's bitness; os_build
+    (PEB.OSBuildNumber) picks the front-end offsets of Windows 8 vs 10+."""
+    return _walk(reader, address, limits, os_build, _bitness(reader))
+
+
+def _walk(
+    reader: MemoryReader,
+    address: int,
+    limits: Limits,
+    os_build: Optional[int],
+    bits: _Bitness,
+) -> NativeHeap:
+    mem = _Memory(reader, bits)
     try:
         signature = mem.u32(address + mem.bits.segment_signature)
     except MemoryNotInDump:

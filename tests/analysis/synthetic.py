@@ -278,6 +278,9 @@ class ThreadSpec:
     ole_address: Optional[int]
     com_inits: int
     write_teb: bool
+    teb32: Optional[int] = None
+    stack32: Optional[tuple[int, int, int]] = None  # base, limit, allocation
+    wow_teb_offset: bool = True
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,7 @@ class LargeBlockSpec:
 @dataclass(frozen=True)
 class NtHeapSpec:
     address: int
+    arch: str
     layout: str
     segments: tuple[SegmentSpec, ...]
     large_blocks: tuple[LargeBlockSpec, ...]
@@ -335,8 +339,10 @@ class _Image:
         self.pointer_size = pointer_size
         self.pages: dict[int, bytearray] = {}
         self.regions: list[RegionSpec] = []
-        self._scratch_next = scratch_base
-        self._scratch_pages: set[int] = set()
+        # Two bump allocators: the dump's own, and one below 4 GB for the
+        # 32-bit structures of a WOW64 process.
+        self._scratch_next = {False: scratch_base, True: DEFAULT_SCRATCH["x86"]}
+        self._scratch_pages: dict[bool, set[int]] = {False: set(), True: set()}
 
     def write(self, address: int, data: bytes) -> None:
         done = 0
@@ -349,21 +355,21 @@ class _Image:
             buf[offset : offset + n] = data[done : done + n]
             done += n
 
-    def ptr(self, address: int, value: int) -> None:
-        self.write(
-            address, struct.pack("<I" if self.pointer_size == 4 else "<Q", value)
-        )
+    def ptr(self, address: int, value: int, size: Optional[int] = None) -> None:
+        """A pointer of the dump's width, or of `size` bytes (WOW64 structures)."""
+        width = size or self.pointer_size
+        self.write(address, value.to_bytes(width, "little", signed=value < 0))
 
     def u32(self, address: int, value: int) -> None:
         self.write(address, struct.pack("<I", value))
 
-    def link(self, head: int, nodes: Sequence[int]) -> None:
-        """A circular LIST_ENTRY list: Flink at +0, Blink one pointer further;
-        an empty list is a head pointing to itself."""
+    def link(self, head: int, nodes: Sequence[int], size: int) -> None:
+        """A circular LIST_ENTRY list of `size`-byte pointers: Flink at +0,
+        Blink one pointer further; an empty list is a head pointing to itself."""
         chain = [head, *nodes]
         for i, node in enumerate(chain):
-            self.ptr(node, chain[(i + 1) % len(chain)])
-            self.ptr(node + self.pointer_size, chain[i - 1])
+            self.ptr(node, chain[(i + 1) % len(chain)], size)
+            self.ptr(node + size, chain[i - 1], size)
 
     def allocation(self, base: int, committed: int, reserved: int) -> None:
         """One VirtualAlloc reservation: committed pages first, then reserved ones."""
@@ -381,26 +387,30 @@ class _Image:
                 )
             )
 
-    def scratch(self, size: int) -> int:
+    def scratch(self, size: int, below_4gb: bool = False) -> int:
         """Room for a structure nobody gave an address for."""
-        address = self._scratch_next
-        self._scratch_next = align_up(address + size, 16)
-        self._scratch_pages.update(
+        low = below_4gb and self.pointer_size == 8
+        address = self._scratch_next[low]
+        self._scratch_next[low] = align_up(address + size, 16)
+        self._scratch_pages[low].update(
             range(address // PAGE, align_up(address + size) // PAGE)
         )
         return address
 
     def close_scratch(self) -> None:
-        if not self._scratch_pages:
-            return
-        first, last = min(self._scratch_pages), max(self._scratch_pages)
-        for page in range(first, last + 1):
-            self.pages.setdefault(page, bytearray(PAGE))
-        self.regions.append(
-            RegionSpec(
-                first * PAGE, (last + 1 - first) * PAGE, allocation_base=first * PAGE
+        for pages in self._scratch_pages.values():
+            if not pages:
+                continue
+            first, last = min(pages), max(pages)
+            for page in range(first, last + 1):
+                self.pages.setdefault(page, bytearray(PAGE))
+            self.regions.append(
+                RegionSpec(
+                    first * PAGE,
+                    (last + 1 - first) * PAGE,
+                    allocation_base=first * PAGE,
+                )
             )
-        )
 
 
 class MinidumpBuilder:
@@ -430,6 +440,7 @@ class MinidumpBuilder:
         self._modules: list[tuple[str, int, int, bool]] = []
         self._threads: list[ThreadSpec] = []
         self._peb: Optional[_PebSpec] = None
+        self._peb32: Optional[_PebSpec] = None
         self._nt_heaps: list[NtHeapSpec] = []
         self._segment_heaps: list[SegmentHeapSpec] = []
         self._patches: list[tuple[int, bytes]] = []
@@ -505,7 +516,8 @@ class MinidumpBuilder:
         process_heaps_array: Optional[int] = None,
     ) -> MinidumpBuilder:
         """The PEB page; its ProcessHeap/NumberOfHeaps/ProcessHeaps list every heap
-        added with add_nt_heap/add_segment_heap, in the order added."""
+        added with add_nt_heap/add_segment_heap, in the order added (the
+        32-bit heaps of a WOW64 process go to set_peb32's PEB instead)."""
         self._peb = _PebSpec(
             address,
             image_base,
@@ -514,6 +526,24 @@ class MinidumpBuilder:
             ansi_code_page_data,
             gdi_shared_handle_table,
             process_heaps_array,
+        )
+        return self
+
+    def set_peb32(
+        self,
+        address: int,
+        *,
+        image_base: int = 0,
+        api_set_map: int = 0,
+        process_heaps_array: Optional[int] = None,
+    ) -> MinidumpBuilder:
+        """The PEB32 of a WOW64 process (x64 builder only): x86 layout, listing
+        the heaps added with add_nt_heap(..., wow64=True). Add a WOW64 module
+        (wow64cpu.dll) too: readers decide WOW64 from the module list."""
+        if self.arch != "x64":
+            raise ValueError("only a 64-bit dump holds a WOW64 process")
+        self._peb32 = _PebSpec(
+            address, image_base, api_set_map, process_heaps_array=process_heaps_array
         )
         return self
 
@@ -531,6 +561,10 @@ class MinidumpBuilder:
         ole_address: Optional[int] = None,
         com_inits: int = 1,
         write_teb: bool = True,
+        teb32: Optional[int] = None,
+        stack32: Optional[tuple[int, int]] = None,
+        stack32_allocation: Optional[int] = None,
+        wow_teb_offset: bool = True,
     ) -> MinidumpBuilder:
         """A thread, its TEB and its stack.
 
@@ -538,12 +572,30 @@ class MinidumpBuilder:
         reserved below (stack_allocation defaults to stack_base - 1 MB).
         `ole_flags` set: TEB.ReservedForOle points to an SOleTlsData whose
         dwFlags is ole_flags (0x81 STA, 0x141 MTA); None: ReservedForOle is null.
-        `write_teb=False` leaves the TEB out of the dump (its region stays)."""
+        `write_teb=False` leaves the TEB out of the dump (its region stays).
+
+        WOW64 (x64 builder): `teb32` places the thread's TEB32 (x86 layout,
+        its PEB the set_peb32 one, its 32-bit stack `stack32` = (base, limit),
+        allocation default base - 1 MB, and the SOleTlsData when ole_flags is
+        set, as 32-bit COM uses the TEB32). The TEB64 finds it through
+        WowTebOffset (+0x180c, Windows 10+) or, with wow_teb_offset=False, as
+        Windows 7/8 did, through NtTib.ExceptionList."""
         allocation = (
             stack_base - 0x100000 if stack_allocation is None else stack_allocation
         )
         if not allocation <= stack_limit < stack_base:
             raise ValueError("need stack_allocation <= stack_limit < stack_base")
+        wow_stack: Optional[tuple[int, int, int]] = None
+        if teb32 is not None:
+            if self.arch != "x64" or stack32 is None:
+                raise ValueError("a TEB32 needs an x64 builder and a stack32")
+            base32, limit32 = stack32
+            alloc32 = (
+                base32 - 0x100000 if stack32_allocation is None else stack32_allocation
+            )
+            if not alloc32 <= limit32 < base32 < 1 << 32:
+                raise ValueError("need stack32 allocation <= limit < base < 4 GB")
+            wow_stack = (base32, limit32, alloc32)
         self._threads.append(
             ThreadSpec(
                 tid,
@@ -557,6 +609,9 @@ class MinidumpBuilder:
                 ole_address,
                 com_inits,
                 write_teb,
+                teb32,
+                wow_stack,
+                wow_teb_offset,
             )
         )
         return self
@@ -574,6 +629,7 @@ class MinidumpBuilder:
         total_free: int = 0,
         lfh: bool = False,
         encoding: int = 0x5A5A_1234,
+        wow64: bool = False,
     ) -> MinidumpBuilder:
         """An NT heap at `address` (its first segment is [address, address+reserved)).
 
@@ -581,10 +637,14 @@ class MinidumpBuilder:
         large_blocks: (address, commit[, reserve]) of VirtualAllocdBlocks entries,
         sizes in bytes with the header included; reserve defaults to commit
         rounded up to a page. total_free: bytes, a multiple of the granularity
-        (8 on x86, 16 on x64)."""
-        if (self.arch, layout) not in HEAP_OFFSETS:
+        (8 on x86, 16 on x64). wow64: a 32-bit heap of a WOW64 process (x86
+        layout, listed in the PEB32)."""
+        if wow64 and self.arch != "x64":
+            raise ValueError("only a 64-bit dump holds a WOW64 process")
+        arch = "x86" if wow64 else self.arch
+        if (arch, layout) not in HEAP_OFFSETS:
             raise ValueError(f"layout must be win10 or win7, not {layout!r}")
-        granularity = 2 * self.pointer_size
+        granularity = 8 if arch == "x86" else 16
         if total_free % granularity:
             raise ValueError(f"total_free must be a multiple of {granularity}")
         segments = [SegmentSpec(address, reserved, committed)]
@@ -604,6 +664,7 @@ class MinidumpBuilder:
         self._nt_heaps.append(
             NtHeapSpec(
                 address,
+                arch,
                 layout,
                 tuple(segments),
                 tuple(blocks),
@@ -669,7 +730,9 @@ class MinidumpBuilder:
             )
             m.allocation(seg_heap.address, seg_heap.committed, seg_heap.reserved)
         if self._peb is not None:
-            self._render_peb(m, self._peb)
+            self._render_peb(m, self._peb, self.arch)
+        if self._peb32 is not None:
+            self._render_peb(m, self._peb32, "x86")
         for thread in self._threads:
             self._render_thread(m, thread)
         m.close_scratch()
@@ -682,121 +745,165 @@ class MinidumpBuilder:
         return m
 
     def _render_nt_heap(self, m: _Image, heap: NtHeapSpec) -> None:
-        so = SEGMENT_OFFSETS[self.arch]
-        ho = HEAP_OFFSETS[(self.arch, heap.layout)]
-        va = VIRTUAL_ALLOC_OFFSETS[self.arch]
+        so = SEGMENT_OFFSETS[heap.arch]
+        ho = HEAP_OFFSETS[(heap.arch, heap.layout)]
+        va = VIRTUAL_ALLOC_OFFSETS[heap.arch]
+        p = 4 if heap.arch == "x86" else 8
         a = heap.address
         m.u32(a + ho["flags"], 0x2)  # HEAP_GROWABLE
         m.u32(a + ho["encode_mask"], HEAP_ENCODE_FLAG)
         m.u32(a + ho["encoding"], heap.encoding)
         m.u32(a + ho["vm_threshold"], 0xFE00)
         m.u32(a + ho["signature"], HEAP_SIGNATURE)
-        m.ptr(a + ho["total_free"], heap.total_free // (2 * self.pointer_size))
+        m.ptr(a + ho["total_free"], heap.total_free // (2 * p), p)
         if heap.lfh:
             # The _LFH_HEAP lives in its own allocation; only its address matters here.
-            m.ptr(a + ho["front_end_heap"], a + heap.segments[0].committed - PAGE)
+            m.ptr(a + ho["front_end_heap"], a + heap.segments[0].committed - PAGE, p)
             m.write(a + ho["front_end_type"], b"\x02")
 
         # SegmentList: the heap's list head, then each segment's SegmentListEntry.
         m.link(
-            a + ho["segment_list"], [s.base + so["list_entry"] for s in heap.segments]
+            a + ho["segment_list"],
+            [s.base + so["list_entry"] for s in heap.segments],
+            p,
         )
         for s in heap.segments:
             b = s.base
             m.u32(b + so["signature"], SEGMENT_SIGNATURE)
-            m.ptr(b + so["heap"], a)
-            m.ptr(b + so["base"], b)
+            m.ptr(b + so["heap"], a, p)
+            m.ptr(b + so["base"], b, p)
             m.u32(b + so["pages"], s.reserved // PAGE)
-            m.ptr(b + so["first_entry"], b + (0x2C0 if b == a else 0x70))
-            m.ptr(b + so["last_valid"], b + s.reserved)
+            m.ptr(b + so["first_entry"], b + (0x2C0 if b == a else 0x70), p)
+            m.ptr(b + so["last_valid"], b + s.reserved, p)
             uncommitted = (s.reserved - s.committed) // PAGE
             m.u32(b + so["uncommitted_pages"], uncommitted)
             m.u32(b + so["uncommitted_ranges"], 1 if uncommitted else 0)
             m.allocation(b, s.committed, s.reserved)
 
-        m.link(a + ho["virtual_allocd"], [blk.address for blk in heap.large_blocks])
+        m.link(a + ho["virtual_allocd"], [blk.address for blk in heap.large_blocks], p)
         for blk in heap.large_blocks:
-            m.ptr(blk.address + va["commit"], blk.commit)
-            m.ptr(blk.address + va["reserve"], blk.reserve)
+            m.ptr(blk.address + va["commit"], blk.commit, p)
+            m.ptr(blk.address + va["reserve"], blk.reserve, p)
             # BusyBlock flags: HEAP_ENTRY_BUSY | HEAP_ENTRY_VIRTUAL_ALLOC.
             m.write(blk.address + va["busy"] + 2, b"\x09")
             m.allocation(blk.address, blk.commit, blk.reserve)
 
-    def _render_peb(self, m: _Image, peb: _PebSpec) -> None:
-        o = PEB_OFFSETS[self.arch]
+    def _render_peb(self, m: _Image, peb: _PebSpec, arch: str) -> None:
+        o = PEB_OFFSETS[arch]
+        p = 4 if arch == "x86" else 8
         a = peb.address
-        heaps = [h.address for h in self._nt_heaps] + [
-            h.address for h in self._segment_heaps
-        ]
-        m.ptr(a + o["image_base"], peb.image_base)
-        m.ptr(a + o["api_set_map"], peb.api_set_map)
-        m.ptr(a + o["read_only_shared_memory"], peb.read_only_shared_memory)
-        m.ptr(a + o["ansi_code_page_data"], peb.ansi_code_page_data)
-        m.ptr(a + o["gdi_shared_handle_table"], peb.gdi_shared_handle_table)
+        heaps = [h.address for h in self._nt_heaps if h.arch == arch]
+        if arch == self.arch:
+            heaps += [h.address for h in self._segment_heaps]
+        m.ptr(a + o["image_base"], peb.image_base, p)
+        m.ptr(a + o["api_set_map"], peb.api_set_map, p)
+        m.ptr(a + o["read_only_shared_memory"], peb.read_only_shared_memory, p)
+        m.ptr(a + o["ansi_code_page_data"], peb.ansi_code_page_data, p)
+        m.ptr(a + o["gdi_shared_handle_table"], peb.gdi_shared_handle_table, p)
         m.u32(a + o["os_major"], self.os_major)
         m.u32(a + o["os_minor"], self.os_minor)
         m.write(a + o["os_build"], struct.pack("<H", self.os_build & 0xFFFF))
         m.u32(a + o["os_platform"], 2)
-        m.ptr(a + o["process_heap"], heaps[0] if heaps else 0)
+        m.ptr(a + o["process_heap"], heaps[0] if heaps else 0, p)
         m.u32(a + o["number_of_heaps"], len(heaps))
         capacity = max(16, len(heaps))
         m.u32(a + o["maximum_number_of_heaps"], capacity)
         array = peb.process_heaps_array
         if array is None:
-            array = m.scratch(capacity * self.pointer_size)
-        m.ptr(a + o["process_heaps"], array)
+            array = m.scratch(capacity * p, below_4gb=p == 4)
+        m.ptr(a + o["process_heaps"], array, p)
         for i, heap in enumerate(heaps):
-            m.ptr(array + i * self.pointer_size, heap)
+            m.ptr(array + i * p, heap, p)
         m.regions.append(RegionSpec(align_down(a), PAGE, allocation_base=align_down(a)))
 
     def _render_thread(self, m: _Image, t: ThreadSpec) -> None:
-        o = TEB_OFFSETS[self.arch]
-        teb_page = align_down(t.teb)
-        m.regions.append(
-            RegionSpec(
-                teb_page,
-                align_up(t.teb + o["size"]) - teb_page,
-                allocation_base=teb_page,
-            )
+        self._render_stack(m, t.stack_base, t.stack_limit, t.stack_allocation)
+        wow = t.teb32 is not None and t.stack32 is not None
+        self._render_teb(
+            m,
+            self.arch,
+            t.teb,
+            (t.stack_base, t.stack_limit, t.stack_allocation),
+            t,
+            peb=self._peb.address if self._peb else 0,
+            ole=not wow,
         )
-        stack_commit = align_down(t.stack_limit)
-        if stack_commit > t.stack_allocation:
+        if t.teb32 is None or t.stack32 is None:
+            return
+        self._render_stack(m, *t.stack32)
+        self._render_teb(
+            m,
+            "x86",
+            t.teb32,
+            t.stack32,
+            t,
+            peb=self._peb32.address if self._peb32 else 0,
+            ole=True,
+        )
+        if not t.write_teb:
+            return
+        # The two TEBs point at each other (FIELD-NOTES "WOW64").
+        m.write(t.teb32 + 0xFDC, struct.pack("<i", t.teb - t.teb32))
+        if t.wow_teb_offset:
+            m.write(t.teb + 0x180C, struct.pack("<i", t.teb32 - t.teb))
+        else:
+            m.ptr(t.teb, t.teb32, 8)
+
+    def _render_stack(self, m: _Image, base: int, limit: int, allocation: int) -> None:
+        commit = align_down(limit)
+        if commit > allocation:
             m.regions.append(
                 RegionSpec(
-                    t.stack_allocation,
-                    stack_commit - t.stack_allocation,
+                    allocation,
+                    commit - allocation,
                     "reserve",
                     "private",
                     None,
-                    t.stack_allocation,
+                    allocation,
                 )
             )
+        m.regions.append(RegionSpec(commit, base - commit, allocation_base=allocation))
+        # A full dump holds the committed stack pages.
+        m.write(commit, bytes(base - commit))
+
+    def _render_teb(
+        self,
+        m: _Image,
+        arch: str,
+        a: int,
+        stack: tuple[int, int, int],
+        t: ThreadSpec,
+        *,
+        peb: int,
+        ole: bool,
+    ) -> None:
+        o = TEB_OFFSETS[arch]
+        p = 4 if arch == "x86" else 8
+        teb_page = align_down(a)
         m.regions.append(
             RegionSpec(
-                stack_commit,
-                t.stack_base - stack_commit,
-                allocation_base=t.stack_allocation,
+                teb_page, align_up(a + o["size"]) - teb_page, allocation_base=teb_page
             )
         )
-        # A full dump holds the committed stack pages.
-        m.write(stack_commit, bytes(t.stack_base - stack_commit))
         if not t.write_teb:
             return
-        a = t.teb
-        m.ptr(a + o["stack_base"], t.stack_base)
-        m.ptr(a + o["stack_limit"], t.stack_limit)
-        m.ptr(a + o["self"], a)
-        m.ptr(a + o["client_id"] + self.pointer_size, t.tid)
-        m.ptr(a + o["peb"], self._peb.address if self._peb else 0)
-        m.ptr(a + o["deallocation_stack"], t.stack_allocation)
-        if t.ole_flags is not None:
-            ole = t.ole_address if t.ole_address is not None else m.scratch(0x100)
-            oo = OLE_OFFSETS[self.arch]
-            m.u32(ole + oo["flags"], t.ole_flags)
-            m.u32(ole + oo["inits"], t.com_inits)
-            m.ptr(a + o["reserved_for_ole"], ole)
+        base, limit, allocation = stack
+        m.ptr(a + o["stack_base"], base, p)
+        m.ptr(a + o["stack_limit"], limit, p)
+        m.ptr(a + o["self"], a, p)
+        m.ptr(a + o["client_id"] + p, t.tid, p)
+        m.ptr(a + o["peb"], peb, p)
+        m.ptr(a + o["deallocation_stack"], allocation, p)
+        if ole and t.ole_flags is not None:
+            address = t.ole_address
+            if address is None:
+                address = m.scratch(0x100, below_4gb=p == 4)
+            oo = OLE_OFFSETS[arch]
+            m.u32(address + oo["flags"], t.ole_flags)
+            m.u32(address + oo["inits"], t.com_inits)
+            m.ptr(a + o["reserved_for_ole"], address, p)
         else:
-            m.ptr(a + o["reserved_for_ole"], 0)
+            m.ptr(a + o["reserved_for_ole"], 0, p)
 
     def _complete_regions(
         self, regions: list[RegionSpec], pages: dict[int, bytearray]

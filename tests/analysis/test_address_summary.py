@@ -273,3 +273,20 @@ def test_one_region_holding_a_stack_glibc_chunks_and_gc_memory_is_split():
     }
     assert summary.busy == 0x39000
     assert summary.free == (0x7FFF_FFFF_F000 - 0x39000)
+
+
+def test_wow64_process_splits_usage_into_32_and_64_bit_rows():
+    from tests.analysis.test_nt_heap import BLOCK_COMMIT, WOW, wow64_process
+
+    reader = wow64_process().reader()
+    summary = summarize(reader, heaps=find_native_heaps(reader))
+    usage = {k: int(r.bytes) for k, r in rows(summary.usage, "usage").items()}
+
+    assert usage["Heap64"] == MB
+    assert usage["Heap32"] == MB + 2 * MB + 5 * BLOCK_COMMIT
+    assert usage["Stack64"] == MB and usage["Stack32"] == MB
+    assert usage["TEB64"] == 0x2000 and usage["TEB32"] == 0x1000
+    assert usage["PEB64"] == 0x1000 and usage["PEB32"] == 0x1000
+    assert "Heap" not in usage and "Stack" not in usage
+    (teb32,) = summary.regions_by_usage["TEB32"]
+    assert teb32.base == WOW["teb64"] + 0x2000

@@ -255,3 +255,62 @@ def test_real_x64_dump_lists_its_default_heap_from_the_peb():
     # 1 MB: the linker's default /HEAP reserve.
     assert sum(int(r.size) for r in own) == MB
     assert {r.type for r in own} == {"private"}
+
+
+# --- WOW64 -----------------------------------------------------------------------
+
+WOW = dict(
+    peb64=0x7EFD_F000,
+    peb32=0x7EFD_E000,
+    teb64=0x7EFD_A000,
+    heap64=0x0000_0100_0000_0000,
+    heap32=0x0050_0000,
+    blocks32=0x1000_0000,
+)
+
+
+def wow64_process(wow_teb_offset: bool = True) -> MinidumpBuilder:
+    """A 32-bit process dumped by a 64-bit writer: two PEBs, two heap lists."""
+    b = MinidumpBuilder("x64")
+    b.add_module(r"C:\Windows\System32\wow64cpu.dll", 0x7FFE_1000_0000, 0x10000)
+    b.set_peb(WOW["peb64"]).set_peb32(WOW["peb32"])
+    b.add_thread(
+        3,
+        teb=WOW["teb64"],
+        stack_base=0x20_0010_0000,
+        stack_limit=0x20_000F_C000,
+        teb32=WOW["teb64"] + 0x2000,
+        stack32=(0x0030_0000, 0x002F_C000),
+        wow_teb_offset=wow_teb_offset,
+    )
+    b.add_nt_heap(WOW["heap64"])
+    b.add_nt_heap(
+        WOW["heap32"],
+        wow64=True,
+        extra_segments=[(0x0200_0000, 2 * MB, 0x10000)],
+        large_blocks=[
+            (WOW["blocks32"] + i * 0x30_0000, BLOCK_COMMIT) for i in range(5)
+        ],
+        lfh=True,
+    )
+    return b
+
+
+@pytest.mark.parametrize("via_offset", [True, False])
+def test_wow64_process_has_its_64_bit_and_32_bit_heaps_walked(via_offset):
+    heaps = find_native_heaps(wow64_process(via_offset).reader())
+    assert [(h.address, h.kind) for h in heaps] == [
+        (WOW["heap64"], "nt"),
+        (WOW["heap32"], "nt"),
+    ]
+    heap32 = heaps[1]
+    assert heap32.problems == ()
+    assert [(s.address, s.reserved) for s in heap32.segments] == [
+        (WOW["heap32"], MB),
+        (0x0200_0000, 2 * MB),
+    ]
+    assert [b.address for b in heap32.large_blocks] == [
+        WOW["blocks32"] + i * 0x30_0000 for i in range(5)
+    ]
+    assert {b.size for b in heap32.large_blocks} == {BLOCK_COMMIT}
+    assert heap32.lfh is True and heaps[0].lfh is False
