@@ -264,3 +264,55 @@ def parse_clrstack(text: str) -> dict[int, list[str]]:
         if frame and frames is not None:
             frames.append(re.sub(r" \[[^\]]* @ \d+\]$", "", frame.group(3)))
     return stacks
+
+
+_HEX_LINE = re.compile(r"^\s*([0-9a-fA-F]{8,16})\s*$")
+
+
+def parse_dumpheap_short(text: str) -> list[int]:
+    """``dumpheap -short``: object addresses."""
+    return [
+        int(row.group(1), 16) for row in map(_HEX_LINE.match, text.splitlines()) if row
+    ]
+
+
+_ARROW = re.compile(r"^\s*-> ([0-9a-fA-F]+)\s+(\S.*?)\s*$")
+_ROOT_THREAD = re.compile(r"^Thread ([0-9a-fA-F]+):$")
+_GCROOT_NOISE = ("Loading core dump", "Caching GC roots", "Subsequent runs", "Found ")
+
+
+def parse_gcroot(text: str) -> list[dict]:
+    """``gcroot ADDRESS``: one dict per path from a root to the object.
+
+    Keys: section ("HandleTable", "Thread", "Finalizer Queue"...), thread (OS
+    id for stack roots, else None), root (SOS's text of the root, e.g.
+    "00007f4824d613e8 (strong handle)" or "rbp-10: 00007f52ea232c00") and
+    chain, the [(address, type name)] from the root's object to the target.
+    """
+    paths: list[dict] = []
+    section: str | None = None
+    thread: int | None = None
+    root: str | None = None
+    chain: list[tuple[int, str]] | None = None
+    for line in text.splitlines():
+        arrow = _ARROW.match(line)
+        if arrow:
+            if chain is None:
+                chain = []
+                paths.append(
+                    {"section": section, "thread": thread, "root": root, "chain": chain}
+                )
+            chain.append((int(arrow.group(1), 16), arrow.group(2)))
+            continue
+        chain = None
+        stripped = line.strip()
+        if not stripped or stripped.startswith(_GCROOT_NOISE):
+            continue
+        on_thread = _ROOT_THREAD.match(stripped)
+        if on_thread:
+            section, thread = "Thread", int(on_thread.group(1), 16)
+        elif stripped.endswith(":") and not line.startswith(" "):
+            section, thread = stripped[:-1], None
+        else:
+            root = stripped
+    return paths

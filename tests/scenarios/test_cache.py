@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from scenarios.dumps import SOURCE_DIR, ensure_dump
+import pytest
+
+from scenarios.dumps import SOURCE_DIR, ScenarioError, _wait_ready, ensure_dump
 
 REPO_ROOT = SOURCE_DIR.parent
 
@@ -46,3 +50,42 @@ def test_dumps_stay_out_of_the_repository() -> None:
     dump = ensure_dump("event-leak")
     assert REPO_ROOT not in dump.path.parents
     assert REPO_ROOT not in dump.runtime_dir.parents
+
+
+def start(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+
+
+def test_a_program_that_dies_before_ready_fails_with_its_output() -> None:
+    program = start("print('planting', flush=True); raise SystemExit(3)")
+    with tempfile.TemporaryFile() as stderr:
+        stderr.write(b"Unhandled exception. System.TimeoutException: timed out")
+        with pytest.raises(ScenarioError) as failure:
+            _wait_ready(program, stderr, ["Scenarios", "deadlock"], timeout=30)
+    message = str(failure.value)
+    assert "Scenarios deadlock exited with status 3 before printing READY" in message
+    assert "planting" in message and "System.TimeoutException: timed out" in message
+
+
+def test_a_program_that_hangs_is_killed_after_the_timeout() -> None:
+    program = start("import time; print('READ', flush=True); time.sleep(60)")
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as stderr:
+        with pytest.raises(ScenarioError, match="did not print READY within 1 s"):
+            _wait_ready(program, stderr, ["Scenarios", "healthy"], timeout=1)
+    assert time.monotonic() - started < 10
+    assert program.poll() is not None
+
+
+def test_ready_line_gives_the_facts() -> None:
+    program = start(
+        "import time; print('READY {\"pid\": 7}', flush=True); time.sleep(60)"
+    )
+    try:
+        with tempfile.TemporaryFile() as stderr:
+            assert _wait_ready(program, stderr, ["x"], timeout=30) == {"pid": 7}
+    finally:
+        program.kill()
+        program.wait()

@@ -23,9 +23,11 @@ from scenarios.dumps import (
 from scenarios.sos import (
     parse_clrstack,
     parse_clrthreads,
+    parse_dumpheap_short,
     parse_dumpheap_stat,
     parse_finalizequeue,
     parse_gchandles,
+    parse_gcroot,
     parse_syncblk,
     parse_threadpool,
     run_sos,
@@ -155,6 +157,23 @@ def test_event_leak(runtime: str) -> None:
     # One delegate per subscription plus the combined one the event holds.
     assert heap["System.EventHandler"][0] >= 10001
     assert heap["System.Byte[]"][0] >= 10000
+
+    # A subscriber is alive only through the event's delegate: strong handle to
+    # the statics, the combined delegate, its invocation list, its delegate.
+    subscribers = parse_dumpheap_short(
+        run_sos(dump.path, f"dumpheap -short -type {facts['subscriber_type']}")
+    )
+    assert len(subscribers) == 10000
+    (path,) = parse_gcroot(run_sos(dump.path, f"gcroot {subscribers[1234]:x}"))
+    assert path["section"] == "HandleTable" and "strong handle" in path["root"]
+    types = [type_name for _, type_name in path["chain"]]
+    assert types[-3:] == [
+        "System.Object[]",
+        facts["handler_type"],
+        facts["subscriber_type"],
+    ]
+    assert types.count(facts["handler_type"]) == 2
+    assert path["chain"][-1][0] == subscribers[1234]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

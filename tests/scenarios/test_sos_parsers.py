@@ -9,6 +9,8 @@ from scenarios.sos import (
     parse_dumpheap_stat,
     parse_finalizequeue,
     parse_gchandles,
+    parse_gcroot,
+    parse_dumpheap_short,
     parse_syncblk,
 )
 
@@ -129,3 +131,43 @@ OS Thread Id: 0x2c97
         ],
         0x2C97: ["[DebuggerU2MCatchHandlerFrame: 00007f76e23fedf0]"],
     }
+
+
+def test_gcroot_paths_from_handles_and_stacks() -> None:
+    text = """\
+Caching GC roots, this may take a while.
+
+HandleTable:
+    00007f4824d613e8 (strong handle)
+          -> 7f0790000028     System.Object[] 
+          -> 7f079240aac8     DumpScope.Scenarios.Subscriber 
+
+Thread 5c24:
+    7f52ea131b00 7f52f8698b32 System.Threading.Monitor.Enter_Slowpath(System.Object)
+        rbp-30: 00007f52ea131b60
+          -> 7f4721809e70     DumpScope.Scenarios.OrdersLock 
+
+Found 2 unique roots.
+"""  # noqa: W291
+    handle, stack = parse_gcroot(text)
+    assert handle == {
+        "section": "HandleTable",
+        "thread": None,
+        "root": "00007f4824d613e8 (strong handle)",
+        "chain": [
+            (0x7F0790000028, "System.Object[]"),
+            (0x7F079240AAC8, "DumpScope.Scenarios.Subscriber"),
+        ],
+    }
+    assert (stack["section"], stack["thread"], stack["root"]) == (
+        "Thread",
+        0x5C24,
+        "rbp-30: 00007f52ea131b60",
+    )
+    assert stack["chain"] == [(0x7F4721809E70, "DumpScope.Scenarios.OrdersLock")]
+    assert parse_dumpheap_short(
+        "Loading core dump: x ...\n    7fe3c5409cd8\n7fe3c5409e50\n"
+    ) == [
+        0x7FE3C5409CD8,
+        0x7FE3C5409E50,
+    ]
