@@ -8,6 +8,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import Module
@@ -172,3 +174,30 @@ def test_chunk_walk_reports_where_it_broke():
     data = chunk(0x20) + struct.pack("<QQ", 0, 0x8)
     walk = walk_chunks(data, 0, len(data), 100)
     assert not walk.ok and "+0x20" in walk.problem
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    patches=st.lists(
+        st.tuples(
+            st.sampled_from([BRK, ARENA, 0x7F00_1001_0000]),
+            st.integers(0, 0x900),
+            st.binary(min_size=1, max_size=8),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_any_corruption_of_chunk_headers_gives_rows_not_exceptions(patches):
+    p = process_with_heaps()
+    stack_region = 0x7F00_1000_0000
+    for base, offset, data in patches:
+        region = stack_region if base == 0x7F00_1001_0000 else base
+        at = base - region + offset
+        blob = bytearray(p.memory[region])
+        blob[at : at + len(data)] = data
+        p.memory[region] = bytes(blob)
+    heaps = find_native_heaps(p)
+    for heap in heaps:
+        assert heap.kind in ("glibc-arena", "glibc-mmap")
+        assert all(int(b.size) % PAGE == 0 for b in heap.large_blocks)

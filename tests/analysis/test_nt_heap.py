@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis.dumpfile import open_dump
 from analysis.native.heaps import find_native_heaps
@@ -314,3 +316,34 @@ def test_wow64_process_has_its_64_bit_and_32_bit_heaps_walked(via_offset):
     ]
     assert {b.size for b in heap32.large_blocks} == {BLOCK_COMMIT}
     assert heap32.lfh is True and heaps[0].lfh is False
+
+
+# --- arbitrary corruption ----------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arch_layout=st.sampled_from(LAYOUTS),
+    patches=st.lists(
+        st.tuples(
+            st.sampled_from(["heap", "segment", "blocks"]),
+            st.integers(0, 0x2FF),
+            st.binary(min_size=1, max_size=8),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_any_corruption_of_heap_headers_gives_rows_not_exceptions(arch_layout, patches):
+    arch, layout = arch_layout
+    b = process(arch, layout, blocks=3)
+    for where, offset, data in patches:
+        b.patch(PROCESS[arch][where] + offset, data)
+    reader = b.reader()
+    try:
+        heaps = find_native_heaps(reader)
+    finally:
+        reader.close()
+    (heap,) = heaps
+    assert heap.address == PROCESS[arch]["heap"]
+    assert len(heap.large_blocks) <= 3 and len(heap.segments) <= 3
