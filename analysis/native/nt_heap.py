@@ -111,7 +111,6 @@ class _HeapLayout:
     """_HEAP offsets of one Windows generation; front_ends: (FrontEndHeap,
     FrontEndHeapType) candidates, newest build first."""
 
-    name: str
     signature: int
     total_free: int
     virtual_allocd: int
@@ -123,14 +122,14 @@ class _HeapLayout:
 # (CommitLimitData came in before it).
 _LAYOUTS = {
     4: (
-        _HeapLayout("win8+", 0x60, 0x74, 0x9C, 0xA4, ((0xE4, 0xEA), (0xD0, 0xD6))),
-        _HeapLayout("win7", 0x64, 0x78, 0xA0, 0xA8, ((0xD4, 0xDA),)),
+        # Windows 8 to 11, then Windows 7 (PointerKey moved the rest by a pointer).
+        _HeapLayout(0x60, 0x74, 0x9C, 0xA4, ((0xE4, 0xEA), (0xD0, 0xD6))),
+        _HeapLayout(0x64, 0x78, 0xA0, 0xA8, ((0xD4, 0xDA),)),
     ),
     8: (
-        _HeapLayout(
-            "win8+", 0x98, 0xC0, 0x110, 0x120, ((0x198, 0x1A2), (0x170, 0x17A))
-        ),
-        _HeapLayout("win7", 0xA0, 0xC8, 0x118, 0x128, ((0x178, 0x182),)),
+        # Windows 8 to 11, then Windows 7.
+        _HeapLayout(0x98, 0xC0, 0x110, 0x120, ((0x198, 0x1A2), (0x170, 0x17A))),
+        _HeapLayout(0xA0, 0xC8, 0x118, 0x128, ((0x178, 0x182),)),
     ),
 }
 
@@ -504,7 +503,7 @@ class _NtHeapWalk:
         """FrontEndHeapType == 2, at the offset of this Windows build; without
         the build, the one candidate whose FrontEndHeap pointer agrees with it."""
         candidates = self.layout.front_ends
-        if len(candidates) > 1 and self.os_build is not None:
+        if len(candidates) > 1 and self.os_build:
             candidates = (
                 candidates[:1]
                 if self.os_build >= WINDOWS_10_FIRST_BUILD

@@ -163,8 +163,9 @@ SEGMENT_OFFSETS = {
     ),
 }
 # _HEAP fields after the segment. "win10" is the Windows 8 to 11 layout with the
-# Windows 10+ front-end offsets; "win7" has PointerKey after Encoding, which
-# moves every later field by one pointer.
+# Windows 10+ front-end offsets, "win8" the same with Windows 8/8.1's (before
+# CommitLimitData); "win7" has PointerKey after Encoding, which moves every
+# later field by one pointer.
 HEAP_OFFSETS = {
     ("x86", "win10"): dict(
         flags=0x40,
@@ -177,6 +178,18 @@ HEAP_OFFSETS = {
         segment_list=0xA4,
         front_end_heap=0xE4,
         front_end_type=0xEA,
+    ),
+    ("x86", "win8"): dict(
+        flags=0x40,
+        encode_mask=0x4C,
+        encoding=0x50,
+        vm_threshold=0x5C,
+        signature=0x60,
+        total_free=0x74,
+        virtual_allocd=0x9C,
+        segment_list=0xA4,
+        front_end_heap=0xD0,
+        front_end_type=0xD6,
     ),
     ("x86", "win7"): dict(
         flags=0x40,
@@ -201,6 +214,18 @@ HEAP_OFFSETS = {
         segment_list=0x120,
         front_end_heap=0x198,
         front_end_type=0x1A2,
+    ),
+    ("x64", "win8"): dict(
+        flags=0x70,
+        encode_mask=0x7C,
+        encoding=0x80,
+        vm_threshold=0x94,
+        signature=0x98,
+        total_free=0xC0,
+        virtual_allocd=0x110,
+        segment_list=0x120,
+        front_end_heap=0x170,
+        front_end_type=0x17A,
     ),
     ("x64", "win7"): dict(
         flags=0x70,
@@ -643,7 +668,7 @@ class MinidumpBuilder:
             raise ValueError("only a 64-bit dump holds a WOW64 process")
         arch = "x86" if wow64 else self.arch
         if (arch, layout) not in HEAP_OFFSETS:
-            raise ValueError(f"layout must be win10 or win7, not {layout!r}")
+            raise ValueError(f"layout must be win10, win8 or win7, not {layout!r}")
         granularity = 8 if arch == "x86" else 16
         if total_free % granularity:
             raise ValueError(f"total_free must be a multiple of {granularity}")

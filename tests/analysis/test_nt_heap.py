@@ -47,7 +47,7 @@ def process(
     arch: str, layout: str, blocks: int = 24, **heap: object
 ) -> MinidumpBuilder:
     p = PROCESS[arch]
-    b = MinidumpBuilder(arch, os_build=7601 if layout == "win7" else 19041)
+    b = MinidumpBuilder(arch, os_build=OS_BUILD[layout])
     b.set_peb(p["peb"])
     b.add_thread(
         7, teb=p["teb"], stack_base=p["stack"], stack_limit=p["stack"] - 0x4000
@@ -69,7 +69,8 @@ def process(
     return b
 
 
-LAYOUTS = [("x64", "win10"), ("x64", "win7"), ("x86", "win10"), ("x86", "win7")]
+OS_BUILD = {"win7": 7601, "win8": 9600, "win10": 19041}
+LAYOUTS = [(arch, layout) for arch in ("x64", "x86") for layout in OS_BUILD]
 
 
 @pytest.mark.parametrize("arch,layout", LAYOUTS)
@@ -107,6 +108,19 @@ def test_heap_without_front_end_or_large_blocks(arch, layout):
     assert heap.large_blocks == ()
     assert heap.free == 0
     assert heap.problems == ()
+
+
+@pytest.mark.parametrize("arch", ["x64", "x86"])
+def test_front_end_without_the_os_build_is_unknown_unless_both_offsets_agree(arch):
+    p = PROCESS[arch]
+    build_at = p["peb"] + (0x120 if arch == "x64" else 0xAC)
+    on = process(arch, "win10", lfh=True).patch(build_at, b"\0\0")
+    (heap,) = find_native_heaps(on.reader())
+    assert heap.lfh is None
+    assert any("front-end" in problem for problem in heap.problems)
+    off = process(arch, "win10").patch(build_at, b"\0\0")
+    (heap,) = find_native_heaps(off.reader())
+    assert heap.lfh is False and heap.problems == ()
 
 
 def test_every_process_heap_is_listed_and_a_segment_heap_is_recognised():
