@@ -20,7 +20,11 @@ Usage:
     b.set_peb(0x7FF5_FFFD_E000)
     b.add_thread(1234, teb=0x7FF5_FFFD_C000, stack_base=..., stack_limit=..., ole_flags=0x81)
     b.add_nt_heap(0x1F0_0000_0000, large_blocks=[(0x1F0_1000_0000, 2 << 20)])
-    b.write(tmp_path / "synthetic.dmp")
+    b.write(tmp_path / "synthetic.dmp")   # or: reader = b.reader()
+
+Layouts: x86 and x64; NT heaps as Windows 7, 8/8.1 or 10+ lay them out
+(add_nt_heap(layout=...)); a WOW64 process in an x64 dump with set_peb32,
+add_thread(teb32=..., stack32=...) and add_nt_heap(wow64=True).
 
 Everything is rendered when `build()`/`write()` runs, so the order of the calls
 does not matter; `patch()` and `drop_memory()` apply last, to corrupt what the
