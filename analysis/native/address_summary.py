@@ -21,11 +21,10 @@ or `[stack]`), Heap (glibc arenas and mmapped chunks), GC heap (the engine's
 ranges), Anonymous; Free is the rest of the user address space, which a core
 dump does not describe. Busy is exactly what the PT_LOAD segments cover: a
 file mapping that NT_FILE lists but no PT_LOAD holds (createdump leaves most
-image pages out of a heap dump) is shown as "Not in dump", neither busy nor
-free.
+image pages out of a heap dump) is "Not in dump": neither busy nor free, in
+no table, its total in `not_in_dump`.
 
-Percent of busy leaves Free and Not in dump out; percent of total is of
-everything listed.
+Percent of busy leaves Free out; percent of total is of busy plus free.
 """
 
 from __future__ import annotations
@@ -43,18 +42,6 @@ from analysis.values import Address, ByteSize
 
 FREE = "Free"
 NOT_IN_DUMP = "Not in dump"
-UNCOUNTED = (FREE, NOT_IN_DUMP)
-WINDOWS_USAGES = ("Heap", "Image", "Stack", "TEB", "PEB", "Other", "Unknown", FREE)
-LINUX_USAGES = (
-    "Image",
-    "Mapped file",
-    "Stack",
-    "Heap",
-    "GC heap",
-    "Anonymous",
-    NOT_IN_DUMP,
-    FREE,
-)
 KUSER_SHARED_DATA = 0x7FFE0000
 # Highest user-space address + 1 of a Linux process (TASK_SIZE).
 LINUX_USER_TOP = {"x64": 0x7FFF_FFFF_F000, "arm64": 1 << 48, "x86": 0xC000_0000}
@@ -112,7 +99,9 @@ class ProtectRow:
 class AddressSummary:
     """usage: every region by what it is used for; state: commit / reserve /
     free; type (busy regions only): image / mapped / private; protect
-    (committed regions only). Rows sorted by size, largest first.
+    (committed regions only). Rows sorted by size, largest first; total =
+    busy + free. not_in_dump: bytes of Linux file mappings no PT_LOAD holds,
+    left out of every table (regions_by_usage["Not in dump"] lists them).
     regions_by_*: the regions (or pieces of regions) behind each row."""
 
     usage: tuple[UsageRow, ...]
@@ -122,6 +111,7 @@ class AddressSummary:
     busy: ByteSize
     free: ByteSize
     total: ByteSize
+    not_in_dump: ByteSize
     regions_by_usage: Mapping[str, tuple[Region, ...]] = field(repr=False)
     regions_by_state: Mapping[str, tuple[Region, ...]] = field(repr=False)
     regions_by_type: Mapping[str, tuple[Region, ...]] = field(repr=False)
@@ -135,8 +125,10 @@ def summarize(
     teb_peb: Sequence[tuple[str, int]] = (),
 ) -> AddressSummary:
     """heaps: from find_native_heaps (none given: no Heap usage); gc_ranges:
-    (start, end) of the GC heap's segments from the engine; teb_peb: more
-    ("TEB" or "PEB", address) pairs than the walker finds itself (WOW64)."""
+    (start, end) of the GC heap's segments from the engine (the "GC heap"
+    usage, carved from what would be Unknown/Anonymous); teb_peb: more
+    (usage, address) pages to label (Windows), beside the TEBs and PEBs
+    found here."""
     regions = sorted(reader.regions(), key=lambda r: int(r.base))
     if reader.os == "linux":
         regions = _with_linux_free_space(regions, reader.arch)
@@ -234,6 +226,7 @@ def _summary(pieces: Sequence[Piece]) -> AddressSummary:
             free += int(piece.size)
         elif usage != NOT_IN_DUMP:
             busy += int(piece.size)
+    outside = by_usage.pop(NOT_IN_DUMP, [])
     # State, type and protect count whole regions, as the reader gave them.
     originals = list(
         {
@@ -251,16 +244,20 @@ def _summary(pieces: Sequence[Piece]) -> AddressSummary:
             by_type.setdefault(region.type or "none", []).append(region)
         if region.state == "commit":
             by_protect.setdefault(region.protect or "none", []).append(region)
-    total = sum(int(piece.size) for _, piece, _ in pieces)
+    total = busy + free
     return AddressSummary(
-        usage=_table(by_usage, busy, total, UsageRow, UNCOUNTED),
+        usage=_table(by_usage, busy, total, UsageRow, (FREE,)),
         state=_table(by_state, busy, total, StateRow, ("free",)),
         type=_table(by_type, busy, total, TypeRow, ()),
         protect=_table(by_protect, busy, total, ProtectRow, ()),
         busy=ByteSize(busy),
         free=ByteSize(free),
         total=ByteSize(total),
-        regions_by_usage={k: tuple(v) for k, v in by_usage.items()},
+        not_in_dump=ByteSize(sum(int(r.size) for r in outside)),
+        regions_by_usage={
+            **{k: tuple(v) for k, v in by_usage.items()},
+            **({NOT_IN_DUMP: tuple(outside)} if outside else {}),
+        },
         regions_by_state={k: tuple(v) for k, v in by_state.items()},
         regions_by_type={k: tuple(v) for k, v in by_type.items()},
         regions_by_protect={k: tuple(v) for k, v in by_protect.items()},

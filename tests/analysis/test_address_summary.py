@@ -108,7 +108,16 @@ def test_the_default_heap_allocation_counts_as_heap_without_its_memory(tiny):
 def test_the_json_report_skips_the_drill_down_regions(tiny):
     _, summary = tiny
     data = to_jsonable(summary)
-    assert set(data) == {"usage", "state", "type", "protect", "busy", "free", "total"}
+    assert set(data) == {
+        "usage",
+        "state",
+        "type",
+        "protect",
+        "busy",
+        "free",
+        "total",
+        "not_in_dump",
+    }
     assert data["usage"][0]["usage"] == "Free"
     json.dumps(data)
 
@@ -235,6 +244,12 @@ def test_core_dump_busy_total_is_the_pt_load_total():
     ) + sum(int(b.size) for h in heaps for b in h.large_blocks)
     assert usage["Stack"] > 0 and usage["Image"] > 0
     assert sum(r.percent_total for r in summary.usage) == pytest.approx(100.0)
+    busy_rows = [r.percent_busy for r in summary.usage if r.usage != "Free"]
+    assert sum(busy_rows) == pytest.approx(100.0)
+    # createdump leaves most image pages out of a heap dump: those file
+    # mappings are neither busy nor free.
+    assert summary.not_in_dump > 0
+    assert summary.busy + summary.free + summary.not_in_dump == 0x7FFF_FFFF_F000
 
 
 def test_one_region_holding_a_stack_glibc_chunks_and_gc_memory_is_split():
