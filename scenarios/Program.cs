@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Text;
 using System.Text.Json;
 
 namespace DumpScope.Scenarios;
@@ -44,8 +45,14 @@ internal static class Program
         facts["pointer_size"] = IntPtr.Size;
         facts["main_thread"] = ThreadFacts.Current();
 
-        Console.Out.WriteLine("READY " + JsonSerializer.Serialize(facts));
-        Console.Out.Flush();
+        // Straight to the stdout stream, not through Console.Out: its
+        // SyncTextWriter holds a monitor while it writes, and a dump taken the
+        // moment this line arrives could catch that monitor still held.
+        using (Stream stdout = Console.OpenStandardOutput())
+        {
+            stdout.Write(Encoding.UTF8.GetBytes("READY " + JsonSerializer.Serialize(facts) + "\n"));
+            stdout.Flush();
+        }
         Thread.Sleep(Timeout.Infinite);
         return 0;
     }
