@@ -324,11 +324,13 @@ class SegmentSpec:
 @dataclass(frozen=True)
 class LargeBlockSpec:
     """A _HEAP_VIRTUAL_ALLOC_ENTRY at `address`: `commit` bytes committed (header
-    included) inside a `reserve`-byte reservation."""
+    included) inside a `reserve`-byte reservation that starts at `allocation`
+    (Windows 8+ puts the entry a random number of pages into it)."""
 
     address: int
     commit: int
     reserve: int
+    allocation: int
 
 
 @dataclass(frozen=True)
@@ -654,7 +656,7 @@ class MinidumpBuilder:
         reserved: int = 0x100000,
         committed: int = 0x10000,
         extra_segments: Sequence[tuple[int, int, int]] = (),
-        large_blocks: Sequence[Union[tuple[int, int], tuple[int, int, int]]] = (),
+        large_blocks: Sequence[tuple[int, ...]] = (),
         total_free: int = 0,
         lfh: bool = False,
         encoding: int = 0x5A5A_1234,
@@ -663,11 +665,13 @@ class MinidumpBuilder:
         """An NT heap at `address` (its first segment is [address, address+reserved)).
 
         extra_segments: (base, reserved, committed) of further segments.
-        large_blocks: (address, commit[, reserve]) of VirtualAllocdBlocks entries,
-        sizes in bytes with the header included; reserve defaults to commit
-        rounded up to a page. total_free: bytes, a multiple of the granularity
-        (8 on x86, 16 on x64). wow64: a 32-bit heap of a WOW64 process (x86
-        layout, listed in the PEB32)."""
+        large_blocks: (address, commit[, reserve[, allocation]]) of
+        VirtualAllocdBlocks entries, sizes in bytes with the header included;
+        reserve defaults to commit rounded up to a page; allocation (the
+        VirtualAlloc base, at or below address) defaults to address.
+        total_free: bytes, a multiple of the granularity (8 on x86, 16 on
+        x64). wow64: a 32-bit heap of a WOW64 process (x86 layout, listed in
+        the PEB32)."""
         if wow64 and self.arch != "x64":
             raise ValueError("only a 64-bit dump holds a WOW64 process")
         arch = "x86" if wow64 else self.arch
@@ -686,10 +690,13 @@ class MinidumpBuilder:
         blocks = []
         for entry in large_blocks:
             block_address, commit = entry[0], entry[1]
-            reserve = entry[2] if len(entry) == 3 else align_up(commit)  # type: ignore[misc]
-            if block_address % PAGE or commit > reserve:
+            reserve = entry[2] if len(entry) > 2 else align_up(commit)
+            base = entry[3] if len(entry) > 3 else block_address
+            if block_address % PAGE or base % PAGE or commit > reserve:
                 raise ValueError("large blocks are page-aligned and commit <= reserve")
-            blocks.append(LargeBlockSpec(block_address, commit, reserve))
+            if not base <= block_address:
+                raise ValueError("a large block's allocation starts at or below it")
+            blocks.append(LargeBlockSpec(block_address, commit, reserve, base))
         self._nt_heaps.append(
             NtHeapSpec(
                 address,
@@ -815,7 +822,8 @@ class MinidumpBuilder:
             m.ptr(blk.address + va["reserve"], blk.reserve, p)
             # BusyBlock flags: HEAP_ENTRY_BUSY | HEAP_ENTRY_VIRTUAL_ALLOC.
             m.write(blk.address + va["busy"] + 2, b"\x09")
-            m.allocation(blk.address, blk.commit, blk.reserve)
+            lead = blk.address - blk.allocation
+            m.allocation(blk.allocation, lead + blk.commit, lead + blk.reserve)
 
     def _render_peb(self, m: _Image, peb: _PebSpec, arch: str) -> None:
         o = PEB_OFFSETS[arch]

@@ -196,6 +196,33 @@ def test_synthetic_process_usage_by_kind(arch):
     ) == pytest.approx(100)
 
 
+def test_a_large_block_header_inside_its_allocation_still_marks_all_of_it_heap():
+    # Windows 8+ starts a VirtualAlloc'd block's header a random number of
+    # pages into its reservation.
+    p = LAYOUT["x64"]
+    b = MinidumpBuilder("x64").set_peb(p["peb"])
+    b.add_thread(
+        1, teb=p["teb"], stack_base=p["stack"], stack_limit=p["stack"] - 0x3000
+    )
+    blocks = [
+        (
+            p["blocks"] + i * 0x40_0000 + 0x7000,
+            0x20_1000,
+            0x20_1000,
+            p["blocks"] + i * 0x40_0000,
+        )
+        for i in range(3)
+    ]
+    b.add_nt_heap(p["heap"], reserved=MB, large_blocks=blocks)
+    reader = b.reader()
+    heaps = find_native_heaps(reader)
+    assert [int(x.address) for x in heaps[0].large_blocks] == [x[0] for x in blocks]
+    summary = summarize(reader, heaps=heaps)
+    heap_regions = summary.regions_by_usage["Heap"]
+    assert rows(summary.usage, "usage")["Heap"].bytes == MB + 3 * (0x7000 + 0x20_1000)
+    assert {int(r.allocation_base) for r in heap_regions} >= {x[3] for x in blocks}
+
+
 def test_gc_ranges_are_carved_out_of_unknown_memory():
     b = MinidumpBuilder("x64")
     b.add_region(0x0000_0300_0000_0000, 4 * MB)
