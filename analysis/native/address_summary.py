@@ -7,13 +7,14 @@ cut into pieces so that a single region holding, say, a thread stack and the
 mmapped chunks glibc placed right after it is counted as both.
 
 Windows (the FIELD-NOTES recipe): Image = MEM_IMAGE; TEB and PEB = their
-pages; Stack = every region of the allocation that holds a thread's
-stack; Heap = every region of the allocations holding the heaps' segments and
-large blocks; Other = KUSER_SHARED_DATA (0x7ffe0000) and the allocations the
-PEB points at (API set map, read-only shared memory, code page data, GDI
-handle table); the rest of the busy space is Unknown. A WOW64 process dumped
-by a 64-bit writer splits them as WinDbg does: TEB64/TEB32, PEB64/PEB32,
-Stack64/Stack32 (the TEB32's stack), Heap64/Heap32 (the PEB32's heaps).
+pages; Stack = every region of the allocation that holds a thread's stack;
+Heap = every region of the allocations holding the heaps' segments and large
+blocks; Other = KUSER_SHARED_DATA (0x7ffe0000) and the allocations the PEB
+points at (API set map, read-only shared memory, NLS tables, GDI handle table,
+activation contexts); the rest of the busy space is Unknown. A WOW64 process
+dumped by a 64-bit writer splits them as WinDbg does: TEB64/TEB32,
+PEB64/PEB32, Stack64/Stack32 (the TEB32's stack), Heap64/Heap32 (the PEB32's
+heaps).
 
 Linux: Image (files with an executable mapping), Mapped file, Stack (each
 thread's [stack limit, stack base), or the region holding its stack pointer,
@@ -46,10 +47,14 @@ KUSER_SHARED_DATA = 0x7FFE0000
 # Highest user-space address + 1 of a Linux process (TASK_SIZE).
 LINUX_USER_TOP = {"x64": 0x7FFF_FFFF_F000, "arm64": 1 << 48, "x86": 0xC000_0000}
 
-# PEB fields that point at "Other" allocations (FIELD-NOTES PEB table).
+# PEB fields that point at "Other" allocations: ApiSetMap,
+# ReadOnlySharedMemoryBase, AnsiCodePageData, OemCodePageData,
+# UnicodeCaseTableData, GdiSharedHandleTable, ActivationContextData,
+# SystemDefaultActivationContextData (FIELD-NOTES PEB table; published
+# `dt ntdll!_PEB` listings for the rest).
 _PEB_OTHER = {
-    4: (0x38, 0x4C, 0x58, 0x94),
-    8: (0x68, 0x88, 0xA0, 0xF8),
+    4: (0x38, 0x4C, 0x58, 0x5C, 0x60, 0x94, 0x1F8, 0x200),
+    8: (0x68, 0x88, 0xA0, 0xA8, 0xB0, 0xF8, 0x2F8, 0x308),
 }
 _PAGE = 0x1000
 # sizeof(TEB): 0xfe8 (x86), 0x1838 (x64).
