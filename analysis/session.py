@@ -45,7 +45,7 @@ class ManagedUnavailable:
     """Why the managed analyses cannot run on this dump, said for a user."""
 
     reason: str
-    code: Optional[str] = None
+    code: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -241,8 +241,12 @@ class DumpSession:
         return self._cached("address_summary", compute)
 
     # -- managed ----------------------------------------------------------
-    def managed(self, progress: Progress = _no_progress) -> ManagedAnalysis | ManagedUnavailable:
-        return self._cached("managed", lambda: self._run_managed(progress))
+    def managed(
+        self, progress: Progress = _no_progress, cancel: Optional[threading.Event] = None
+    ) -> ManagedAnalysis | ManagedUnavailable:
+        """The engine's results; raises Cancelled (and caches nothing) when
+        `cancel` is set before the engine is done."""
+        return self._cached("managed", lambda: self._run_managed(progress, cancel))
 
     def engine(self) -> Any:
         """The engine with this dump open, for on-demand calls (instances,
@@ -252,13 +256,15 @@ class DumpSession:
             return None
         return self._engine
 
-    def _run_managed(self, progress: Progress) -> ManagedAnalysis | ManagedUnavailable:
-        from analysis.managed.client import EngineClient, EngineError, engine_available
+    def _run_managed(
+        self, progress: Progress, cancel: Optional[threading.Event]
+    ) -> ManagedAnalysis | ManagedUnavailable:
+        from analysis.managed.client import EngineClient, EngineError, ErrorCode, engine_available
 
         if not engine_available():
             return ManagedUnavailable(
                 "the managed engine is not built: run ./dumpscope once to build it",
-                "engine-missing",
+                ErrorCode.ENGINE_UNAVAILABLE,
             )
         engine = EngineClient()
         try:
@@ -269,18 +275,21 @@ class DumpSession:
                 progress=lambda done, total, message: progress(
                     message or "walking the managed heap",
                     0.1 + 0.6 * (done / total if total else 0.0),
-                )
+                ),
+                cancel=cancel,
             )
             progress("reading the GC heap layout", 0.7)
             gc = engine.gc_heap()
             progress("reading the finalizer queue", 0.8)
-            finalizer = engine.finalizer_queue()
+            finalizer = engine.finalizer_queue(cancel=cancel)
             progress("reading threads and monitors", 0.9)
-            threads = engine.threads()
-            monitors = engine.monitors()
+            threads = engine.threads(cancel=cancel)
+            monitors = engine.monitors(cancel=cancel)
         except EngineError as error:
             engine.close()
-            return ManagedUnavailable(str(error), getattr(error, "code", None))
+            if error.code == ErrorCode.CANCELLED:
+                raise Cancelled() from error
+            return ManagedUnavailable(str(error), error.code)
         self._engine = engine
         progress("managed analysis done", 1.0)
         return ManagedAnalysis(runtime, heap, gc, finalizer, monitors, tuple(threads))

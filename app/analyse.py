@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from analysis.session import DumpSession, ManagedUnavailable
+from analysis.session import Cancelled, DumpSession, ManagedUnavailable
+from app.jobs import JobCancelled
 
 STEPS = (
     ("modules", "reading modules"),
@@ -25,9 +26,21 @@ STEPS = (
 def analyse(session: DumpSession, report: Any, cancelled: threading.Event) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for i, (key, label) in enumerate(STEPS):
+        if cancelled.is_set():
+            raise JobCancelled()
         report(label, i / len(STEPS), None)
+        start = i / len(STEPS)
+
+        def engine_progress(message: str, fraction: float) -> None:
+            report(message, start + fraction / len(STEPS), None)
+
         try:
-            value = getattr(session, key)()
+            if key == "managed":
+                value = session.managed(engine_progress, cancelled)
+            else:
+                value = getattr(session, key)()
+        except Cancelled:
+            raise JobCancelled()
         except Exception as error:  # one failing analysis leaves the others
             value = ManagedUnavailable(f"{label} failed: {type(error).__name__}: {error}")
         results[key] = value

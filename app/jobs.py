@@ -19,7 +19,7 @@ Work = Callable[[Report, threading.Event], Any]
 
 
 class JobCancelled(Exception):
-    pass
+    """Raised by work that saw its cancel event set."""
 
 
 class Job(QtCore.QObject):
@@ -53,8 +53,7 @@ class Job(QtCore.QObject):
             self._thread.join(timeout)
 
     def _report(self, step: str, fraction: float, partial: Optional[tuple[str, Any]] = None) -> None:
-        if self.cancel_event.is_set():
-            raise JobCancelled()
+        # Never raises: work checks its cancel event where stopping is safe.
         self.sig_job_progress.emit(step, fraction)
         if partial is not None:
             self.sig_job_partial.emit(partial[0], partial[1])

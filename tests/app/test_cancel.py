@@ -1,0 +1,35 @@
+"""Cancel stops a long analysis where it is safe, keeps what was done, and
+leaves nothing half-cached: the next analysis of the same dump starts clean."""
+
+import threading
+
+from app.analyse import analyse
+from app.jobs import JobCancelled
+from analysis.session import DumpSession, ManagedAnalysis
+from scenarios.dumps import ensure_dump
+
+
+def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes():
+    dump = ensure_dump("big-heap")
+    session = DumpSession(dump.path)
+    cancelled = threading.Event()
+    steps: list[str] = []
+
+    def report(step, fraction, partial):
+        steps.append(step)
+        if step == "walking the managed heap":
+            cancelled.set()  # the user presses Cancel as the heap walk starts
+
+    try:
+        analyse(session, report, cancelled)
+    except JobCancelled:
+        pass
+    else:
+        raise AssertionError("the analysis ran to the end despite Cancel")
+    assert "walking the managed heap" in steps
+    assert session.cached("native_heaps") is not None  # done before Cancel: kept
+    assert session.cached("managed") is None  # cancelled: not cached as a failure
+    results = analyse(session, lambda *a: None, threading.Event())
+    assert isinstance(results["managed"], ManagedAnalysis)
+    assert results["managed"].heap.total_objects >= dump.facts["objects"]
+    session.close()
