@@ -22,6 +22,7 @@ public sealed class DumpSession : IDisposable
     private readonly EngineLimits _limits;
     private HeapStats? _heapStats;
     private (ulong Mt, Instance[] Items)? _instanceCache;
+    private HeapWalker? _walker;
 
     public RuntimeInfo Info { get; }
     public string DumpPath { get; }
@@ -200,7 +201,42 @@ public sealed class DumpSession : IDisposable
     {
         public long Count;
         public ulong Size;
+        public ClrType? Type;
     }
+
+    // Aggregates by method table; consecutive objects often share a type,
+    // so the last tally is kept at hand.
+    private struct StatsVisitor() : IObjectVisitor
+    {
+        public readonly Dictionary<ulong, Tally> Tallies = new();
+        private ulong _lastMt;
+        private Tally? _last;
+
+        public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
+        {
+            if (methodTable != _lastMt || _last is null)
+            {
+                if (!Tallies.TryGetValue(methodTable, out _last))
+                    Tallies[methodTable] = _last = new Tally { Type = type };
+                _lastMt = methodTable;
+            }
+            _last.Count++;
+            _last.Size += size;
+        }
+    }
+
+    private struct InstanceVisitor(ulong methodTable) : IObjectVisitor
+    {
+        public readonly List<Instance> Found = [];
+
+        public void Visit(ulong address, ulong mt, ClrType type, ulong size)
+        {
+            if (mt == methodTable)
+                Found.Add(new Instance(address, size));
+        }
+    }
+
+    private HeapWalker Walker => _walker ??= new HeapWalker(_runtime, _target.DataReader);
 
     public HeapStats HeapStatistics(IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
@@ -208,54 +244,38 @@ public sealed class DumpSession : IDisposable
             return cached;
         ClrHeap heap = RequireHeap();
         var watch = Stopwatch.StartNew();
+        HeapWalker walker = Walker;
 
         // Largest segments first so parallel workers finish together.
         var segments = heap.Segments.OrderByDescending(s => s.ObjectRange.Length).ToArray();
-        ulong totalBytes = (ulong)segments.Sum(s => (decimal)s.ObjectRange.Length);
+        long totalBytes = segments.Sum(s => (long)s.ObjectRange.Length);
         long doneBytes = 0;
         bool parallel = _runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var partials = new ConcurrentBag<Dictionary<ulong, Tally>>();
-        var types = new ConcurrentDictionary<ulong, ClrType>();
 
-        void Walk(ClrSegment segment, Dictionary<ulong, Tally> tally)
+        void Walk(ClrSegment segment, ref StatsVisitor visitor)
         {
-            long seen = 0;
-            foreach (ClrObject obj in segment.EnumerateObjects(carefully: false))
-            {
-                ClrType? type = obj.Type;
-                if (type is null)
-                    continue;
-                ulong mt = type.MethodTable;
-                if (!tally.TryGetValue(mt, out Tally? t))
-                {
-                    tally[mt] = t = new Tally();
-                    types.TryAdd(mt, type);
-                }
-                t.Count++;
-                t.Size += obj.Size;
-                if ((++seen & 0xFFFFF) == 0)
-                    cancel.ThrowIfCancellationRequested();
-            }
+            walker.Walk(segment, ref visitor, cancel);
             long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
-            progress?.Report(new ProgressReport(done, (long)totalBytes, "walking the GC heap"));
+            progress?.Report(new ProgressReport(done, totalBytes, "walking the GC heap"));
         }
 
         if (parallel)
         {
             var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = Environment.ProcessorCount };
-            Parallel.ForEach(segments, options, () => new Dictionary<ulong, Tally>(),
-                (segment, _, local) => { Walk(segment, local); return local; },
-                partials.Add);
+            Parallel.ForEach(segments, options, () => new StatsVisitor(),
+                (segment, _, local) => { Walk(segment, ref local); return local; },
+                local => partials.Add(local.Tallies));
         }
         else
         {
-            var local = new Dictionary<ulong, Tally>();
+            var local = new StatsVisitor();
             foreach (var segment in segments)
             {
                 cancel.ThrowIfCancellationRequested();
-                Walk(segment, local);
+                Walk(segment, ref local);
             }
-            partials.Add(local);
+            partials.Add(local.Tallies);
         }
 
         var merged = new Dictionary<ulong, Tally>();
@@ -264,7 +284,7 @@ public sealed class DumpSession : IDisposable
             foreach (var (mt, t) in part)
             {
                 if (!merged.TryGetValue(mt, out Tally? m))
-                    merged[mt] = m = new Tally();
+                    merged[mt] = m = new Tally { Type = t.Type };
                 m.Count += t.Count;
                 m.Size += t.Size;
             }
@@ -272,7 +292,7 @@ public sealed class DumpSession : IDisposable
 
         // Names are resolved once per method table, never per object.
         var stats = merged
-            .Select(kv => new TypeStat(kv.Key, TypeName(types[kv.Key]), kv.Value.Count, kv.Value.Size))
+            .Select(kv => new TypeStat(kv.Key, TypeName(kv.Value.Type), kv.Value.Count, kv.Value.Size))
             .OrderBy(s => s.Size).ThenBy(s => s.Name, StringComparer.Ordinal)
             .ToImmutableArray();
         var result = new HeapStats(
@@ -710,19 +730,14 @@ public sealed class DumpSession : IDisposable
 
         if (_instanceCache is not { } cache || cache.Mt != methodTable)
         {
-            var found = new List<Instance>();
+            var visitor = new InstanceVisitor(methodTable);
             var segments = heap.Segments;
             for (int i = 0; i < segments.Length; i++)
             {
-                foreach (ClrObject obj in segments[i].EnumerateObjects(carefully: false))
-                {
-                    if (obj.Type?.MethodTable == methodTable)
-                        found.Add(new Instance(obj.Address, obj.Size));
-                }
-                cancel.ThrowIfCancellationRequested();
+                Walker.Walk(segments[i], ref visitor, cancel);
                 progress?.Report(new ProgressReport(i + 1, segments.Length, "looking for instances"));
             }
-            cache = (methodTable, found.ToArray());
+            cache = (methodTable, visitor.Found.ToArray());
             _instanceCache = cache;
         }
 
