@@ -8,8 +8,8 @@ mmapped chunks glibc placed right after it is counted as both.
 
 Windows (the FIELD-NOTES recipe): Image = MEM_IMAGE; TEB and PEB = their
 pages; Stack = every region of the allocation that holds a thread's stack;
-Heap = every region of the allocations holding the heaps' segments and large
-blocks; Other = KUSER_SHARED_DATA (0x7ffe0000) and the allocations the PEB
+Heap = every region of the allocations holding the heaps' segments, large
+blocks and LFH front end; Other = KUSER_SHARED_DATA (0x7ffe0000) and the allocations the PEB
 points at (API set map, read-only shared memory, NLS tables, GDI handle table,
 activation contexts); the rest of the busy space is Unknown. A WOW64 process
 dumped by a 64-bit writer splits them as WinDbg does: TEB64/TEB32,
@@ -37,7 +37,12 @@ from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
 from analysis.native.heaps import NativeHeap
-from analysis.native.nt_heap import peb_address, process_heap_addresses, wow64_peb32
+from analysis.native.nt_heap import (
+    front_end_heap,
+    peb_address,
+    process_heap_addresses,
+    wow64_peb32,
+)
 from analysis.native.teb import is_wow64, read_teb
 from analysis.values import Address, ByteSize
 
@@ -402,12 +407,19 @@ def _classify_windows(
             ranges.add(*extent, label)
 
     heaps32 = set(process_heap_addresses(reader, wow64=True)[0]) if wow64 else set()
-    _heap_ranges(
-        ranges,
-        heaps,
-        allocations,
-        lambda heap: "Heap" + (wow if int(heap.address) in heaps32 else native),
-    )
+
+    def heap_label(heap: NativeHeap) -> str:
+        return "Heap" + (wow if int(heap.address) in heaps32 else native)
+
+    _heap_ranges(ranges, heaps, allocations, heap_label)
+    for heap in heaps:
+        if heap.lfh:
+            lfh = front_end_heap(
+                reader, int(heap.address), wow64=int(heap.address) in heaps32
+            )
+            extent = allocations.of(lfh) if lfh else None
+            if extent:
+                ranges.add(*extent, heap_label(heap))
 
     others = [KUSER_SHARED_DATA]
     for base, size in ((peb, ps), (peb32, 4)):

@@ -500,25 +500,56 @@ class _NtHeapWalk:
         return ByteSize(units * granularity)
 
     def _lfh(self) -> Optional[bool]:
-        """FrontEndHeapType == 2, at the offset of this Windows build; without
-        the build, the one candidate whose FrontEndHeap pointer agrees with it."""
-        candidates = self.layout.front_ends
-        if len(candidates) > 1 and self.os_build:
-            candidates = (
-                candidates[:1]
-                if self.os_build >= WINDOWS_10_FIRST_BUILD
-                else candidates[1:]
+        lfh, _ = _front_end(self.mem, self.address, self.layout, self.os_build)
+        if lfh is None:
+            self.problems.append(
+                "the front-end heap type could not be read unambiguously"
             )
-        verdicts = set()
-        for front_end_heap, front_end_type in candidates:
-            try:
-                pointer = self.mem.ptr(self.address + front_end_heap)
-                kind = self.mem.u8(self.address + front_end_type)
-            except MemoryNotInDump:
-                continue
-            if kind in (0, 1, LFH_FRONT_END) and (kind != 0) == (pointer != 0):
-                verdicts.add(kind == LFH_FRONT_END)
-        if len(verdicts) == 1:
-            return verdicts.pop()
-        self.problems.append("the front-end heap type could not be read unambiguously")
-        return None
+        return lfh
+
+
+def _front_end(
+    mem: _Memory, address: int, layout: _HeapLayout, os_build: Optional[int]
+) -> tuple[Optional[bool], int]:
+    """(LFH on, FrontEndHeap): FrontEndHeapType == 2 at the offset of this
+    Windows build; without the build, the candidates whose FrontEndHeap
+    pointer agrees with their type must agree. (None, 0) when they do not."""
+    candidates = layout.front_ends
+    if len(candidates) > 1 and os_build:
+        candidates = (
+            candidates[:1] if os_build >= WINDOWS_10_FIRST_BUILD else candidates[1:]
+        )
+    found = set()
+    for front_end_heap, front_end_type in candidates:
+        try:
+            pointer = mem.ptr(address + front_end_heap)
+            kind = mem.u8(address + front_end_type)
+        except MemoryNotInDump:
+            continue
+        if kind in (0, 1, LFH_FRONT_END) and (kind != 0) == (pointer != 0):
+            found.add((kind == LFH_FRONT_END, pointer))
+    verdicts = {lfh for lfh, _ in found}
+    if len(verdicts) != 1:
+        return None, 0
+    lfh = verdicts.pop()
+    pointers = {pointer for on, pointer in found if on}
+    return lfh, pointers.pop() if lfh and len(pointers) == 1 else 0
+
+
+def front_end_heap(reader: MemoryReader, address: int, *, wow64: bool = False) -> int:
+    """The _LFH_HEAP of the NT heap at `address` when its low-fragmentation
+    front end is on (Windows 8+ gives it its own allocation, which belongs to
+    the heap's memory); 0 when off or unreadable. wow64: a PEB32 heap."""
+    bits = _X86 if wow64 else _bitness(reader)
+    mem = _Memory(reader, bits)
+    try:
+        if mem.u32(address + bits.segment_signature) != SEGMENT_SIGNATURE:
+            return 0
+    except MemoryNotInDump:
+        return 0
+    layout = _find_layout(mem, address)
+    if layout is None:
+        return 0
+    peb = wow64_peb32(reader) if wow64 else peb_address(reader)
+    _, pointer = _front_end(mem, address, layout, _os_build(mem, peb))
+    return pointer

@@ -343,6 +343,7 @@ class NtHeapSpec:
     total_free: int
     lfh: bool
     encoding: int
+    lfh_address: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -661,6 +662,7 @@ class MinidumpBuilder:
         lfh: bool = False,
         encoding: int = 0x5A5A_1234,
         wow64: bool = False,
+        lfh_address: Optional[int] = None,
     ) -> MinidumpBuilder:
         """An NT heap at `address` (its first segment is [address, address+reserved)).
 
@@ -671,7 +673,9 @@ class MinidumpBuilder:
         VirtualAlloc base, at or below address) defaults to address.
         total_free: bytes, a multiple of the granularity (8 on x86, 16 on
         x64). wow64: a 32-bit heap of a WOW64 process (x86 layout, listed in
-        the PEB32)."""
+        the PEB32). lfh: the low-fragmentation front end is on; its _LFH_HEAP
+        is at lfh_address in an allocation of its own (64 KB reserved, 16 KB
+        committed), or, without lfh_address, inside the heap's first segment."""
         if wow64 and self.arch != "x64":
             raise ValueError("only a 64-bit dump holds a WOW64 process")
         arch = "x86" if wow64 else self.arch
@@ -707,6 +711,7 @@ class MinidumpBuilder:
                 total_free,
                 lfh,
                 encoding,
+                lfh_address,
             )
         )
         return self
@@ -793,8 +798,12 @@ class MinidumpBuilder:
         m.u32(a + ho["signature"], HEAP_SIGNATURE)
         m.ptr(a + ho["total_free"], heap.total_free // (2 * p), p)
         if heap.lfh:
-            # The _LFH_HEAP lives in its own allocation; only its address matters here.
-            m.ptr(a + ho["front_end_heap"], a + heap.segments[0].committed - PAGE, p)
+            front_end = heap.lfh_address
+            if front_end is None:
+                front_end = a + heap.segments[0].committed - PAGE
+            else:
+                m.allocation(front_end, 0x4000, 0x10000)
+            m.ptr(a + ho["front_end_heap"], front_end, p)
             m.write(a + ho["front_end_type"], b"\x02")
 
         # SegmentList: the heap's list head, then each segment's SegmentListEntry.

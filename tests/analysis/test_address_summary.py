@@ -133,6 +133,7 @@ LAYOUT = {
         blocks=0x0000_01F1_0000_0000,
         image=0x7FF7_0000_0000,
         api_set=0x0000_0200_0000_0000,
+        lfh=0x0000_01F0_1000_0000,
         top=0x7FFF_FFFF_0000,
         teb_size=0x2000,
     ),
@@ -144,6 +145,7 @@ LAYOUT = {
         blocks=0x1000_0000,
         image=0x0100_0000,
         api_set=0x0070_0000,
+        lfh=0x0080_0000,
         top=0x7FFF_0000,
         teb_size=0x1000,
     ),
@@ -168,6 +170,8 @@ def test_synthetic_process_usage_by_kind(arch):
         p["heap"],
         reserved=MB,
         committed=0x10000,
+        lfh=True,
+        lfh_address=p["lfh"],
         large_blocks=[
             (p["blocks"] + i * 0x30_0000, 2 * MB + 0x1000, 0x21_0000) for i in range(6)
         ],
@@ -181,7 +185,8 @@ def test_synthetic_process_usage_by_kind(arch):
     summary = summarize(reader, heaps=find_native_heaps(reader))
     usage = {k: int(r.bytes) for k, r in rows(summary.usage, "usage").items()}
 
-    assert usage["Heap"] == MB + 6 * 0x21_0000
+    # The heap's segment, its large blocks and its LFH front end's allocation.
+    assert usage["Heap"] == MB + 6 * 0x21_0000 + 0x10000
     assert usage["Stack"] == 2 * MB
     assert usage["TEB"] == 2 * p["teb_size"]
     assert usage["PEB"] == 0x1000
