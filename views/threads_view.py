@@ -28,13 +28,17 @@ def role(thread: Any) -> str:
     return ", ".join(roles)
 
 
-def waits_text(thread: Any) -> str:
+def waits_text(thread: Any, names: Optional[dict[int, str]] = None) -> str:
     if thread.in_com_call:
         return "COM call into another apartment"
     waits = thread.waits_for
     if waits is None:
         return ""
-    owner = f" held by {waits.owner_os_id} (0x{waits.owner_os_id:x})" if waits.owner_os_id else ""
+    owner = ""
+    if waits.owner_os_id:
+        name = (names or {}).get(waits.owner_os_id)
+        who = f"'{name}' " if name else ""
+        owner = f" held by {who}{waits.owner_os_id} (0x{waits.owner_os_id:x})"
     return f"monitor on {waits.type or '?'}{owner}"
 
 
@@ -54,7 +58,6 @@ THREAD_COLUMNS = [
     Column("Locks", lambda t: t.lock_count, "int"),
     Column("TEB", lambda t: t.teb, "address"),
     Column("Exception", lambda t: t.exception),
-    Column("Waits for", waits_text),
 ]
 
 
@@ -89,7 +92,9 @@ class ThreadsView(ResultView):
             f"<span style='background:{INFO}'>&nbsp;waits for a monitor&nbsp;</span>",
             self,
         )
-        self.threads = FilterTable(THREAD_COLUMNS, thread_style, "Filter threads", self)
+        self._names: dict[int, str] = {}
+        columns = THREAD_COLUMNS + [Column("Waits for", lambda t: waits_text(t, self._names))]
+        self.threads = FilterTable(columns, thread_style, "Filter threads", self)
         self.managed_stack = QtWidgets.QListWidget(self)
         self.native_stack = QtWidgets.QListWidget(self)
         mono = self.native_stack.font()
@@ -109,6 +114,7 @@ class ThreadsView(ResultView):
         self.threads.sig_record_selected.connect(self._show_stacks)
 
     def set_threads(self, threads: Any) -> None:
+        self._names = {t.os_id: t.name for t in threads if t.name}
         self.threads.set_records(threads)
         self.threads.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         # Open on the thread the story is about: a blocked finalizer if any.

@@ -38,7 +38,10 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     brush = table.proxy.data(table.proxy.index(row, 0), Qt.ItemDataRole.BackgroundRole)
     assert brush.color().name() == CRITICAL
     assert "LockHolder" not in (thread.name or "")
-    assert table.text_at(row, 9).startswith("monitor on DumpScope.Scenarios.FinalizerLock held by ")
+    holder = facts["lock_holder"]["os_thread_id"]
+    assert table.text_at(row, 9) == (
+        f"monitor on DumpScope.Scenarios.FinalizerLock held by 'LockHolder' {holder} (0x{holder:x})"
+    )
     frames = [window.threads.managed_stack.item(i).text() for i in range(window.threads.managed_stack.count())]
     assert any("BlockingFinalizable.Finalize" in f for f in frames), frames
 

@@ -148,7 +148,7 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
     assert view.select_key(102)
     assert view.managed_stack.item(0).text() == "DumpScope.Scenarios.BlockingFinalizable.Finalize()"
     finalizer_row = [r for r in range(3) if view.threads.record_at(r).os_id == 102][0]
-    assert view.threads.text_at(finalizer_row, 9) == "monitor on System.Object held by 103 (0x67)"
+    assert view.threads.text_at(finalizer_row, 9) == "monitor on System.Object held by 'LockHolder' 103 (0x67)"
 
 
 def test_native_heaps_view_drills_down_to_large_blocks(qtbot):
