@@ -19,6 +19,7 @@ import queue
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
@@ -168,9 +169,15 @@ class EngineClient:
         self,
         engine_dll: Optional[Path] = None,
         dotnet: Optional[str] = None,
+        cancel_grace: float = 5.0,
     ) -> None:
+        """engine_dll and dotnet default to the built engine and the dotnet
+        host found on this machine; cancel_grace is how long a cancelled call
+        may take to stop before the engine is killed (and restarted on the
+        next call)."""
         self._engine_dll = Path(engine_dll) if engine_dll else ENGINE_DLL
         self._dotnet = dotnet
+        self._cancel_grace = cancel_grace
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._process: Optional[_EngineProcess] = None
@@ -266,10 +273,10 @@ class EngineClient:
             )
         except OSError as e:
             raise self._died(process, method) from e
-        cancel_sent = False
+        cancel_sent: Optional[float] = None
         while True:
-            if cancel is not None and cancel.is_set() and not cancel_sent:
-                cancel_sent = True
+            if cancel is not None and cancel.is_set() and cancel_sent is None:
+                cancel_sent = time.monotonic()
                 try:
                     process.send(
                         {
@@ -283,6 +290,19 @@ class EngineClient:
             try:
                 message = process.messages.get(timeout=0.1)
             except queue.Empty:
+                if (
+                    cancel_sent is not None
+                    and time.monotonic() - cancel_sent > self._cancel_grace
+                ):
+                    # Stuck (a DAC call does not see cancellation): a
+                    # cancelled call must end, so the engine goes.
+                    process.proc.kill()
+                    self._died(process, method)
+                    raise EngineError(
+                        f"{method} was cancelled; the engine did not stop within "
+                        f"{self._cancel_grace:g} s and was restarted.",
+                        ErrorCode.CANCELLED,
+                    )
                 continue
             if message is None:
                 raise self._died(process, method)

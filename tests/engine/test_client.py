@@ -4,7 +4,9 @@ engine that comes back, cancellation, progress, paging and object detail."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,50 @@ def test_mini_dump_without_heap_memory_still_shows_threads(
         client.heap_stats()
     assert e.value.code == ErrorCode.NO_HEAP_MEMORY
     assert any(t.os_id == idle.pid for t in client.threads())
+
+
+STUCK_ENGINE = """
+import json, sys
+for line in sys.stdin:
+    request = json.loads(line)
+    if request.get("method") == "version":
+        result = {"protocol_version": PROTOCOL}
+    elif request.get("method") == "open":
+        result = {"flavor": "Core"}
+    else:
+        continue  # never answers anything else, not even a cancel
+    print(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}), flush=True)
+"""
+
+
+def misbehaving_engine(tmp_path: Path, protocol: int) -> EngineClient:
+    """A stand-in process that speaks just enough of the protocol to reach
+    the client paths a real engine only takes when stuck or outdated."""
+    script = tmp_path / "engine.py"
+    script.write_text(STUCK_ENGINE.replace("PROTOCOL", str(protocol)))
+    return EngineClient(engine_dll=script, dotnet=sys.executable, cancel_grace=0.5)
+
+
+def test_a_cancelled_call_ends_even_when_the_engine_hangs(tmp_path: Path) -> None:
+    client = misbehaving_engine(tmp_path, protocol=1)
+    try:
+        assert client.open("/tmp/any.core").flavor == "Core"
+        cancel = threading.Event()
+        threading.Timer(0.2, cancel.set).start()
+        started = time.monotonic()
+        with pytest.raises(EngineError) as e:
+            client.heap_stats(cancel=cancel)
+        assert e.value.code == ErrorCode.CANCELLED
+        assert "restarted" in e.value.message
+        assert time.monotonic() - started < 5
+        assert client._process is None
+    finally:
+        client.close()
+
+
+def test_an_engine_of_another_protocol_version_is_refused(tmp_path: Path) -> None:
+    client = misbehaving_engine(tmp_path, protocol=99)
+    with pytest.raises(EngineError) as e:
+        client.open("/tmp/any.core")
+    assert e.value.code == ErrorCode.PROTOCOL_MISMATCH
+    assert "engine/build.sh" in e.value.message
