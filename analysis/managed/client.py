@@ -118,9 +118,10 @@ class _EngineProcess:
         threading.Thread(
             target=self._read_stdout, args=(self.proc.stdout,), daemon=True
         ).start()
-        threading.Thread(
+        self._stderr_reader = threading.Thread(
             target=self._read_stderr, args=(self.proc.stderr,), daemon=True
-        ).start()
+        )
+        self._stderr_reader.start()
 
     def _read_stdout(self, stream: IO[bytes]) -> None:
         for line in stream:
@@ -136,6 +137,11 @@ class _EngineProcess:
     def _read_stderr(self, stream: IO[bytes]) -> None:
         for line in stream:
             self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+
+    def last_words(self) -> str:
+        """The end of what a stopped engine wrote to stderr."""
+        self._stderr_reader.join(timeout=1)
+        return " | ".join(list(self.stderr_tail)[-5:])
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -206,7 +212,14 @@ class EngineClient:
                 f"The engine could not start ({e}).", ErrorCode.ENGINE_UNAVAILABLE
             ) from e
         self._process = process
-        version = self._exchange(process, "version", {}, None, None)
+        try:
+            version = self._exchange(process, "version", {}, None, None)
+        except EngineError as e:
+            # Dying before its first answer: a missing .NET runtime, a broken
+            # build; not something a restart fixes.
+            raise EngineError(
+                f"The engine could not start: {e.message}", ErrorCode.ENGINE_UNAVAILABLE
+            ) from e
         if version.get("protocol_version") != PROTOCOL_VERSION:
             process.stop()
             self._process = None
@@ -330,7 +343,7 @@ class EngineClient:
             process.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             process.proc.kill()
-        tail = " | ".join(list(process.stderr_tail)[-5:])
+        tail = process.last_words()
         self._process = None
         return EngineError(
             f"The engine stopped during {method} (exit code {process.proc.returncode})"

@@ -339,3 +339,17 @@ def test_an_engine_of_another_protocol_version_is_refused(tmp_path: Path) -> Non
         client.open("/tmp/any.core")
     assert e.value.code == ErrorCode.PROTOCOL_MISMATCH
     assert "engine/build.sh" in e.value.message
+
+
+def test_an_engine_that_dies_at_start_is_reported_unavailable(tmp_path: Path) -> None:
+    script = tmp_path / "engine.py"
+    script.write_text(
+        "import sys\n"
+        "print('You must install .NET to run this application.', file=sys.stderr)\n"
+        "sys.exit(150)\n"
+    )
+    client = EngineClient(engine_dll=script, dotnet=sys.executable)
+    with pytest.raises(EngineError) as e:
+        client.open("/tmp/any.core")
+    assert e.value.code == ErrorCode.ENGINE_UNAVAILABLE
+    assert "You must install .NET" in e.value.message
