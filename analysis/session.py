@@ -294,6 +294,37 @@ class DumpSession:
         progress("managed analysis done", 1.0)
         return ManagedAnalysis(runtime, heap, gc, finalizer, monitors, tuple(threads))
 
+    # -- on demand: drill-down from a type to its objects and their roots --
+    def _engine_or_raise(self) -> Any:
+        engine = self.engine()
+        if engine is None:
+            managed = self.managed()
+            reason = managed.reason if isinstance(managed, ManagedUnavailable) else "no engine"
+            raise LookupError(f"the managed heap is not available: {reason}")
+        return engine
+
+    def instances(
+        self, method_table: int, offset: int = 0, limit: int = 200, sort: str = "size"
+    ) -> Any:
+        """A page of the objects of one type, largest first (or by address)."""
+        return self._engine_or_raise().instances(method_table, offset, limit, sort)
+
+    def object_detail(self, address: int) -> Any:
+        return self._engine_or_raise().object(address)
+
+    def root_paths(
+        self, address: int, cancel: Optional[threading.Event] = None, max_paths: int = 10
+    ) -> Any:
+        """Paths from GC roots to the object (`gcroot`); raises Cancelled."""
+        from analysis.managed.client import EngineError, ErrorCode
+
+        try:
+            return self._engine_or_raise().root_paths(address, cancel=cancel, max_paths=max_paths)
+        except EngineError as error:
+            if error.code == ErrorCode.CANCELLED:
+                raise Cancelled() from error
+            raise
+
     # -- merged -----------------------------------------------------------
     def threads(self) -> tuple[ThreadView, ...]:
         def compute() -> tuple[ThreadView, ...]:

@@ -12,6 +12,8 @@ import traceback
 from typing import Any, Callable, Optional
 
 from qtpy import QtCore
+
+from analysis.session import Cancelled
 from qtpy.QtCore import Signal
 
 Report = Callable[[str, float, Optional[tuple[str, Any]]], None]
@@ -61,7 +63,7 @@ class Job(QtCore.QObject):
     def _run(self) -> None:
         try:
             result = self._work(self._report, self.cancel_event)
-        except JobCancelled:
+        except (JobCancelled, Cancelled):
             self.sig_job_cancelled.emit()
         except Exception as error:  # the GUI shows it; it never takes the window down
             traceback.print_exc()

@@ -59,6 +59,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.tabs.addTab(view, view.title)
         self.setCentralWidget(self.tabs)
         self.findings.sig_evidence_activated.connect(self.show_evidence)
+        self.types.sig_type_selected.connect(self._fetch_instances)
+        self.types.sig_instance_selected.connect(self._fetch_object)
+        self.side_jobs: set[Job] = set()
+        self._roots_job: Optional[Job] = None
 
         self.progress = QtWidgets.QProgressBar(self)
         self.progress.setMaximumWidth(240)
@@ -190,6 +194,42 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_busy(False)
         self.statusBar().showMessage("Analysis cancelled: the tabs show what was done")
 
+    # -- drill-down jobs (they never cancel the main analysis) -------------
+    def start_side_job(self, job: Job) -> Job:
+        self.side_jobs.add(job)
+        for signal in (job.sig_job_finished, job.sig_job_failed, job.sig_job_cancelled):
+            signal.connect(lambda *_a, j=job: self.side_jobs.discard(j))
+        job.start()
+        return job
+
+    def _fetch_instances(self, type_stat: Any) -> None:
+        session = self.session
+        if session is None or type_stat.method_table is None:
+            return
+        job = Job(
+            "instances",
+            lambda _r, _c: session.instances(int(type_stat.method_table)),
+            self,
+        )
+        job.sig_job_finished.connect(lambda page: self.types.set_instances(type_stat, page))
+        job.sig_job_failed.connect(lambda message: self.types.show_drill_error(None, message))
+        self.start_side_job(job)
+
+    def _fetch_object(self, address: int) -> None:
+        session = self.session
+        if session is None:
+            return
+        detail = Job("object", lambda _r, _c: session.object_detail(address), self)
+        detail.sig_job_finished.connect(lambda d: self.types.set_object(address, d))
+        detail.sig_job_failed.connect(lambda message: self.types.show_drill_error(address, message))
+        self.start_side_job(detail)
+        if self._roots_job is not None:
+            self._roots_job.cancel()
+        roots = Job("roots", lambda _r, cancel: session.root_paths(address, cancel), self)
+        roots.sig_job_finished.connect(lambda r: self.types.set_roots(address, r))
+        roots.sig_job_failed.connect(lambda message: self.types.show_drill_error(address, message))
+        self._roots_job = self.start_side_job(roots)
+
     # -- results into views -------------------------------------------------
     def show_result(self, key: str, value: Any) -> None:
         failed = isinstance(value, ManagedUnavailable)
@@ -263,8 +303,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.cancel()
-        if self.job is not None:
-            self.job.wait(2.0)
+        for job in list(self.side_jobs):
+            job.cancel()
+        for job in [self.job, *self.side_jobs]:
+            if job is not None:
+                job.wait(2.0)
         if self.session is not None:
             self.session.close()
         super().closeEvent(event)

@@ -1,4 +1,6 @@
-"""Managed types by count and size (`dumpheap -stat`)."""
+"""Managed types by count and size (`dumpheap -stat`), and the drill-down a
+MAT or SOS user expects: a type's objects (`dumpheap -mt`), one object's
+fields (`dumpobj`) and the paths that keep it alive (`gcroot`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from typing import Any, Optional
 
 import pyqtgraph as pg
 from qtpy import QtWidgets
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 
 from analysis.values import human_size
 from views.base import ResultView, chart_unit, short_type_name
@@ -19,11 +21,46 @@ TYPE_COLUMNS = [
     Column("Bytes", lambda t: t.size, "int"),
     Column("Class Name", lambda t: t.name),
 ]
+INSTANCE_COLUMNS = [
+    Column("Address", lambda i: i.address, "address"),
+    Column("Size", lambda i: i.size, "int"),
+]
+FIELD_COLUMNS = [
+    Column("Field", lambda f: f.name),
+    Column("Type", lambda f: f.reference_type or f.type),
+    Column("Value", lambda f: field_value(f)),
+]
 TOP_TYPES_IN_CHART = 10
 
 
+def field_value(field: Any) -> str:
+    if field.kind == "reference":
+        if not field.address:
+            return "null"
+        text = f"0x{int(field.address):x}"
+        return f'{text} "{field.value}"' if field.value is not None else text
+    if field.kind == "struct" and field.address:
+        return f"struct at 0x{int(field.address):x}"
+    return "" if field.value is None else str(field.value)
+
+
+def root_path_text(path: Any) -> str:
+    root = path.root_kind or "root"
+    if path.thread_os_id:
+        root += f" on thread {path.thread_os_id}"
+    if path.is_pinned:
+        root += " (pinned)"
+    links = [f"{short_type_name(link.type or '?')}@0x{int(link.address or 0):x}" for link in path.chain]
+    return " → ".join([root] + links)
+
+
 class HeapStatsView(ResultView):
+    """sig_type_selected(type stat) and sig_instance_selected(address) ask
+    the window to fetch a type's objects, or an object's fields and roots."""
+
     title = "Managed types"
+    sig_type_selected = Signal(object)
+    sig_instance_selected = Signal(object)  # an address: Signal(int) would cut it to 32 bits
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -33,12 +70,43 @@ class HeapStatsView(ResultView):
         self.chart.setBackground("w")
         self.chart.getPlotItem().hideAxis("left")
         self.chart.setMouseEnabled(x=False, y=False)
-        split = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
-        split.addWidget(self.types)
-        split.addWidget(self.chart)
-        split.setSizes([700, 300])
+
+        self.instances_label = QtWidgets.QLabel("Select a type to list its objects, largest first.", self)
+        self.instances_label.setWordWrap(True)
+        self.instances = FilterTable(INSTANCE_COLUMNS, placeholder="Filter addresses", parent=self)
+        self.object_label = QtWidgets.QLabel("Select an object to see its fields and roots.", self)
+        self.object_label.setWordWrap(True)
+        self.fields = FilterTable(FIELD_COLUMNS, placeholder="Filter fields", parent=self)
+        self.roots = QtWidgets.QListWidget(self)
+        self.roots_label = QtWidgets.QLabel("Roots (gcroot)", self)
+
+        top = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
+        top.addWidget(self.types)
+        top.addWidget(self.chart)
+        top.setSizes([700, 300])
+        bottom = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
+        bottom.addWidget(self._column(self.instances_label, self.instances))
+        bottom.addWidget(self._column(self.object_label, self.fields))
+        bottom.addWidget(self._column(self.roots_label, self.roots))
+        bottom.setSizes([250, 450, 500])
+        split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(top)
+        split.addWidget(bottom)
+        split.setSizes([450, 250])
         self.body.addWidget(self.totals)
         self.body.addWidget(split, 1)
+        self._current_type: Any = None
+        self._current_address: Optional[int] = None
+        self.types.sig_record_selected.connect(self._on_type)
+        self.instances.sig_record_selected.connect(self._on_instance)
+
+    def _column(self, label: QtWidgets.QWidget, body: QtWidgets.QWidget) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget(self)
+        layout = QtWidgets.QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(label)
+        layout.addWidget(body, 1)
+        return box
 
     def set_heap(self, heap: Any) -> None:
         self.totals.setText(
@@ -60,6 +128,64 @@ class HeapStatsView(ResultView):
             self.chart.addItem(label)
         self.chart.setXRange(0, max(widths, default=1.0) * 1.6, padding=0)
         self.chart.setYRange(-0.6, max(len(top), 1) - 0.4, padding=0)
+
+    # -- drill-down ---------------------------------------------------------
+    def _on_type(self, type_stat: Any) -> None:
+        if type_stat is None or type_stat is self._current_type:
+            return
+        self._current_type = type_stat
+        self.instances.set_records(())
+        self.instances_label.setText(f"Loading the objects of {type_stat.name}…")
+        self.sig_type_selected.emit(type_stat)
+
+    def set_instances(self, type_stat: Any, page: Any) -> None:
+        """A page of objects arrived; ignored if the user moved on."""
+        if type_stat is not self._current_type:
+            return
+        shown = len(page.items)
+        self.instances_label.setText(
+            f"<b>{type_stat.name}</b>: {int(page.total or 0):,} objects"
+            + (f", the {shown:,} largest shown" if shown < int(page.total or 0) else "")
+        )
+        self.instances.set_records(page.items, sort_column=1)
+
+    def _on_instance(self, instance: Any) -> None:
+        if instance is None or instance.address is None:
+            return
+        self._current_address = int(instance.address)
+        self.fields.set_records(())
+        self.roots.clear()
+        self.object_label.setText(f"Loading 0x{self._current_address:x}…")
+        self.roots_label.setText("Roots (gcroot): searching…")
+        self.sig_instance_selected.emit(self._current_address)
+
+    def set_object(self, address: int, detail: Any) -> None:
+        if address != self._current_address:
+            return
+        text = f"<b>0x{address:x}</b> {detail.type} ({int(detail.size or 0):,} bytes, {detail.generation})"
+        if detail.string_value is not None:
+            text += f'<br>"{detail.string_value[:200]}"'
+        if detail.is_array:
+            text += f"<br>{int(detail.length or 0):,} elements"
+        self.object_label.setText(text)
+        self.fields.set_records(detail.fields + detail.elements)
+
+    def set_roots(self, address: int, roots: Any) -> None:
+        if address != self._current_address:
+            return
+        paths = list(roots.paths)
+        self.roots_label.setText(
+            f"Roots (gcroot): {len(paths)} path(s)" + (" (more not shown)" if roots.truncated else "")
+            if paths
+            else "Roots (gcroot): no root keeps this object alive (it is garbage, or only f-reachable)"
+        )
+        self.roots.addItems([root_path_text(p) for p in paths])
+
+    def show_drill_error(self, address: Optional[int], message: str) -> None:
+        if address is None:
+            self.instances_label.setText(f"Objects could not be listed: {message}")
+        elif address == self._current_address:
+            self.roots_label.setText(f"Roots (gcroot): {message}")
 
     def select_key(self, key: Any) -> bool:
         return self.types.select_where(lambda t: t.name == key)

@@ -71,3 +71,27 @@ def test_unreadable_file_is_refused_with_a_message_and_the_window_stays(window, 
     window.open_dump(str(bad))
     assert shown and "bad.dmp" in shown[0]
     assert window.session is None
+
+
+def test_drill_down_from_a_type_to_an_object_and_what_keeps_it(window, qtbot):
+    dump = ensure_dump("blocked-finalizer")
+    facts = dump.facts
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    types = window.types
+    types.types.filter.setText(facts["buffer_type"])
+    types.types.select_where(lambda t: t.name == facts["buffer_type"])
+    qtbot.waitUntil(lambda: types.instances.row_count() > 0, timeout=60_000)
+    assert f"{facts['buffer_count']:,} objects" in types.instances_label.text()
+    assert types.instances.row_count() == facts["buffer_count"]
+
+    types.instances.select_where(lambda i: True)
+    qtbot.waitUntil(lambda: types.fields.row_count() > 0, timeout=60_000)
+    assert facts["buffer_type"] in types.object_label.text()
+    memory = next(types.fields.record_at(r) for r in range(types.fields.row_count())
+                  if types.fields.record_at(r).name == "_memory")
+    assert memory.value in facts["buffer_addresses"]  # the 2 MB native buffer it owns
+    # Nothing but the finalizer queue keeps it: it waits for its finalizer.
+    qtbot.waitUntil(lambda: "searching" not in types.roots_label.text(), timeout=120_000)
+    assert types.roots_label.text() == "Roots (gcroot): 1 path(s)"
+    assert types.roots.item(0).text().startswith("finalizer_queue → UnmanagedBuffer@0x")
