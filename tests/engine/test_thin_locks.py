@@ -1,0 +1,94 @@
+"""Thin locks (uncontended monitors kept in the object header) are found with
+their owners, as SOS `dumpheap -thinlock` finds them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from analysis.managed.client import EngineClient, engine_available, find_dotnet
+from scenarios.dumps import ensure_dump
+from scenarios.sos import run_sos
+
+PROGRAM = Path(__file__).resolve().parent / "programs" / "thin_lock"
+
+pytestmark = pytest.mark.skipif(
+    not engine_available(), reason="engine not built: run engine/build.sh"
+)
+
+# "    7f3b1580a2c8     559d33871120             0x2e07              0"
+_THINLOCK_ROW = re.compile(
+    r"^\s*([0-9a-f]{8,16})\s+([0-9a-f]{8,16})\s+0x([0-9a-f]+)\s+(\d+)\s*$", re.M
+)
+
+
+@pytest.fixture(scope="module")
+def thin_lock_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built outside the repository, so no build output lands in the tree.
+    work = tmp_path_factory.mktemp("thin-lock")
+    shutil.copytree(PROGRAM, work / "src")
+    dotnet = find_dotnet() or "dotnet"
+    subprocess.run(
+        [
+            dotnet,
+            "build",
+            str(work / "src"),
+            "-c",
+            "Release",
+            "-o",
+            str(work / "out"),
+            "--nologo",
+            "-v",
+            "quiet",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    createdump = ensure_dump("healthy", "net10").runtime_dir / "createdump"
+    program = subprocess.Popen(
+        [dotnet, str(work / "out" / "ThinLock.dll")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert program.stdin is not None and program.stdout is not None
+    dump = work / "thin-lock.core"
+    try:
+        assert program.stdout.readline().strip() == b"READY"
+        made = subprocess.run(
+            [str(createdump), "--withheap", "-f", str(dump), str(program.pid)],
+            capture_output=True,
+        )
+        assert made.returncode == 0, made.stderr
+    finally:
+        program.stdin.close()
+        program.wait(10)
+    return dump
+
+
+def test_thin_locks_and_their_owners_equal_sos(thin_lock_dump: Path) -> None:
+    sos = run_sos(thin_lock_dump, "dumpheap -thinlock")
+    expected = {
+        (int(obj, 16), int(thread, 16), int(os_id, 16), int(recursion))
+        for obj, thread, os_id, recursion in _THINLOCK_ROW.findall(sos)
+    }
+    with EngineClient() as client:
+        client.open(str(thin_lock_dump))
+        monitors = client.monitors()
+        threads = {t.os_id: t for t in client.threads()}
+    ours = {
+        (m.object, m.owner_thread_address, m.owner_os_id, m.recursion)
+        for m in monitors
+        if m.source == "thinlock"
+    }
+    assert len(expected) == 2
+    assert ours == expected
+    (held,) = [
+        m for m in monitors if m.type == "System.Collections.Generic.List<System.Int32>"
+    ]
+    assert threads[held.owner_os_id].name == "ThinHolder"
+    assert held.is_held and held.sync_block_index is None
