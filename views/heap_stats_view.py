@@ -44,10 +44,23 @@ def field_value(field: Any) -> str:
     return "" if field.value is None else str(field.value)
 
 
+ROOT_NAMES = {
+    "stack": "stack",
+    "strong_handle": "strong handle",
+    "pinned_handle": "pinned handle",
+    "async_pinned_handle": "async pinned handle",
+    "ref_counted_handle": "ref-counted handle",
+    "sized_ref_handle": "sized-ref handle",
+    "static": "static field",
+    "thread_static": "thread-static field",
+    "finalizer_queue": "f-reachable queue (waits for its finalizer)",
+}
+
+
 def root_path_text(path: Any) -> str:
-    root = path.root_kind or "root"
+    root = ROOT_NAMES.get(path.root_kind or "", path.root_kind or "root")
     if path.thread_os_id:
-        root += f" on thread {path.thread_os_id}"
+        root += f" of thread {path.thread_os_id}"
     if path.is_pinned:
         root += " (pinned)"
     links = [f"{short_type_name(link.type or '?')}@0x{int(link.address or 0):x}" for link in path.chain]

@@ -94,4 +94,4 @@ def test_drill_down_from_a_type_to_an_object_and_what_keeps_it(window, qtbot):
     # Nothing but the finalizer queue keeps it: it waits for its finalizer.
     qtbot.waitUntil(lambda: "searching" not in types.roots_label.text(), timeout=120_000)
     assert types.roots_label.text() == "Roots (gcroot): 1 path(s)"
-    assert types.roots.item(0).text().startswith("finalizer_queue → UnmanagedBuffer@0x")
+    assert types.roots.item(0).text().startswith("f-reachable queue (waits for its finalizer) → UnmanagedBuffer@0x")
