@@ -33,6 +33,7 @@ from analysis.managed.results import (
     ObjectDetail,
     RootPaths,
     RuntimeInfo,
+    ThreadPoolInfo,
     ThreadStack,
     from_json,
 )
@@ -399,6 +400,9 @@ class EngineClient:
     ) -> tuple[ManagedThread, ...]:
         result = self._call("threads", {}, None, cancel) or {}
         return tuple(from_json(ManagedThread, t) for t in result.get("threads") or ())
+
+    def thread_pool(self) -> ThreadPoolInfo:
+        return from_json(ThreadPoolInfo, self._call("thread_pool"))
 
     def stack(self, os_id: int) -> ThreadStack:
         return from_json(ThreadStack, self._call("stack", {"os_id": int(os_id)}))

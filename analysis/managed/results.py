@@ -240,6 +240,25 @@ class Monitor:
 
 
 @dataclass(frozen=True)
+class ThreadPoolInfo:
+    """The thread pool (`threadpool`). started False: the process never used
+    it, and every count is None. kind: "portable", "windows" or "legacy".
+    worker_os_ids: live threads the CLR flags as pool workers (one more than
+    workers_total while a worker is retiring)."""
+
+    started: Optional[bool]
+    kind: Optional[str]
+    cpu_utilization: Optional[int]
+    workers_total: Optional[int]
+    workers_running: Optional[int]
+    workers_idle: Optional[int]
+    workers_retired: Optional[int]
+    min_workers: Optional[int]
+    max_workers: Optional[int]
+    worker_os_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Instance:
     address: Optional[Address]
     size: Optional[ByteSize]

@@ -30,6 +30,7 @@ from scenarios.sos import (
     parse_dumpheap_stat,
     parse_finalizequeue,
     parse_syncblk,
+    parse_threadpool,
     run_sos,
 )
 
@@ -288,3 +289,34 @@ def test_big_heap_type_counts_are_the_planted_ones(runtime: str) -> None:
     for type_name, count in o.dump.facts["type_counts"].items():
         assert counts[type_name][0] == count
     assert o.heap.total_objects >= o.dump.facts["objects"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_thread_pool_counts_equal_sos_threadpool(runtime: str) -> None:
+    dump = ensure_dump("threadpool-starvation", runtime)
+    sos = parse_threadpool(run_sos(dump.path, "threadpool"))
+    with EngineClient() as client:
+        client.open(str(dump.path), dac=dac_for(dump))
+        pool = client.thread_pool()
+        threads = {t.os_id: t for t in client.threads()}
+    assert pool.started is True and pool.kind == "portable"
+    assert pool.workers_total == sos["Workers Total"]
+    assert pool.workers_running == sos["Workers Running"]
+    assert pool.workers_idle == sos["Workers Idle"]
+    assert pool.min_workers == sos["Worker Min Limit"]
+    assert (
+        pool.max_workers == sos["Worker Max Limit"] == dump.facts["max_worker_threads"]
+    )
+    for worker in dump.facts["blocked_worker_threads"]:
+        assert worker["os_thread_id"] in pool.worker_os_ids
+    assert all(threads[os_id].is_threadpool for os_id in pool.worker_os_ids)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_process_that_never_used_the_pool_says_so(runtime: str) -> None:
+    dump = ensure_dump("deadlock", runtime)
+    with EngineClient() as client:
+        client.open(str(dump.path), dac=dac_for(dump))
+        pool = client.thread_pool()
+    assert pool.started is False
+    assert pool.workers_total is None and pool.worker_os_ids == ()

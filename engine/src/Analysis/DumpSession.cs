@@ -583,6 +583,31 @@ public sealed class DumpSession : IDisposable
         return method ?? frame.FrameName ?? $"0x{frame.InstructionPointer:x}";
     }
 
+    /// <summary>The thread pool as SOS's `threadpool` shows it.</summary>
+    public ThreadPoolInfo ThreadPool()
+    {
+        var workers = _runtime.Threads.Take(_limits.MaxThreads)
+            .Where(t => t.IsAlive && t.State.HasFlag(ClrThreadState.TS_TPWorkerThread))
+            .Select(t => t.OSThreadId)
+            .ToImmutableArray();
+        // A process that never queued work has no pool yet (SOS: "Failed to
+        // obtain ThreadPool data").
+        if (_runtime.ThreadPool is not { } pool)
+            return new ThreadPoolInfo(false, null, null, null, null, null, null, null, null, workers);
+        string kind = pool.UsingWindowsThreadPool ? "windows" : pool.UsingPortableThreadPool ? "portable" : "legacy";
+        return new ThreadPoolInfo(
+            true,
+            kind,
+            pool.CpuUtilization,
+            pool.ActiveWorkerThreads + pool.IdleWorkerThreads,
+            pool.ActiveWorkerThreads,
+            pool.IdleWorkerThreads,
+            pool.RetiredWorkerThreads,
+            pool.MinThreads,
+            pool.MaxThreads,
+            workers);
+    }
+
     // ------------------------------------------------------------ monitors
 
     private readonly record struct Lock(ulong Object, ClrType? Type, string Source, int? Index, bool Held, ulong Owner, int Recursion, int? Waiters);

@@ -150,3 +150,15 @@ public readonly record struct PathLink(ulong Address, string? Type);
 public readonly record struct RootPath(string RootKind, ulong RootAddress, bool IsPinned, bool IsInterior, uint? ThreadOsId, ImmutableArray<PathLink> Chain);
 
 public readonly record struct RootPaths(ulong Target, ImmutableArray<RootPath> Paths, bool Truncated);
+
+public readonly record struct ThreadPoolInfo(
+    bool Started,
+    string? Kind,
+    int? CpuUtilization,
+    int? WorkersTotal,
+    int? WorkersRunning,
+    int? WorkersIdle,
+    int? WorkersRetired,
+    int? MinWorkers,
+    int? MaxWorkers,
+    ImmutableArray<uint> WorkerOsIds);

@@ -161,6 +161,8 @@ public sealed class RpcServer
                 return Session.FinalizerQueueInfo(cancel);
             case "threads":
                 return new { threads = Session.Threads(cancel) };
+            case "thread_pool":
+                return Session.ThreadPool();
             case "stack":
                 return Session.Stack((uint)RequiredULong(p, "os_id"));
             case "monitors":
