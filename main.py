@@ -16,12 +16,18 @@ EXIT_OK, EXIT_USAGE, EXIT_UNREADABLE = 0, 2, 3
 
 def report_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="main.py report", description="Print everything DumpScope knows about a dump."
+        prog="main.py report",
+        description="Print everything DumpScope knows about a dump.",
     )
     parser.add_argument("dump", help="a Windows minidump (.dmp) or a Linux core dump")
-    parser.add_argument("--dac", help="the runtime's data-access library (libmscordaccore.so / mscordacwks.dll)")
+    parser.add_argument(
+        "--dac",
+        help="the runtime's data-access library (libmscordaccore.so / mscordacwks.dll)",
+    )
     parser.add_argument("--format", choices=("json", "text"), default="json")
-    parser.add_argument("--out", help="write the report to this file instead of standard output")
+    parser.add_argument(
+        "--out", help="write the report to this file instead of standard output"
+    )
     args = parser.parse_args(argv)
 
     from analysis.dumpfile.base import DumpFormatError
@@ -49,8 +55,12 @@ def gui_main(argv: Sequence[str]) -> int:
         description="Open a memory dump of a .NET process; with no dump, open the demo.",
         epilog="`main.py report DUMP` prints the headless report instead.",
     )
-    parser.add_argument("dump", nargs="?", help="a Windows minidump (.dmp) or a Linux core dump")
-    parser.add_argument("--dac", help="the runtime's data-access library for the managed analyses")
+    parser.add_argument(
+        "dump", nargs="?", help="a Windows minidump (.dmp) or a Linux core dump"
+    )
+    parser.add_argument(
+        "--dac", help="the runtime's data-access library for the managed analyses"
+    )
     args = parser.parse_args(argv)
     if args.dump and not Path(args.dump).exists():
         parser.error(f"no such file: {args.dump}")

@@ -98,7 +98,9 @@ def render_text(report: dict[str, Any]) -> str:
     memory = report.get("memory")
     if memory:
         out.append("")
-        out.append(f"{'Usage':<16}{'Regions':>9}{'Size':>14}{'% busy':>9}{'% total':>9}")
+        out.append(
+            f"{'Usage':<16}{'Regions':>9}{'Size':>14}{'% busy':>9}{'% total':>9}"
+        )
         for row in memory["usage"]:
             busy = row.get("percent_busy")
             out.append(
@@ -113,7 +115,8 @@ def render_text(report: dict[str, Any]) -> str:
         for h in heaps:
             blocks = h.get("large_blocks") or []
             out.append(
-                f"  0x{h['address']:x} {h['kind']:<12} reserved {human_size(h.get('reserved') or 0)}, "
+                f"  0x{h['address']:x} {h['kind']:<12} "
+                f"reserved {human_size(h.get('reserved') or 0)}, "
                 f"committed {human_size(h.get('committed') or 0)}, "
                 f"{len(h.get('segments') or [])} segments, {len(blocks)} large blocks "
                 f"({human_size(sum(b['size'] for b in blocks))})"
@@ -122,10 +125,13 @@ def render_text(report: dict[str, Any]) -> str:
     managed = report.get("managed") or {}
     out.append("")
     if not managed.get("available"):
-        out.append(f"Managed heap: not analysed: {managed.get('reason', 'unknown reason')}")
+        out.append(
+            f"Managed heap: not analysed: {managed.get('reason', 'unknown reason')}"
+        )
     else:
         out.append(
-            f"Managed heap: {managed['total_objects']:,} objects, {human_size(managed['total_bytes'])}"
+            f"Managed heap: {managed['total_objects']:,} objects, "
+            f"{human_size(managed['total_bytes'])}"
         )
         out.append(f"  {'Count':>12}{'TotalSize':>16}  Class Name")
         for t in sorted(managed["types"], key=lambda t: t["size"], reverse=True)[:25]:
@@ -133,20 +139,37 @@ def render_text(report: dict[str, Any]) -> str:
         fin = managed.get("finalizer") or {}
         out.append("")
         out.append(f"Ready for finalization: {fin.get('ready_count', 0):,} objects")
-        for t in sorted(fin.get("ready") or [], key=lambda t: t["count"], reverse=True)[:10]:
+        for t in sorted(fin.get("ready") or [], key=lambda t: t["count"], reverse=True)[
+            :10
+        ]:
             out.append(f"  {t['count']:>12,}{t['size']:>16,}  {t['name']}")
 
     threads = report.get("threads") or []
     if threads:
         out.append("")
-        out.append(f"{'OSID':>8} {'ID':>4} {'Apt':<7} {'Role':<12} {'Locks':>5}  Name / waits for")
+        out.append(
+            f"{'OSID':>8} {'ID':>4} {'Apt':<7} {'Role':<12} {'Locks':>5}  Name / waits for"
+        )
         for t in threads:
-            role = "finalizer" if t["is_finalizer"] else "GC" if t["is_gc"] else "threadpool" if t["is_threadpool"] else ""
+            role = (
+                "finalizer"
+                if t["is_finalizer"]
+                else "GC"
+                if t["is_gc"]
+                else "threadpool"
+                if t["is_threadpool"]
+                else ""
+            )
             waits = t.get("waits_for")
-            wait = f"  waits for {waits['type']} held by {waits['owner_os_id']}" if waits else ""
+            wait = (
+                f"  waits for {waits['type']} held by {waits['owner_os_id']}"
+                if waits
+                else ""
+            )
             out.append(
                 f"{t['os_id']:>8} {t.get('managed_id') or '':>4} {t['apartment']:<7} {role:<12} "
-                f"{'' if t.get('lock_count') is None else t['lock_count']:>5}  {t.get('name') or ''}{wait}"
+                f"{'' if t.get('lock_count') is None else t['lock_count']:>5}  "
+                f"{t.get('name') or ''}{wait}"
             )
 
     problems = report.get("problems") or []

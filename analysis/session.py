@@ -90,7 +90,9 @@ class ThreadView:
     native_frames: tuple[Any, ...] = ()
 
 
-def merge_threads(native: tuple[Any, ...], managed: tuple[Any, ...]) -> tuple[ThreadView, ...]:
+def merge_threads(
+    native: tuple[Any, ...], managed: tuple[Any, ...]
+) -> tuple[ThreadView, ...]:
     """Joins the native thread list (TEB, OS apartment, native stack) with the
     engine's (names, roles, locks, managed stack) by OS thread id.
 
@@ -129,8 +131,12 @@ def _thread_view(n: Any, m: Any) -> ThreadView:
         managed_id=getattr(m, "managed_id", None),
         name=getattr(m, "name", None) or getattr(n, "name", None),
         teb=_known(getattr(n, "teb", None), getattr(m, "teb", None)),
-        stack_base=_known(getattr(n, "stack_base", None), getattr(m, "stack_base", None)),
-        stack_limit=_known(getattr(n, "stack_limit", None), getattr(m, "stack_limit", None)),
+        stack_base=_known(
+            getattr(n, "stack_base", None), getattr(m, "stack_base", None)
+        ),
+        stack_limit=_known(
+            getattr(n, "stack_limit", None), getattr(m, "stack_limit", None)
+        ),
         apartment_os=apartment_os,
         apartment_clr=apartment_clr,
         apartment=apartment,
@@ -232,17 +238,24 @@ class DumpSession:
                     (int(start), int(end))
                     for s in managed.gc.segments
                     for start, end in [
-                        (s.committed_start or s.start, s.reserved_end or s.committed_end)
+                        (
+                            s.committed_start or s.start,
+                            s.reserved_end or s.committed_end,
+                        )
                     ]
                     if start is not None and end is not None and end > start
                 )
-            return summarize(self.reader, heaps=self.native_heaps(), gc_ranges=gc_ranges)
+            return summarize(
+                self.reader, heaps=self.native_heaps(), gc_ranges=gc_ranges
+            )
 
         return self._cached("address_summary", compute)
 
     # -- managed ----------------------------------------------------------
     def managed(
-        self, progress: Progress = _no_progress, cancel: Optional[threading.Event] = None
+        self,
+        progress: Progress = _no_progress,
+        cancel: Optional[threading.Event] = None,
     ) -> ManagedAnalysis | ManagedUnavailable:
         """The engine's results; raises Cancelled (and caches nothing) when
         `cancel` is set before the engine is done."""
@@ -259,7 +272,12 @@ class DumpSession:
     def _run_managed(
         self, progress: Progress, cancel: Optional[threading.Event]
     ) -> ManagedAnalysis | ManagedUnavailable:
-        from analysis.managed.client import EngineClient, EngineError, ErrorCode, engine_available
+        from analysis.managed.client import (
+            EngineClient,
+            EngineError,
+            ErrorCode,
+            engine_available,
+        )
 
         if not engine_available():
             return ManagedUnavailable(
@@ -299,7 +317,11 @@ class DumpSession:
         engine = self.engine()
         if engine is None:
             managed = self.managed()
-            reason = managed.reason if isinstance(managed, ManagedUnavailable) else "no engine"
+            reason = (
+                managed.reason
+                if isinstance(managed, ManagedUnavailable)
+                else "no engine"
+            )
             raise LookupError(f"the managed heap is not available: {reason}")
         return engine
 
@@ -313,13 +335,18 @@ class DumpSession:
         return self._engine_or_raise().object(address)
 
     def root_paths(
-        self, address: int, cancel: Optional[threading.Event] = None, max_paths: int = 10
+        self,
+        address: int,
+        cancel: Optional[threading.Event] = None,
+        max_paths: int = 10,
     ) -> Any:
         """Paths from GC roots to the object (`gcroot`); raises Cancelled."""
         from analysis.managed.client import EngineError, ErrorCode
 
         try:
-            return self._engine_or_raise().root_paths(address, cancel=cancel, max_paths=max_paths)
+            return self._engine_or_raise().root_paths(
+                address, cancel=cancel, max_paths=max_paths
+            )
         except EngineError as error:
             if error.code == ErrorCode.CANCELLED:
                 raise Cancelled() from error

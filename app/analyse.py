@@ -23,7 +23,9 @@ STEPS = (
 )
 
 
-def analyse(session: DumpSession, report: Any, cancelled: threading.Event) -> dict[str, Any]:
+def analyse(
+    session: DumpSession, report: Any, cancelled: threading.Event
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for i, (key, label) in enumerate(STEPS):
         if cancelled.is_set():
@@ -42,7 +44,9 @@ def analyse(session: DumpSession, report: Any, cancelled: threading.Event) -> di
         except Cancelled:
             raise JobCancelled()
         except Exception as error:  # one failing analysis leaves the others
-            value = ManagedUnavailable(f"{label} failed: {type(error).__name__}: {error}")
+            value = ManagedUnavailable(
+                f"{label} failed: {type(error).__name__}: {error}"
+            )
         results[key] = value
         report(label, (i + 1) / len(STEPS), (key, value))
     return results

@@ -20,7 +20,11 @@ def demo_job(window: MainWindow) -> Job:
     def work(report: Any, _cancelled: Any) -> str:
         from scenarios.dumps import ensure_dump
 
-        report(f"preparing the demo dump ({DEMO_SCENARIO}; the first time takes a minute)", 0.1, None)
+        report(
+            f"preparing the demo dump ({DEMO_SCENARIO}; the first time takes a minute)",
+            0.1,
+            None,
+        )
         return str(ensure_dump(DEMO_SCENARIO).path)
 
     job = Job("demo", work, window)

@@ -33,7 +33,9 @@ class Job(QtCore.QObject):
     sig_job_failed = Signal(str)
     sig_job_cancelled = Signal()
 
-    def __init__(self, name: str, work: Work, parent: Optional[QtCore.QObject] = None) -> None:
+    def __init__(
+        self, name: str, work: Work, parent: Optional[QtCore.QObject] = None
+    ) -> None:
         super().__init__(parent)
         self.name = name
         self._work = work
@@ -41,7 +43,9 @@ class Job(QtCore.QObject):
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"job-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"job-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def cancel(self) -> None:
@@ -54,7 +58,9 @@ class Job(QtCore.QObject):
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _report(self, step: str, fraction: float, partial: Optional[tuple[str, Any]] = None) -> None:
+    def _report(
+        self, step: str, fraction: float, partial: Optional[tuple[str, Any]] = None
+    ) -> None:
         # Never raises: work checks its cancel event where stopping is safe.
         self.sig_job_progress.emit(step, fraction)
         if partial is not None:

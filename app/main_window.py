@@ -21,6 +21,13 @@ from views.native_heaps_view import NativeHeapsView
 from views.threads_view import ThreadsView
 
 MAX_RECENT = 8
+
+
+def _known_sum(heaps: Any) -> int:
+    """Committed bytes of the heaps whose size could be read."""
+    return sum(int(h.committed) for h in heaps if isinstance(h.committed, int))
+
+
 DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
 
 
@@ -91,7 +98,9 @@ class MainWindow(QtWidgets.QMainWindow):
         help_menu.addAction("&About DumpScope").triggered.connect(self._about)
 
     def _ask_open(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a memory dump", "", DUMP_FILTER)
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open a memory dump", "", DUMP_FILTER
+        )
         if path:
             self.open_dump(path)
 
@@ -146,18 +155,28 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             self.session = DumpSession(path, dac=dac)
         except (DumpFormatError, OSError) as error:
-            QtWidgets.QMessageBox.warning(self, "Cannot open dump", f"{path}\n\n{error}")
+            QtWidgets.QMessageBox.warning(
+                self, "Cannot open dump", f"{path}\n\n{error}"
+            )
             return
         self._remember(str(Path(path).resolve()))
         info = self.session.info()
         self.setWindowTitle(f"DumpScope — {Path(path).name}")
         self.findings.headline.setText(f"Analysing {Path(path).name}…")
         self.findings.set_key_facts(
-            [f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"]
+            [
+                f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"
+            ]
             + [f"⚠ {p}" for p in info.problems]
         )
         session = self.session
-        self.start_job(Job("analyse", lambda report, cancelled: analyse(session, report, cancelled), self))
+        self.start_job(
+            Job(
+                "analyse",
+                lambda report, cancelled: analyse(session, report, cancelled),
+                self,
+            )
+        )
 
     def start_job(self, job: Job) -> None:
         self.job = job
@@ -211,8 +230,12 @@ class MainWindow(QtWidgets.QMainWindow):
             lambda _r, _c: session.instances(int(type_stat.method_table)),
             self,
         )
-        job.sig_job_finished.connect(lambda page: self.types.set_instances(type_stat, page))
-        job.sig_job_failed.connect(lambda message: self.types.show_drill_error(None, message))
+        job.sig_job_finished.connect(
+            lambda page: self.types.set_instances(type_stat, page)
+        )
+        job.sig_job_failed.connect(
+            lambda message: self.types.show_drill_error(None, message)
+        )
         self.start_side_job(job)
 
     def _fetch_object(self, address: int) -> None:
@@ -221,13 +244,19 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         detail = Job("object", lambda _r, _c: session.object_detail(address), self)
         detail.sig_job_finished.connect(lambda d: self.types.set_object(address, d))
-        detail.sig_job_failed.connect(lambda message: self.types.show_drill_error(address, message))
+        detail.sig_job_failed.connect(
+            lambda message: self.types.show_drill_error(address, message)
+        )
         self.start_side_job(detail)
         if self._roots_job is not None:
             self._roots_job.cancel()
-        roots = Job("roots", lambda _r, cancel: session.root_paths(address, cancel), self)
+        roots = Job(
+            "roots", lambda _r, cancel: session.root_paths(address, cancel), self
+        )
         roots.sig_job_finished.connect(lambda r: self.types.set_roots(address, r))
-        roots.sig_job_failed.connect(lambda message: self.types.show_drill_error(address, message))
+        roots.sig_job_failed.connect(
+            lambda message: self.types.show_drill_error(address, message)
+        )
         self._roots_job = self.start_side_job(roots)
 
     # -- results into views -------------------------------------------------
@@ -258,7 +287,9 @@ class MainWindow(QtWidgets.QMainWindow):
             message = f"Managed heap not analysed: {managed.reason}"
             for view in (self.types, self.finalizer):
                 view.show_message(message)
-            self.threads.show_message(message + " (threads below show the OS view only)")
+            self.threads.show_message(
+                message + " (threads below show the OS view only)"
+            )
             return
         assert isinstance(managed, ManagedAnalysis)
         for view in (self.types, self.finalizer, self.threads):
@@ -271,12 +302,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if session is None:
             return []
         info = session.info()
-        lines = [f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"]
+        lines = [
+            f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"
+        ]
         heaps = session.cached("native_heaps")
         if heaps:
             blocks = [b for h in heaps for b in h.large_blocks]
             lines.append(
-                f"Native heaps: {len(heaps)}, committed {human_size(sum(int(h.committed or 0) for h in heaps))}; "
+                f"Native heaps: {len(heaps)}, committed {human_size(_known_sum(heaps))}; "
                 f"{len(blocks):,} large blocks, {human_size(sum(int(b.size) for b in blocks))}"
             )
         managed = session.cached("managed")

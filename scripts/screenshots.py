@@ -25,7 +25,9 @@ def main() -> int:
     dump, out = sys.argv[1], Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     app = QtWidgets.QApplication(sys.argv)
-    window = MainWindow(QtCore.QSettings(str(out / "settings.ini"), QtCore.QSettings.Format.IniFormat))
+    window = MainWindow(
+        QtCore.QSettings(str(out / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    )
     window.show()
     loop = QtCore.QEventLoop()
     window.sig_analysis_finished.connect(loop.quit)

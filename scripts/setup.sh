@@ -12,6 +12,7 @@ say() { echo "[setup] $*" >&2; }
 debian_packages=(
   python3-pyqt6 python3-pyqtgraph python3-qtpy python3-numpy
   python3-pytest python3-pytestqt python3-hypothesis
+  black flake8 mypy
 )
 if [ "${DUMPSCOPE_GUI_TOOLS:-}" = 1 ]; then
   debian_packages+=(xvfb xauth imagemagick)

@@ -16,7 +16,11 @@ MINIDUMPS = SHARED / "data" / "minidumps"
 
 def _find_createdump() -> Path:
     dotnet = shutil.which("dotnet")
-    runtimes = Path(dotnet).resolve().parent / "shared" / "Microsoft.NETCore.App" if dotnet else None
+    runtimes = (
+        Path(dotnet).resolve().parent / "shared" / "Microsoft.NETCore.App"
+        if dotnet
+        else None
+    )
     if runtimes is not None and runtimes.is_dir():
         versions = sorted(
             (p for p in runtimes.iterdir() if (p / "createdump").is_file()),

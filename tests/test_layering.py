@@ -6,7 +6,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_ANALYSIS = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "pyqtgraph", "app", "views")
+FORBIDDEN_IN_ANALYSIS = (
+    "qtpy",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "pyqtgraph",
+    "app",
+    "views",
+)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -22,7 +31,9 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_no_analysis_module_imports_qt_or_the_gui():
     offenders = {
-        str(path.relative_to(ROOT)): sorted(imported_modules(path) & set(FORBIDDEN_IN_ANALYSIS))
+        str(path.relative_to(ROOT)): sorted(
+            imported_modules(path) & set(FORBIDDEN_IN_ANALYSIS)
+        )
         for path in (ROOT / "analysis").rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
@@ -41,7 +52,11 @@ def test_importing_every_analysis_module_loads_no_qt():
         f"{FORBIDDEN_IN_ANALYSIS!r}))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.strip() == "[]"
 
@@ -56,7 +71,9 @@ def test_views_compute_nothing_they_never_call_the_engine_or_parse_dumps():
             if isinstance(node, ast.ImportFrom) and node.module
         }
         assert not any(
-            m.startswith(("analysis.dumpfile", "analysis.managed.client", "analysis.native"))
+            m.startswith(
+                ("analysis.dumpfile", "analysis.managed.client", "analysis.native")
+            )
             for m in from_modules
         ), f"{path.name} reaches past the analysis results: {sorted(from_modules)}"
         assert "subprocess" not in imported and "mmap" not in imported, path.name

@@ -21,7 +21,9 @@ class ResultView(QtWidgets.QWidget):
         super().__init__(parent)
         self.banner = QtWidgets.QLabel(self)
         self.banner.setWordWrap(True)
-        self.banner.setStyleSheet(f"background: {WARNING}; padding: 6px; border-radius: 3px;")
+        self.banner.setStyleSheet(
+            f"background: {WARNING}; padding: 6px; border-radius: 3px;"
+        )
         self.banner.hide()
         self.body = QtWidgets.QVBoxLayout()
         layout = QtWidgets.QVBoxLayout(self)

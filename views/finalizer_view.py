@@ -26,9 +26,15 @@ class FinalizerView(ResultView):
         super().__init__(parent)
         self.summary = QtWidgets.QLabel(self)
         self.summary.setWordWrap(True)
-        self.ready = FilterTable(ENTRY_COLUMNS, placeholder="Filter ready objects", parent=self)
-        self.finalizable = FilterTable(ENTRY_COLUMNS, placeholder="Filter finalizable objects", parent=self)
-        ready_box = QtWidgets.QGroupBox("Ready for finalization (f-reachable queue)", self)
+        self.ready = FilterTable(
+            ENTRY_COLUMNS, placeholder="Filter ready objects", parent=self
+        )
+        self.finalizable = FilterTable(
+            ENTRY_COLUMNS, placeholder="Filter finalizable objects", parent=self
+        )
+        ready_box = QtWidgets.QGroupBox(
+            "Ready for finalization (f-reachable queue)", self
+        )
         QtWidgets.QVBoxLayout(ready_box).addWidget(self.ready)
         all_box = QtWidgets.QGroupBox("All registered finalizable objects", self)
         QtWidgets.QVBoxLayout(all_box).addWidget(self.finalizable)
@@ -48,7 +54,8 @@ class FinalizerView(ResultView):
         generations = getattr(queue, "generation_counts", None)
         if generations:
             parts.append(
-                "by generation: " + ", ".join(f"gen{i} {int(n):,}" for i, n in enumerate(generations))
+                "by generation: "
+                + ", ".join(f"gen{i} {int(n):,}" for i, n in enumerate(generations))
             )
         rcw = [
             f"{label} {int(value):,}"
@@ -66,6 +73,6 @@ class FinalizerView(ResultView):
         self.finalizable.set_records(queue.finalizable, sort_column=0)
 
     def select_key(self, key: Any) -> bool:
-        return self.ready.select_where(lambda e: e.name == key) or self.finalizable.select_where(
+        return self.ready.select_where(
             lambda e: e.name == key
-        )
+        ) or self.finalizable.select_where(lambda e: e.name == key)

@@ -49,7 +49,9 @@ class FindingsView(ResultView):
                 item.widget().deleteLater()
         self.evidence_buttons = []
         if not findings:
-            self.headline.setText("<b>No problem found.</b> The rules found nothing wrong in this dump.")
+            self.headline.setText(
+                "<b>No problem found.</b> The rules found nothing wrong in this dump."
+            )
             return
         first = findings[0]
         self.headline.setText(f"<b>{first.title}.</b> {first.statement}")
@@ -63,7 +65,9 @@ class FindingsView(ResultView):
         colour = SEVERITY_COLOURS.get(finding.severity, INFO)
         card.setStyleSheet(f"QFrame {{ background: {colour}; border-radius: 4px; }}")
         layout = QtWidgets.QVBoxLayout(card)
-        title = QtWidgets.QLabel(f"<b>{finding.severity.upper()}: {finding.title}</b>", card)
+        title = QtWidgets.QLabel(
+            f"<b>{finding.severity.upper()}: {finding.title}</b>", card
+        )
         layout.addWidget(title)
         if show_statement:
             statement = QtWidgets.QLabel(finding.statement, card)
@@ -76,9 +80,13 @@ class FindingsView(ResultView):
         for evidence in finding.evidence:
             button = QtWidgets.QPushButton(evidence.text, card)
             button.setFlat(True)
-            button.setStyleSheet("text-decoration: underline; color: #0645ad; text-align: left;")
+            button.setStyleSheet(
+                "text-decoration: underline; color: #0645ad; text-align: left;"
+            )
             button.clicked.connect(
-                lambda _checked=False, e=evidence: self.sig_evidence_activated.emit(e.view, e.key)
+                lambda _checked=False, e=evidence: self.sig_evidence_activated.emit(
+                    e.view, e.key
+                )
             )
             self.evidence_buttons.append(button)
             flow.addWidget(button)

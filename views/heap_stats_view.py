@@ -63,7 +63,10 @@ def root_path_text(path: Any) -> str:
         root += f" of thread {path.thread_os_id}"
     if path.is_pinned:
         root += " (pinned)"
-    links = [f"{short_type_name(link.type or '?')}@0x{int(link.address or 0):x}" for link in path.chain]
+    links = [
+        f"{short_type_name(link.type or '?')}@0x{int(link.address or 0):x}"
+        for link in path.chain
+    ]
     return " → ".join([root] + links)
 
 
@@ -73,23 +76,35 @@ class HeapStatsView(ResultView):
 
     title = "Managed types"
     sig_type_selected = Signal(object)
-    sig_instance_selected = Signal(object)  # an address: Signal(int) would cut it to 32 bits
+    sig_instance_selected = Signal(
+        object
+    )  # an address: Signal(int) would cut it to 32 bits
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.totals = QtWidgets.QLabel(self)
-        self.types = FilterTable(TYPE_COLUMNS, placeholder="Filter types (e.g. Bitmap)", parent=self)
+        self.types = FilterTable(
+            TYPE_COLUMNS, placeholder="Filter types (e.g. Bitmap)", parent=self
+        )
         self.chart = pg.PlotWidget(self)
         self.chart.setBackground("w")
         self.chart.getPlotItem().hideAxis("left")
         self.chart.setMouseEnabled(x=False, y=False)
 
-        self.instances_label = QtWidgets.QLabel("Select a type to list its objects, largest first.", self)
+        self.instances_label = QtWidgets.QLabel(
+            "Select a type to list its objects, largest first.", self
+        )
         self.instances_label.setWordWrap(True)
-        self.instances = FilterTable(INSTANCE_COLUMNS, placeholder="Filter addresses", parent=self)
-        self.object_label = QtWidgets.QLabel("Select an object to see its fields and roots.", self)
+        self.instances = FilterTable(
+            INSTANCE_COLUMNS, placeholder="Filter addresses", parent=self
+        )
+        self.object_label = QtWidgets.QLabel(
+            "Select an object to see its fields and roots.", self
+        )
         self.object_label.setWordWrap(True)
-        self.fields = FilterTable(FIELD_COLUMNS, placeholder="Filter fields", parent=self)
+        self.fields = FilterTable(
+            FIELD_COLUMNS, placeholder="Filter fields", parent=self
+        )
         self.roots = QtWidgets.QListWidget(self)
         self.roots_label = QtWidgets.QLabel("Roots (gcroot)", self)
 
@@ -113,7 +128,9 @@ class HeapStatsView(ResultView):
         self.types.sig_record_selected.connect(self._on_type)
         self.instances.sig_record_selected.connect(self._on_instance)
 
-    def _column(self, label: QtWidgets.QWidget, body: QtWidgets.QWidget) -> QtWidgets.QWidget:
+    def _column(
+        self, label: QtWidgets.QWidget, body: QtWidgets.QWidget
+    ) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget(self)
         layout = QtWidgets.QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -133,10 +150,16 @@ class HeapStatsView(ResultView):
         self.chart.setLabel("bottom", unit)
         widths = [int(t.size) / divisor for t in top]
         self.chart.addItem(
-            pg.BarGraphItem(x0=0, y=list(range(len(top))), height=0.7, width=widths, brush="#9bbb59")
+            pg.BarGraphItem(
+                x0=0, y=list(range(len(top))), height=0.7, width=widths, brush="#9bbb59"
+            )
         )
         for i, t in enumerate(top):
-            label = pg.TextItem(f"{short_type_name(t.name)}  {widths[i]:,.1f} {unit}", color="k", anchor=(0, 0.5))
+            label = pg.TextItem(
+                f"{short_type_name(t.name)}  {widths[i]:,.1f} {unit}",
+                color="k",
+                anchor=(0, 0.5),
+            )
             label.setPos(0, i)
             self.chart.addItem(label)
         self.chart.setXRange(0, max(widths, default=1.0) * 1.6, padding=0)
@@ -175,7 +198,10 @@ class HeapStatsView(ResultView):
     def set_object(self, address: int, detail: Any) -> None:
         if address != self._current_address:
             return
-        text = f"<b>0x{address:x}</b> {detail.type} ({int(detail.size or 0):,} bytes, {detail.generation})"
+        size = int(detail.size or 0)
+        text = (
+            f"<b>0x{address:x}</b> {detail.type} ({size:,} bytes, {detail.generation})"
+        )
         if detail.string_value is not None:
             text += f'<br>"{detail.string_value[:200]}"'
         if detail.is_array:
@@ -188,9 +214,10 @@ class HeapStatsView(ResultView):
             return
         paths = list(roots.paths)
         self.roots_label.setText(
-            f"Roots (gcroot): {len(paths)} path(s)" + (" (more not shown)" if roots.truncated else "")
+            f"Roots (gcroot): {len(paths)} path(s)"
+            + (" (more not shown)" if roots.truncated else "")
             if paths
-            else "Roots (gcroot): no root keeps this object alive (it is garbage, or only f-reachable)"
+            else "Roots (gcroot): no root keeps this object alive: it is garbage"
         )
         self.roots.addItems([root_path_text(p) for p in paths])
 

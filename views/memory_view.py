@@ -34,8 +34,12 @@ class MemoryView(ResultView):
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
-        self.summary = FilterTable(SUMMARY_COLUMNS, placeholder="Filter usage", parent=self)
-        self.regions = FilterTable(REGION_COLUMNS, placeholder="Filter regions", parent=self)
+        self.summary = FilterTable(
+            SUMMARY_COLUMNS, placeholder="Filter usage", parent=self
+        )
+        self.regions = FilterTable(
+            REGION_COLUMNS, placeholder="Filter regions", parent=self
+        )
         self.chart = pg.PlotWidget(self)
         self.chart.setBackground("w")
         self.chart.setMinimumHeight(160)
@@ -59,14 +63,20 @@ class MemoryView(ResultView):
 
     def _draw_chart(self, rows: Any) -> None:
         self.chart.clear()
-        busy = sorted((r for r in rows if r.usage != "Free"), key=lambda r: int(r.bytes))
+        busy = sorted(
+            (r for r in rows if r.usage != "Free"), key=lambda r: int(r.bytes)
+        )
         divisor, unit = chart_unit(max((int(r.bytes) for r in busy), default=0))
         self.chart.setLabel("bottom", unit)
         heights = [int(r.bytes) / divisor for r in busy]
-        bars = pg.BarGraphItem(x0=0, y=list(range(len(busy))), height=0.7, width=heights, brush="#4a7ab5")
+        bars = pg.BarGraphItem(
+            x0=0, y=list(range(len(busy))), height=0.7, width=heights, brush="#4a7ab5"
+        )
         self.chart.addItem(bars)
         for i, row in enumerate(busy):
-            label = pg.TextItem(f"{row.usage}  {heights[i]:,.1f} {unit}", color="k", anchor=(0, 0.5))
+            label = pg.TextItem(
+                f"{row.usage}  {heights[i]:,.1f} {unit}", color="k", anchor=(0, 0.5)
+            )
             label.setPos(0, i)
             self.chart.addItem(label)
         self.chart.setXRange(0, max(heights, default=1.0) * 1.6, padding=0)

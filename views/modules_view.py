@@ -25,7 +25,9 @@ class ModulesView(ResultView):
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
-        self.modules = FilterTable(MODULE_COLUMNS, placeholder="Filter modules", parent=self)
+        self.modules = FilterTable(
+            MODULE_COLUMNS, placeholder="Filter modules", parent=self
+        )
         self.body.addWidget(self.modules)
 
     def set_modules(self, modules: Any) -> None:

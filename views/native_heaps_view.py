@@ -22,8 +22,12 @@ HEAP_COLUMNS = [
     Column("Free", lambda h: h.free, "size"),
     Column("Segments", lambda h: len(h.segments), "int"),
     Column("Large blocks", lambda h: len(h.large_blocks), "int"),
-    Column("Large-block bytes", lambda h: sum(int(b.size) for b in h.large_blocks), "size"),
-    Column("LFH", lambda h: {True: "yes", False: "no"}.get(getattr(h, "lfh", None), "")),
+    Column(
+        "Large-block bytes", lambda h: sum(int(b.size) for b in h.large_blocks), "size"
+    ),
+    Column(
+        "LFH", lambda h: {True: "yes", False: "no"}.get(getattr(h, "lfh", None), "")
+    ),
 ]
 SEGMENT_COLUMNS = [
     Column("Segment", lambda s: s.address, "address"),
@@ -49,8 +53,12 @@ class NativeHeapsView(ResultView):
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.heaps = FilterTable(HEAP_COLUMNS, _heap_style, "Filter heaps", self)
-        self.segments = FilterTable(SEGMENT_COLUMNS, placeholder="Filter segments", parent=self)
-        self.blocks = FilterTable(BLOCK_COLUMNS, placeholder="Filter large blocks", parent=self)
+        self.segments = FilterTable(
+            SEGMENT_COLUMNS, placeholder="Filter segments", parent=self
+        )
+        self.blocks = FilterTable(
+            BLOCK_COLUMNS, placeholder="Filter large blocks", parent=self
+        )
         self.blocks_label = QtWidgets.QLabel(self)
         self.histogram = pg.PlotWidget(self)
         self.histogram.setBackground("w")

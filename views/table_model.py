@@ -104,7 +104,12 @@ class RecordTableModel(QtCore.QAbstractTableModel):
     def columnCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._columns)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self,
+        section: int,
+        orientation: Qt.Orientation,
+        role: int = Qt.ItemDataRole.DisplayRole,
+    ) -> Any:
         if orientation != Qt.Orientation.Horizontal:
             return None
         if role == Qt.ItemDataRole.DisplayRole:
@@ -113,7 +118,9 @@ class RecordTableModel(QtCore.QAbstractTableModel):
             return self._columns[section].tooltip
         return None
 
-    def data(self, index: QtCore.QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(
+        self, index: QtCore.QModelIndex, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         if not index.isValid():
             return None
         record = self._records[index.row()]
@@ -127,7 +134,9 @@ class RecordTableModel(QtCore.QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and column.kind != "text":
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.FontRole and column.kind == "address":
-            return QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+            return QtGui.QFontDatabase.systemFont(
+                QtGui.QFontDatabase.SystemFont.FixedFont
+            )
         style = self._row_style(record) if self._row_style else None
         if style is None:
             return None
@@ -171,8 +180,12 @@ class FilterTable(QtWidgets.QWidget):
         self.view = QtWidgets.QTableView(self)
         self.view.setModel(self.proxy)
         self.view.setSortingEnabled(True)
-        self.view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setSelectionBehavior(
+            QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows
+        )
+        self.view.setSelectionMode(
+            QtWidgets.QAbstractItemView.SelectionMode.SingleSelection
+        )
         self.view.setAlternatingRowColors(True)
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(22)
@@ -183,10 +196,16 @@ class FilterTable(QtWidgets.QWidget):
         layout.addWidget(self.filter)
         layout.addWidget(self.view)
 
-    def set_records(self, records: Sequence[Any], sort_column: int = -1, descending: bool = True) -> None:
+    def set_records(
+        self, records: Sequence[Any], sort_column: int = -1, descending: bool = True
+    ) -> None:
         self.model.set_records(records)
         if sort_column >= 0:
-            order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+            order = (
+                Qt.SortOrder.DescendingOrder
+                if descending
+                else Qt.SortOrder.AscendingOrder
+            )
             self.view.sortByColumn(sort_column, order)
         self.view.resizeColumnsToContents()
 
@@ -197,7 +216,9 @@ class FilterTable(QtWidgets.QWidget):
         return self.proxy.data(self.proxy.index(row, 0), RECORD_ROLE)
 
     def text_at(self, row: int, column: int) -> str:
-        return str(self.proxy.data(self.proxy.index(row, column), Qt.ItemDataRole.DisplayRole))
+        return str(
+            self.proxy.data(self.proxy.index(row, column), Qt.ItemDataRole.DisplayRole)
+        )
 
     def select_where(self, predicate: Callable[[Any], bool]) -> bool:
         """Selects and shows the first visible record matching predicate."""
@@ -205,10 +226,14 @@ class FilterTable(QtWidgets.QWidget):
             if predicate(self.record_at(row)):
                 index = self.proxy.index(row, 0)
                 self.view.setCurrentIndex(index)
-                self.view.scrollTo(index, QtWidgets.QAbstractItemView.ScrollHint.PositionAtCenter)
+                self.view.scrollTo(
+                    index, QtWidgets.QAbstractItemView.ScrollHint.PositionAtCenter
+                )
                 return True
         return False
 
-    def _on_current_changed(self, current: QtCore.QModelIndex, _previous: QtCore.QModelIndex) -> None:
+    def _on_current_changed(
+        self, current: QtCore.QModelIndex, _previous: QtCore.QModelIndex
+    ) -> None:
         if current.isValid():
             self.sig_record_selected.emit(self.proxy.data(current, RECORD_ROLE))

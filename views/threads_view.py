@@ -53,7 +53,11 @@ THREAD_COLUMNS = [
     Column("OSID (hex)", lambda t: f"{t.os_id:x}"),
     Column("ID", lambda t: t.managed_id, "int", "managed thread id"),
     Column("Name", lambda t: t.name),
-    Column("Apt", apartment_text, tooltip="COM apartment: from the TEB where the dump has one, else from the CLR"),
+    Column(
+        "Apt",
+        apartment_text,
+        tooltip="COM apartment: from the TEB where the dump has one, else from the CLR",
+    ),
     Column("Role", role),
     Column("Locks", lambda t: t.lock_count, "int"),
     Column("TEB", lambda t: t.teb, "address"),
@@ -74,7 +78,9 @@ def thread_style(thread: Any) -> Optional[RowStyle]:
 def frame_line(frame: Any) -> str:
     if isinstance(frame, str):
         return frame
-    address = getattr(frame, "address", None) or getattr(frame, "instruction_pointer", None)
+    address = getattr(frame, "address", None) or getattr(
+        frame, "instruction_pointer", None
+    )
     name = getattr(frame, "name", None) or getattr(frame, "method", None) or ""
     how = getattr(frame, "how", None) or getattr(frame, "kind", None)
     text = f"0x{int(address):016x}  {name}" if address is not None else str(name)
@@ -93,7 +99,9 @@ class ThreadsView(ResultView):
             self,
         )
         self._names: dict[int, str] = {}
-        columns = THREAD_COLUMNS + [Column("Waits for", lambda t: waits_text(t, self._names))]
+        columns = THREAD_COLUMNS + [
+            Column("Waits for", lambda t: waits_text(t, self._names))
+        ]
         self.threads = FilterTable(columns, thread_style, "Filter threads", self)
         self.managed_stack = QtWidgets.QListWidget(self)
         self.native_stack = QtWidgets.QListWidget(self)
@@ -118,7 +126,9 @@ class ThreadsView(ResultView):
         self.threads.set_records(threads)
         self.threads.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         # Open on the thread the story is about: a blocked finalizer if any.
-        if not self.threads.select_where(lambda t: thread_style(t) is not None and t.is_finalizer):
+        if not self.threads.select_where(
+            lambda t: thread_style(t) is not None and t.is_finalizer
+        ):
             self.threads.select_where(lambda t: True)
 
     def _show_stacks(self, thread: Any) -> None:
@@ -126,8 +136,12 @@ class ThreadsView(ResultView):
             return
         self.managed_stack.clear()
         self.native_stack.clear()
-        self.managed_stack.addItems([frame_line(f) for f in thread.frames] or ["(no managed frames)"])
-        self.native_stack.addItems([frame_line(f) for f in thread.native_frames] or ["(no native frames)"])
+        self.managed_stack.addItems(
+            [frame_line(f) for f in thread.frames] or ["(no managed frames)"]
+        )
+        self.native_stack.addItems(
+            [frame_line(f) for f in thread.native_frames] or ["(no native frames)"]
+        )
         if not thread.frames and thread.native_frames:
             self.stacks.setCurrentIndex(1)
 

@@ -102,14 +102,22 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
     if ready == 0 or (waits is None and not finalizer_thread.in_com_call):
         return
     evidence = [
-        Evidence("threads", finalizer_thread.os_id, f"finalizer {describe_thread(finalizer_thread)}")
+        Evidence(
+            "threads",
+            finalizer_thread.os_id,
+            f"finalizer {describe_thread(finalizer_thread)}",
+        )
     ]
     if waits is not None:
         owner = facts.thread(waits.owner_os_id)
         lock = f"a monitor on {waits.type or 'an object'}"
         if owner is not None:
             why = f"waits for {lock} held by {describe_thread(owner)}"
-            evidence.append(Evidence("threads", owner.os_id, f"lock holder {describe_thread(owner)}"))
+            evidence.append(
+                Evidence(
+                    "threads", owner.os_id, f"lock holder {describe_thread(owner)}"
+                )
+            )
         else:
             why = f"waits for {lock} that no live thread releases"
     else:
@@ -117,7 +125,11 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
     ready_types = tuple(facts.finalizer.ready)
     for entry in sorted(ready_types, key=lambda e: e.count, reverse=True)[:5]:
         evidence.append(
-            Evidence("finalizer", entry.name, f"{entry.count:,} {entry.name} ready for finalization")
+            Evidence(
+                "finalizer",
+                entry.name,
+                f"{entry.count:,} {entry.name} ready for finalization",
+            )
         )
     statement = (
         f"The finalizer thread {why}, so {ready:,} objects wait in the f-reachable "
@@ -131,7 +143,11 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
             f"holds {count:,} blocks of {human_size(size)} ({human_size(size * count)})."
         )
         evidence.append(
-            Evidence("native_heaps", int(blocks[0].address), f"{count:,} large blocks of {human_size(size)}")
+            Evidence(
+                "native_heaps",
+                int(blocks[0].address),
+                f"{count:,} large blocks of {human_size(size)}",
+            )
         )
     sta = [t for t in facts.threads if t.apartment == "STA" and not t.is_finalizer]
     if finalizer_thread.in_com_call and sta:
@@ -140,7 +156,9 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
             "thread can only be released on that thread, and an STA thread that does not "
             "pump messages never takes the finalizer's call."
         )
-        evidence.extend(Evidence("threads", t.os_id, f"STA {describe_thread(t)}") for t in sta)
+        evidence.extend(
+            Evidence("threads", t.os_id, f"STA {describe_thread(t)}") for t in sta
+        )
     yield Finding(
         rule="blocked-finalizer",
         severity="critical",
@@ -165,12 +183,15 @@ def finalization_backlog(facts: Facts) -> Iterator[Finding]:
         severity="warning",
         title="Many objects wait for finalization",
         statement=(
-            f"{ready:,} objects wait in the f-reachable queue ({top_types(tuple(facts.finalizer.ready))}); "
+            f"{ready:,} objects wait in the f-reachable queue "
+            f"({top_types(tuple(facts.finalizer.ready))}); "
             "the finalizer thread is not visibly blocked, but it does not keep up."
         ),
         evidence=tuple(
             Evidence("finalizer", e.name, f"{e.count:,} {e.name}")
-            for e in sorted(facts.finalizer.ready, key=lambda e: e.count, reverse=True)[:5]
+            for e in sorted(facts.finalizer.ready, key=lambda e: e.count, reverse=True)[
+                :5
+            ]
         ),
     )
 
@@ -190,7 +211,7 @@ def deadlock(facts: Facts) -> Iterator[Finding]:
             node = waits_on.get(node)
         if node is None:
             continue
-        cycle = path[path.index(node):]
+        cycle = path[path.index(node) :]
         key = frozenset(cycle)
         if key in reported:
             continue
@@ -211,7 +232,9 @@ def deadlock(facts: Facts) -> Iterator[Finding]:
             title=f"Deadlock between {len(cycle)} threads",
             statement="; ".join(links) + ". None of them can go on.",
             evidence=tuple(
-                Evidence("threads", t.os_id, describe_thread(t)) for t in members if t is not None
+                Evidence("threads", t.os_id, describe_thread(t))
+                for t in members
+                if t is not None
             ),
         )
 
@@ -228,7 +251,11 @@ def native_large_blocks(facts: Facts) -> Iterator[Finding]:
                 "outside the GC heap and not yet freed."
             ),
             evidence=tuple(
-                Evidence("native_heaps", int(b.address), f"{human_size(size)} at 0x{int(b.address):x}")
+                Evidence(
+                    "native_heaps",
+                    int(b.address),
+                    f"{human_size(size)} at 0x{int(b.address):x}",
+                )
                 for b in blocks[:10]
             ),
         )
@@ -239,7 +266,11 @@ def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
         t
         for t in facts.threads
         if t.is_threadpool
-        and any(marker in frame_text(f) for f in t.frames[:12] for marker in SYNC_OVER_ASYNC_FRAMES)
+        and any(
+            marker in frame_text(f)
+            for f in t.frames[:12]
+            for marker in SYNC_OVER_ASYNC_FRAMES
+        )
     ]
     if len(blocked) < STARVED_POOL_THREADS:
         return
@@ -252,7 +283,9 @@ def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
             "(sync over async: Task.Wait / .Result). The work those tasks need is queued "
             "behind them on the same pool, which grows only slowly: requests stall."
         ),
-        evidence=tuple(Evidence("threads", t.os_id, describe_thread(t)) for t in blocked),
+        evidence=tuple(
+            Evidence("threads", t.os_id, describe_thread(t)) for t in blocked
+        ),
     )
 
 
@@ -303,4 +336,3 @@ RULES: tuple[Callable[[Facts], Iterator[Finding]], ...] = (
     fragmentation,
     apartment_disagreement,
 )
-

@@ -4,7 +4,6 @@ Breakpad's own test data): minidump format, Linux facts."""
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 

@@ -46,17 +46,45 @@ class Stats:
     total_bytes: int
 
 
-def thread(os_id, name=None, apartment="unknown", finalizer=False, pool=False, waits=None, com=False, frames=()):
+def thread(
+    os_id,
+    name=None,
+    apartment="unknown",
+    finalizer=False,
+    pool=False,
+    waits=None,
+    com=False,
+    frames=(),
+):
     return ThreadView(
-        os_id=os_id, managed_id=os_id % 100, name=name, teb=None, stack_base=None, stack_limit=None,
-        apartment_os=apartment, apartment_clr=None, apartment=apartment, apartment_disagrees=False,
-        is_finalizer=finalizer, is_gc=False, is_threadpool=pool, lock_count=0, exception=None,
-        waits_for=waits, in_com_call=com, frames=tuple(frames),
+        os_id=os_id,
+        managed_id=os_id % 100,
+        name=name,
+        teb=None,
+        stack_base=None,
+        stack_limit=None,
+        apartment_os=apartment,
+        apartment_clr=None,
+        apartment=apartment,
+        apartment_disagrees=False,
+        is_finalizer=finalizer,
+        is_gc=False,
+        is_threadpool=pool,
+        lock_count=0,
+        exception=None,
+        waits_for=waits,
+        in_com_call=com,
+        frames=tuple(frames),
     )
 
 
-PRINT_SERVICE_BLOCKS = tuple(Block(0x10000000 + i * 0x210000, 2 * 1024 * 1024) for i in range(624))
-READY = (Entry("System.Drawing.Font", 66000, 66000 * 40), Entry("System.Drawing.Bitmap", 627, 627 * 48))
+PRINT_SERVICE_BLOCKS = tuple(
+    Block(0x10000000 + i * 0x210000, 2 * 1024 * 1024) for i in range(624)
+)
+READY = (
+    Entry("System.Drawing.Font", 66000, 66000 * 40),
+    Entry("System.Drawing.Bitmap", 627, 627 * 48),
+)
 
 
 def test_print_service_story_is_stated_with_its_evidence():
@@ -69,7 +97,7 @@ def test_print_service_story_is_stated_with_its_evidence():
         ),
         finalizer=Queue(READY, 66627),
         heap=None,
-        native_heaps=(Heap(0x5d0000, PRINT_SERVICE_BLOCKS),),
+        native_heaps=(Heap(0x5D0000, PRINT_SERVICE_BLOCKS),),
     )
     (finding,) = blocked_finalizer(facts)
     assert finding.severity == "critical"
@@ -78,7 +106,11 @@ def test_print_service_story_is_stated_with_its_evidence():
     assert "624 blocks of 2.00 MB" in finding.statement
     assert "2 STA thread(s)" in finding.statement
     targets = {(e.view, e.key) for e in finding.evidence}
-    assert ("threads", 2) in targets and ("threads", 3) in targets and ("threads", 4) in targets
+    assert (
+        ("threads", 2) in targets
+        and ("threads", 3) in targets
+        and ("threads", 4) in targets
+    )
     assert ("finalizer", "System.Drawing.Font") in targets
     assert ("native_heaps", PRINT_SERVICE_BLOCKS[0].address) in targets
 
@@ -112,7 +144,9 @@ def test_two_threads_waiting_for_each_other_are_a_deadlock():
             thread(21, "B", waits=WaitTarget(0x2, "LockA", 20)),
             thread(22, "C", waits=WaitTarget(0x2, "LockA", 20)),
         ),
-        finalizer=None, heap=None, native_heaps=(),
+        finalizer=None,
+        heap=None,
+        native_heaps=(),
     )
     (finding,) = deadlock(facts)
     assert finding.title == "Deadlock between 2 threads"
@@ -128,7 +162,10 @@ def test_a_few_large_blocks_are_not_a_pile():
 
 
 def test_pool_threads_blocked_on_tasks_are_starvation():
-    blocked = [thread(30 + i, pool=True, frames=["System.Threading.Tasks.Task.Wait(Int32)"]) for i in range(5)]
+    blocked = [
+        thread(30 + i, pool=True, frames=["System.Threading.Tasks.Task.Wait(Int32)"])
+        for i in range(5)
+    ]
     (finding,) = threadpool_starvation(Facts(tuple(blocked), None, None, ()))
     assert "5 thread-pool threads" in finding.statement
     assert list(threadpool_starvation(Facts(tuple(blocked[:2]), None, None, ()))) == []
@@ -136,8 +173,12 @@ def test_pool_threads_blocked_on_tasks_are_starvation():
 
 def test_fragmentation_needs_a_large_free_share():
     mb = 1024 * 1024
-    fragmented = Stats((Entry("Free", 40, 60 * mb), Entry("System.Byte[]", 10, 40 * mb)), 100 * mb)
+    fragmented = Stats(
+        (Entry("Free", 40, 60 * mb), Entry("System.Byte[]", 10, 40 * mb)), 100 * mb
+    )
     (finding,) = fragmentation(Facts((), None, fragmented, ()))
     assert finding.title == "60% of the GC heap is free space"
-    tidy = Stats((Entry("Free", 40, 1 * mb), Entry("System.Byte[]", 10, 99 * mb)), 100 * mb)
+    tidy = Stats(
+        (Entry("Free", 40, 1 * mb), Entry("System.Byte[]", 10, 99 * mb)), 100 * mb
+    )
     assert list(fragmentation(Facts((), None, tidy, ()))) == []

@@ -25,7 +25,10 @@ def test_blocked_finalizer_is_the_first_finding_with_holder_and_queue(runtime):
         first = findings[0]
         assert first.rule == "blocked-finalizer"
         holder = facts["lock_holder"]
-        assert f"held by thread 'LockHolder' (OS id {holder['os_thread_id']}" in first.statement
+        assert (
+            f"held by thread 'LockHolder' (OS id {holder['os_thread_id']}"
+            in first.statement
+        )
         queue = session.managed().finalizer
         assert f"{queue.ready_count:,} objects wait" in first.statement
         for type_name, count in facts["ready_for_finalization"].items():
@@ -50,7 +53,9 @@ def test_deadlock_names_both_threads(runtime):
         deadlocks = [f for f in session.findings() if f.rule == "deadlock"]
         assert len(deadlocks) == 1
         (finding,) = deadlocks
-        assert {e.key for e in finding.evidence} == {t["os_thread_id"] for t in facts["threads"]}
+        assert {e.key for e in finding.evidence} == {
+            t["os_thread_id"] for t in facts["threads"]
+        }
         for t in facts["threads"]:
             assert f"'{t['name']}'" in finding.statement
 
@@ -58,7 +63,9 @@ def test_deadlock_names_both_threads(runtime):
 def test_threadpool_starvation_counts_the_blocked_workers():
     session, facts = session_for("threadpool-starvation", "net10")
     with session:
-        (finding,) = [f for f in session.findings() if f.rule == "threadpool-starvation"]
+        (finding,) = [
+            f for f in session.findings() if f.rule == "threadpool-starvation"
+        ]
         blocked = {t["os_thread_id"] for t in facts["blocked_worker_threads"]}
         assert {e.key for e in finding.evidence} == blocked
 
@@ -68,5 +75,7 @@ def test_a_healthy_process_raises_no_alarm(runtime):
     session, _facts = session_for("healthy", runtime)
     with session:
         assert isinstance(session.managed(), ManagedAnalysis)
-        alarms = [f for f in session.findings() if f.severity in ("critical", "warning")]
+        alarms = [
+            f for f in session.findings() if f.severity in ("critical", "warning")
+        ]
         assert alarms == []

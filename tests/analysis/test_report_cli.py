@@ -15,7 +15,10 @@ EXPECTED = {e["file"]: e for e in json.loads((MINIDUMPS / "expected.json").read_
 def report(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "report", *args],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
 
 
@@ -31,8 +34,12 @@ def test_windows_minidump_report_has_the_documented_sections():
     assert [(m["base"], m["size"]) for m in data["modules"]] == [
         (m["base"], m["size"]) for m in expected["modules"]
     ]
-    assert [t["os_id"] for t in data["threads"]] == [t["tid"] for t in expected["threads"]]
-    assert [t["teb"] for t in data["threads"]] == [t["teb"] for t in expected["threads"]]
+    assert [t["os_id"] for t in data["threads"]] == [
+        t["tid"] for t in expected["threads"]
+    ]
+    assert [t["teb"] for t in data["threads"]] == [
+        t["teb"] for t in expected["threads"]
+    ]
     assert data["managed"]["available"] is False
     assert "No .NET runtime" in data["managed"]["reason"]
     for key in ("memory", "native_heaps", "findings", "problems"):

@@ -11,7 +11,9 @@ from views.base import CRITICAL
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
+    settings = QtCore.QSettings(
+        str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat
+    )
     w = MainWindow(settings)
     qtbot.addWidget(w)
     yield w
@@ -25,8 +27,13 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
         window.open_dump(str(dump.path))
 
     assert "The finalizer thread is blocked" in window.findings.headline.text()
-    assert f"{facts['buffer_count']} blocks of 2.00 MB" in window.findings.headline.text()
-    assert any("ready for finalization" in line for line in window.findings.facts.text().split("<br>"))
+    assert (
+        f"{facts['buffer_count']} blocks of 2.00 MB" in window.findings.headline.text()
+    )
+    assert any(
+        "ready for finalization" in line
+        for line in window.findings.facts.text().split("<br>")
+    )
 
     # Evidence 0 is the finalizer thread: one click shows it, highlighted.
     window.findings.evidence_buttons[0].click()
@@ -42,13 +49,18 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     assert table.text_at(row, 9) == (
         f"monitor on DumpScope.Scenarios.FinalizerLock held by 'LockHolder' {holder} (0x{holder:x})"
     )
-    frames = [window.threads.managed_stack.item(i).text() for i in range(window.threads.managed_stack.count())]
+    frames = [
+        window.threads.managed_stack.item(i).text()
+        for i in range(window.threads.managed_stack.count())
+    ]
     assert any("BlockingFinalizable.Finalize" in f for f in frames), frames
 
     # The ready queue by type, and the 2 MB buffers in the native large blocks.
     assert window.finalizer.select_key(facts["buffer_type"])
     ready = window.finalizer.ready
-    assert ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
+    assert (
+        ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
+    )
     first_evidence = window.session.findings()[0].evidence
     block_evidence = first_evidence[-1]
     assert block_evidence.view == "native_heaps"
@@ -61,7 +73,9 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     assert window.recent_files()[0] == str(dump.path)
 
 
-def test_unreadable_file_is_refused_with_a_message_and_the_window_stays(window, qtbot, tmp_path, monkeypatch):
+def test_unreadable_file_is_refused_with_a_message_and_the_window_stays(
+    window, qtbot, tmp_path, monkeypatch
+):
     from qtpy import QtWidgets
 
     shown = []
@@ -88,10 +102,19 @@ def test_drill_down_from_a_type_to_an_object_and_what_keeps_it(window, qtbot):
     types.instances.select_where(lambda i: True)
     qtbot.waitUntil(lambda: types.fields.row_count() > 0, timeout=60_000)
     assert facts["buffer_type"] in types.object_label.text()
-    memory = next(types.fields.record_at(r) for r in range(types.fields.row_count())
-                  if types.fields.record_at(r).name == "_memory")
+    memory = next(
+        types.fields.record_at(r)
+        for r in range(types.fields.row_count())
+        if types.fields.record_at(r).name == "_memory"
+    )
     assert memory.value in facts["buffer_addresses"]  # the 2 MB native buffer it owns
     # Nothing but the finalizer queue keeps it: it waits for its finalizer.
-    qtbot.waitUntil(lambda: "searching" not in types.roots_label.text(), timeout=120_000)
+    qtbot.waitUntil(
+        lambda: "searching" not in types.roots_label.text(), timeout=120_000
+    )
     assert types.roots_label.text() == "Roots (gcroot): 1 path(s)"
-    assert types.roots.item(0).text().startswith("f-reachable queue (waits for its finalizer) → UnmanagedBuffer@0x")
+    assert (
+        types.roots.item(0)
+        .text()
+        .startswith("f-reachable queue (waits for its finalizer) → UnmanagedBuffer@0x")
+    )
