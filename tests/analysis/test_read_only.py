@@ -1,0 +1,56 @@
+"""A dump file is only ever opened read-only: by our readers (and their
+mmaps) and by the engine process, checked in /proc while the dump is open."""
+
+import os
+from pathlib import Path
+
+from analysis.session import DumpSession, ManagedAnalysis
+from scenarios.dumps import ensure_dump
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def opened_modes(pid: int, target: Path) -> list[str]:
+    """'r' or 'w' for each descriptor and mapping of `target` in process pid."""
+    modes = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if Path(os.readlink(fd)) != target:
+                continue
+            flags = int(
+                (Path(f"/proc/{pid}/fdinfo") / fd.name)
+                .read_text()
+                .split("flags:")[1]
+                .split()[0],
+                8,
+            )
+        except OSError:
+            continue
+        modes.append("r" if flags & os.O_ACCMODE == os.O_RDONLY else "w")
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        if line.endswith(str(target)):
+            modes.append("w" if line.split()[1][1] == "w" else "r")
+    return modes
+
+
+def test_readers_and_engine_open_the_dump_read_only():
+    dump = ensure_dump("deadlock").path.resolve()
+    with DumpSession(dump) as session:
+        session.native_heaps()
+        assert isinstance(session.managed(), ManagedAnalysis)
+        ours = opened_modes(os.getpid(), dump)
+        engines = [p for p in children(os.getpid()) if opened_modes(p, dump)]
+        assert ours and set(ours) == {"r"}
+        assert len(engines) == 1, "the engine process has the dump open"
+        assert set(opened_modes(engines[0], dump)) == {"r"}
