@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
-from qtpy import QtWidgets
+from qtpy import QtGui, QtWidgets
 
 from app.jobs import Job
 from app.main_window import MainWindow
 
 DEMO_SCENARIO = "blocked-finalizer"
+ICON = Path(__file__).resolve().parents[1] / "resources" / "dumpscope.png"
 
 
 def demo_job(window: MainWindow) -> Job:
@@ -36,6 +38,7 @@ def run(dump: Optional[str], dac: Optional[str] = None) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
     app.setApplicationName("DumpScope")
     app.setOrganizationName("DumpScope")
+    app.setWindowIcon(QtGui.QIcon(str(ICON)))
     window = MainWindow()
     window.show()
     if dump:
