@@ -71,4 +71,31 @@ public class RpcServerTests
         Assert.Equal(last.GetProperty("total").GetInt64(), last.GetProperty("done").GetInt64());
         Assert.True(Reply(replies, 2).GetProperty("result").GetProperty("total_objects").GetInt64() > 5000);
     }
+
+    // Input that never ends, as a client that keeps its pipe open.
+    private sealed class OpenEndedReader(string firstLine) : TextReader
+    {
+        private bool _sent;
+
+        public override string? ReadLine()
+        {
+            if (!_sent)
+            {
+                _sent = true;
+                return firstLine;
+            }
+            Thread.Sleep(Timeout.Infinite);
+            return null;
+        }
+    }
+
+    [Fact]
+    public async Task Shutdown_ends_the_server_even_while_the_client_keeps_stdin_open()
+    {
+        var output = new MemoryStream();
+        var server = new RpcServer(new OpenEndedReader("""{"jsonrpc":"2.0","id":9,"method":"shutdown"}"""), output, EngineLimits.Default);
+        var run = Task.Run(server.Run);
+        Assert.Same(run, await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(10))));
+        Assert.Contains("\"id\":9", Encoding.UTF8.GetString(output.ToArray()));
+    }
 }

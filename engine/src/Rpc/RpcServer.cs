@@ -39,13 +39,19 @@ public sealed class RpcServer
         _limits = limits;
     }
 
+    /// <summary>Serves until end of input or `shutdown`, whichever comes first.</summary>
     public void Run()
     {
-        var worker = new Thread(WorkLoop) { Name = "rpc-worker", IsBackground = true };
-        worker.Start();
-        ReadLoop();
-        _queue.CompleteAdding();
-        worker.Join();
+        // The reader is a background thread: after `shutdown` the process
+        // exits even though the client has not closed stdin.
+        var reader = new Thread(() =>
+        {
+            ReadLoop();
+            _queue.CompleteAdding();
+        })
+        { Name = "rpc-reader", IsBackground = true };
+        reader.Start();
+        WorkLoop();
         _session?.Dispose();
         _session = null;
     }
@@ -53,7 +59,7 @@ public sealed class RpcServer
     private void ReadLoop()
     {
         string? line;
-        while (!_shutdown && (line = _input.ReadLine()) is not null)
+        while ((line = _input.ReadLine()) is not null)
         {
             if (string.IsNullOrWhiteSpace(line))
                 continue;
@@ -126,7 +132,7 @@ public sealed class RpcServer
                     done.Dispose();
             }
             if (_shutdown)
-                break;
+                return;
         }
     }
 
