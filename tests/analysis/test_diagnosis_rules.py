@@ -1,7 +1,5 @@
-"""The diagnosis rules on facts built by hand: the print-service story and
-its look-alikes. Real dumps are checked in tests/analysis/test_diagnosis_scenarios.py."""
-
-from dataclasses import dataclass
+"""The diagnosis rules on situations built by hand: the print-service story
+and its look-alikes. Real dumps are checked in test_diagnosis_scenarios.py."""
 
 from analysis.diagnosis.rules import (
     Facts,
@@ -12,92 +10,35 @@ from analysis.diagnosis.rules import (
     native_large_blocks,
     threadpool_starvation,
 )
-from analysis.session import ThreadView, WaitTarget
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    count: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Queue:
-    ready: tuple
-    ready_count: int
-
-
-@dataclass(frozen=True)
-class Block:
-    address: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Heap:
-    address: int
-    large_blocks: tuple
-
-
-@dataclass(frozen=True)
-class Stats:
-    types: tuple
-    total_bytes: int
-
-
-def thread(
-    os_id,
-    name=None,
-    apartment="unknown",
-    finalizer=False,
-    pool=False,
-    waits=None,
-    com=False,
-    frames=(),
-):
-    return ThreadView(
-        os_id=os_id,
-        managed_id=os_id % 100,
-        name=name,
-        teb=None,
-        stack_base=None,
-        stack_limit=None,
-        apartment_os=apartment,
-        apartment_clr=None,
-        apartment=apartment,
-        apartment_disagrees=False,
-        is_finalizer=finalizer,
-        is_gc=False,
-        is_threadpool=pool,
-        lock_count=0,
-        exception=None,
-        waits_for=waits,
-        in_com_call=com,
-        frames=tuple(frames),
-    )
-
-
-PRINT_SERVICE_BLOCKS = tuple(
-    Block(0x10000000 + i * 0x210000, 2 * 1024 * 1024) for i in range(624)
+from analysis.session import WaitTarget
+from tests.builders import (
+    finalizer_queue,
+    heap_stats,
+    large_blocks,
+    nt_heap,
+    thread_view,
+    type_count,
 )
+
+MB = 1 << 20
+PRINT_SERVICE_BLOCKS = large_blocks(624, 2 * MB)
 READY = (
-    Entry("System.Drawing.Font", 66000, 66000 * 40),
-    Entry("System.Drawing.Bitmap", 627, 627 * 48),
+    type_count("System.Drawing.Font", 66000, 66000 * 40),
+    type_count("System.Drawing.Bitmap", 627, 627 * 48),
 )
 
 
 def test_print_service_story_is_stated_with_its_evidence():
     facts = Facts(
         threads=(
-            thread(1, "Main"),
-            thread(2, finalizer=True, apartment="MTA", com=True),
-            thread(3, "Printer", apartment="STA"),
-            thread(4, "Printer", apartment="STA"),
+            thread_view(1, name="Main"),
+            thread_view(2, finalizer=True, apartment="MTA", com=True),
+            thread_view(3, name="Printer", apartment="STA"),
+            thread_view(4, name="Printer", apartment="STA"),
         ),
-        finalizer=Queue(READY, 66627),
+        finalizer=finalizer_queue(READY),
         heap=None,
-        native_heaps=(Heap(0x5D0000, PRINT_SERVICE_BLOCKS),),
+        native_heaps=(nt_heap(0x5D0000, PRINT_SERVICE_BLOCKS),),
     )
     (finding,) = blocked_finalizer(facts)
     assert finding.severity == "critical"
@@ -106,11 +47,7 @@ def test_print_service_story_is_stated_with_its_evidence():
     assert "624 blocks of 2.00 MB" in finding.statement
     assert "2 STA thread(s)" in finding.statement
     targets = {(e.view, e.key) for e in finding.evidence}
-    assert (
-        ("threads", 2) in targets
-        and ("threads", 3) in targets
-        and ("threads", 4) in targets
-    )
+    assert {("threads", 2), ("threads", 3), ("threads", 4)} <= targets
     assert ("finalizer", "System.Drawing.Font") in targets
     assert ("native_heaps", PRINT_SERVICE_BLOCKS[0].address) in targets
 
@@ -118,31 +55,40 @@ def test_print_service_story_is_stated_with_its_evidence():
 def test_finalizer_waiting_on_a_monitor_names_the_holder():
     facts = Facts(
         threads=(
-            thread(10, "LockHolder"),
-            thread(11, finalizer=True, waits=WaitTarget(0x7000, "System.Object", 10)),
+            thread_view(10, name="LockHolder"),
+            thread_view(
+                11, finalizer=True, waits=WaitTarget(0x7000, "System.Object", 10)
+            ),
         ),
-        finalizer=Queue(READY, 5),
+        finalizer=finalizer_queue(READY),
         heap=None,
         native_heaps=(),
     )
     (finding,) = blocked_finalizer(facts)
     assert "held by thread 'LockHolder' (OS id 10" in finding.statement
     assert ("threads", 10) in {(e.view, e.key) for e in finding.evidence}
-    assert list(finalization_backlog(facts)) == []
+    assert list(finalization_backlog(facts)) == []  # one finding, not two
 
 
 def test_an_idle_finalizer_with_an_empty_queue_is_no_finding():
-    facts = Facts((thread(11, finalizer=True),), Queue((), 0), None, ())
+    facts = Facts((thread_view(11, finalizer=True),), finalizer_queue(()), None, ())
     assert list(blocked_finalizer(facts)) == []
+    assert list(finalization_backlog(facts)) == []
     assert list(deadlock(facts)) == []
+
+
+def test_a_busy_finalizer_with_a_long_queue_is_a_backlog():
+    facts = Facts((thread_view(11, finalizer=True),), finalizer_queue(READY), None, ())
+    (finding,) = finalization_backlog(facts)
+    assert finding.statement.startswith("66,627 objects wait in the f-reachable queue")
 
 
 def test_two_threads_waiting_for_each_other_are_a_deadlock():
     facts = Facts(
         threads=(
-            thread(20, "A", waits=WaitTarget(0x1, "LockB", 21)),
-            thread(21, "B", waits=WaitTarget(0x2, "LockA", 20)),
-            thread(22, "C", waits=WaitTarget(0x2, "LockA", 20)),
+            thread_view(20, name="A", waits=WaitTarget(0x1, "LockB", 21)),
+            thread_view(21, name="B", waits=WaitTarget(0x2, "LockA", 20)),
+            thread_view(22, name="C", waits=WaitTarget(0x2, "LockA", 20)),
         ),
         finalizer=None,
         heap=None,
@@ -154,31 +100,28 @@ def test_two_threads_waiting_for_each_other_are_a_deadlock():
 
 
 def test_a_few_large_blocks_are_not_a_pile():
-    few = Facts((), None, None, (Heap(1, PRINT_SERVICE_BLOCKS[:3]),))
+    few = Facts((), None, None, (nt_heap(0x10000, PRINT_SERVICE_BLOCKS[:3]),))
     assert list(native_large_blocks(few)) == []
-    many = Facts((), None, None, (Heap(1, PRINT_SERVICE_BLOCKS),))
+    many = Facts((), None, None, (nt_heap(0x10000, PRINT_SERVICE_BLOCKS),))
     (finding,) = native_large_blocks(many)
     assert finding.title == "624 native blocks of 2.00 MB"
 
 
 def test_pool_threads_blocked_on_tasks_are_starvation():
-    blocked = [
-        thread(30 + i, pool=True, frames=["System.Threading.Tasks.Task.Wait(Int32)"])
+    blocked = tuple(
+        thread_view(
+            30 + i, pool=True, frames=["System.Threading.Tasks.Task.Wait(Int32)"]
+        )
         for i in range(5)
-    ]
-    (finding,) = threadpool_starvation(Facts(tuple(blocked), None, None, ()))
+    )
+    (finding,) = threadpool_starvation(Facts(blocked, None, None, ()))
     assert "5 thread-pool threads" in finding.statement
-    assert list(threadpool_starvation(Facts(tuple(blocked[:2]), None, None, ()))) == []
+    assert list(threadpool_starvation(Facts(blocked[:2], None, None, ()))) == []
 
 
 def test_fragmentation_needs_a_large_free_share():
-    mb = 1024 * 1024
-    fragmented = Stats(
-        (Entry("Free", 40, 60 * mb), Entry("System.Byte[]", 10, 40 * mb)), 100 * mb
-    )
+    fragmented = heap_stats([("Free", 40, 60 * MB), ("System.Byte[]", 10, 40 * MB)])
     (finding,) = fragmentation(Facts((), None, fragmented, ()))
     assert finding.title == "60% of the GC heap is free space"
-    tidy = Stats(
-        (Entry("Free", 40, 1 * mb), Entry("System.Byte[]", 10, 99 * mb)), 100 * mb
-    )
+    tidy = heap_stats([("Free", 40, 1 * MB), ("System.Byte[]", 10, 99 * MB)])
     assert list(fragmentation(Facts((), None, tidy, ()))) == []

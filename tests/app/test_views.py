@@ -1,13 +1,19 @@
 """Views adapt results to Qt: build a result, wrap it in the view, assert on
 what the user sees (rows, order, highlighting, navigation)."""
 
-from dataclasses import dataclass
-
 import pytest
 from qtpy.QtCore import Qt
 
 from analysis.diagnosis.findings import Evidence, Finding
-from analysis.session import ThreadView, WaitTarget
+from analysis.session import WaitTarget
+from tests.builders import (
+    finalizer_queue,
+    heap_stats,
+    large_blocks,
+    nt_heap,
+    thread_view,
+    type_count,
+)
 from views.base import CRITICAL, WARNING
 from views.finalizer_view import FinalizerView
 from views.findings_view import FindingsView
@@ -15,85 +21,6 @@ from views.heap_stats_view import HeapStatsView
 from views.native_heaps_view import NativeHeapsView
 from views.table_model import SORT_ROLE, Column, RecordTableModel
 from views.threads_view import ThreadsView
-
-
-@dataclass(frozen=True)
-class TypeStat:
-    name: str
-    method_table: int
-    count: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Heap:
-    types: tuple
-    total_objects: int
-    total_bytes: int
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    count: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Queue:
-    ready: tuple
-    finalizable: tuple
-    ready_count: int
-    rcw_sta: int = 0
-    rcw_mta: int = 0
-
-
-@dataclass(frozen=True)
-class Block:
-    address: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Segment:
-    address: int
-    reserved: int
-    committed: int
-
-
-@dataclass(frozen=True)
-class NativeHeap:
-    address: int
-    kind: str
-    reserved: int
-    committed: int
-    free: int
-    segments: tuple
-    large_blocks: tuple
-    lfh: bool = True
-
-
-def make_thread(os_id, apartment="MTA", finalizer=False, waits=None, name=None):
-    return ThreadView(
-        os_id=os_id,
-        managed_id=os_id - 100,
-        name=name,
-        teb=0x7FF000 + os_id,
-        stack_base=None,
-        stack_limit=None,
-        apartment_os=apartment,
-        apartment_clr=None,
-        apartment=apartment,
-        apartment_disagrees=False,
-        is_finalizer=finalizer,
-        is_gc=False,
-        is_threadpool=False,
-        lock_count=0,
-        exception=None,
-        waits_for=waits,
-        in_com_call=False,
-        frames=("DumpScope.Scenarios.BlockingFinalizable.Finalize()",),
-    )
 
 
 def test_model_displays_formatted_text_and_sorts_by_raw_value():
@@ -121,12 +48,15 @@ def test_sizes_sort_by_bytes_even_beyond_32_bits(qtbot):
 def test_types_sorted_by_total_size_like_dumpheap_stat(qtbot):
     view = HeapStatsView()
     qtbot.addWidget(view)
-    types = (
-        TypeStat("System.String", 0x10, 132, 37772),
-        TypeStat("System.Drawing.Bitmap", 0x20, 627, 627 * 48),
-        TypeStat("Free", 0x30, 12, 900_000),
+    view.set_heap(
+        heap_stats(
+            [
+                ("System.String", 132, 37772),
+                ("System.Drawing.Bitmap", 627, 627 * 48),
+                ("Free", 12, 900_000),
+            ]
+        )
     )
-    view.set_heap(Heap(types, 771, 37772 + 627 * 48 + 900_000))
     assert [view.types.record_at(r).name for r in range(3)] == [
         "Free",
         "System.String",
@@ -142,10 +72,10 @@ def test_finalizer_view_lists_ready_objects_by_count(qtbot):
     view = FinalizerView()
     qtbot.addWidget(view)
     ready = (
-        Entry("System.Drawing.Bitmap", 627, 30096),
-        Entry("System.Drawing.Font", 66000, 2_640_000),
+        type_count("System.Drawing.Bitmap", 627, 30096),
+        type_count("System.Drawing.Font", 66000, 2_640_000),
     )
-    view.set_queue(Queue(ready, ready + (Entry("X", 3, 72),), 66627, rcw_sta=5))
+    view.set_queue(finalizer_queue(ready, ready + (type_count("X", 3, 72),), rcw_sta=5))
     assert view.ready.record_at(0).name == "System.Drawing.Font"
     assert "66,627 objects ready for finalization" in view.summary.text()
     assert "STA 5" in view.summary.text()
@@ -156,12 +86,17 @@ def test_finalizer_view_lists_ready_objects_by_count(qtbot):
 def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
     view = ThreadsView()
     qtbot.addWidget(view)
+    finalize = "DumpScope.Scenarios.BlockingFinalizable.Finalize()"
     threads = (
-        make_thread(101, name="Main"),
-        make_thread(
-            102, finalizer=True, waits=WaitTarget(0x7000, "System.Object", 103)
+        thread_view(101, name="Main", apartment="MTA"),
+        thread_view(
+            102,
+            apartment="MTA",
+            finalizer=True,
+            waits=WaitTarget(0x7000, "System.Object", 103),
+            frames=[finalize],
         ),
-        make_thread(103, apartment="STA", name="LockHolder"),
+        thread_view(103, apartment="STA", name="LockHolder"),
     )
     view.set_threads(threads)
     colours = {}
@@ -173,10 +108,7 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
         )
     assert colours == {101: None, 102: CRITICAL, 103: WARNING}
     assert view.select_key(102)
-    assert (
-        view.managed_stack.item(0).text()
-        == "DumpScope.Scenarios.BlockingFinalizable.Finalize()"
-    )
+    assert view.managed_stack.item(0).text() == finalize
     finalizer_row = [r for r in range(3) if view.threads.record_at(r).os_id == 102][0]
     assert (
         view.threads.text_at(finalizer_row, 9)
@@ -187,33 +119,10 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
 def test_native_heaps_view_drills_down_to_large_blocks(qtbot):
     view = NativeHeapsView()
     qtbot.addWidget(view)
-    blocks = tuple(
-        Block(0x10000000 + i * 0x210000, 2 * 1024 * 1024) for i in range(624)
-    )
-    heaps = (
-        NativeHeap(
-            0x5D0000,
-            "nt",
-            1 << 20,
-            1 << 19,
-            4096,
-            (Segment(0x5D0000, 1 << 20, 1 << 19),),
-            (),
-        ),
-        NativeHeap(
-            0x7D0000,
-            "nt",
-            1 << 22,
-            1 << 21,
-            0,
-            (Segment(0x7D0000, 1 << 22, 1 << 21),),
-            blocks,
-        ),
-    )
-    view.set_heaps(heaps)
-    assert (
-        view.heaps.record_at(0).address == 0x7D0000
-    )  # largest large-block total first
+    blocks = large_blocks(624, 2 * 1024 * 1024)
+    view.set_heaps((nt_heap(0x5D0000), nt_heap(0x7D0000, blocks)))
+    # The heap with the most large-block bytes comes first.
+    assert view.heaps.record_at(0).address == 0x7D0000
     assert "624 large blocks" in view.blocks_label.text()
     assert "1.22 GB" in view.blocks_label.text()
     assert view.select_key(blocks[300].address)

@@ -1,0 +1,114 @@
+"""Real result objects built by hand, for tests of the rules and the views
+that need a situation no scenario dump shows (the print-service numbers, a
+COM-blocked finalizer). Built from the real result classes, so a renamed
+field breaks these tests too."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from analysis.managed.results import FinalizerQueue, HeapStats, TypeCount, TypeStat
+from analysis.native.heaps import HeapSegment, LargeBlock, NativeHeap
+from analysis.session import ThreadView, WaitTarget
+from analysis.values import Address, ByteSize
+
+
+def thread_view(
+    os_id: int,
+    *,
+    name: Optional[str] = None,
+    apartment: str = "unknown",
+    finalizer: bool = False,
+    pool: bool = False,
+    waits: Optional[WaitTarget] = None,
+    com: bool = False,
+    frames: Sequence[Any] = (),
+) -> ThreadView:
+    return ThreadView(
+        os_id=os_id,
+        managed_id=os_id % 100,
+        name=name,
+        teb=Address(0x7FF000 + os_id),
+        stack_base=None,
+        stack_limit=None,
+        apartment_os=apartment,
+        apartment_clr=None,
+        apartment=apartment,
+        apartment_disagrees=False,
+        is_finalizer=finalizer,
+        is_gc=False,
+        is_threadpool=pool,
+        lock_count=0,
+        exception=None,
+        waits_for=waits,
+        in_com_call=com,
+        frames=tuple(frames),
+    )
+
+
+def type_count(name: str, count: int, size: int) -> TypeCount:
+    return TypeCount(
+        name=name, method_table=Address(0), count=count, size=ByteSize(size)
+    )
+
+
+def finalizer_queue(
+    ready: Sequence[TypeCount], finalizable: Sequence[TypeCount] = (), rcw_sta: int = 0
+) -> FinalizerQueue:
+    return FinalizerQueue(
+        finalizable=tuple(finalizable) or tuple(ready),
+        ready=tuple(ready),
+        finalizable_count=sum(e.count or 0 for e in (finalizable or ready)),
+        ready_count=sum(e.count or 0 for e in ready),
+        generation_counts=(),
+        heaps=(),
+        rcw_sta=rcw_sta,
+        rcw_mta=0,
+        rcw_free_threaded=0,
+        sync_blocks_to_clean_up=0,
+    )
+
+
+def heap_stats(types: Sequence[tuple[str, int, int]]) -> HeapStats:
+    stats = tuple(
+        TypeStat(
+            name=name,
+            method_table=Address(0x1000 + i),
+            count=count,
+            size=ByteSize(size),
+        )
+        for i, (name, count, size) in enumerate(types)
+    )
+    return HeapStats(
+        types=stats,
+        total_objects=sum(count for _, count, _ in types),
+        total_bytes=ByteSize(sum(size for _, _, size in types)),
+    )
+
+
+def large_blocks(
+    count: int, size: int, first: int = 0x1000_0000
+) -> tuple[LargeBlock, ...]:
+    step = (size + 0xFFFF) & ~0xFFFF
+    return tuple(
+        LargeBlock(Address(first + i * step), ByteSize(size)) for i in range(count)
+    )
+
+
+def nt_heap(
+    address: int, blocks: Sequence[LargeBlock] = (), reserved: int = 1 << 20
+) -> NativeHeap:
+    committed = reserved // 2
+    total = sum(int(b.size) for b in blocks)
+    return NativeHeap(
+        address=Address(address),
+        kind="nt",
+        reserved=ByteSize(reserved + total),
+        committed=ByteSize(committed + total),
+        free=ByteSize(4096),
+        segments=(
+            HeapSegment(Address(address), ByteSize(reserved), ByteSize(committed)),
+        ),
+        large_blocks=tuple(blocks),
+        lfh=True,
+    )
