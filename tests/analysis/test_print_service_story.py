@@ -27,7 +27,9 @@ def report(tmp_path_factory):
     builder.set_peb(0x7FF5_FFFD_E000)
     builder.add_module("spoolsv.exe", 0x7FF6_0000_0000, 0x20000)
     builder.add_module("coreclr.dll", 0x7FF8_1000_0000, 0x500000)
-    for n, (tid, flags) in enumerate(((MAIN, 0x141), (PRINTER_1, 0x81), (PRINTER_2, 0x81))):
+    for n, (tid, flags) in enumerate(
+        ((MAIN, 0x141), (PRINTER_1, 0x81), (PRINTER_2, 0x81))
+    ):
         base = 0x10_0000_0000 + n * 0x100_0000
         builder.add_thread(
             tid,
@@ -58,7 +60,9 @@ def test_the_large_block_list_holds_624_blocks_of_2_mb(report):
 
 
 def test_printer_threads_are_sta_and_the_main_thread_mta(report):
-    apartments = {t["os_id"]: (t["apartment_os"], t["apartment"]) for t in report["threads"]}
+    apartments = {
+        t["os_id"]: (t["apartment_os"], t["apartment"]) for t in report["threads"]
+    }
     assert apartments == {
         MAIN: ("MTA", "MTA"),
         PRINTER_1: ("STA", "STA"),
