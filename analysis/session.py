@@ -16,7 +16,7 @@ from typing import Any, Callable, Optional
 
 from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import MemoryReader
-from analysis.values import GAPS, Address, ByteSize
+from analysis.values import GAPS, Address, ByteSize, human_size
 
 Progress = Callable[[str, float], None]
 
@@ -351,6 +351,44 @@ class DumpSession:
             if error.code == ErrorCode.CANCELLED:
                 raise Cancelled() from error
             raise
+
+    def pointer_target(self, address: int) -> Optional[str]:
+        """What a native pointer held by a managed object points at: a native
+        large block (the memory a finalizer would free), else the address
+        space usage of its region; None when it points nowhere known."""
+        for heap in self.native_heaps():
+            for block in heap.large_blocks:
+                if int(block.address) <= address < int(block.address) + int(block.size):
+                    offset = address - int(block.address)
+                    return (
+                        f"native large block 0x{int(block.address):x} "
+                        f"({human_size(int(block.size))}) of heap 0x{int(heap.address):x}"
+                        + (f", +0x{offset:x}" if offset else "")
+                    )
+        for usage, regions in self.address_summary().regions_by_usage.items():
+            for region in regions:
+                if (
+                    usage != "Free"
+                    and region.base <= address < region.base + region.size
+                ):
+                    return f"{usage} region 0x{int(region.base):x} ({human_size(int(region.size))})"
+        return None
+
+    def object_pointers(self, detail: Any) -> dict[str, str]:
+        """For each native-pointer field (IntPtr, UIntPtr) of an object: what
+        it points at."""
+        targets: dict[str, str] = {}
+        for f in detail.fields:
+            if f.type not in ("System.IntPtr", "System.UIntPtr") or not f.value:
+                continue
+            try:
+                address = int(str(f.value), 0)
+            except ValueError:
+                continue
+            target = self.pointer_target(address) if address else None
+            if target is not None and f.name:
+                targets[f.name] = target
+        return targets
 
     # -- merged -----------------------------------------------------------
     def threads(self) -> tuple[ThreadView, ...]:

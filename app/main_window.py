@@ -242,8 +242,13 @@ class MainWindow(QtWidgets.QMainWindow):
         session = self.session
         if session is None:
             return
-        detail = Job("object", lambda _r, _c: session.object_detail(address), self)
-        detail.sig_job_finished.connect(lambda d: self.types.set_object(address, d))
+
+        def fetch_detail(_report: Any, _cancelled: Any) -> Any:
+            found = session.object_detail(address)
+            return found, session.object_pointers(found)
+
+        detail = Job("object", fetch_detail, self)
+        detail.sig_job_finished.connect(lambda d: self.types.set_object(address, *d))
         detail.sig_job_failed.connect(
             lambda message: self.types.show_drill_error(address, message)
         )

@@ -30,6 +30,7 @@ FIELD_COLUMNS = [
     Column("Type", lambda f: f.reference_type or f.type),
     Column("Value", lambda f: field_value(f)),
 ]
+POINTS_TO = "Points to"
 TOP_TYPES_IN_CHART = 10
 
 
@@ -102,8 +103,10 @@ class HeapStatsView(ResultView):
             "Select an object to see its fields and roots.", self
         )
         self.object_label.setWordWrap(True)
+        self._pointers: dict[str, str] = {}
+        points_to = Column(POINTS_TO, lambda f: self._pointers.get(f.name or ""))
         self.fields = FilterTable(
-            FIELD_COLUMNS, placeholder="Filter fields", parent=self
+            FIELD_COLUMNS + [points_to], placeholder="Filter fields", parent=self
         )
         self.roots = QtWidgets.QListWidget(self)
         self.roots_label = QtWidgets.QLabel("Roots (gcroot)", self)
@@ -195,9 +198,12 @@ class HeapStatsView(ResultView):
         self.roots_label.setText("Roots (gcroot): searching…")
         self.sig_instance_selected.emit(self._current_address)
 
-    def set_object(self, address: int, detail: Any) -> None:
+    def set_object(self, address: int, detail: Any, pointers: dict[str, str]) -> None:
+        """An object's fields; `pointers` says where its native-pointer fields
+        point (a native large block, a memory region)."""
         if address != self._current_address:
             return
+        self._pointers = pointers
         size = int(detail.size or 0)
         text = (
             f"<b>0x{address:x}</b> {detail.type} ({size:,} bytes, {detail.generation})"

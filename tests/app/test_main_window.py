@@ -108,6 +108,14 @@ def test_drill_down_from_a_type_to_an_object_and_what_keeps_it(window, qtbot):
         if types.fields.record_at(r).name == "_memory"
     )
     assert memory.value in facts["buffer_addresses"]  # the 2 MB native buffer it owns
+    memory_row = next(
+        r
+        for r in range(types.fields.row_count())
+        if types.fields.record_at(r) is memory
+    )
+    # One click from the managed owner to the native block it keeps alive.
+    assert types.fields.text_at(memory_row, 3).startswith("native large block 0x")
+    assert "(2.00 MB)" in types.fields.text_at(memory_row, 3)
     # Nothing but the finalizer queue keeps it: it waits for its finalizer.
     qtbot.waitUntil(
         lambda: "searching" not in types.roots_label.text(), timeout=120_000
