@@ -22,7 +22,7 @@ FREACHABLE_BACKLOG = 10_000
 STARVED_POOL_THREADS = 4
 # Fragmentation: free space this large a share of the GC heap, and this big.
 FRAGMENTATION_SHARE = 0.30
-FRAGMENTATION_MIN_FREE = 16 * 1024 * 1024
+FRAGMENTATION_MIN_FREE = 2 * 1024 * 1024
 
 SYNC_OVER_ASYNC_FRAMES = (
     "Task.Wait",

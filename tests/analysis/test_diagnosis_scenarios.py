@@ -71,6 +71,17 @@ def test_threadpool_starvation_counts_the_blocked_workers():
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_released_large_arrays_between_live_ones_are_fragmentation(runtime):
+    session, facts = session_for("loh-fragmentation", runtime)
+    with session:
+        (finding,) = [f for f in session.findings() if f.rule == "gc-fragmentation"]
+        assert finding.severity == "warning"
+        free = next(t for t in session.managed().heap.types if t.name == "Free")
+        assert free.count >= facts["released_large_arrays"]
+        assert f"({free.count:,} of them)" in finding.statement
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_healthy_process_raises_no_alarm(runtime):
     session, _facts = session_for("healthy", runtime)
     with session:
