@@ -301,6 +301,7 @@ class MainWindow(QtWidgets.QMainWindow):
             view.show_message("")
         self.types.set_heap(managed.heap)
         self.finalizer.set_queue(managed.finalizer)
+        self.threads.set_monitors(managed.monitors)
 
     def _key_facts(self) -> list[str]:
         session = self.session

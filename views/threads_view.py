@@ -65,6 +65,19 @@ THREAD_COLUMNS = [
 ]
 
 
+def owner_text(monitor: Any, names: dict[int, str]) -> str:
+    if not monitor.owner_os_id:
+        return ""
+    name = names.get(monitor.owner_os_id)
+    return f"'{name}' {monitor.owner_os_id}" if name else str(monitor.owner_os_id)
+
+
+def waiters_text(monitor: Any) -> str:
+    ids = ", ".join(str(i) for i in monitor.waiting_os_ids)
+    count = monitor.waiter_count or len(monitor.waiting_os_ids)
+    return f"{count}: {ids}" if ids else str(count or "")
+
+
 def thread_style(thread: Any) -> Optional[RowStyle]:
     if thread.is_finalizer and (thread.waits_for is not None or thread.in_com_call):
         return RowStyle(CRITICAL, bold=True, tooltip="the finalizer thread is blocked")
@@ -112,6 +125,23 @@ class ThreadsView(ResultView):
         stacks = QtWidgets.QTabWidget(self)
         stacks.addTab(self.managed_stack, "Managed stack")
         stacks.addTab(self.native_stack, "Native stack")
+        self.locks = FilterTable(
+            [
+                Column("Object", lambda m: m.object, "address"),
+                Column("Type", lambda m: m.type),
+                Column("Owner", lambda m: owner_text(m, self._names)),
+                Column("Recursion", lambda m: m.recursion, "int"),
+                Column("Waiters", waiters_text),
+                Column("Kind", lambda m: m.source),
+            ],
+            lambda m: RowStyle(INFO, tooltip="threads wait for it")
+            if waiters_text(m)
+            else None,
+            "Filter locks",
+            self,
+        )
+        stacks.addTab(self.locks, "Locks (syncblk)")
+        self.locks.sig_record_selected.connect(self._select_owner)
         self.stacks = stacks
         split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
         split.addWidget(self.threads)
@@ -130,6 +160,18 @@ class ThreadsView(ResultView):
             lambda t: thread_style(t) is not None and t.is_finalizer
         ):
             self.threads.select_where(lambda t: True)
+
+    def set_monitors(self, monitors: Any) -> None:
+        """The held monitors (sync blocks and thin locks), like `syncblk`."""
+        held = [m for m in monitors if m.is_held or m.waiting_os_ids]
+        self.locks.set_records(held)
+        self.stacks.setTabText(2, f"Locks (syncblk): {len(held)}")
+
+    def _select_owner(self, monitor: Any) -> None:
+        if monitor is not None and monitor.owner_os_id:
+            current = self.stacks.currentIndex()
+            self.select_key(monitor.owner_os_id)
+            self.stacks.setCurrentIndex(current)
 
     def _show_stacks(self, thread: Any) -> None:
         if thread is None:

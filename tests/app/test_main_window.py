@@ -55,6 +55,19 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     ]
     assert any("BlockingFinalizable.Finalize" in f for f in frames), frames
 
+    # The lock it waits for, like syncblk: held by LockHolder, the finalizer waiting.
+    locks = window.threads.locks
+    (lock_row,) = [
+        r
+        for r in range(locks.row_count())
+        if locks.record_at(r).type == facts["lock_type"]
+    ]
+    assert locks.text_at(lock_row, 2) == f"'LockHolder' {holder}"
+    finalizer_id = facts["finalizer_thread"]["os_thread_id"]
+    assert locks.text_at(lock_row, 4) == f"1: {finalizer_id}"
+    locks.select_where(lambda m: m.type == facts["lock_type"])
+    assert table.record_at(table.view.currentIndex().row()).os_id == holder
+
     # The ready queue by type, and the 2 MB buffers in the native large blocks.
     assert window.finalizer.select_key(facts["buffer_type"])
     ready = window.finalizer.ready
