@@ -59,12 +59,24 @@ class TypeStat:
 
 
 @dataclass(frozen=True)
+class FreeSpace:
+    """Free space (the "Free" type) in the segments of one kind (gen0, gen1,
+    gen2, loh, poh, frozen, ephemeral): fragmentation where it lies."""
+
+    kind: Optional[str]
+    count: Optional[int]
+    size: Optional[ByteSize]
+
+
+@dataclass(frozen=True)
 class HeapStats:
-    """`dumpheap -stat`: types sorted by total size, ascending, as SOS does."""
+    """`dumpheap -stat`: types sorted by total size, ascending, as SOS does;
+    free_by_kind splits the "Free" line by segment kind."""
 
     types: tuple[TypeStat, ...]
     total_objects: Optional[int]
     total_bytes: Optional[ByteSize]
+    free_by_kind: tuple[FreeSpace, ...] = ()
     parallel: Optional[bool] = field(default=None, repr=False)
     elapsed_seconds: Optional[float] = field(default=None, repr=False)
 

@@ -114,6 +114,9 @@ def test_heap_statistics_equal_sos_dumpheap_stat(name: str, runtime: str) -> Non
     assert total is not None
     assert o.heap.total_objects == int(total.group(1).replace(",", ""))
     assert o.heap.total_bytes == int(total.group(2).replace(",", ""))
+    free = [t for t in o.heap.types if t.name == "Free"]
+    assert sum(f.count for f in o.heap.free_by_kind) == sum(t.count for t in free)
+    assert sum(f.size for f in o.heap.free_by_kind) == sum(t.size for t in free)
 
 
 @pytest.mark.parametrize("name,runtime", CASES)
@@ -280,6 +283,21 @@ def test_event_leak_subscribers_are_counted(runtime: str) -> None:
     counts = by_name(o.heap.types)
     assert counts[facts["subscriber_type"]][0] == facts["subscriber_count"]
     assert counts[facts["handler_type"]][0] >= facts["handler_count"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_loh_fragmentation_free_space_lies_in_the_large_object_heap(
+    runtime: str,
+) -> None:
+    o = observed("loh-fragmentation", runtime)
+    facts = o.dump.facts
+    array_bytes = facts["large_array_length"] * facts["large_array_element_size"]
+    free = {f.kind: f for f in o.heap.free_by_kind}
+    # Every released array left a hole between two live ones.
+    assert free["loh"].size >= facts["released_large_arrays"] * array_bytes
+    assert free["loh"].count >= facts["released_large_arrays"]
+    counts = by_name(o.heap.types)
+    assert counts[facts["large_array_type"]][0] == facts["live_large_arrays"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

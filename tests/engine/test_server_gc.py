@@ -105,7 +105,7 @@ def test_results_render_as_report_json_with_their_field_names(
         finalizer = to_jsonable(client.finalizer_queue())
         threads = to_jsonable(client.threads())
     # Timing and how the walk ran are for the benchmark, not the report.
-    assert set(heap) == {"types", "total_objects", "total_bytes"}
+    assert set(heap) == {"types", "total_objects", "total_bytes", "free_by_kind"}
     assert set(heap["types"][0]) == {"name", "method_table", "count", "size"}
     assert {"finalizable", "ready", "ready_count", "rcw_sta", "rcw_mta"} <= set(
         finalizer

@@ -21,7 +21,8 @@ public sealed class DumpSession : IDisposable
     private readonly ClrRuntime _runtime;
     private readonly EngineLimits _limits;
     private HeapStats? _heapStats;
-    private (ulong Mt, Instance[] Items)? _instanceCache;
+    // The last type asked for, in both orders: paging through it re-sorts nothing.
+    private (ulong Mt, Instance[] ByAddress, Instance[] BySize)? _instanceCache;
     private HeapWalker? _walker;
 
     public RuntimeInfo Info { get; }
@@ -205,15 +206,23 @@ public sealed class DumpSession : IDisposable
     }
 
     // Aggregates by method table; consecutive objects often share a type,
-    // so the last tally is kept at hand.
-    private struct StatsVisitor() : IObjectVisitor
+    // so the last tally is kept at hand. Free space is also counted apart,
+    // so each segment's share of it is known.
+    private struct StatsVisitor(ulong freeMt) : IObjectVisitor
     {
         public readonly Dictionary<ulong, Tally> Tallies = new();
+        public long FreeCount;
+        public ulong FreeSize;
         private ulong _lastMt;
         private Tally? _last;
 
         public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
         {
+            if (methodTable == freeMt)
+            {
+                FreeCount++;
+                FreeSize += size;
+            }
             if (methodTable != _lastMt || _last is null)
             {
                 if (!Tallies.TryGetValue(methodTable, out _last))
@@ -252,10 +261,19 @@ public sealed class DumpSession : IDisposable
         long doneBytes = 0;
         bool parallel = _runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var partials = new ConcurrentBag<Dictionary<ulong, Tally>>();
+        ulong freeMt = heap.FreeType?.MethodTable ?? 0;
+        var freeByKind = new Dictionary<string, (long Count, ulong Size)>();
 
         void Walk(ClrSegment segment, ref StatsVisitor visitor)
         {
+            (long count, ulong size) = (visitor.FreeCount, visitor.FreeSize);
             walker.Walk(segment, ref visitor, cancel);
+            lock (freeByKind)
+            {
+                string kind = KindName(segment.Kind);
+                var (c, s) = freeByKind.GetValueOrDefault(kind);
+                freeByKind[kind] = (c + visitor.FreeCount - count, s + visitor.FreeSize - size);
+            }
             long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
             progress?.Report(new ProgressReport(done, totalBytes, "walking the GC heap"));
         }
@@ -263,13 +281,13 @@ public sealed class DumpSession : IDisposable
         if (parallel)
         {
             var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = Environment.ProcessorCount };
-            Parallel.ForEach(segments, options, () => new StatsVisitor(),
+            Parallel.ForEach(segments, options, () => new StatsVisitor(freeMt),
                 (segment, _, local) => { Walk(segment, ref local); return local; },
                 local => partials.Add(local.Tallies));
         }
         else
         {
-            var local = new StatsVisitor();
+            var local = new StatsVisitor(freeMt);
             foreach (var segment in segments)
             {
                 cancel.ThrowIfCancellationRequested();
@@ -299,6 +317,8 @@ public sealed class DumpSession : IDisposable
             stats,
             stats.Sum(s => s.Count),
             stats.Aggregate(0UL, (a, s) => a + s.Size),
+            freeByKind.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                .Select(kv => new FreeSpace(kv.Key, kv.Value.Count, kv.Value.Size)).ToImmutableArray(),
             parallel,
             watch.Elapsed.TotalSeconds);
         _heapStats = result;
@@ -762,15 +782,17 @@ public sealed class DumpSession : IDisposable
                 Walker.Walk(segments[i], ref visitor, cancel);
                 progress?.Report(new ProgressReport(i + 1, segments.Length, "looking for instances"));
             }
-            cache = (methodTable, visitor.Found.ToArray());
+            Instance[] byAddress = visitor.Found.OrderBy(x => x.Address).ToArray();
+            Instance[] bySize = byAddress.OrderByDescending(x => x.Size).ThenBy(x => x.Address).ToArray();
+            cache = (methodTable, byAddress, bySize);
             _instanceCache = cache;
         }
 
-        IEnumerable<Instance> ordered = sort == "size"
-            ? cache.Items.OrderByDescending(x => x.Size).ThenBy(x => x.Address)
-            : cache.Items.OrderBy(x => x.Address);
-        return new Instances(methodTable, type is null ? null : TypeName(type), cache.Items.Length, offset, sort,
-            ordered.Skip(offset).Take(limit).ToImmutableArray());
+        Instance[] ordered = sort == "size" ? cache.BySize : cache.ByAddress;
+        int start = Math.Min(offset, ordered.Length);
+        int count = Math.Min(limit, ordered.Length - start);
+        return new Instances(methodTable, type is null ? null : TypeName(type), ordered.Length, offset, sort,
+            ordered.AsSpan(start, count).ToImmutableArray());
     }
 
     // -------------------------------------------------------------- object

@@ -28,10 +28,13 @@ public readonly record struct RuntimeInfo(
 
 public readonly record struct TypeStat(ulong MethodTable, string Name, long Count, ulong Size);
 
+public readonly record struct FreeSpace(string Kind, long Count, ulong Size);
+
 public readonly record struct HeapStats(
     ImmutableArray<TypeStat> Types,
     long TotalObjects,
     ulong TotalBytes,
+    ImmutableArray<FreeSpace> FreeByKind,
     bool Parallel,
     double ElapsedSeconds);
 
