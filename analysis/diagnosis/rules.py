@@ -66,6 +66,10 @@ def describe_thread(thread: Any) -> str:
     return f"thread {name}(OS id {thread.os_id}{managed})"
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def frame_text(frame: Any) -> str:
     if isinstance(frame, str):
         return frame
@@ -230,7 +234,7 @@ def deadlock(facts: Facts) -> Iterator[Finding]:
             rule="deadlock",
             severity="critical",
             title=f"Deadlock between {len(cycle)} threads",
-            statement="; ".join(links) + ". None of them can go on.",
+            statement=_sentence("; ".join(links)) + ". None of them can go on.",
             evidence=tuple(
                 Evidence("threads", t.os_id, describe_thread(t))
                 for t in members

@@ -96,6 +96,7 @@ def test_two_threads_waiting_for_each_other_are_a_deadlock():
     )
     (finding,) = deadlock(facts)
     assert finding.title == "Deadlock between 2 threads"
+    assert finding.statement.startswith("Thread 'A' (OS id 20, managed id 20) waits for")
     assert {e.key for e in finding.evidence} == {20, 21}
 
 
