@@ -440,6 +440,7 @@ class EngineClient:
         progress: Optional[Progress] = None,
         max_paths: int = 10,
     ) -> RootPaths:
-        """Paths from GC roots to the object; progress counts paths found."""
+        """Paths from GC roots to the object (at most max_paths); progress
+        counts the roots examined out of all roots."""
         params = {"address": int(address), "max_paths": int(max_paths)}
         return from_json(RootPaths, self._call("root_paths", params, progress, cancel))

@@ -221,12 +221,14 @@ def test_root_path_of_an_abandoned_buffer_starts_at_the_finalizer_queue(
         t for t in client.heap_stats().types if t.name == blocked.facts["buffer_type"]
     ]
     target = client.instances(buffers.method_table, 0, 1, "address").items[0].address
-    found: list[int] = []
-    paths = client.root_paths(target, progress=lambda d, t, m: found.append(d))
-    assert paths.paths
+    reports: list[tuple[int, int]] = []
+    paths = client.root_paths(target, progress=lambda d, t, m: reports.append((d, t)))
+    assert paths.paths and not paths.truncated
     assert {p.root_kind for p in paths.paths} == {"finalizer_queue"}
     assert all(p.chain[-1].address == target for p in paths.paths)
-    assert found
+    # Every root was examined, and progress said so.
+    done, total = reports[-1]
+    assert total > 0 and done == total
 
 
 def test_stack_of_the_finalizer_shows_the_blocked_finalize_frame(

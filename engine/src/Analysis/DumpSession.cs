@@ -916,20 +916,33 @@ public sealed class DumpSession : IDisposable
         var gcroot = new GCRoot(heap, [address]);
         var paths = ImmutableArray.CreateBuilder<RootPath>();
         bool truncated = false;
-        progress?.Report(new ProgressReport(0, maxPaths, "searching the roots"));
-        foreach ((ClrRoot root, GCRoot.ChainLink? link) in gcroot.EnumerateRootPaths(cancel))
+
+        // GCRoot.EnumerateRootPaths, one root at a time (the same search,
+        // sharing what it has seen), so progress can count roots examined.
+        var roots = new List<ClrRoot>();
+        foreach (ClrRoot root in heap.EnumerateRoots())
+        {
+            cancel.ThrowIfCancellationRequested();
+            roots.Add(root);
+        }
+        for (int i = 0; i < roots.Count; i++)
         {
             if (paths.Count == maxPaths)
             {
                 truncated = true;
                 break;
             }
-            var chain = ImmutableArray.CreateBuilder<PathLink>();
-            for (var l = link; l is not null && chain.Count < _limits.MaxPathLength; l = l.Next)
-                chain.Add(new PathLink(l.Object, heap.GetObjectType(l.Object) is { } t ? TypeName(t) : null));
-            uint? osId = root is ClrStackRoot stack ? stack.StackFrame?.Thread?.OSThreadId : null;
-            paths.Add(new RootPath(RootKindName(root.RootKind), root.Address, root.IsPinned, root.IsInterior, osId, chain.ToImmutable()));
-            progress?.Report(new ProgressReport(paths.Count, maxPaths, "searching the roots"));
+            ClrRoot root = roots[i];
+            cancel.ThrowIfCancellationRequested();
+            if (gcroot.FindPathFrom(root.Object, cancel) is { } link)
+            {
+                var chain = ImmutableArray.CreateBuilder<PathLink>();
+                for (GCRoot.ChainLink? l = link; l is not null && chain.Count < _limits.MaxPathLength; l = l.Next)
+                    chain.Add(new PathLink(l.Object, heap.GetObjectType(l.Object) is { } t ? TypeName(t) : null));
+                uint? osId = root is ClrStackRoot stack ? stack.StackFrame?.Thread?.OSThreadId : null;
+                paths.Add(new RootPath(RootKindName(root.RootKind), root.Address, root.IsPinned, root.IsInterior, osId, chain.ToImmutable()));
+            }
+            progress?.Report(new ProgressReport(i + 1, roots.Count, "searching the roots"));
         }
         return new RootPaths(address, paths.ToImmutable(), truncated);
     }
