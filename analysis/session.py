@@ -60,9 +60,18 @@ class ManagedAnalysis:
 
 @dataclass(frozen=True)
 class WaitTarget:
+    """The monitor a thread waits on. kind "enter": blocked taking a monitor
+    that owner_os_id holds; "wait": in Monitor.Wait for a pulse, usually
+    idle (no owner)."""
+
     object: Optional[Address]
     type: Optional[str]
     owner_os_id: Optional[int]
+    kind: Optional[str] = "enter"
+
+    @property
+    def blocked(self) -> bool:
+        return self.kind != "wait"
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,14 @@ class ThreadView:
     in_com_call: bool
     frames: tuple[Any, ...] = ()
     native_frames: tuple[Any, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        """Stuck: taking a monitor someone holds, or in a COM call into
+        another apartment (an idle Monitor.Wait is not stuck)."""
+        return self.in_com_call or (
+            self.waits_for is not None and self.waits_for.blocked
+        )
 
 
 def merge_threads(
@@ -148,7 +165,10 @@ def _thread_view(n: Any, m: Any) -> ThreadView:
         exception=_exception_text(getattr(m, "exception", None)),
         waits_for=(
             WaitTarget(
-                object=waits.object, type=waits.type, owner_os_id=waits.owner_os_id
+                object=waits.object,
+                type=waits.type,
+                owner_os_id=waits.owner_os_id,
+                kind=getattr(waits, "kind", None) or "enter",
             )
             if waits is not None
             else None

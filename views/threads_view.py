@@ -34,6 +34,8 @@ def waits_text(thread: Any, names: Optional[dict[int, str]] = None) -> str:
     waits = thread.waits_for
     if waits is None:
         return ""
+    if not waits.blocked:
+        return f"Monitor.Wait on {waits.type or '?'} (idle)"
     owner = ""
     if waits.owner_os_id:
         name = (names or {}).get(waits.owner_os_id)
@@ -79,12 +81,12 @@ def waiters_text(monitor: Any) -> str:
 
 
 def thread_style(thread: Any) -> Optional[RowStyle]:
-    if thread.is_finalizer and (thread.waits_for is not None or thread.in_com_call):
+    if thread.is_finalizer and thread.blocked:
         return RowStyle(CRITICAL, bold=True, tooltip="the finalizer thread is blocked")
     if thread.apartment == "STA":
         return RowStyle(WARNING, bold=True, tooltip="single-threaded apartment")
-    if thread.waits_for is not None:
-        return RowStyle(INFO, tooltip="waits for a monitor")
+    if thread.blocked:
+        return RowStyle(INFO, tooltip="blocked on a monitor another thread holds")
     return None
 
 
@@ -108,7 +110,7 @@ class ThreadsView(ResultView):
         self.legend = QtWidgets.QLabel(
             f"<span style='background:{CRITICAL}'>&nbsp;blocked finalizer&nbsp;</span> "
             f"<span style='background:{WARNING}'>&nbsp;STA thread&nbsp;</span> "
-            f"<span style='background:{INFO}'>&nbsp;waits for a monitor&nbsp;</span>",
+            f"<span style='background:{INFO}'>&nbsp;blocked on a monitor&nbsp;</span>",
             self,
         )
         self._names: dict[int, str] = {}

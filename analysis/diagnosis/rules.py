@@ -102,9 +102,9 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
     if finalizer_thread is None or facts.finalizer is None:
         return
     ready = int(facts.finalizer.ready_count or 0)
-    waits = finalizer_thread.waits_for
-    if ready == 0 or (waits is None and not finalizer_thread.in_com_call):
+    if ready == 0 or not finalizer_thread.blocked:
         return
+    waits = finalizer_thread.waits_for
     evidence = [
         Evidence(
             "threads",
@@ -112,7 +112,7 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
             f"finalizer {describe_thread(finalizer_thread)}",
         )
     ]
-    if waits is not None:
+    if waits is not None and waits.blocked:
         owner = facts.thread(waits.owner_os_id)
         lock = f"a monitor on {waits.type or 'an object'}"
         if owner is not None:
@@ -177,9 +177,7 @@ def finalization_backlog(facts: Facts) -> Iterator[Finding]:
         return
     ready = int(facts.finalizer.ready_count or 0)
     finalizer_thread = next((t for t in facts.threads if t.is_finalizer), None)
-    blocked = finalizer_thread is not None and (
-        finalizer_thread.waits_for is not None or finalizer_thread.in_com_call
-    )
+    blocked = finalizer_thread is not None and finalizer_thread.blocked
     if ready < FREACHABLE_BACKLOG or blocked:
         return
     yield Finding(
@@ -204,7 +202,9 @@ def deadlock(facts: Facts) -> Iterator[Finding]:
     waits_on = {
         t.os_id: t.waits_for.owner_os_id
         for t in facts.threads
-        if t.waits_for is not None and t.waits_for.owner_os_id is not None
+        if t.waits_for is not None
+        and t.waits_for.blocked
+        and t.waits_for.owner_os_id is not None
     }
     reported: set[frozenset[int]] = set()
     for start in waits_on:

@@ -70,6 +70,18 @@ def test_finalizer_waiting_on_a_monitor_names_the_holder():
     assert list(finalization_backlog(facts)) == []  # one finding, not two
 
 
+def test_a_thread_idle_in_monitor_wait_is_not_blocked():
+    idle = WaitTarget(0x7000, "System.Object", None, kind="wait")
+    facts = Facts(
+        threads=(thread_view(11, finalizer=True, waits=idle),),
+        finalizer=finalizer_queue(READY[:1]),
+        heap=None,
+        native_heaps=(),
+    )
+    assert list(blocked_finalizer(facts)) == []
+    assert list(deadlock(facts)) == []
+
+
 def test_an_idle_finalizer_with_an_empty_queue_is_no_finding():
     facts = Facts((thread_view(11, finalizer=True),), finalizer_queue(()), None, ())
     assert list(blocked_finalizer(facts)) == []
@@ -96,7 +108,9 @@ def test_two_threads_waiting_for_each_other_are_a_deadlock():
     )
     (finding,) = deadlock(facts)
     assert finding.title == "Deadlock between 2 threads"
-    assert finding.statement.startswith("Thread 'A' (OS id 20, managed id 20) waits for")
+    assert finding.statement.startswith(
+        "Thread 'A' (OS id 20, managed id 20) waits for"
+    )
     assert {e.key for e in finding.evidence} == {20, 21}
 
 

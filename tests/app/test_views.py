@@ -97,6 +97,9 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
             frames=[finalize],
         ),
         thread_view(103, apartment="STA", name="LockHolder"),
+        thread_view(
+            104, apartment="MTA", waits=WaitTarget(0x8000, "Queue", None, "wait")
+        ),
     )
     view.set_threads(threads)
     colours = {}
@@ -106,10 +109,12 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
         colours[view.threads.record_at(row).os_id] = (
             brush.color().name() if brush else None
         )
-    assert colours == {101: None, 102: CRITICAL, 103: WARNING}
+    assert colours == {101: None, 102: CRITICAL, 103: WARNING, 104: None}
     assert view.select_key(102)
     assert view.managed_stack.item(0).text() == finalize
-    finalizer_row = [r for r in range(3) if view.threads.record_at(r).os_id == 102][0]
+    rows = {view.threads.record_at(r).os_id: r for r in range(4)}
+    assert view.threads.text_at(rows[104], 9) == "Monitor.Wait on Queue (idle)"
+    finalizer_row = rows[102]
     assert (
         view.threads.text_at(finalizer_row, 9)
         == "monitor on System.Object held by 'LockHolder' 103 (0x67)"
