@@ -293,6 +293,17 @@ def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
     )
 
 
+SEGMENT_KIND_NAMES = {
+    "loh": "the large-object heap",
+    "poh": "the pinned-object heap",
+    "gen0": "generation 0",
+    "gen1": "generation 1",
+    "gen2": "generation 2",
+    "ephemeral": "the ephemeral segment",
+    "frozen": "the frozen segments",
+}
+
+
 def fragmentation(facts: Facts) -> Iterator[Finding]:
     if facts.heap is None:
         return
@@ -303,15 +314,26 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
     share = int(free.size) / total
     if share < FRAGMENTATION_SHARE or int(free.size) < FRAGMENTATION_MIN_FREE:
         return
+    statement = (
+        f"{human_size(int(free.size))} of the {human_size(total)} GC heap are free gaps "
+        f"({free.count:,} of them) between live objects: the heap is fragmented, "
+        "typically by pinned buffers or large arrays released between live ones."
+    )
+    by_kind = getattr(facts.heap, "free_by_kind", ())
+    worst = max(by_kind, key=lambda f: int(f.size or 0), default=None)
+    if worst is not None and int(worst.size or 0) * 2 > int(free.size):
+        where = SEGMENT_KIND_NAMES.get(
+            worst.kind or "", worst.kind or "one kind of segment"
+        )
+        statement += (
+            f" Most of it is in {where}: {int(worst.count or 0):,} gaps, "
+            f"{human_size(int(worst.size or 0))}."
+        )
     yield Finding(
         rule="gc-fragmentation",
         severity="warning",
         title=f"{share:.0%} of the GC heap is free space",
-        statement=(
-            f"{human_size(int(free.size))} of the {human_size(total)} GC heap are free gaps "
-            f"({free.count:,} of them) between live objects: the heap is fragmented, "
-            "typically by pinned buffers or large arrays released between live ones."
-        ),
+        statement=statement,
         evidence=(Evidence("types", "Free", f"Free: {human_size(int(free.size))}"),),
     )
 

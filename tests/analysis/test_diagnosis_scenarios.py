@@ -79,6 +79,11 @@ def test_released_large_arrays_between_live_ones_are_fragmentation(runtime):
         free = next(t for t in session.managed().heap.types if t.name == "Free")
         assert free.count >= facts["released_large_arrays"]
         assert f"({free.count:,} of them)" in finding.statement
+        released = facts["released_large_arrays"]
+        assert (
+            f"Most of it is in the large-object heap: {released} gaps"
+            in finding.statement
+        )
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
