@@ -16,6 +16,15 @@ from typing import Any, Callable, Optional
 
 from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import MemoryReader
+from analysis.managed.results import (
+    FinalizerQueue,
+    GcHeap,
+    HeapStats,
+    ManagedThread,
+    Monitor,
+    RuntimeInfo,
+)
+from analysis.native.threads import NativeThread
 from analysis.values import GAPS, Address, ByteSize, human_size
 
 Progress = Callable[[str, float], None]
@@ -50,12 +59,14 @@ class ManagedUnavailable:
 
 @dataclass(frozen=True)
 class ManagedAnalysis:
-    runtime: Any
-    heap: Any
-    gc: Any
-    finalizer: Any
-    monitors: Any
-    threads: tuple[Any, ...]
+    """What the engine reported of the dump's .NET runtime."""
+
+    runtime: RuntimeInfo
+    heap: HeapStats
+    gc: GcHeap
+    finalizer: FinalizerQueue
+    monitors: tuple[Monitor, ...]
+    threads: tuple[ManagedThread, ...]
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,7 @@ class ThreadView:
 
 
 def merge_threads(
-    native: tuple[Any, ...], managed: tuple[Any, ...]
+    native: tuple[NativeThread, ...], managed: tuple[ManagedThread, ...]
 ) -> tuple[ThreadView, ...]:
     """Joins the native thread list (TEB, OS apartment, native stack) with the
     engine's (names, roles, locks, managed stack) by OS thread id.
@@ -128,7 +139,7 @@ def merge_threads(
     return tuple(rows)
 
 
-def _thread_view(n: Any, m: Any) -> ThreadView:
+def _thread_view(n: Optional[NativeThread], m: Optional[ManagedThread]) -> ThreadView:
     apartment_os = n.apartment_os if n is not None else "unknown"
     apartment_clr = m.apartment if m is not None else None
     if apartment_os != "unknown":
@@ -143,8 +154,10 @@ def _thread_view(n: Any, m: Any) -> ThreadView:
         and apartment_os != apartment_clr
     )
     waits = getattr(m, "waits_for", None) if m is not None else None
+    os_id = n.os_id if n is not None else (m.os_id if m is not None else None)
+    assert os_id is not None, "a thread row needs an OS id from one side"
     return ThreadView(
-        os_id=n.os_id if n is not None else m.os_id,
+        os_id=os_id,
         managed_id=getattr(m, "managed_id", None),
         name=getattr(m, "name", None) or getattr(n, "name", None),
         teb=_known(getattr(n, "teb", None), getattr(m, "teb", None)),
