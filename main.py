@@ -24,6 +24,9 @@ def report_main(argv: Sequence[str]) -> int:
         "--dac",
         help="the runtime's data-access library (libmscordaccore.so / mscordacwks.dll)",
     )
+    parser.add_argument(
+        "--dac-folder", help="a folder holding the runtime's data-access library"
+    )
     parser.add_argument("--format", choices=("json", "text"), default="json")
     parser.add_argument(
         "--out", help="write the report to this file instead of standard output"
@@ -35,7 +38,7 @@ def report_main(argv: Sequence[str]) -> int:
     from analysis.session import DumpSession
 
     try:
-        session = DumpSession(args.dump, dac=args.dac)
+        session = DumpSession(args.dump, dac=args.dac, dac_folder=args.dac_folder)
     except (DumpFormatError, OSError) as error:
         print(f"dumpscope: cannot read {args.dump}: {error}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -61,6 +64,10 @@ def gui_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--dac", help="the runtime's data-access library for the managed analyses"
     )
+    parser.add_argument(
+        "--dac-folder",
+        help="a folder of data-access libraries (remembered for later dumps)",
+    )
     args = parser.parse_args(argv)
     if args.dump and not Path(args.dump).exists():
         parser.error(f"no such file: {args.dump}")
@@ -70,7 +77,7 @@ def gui_main(argv: Sequence[str]) -> int:
     choose_binding()
     from app.application import run
 
-    return run(args.dump, dac=args.dac)
+    return run(args.dump, dac=args.dac, dac_folder=args.dac_folder)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

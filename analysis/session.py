@@ -210,9 +210,18 @@ def _exception_text(exception: Any) -> Optional[str]:
 class DumpSession:
     """Opens a dump read-only and computes its analyses on demand."""
 
-    def __init__(self, path: str | Path, dac: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        dac: Optional[str] = None,
+        dac_folder: Optional[str] = None,
+    ) -> None:
+        """dac: the runtime's data-access library for this dump; dac_folder:
+        a folder of DACs (e.g. copied from the machine that wrote the dump).
+        Without either, the engine looks beside the runtime the dump names."""
         self.path = str(Path(path).resolve())
         self.dac = dac
+        self.dac_folder = dac_folder
         self.reader: MemoryReader = open_dump(self.path)
         self._results: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -320,7 +329,7 @@ class DumpSession:
         engine = EngineClient()
         try:
             progress("opening the .NET runtime", 0.0)
-            runtime = engine.open(self.path, dac=self.dac)
+            runtime = engine.open(self.path, dac=self.dac, dac_folder=self.dac_folder)
             progress("walking the managed heap", 0.1)
             heap = engine.heap_stats(
                 progress=lambda done, total, message: progress(

@@ -34,12 +34,16 @@ def demo_job(window: MainWindow) -> Job:
     return job
 
 
-def run(dump: Optional[str], dac: Optional[str] = None) -> int:
+def run(
+    dump: Optional[str], dac: Optional[str] = None, dac_folder: Optional[str] = None
+) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
     app.setApplicationName("DumpScope")
     app.setOrganizationName("DumpScope")
     app.setWindowIcon(QtGui.QIcon(str(ICON)))
     window = MainWindow()
+    if dac_folder:
+        window.set_dac_folder(dac_folder)
     window.show()
     if dump:
         window.open_dump(dump, dac=dac)

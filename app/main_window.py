@@ -90,6 +90,7 @@ class MainWindow(QtWidgets.QMainWindow):
         open_action.triggered.connect(self._ask_open)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._fill_recent()
+        file_menu.addAction("Set &DAC folder…").triggered.connect(self._ask_dac_folder)
         file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
@@ -103,6 +104,25 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         if path:
             self.open_dump(path)
+
+    def _ask_dac_folder(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Folder of .NET data-access libraries (DAC)", self.dac_folder() or ""
+        )
+        if folder:
+            self.set_dac_folder(folder)
+
+    def dac_folder(self) -> Optional[str]:
+        """Where the engine also looks for the DAC of a dump from another
+        machine; kept across runs."""
+        value = self.settings.value("dac_folder", "")
+        return str(value) if value else None
+
+    def set_dac_folder(self, folder: str) -> None:
+        self.settings.setValue("dac_folder", folder)
+        self.statusBar().showMessage(
+            f"DAC folder: {folder} (used for the next dump opened)", 5000
+        )
 
     def recent_files(self) -> list[str]:
         value = self.settings.value("recent", [])
@@ -153,7 +173,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.close()
             self.session = None
         try:
-            self.session = DumpSession(path, dac=dac)
+            self.session = DumpSession(path, dac=dac, dac_folder=self.dac_folder())
         except (DumpFormatError, OSError) as error:
             QtWidgets.QMessageBox.warning(
                 self, "Cannot open dump", f"{path}\n\n{error}"

@@ -89,3 +89,14 @@ def test_corrupt_dump_reports_what_it_can_and_says_what_it_cannot():
     data = json.loads(run.stdout)
     assert data["dump"]["format"] == "minidump"
     assert any("stream" in p for p in data["problems"]), data["problems"]
+
+
+def test_dac_folder_option_reaches_the_engine():
+    from scenarios.dumps import ensure_dump
+
+    dump = ensure_dump("deadlock", runtime="net8")
+    run = report(str(dump.path), "--dac-folder", str(dump.runtime_dir))
+    assert run.returncode == 0, run.stderr
+    runtime = json.loads(run.stdout)["managed"]["runtime"]
+    assert runtime["dac_path"] == str(dump.runtime_dir / "libmscordaccore.so")
+    assert runtime["dac_explicit"] is True

@@ -139,3 +139,14 @@ def test_drill_down_from_a_type_to_an_object_and_what_keeps_it(window, qtbot):
         .text()
         .startswith("f-reachable queue (waits for its finalizer) → UnmanagedBuffer@0x")
     )
+
+
+def test_dac_folder_setting_is_kept_and_used_for_the_next_dump(window, qtbot):
+    dump = ensure_dump("deadlock", runtime="net8")
+    window.set_dac_folder(str(dump.runtime_dir))
+    assert window.dac_folder() == str(dump.runtime_dir)
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    runtime = window.session.managed().runtime
+    assert runtime.dac_explicit is True
+    assert runtime.dac_path == str(dump.runtime_dir / "libmscordaccore.so")
