@@ -66,6 +66,7 @@ def _managed(session: DumpSession) -> Callable[[], Any]:
             "gc": managed.gc,
             "finalizer": managed.finalizer,
             "monitors": managed.monitors,
+            "thread_pool": managed.thread_pool,
         }
 
     return compute

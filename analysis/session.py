@@ -23,6 +23,7 @@ from analysis.managed.results import (
     ManagedThread,
     Monitor,
     RuntimeInfo,
+    ThreadPoolInfo,
 )
 from analysis.native.threads import NativeThread
 from analysis.values import GAPS, Address, ByteSize, human_size
@@ -67,6 +68,7 @@ class ManagedAnalysis:
     finalizer: FinalizerQueue
     monitors: tuple[Monitor, ...]
     threads: tuple[ManagedThread, ...]
+    thread_pool: Optional[ThreadPoolInfo] = None
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,7 @@ class DumpSession:
             progress("reading threads and monitors", 0.9)
             threads = engine.threads(cancel=cancel)
             monitors = engine.monitors(cancel=cancel)
+            thread_pool = engine.thread_pool()
         except EngineError as error:
             engine.close()
             if error.code == ErrorCode.CANCELLED:
@@ -352,7 +355,9 @@ class DumpSession:
             return ManagedUnavailable(str(error), error.code)
         self._engine = engine
         progress("managed analysis done", 1.0)
-        return ManagedAnalysis(runtime, heap, gc, finalizer, monitors, tuple(threads))
+        return ManagedAnalysis(
+            runtime, heap, gc, finalizer, monitors, tuple(threads), thread_pool
+        )
 
     # -- on demand: drill-down from a type to its objects and their roots --
     def _engine_or_raise(self) -> Any:

@@ -322,6 +322,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.types.set_heap(managed.heap)
         self.finalizer.set_queue(managed.finalizer)
         self.threads.set_monitors(managed.monitors)
+        self.threads.set_thread_pool(managed.thread_pool)
 
     def _key_facts(self) -> list[str]:
         session = self.session

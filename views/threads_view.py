@@ -149,9 +149,25 @@ class ThreadsView(ResultView):
         split.addWidget(self.threads)
         split.addWidget(stacks)
         split.setSizes([400, 250])
-        self.body.addWidget(self.legend)
+        self.pool_label = QtWidgets.QLabel(self)
+        header = QtWidgets.QHBoxLayout()
+        header.addWidget(self.legend)
+        header.addStretch(1)
+        header.addWidget(self.pool_label)
+        self.body.addLayout(header)
         self.body.addWidget(split, 1)
         self.threads.sig_record_selected.connect(self._show_stacks)
+
+    def set_thread_pool(self, pool: Any) -> None:
+        """The thread pool's counts (`threadpool`) beside the legend."""
+        if pool is None or not pool.started:
+            text = "Thread pool: not started"
+        else:
+            text = (
+                f"Thread pool: {pool.workers_total} workers, {pool.workers_running} running, "
+                f"{pool.workers_idle} idle (min {pool.min_workers}, max {pool.max_workers})"
+            )
+        self.pool_label.setText(text)
 
     def set_threads(self, threads: Any) -> None:
         self._names = {t.os_id: t.name for t in threads if t.name}

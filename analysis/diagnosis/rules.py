@@ -42,6 +42,7 @@ class Facts:
     finalizer: Optional[Any]
     heap: Optional[Any]
     native_heaps: tuple[Any, ...]
+    thread_pool: Optional[Any] = None
 
     @classmethod
     def from_session(cls, session: Any) -> "Facts":
@@ -54,6 +55,7 @@ class Facts:
             finalizer=managed.finalizer if is_managed else None,
             heap=managed.heap if is_managed else None,
             native_heaps=tuple(session.native_heaps()),
+            thread_pool=managed.thread_pool if is_managed else None,
         )
 
     def thread(self, os_id: Optional[int]) -> Optional[Any]:
@@ -278,15 +280,27 @@ def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
     ]
     if len(blocked) < STARVED_POOL_THREADS:
         return
+    statement = (
+        f"{len(blocked)} thread-pool threads wait synchronously for tasks "
+        "(sync over async: Task.Wait / .Result). The work those tasks need is queued "
+        "behind them on the same pool, which grows only slowly: requests stall."
+    )
+    pool = facts.thread_pool
+    if pool is not None and pool.workers_total and pool.max_workers:
+        statement += (
+            f" The pool has {pool.workers_total} workers ({pool.workers_idle or 0} idle) "
+            f"and may grow to {pool.max_workers}"
+            + (
+                ": it is at its limit."
+                if pool.workers_total >= pool.max_workers
+                else "."
+            )
+        )
     yield Finding(
         rule="threadpool-starvation",
         severity="warning",
         title=f"{len(blocked)} thread-pool threads block on tasks",
-        statement=(
-            f"{len(blocked)} thread-pool threads wait synchronously for tasks "
-            "(sync over async: Task.Wait / .Result). The work those tasks need is queued "
-            "behind them on the same pool, which grows only slowly: requests stall."
-        ),
+        statement=statement,
         evidence=tuple(
             Evidence("threads", t.os_id, describe_thread(t)) for t in blocked
         ),

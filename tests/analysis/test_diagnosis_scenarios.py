@@ -68,6 +68,8 @@ def test_threadpool_starvation_counts_the_blocked_workers():
         ]
         blocked = {t["os_thread_id"] for t in facts["blocked_worker_threads"]}
         assert {e.key for e in finding.evidence} == blocked
+        limit = facts["max_worker_threads"]
+        assert f"may grow to {limit}: it is at its limit." in finding.statement
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

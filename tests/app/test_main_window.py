@@ -150,3 +150,14 @@ def test_dac_folder_setting_is_kept_and_used_for_the_next_dump(window, qtbot):
     runtime = window.session.managed().runtime
     assert runtime.dac_explicit is True
     assert runtime.dac_path == str(dump.runtime_dir / "libmscordaccore.so")
+
+
+def test_threads_tab_shows_the_thread_pool_at_its_limit(window, qtbot):
+    dump = ensure_dump("threadpool-starvation")
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    limit = dump.facts["max_worker_threads"]
+    assert window.threads.pool_label.text() == (
+        f"Thread pool: {limit} workers, {limit} running, 0 idle (min {limit}, max {limit})"
+    )
+    assert "threadpool-starvation" in [f.rule for f in window.session.findings()]
