@@ -22,6 +22,7 @@ from analysis.managed.results import (
     HeapStats,
     ManagedThread,
     Monitor,
+    RootPath,
     RuntimeInfo,
     ThreadPoolInfo,
 )
@@ -69,6 +70,17 @@ class ManagedAnalysis:
     monitors: tuple[Monitor, ...]
     threads: tuple[ManagedThread, ...]
     thread_pool: Optional[ThreadPoolInfo] = None
+
+
+@dataclass(frozen=True)
+class RootSample:
+    """What keeps one object of a populous type alive: evidence for the
+    diagnosis (an event's invocation list holding thousands of subscribers)."""
+
+    type_name: str
+    count: int
+    object: Address
+    paths: tuple[RootPath, ...]
 
 
 @dataclass(frozen=True)
@@ -398,6 +410,45 @@ class DumpSession:
             if error.code == ErrorCode.CANCELLED:
                 raise Cancelled() from error
             raise
+
+    def root_samples(
+        self, min_count: int = 1000, max_types: int = 2
+    ) -> tuple[RootSample, ...]:
+        """For the most populous application types (not System.*/Microsoft.*)
+        with at least min_count objects: the root path of one of them. Each
+        costs one object lookup and one `gcroot` in the engine."""
+
+        def compute() -> tuple[RootSample, ...]:
+            managed = self.managed()
+            if not isinstance(managed, ManagedAnalysis):
+                return ()
+            candidates = sorted(
+                (
+                    t
+                    for t in managed.heap.types
+                    if (t.count or 0) >= min_count
+                    and t.name
+                    and t.method_table
+                    and t.name != "Free"
+                    and not t.name.startswith(("System.", "Microsoft.", "Internal."))
+                ),
+                key=lambda t: t.count or 0,
+                reverse=True,
+            )[:max_types]
+            samples = []
+            for t in candidates:
+                assert t.name is not None and t.method_table is not None
+                page = self.instances(int(t.method_table), limit=1)
+                if not page.items or page.items[0].address is None:
+                    continue
+                address = page.items[0].address
+                roots = self.root_paths(int(address), max_paths=1)
+                samples.append(
+                    RootSample(t.name, int(t.count or 0), address, roots.paths)
+                )
+            return tuple(samples)
+
+        return self._cached(f"root_samples:{min_count}:{max_types}", compute)
 
     def pointer_target(self, address: int) -> Optional[str]:
         """What a native pointer held by a managed object points at: a native

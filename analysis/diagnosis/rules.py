@@ -20,6 +20,15 @@ LARGE_BLOCK_PILE_MIN_BYTES = 32 * 1024 * 1024
 FREACHABLE_BACKLOG = 10_000
 # Thread-pool starvation: this many pool threads blocked on tasks.
 STARVED_POOL_THREADS = 4
+# An event leak worth naming: this many objects of one application type held
+# through a delegate invocation list.
+EVENT_LEAK_MIN_OBJECTS = 1000
+DELEGATE_TYPES = (
+    "System.EventHandler",
+    "System.Action",
+    "System.Func",
+    "System.Delegate",
+)
 # Fragmentation: free space this large a share of the GC heap, and this big.
 FRAGMENTATION_SHARE = 0.30
 FRAGMENTATION_MIN_FREE = 2 * 1024 * 1024
@@ -43,6 +52,7 @@ class Facts:
     heap: Optional[Any]
     native_heaps: tuple[Any, ...]
     thread_pool: Optional[Any] = None
+    root_samples: tuple[Any, ...] = ()
 
     @classmethod
     def from_session(cls, session: Any) -> "Facts":
@@ -56,6 +66,7 @@ class Facts:
             heap=managed.heap if is_managed else None,
             native_heaps=tuple(session.native_heaps()),
             thread_pool=managed.thread_pool if is_managed else None,
+            root_samples=session.root_samples(min_count=EVENT_LEAK_MIN_OBJECTS),
         )
 
     def thread(self, os_id: Optional[int]) -> Optional[Any]:
@@ -352,6 +363,52 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
     )
 
 
+def is_delegate(type_name: Optional[str]) -> bool:
+    name = type_name or ""
+    return name.startswith(DELEGATE_TYPES) or name.endswith(("EventHandler", "Handler"))
+
+
+def held_by_invocation_list(chain: Sequence[Any]) -> bool:
+    """A multicast delegate (an event) holds the object: delegate, then its
+    invocation list (an object array), then the subscriber's delegate."""
+    types = [link.type for link in chain]
+    return any(
+        is_delegate(types[i])
+        and types[i + 1] == "System.Object[]"
+        and is_delegate(types[i + 2])
+        for i in range(len(types) - 2)
+    )
+
+
+def event_leak(facts: Facts) -> Iterator[Finding]:
+    for sample in facts.root_samples:
+        path = next((p for p in sample.paths if held_by_invocation_list(p.chain)), None)
+        if path is None:
+            continue
+        root = {
+            "static": "a static field",
+            "strong_handle": "a strong handle (statics)",
+        }.get(path.root_kind or "", path.root_kind or "a root")
+        chain = " → ".join(link.type or "?" for link in path.chain)
+        delegate = next(link.type for link in path.chain if is_delegate(link.type))
+        yield Finding(
+            rule="event-leak",
+            severity="warning",
+            title=f"{sample.count:,} {sample.type_name} objects held by an event",
+            statement=(
+                f"{sample.count:,} {sample.type_name} objects stay alive because an event's "
+                f"invocation list holds them: {root} → {chain}. Objects that subscribe to a "
+                "long-lived (static) event and never unsubscribe are never collected."
+            ),
+            evidence=(
+                Evidence(
+                    "types", sample.type_name, f"{sample.count:,} {sample.type_name}"
+                ),
+                Evidence("types", delegate, f"the {delegate} delegates"),
+            ),
+        )
+
+
 def apartment_disagreement(facts: Facts) -> Iterator[Finding]:
     for t in facts.threads:
         if t.apartment_disagrees:
@@ -374,5 +431,6 @@ RULES: tuple[Callable[[Facts], Iterator[Finding]], ...] = (
     native_large_blocks,
     threadpool_starvation,
     fragmentation,
+    event_leak,
     apartment_disagreement,
 )

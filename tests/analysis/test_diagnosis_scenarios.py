@@ -60,6 +60,12 @@ def test_deadlock_names_both_threads(runtime):
             assert f"'{t['name']}'" in finding.statement
 
 
+def test_a_big_heap_of_live_objects_is_no_leak():
+    session, _facts = session_for("big-heap", "net10")
+    with session:
+        assert session.findings() == ()
+
+
 def test_threadpool_starvation_counts_the_blocked_workers():
     session, facts = session_for("threadpool-starvation", "net10")
     with session:
@@ -86,6 +92,20 @@ def test_released_large_arrays_between_live_ones_are_fragmentation(runtime):
             f"Most of it is in the large-object heap: {released} gaps"
             in finding.statement
         )
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_subscribers_held_by_a_static_event_are_an_event_leak(runtime):
+    session, facts = session_for("event-leak", runtime)
+    with session:
+        (finding,) = [f for f in session.findings() if f.rule == "event-leak"]
+        count, kind = facts["subscriber_count"], facts["subscriber_type"]
+        assert finding.title == f"{count:,} {kind} objects held by an event"
+        assert (
+            f"{facts['handler_type']} → System.Object[] → {facts['handler_type']}"
+            in (finding.statement)
+        )
+        assert ("types", kind) in {(e.view, e.key) for e in finding.evidence}
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
