@@ -783,24 +783,19 @@ class MinidumpReader(ReaderBase):
             header = raw.MINIDUMP_HANDLE_DATA_STREAM.parse(
                 slice_at(data, 0, raw.MINIDUMP_HANDLE_DATA_STREAM.SIZE, what)
             )
-            entry = header.size_of_descriptor
-            if entry < raw.MINIDUMP_HANDLE_DESCRIPTOR.SIZE:
-                raise ValueError(
-                    f"descriptor size {entry}, expected at least "
-                    f"{raw.MINIDUMP_HANDLE_DESCRIPTOR.SIZE}"
-                )
-            count = self._count(
+            entries = self._table(
                 what,
+                data,
+                header.size_of_header,
+                header.size_of_descriptor,
                 header.number_of_descriptors,
-                entry,
-                len(data) - header.size_of_header,
+                raw.MINIDUMP_HANDLE_DESCRIPTOR.SIZE,
                 self.limits.max_regions,
+                "descriptor",
             )
             handles = []
-            for i in range(count):
-                d = raw.MINIDUMP_HANDLE_DESCRIPTOR.parse(
-                    slice_at(data, header.size_of_header + i * entry, entry, what)
-                )
+            for e in entries:
+                d = raw.MINIDUMP_HANDLE_DESCRIPTOR.parse(e)
                 handles.append(
                     HandleInfo(
                         handle=d.handle,
@@ -816,6 +811,30 @@ class MinidumpReader(ReaderBase):
             return handles
 
         return self._guarded(what, parse, data, [])
+
+    def _table(
+        self,
+        what: str,
+        data: bytes,
+        header_size: int,
+        entry_size: int,
+        declared: int,
+        minimum: int,
+        limit: int,
+        entry_name: str = "entry",
+    ) -> List[bytes]:
+        """The entries of a stream laid out as a header of `header_size` bytes
+        then `declared` entries of `entry_size` bytes each (at least `minimum`,
+        the structure we read): as many as the stream holds and `limit` allows."""
+        if entry_size < minimum:
+            raise ValueError(
+                f"{entry_name} size {entry_size}, expected at least {minimum}"
+            )
+        count = self._count(what, declared, entry_size, len(data) - header_size, limit)
+        return [
+            slice_at(data, header_size + i * entry_size, entry_size, what)
+            for i in range(count)
+        ]
 
     def _optional_string(self, rva: int, what: str) -> Optional[str]:
         if rva == 0:
@@ -836,29 +855,18 @@ class MinidumpReader(ReaderBase):
             header = raw.MINIDUMP_UNLOADED_MODULE_LIST.parse(
                 slice_at(data, 0, raw.MINIDUMP_UNLOADED_MODULE_LIST.SIZE, what)
             )
-            entry = header.size_of_entry
-            if entry < raw.MINIDUMP_UNLOADED_MODULE.SIZE:
-                raise ValueError(
-                    f"entry size {entry}, expected at least "
-                    f"{raw.MINIDUMP_UNLOADED_MODULE.SIZE}"
-                )
-            count = self._count(
-                what,
-                header.number_of_entries,
-                entry,
-                len(data) - header.size_of_header,
-                self.limits.max_modules,
-            )
+            size = raw.MINIDUMP_UNLOADED_MODULE.SIZE
             result = []
-            for i in range(count):
-                m = raw.MINIDUMP_UNLOADED_MODULE.parse(
-                    slice_at(
-                        data,
-                        header.size_of_header + i * entry,
-                        raw.MINIDUMP_UNLOADED_MODULE.SIZE,
-                        what,
-                    )
-                )
+            for e in self._table(
+                what,
+                data,
+                header.size_of_header,
+                header.size_of_entry,
+                header.number_of_entries,
+                size,
+                self.limits.max_modules,
+            ):
+                m = raw.MINIDUMP_UNLOADED_MODULE.parse(e[:size])
                 name = self._optional_string(m.module_name_rva, what) or ""
                 result.append(
                     UnloadedModule(
@@ -883,29 +891,18 @@ class MinidumpReader(ReaderBase):
             header = raw.MINIDUMP_MEMORY_INFO_LIST.parse(
                 slice_at(data, 0, raw.MINIDUMP_MEMORY_INFO_LIST.SIZE, what)
             )
-            entry = header.size_of_entry
-            if entry < raw.MINIDUMP_MEMORY_INFO.SIZE:
-                raise ValueError(
-                    f"entry size {entry}, expected at least "
-                    f"{raw.MINIDUMP_MEMORY_INFO.SIZE}"
-                )
-            count = self._count(
-                what,
-                header.number_of_entries,
-                entry,
-                len(data) - header.size_of_header,
-                self.limits.max_regions,
-            )
+            size = raw.MINIDUMP_MEMORY_INFO.SIZE
             return [
-                raw.MINIDUMP_MEMORY_INFO.parse(
-                    slice_at(
-                        data,
-                        header.size_of_header + i * entry,
-                        raw.MINIDUMP_MEMORY_INFO.SIZE,
-                        what,
-                    )
+                raw.MINIDUMP_MEMORY_INFO.parse(e[:size])
+                for e in self._table(
+                    what,
+                    data,
+                    header.size_of_header,
+                    header.size_of_entry,
+                    header.number_of_entries,
+                    size,
+                    self.limits.max_regions,
                 )
-                for i in range(count)
             ]
 
         return self._guarded(what, parse, data, None)
@@ -920,29 +917,18 @@ class MinidumpReader(ReaderBase):
             header = raw.MINIDUMP_THREAD_INFO_LIST.parse(
                 slice_at(data, 0, raw.MINIDUMP_THREAD_INFO_LIST.SIZE, what)
             )
-            entry = header.size_of_entry
-            if entry < raw.MINIDUMP_THREAD_INFO.SIZE:
-                raise ValueError(
-                    f"entry size {entry}, expected at least "
-                    f"{raw.MINIDUMP_THREAD_INFO.SIZE}"
-                )
-            count = self._count(
-                what,
-                header.number_of_entries,
-                entry,
-                len(data) - header.size_of_header,
-                self.limits.max_threads,
-            )
+            size = raw.MINIDUMP_THREAD_INFO.SIZE
             result = []
-            for i in range(count):
-                r = raw.MINIDUMP_THREAD_INFO.parse(
-                    slice_at(
-                        data,
-                        header.size_of_header + i * entry,
-                        raw.MINIDUMP_THREAD_INFO.SIZE,
-                        what,
-                    )
-                )
+            for e in self._table(
+                what,
+                data,
+                header.size_of_header,
+                header.size_of_entry,
+                header.number_of_entries,
+                size,
+                self.limits.max_threads,
+            ):
+                r = raw.MINIDUMP_THREAD_INFO.parse(e[:size])
                 result.append(ThreadExtraInfo(**vars(r), raw=r))
             return result
 
