@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from typing import TypeVar
 
 from analysis.dumpfile import minidump_raw as raw
@@ -836,6 +836,26 @@ class MinidumpReader(ReaderBase):
             for i in range(count)
         ]
 
+    def _list(
+        self, what: str, data: bytes, list_struct: Any, entry_struct: Any, limit: int
+    ) -> List[Any]:
+        """The entries of a stream that starts with a {size_of_header,
+        size_of_entry, number_of_entries} header, parsed as `entry_struct`."""
+        header = list_struct.parse(slice_at(data, 0, list_struct.SIZE, what))
+        size = entry_struct.SIZE
+        return [
+            entry_struct.parse(e[:size])
+            for e in self._table(
+                what,
+                data,
+                header.size_of_header,
+                header.size_of_entry,
+                header.number_of_entries,
+                size,
+                limit,
+            )
+        ]
+
     def _optional_string(self, rva: int, what: str) -> Optional[str]:
         if rva == 0:
             return None
@@ -852,21 +872,14 @@ class MinidumpReader(ReaderBase):
         what = "UNLOADED_MODULE_LIST"
 
         def parse(data: bytes) -> List[UnloadedModule]:
-            header = raw.MINIDUMP_UNLOADED_MODULE_LIST.parse(
-                slice_at(data, 0, raw.MINIDUMP_UNLOADED_MODULE_LIST.SIZE, what)
-            )
-            size = raw.MINIDUMP_UNLOADED_MODULE.SIZE
             result = []
-            for e in self._table(
+            for m in self._list(
                 what,
                 data,
-                header.size_of_header,
-                header.size_of_entry,
-                header.number_of_entries,
-                size,
+                raw.MINIDUMP_UNLOADED_MODULE_LIST,
+                raw.MINIDUMP_UNLOADED_MODULE,
                 self.limits.max_modules,
             ):
-                m = raw.MINIDUMP_UNLOADED_MODULE.parse(e[:size])
                 name = self._optional_string(m.module_name_rva, what) or ""
                 result.append(
                     UnloadedModule(
@@ -888,22 +901,13 @@ class MinidumpReader(ReaderBase):
         what = "MEMORY_INFO_LIST"
 
         def parse(data: bytes) -> List[raw.MINIDUMP_MEMORY_INFO]:
-            header = raw.MINIDUMP_MEMORY_INFO_LIST.parse(
-                slice_at(data, 0, raw.MINIDUMP_MEMORY_INFO_LIST.SIZE, what)
+            return self._list(
+                what,
+                data,
+                raw.MINIDUMP_MEMORY_INFO_LIST,
+                raw.MINIDUMP_MEMORY_INFO,
+                self.limits.max_regions,
             )
-            size = raw.MINIDUMP_MEMORY_INFO.SIZE
-            return [
-                raw.MINIDUMP_MEMORY_INFO.parse(e[:size])
-                for e in self._table(
-                    what,
-                    data,
-                    header.size_of_header,
-                    header.size_of_entry,
-                    header.number_of_entries,
-                    size,
-                    self.limits.max_regions,
-                )
-            ]
 
         return self._guarded(what, parse, data, None)
 
@@ -914,21 +918,14 @@ class MinidumpReader(ReaderBase):
         what = "THREAD_INFO_LIST"
 
         def parse(data: bytes) -> List[ThreadExtraInfo]:
-            header = raw.MINIDUMP_THREAD_INFO_LIST.parse(
-                slice_at(data, 0, raw.MINIDUMP_THREAD_INFO_LIST.SIZE, what)
-            )
-            size = raw.MINIDUMP_THREAD_INFO.SIZE
             result = []
-            for e in self._table(
+            for r in self._list(
                 what,
                 data,
-                header.size_of_header,
-                header.size_of_entry,
-                header.number_of_entries,
-                size,
+                raw.MINIDUMP_THREAD_INFO_LIST,
+                raw.MINIDUMP_THREAD_INFO,
                 self.limits.max_threads,
             ):
-                r = raw.MINIDUMP_THREAD_INFO.parse(e[:size])
                 result.append(ThreadExtraInfo(**vars(r), raw=r))
             return result
 
