@@ -44,7 +44,9 @@ fi
 # the pinned version is not in the NuGet cache yet.
 if [ -f .config/dotnet-tools.json ]; then
   version=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' .config/dotnet-tools.json | head -n 1)
-  if [ ! -d "${NUGET_PACKAGES:-$HOME/.nuget/packages}/dotnet-dump/$version" ]; then
+  # Tools land in the user's NuGet folder even where NUGET_PACKAGES points elsewhere.
+  if [ ! -d "${NUGET_PACKAGES:-$HOME/.nuget/packages}/dotnet-dump/$version" ] &&
+    [ ! -d "$HOME/.nuget/packages/dotnet-dump/$version" ]; then
     say "restoring dotnet-dump $version"
     dotnet tool restore >/dev/null
   fi
