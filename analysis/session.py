@@ -412,7 +412,10 @@ class DumpSession:
             raise
 
     def root_samples(
-        self, min_count: int = 1000, max_types: int = 2
+        self,
+        min_count: int = 1000,
+        max_types: int = 2,
+        cancel: Optional[threading.Event] = None,
     ) -> tuple[RootSample, ...]:
         """For the most populous application types (not System.*/Microsoft.*)
         with at least min_count objects: the root path of one of them. Each
@@ -442,7 +445,7 @@ class DumpSession:
                 if not page.items or page.items[0].address is None:
                     continue
                 address = page.items[0].address
-                roots = self.root_paths(int(address), max_paths=1)
+                roots = self.root_paths(int(address), cancel=cancel, max_paths=1)
                 samples.append(
                     RootSample(t.name, int(t.count or 0), address, roots.paths)
                 )
@@ -499,10 +502,12 @@ class DumpSession:
 
         return self._cached("threads", compute)
 
-    def findings(self) -> tuple[Any, ...]:
+    def findings(self, cancel: Optional[threading.Event] = None) -> tuple[Any, ...]:
+        """The diagnosis; raises Cancelled (caching nothing) when `cancel` is
+        set while a rule's engine probe runs."""
         from analysis.diagnosis import diagnose
 
-        return self._cached("findings", lambda: diagnose(self))
+        return self._cached("findings", lambda: diagnose(self, cancel))
 
     def close(self) -> None:
         if self._engine is not None:

@@ -39,6 +39,8 @@ def analyse(
         try:
             if key == "managed":
                 value = session.managed(engine_progress, cancelled)
+            elif key == "findings":
+                value = session.findings(cancelled)
             else:
                 value = getattr(session, key)()
         except Cancelled:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Optional
 
 from analysis.diagnosis.findings import SEVERITY_ORDER, Evidence, Finding
 from analysis.diagnosis.rules import RULES, Facts
 
 
-def diagnose(session: Any) -> tuple[Finding, ...]:
-    facts = Facts.from_session(session)
+def diagnose(
+    session: Any, cancel: Optional[threading.Event] = None
+) -> tuple[Finding, ...]:
+    facts = Facts.from_session(session, cancel)
     found = [finding for rule in RULES for finding in rule(facts)]
     found.sort(key=lambda f: SEVERITY_ORDER.get(f.severity, 9))
     return tuple(found)

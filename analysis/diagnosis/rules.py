@@ -6,6 +6,7 @@ produce no warning (the `healthy` scenario checks this).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -55,7 +56,9 @@ class Facts:
     root_samples: tuple[Any, ...] = ()
 
     @classmethod
-    def from_session(cls, session: Any) -> "Facts":
+    def from_session(
+        cls, session: Any, cancel: Optional[threading.Event] = None
+    ) -> "Facts":
         from analysis.session import ManagedAnalysis
 
         managed = session.managed()
@@ -66,7 +69,9 @@ class Facts:
             heap=managed.heap if is_managed else None,
             native_heaps=tuple(session.native_heaps()),
             thread_pool=managed.thread_pool if is_managed else None,
-            root_samples=session.root_samples(min_count=EVENT_LEAK_MIN_OBJECTS),
+            root_samples=session.root_samples(
+                min_count=EVENT_LEAK_MIN_OBJECTS, cancel=cancel
+            ),
         )
 
     def thread(self, os_id: Optional[int]) -> Optional[Any]:

@@ -33,3 +33,25 @@ def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes():
     assert isinstance(results["managed"], ManagedAnalysis)
     assert results["managed"].heap.total_objects >= dump.facts["objects"]
     session.close()
+
+
+def test_cancel_during_the_diagnosis_probes_caches_no_findings():
+    dump = ensure_dump("event-leak")
+    session = DumpSession(dump.path)
+    cancelled = threading.Event()
+
+    def report(step, fraction, partial):
+        if step == "running the diagnosis rules":
+            cancelled.set()  # Cancel while the event-leak rule asks for a gcroot
+
+    try:
+        analyse(session, report, cancelled)
+    except JobCancelled:
+        pass
+    else:
+        raise AssertionError("the diagnosis ran to the end despite Cancel")
+    assert session.cached("threads") is not None
+    assert session.cached("findings") is None
+    results = analyse(session, lambda *a: None, threading.Event())
+    assert [f.rule for f in results["findings"]] == ["event-leak"]
+    session.close()
