@@ -14,7 +14,7 @@ from app.analyse import analyse
 from app.jobs import Job
 from views.findings_view import FindingsView
 from views.finalizer_view import FinalizerView
-from views.heap_stats_view import HeapStatsView
+from views.heap_stats_view import PAGE, HeapStatsView
 from views.memory_view import MemoryView
 from views.modules_view import ModulesView
 from views.native_heaps_view import NativeHeapsView
@@ -67,6 +67,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(self.tabs)
         self.findings.sig_evidence_activated.connect(self.show_evidence)
         self.types.sig_type_selected.connect(self._fetch_instances)
+        self.types.sig_more_instances.connect(self._fetch_instances)
         self.types.sig_instance_selected.connect(self._fetch_object)
         self.side_jobs: set[Job] = set()
         self._roots_job: Optional[Job] = None
@@ -241,13 +242,15 @@ class MainWindow(QtWidgets.QMainWindow):
         job.start()
         return job
 
-    def _fetch_instances(self, type_stat: Any) -> None:
+    def _fetch_instances(self, type_stat: Any, offset: int = 0) -> None:
         session = self.session
         if session is None or type_stat.method_table is None:
             return
         job = Job(
             "instances",
-            lambda _r, _c: session.instances(int(type_stat.method_table)),
+            lambda _r, _c: session.instances(
+                int(type_stat.method_table), offset=offset, limit=PAGE
+            ),
             self,
         )
         job.sig_job_finished.connect(

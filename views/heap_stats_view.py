@@ -32,6 +32,7 @@ FIELD_COLUMNS = [
 ]
 POINTS_TO = "Points to"
 TOP_TYPES_IN_CHART = 10
+PAGE = 200  # objects fetched at a time
 
 
 def field_value(field: Any) -> str:
@@ -77,6 +78,8 @@ class HeapStatsView(ResultView):
 
     title = "Managed types"
     sig_type_selected = Signal(object)
+    # (type stat, offset): the next page of a type's objects
+    sig_more_instances = Signal(object, object)
     sig_instance_selected = Signal(
         object
     )  # an address: Signal(int) would cut it to 32 bits
@@ -110,13 +113,18 @@ class HeapStatsView(ResultView):
         )
         self.roots = QtWidgets.QListWidget(self)
         self.roots_label = QtWidgets.QLabel("Roots (gcroot)", self)
+        self.more_button = QtWidgets.QPushButton("Show more", self)
+        self.more_button.hide()
+        self.more_button.clicked.connect(self._on_more)
 
         top = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
         top.addWidget(self.types)
         top.addWidget(self.chart)
         top.setSizes([700, 300])
         bottom = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
-        bottom.addWidget(self._column(self.instances_label, self.instances))
+        bottom.addWidget(
+            self._column(self.instances_label, self.instances, self.more_button)
+        )
         bottom.addWidget(self._column(self.object_label, self.fields))
         bottom.addWidget(self._column(self.roots_label, self.roots))
         bottom.setSizes([250, 450, 500])
@@ -131,14 +139,13 @@ class HeapStatsView(ResultView):
         self.types.sig_record_selected.connect(self._on_type)
         self.instances.sig_record_selected.connect(self._on_instance)
 
-    def _column(
-        self, label: QtWidgets.QWidget, body: QtWidgets.QWidget
-    ) -> QtWidgets.QWidget:
+    def _column(self, *widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget(self)
         layout = QtWidgets.QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(label)
-        layout.addWidget(body, 1)
+        for widget in widgets:
+            fixed = isinstance(widget, (QtWidgets.QLabel, QtWidgets.QPushButton))
+            layout.addWidget(widget, 0 if fixed else 1)
         return box
 
     def set_heap(self, heap: Any) -> None:
@@ -174,19 +181,32 @@ class HeapStatsView(ResultView):
             return
         self._current_type = type_stat
         self.instances.set_records(())
+        self.more_button.hide()
         self.instances_label.setText(f"Loading the objects of {type_stat.name}…")
         self.sig_type_selected.emit(type_stat)
+
+    def _on_more(self) -> None:
+        self.more_button.setEnabled(False)
+        self.sig_more_instances.emit(
+            self._current_type, len(self.instances.model.records())
+        )
 
     def set_instances(self, type_stat: Any, page: Any) -> None:
         """A page of objects arrived; ignored if the user moved on."""
         if type_stat is not self._current_type:
             return
-        shown = len(page.items)
+        earlier = list(self.instances.model.records()) if page.offset else []
+        items = earlier + list(page.items)
+        total = int(page.total or 0)
+        shown = len(items)
         self.instances_label.setText(
-            f"<b>{type_stat.name}</b>: {int(page.total or 0):,} objects"
-            + (f", the {shown:,} largest shown" if shown < int(page.total or 0) else "")
+            f"<b>{type_stat.name}</b>: {total:,} objects"
+            + (f", the {shown:,} largest shown" if shown < total else "")
         )
-        self.instances.set_records(page.items, sort_column=1)
+        self.instances.set_records(items, sort_column=1)
+        self.more_button.setText(f"Show {min(PAGE, total - shown):,} more")
+        self.more_button.setVisible(shown < total)
+        self.more_button.setEnabled(True)
 
     def _on_instance(self, instance: Any) -> None:
         if instance is None or instance.address is None:

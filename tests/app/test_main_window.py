@@ -161,3 +161,22 @@ def test_threads_tab_shows_the_thread_pool_at_its_limit(window, qtbot):
         f"Thread pool: {limit} workers, {limit} running, 0 idle (min {limit}, max {limit})"
     )
     assert "threadpool-starvation" in [f.rule for f in window.session.findings()]
+
+
+def test_a_populous_type_pages_its_objects(window, qtbot):
+    dump = ensure_dump("blocked-finalizer")
+    facts = dump.facts
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    types = window.types
+    types.types.select_where(lambda t: t.name == facts["small_resource_type"])
+    qtbot.waitUntil(lambda: types.instances.row_count() > 0, timeout=60_000)
+    total = facts["small_resource_count"]
+    assert types.instances.row_count() == 200
+    assert f"{total:,} objects, the 200 largest shown" in types.instances_label.text()
+    assert not types.more_button.isHidden()
+    assert types.more_button.text() == "Show 200 more"
+    types.more_button.click()
+    qtbot.waitUntil(lambda: types.instances.row_count() == 400, timeout=60_000)
+    addresses = {types.instances.record_at(r).address for r in range(400)}
+    assert len(addresses) == 400  # the second page continues, it does not repeat
