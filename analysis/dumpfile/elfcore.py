@@ -686,7 +686,7 @@ class ElfCoreReader(ReaderBase):
                     # The build id note comes early and is small; a bounded
                     # read keeps hostile headers from costing much.
                     notes = self.read(bias + vaddr, min(filesz, _MAX_IMAGE_NOTES))
-                    found = _find_build_id(notes, 8 if align == 8 else 4)
+                    found = gnu_build_id(notes, 8 if align == 8 else 4)
                     if found:
                         return found
         except MemoryNotInDump:
@@ -733,7 +733,9 @@ def _note_name(note_type: int) -> str:
     return names.get(note_type, f"0x{note_type:x}")
 
 
-def _find_build_id(notes: bytes, align: int) -> Optional[str]:
+def gnu_build_id(notes: bytes, align: int = 4) -> Optional[str]:
+    """The GNU build id (NT_GNU_BUILD_ID) in a block of ELF notes, as hex."""
+
     def aligned(n: int) -> int:
         return (n + align - 1) & ~(align - 1)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Optional
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module, Region
+from analysis.dumpfile.elfcore import gnu_build_id
 
 
 @dataclass(frozen=True)
@@ -406,14 +407,9 @@ def _elf_build_id(handle: BinaryIO) -> Optional[str]:
         if p_type != 4 or memsz > 0x10000:
             continue
         handle.seek(offset)
-        notes = handle.read(memsz)
-        at = 0
-        while at + 12 <= len(notes):
-            namesz, descsz, n_type = struct.unpack_from("<III", notes, at)
-            name_end = at + 12 + ((namesz + 3) & ~3)
-            if n_type == 3 and notes[at + 12 : at + 12 + namesz] == b"GNU\0":
-                return notes[name_end : name_end + descsz].hex()
-            at = name_end + ((descsz + 3) & ~3)
+        found = gnu_build_id(handle.read(memsz))
+        if found is not None:
+            return found
     return None
 
 
