@@ -764,3 +764,16 @@ def test_wow64_context_that_does_not_look_like_one_is_not_trusted():
     walk = walk_stack(reader, reader.threads()[0], Symbolizer(reader))
     assert walk.frames[0].name == "wow64cpu!TurboDispatch+0x20"
     assert any("32-bit stack not walked" in problem for problem in walk.problems)
+
+
+def test_build_id_of_a_library_on_disk_equals_the_one_recorded_in_the_core():
+    from analysis.native.symbols import _elf_build_id
+    from scenarios.dumps import ensure_dump
+
+    reader = open_dump(str(ensure_dump("blocked-finalizer").path))
+    (coreclr,) = {
+        m.path: m for m in reader.modules() if m.name.endswith("libcoreclr.so")
+    }.values()
+    assert coreclr.build_id
+    with open(coreclr.path, "rb") as handle:
+        assert _elf_build_id(handle) == coreclr.build_id
