@@ -43,7 +43,7 @@ from analysis.native.nt_heap import (
     process_heap_addresses,
     wow64_peb32,
 )
-from analysis.native.teb import is_wow64, read_teb
+from analysis.native.teb import is_wow64, peb_layout, read_teb, teb_layout
 from analysis.values import Address, ByteSize
 
 FREE = "Free"
@@ -52,21 +52,9 @@ KUSER_SHARED_DATA = 0x7FFE0000
 # Highest user-space address + 1 of a Linux process (TASK_SIZE).
 LINUX_USER_TOP = {"x64": 0x7FFF_FFFF_F000, "arm64": 1 << 48, "x86": 0xC000_0000}
 
-# PEB fields that point at "Other" allocations: ApiSetMap,
-# ReadOnlySharedMemoryBase, AnsiCodePageData, OemCodePageData,
-# UnicodeCaseTableData, GdiSharedHandleTable, ActivationContextData,
-# SystemDefaultActivationContextData (FIELD-NOTES PEB table; published
-# `dt ntdll!_PEB` listings for the rest).
-_PEB_OTHER = {
-    4: (0x38, 0x4C, 0x58, 0x5C, 0x60, 0x94, 0x1F8, 0x200),
-    8: (0x68, 0x88, 0xA0, 0xA8, 0xB0, 0xF8, 0x2F8, 0x308),
-}
 _PAGE = 0x1000
 # sizeof(TEB): 0xfe8 (x86), 0x1838 (x64).
 _TEB_BYTES = {4: 0xFE8, 8: 0x1838}
-# TEB fields inside the stack allocation: StackLimit, DeallocationStack
-# (StackBase is one past its end, often the start of the next allocation).
-_TEB_STACK = {4: (0x8, 0xE0C), 8: (0x10, 0x1478)}
 
 
 @dataclass(frozen=True)
@@ -392,7 +380,12 @@ def _classify_windows(
                 value
                 for value in (
                     _read_pointer(reader, int(thread.teb) + o, ps)
-                    for o in _TEB_STACK[ps]
+                    # Inside the stack allocation (StackBase is one past its
+                    # end, often the start of the next allocation).
+                    for o in (
+                        teb_layout(ps).stack_limit,
+                        teb_layout(ps).deallocation_stack,
+                    )
                 )
                 if value
             ]
@@ -424,7 +417,10 @@ def _classify_windows(
     others = [KUSER_SHARED_DATA]
     for base, size in ((peb, ps), (peb32, 4)):
         if base:
-            pointers = (_read_pointer(reader, base + o, size) for o in _PEB_OTHER[size])
+            pointers = (
+                _read_pointer(reader, base + o, size)
+                for o in peb_layout(size).other_pointers
+            )
             others += [p for p in pointers if p]
     for address in others:
         extent = allocations.of(address)

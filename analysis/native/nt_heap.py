@@ -28,7 +28,7 @@ from typing import Optional
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader
 from analysis.native.heaps import HeapSegment, LargeBlock, NativeHeap
-from analysis.native.teb import is_wow64
+from analysis.native.teb import is_wow64, peb_layout, teb_layout
 from analysis.native.teb import peb_address as teb_peb_address
 from analysis.values import Address, ByteSize, Unknown
 
@@ -57,11 +57,6 @@ DEFAULT_LIMITS = Limits()
 @dataclass(frozen=True)
 class _Bitness:
     pointer_size: int
-    teb_peb: int
-    peb_process_heap: int
-    peb_process_heaps: int
-    peb_number_of_heaps: int
-    peb_os_build: int
     segment_signature: int
     segment_list_entry: int
     segment_heap: int
@@ -74,11 +69,6 @@ class _Bitness:
 
 _X86 = _Bitness(
     pointer_size=4,
-    teb_peb=0x30,
-    peb_process_heap=0x18,
-    peb_process_heaps=0x90,
-    peb_number_of_heaps=0x88,
-    peb_os_build=0xAC,
     segment_signature=0x8,
     segment_list_entry=0x10,
     segment_heap=0x18,
@@ -90,11 +80,6 @@ _X86 = _Bitness(
 )
 _X64 = _Bitness(
     pointer_size=8,
-    teb_peb=0x60,
-    peb_process_heap=0x30,
-    peb_process_heaps=0xF0,
-    peb_number_of_heaps=0xE8,
-    peb_os_build=0x120,
     segment_signature=0x10,
     segment_list_entry=0x18,
     segment_heap=0x28,
@@ -173,7 +158,7 @@ def peb_address(reader: MemoryReader) -> Optional[int]:
         if not thread.teb:
             continue
         try:
-            peb = mem.ptr(int(thread.teb) + mem.bits.teb_peb)
+            peb = mem.ptr(int(thread.teb) + teb_layout(mem.bits.pointer_size).peb)
         except MemoryNotInDump:
             continue
         if peb:
@@ -200,8 +185,9 @@ def process_heap_addresses(
         return (), ("no thread's TEB (with its PEB pointer) is in the dump",)
     mem = _Memory(reader, _X86 if wow64 else _bitness(reader))
     try:
-        count = mem.u32(peb + mem.bits.peb_number_of_heaps)
-        array = mem.ptr(peb + mem.bits.peb_process_heaps)
+        layout = peb_layout(mem.bits.pointer_size)
+        count = mem.u32(peb + layout.number_of_heaps)
+        array = mem.ptr(peb + layout.process_heaps)
     except MemoryNotInDump:
         return (), (f"the PEB at 0x{peb:x} is not in the dump",)
     if count > limits.max_heaps:
@@ -215,7 +201,7 @@ def process_heap_addresses(
             f"PEB.ProcessHeaps ({count} pointers at 0x{array:x}) is not in the dump"
         )
     try:
-        default = mem.ptr(peb + mem.bits.peb_process_heap)
+        default = mem.ptr(peb + peb_layout(mem.bits.pointer_size).process_heap)
     except MemoryNotInDump:
         default = 0
     if not default:
@@ -227,7 +213,7 @@ def _os_build(mem: _Memory, peb: Optional[int]) -> Optional[int]:
     if peb is None:
         return None
     try:
-        return mem.u16(peb + mem.bits.peb_os_build)
+        return mem.u16(peb + peb_layout(mem.bits.pointer_size).os_build)
     except MemoryNotInDump:
         return None
 

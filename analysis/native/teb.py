@@ -21,7 +21,11 @@ from analysis.values import Address, NotApplicable, Unknown, Unreadable
 
 
 @dataclass(frozen=True)
-class _TebLayout:
+class TebLayout:
+    """TEB field offsets of one bitness (FIELD-NOTES TEB table); the one
+    place they are written down: the heap walker and the address-space
+    summary read them from here."""
+
     pointer_size: int
     exception_list: int
     stack_base: int
@@ -34,7 +38,14 @@ class _TebLayout:
 
 
 @dataclass(frozen=True)
-class _PebLayout:
+class PebLayout:
+    """PEB field offsets of one bitness (FIELD-NOTES PEB table, published
+    `dt ntdll!_PEB` listings). other_pointers: the fields that point at
+    `!address`'s "Other" allocations: ApiSetMap, ReadOnlySharedMemoryBase,
+    AnsiCodePageData, OemCodePageData, UnicodeCaseTableData,
+    GdiSharedHandleTable, ActivationContextData,
+    SystemDefaultActivationContextData."""
+
     pointer_size: int
     process_heap: int
     api_set_map: int
@@ -43,6 +54,8 @@ class _PebLayout:
     number_of_heaps: int
     process_heaps: int
     gdi_shared_handle_table: int
+    os_build: int
+    other_pointers: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -51,10 +64,42 @@ class _OleTlsLayout:
     com_inits: int
 
 
-_TEB32 = _TebLayout(4, 0x0, 0x4, 0x8, 0x18, 0x30, 0xE0C, 0xF80, 0xFDC)
-_TEB64 = _TebLayout(8, 0x0, 0x8, 0x10, 0x30, 0x60, 0x1478, 0x1758, 0x180C)
-_PEB32 = _PebLayout(4, 0x18, 0x38, 0x4C, 0x58, 0x88, 0x90, 0x94)
-_PEB64 = _PebLayout(8, 0x30, 0x68, 0x88, 0xA0, 0xE8, 0xF0, 0xF8)
+TEB32 = TebLayout(4, 0x0, 0x4, 0x8, 0x18, 0x30, 0xE0C, 0xF80, 0xFDC)
+TEB64 = TebLayout(8, 0x0, 0x8, 0x10, 0x30, 0x60, 0x1478, 0x1758, 0x180C)
+PEB32 = PebLayout(
+    4,
+    0x18,
+    0x38,
+    0x4C,
+    0x58,
+    0x88,
+    0x90,
+    0x94,
+    0xAC,
+    (0x38, 0x4C, 0x58, 0x5C, 0x60, 0x94, 0x1F8, 0x200),
+)
+PEB64 = PebLayout(
+    8,
+    0x30,
+    0x68,
+    0x88,
+    0xA0,
+    0xE8,
+    0xF0,
+    0xF8,
+    0x120,
+    (0x68, 0x88, 0xA0, 0xA8, 0xB0, 0xF8, 0x2F8, 0x308),
+)
+
+
+def teb_layout(pointer_size: int) -> TebLayout:
+    return TEB32 if pointer_size == 4 else TEB64
+
+
+def peb_layout(pointer_size: int) -> PebLayout:
+    return PEB32 if pointer_size == 4 else PEB64
+
+
 _OLE32 = _OleTlsLayout(flags=0xC, com_inits=0x18)
 _OLE64 = _OleTlsLayout(flags=0x14, com_inits=0x28)
 
@@ -191,13 +236,13 @@ def _teb32_of_wow64(reader: MemoryReader, teb64: int) -> tuple[Optional[int], st
     """The TEB32 beside a TEB64: WowTebOffset (Windows 10+) or, before it
     existed, NtTib.ExceptionList, which WOW64 points at the TEB32."""
     try:
-        offset = struct.unpack("<i", reader.read(teb64 + _TEB64.wow_teb_offset, 4))[0]
+        offset = struct.unpack("<i", reader.read(teb64 + TEB64.wow_teb_offset, 4))[0]
     except MemoryNotInDump:
         offset = 0
     if offset > 0:
         return teb64 + offset, ""
     try:
-        exception_list = _read_uint(reader, teb64 + _TEB64.exception_list, 8)
+        exception_list = _read_uint(reader, teb64 + TEB64.exception_list, 8)
     except MemoryNotInDump:
         return None, f"TEB64 at 0x{teb64:x} is not in the dump"
     if exception_list and exception_list < 1 << 32:
@@ -210,12 +255,12 @@ def _teb32_of_wow64(reader: MemoryReader, teb64: int) -> tuple[Optional[int], st
 
 def _layout_teb(
     reader: MemoryReader, listed: int
-) -> tuple[Optional[int], _TebLayout, bool, str]:
+) -> tuple[Optional[int], TebLayout, bool, str]:
     """Which TEB to read for this thread and with which layout."""
     if is_wow64(reader):
         teb32, why = _teb32_of_wow64(reader, listed)
-        return teb32, _TEB32, True, why
-    layout = _TEB64 if reader.pointer_size == 8 else _TEB32
+        return teb32, TEB32, True, why
+    layout = TEB64 if reader.pointer_size == 8 else TEB32
     return listed, layout, False, ""
 
 
@@ -350,7 +395,7 @@ def peb_address(reader: MemoryReader) -> Optional[int]:
 
 
 def _read_heaps(
-    reader: MemoryReader, peb: int, layout: _PebLayout, problems: list[str]
+    reader: MemoryReader, peb: int, layout: PebLayout, problems: list[str]
 ) -> tuple[IntOrGap, Union[tuple[Address, ...], Unreadable]]:
     ps = layout.pointer_size
     try:
@@ -392,7 +437,7 @@ def read_peb(reader: MemoryReader) -> Peb:
         else:
             gap = Unknown("no thread's TEB is in the dump, so the PEB is not found")
         return Peb(gap, bitness, wow64, gap, gap, gap, gap, gap, gap, gap)
-    layout = _PEB32 if bitness == 32 else _PEB64
+    layout = PEB32 if bitness == 32 else PEB64
     ps = layout.pointer_size
     problems: list[str] = []
     count, heaps = _read_heaps(reader, address, layout, problems)
