@@ -491,6 +491,39 @@ class DumpSession:
                 targets[f.name] = target
         return targets
 
+    def key_facts(self) -> tuple[str, ...]:
+        """The first numbers a user reads, from what has been computed so
+        far (never starts an analysis: the GUI calls it on its own thread)."""
+        info = self.info()
+        lines = [
+            f"{info.format} of a {info.os} {info.arch} process, {human_size(info.size)}"
+        ]
+        heaps = self.cached("native_heaps")
+        if heaps:
+            blocks = [b for h in heaps for b in h.large_blocks]
+            committed = sum(
+                int(h.committed) for h in heaps if isinstance(h.committed, int)
+            )
+            lines.append(
+                f"Native heaps: {len(heaps)}, committed {human_size(committed)}; "
+                f"{len(blocks):,} large blocks, {human_size(sum(int(b.size) for b in blocks))}"
+            )
+        managed = self.cached("managed")
+        if isinstance(managed, ManagedAnalysis):
+            lines.append(
+                f"Managed heap: {managed.heap.total_objects or 0:,} objects, "
+                f"{human_size(managed.heap.total_bytes or 0)}; "
+                f"{managed.finalizer.ready_count or 0:,} ready for finalization"
+            )
+        elif isinstance(managed, ManagedUnavailable):
+            lines.append(f"Managed heap not analysed: {managed.reason}")
+        threads = self.cached("threads")
+        if threads is not None:
+            sta = sum(1 for t in threads if t.apartment == "STA")
+            lines.append(f"Threads: {len(threads)}, of which STA: {sta}")
+        lines.extend(f"⚠ {p}" for p in info.problems)
+        return tuple(lines)
+
     # -- merged -----------------------------------------------------------
     def threads(self) -> tuple[ThreadView, ...]:
         def compute() -> tuple[ThreadView, ...]:

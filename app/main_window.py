@@ -9,7 +9,6 @@ from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
 from analysis.session import DumpSession, ManagedAnalysis, ManagedUnavailable
-from analysis.values import human_size
 from app.analyse import analyse
 from app.jobs import Job
 from views.findings_view import FindingsView
@@ -21,11 +20,6 @@ from views.native_heaps_view import NativeHeapsView
 from views.threads_view import ThreadsView
 
 MAX_RECENT = 8
-
-
-def _known_sum(heaps: Any) -> int:
-    """Committed bytes of the heaps whose size could be read."""
-    return sum(int(h.committed) for h in heaps if isinstance(h.committed, int))
 
 
 DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
@@ -181,15 +175,9 @@ class MainWindow(QtWidgets.QMainWindow):
             )
             return
         self._remember(str(Path(path).resolve()))
-        info = self.session.info()
         self.setWindowTitle(f"DumpScope — {Path(path).name}")
         self.findings.headline.setText(f"Analysing {Path(path).name}…")
-        self.findings.set_key_facts(
-            [
-                f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"
-            ]
-            + [f"⚠ {p}" for p in info.problems]
-        )
+        self.findings.set_key_facts(self.session.key_facts())
         session = self.session
         self.start_job(
             Job(
@@ -327,35 +315,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.threads.set_monitors(managed.monitors)
         self.threads.set_thread_pool(managed.thread_pool)
 
-    def _key_facts(self) -> list[str]:
-        session = self.session
-        if session is None:
-            return []
-        info = session.info()
-        lines = [
-            f"{info.format} of a {info.os} {info.arch} process, {human_size(int(info.size))}"
-        ]
-        heaps = session.cached("native_heaps")
-        if heaps:
-            blocks = [b for h in heaps for b in h.large_blocks]
-            lines.append(
-                f"Native heaps: {len(heaps)}, committed {human_size(_known_sum(heaps))}; "
-                f"{len(blocks):,} large blocks, {human_size(sum(int(b.size) for b in blocks))}"
-            )
-        managed = session.cached("managed")
-        if isinstance(managed, ManagedAnalysis):
-            lines.append(
-                f"Managed heap: {int(managed.heap.total_objects):,} objects, "
-                f"{human_size(int(managed.heap.total_bytes))}; "
-                f"{int(managed.finalizer.ready_count or 0):,} ready for finalization"
-            )
-        elif isinstance(managed, ManagedUnavailable):
-            lines.append(f"Managed heap not analysed: {managed.reason}")
-        threads = session.cached("threads") or ()
-        sta = sum(1 for t in threads if t.apartment == "STA")
-        lines.append(f"Threads: {len(threads)}, of which STA: {sta}")
-        lines.extend(f"⚠ {p}" for p in info.problems)
-        return lines
+    def _key_facts(self) -> tuple[str, ...]:
+        return self.session.key_facts() if self.session is not None else ()
 
     def show_evidence(self, view_name: str, key: Any) -> None:
         view = self.views.get(view_name)

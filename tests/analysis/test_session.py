@@ -46,3 +46,19 @@ def test_threads_merge_the_os_and_clr_views_by_os_id(blocked):
     # Linux: no TEB, so the apartment is the CLR's view.
     assert holder.apartment_os == "unknown"
     assert holder.apartment == holder.apartment_clr == "none"
+
+
+def test_key_facts_give_the_first_numbers_from_what_is_computed(blocked):
+    session, facts = blocked
+    session.threads()  # the earlier tests computed the rest
+    lines = session.key_facts()
+    assert lines[0].startswith("elf-core of a linux x64 process, ")
+    blocks = sum(len(h.large_blocks) for h in session.native_heaps())
+    assert blocks >= facts["buffer_count"]
+    heaps = next(line for line in lines if line.startswith("Native heaps: "))
+    assert f"; {blocks} large blocks, " in heaps
+    ready = session.managed().finalizer.ready_count
+    assert ready >= sum(facts["ready_for_finalization"].values())
+    managed = next(line for line in lines if line.startswith("Managed heap: "))
+    assert managed.endswith(f"; {ready:,} ready for finalization")
+    assert lines[-1] == f"Threads: {len(session.threads())}, of which STA: 0"
