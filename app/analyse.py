@@ -7,9 +7,10 @@ the managed heap comes after; results that combine both come last.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
-from analysis.session import Cancelled, DumpSession, ManagedUnavailable
+from analysis.session import Cancelled, DumpSession
 from app.jobs import JobCancelled
 
 STEPS = (
@@ -21,6 +22,13 @@ STEPS = (
     ("threads", "merging thread views"),
     ("findings", "running the diagnosis rules"),
 )
+
+
+@dataclass(frozen=True)
+class StepFailed:
+    """An analysis that raised: the tab it feeds says why; the others go on."""
+
+    reason: str
 
 
 def analyse(
@@ -46,9 +54,7 @@ def analyse(
         except Cancelled:
             raise JobCancelled()
         except Exception as error:  # one failing analysis leaves the others
-            value = ManagedUnavailable(
-                f"{label} failed: {type(error).__name__}: {error}"
-            )
+            value = StepFailed(f"{label} failed: {type(error).__name__}: {error}")
         results[key] = value
         report(label, (i + 1) / len(STEPS), (key, value))
     return results

@@ -9,7 +9,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
 from analysis.session import DumpSession, ManagedAnalysis, ManagedUnavailable
-from app.analyse import analyse
+from app.analyse import StepFailed, analyse
 from app.jobs import Job
 from views.findings_view import FindingsView
 from views.finalizer_view import FinalizerView
@@ -20,6 +20,15 @@ from views.native_heaps_view import NativeHeapsView
 from views.threads_view import ThreadsView
 
 MAX_RECENT = 8
+# The tab that shows each session result (and says why it failed).
+RESULT_VIEWS = {
+    "modules": "modules",
+    "native_heaps": "native_heaps",
+    "native_threads": "threads",
+    "address_summary": "memory",
+    "threads": "threads",
+    "findings": "findings",
+}
 
 
 DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
@@ -277,24 +286,22 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- results into views -------------------------------------------------
     def show_result(self, key: str, value: Any) -> None:
-        failed = isinstance(value, ManagedUnavailable)
-        if key == "modules" and not failed:
+        if isinstance(value, StepFailed):
+            view = self.views.get(RESULT_VIEWS.get(key, ""))
+            if view is not None:
+                view.show_message(value.reason)
+            return
+        if key == "modules":
             self.modules.set_modules(value)
         elif key == "native_heaps":
-            if failed:
-                self.native_heaps.show_message(value.reason)
-            else:
-                self.native_heaps.set_heaps(value)
+            self.native_heaps.set_heaps(value)
         elif key == "address_summary":
-            if failed:
-                self.memory.show_message(value.reason)
-            else:
-                self.memory.set_summary(value)
+            self.memory.set_summary(value)
         elif key == "managed":
             self._show_managed(value)
-        elif key == "threads" and not failed:
+        elif key == "threads":
             self.threads.set_threads(value)
-        elif key == "findings" and not failed:
+        elif key == "findings":
             self.findings.set_findings(value)
             self.findings.set_key_facts(self._key_facts())
 

@@ -180,3 +180,22 @@ def test_a_populous_type_pages_its_objects(window, qtbot):
     qtbot.waitUntil(lambda: types.instances.row_count() == 400, timeout=60_000)
     addresses = {types.instances.record_at(r).address for r in range(400)}
     assert len(addresses) == 400  # the second page continues, it does not repeat
+
+
+def test_a_failing_analysis_is_said_on_its_tab_and_the_others_go_on(
+    window, qtbot, monkeypatch
+):
+    from analysis.session import DumpSession
+
+    def broken(self):
+        raise ValueError("heap header garbled")
+
+    monkeypatch.setattr(DumpSession, "native_heaps", broken)
+    dump = ensure_dump("deadlock")
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    assert window.native_heaps.banner.text() == (
+        "walking native heaps failed: ValueError: heap header garbled"
+    )
+    assert window.threads.threads.row_count() > 0
+    assert window.types.types.row_count() > 0
