@@ -72,6 +72,28 @@ class ManagedAnalysis:
     thread_pool: Optional[ThreadPoolInfo] = None
 
 
+# Frames of a thread blocked synchronously on a task (Task.Wait, .Result,
+# GetAwaiter().GetResult()); the wait itself bottoms out in Monitor.Wait.
+SYNC_OVER_ASYNC_FRAMES = (
+    "Task.Wait",
+    "Task.InternalWait",
+    "Task`1.get_Result",
+    "Task<__Canon>.get_Result",
+    "Task.GetResultCore",
+    "TaskAwaiter.GetResult",
+    "SpinThenBlockingWait",
+    "ManualResetEventSlim.Wait",
+)
+# How deep below the top of a stack the task wait is looked for.
+TASK_WAIT_DEPTH = 12
+
+
+def frame_text(frame: Any) -> str:
+    if isinstance(frame, str):
+        return frame
+    return str(getattr(frame, "name", None) or "")
+
+
 @dataclass(frozen=True)
 class RootSample:
     """What keeps one object of a populous type alive: evidence for the
@@ -124,11 +146,23 @@ class ThreadView:
     native_frames: tuple[Any, ...] = ()
 
     @property
+    def waits_on_task(self) -> bool:
+        """Blocked synchronously on a task (sync over async)."""
+        return any(
+            marker in frame_text(f)
+            for f in self.frames[:TASK_WAIT_DEPTH]
+            for marker in SYNC_OVER_ASYNC_FRAMES
+        )
+
+    @property
     def blocked(self) -> bool:
-        """Stuck: taking a monitor someone holds, or in a COM call into
-        another apartment (an idle Monitor.Wait is not stuck)."""
-        return self.in_com_call or (
-            self.waits_for is not None and self.waits_for.blocked
+        """Stuck: taking a monitor someone holds, waiting on a task, or in a
+        COM call into another apartment (a plain Monitor.Wait for a pulse, as
+        an idle worker does, is not counted)."""
+        return (
+            self.in_com_call
+            or self.waits_on_task
+            or (self.waits_for is not None and self.waits_for.blocked)
         )
 
 

@@ -31,11 +31,13 @@ def role(thread: Any) -> str:
 def waits_text(thread: Any, names: Optional[dict[int, str]] = None) -> str:
     if thread.in_com_call:
         return "COM call into another apartment"
+    if thread.waits_on_task:
+        return "a task, synchronously (Task.Wait / .Result)"
     waits = thread.waits_for
     if waits is None:
         return ""
     if not waits.blocked:
-        return f"Monitor.Wait on {waits.type or '?'} (idle)"
+        return f"Monitor.Wait on {waits.type or '?'} for a pulse"
     owner = ""
     if waits.owner_os_id:
         name = (names or {}).get(waits.owner_os_id)
@@ -86,7 +88,9 @@ def thread_style(thread: Any) -> Optional[RowStyle]:
     if thread.apartment == "STA":
         return RowStyle(WARNING, bold=True, tooltip="single-threaded apartment")
     if thread.blocked:
-        return RowStyle(INFO, tooltip="blocked on a monitor another thread holds")
+        return RowStyle(
+            INFO, tooltip="blocked: on a monitor another thread holds, or a task"
+        )
     return None
 
 
@@ -110,7 +114,7 @@ class ThreadsView(ResultView):
         self.legend = QtWidgets.QLabel(
             f"<span style='background:{CRITICAL}'>&nbsp;blocked finalizer&nbsp;</span> "
             f"<span style='background:{WARNING}'>&nbsp;STA thread&nbsp;</span> "
-            f"<span style='background:{INFO}'>&nbsp;blocked on a monitor&nbsp;</span>",
+            f"<span style='background:{INFO}'>&nbsp;blocked on a monitor or a task&nbsp;</span>",
             self,
         )
         self._names: dict[int, str] = {}

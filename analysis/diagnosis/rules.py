@@ -34,17 +34,6 @@ DELEGATE_TYPES = (
 FRAGMENTATION_SHARE = 0.30
 FRAGMENTATION_MIN_FREE = 2 * 1024 * 1024
 
-SYNC_OVER_ASYNC_FRAMES = (
-    "Task.Wait",
-    "Task.InternalWait",
-    "Task`1.get_Result",
-    "Task<__Canon>.get_Result",
-    "Task.GetResultCore",
-    "TaskAwaiter.GetResult",
-    "SpinThenBlockingWait",
-    "ManualResetEventSlim.Wait",
-)
-
 
 @dataclass(frozen=True)
 class Facts:
@@ -86,12 +75,6 @@ def describe_thread(thread: Any) -> str:
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def frame_text(frame: Any) -> str:
-    if isinstance(frame, str):
-        return frame
-    return str(getattr(frame, "method", None) or getattr(frame, "name", None) or "")
 
 
 def large_block_piles(heaps: Sequence[Any]) -> list[tuple[int, int, list[Any]]]:
@@ -142,8 +125,10 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
             )
         else:
             why = f"waits for {lock} that no live thread releases"
-    else:
+    elif finalizer_thread.in_com_call:
         why = "is stuck in a COM call into another apartment"
+    else:
+        why = "waits synchronously for a task (Task.Wait / .Result in a finalizer)"
     ready_types = tuple(facts.finalizer.ready)
     for entry in sorted(ready_types, key=lambda e: e.count, reverse=True)[:5]:
         evidence.append(
@@ -284,16 +269,7 @@ def native_large_blocks(facts: Facts) -> Iterator[Finding]:
 
 
 def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
-    blocked = [
-        t
-        for t in facts.threads
-        if t.is_threadpool
-        and any(
-            marker in frame_text(f)
-            for f in t.frames[:12]
-            for marker in SYNC_OVER_ASYNC_FRAMES
-        )
-    ]
+    blocked = [t for t in facts.threads if t.is_threadpool and t.waits_on_task]
     if len(blocked) < STARVED_POOL_THREADS:
         return
     statement = (

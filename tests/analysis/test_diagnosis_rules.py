@@ -73,6 +73,23 @@ def test_finalizer_waiting_on_a_monitor_names_the_holder():
     assert list(finalization_backlog(facts)) == []  # one finding, not two
 
 
+def test_a_finalizer_waiting_on_a_task_is_blocked_and_says_so():
+    facts = Facts(
+        threads=(
+            thread_view(
+                11, finalizer=True, frames=["System.Threading.Tasks.Task.Wait()"]
+            ),
+        ),
+        finalizer=finalizer_queue(READY),
+        heap=None,
+        native_heaps=(),
+    )
+    (finding,) = blocked_finalizer(facts)
+    assert finding.statement.startswith(
+        "The finalizer thread waits synchronously for a task"
+    )
+
+
 def test_a_thread_idle_in_monitor_wait_is_not_blocked():
     idle = WaitTarget(0x7000, "System.Object", None, kind="wait")
     facts = Facts(

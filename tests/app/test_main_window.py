@@ -6,7 +6,7 @@ from qtpy.QtCore import Qt
 
 from app.main_window import MainWindow
 from scenarios.dumps import ensure_dump
-from views.base import CRITICAL
+from views.base import CRITICAL, INFO
 
 
 @pytest.fixture
@@ -161,6 +161,17 @@ def test_threads_tab_shows_the_thread_pool_at_its_limit(window, qtbot):
         f"Thread pool: {limit} workers, {limit} running, 0 idle (min {limit}, max {limit})"
     )
     assert "threadpool-starvation" in [f.rule for f in window.session.findings()]
+    # The starved workers read as blocked on a task, not as idle.
+    table = window.threads.threads
+    blocked = {t["os_thread_id"] for t in dump.facts["blocked_worker_threads"]}
+    rows = [r for r in range(table.row_count()) if table.record_at(r).os_id in blocked]
+    assert len(rows) == len(blocked)
+    for row in rows:
+        assert table.text_at(row, 9) == "a task, synchronously (Task.Wait / .Result)"
+        brush = table.proxy.data(
+            table.proxy.index(row, 0), Qt.ItemDataRole.BackgroundRole
+        )
+        assert brush is not None and brush.color().name() == INFO
 
 
 def test_a_populous_type_pages_its_objects(window, qtbot):

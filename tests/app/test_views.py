@@ -113,7 +113,7 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
     assert view.select_key(102)
     assert view.managed_stack.item(0).text() == finalize
     rows = {view.threads.record_at(r).os_id: r for r in range(4)}
-    assert view.threads.text_at(rows[104], 9) == "Monitor.Wait on Queue (idle)"
+    assert view.threads.text_at(rows[104], 9) == "Monitor.Wait on Queue for a pulse"
     finalizer_row = rows[102]
     assert (
         view.threads.text_at(finalizer_row, 9)
