@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from analysis.managed.results import FinalizerQueue, HeapStats, TypeCount, TypeStat
-from analysis.native.heaps import HeapSegment, LargeBlock, NativeHeap
+from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.session import ThreadView, WaitTarget
 from analysis.values import Address, ByteSize
 

@@ -36,7 +36,14 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
-from analysis.native.heaps import NativeHeap
+from analysis.model.native import (
+    AddressSummary,
+    NativeHeap,
+    ProtectRow,
+    StateRow,
+    TypeRow,
+    UsageRow,
+)
 from analysis.native.nt_heap import (
     front_end_heap,
     peb_address,
@@ -55,65 +62,6 @@ LINUX_USER_TOP = {"x64": 0x7FFF_FFFF_F000, "arm64": 1 << 48, "x86": 0xC000_0000}
 _PAGE = 0x1000
 # sizeof(TEB): 0xfe8 (x86), 0x1838 (x64).
 _TEB_BYTES = {4: 0xFE8, 8: 0x1838}
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    usage: str
-    regions: int
-    bytes: ByteSize
-    percent_busy: Optional[float]
-    percent_total: float
-
-
-@dataclass(frozen=True)
-class StateRow:
-    state: str
-    regions: int
-    bytes: ByteSize
-    percent_busy: Optional[float]
-    percent_total: float
-
-
-@dataclass(frozen=True)
-class TypeRow:
-    type: str
-    regions: int
-    bytes: ByteSize
-    percent_busy: Optional[float]
-    percent_total: float
-
-
-@dataclass(frozen=True)
-class ProtectRow:
-    protect: str
-    regions: int
-    bytes: ByteSize
-    percent_busy: Optional[float]
-    percent_total: float
-
-
-@dataclass(frozen=True)
-class AddressSummary:
-    """usage: every region by what it is used for; state: commit / reserve /
-    free; type (busy regions only): image / mapped / private; protect
-    (committed regions only). Rows sorted by size, largest first; total =
-    busy + free. not_in_dump: bytes of Linux file mappings no PT_LOAD holds,
-    left out of every table (regions_by_usage["Not in dump"] lists them).
-    regions_by_*: the regions (or pieces of regions) behind each row."""
-
-    usage: tuple[UsageRow, ...]
-    state: tuple[StateRow, ...]
-    type: tuple[TypeRow, ...]
-    protect: tuple[ProtectRow, ...]
-    busy: ByteSize
-    free: ByteSize
-    total: ByteSize
-    not_in_dump: ByteSize
-    regions_by_usage: Mapping[str, tuple[Region, ...]] = field(repr=False)
-    regions_by_state: Mapping[str, tuple[Region, ...]] = field(repr=False)
-    regions_by_type: Mapping[str, tuple[Region, ...]] = field(repr=False)
-    regions_by_protect: Mapping[str, tuple[Region, ...]] = field(repr=False)
 
 
 def summarize(

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
-from analysis.native.heaps import HeapSegment, LargeBlock, NativeHeap
+from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
+from analysis.model.vocab import HeapKind
 from analysis.values import Address, ByteSize, Unknown
 
 PAGE = 0x1000
@@ -156,7 +157,7 @@ def walk_glibc_heaps(
         rows.append(
             NativeHeap(
                 address=mmapped[0].address,
-                kind="glibc-mmap",
+                kind=HeapKind.GLIBC_MMAP,
                 reserved=ByteSize(total),
                 committed=ByteSize(total),
                 free=ByteSize(0),
@@ -210,7 +211,7 @@ def _main_arena(
             size = ByteSize(int(region.size))
             return NativeHeap(
                 address=Address(int(region.base)),
-                kind="glibc-arena",
+                kind=HeapKind.GLIBC_ARENA,
                 reserved=size,
                 committed=size,
                 free=ByteSize(walk.free),
@@ -291,7 +292,7 @@ def _thread_arenas(
         rows.append(
             NativeHeap(
                 address=Address(first.address),
-                kind="glibc-arena",
+                kind=HeapKind.GLIBC_ARENA,
                 reserved=ByteSize(sum(int(s.reserved) for s in segments)),
                 committed=ByteSize(sum(int(s.committed) for s in segments)),
                 free=ByteSize(free) if not problems else Unknown("; ".join(problems)),

@@ -27,9 +27,10 @@ from dataclasses import dataclass, replace
 from typing import Optional
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader
-from analysis.native.heaps import HeapSegment, LargeBlock, NativeHeap
+from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.native.teb import is_wow64, peb_layout, teb_layout
 from analysis.native.teb import peb_address as teb_peb_address
+from analysis.model.vocab import HeapKind
 from analysis.values import Address, ByteSize, Unknown
 
 PAGE = 0x1000
@@ -297,7 +298,7 @@ def _find_layout(mem: _Memory, address: int) -> Optional[_HeapLayout]:
 def _unreadable(address: int, problem: str) -> NativeHeap:
     gap = Unknown(problem)
     return NativeHeap(
-        Address(address), "unknown", gap, gap, gap, (), (), None, (problem,)
+        Address(address), HeapKind.UNKNOWN, gap, gap, gap, (), (), None, (problem,)
     )
 
 
@@ -315,7 +316,7 @@ def _segment_heap(reader: MemoryReader, address: int) -> NativeHeap:
         gap = Unknown("no region of the dump belongs to the allocation at this address")
         return NativeHeap(
             Address(address),
-            "segment",
+            HeapKind.SEGMENT,
             gap,
             gap,
             Unknown(problem),
@@ -328,7 +329,7 @@ def _segment_heap(reader: MemoryReader, address: int) -> NativeHeap:
     committed = sum(int(r.size) for r in own if r.state == "commit")
     return NativeHeap(
         Address(address),
-        "segment",
+        HeapKind.SEGMENT,
         ByteSize(reserved),
         ByteSize(committed),
         Unknown(problem),
@@ -365,7 +366,7 @@ class _NtHeapWalk:
         )
         return NativeHeap(
             address=Address(self.address),
-            kind="nt",
+            kind=HeapKind.NT,
             reserved=ByteSize(reserved),
             committed=ByteSize(committed),
             free=free,

@@ -19,6 +19,8 @@ from analysis.dumpfile.base import (
     Region,
     ThreadInfo,
 )
+from analysis.model.native import NativeFrame
+from analysis.model.vocab import FrameHow
 from analysis.native.symbols import Symbolizer, module_display_name
 from analysis.native.teb import Wow64Context, is_wow64, wow64_context
 from analysis.values import Address
@@ -30,21 +32,6 @@ class StackLimits:
 
     max_frames: int = 256
     max_scan_bytes: int = 256 * 1024
-
-
-@dataclass(frozen=True)
-class NativeFrame:
-    """One frame. how: "context" (the thread's registers), "frame-pointer"
-    (the saved-frame-pointer chain) or "scan" (a return address found by
-    scanning the stack); stack_address: where on the stack the return address
-    was read (None for context frames)."""
-
-    index: int
-    address: Address
-    name: str
-    module: Optional[str]
-    how: str
-    stack_address: Optional[Address] = None
 
 
 @dataclass(frozen=True)
@@ -298,13 +285,13 @@ def _walk(
     limits: StackLimits,
     problems: list[str],
 ) -> StackWalk:
-    frames: list[tuple[Optional[int], int, str]] = []
+    frames: list[tuple[Optional[int], int, FrameHow]] = []
     pc = thread.instruction_pointer
     if pc is not None:
-        frames.append((None, int(pc), "context"))
+        frames.append((None, int(pc), FrameHow.CONTEXT))
     lr = _register(thread, _LINK_REGISTER.get(reader.arch, ()))
     if lr is not None and lr != pc and symbolizer.is_code(lr):
-        frames.append((None, lr, "context"))
+        frames.append((None, lr, FrameHow.CONTEXT))
     sp = thread.stack_pointer
     if sp is None:
         problems.append("the dump records no stack pointer for this thread")
@@ -322,7 +309,7 @@ def _walk(
             f"stack scan stopped after {limits.max_scan_bytes} bytes "
             f"(0x{high - int(sp):x} bytes to the stack base)"
         )
-    found: dict[int, tuple[int, str]] = {}
+    found: dict[int, tuple[int, FrameHow]] = {}
     chain = _frame_pointer_chain(
         memory,
         _register(thread, _FRAME_POINTER.get(reader.arch, ())),
@@ -330,7 +317,7 @@ def _walk(
         limits.max_frames,
     )
     for where, ret in chain:
-        found[where] = (ret, "frame-pointer")
+        found[where] = (ret, FrameHow.FRAME_POINTER)
     follows_call = _CallCheck(reader)
     ps = reader.pointer_size
     where = (int(sp) + ps - 1) & ~(ps - 1)
@@ -342,7 +329,7 @@ def _walk(
             and symbolizer.is_code(word)
             and follows_call(word)
         ):
-            found[where] = (word, "scan")
+            found[where] = (word, FrameHow.SCAN)
         where += ps
     for where in sorted(found):
         ret, how = found[where]
@@ -351,7 +338,7 @@ def _walk(
 
 
 def _finish(
-    frames: list[tuple[Optional[int], int, str]],
+    frames: list[tuple[Optional[int], int, FrameHow]],
     symbolizer: Symbolizer,
     reader: MemoryReader,
     limits: StackLimits,

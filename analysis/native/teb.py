@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, ThreadInfo
+from analysis.model.native import AddressOrGap, IntOrGap
 from analysis.values import Address, NotApplicable, Unknown, Unreadable
 
 
@@ -140,8 +141,6 @@ _OLETLS_FLAG_NAMES = (
     (0x400000, "APPLICATION_STA"),
 )
 
-AddressOrGap = Union[Address, Unreadable, Unknown, NotApplicable]
-IntOrGap = Union[int, Unreadable, Unknown, NotApplicable]
 
 
 @dataclass(frozen=True)

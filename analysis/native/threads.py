@@ -4,41 +4,15 @@ merged elsewhere, so this one stays symbol- and runtime-free."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 from analysis.dumpfile.base import MemoryReader
-from analysis.native.stacks import (
-    NativeFrame,
-    StackLimits,
-    com_call_wait,
-    walk_stack,
-)
+from analysis.model.native import AddressOrGap, NativeThread
+from analysis.model.vocab import Apartment
+from analysis.native.stacks import StackLimits, com_call_wait, walk_stack
 from analysis.native.symbols import Symbolizer
-from analysis.native.teb import AddressOrGap, IntOrGap, com_apartment_of, read_teb
+from analysis.native.teb import com_apartment_of, read_teb
 from analysis.values import Address
-
-
-@dataclass(frozen=True)
-class NativeThread:
-    """apartment_os: "STA", "MTA", "NTA", "none" or "unknown" (Linux dumps,
-    TEBs not in the dump); apartment_reason says why when it is not plain.
-    stack_base/stack_limit: the TEB's when readable (the whole stack), else
-    the range the dump captured."""
-
-    os_id: int
-    name: Optional[str]
-    teb: Optional[Address]
-    stack_base: AddressOrGap
-    stack_limit: AddressOrGap
-    apartment_os: str
-    apartment_reason: str
-    com_flags: IntOrGap
-    com_inits: IntOrGap
-    native_frames: tuple[NativeFrame, ...]
-    in_com_call: bool
-    com_call_evidence: tuple[NativeFrame, ...]
-    problems: tuple[str, ...]
 
 
 def _bound(from_teb: AddressOrGap, from_dump: Optional[Address]) -> AddressOrGap:
@@ -75,7 +49,7 @@ def native_threads(
                 teb=teb.listed_address,
                 stack_base=_bound(teb.stack_base, thread.stack_base),
                 stack_limit=_bound(teb.stack_limit, thread.stack_limit),
-                apartment_os=apartment.kind,
+                apartment_os=Apartment(apartment.kind),
                 apartment_reason=apartment.reason,
                 com_flags=apartment.flags,
                 com_inits=apartment.com_inits,

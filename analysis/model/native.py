@@ -1,0 +1,180 @@
+"""Result types of the native analyses: the dump itself, native heaps,
+threads as the OS saw them, and the address-space summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Union
+
+from analysis.dumpfile.base import Region
+from analysis.model.vocab import Apartment, FrameHow, HeapKind
+from analysis.values import Address, ByteSize, NotApplicable, Unknown, Unreadable
+
+AddressOrGap = Union[Address, Unreadable, Unknown, NotApplicable]
+IntOrGap = Union[int, Unreadable, Unknown, NotApplicable]
+
+
+@dataclass(frozen=True)
+class DumpInfo:
+    """The dump file: its format, the process's OS and architecture, and
+    what the reader could not read (problems)."""
+
+    path: str
+    format: str
+    os: str
+    arch: str
+    pointer_size: int
+    size: ByteSize
+    problems: tuple[str, ...] = ()
+
+
+# -- native heaps (`!heap -s`) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeapSegment:
+    """One reservation a heap grows into: [address, address + reserved)."""
+
+    address: Address
+    reserved: ByteSize
+    committed: ByteSize
+
+
+@dataclass(frozen=True)
+class LargeBlock:
+    """An allocation served straight from the OS (NT VirtualAllocdBlocks entry,
+    glibc mmapped chunk). size: committed bytes of the block, its header
+    included (CommitSize; the glibc chunk size)."""
+
+    address: Address
+    size: ByteSize
+
+
+@dataclass(frozen=True)
+class NativeHeap:
+    """One native heap.
+
+    kind: NT heap, Windows segment heap, glibc arena (main or thread arena)
+    or glibc-mmap (the chunks malloc served by mmap, gathered as one
+    pseudo-heap); unknown when the heap's header cannot be read.
+    reserved/committed: its segments plus its large blocks. free: free bytes
+    the heap itself accounts (NT TotalFreeSize; glibc free chunks), Unknown
+    when it cannot be read. lfh: the NT low-fragmentation front end is on
+    (None: not an NT heap, or unreadable). problems: what could not be read.
+    """
+
+    address: Address
+    kind: HeapKind
+    reserved: Union[ByteSize, Unknown]
+    committed: Union[ByteSize, Unknown]
+    free: Union[ByteSize, Unknown]
+    segments: tuple[HeapSegment, ...]
+    large_blocks: tuple[LargeBlock, ...]
+    lfh: Optional[bool] = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def large_block_bytes(self) -> ByteSize:
+        return ByteSize(sum(int(b.size) for b in self.large_blocks))
+
+
+# -- threads as the OS saw them -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NativeFrame:
+    """One frame. how: from the thread's registers (context), the
+    saved-frame-pointer chain, or a return address found by scanning the
+    stack; stack_address: where on the stack the return address was read
+    (None for context frames)."""
+
+    index: int
+    address: Address
+    name: str
+    module: Optional[str]
+    how: FrameHow
+    stack_address: Optional[Address] = None
+
+
+@dataclass(frozen=True)
+class NativeThread:
+    """apartment_os: UNKNOWN on Linux dumps and where the TEB is not in the
+    dump; apartment_reason says why when it is not plain. stack_base and
+    stack_limit: the TEB's when readable (the whole stack), else the range
+    the dump captured."""
+
+    os_id: int
+    name: Optional[str]
+    teb: Optional[Address]
+    stack_base: AddressOrGap
+    stack_limit: AddressOrGap
+    apartment_os: Apartment
+    apartment_reason: str
+    com_flags: IntOrGap
+    com_inits: IntOrGap
+    native_frames: tuple[NativeFrame, ...]
+    in_com_call: bool
+    com_call_evidence: tuple[NativeFrame, ...]
+    problems: tuple[str, ...]
+
+
+# -- the address space (`!address -summary`) ------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    usage: str
+    regions: int
+    bytes: ByteSize
+    percent_busy: Optional[float]
+    percent_total: float
+
+
+@dataclass(frozen=True)
+class StateRow:
+    state: str
+    regions: int
+    bytes: ByteSize
+    percent_busy: Optional[float]
+    percent_total: float
+
+
+@dataclass(frozen=True)
+class TypeRow:
+    type: str
+    regions: int
+    bytes: ByteSize
+    percent_busy: Optional[float]
+    percent_total: float
+
+
+@dataclass(frozen=True)
+class ProtectRow:
+    protect: str
+    regions: int
+    bytes: ByteSize
+    percent_busy: Optional[float]
+    percent_total: float
+
+
+@dataclass(frozen=True)
+class AddressSummary:
+    """usage: every region by what it is used for; state: commit / reserve /
+    free; type (busy regions only): image / mapped / private; protect
+    (committed regions only). Rows sorted by size, largest first; total =
+    busy + free. not_in_dump: bytes of Linux file mappings no PT_LOAD holds,
+    left out of every table (regions_by_usage["Not in dump"] lists them).
+    regions_by_*: the regions (or pieces of regions) behind each row."""
+
+    usage: tuple[UsageRow, ...]
+    state: tuple[StateRow, ...]
+    type: tuple[TypeRow, ...]
+    protect: tuple[ProtectRow, ...]
+    busy: ByteSize
+    free: ByteSize
+    total: ByteSize
+    not_in_dump: ByteSize
+    regions_by_usage: Mapping[str, tuple[Region, ...]] = field(repr=False)
+    regions_by_state: Mapping[str, tuple[Region, ...]] = field(repr=False)
+    regions_by_type: Mapping[str, tuple[Region, ...]] = field(repr=False)
+    regions_by_protect: Mapping[str, tuple[Region, ...]] = field(repr=False)
