@@ -1,0 +1,251 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Diagnostics;
+using Microsoft.Diagnostics.Runtime;
+
+namespace DumpScope.Engine.Analysis;
+
+// Heap-wide answers: `dumpheap -stat` (with free space by segment kind),
+// `eeheap -gc` and the finalization queue.
+public sealed partial class DumpSession
+{
+    private HeapStats? _heapStats;
+
+    private sealed class Tally
+    {
+        public long Count;
+        public ulong Size;
+        public ClrType? Type;
+    }
+
+    // Aggregates by method table; consecutive objects often share a type,
+    // so the last tally is kept at hand. Free space is also counted apart,
+    // so each segment's share of it is known.
+    private struct StatsVisitor(ulong freeMt) : IObjectVisitor
+    {
+        public readonly Dictionary<ulong, Tally> Tallies = new();
+        public long FreeCount;
+        public ulong FreeSize;
+        private ulong _lastMt;
+        private Tally? _last;
+
+        public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
+        {
+            if (methodTable == freeMt)
+            {
+                FreeCount++;
+                FreeSize += size;
+            }
+            if (methodTable != _lastMt || _last is null)
+            {
+                if (!Tallies.TryGetValue(methodTable, out _last))
+                    Tallies[methodTable] = _last = new Tally { Type = type };
+                _lastMt = methodTable;
+            }
+            _last.Count++;
+            _last.Size += size;
+        }
+    }
+
+
+    public HeapStats HeapStatistics(IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
+        if (_heapStats is { } cached)
+            return cached;
+        ClrHeap heap = RequireHeap();
+        var watch = Stopwatch.StartNew();
+        HeapWalker walker = Walker;
+
+        // Largest segments first so parallel workers finish together.
+        var segments = heap.Segments.OrderByDescending(s => s.ObjectRange.Length).ToArray();
+        long totalBytes = segments.Sum(s => (long)s.ObjectRange.Length);
+        long doneBytes = 0;
+        bool parallel = _runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
+        var partials = new ConcurrentBag<Dictionary<ulong, Tally>>();
+        ulong freeMt = heap.FreeType?.MethodTable ?? 0;
+        var freeByKind = new Dictionary<string, (long Count, ulong Size)>();
+
+        void Walk(ClrSegment segment, ref StatsVisitor visitor)
+        {
+            (long count, ulong size) = (visitor.FreeCount, visitor.FreeSize);
+            walker.Walk(segment, ref visitor, cancel);
+            lock (freeByKind)
+            {
+                string kind = KindName(segment.Kind);
+                var (c, s) = freeByKind.GetValueOrDefault(kind);
+                freeByKind[kind] = (c + visitor.FreeCount - count, s + visitor.FreeSize - size);
+            }
+            long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
+            progress?.Report(new ProgressReport(done, totalBytes, "walking the GC heap"));
+        }
+
+        if (parallel)
+        {
+            var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = Environment.ProcessorCount };
+            Parallel.ForEach(segments, options, () => new StatsVisitor(freeMt),
+                (segment, _, local) => { Walk(segment, ref local); return local; },
+                local => partials.Add(local.Tallies));
+        }
+        else
+        {
+            var local = new StatsVisitor(freeMt);
+            foreach (var segment in segments)
+            {
+                cancel.ThrowIfCancellationRequested();
+                Walk(segment, ref local);
+            }
+            partials.Add(local.Tallies);
+        }
+
+        var merged = new Dictionary<ulong, Tally>();
+        foreach (var part in partials)
+        {
+            foreach (var (mt, t) in part)
+            {
+                if (!merged.TryGetValue(mt, out Tally? m))
+                    merged[mt] = m = new Tally { Type = t.Type };
+                m.Count += t.Count;
+                m.Size += t.Size;
+            }
+        }
+
+        // Names are resolved once per method table, never per object.
+        var stats = merged
+            .Select(kv => new TypeStat(kv.Key, TypeName(kv.Value.Type), kv.Value.Count, kv.Value.Size))
+            .OrderBy(s => s.Size).ThenBy(s => s.Name, StringComparer.Ordinal)
+            .ToImmutableArray();
+        var result = new HeapStats(
+            stats,
+            stats.Sum(s => s.Count),
+            stats.Aggregate(0UL, (a, s) => a + s.Size),
+            freeByKind.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                .Select(kv => new FreeSpace(kv.Key, kv.Value.Count, kv.Value.Size)).ToImmutableArray(),
+            parallel,
+            watch.Elapsed.TotalSeconds);
+        _heapStats = result;
+        return result;
+    }
+
+
+    public GcHeap GcHeapLayout()
+    {
+        ClrHeap heap = _runtime.Heap;
+        var subHeaps = ImmutableArray.CreateBuilder<GcSubHeap>();
+        var all = ImmutableArray.CreateBuilder<GcSegment>();
+        foreach (ClrSubHeap sub in heap.SubHeaps)
+        {
+            var segs = sub.Segments
+                .OrderBy(s => KindOrder(s.Kind)).ThenBy(s => s.Start)
+                .Select(s => new GcSegment(
+                    Heap: sub.Index,
+                    Kind: KindName(s.Kind),
+                    Address: s.Address,
+                    Start: s.ObjectRange.Start,
+                    Allocated: s.ObjectRange.End,
+                    CommittedStart: s.CommittedMemory.Start,
+                    CommittedEnd: s.CommittedMemory.End,
+                    ReservedStart: s.ReservedMemory.Start,
+                    ReservedEnd: s.ReservedMemory.End,
+                    AllocatedSize: s.ObjectRange.Length,
+                    CommittedSize: s.CommittedMemory.Length))
+                .ToImmutableArray();
+            subHeaps.Add(new GcSubHeap(sub.Index, sub.Address, sub.HasRegions, segs));
+            all.AddRange(segs);
+        }
+        var segments = all.ToImmutable();
+        return new GcHeap(
+            heap.IsServer,
+            heap.SubHeaps.Any(h => h.HasRegions),
+            subHeaps.ToImmutable(),
+            segments,
+            segments.Aggregate(0UL, (a, s) => a + s.AllocatedSize),
+            segments.Aggregate(0UL, (a, s) => a + s.CommittedSize));
+    }
+
+    private static string KindName(GCSegmentKind kind) => kind switch
+    {
+        GCSegmentKind.Generation0 => "gen0",
+        GCSegmentKind.Generation1 => "gen1",
+        GCSegmentKind.Generation2 => "gen2",
+        GCSegmentKind.Large => "loh",
+        GCSegmentKind.Pinned => "poh",
+        GCSegmentKind.Frozen => "frozen",
+        GCSegmentKind.Ephemeral => "ephemeral",
+        _ => kind.ToString().ToLowerInvariant(),
+    };
+
+    // The order `eeheap -gc` prints: generations, then NonGC, LOH, POH.
+    private static int KindOrder(GCSegmentKind kind) => kind switch
+    {
+        GCSegmentKind.Generation0 => 0,
+        GCSegmentKind.Generation1 => 1,
+        GCSegmentKind.Generation2 => 2,
+        GCSegmentKind.Ephemeral => 3,
+        GCSegmentKind.Frozen => 4,
+        GCSegmentKind.Large => 5,
+        GCSegmentKind.Pinned => 6,
+        _ => 7,
+    };
+
+
+    public FinalizerQueue FinalizerQueueInfo(CancellationToken cancel)
+    {
+        ClrHeap heap = RequireHeap();
+        int pointerSize = _target.DataReader.PointerSize;
+
+        var finalizable = GroupByType(heap.EnumerateFinalizableObjects(), cancel);
+        var ready = GroupByType(heap.EnumerateFinalizerRoots().Select(r => r.Object), cancel);
+
+        var heaps = ImmutableArray.CreateBuilder<FinalizerHeap>();
+        long[] generations = new long[3];
+        foreach (ClrSubHeap sub in heap.SubHeaps)
+        {
+            long[] gens = new long[3];
+            for (int g = 0; g < 3 && g < sub.GenerationalFinalizableObjects.Length; g++)
+                gens[g] = (long)(sub.GenerationalFinalizableObjects[g].Length / (ulong)pointerSize);
+            for (int g = 0; g < 3; g++)
+                generations[g] += gens[g];
+            heaps.Add(new FinalizerHeap(sub.Index, gens[0], gens[1], gens[2], (long)(sub.FinalizerQueueRoots.Length / (ulong)pointerSize)));
+        }
+
+        int sta = 0, mta = 0, free = 0;
+        foreach (var rcw in _runtime.EnumerateRcwCleanupData())
+        {
+            // The same split as SOS: no owning thread means the MTA.
+            if (rcw.IsFreeThreaded)
+                free++;
+            else if (rcw.Thread == 0)
+                mta++;
+            else
+                sta++;
+        }
+
+        return new FinalizerQueue(
+            finalizable,
+            ready,
+            finalizable.Sum(t => t.Count),
+            ready.Sum(t => t.Count),
+            [.. generations],
+            heaps.ToImmutable(),
+            sta, mta, free,
+            _runtime.EnumerateSyncBlockCleanupData().Take(_limits.MaxSyncBlocks).Count());
+    }
+
+    private static ImmutableArray<TypeCount> GroupByType(IEnumerable<ClrObject> objects, CancellationToken cancel)
+    {
+        var tally = new Dictionary<ulong, (ClrType Type, long Count, ulong Size)>();
+        foreach (ClrObject obj in objects)
+        {
+            cancel.ThrowIfCancellationRequested();
+            if (obj.Type is not { } type)
+                continue;
+            tally[type.MethodTable] = tally.TryGetValue(type.MethodTable, out var t)
+                ? (type, t.Count + 1, t.Size + obj.Size)
+                : (type, 1, obj.Size);
+        }
+        return tally
+            .Select(kv => new TypeCount(kv.Key, TypeName(kv.Value.Type), kv.Value.Count, kv.Value.Size))
+            .OrderBy(t => t.Size).ThenBy(t => t.Name, StringComparer.Ordinal)
+            .ToImmutableArray();
+    }
+}
