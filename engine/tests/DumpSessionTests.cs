@@ -92,6 +92,47 @@ public class DumpSessionTests
     }
 
     [Fact]
+    public void Threads_and_monitors_agree_and_share_one_walk_of_the_stacks()
+    {
+        using var session = Open("deadlock", "net10");
+        var threads = session.Threads(CancellationToken.None);
+        var monitors = session.MonitorList(CancellationToken.None).Items;
+
+        // Each deadlocked worker waits for the monitor the other one holds.
+        var orders = Assert.Single(threads, t => t.Name == "OrderWorker");
+        var inventory = Assert.Single(threads, t => t.Name == "InventoryWorker");
+        Assert.Equal(inventory.OsId, orders.WaitsFor?.OwnerOsId);
+        Assert.Equal(orders.OsId, inventory.WaitsFor?.OwnerOsId);
+
+        var waiters = threads.Where(t => t.WaitsFor is not null).ToList();
+        Assert.True(waiters.Count >= 2);
+        foreach (var waiter in waiters)
+        {
+            var wait = waiter.WaitsFor!.Value;
+            var monitor = Assert.Single(monitors, m => m.Object == wait.Object);
+            Assert.Equal(wait.OwnerOsId, monitor.OwnerOsId);
+            Assert.Contains(waiter.OsId, monitor.WaitingOsIds);
+        }
+        var waiting = monitors.SelectMany(m => m.WaitingOsIds).Order().ToList();
+        Assert.Equal(waiters.Select(t => t.OsId).Order().ToList(), waiting);
+
+        session.Threads(CancellationToken.None);
+        Assert.Equal(1, session.ThreadWalkCount);
+    }
+
+    [Fact]
+    public void A_cancelled_thread_walk_is_not_kept()
+    {
+        using var session = Open("deadlock", "net10");
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() => session.MonitorList(cts.Token));
+        Assert.Equal(0, session.ThreadWalkCount);
+        Assert.NotEmpty(session.MonitorList(CancellationToken.None).Items);
+        Assert.Equal(1, session.ThreadWalkCount);
+    }
+
+    [Fact]
     public void Object_detail_of_an_unknown_address_is_a_not_found_error()
     {
         using var session = Open("blocked-finalizer", "net10");

@@ -7,17 +7,53 @@ namespace DumpScope.Engine.Analysis;
 // the thread pool.
 public sealed partial class DumpSession
 {
+    // The walk both `threads` and `monitors` are served from: every thread's
+    // frames and wait, and the monitors. Reading the stacks is the slow part
+    // and the Python session asks for both, so it is done once per open dump.
+    private sealed record ThreadWalk(
+        ImmutableDictionary<ulong, Lock> Locks,
+        ImmutableDictionary<ulong, uint> OsIds,
+        ImmutableArray<WalkedThread> Threads);
+
+    private readonly record struct WalkedThread(ClrThread Thread, ImmutableArray<Frame> Frames, bool FramesTruncated, WaitInfo? WaitsFor);
+
+    private readonly object _threadWalkGate = new();
+    private ThreadWalk? _threadWalk;
+
+    /// <summary>How often the thread walk ran (once per open dump when all is well).</summary>
+    internal int ThreadWalkCount { get; private set; }
+
+    // A cancelled walk leaves nothing behind, so the next call starts afresh.
+    private ThreadWalk WalkThreads(CancellationToken cancel)
+    {
+        lock (_threadWalkGate)
+        {
+            if (_threadWalk is { } done)
+                return done;
+            var locks = CollectMonitors(cancel);
+            var threads = _runtime.Threads.Take(_limits.MaxThreads).ToArray();
+            var osIds = threads.ToDictionary(t => t.Address, t => t.OSThreadId);
+            var walked = ImmutableArray.CreateBuilder<WalkedThread>(threads.Length);
+            foreach (ClrThread thread in threads)
+            {
+                cancel.ThrowIfCancellationRequested();
+                var (frames, truncated) = Frames(thread);
+                walked.Add(new WalkedThread(thread, frames, truncated, WaitOf(thread, frames, locks, osIds)));
+            }
+            ThreadWalkCount++;
+            _threadWalk = new ThreadWalk(locks.ToImmutableDictionary(), osIds.ToImmutableDictionary(), walked.MoveToImmutable());
+            return _threadWalk;
+        }
+    }
+
     public ImmutableArray<ManagedThread> Threads(CancellationToken cancel)
     {
         var names = ThreadNames();
-        var monitors = CollectMonitors(cancel);
-        var threads = _runtime.Threads.Take(_limits.MaxThreads).ToArray();
-        var byAddress = threads.ToDictionary(t => t.Address, t => t.OSThreadId);
-        var result = ImmutableArray.CreateBuilder<ManagedThread>(threads.Length);
-        foreach (ClrThread thread in threads)
+        ThreadWalk walk = WalkThreads(cancel);
+        var result = ImmutableArray.CreateBuilder<ManagedThread>(walk.Threads.Length);
+        foreach (var (thread, frames, truncated, waitsFor) in walk.Threads)
         {
             cancel.ThrowIfCancellationRequested();
-            var (frames, truncated) = Frames(thread);
             uint state = (uint)thread.State;
             string? name = names.TryGetValue(thread.ManagedThreadId, out string? n) ? n : null;
             result.Add(new ManagedThread(
@@ -41,11 +77,11 @@ public sealed partial class DumpSession
                 Teb: Teb(thread.OSThreadId),
                 StackBase: thread.StackBase == 0 ? null : thread.StackBase,
                 StackLimit: thread.StackLimit == 0 ? null : thread.StackLimit,
-                WaitsFor: WaitOf(thread, frames, monitors, byAddress),
+                WaitsFor: waitsFor,
                 Frames: frames,
                 FramesTruncated: truncated));
         }
-        return result.ToImmutable();
+        return result.MoveToImmutable();
     }
 
     private static readonly ClrThreadState[] KnownStates = Enum.GetValues<ClrThreadState>();
@@ -279,22 +315,18 @@ public sealed partial class DumpSession
     public Monitors MonitorList(CancellationToken cancel)
     {
         RequireHeap();
-        var locks = CollectMonitors(cancel);
-        var threads = _runtime.Threads.Take(_limits.MaxThreads).ToArray();
-        var osIds = threads.ToDictionary(t => t.Address, t => t.OSThreadId);
+        ThreadWalk walk = WalkThreads(cancel);
         var waiters = new Dictionary<ulong, List<uint>>();
-        foreach (ClrThread thread in threads)
+        foreach (WalkedThread walked in walk.Threads)
         {
-            cancel.ThrowIfCancellationRequested();
-            var (frames, _) = Frames(thread);
-            if (WaitOf(thread, frames, locks, osIds) is { } wait)
+            if (walked.WaitsFor is { } wait)
             {
                 if (!waiters.TryGetValue(wait.Object, out var list))
                     waiters[wait.Object] = list = [];
-                list.Add(thread.OSThreadId);
+                list.Add(walked.Thread.OSThreadId);
             }
         }
-        var items = locks.Values
+        var items = walk.Locks.Values
             .OrderBy(l => l.Index ?? int.MaxValue).ThenBy(l => l.Object)
             .Select(l => new MonitorInfo(
                 l.Object,
@@ -302,7 +334,7 @@ public sealed partial class DumpSession
                 l.Source,
                 l.Index,
                 l.Held,
-                l.Held && osIds.TryGetValue(l.Owner, out uint os) ? os : null,
+                l.Held && walk.OsIds.TryGetValue(l.Owner, out uint os) ? os : null,
                 l.Owner,
                 l.Recursion,
                 l.Waiters,

@@ -13,7 +13,8 @@ public readonly record struct ProgressReport(long Done, long Total, string Messa
 /// This file holds the lifetime (open, runtime, DAC, close); the analyses
 /// sit beside it by concern, as ClrMD splits heap, threads and roots:
 /// DumpSession.HeapStatistics.cs, .ThreadsAndLocks.cs, .ObjectInspector.cs,
-/// .Roots.cs. Not thread-safe: the RPC server calls it from one worker thread.
+/// .Roots.cs. Not thread-safe (the RPC server calls it from one worker
+/// thread), except the thread walk, which is cached behind a lock.
 /// </summary>
 public sealed partial class DumpSession : IDisposable
 {
