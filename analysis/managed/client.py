@@ -34,7 +34,6 @@ from analysis.managed.results import (
     RootPaths,
     RuntimeInfo,
     ThreadPoolInfo,
-    ThreadStack,
     from_json,
 )
 
@@ -374,9 +373,6 @@ class EngineClient:
             self._opened = params
         return from_json(RuntimeInfo, result)
 
-    def runtime_info(self) -> RuntimeInfo:
-        return from_json(RuntimeInfo, self._call("runtime_info"))
-
     def heap_stats(
         self,
         progress: Optional[Progress] = None,
@@ -403,9 +399,6 @@ class EngineClient:
 
     def thread_pool(self) -> ThreadPoolInfo:
         return from_json(ThreadPoolInfo, self._call("thread_pool"))
-
-    def stack(self, os_id: int) -> ThreadStack:
-        return from_json(ThreadStack, self._call("stack", {"os_id": int(os_id)}))
 
     def monitors(self, cancel: Optional[threading.Event] = None) -> tuple[Monitor, ...]:
         result = self._call("monitors", {}, None, cancel) or {}

@@ -231,15 +231,16 @@ def test_root_path_of_an_abandoned_buffer_starts_at_the_finalizer_queue(
     assert total > 0 and done == total
 
 
-def test_stack_of_the_finalizer_shows_the_blocked_finalize_frame(
+def test_frames_of_the_finalizer_show_the_blocked_finalize_frame(
     client: EngineClient, blocked
 ) -> None:
     client.open(str(blocked.path))
-    stack = client.stack(blocked.facts["finalizer_thread"]["os_thread_id"])
-    names = [f.name for f in stack.frames]
+    os_id = blocked.facts["finalizer_thread"]["os_thread_id"]
+    (finalizer,) = [t for t in client.threads() if t.os_id == os_id]
+    names = [f.name for f in finalizer.frames]
     assert any("Monitor.Enter" in n for n in names)
     assert any(".Finalize()" in n for n in names)
-    assert {f.kind for f in stack.frames} <= {"managed", "runtime"}
+    assert {f.kind for f in finalizer.frames} <= {"managed", "runtime"}
 
 
 def test_windows_dump_with_a_dotnet_runtime_says_to_use_windows(
