@@ -43,8 +43,10 @@ def report_main(argv: Sequence[str]) -> int:
         print(f"dumpscope: cannot read {args.dump}: {error}", file=sys.stderr)
         return EXIT_UNREADABLE
     with session:
-        report = build_report(session)
-    text = render_json(report) if args.format == "json" else render_text(report)
+        if args.format == "json":
+            text = render_json(build_report(session))
+        else:
+            text = render_text(session)
     if args.out:
         Path(args.out).write_text(text)
     else:

@@ -1,181 +1,180 @@
 """The headless report: the same results the GUI shows, as JSON or text.
 
-One failing analysis never sinks the report: its section is null and the
-reason is listed under `problems`, so a damaged dump still reports what can
-be read. The JSON layout is documented in docs/REPORT.md.
+Each declared analysis (analysis/analyses.py) has its place (`report`); one
+that did not end with a result leaves its place null, and says why under
+`problems` and in `analyses`. A damaged dump still reports what can be read.
+The JSON layout is documented in docs/REPORT.md.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Optional, TypeVar
 
-from analysis.session import DumpSession, ManagedAnalysis, ManagedUnavailable
+from analysis.analyses import (
+    ADDRESS_SUMMARY,
+    ANALYSES,
+    DIAGNOSIS,
+    FINALIZER_QUEUE,
+    HEAP_STATS,
+    NATIVE_HEAPS,
+    RUNTIME,
+    THREADS,
+    Analysis,
+)
+from analysis.model.columns import (
+    HEAP_COLUMNS,
+    THREAD_COLUMNS,
+    TYPE_COLUMNS,
+    TYPE_COUNT_COLUMNS,
+    USAGE_COLUMNS,
+    Column,
+    table_text,
+    waits_text,
+)
+from analysis.model.outcome import Done, Outcome, gaps_by_reason
+from analysis.session import DumpSession
 from analysis.values import human_size, to_jsonable
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
+T = TypeVar("T")
+Progress = Callable[[str, float], None]
+
+
+def _state(outcome: Outcome[Any]) -> dict[str, Any]:
+    if isinstance(outcome, Done):
+        return {"state": "done"}
+    state = type(outcome).__name__.lower()
+    reason = getattr(outcome, "reason", None) or getattr(outcome, "error", None)
+    return {"state": state, "reason": reason}
+
+
+def _place(report: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = report
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
 
 
 def build_report(session: DumpSession) -> dict[str, Any]:
-    problems: list[str] = [f"dump: {p}" for p in session.info().problems]
-
-    def section(name: str, compute: Callable[[], Any]) -> Any:
-        try:
-            return to_jsonable(compute())
-        except Exception as error:  # one analysis failing must not sink the report
-            problems.append(f"{name}: {type(error).__name__}: {error}")
-            return None
-
+    info = session.info()
+    outcomes = session.run_all()
+    problems: list[str] = [f"dump: {p}" for p in info.problems]
     report: dict[str, Any] = {"report_version": REPORT_VERSION}
-    report["dump"] = section("dump", session.info)
-    report["memory"] = section("memory", _memory(session))
-    report["modules"] = section("modules", session.modules)
-    report["native_heaps"] = section("native_heaps", session.native_heaps)
-    report["threads"] = section("threads", session.threads)
-    report["managed"] = section("managed", _managed(session))
-    report["findings"] = section("findings", session.findings)
+    report["dump"] = to_jsonable(info)
+    problems += gaps_by_reason(
+        [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+    )
+    for analysis in ANALYSES:
+        outcome = outcomes[analysis]
+        if analysis.report is None:
+            continue
+        value = outcome.value if isinstance(outcome, Done) else None
+        if analysis.report == "findings":
+            _place(report, "findings", to_jsonable(value.findings) if value else None)
+            _place(
+                report, "not_examined", to_jsonable(value.not_examined) if value else []
+            )
+        else:
+            _place(report, analysis.report, to_jsonable(value))
+    runtime = outcomes[RUNTIME]
+    managed = report.setdefault("managed", {})
+    managed["available"] = isinstance(runtime, Done)
+    if not isinstance(runtime, Done):
+        managed["reason"] = runtime.text
+        managed["code"] = getattr(runtime, "code", None)
+    report["analyses"] = {a.id: _state(outcomes[a]) for a in ANALYSES}
     report["problems"] = problems
     return report
 
 
-def _memory(session: DumpSession) -> Callable[[], Any]:
-    def compute() -> Any:
-        summary = session.address_summary()
-        return {
-            "usage": summary.usage,
-            "state": summary.state,
-            "type": summary.type,
-            "protect": summary.protect,
-        }
-
-    return compute
-
-
-def _managed(session: DumpSession) -> Callable[[], Any]:
-    def compute() -> Any:
-        managed = session.managed()
-        if isinstance(managed, ManagedUnavailable):
-            return {"available": False, "reason": managed.reason, "code": managed.code}
-        assert isinstance(managed, ManagedAnalysis)
-        return {
-            "available": True,
-            "runtime": managed.runtime,
-            "types": managed.heap.types,
-            "total_objects": managed.heap.total_objects,
-            "total_bytes": managed.heap.total_bytes,
-            "gc": managed.gc,
-            "finalizer": managed.finalizer,
-            "monitors": managed.monitors,
-            "thread_pool": managed.thread_pool,
-        }
-
-    return compute
+def placed(analysis: Analysis[Any]) -> Optional[str]:
+    """Where the report shows an analysis: its own key, or that of the
+    analysis that includes it."""
+    if analysis.report is not None:
+        return analysis.report
+    owner = next((a for a in ANALYSES if analysis in a.includes), None)
+    return owner.report if owner is not None else None
 
 
 def render_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2)
 
 
-def render_text(report: dict[str, Any]) -> str:
+def render_text(session: DumpSession) -> str:
+    """The report for people, from the same results through the same
+    columns as the GUI's tables."""
+    info = session.info()
+    outcomes = session.run_all()
+
+    def value(analysis: Analysis[T]) -> Optional[T]:
+        outcome = outcomes[analysis]
+        return outcome.value if isinstance(outcome, Done) else None
+
     out: list[str] = []
-    dump = report.get("dump") or {}
-    out.append(f"DumpScope report: {dump.get('path')}")
+    out.append(f"DumpScope report: {info.path}")
     out.append(
-        f"  {dump.get('format')} of a {dump.get('os')} {dump.get('arch')} process, "
-        f"{human_size(dump.get('size') or 0)}"
+        f"  {info.format} of a {info.os} {info.arch} process, {human_size(info.size)}"
     )
 
-    findings = report.get("findings") or []
+    diagnosis = value(DIAGNOSIS)
     out.append("")
     out.append("Findings")
-    if not findings:
-        out.append("  none")
-    for f in findings:
-        out.append(f"  [{f['severity']}] {f['title']}")
-        out.append(f"    {f['statement']}")
-        for e in f["evidence"]:
-            out.append(f"      - {e['text']}")
-
-    memory = report.get("memory")
-    if memory:
-        out.append("")
+    if diagnosis is None:
+        out.append(f"  the diagnosis {outcomes[DIAGNOSIS].text}")
+    elif not diagnosis.findings:
         out.append(
-            f"{'Usage':<16}{'Regions':>9}{'Size':>14}{'% busy':>9}{'% total':>9}"
+            "  none in what could be examined"
+            if diagnosis.not_examined
+            else "  none: the rules found no problem"
         )
-        for row in memory["usage"]:
-            busy = row.get("percent_busy")
-            out.append(
-                f"{row['usage']:<16}{row['regions']:>9}{human_size(row['bytes']):>14}"
-                f"{'' if busy is None else f'{busy:.2f}':>9}{row['percent_total']:>9.2f}"
-            )
+    for f in diagnosis.findings if diagnosis else ():
+        out.append(f"  [{f.severity}] {f.title}")
+        out.append(f"    {f.statement}")
+        out.extend(f"      - {e.text}" for e in f.evidence)
+    if diagnosis is not None and diagnosis.not_examined:
+        out.append("  Not examined:")
+        out.extend(f"    - {n.what}: {n.reason}" for n in diagnosis.not_examined)
 
-    heaps = report.get("native_heaps")
+    summary = value(ADDRESS_SUMMARY)
+    if summary is not None:
+        out += ["", "Memory usage"] + _indent(table_text(USAGE_COLUMNS, summary.usage))
+    heaps = value(NATIVE_HEAPS)
     if heaps:
-        out.append("")
-        out.append("Native heaps")
-        for h in heaps:
-            blocks = h.get("large_blocks") or []
-            out.append(
-                f"  0x{h['address']:x} {h['kind']:<12} "
-                f"reserved {human_size(h.get('reserved') or 0)}, "
-                f"committed {human_size(h.get('committed') or 0)}, "
-                f"{len(h.get('segments') or [])} segments, {len(blocks)} large blocks "
-                f"({human_size(sum(b['size'] for b in blocks))})"
-            )
+        out += ["", "Native heaps"] + _indent(table_text(HEAP_COLUMNS, heaps))
 
-    managed = report.get("managed") or {}
     out.append("")
-    if not managed.get("available"):
-        out.append(
-            f"Managed heap: not analysed: {managed.get('reason', 'unknown reason')}"
-        )
+    heap = value(HEAP_STATS)
+    if heap is None:
+        out.append(f"Managed heap {outcomes[HEAP_STATS].text}")
     else:
         out.append(
-            f"Managed heap: {managed['total_objects']:,} objects, "
-            f"{human_size(managed['total_bytes'])}"
+            f"Managed heap: {heap.total_objects or 0:,} objects, "
+            f"{human_size(heap.total_bytes or 0)} (the 25 largest types)"
         )
-        out.append(f"  {'Count':>12}{'TotalSize':>16}  Class Name")
-        for t in sorted(managed["types"], key=lambda t: t["size"], reverse=True)[:25]:
-            out.append(f"  {t['count']:>12,}{t['size']:>16,}  {t['name']}")
-        fin = managed.get("finalizer") or {}
+        types = sorted(heap.types, key=lambda t: t.size or 0, reverse=True)[:25]
+        out += _indent(table_text(TYPE_COLUMNS, types))
+    queue = value(FINALIZER_QUEUE)
+    if queue is not None:
         out.append("")
-        out.append(f"Ready for finalization: {fin.get('ready_count', 0):,} objects")
-        for t in sorted(fin.get("ready") or [], key=lambda t: t["count"], reverse=True)[
-            :10
-        ]:
-            out.append(f"  {t['count']:>12,}{t['size']:>16,}  {t['name']}")
+        out.append(f"Ready for finalization: {queue.ready_count or 0:,} objects")
+        ready = sorted(queue.ready, key=lambda t: t.count or 0, reverse=True)[:10]
+        out += _indent(table_text(TYPE_COUNT_COLUMNS, ready))
 
-    threads = report.get("threads") or []
+    threads = value(THREADS)
     if threads:
-        out.append("")
-        out.append(
-            f"{'OSID':>8} {'ID':>4} {'Apt':<7} {'Role':<12} {'Locks':>5}  Name / waits for"
-        )
-        for t in threads:
-            role = (
-                "finalizer"
-                if t["is_finalizer"]
-                else "GC"
-                if t["is_gc"]
-                else "threadpool"
-                if t["is_threadpool"]
-                else ""
-            )
-            waits = t.get("waits_for")
-            wait = (
-                f"  waits for {waits['type']} held by {waits['owner_os_id']}"
-                if waits
-                else ""
-            )
-            out.append(
-                f"{t['os_id']:>8} {t.get('managed_id') or '':>4} {t['apartment']:<7} {role:<12} "
-                f"{'' if t.get('lock_count') is None else t['lock_count']:>5}  "
-                f"{t.get('name') or ''}{wait}"
-            )
+        names = {t.os_id: t.name for t in threads if t.name}
+        waits = (Column("Waits for", lambda t: waits_text(t, names)),)
+        out += ["", "Threads"] + _indent(table_text(THREAD_COLUMNS + waits, threads))
 
-    problems = report.get("problems") or []
+    problems = [f"dump: {p}" for p in info.problems] + gaps_by_reason(
+        [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+    )
     if problems:
-        out.append("")
-        out.append("Could not be read")
-        out.extend(f"  - {p}" for p in problems)
+        out += ["", "Could not be read or analysed"] + [f"  - {p}" for p in problems]
     return "\n".join(out) + "\n"
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["  " + line for line in lines]

@@ -1,60 +1,33 @@
-"""The order in which the GUI asks a session for its results.
-
-Cheap native results come first so tabs fill in at once; the engine's walk of
-the managed heap comes after; results that combine both come last.
-"""
+"""The analysis job: every declared analysis in order, each result handed
+to the GUI as it comes, so tabs fill in while the rest still runs."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
-from analysis.session import Cancelled, DumpSession
-from app.jobs import JobCancelled
-
-STEPS = (
-    ("modules", "reading modules"),
-    ("native_heaps", "walking native heaps"),
-    ("native_threads", "reading threads and native stacks"),
-    ("managed", "analysing the managed heap (engine)"),
-    ("address_summary", "summarising the address space"),
-    ("threads", "merging thread views"),
-    ("findings", "running the diagnosis rules"),
-)
-
-
-@dataclass(frozen=True)
-class StepFailed:
-    """An analysis that raised: the tab it feeds says why; the others go on."""
-
-    reason: str
+from analysis.analyses import ANALYSES, Analysis
+from analysis.model.outcome import Cancelled, Outcome
+from analysis.session import DumpSession
+from app.jobs import JobCancelled, Report
 
 
 def analyse(
-    session: DumpSession, report: Any, cancelled: threading.Event
-) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for i, (key, label) in enumerate(STEPS):
+    session: DumpSession, report: Report, cancelled: threading.Event
+) -> dict[Analysis[Any], Outcome[Any]]:
+    outcomes: dict[Analysis[Any], Outcome[Any]] = {}
+    for i, analysis in enumerate(ANALYSES):
         if cancelled.is_set():
             raise JobCancelled()
-        report(label, i / len(STEPS), None)
-        start = i / len(STEPS)
+        start = i / len(ANALYSES)
+        report(analysis.label, start, None)
 
-        def engine_progress(message: str, fraction: float) -> None:
-            report(message, start + fraction / len(STEPS), None)
+        def progress(message: str, fraction: float) -> None:
+            report(message, start + fraction / len(ANALYSES), None)
 
-        try:
-            if key == "managed":
-                value = session.managed(engine_progress, cancelled)
-            elif key == "findings":
-                value = session.findings(cancelled)
-            else:
-                value = getattr(session, key)()
-        except Cancelled:
+        outcome = session.outcome(analysis, progress, cancelled)
+        if isinstance(outcome, Cancelled):
             raise JobCancelled()
-        except Exception as error:  # one failing analysis leaves the others
-            value = StepFailed(f"{label} failed: {type(error).__name__}: {error}")
-        results[key] = value
-        report(label, (i + 1) / len(STEPS), (key, value))
-    return results
+        outcomes[analysis] = outcome
+        report(analysis.label, (i + 1) / len(ANALYSES), (analysis, outcome))
+    return outcomes

@@ -13,10 +13,10 @@ from typing import Any, Callable, Optional
 
 from qtpy import QtCore
 
-from analysis.session import Cancelled
+from analysis.model.outcome import AnalysisCancelled
 from qtpy.QtCore import Signal
 
-Report = Callable[[str, float, Optional[tuple[str, Any]]], None]
+Report = Callable[[str, float, Optional[tuple[Any, Any]]], None]
 Work = Callable[[Report, threading.Event], Any]
 
 
@@ -28,7 +28,7 @@ class Job(QtCore.QObject):
     """Runs `work` on a worker thread; signals arrive on the GUI thread."""
 
     sig_job_progress = Signal(str, float)
-    sig_job_partial = Signal(str, object)
+    sig_job_partial = Signal(object, object)
     sig_job_finished = Signal(object)
     sig_job_failed = Signal(str)
     sig_job_cancelled = Signal()
@@ -59,7 +59,7 @@ class Job(QtCore.QObject):
             self._thread.join(timeout)
 
     def _report(
-        self, step: str, fraction: float, partial: Optional[tuple[str, Any]] = None
+        self, step: str, fraction: float, partial: Optional[tuple[Any, Any]] = None
     ) -> None:
         # Never raises: work checks its cancel event where stopping is safe.
         self.sig_job_progress.emit(step, fraction)
@@ -69,7 +69,7 @@ class Job(QtCore.QObject):
     def _run(self) -> None:
         try:
             result = self._work(self._report, self.cancel_event)
-        except (JobCancelled, Cancelled):
+        except (JobCancelled, AnalysisCancelled):
             self.sig_job_cancelled.emit()
         except Exception as error:  # the GUI shows it; it never takes the window down
             traceback.print_exc()

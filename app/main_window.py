@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
-from analysis.session import DumpSession, ManagedAnalysis, ManagedUnavailable
-from app.analyse import StepFailed, analyse
+from analysis.analyses import ADDRESS_SUMMARY, NATIVE_HEAPS, Analysis
+from analysis.key_facts import key_facts
+from analysis.model.outcome import Done, Outcome
+from analysis.model.vocab import RowKind
+from analysis.pointers import object_pointers
+from analysis.session import DumpSession
+from app.analyse import analyse
 from app.jobs import Job
+from app.tabs import TABS, Tab
+from views.base import ResultView
 from views.findings_view import FindingsView
 from views.finalizer_view import FinalizerView
 from views.heap_stats_view import PAGE, HeapStatsView
@@ -20,16 +27,9 @@ from views.native_heaps_view import NativeHeapsView
 from views.threads_view import ThreadsView
 
 MAX_RECENT = 8
-# The tab that shows each session result (and says why it failed).
-RESULT_VIEWS = {
-    "modules": "modules",
-    "native_heaps": "native_heaps",
-    "native_threads": "threads",
-    "address_summary": "memory",
-    "threads": "threads",
-    "findings": "findings",
-}
 
+
+V = TypeVar("V", bound=ResultView)
 
 DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
 
@@ -48,25 +48,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resize(1280, 820)
         self.setAcceptDrops(True)
 
-        self.findings = FindingsView(self)
-        self.memory = MemoryView(self)
-        self.native_heaps = NativeHeapsView(self)
-        self.types = HeapStatsView(self)
-        self.finalizer = FinalizerView(self)
-        self.threads = ThreadsView(self)
-        self.modules = ModulesView(self)
-        self.views: dict[str, Any] = {
-            "findings": self.findings,
-            "memory": self.memory,
-            "native_heaps": self.native_heaps,
-            "types": self.types,
-            "finalizer": self.finalizer,
-            "threads": self.threads,
-            "modules": self.modules,
-        }
+        # One view per tab of the table, in its order.
+        self.views: dict[Tab, ResultView] = {tab: tab.view(self) for tab in TABS}
         self.tabs = QtWidgets.QTabWidget(self)
         for view in self.views.values():
             self.tabs.addTab(view, view.title)
+        self.findings = self._view(FindingsView)
+        self.memory = self._view(MemoryView)
+        self.native_heaps = self._view(NativeHeapsView)
+        self.types = self._view(HeapStatsView)
+        self.finalizer = self._view(FinalizerView)
+        self.threads = self._view(ThreadsView)
+        self.modules = self._view(ModulesView)
         self.setCentralWidget(self.tabs)
         self.findings.sig_evidence_activated.connect(self.show_evidence)
         self.types.sig_type_selected.connect(self._fetch_instances)
@@ -85,6 +78,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_busy(False)
         self._build_menus()
         self._show_empty()
+
+    def _view(self, kind: type[V]) -> V:
+        view = next(v for v in self.views.values() if isinstance(v, kind))
+        return view
 
     # -- menus and files --------------------------------------------------
     def _build_menus(self) -> None:
@@ -169,24 +166,38 @@ class MainWindow(QtWidgets.QMainWindow):
             "Open a memory dump (File ▸ Open, or drop it here) to see where its memory went."
         )
 
-    def open_dump(self, path: str, dac: Optional[str] = None) -> None:
-        from analysis.dumpfile.base import DumpFormatError
-
+    def _reset(self) -> None:
+        """Nothing of the last dump stays on screen: every tab and every
+        drill-down pane is emptied, every pending job forgotten."""
         self.cancel()
+        for job in list(self.side_jobs):
+            job.cancel()
+        self.side_jobs.clear()
+        self._roots_job = None
         if self.session is not None:
             self.session.close()
             self.session = None
+        for view in self.views.values():
+            view.reset()
+        self.setWindowTitle("DumpScope")
+
+    def open_dump(self, path: str, dac: Optional[str] = None) -> None:
+        from analysis.dumpfile.base import DumpFormatError
+
+        self._reset()
         try:
             self.session = DumpSession(path, dac=dac, dac_folder=self.dac_folder())
         except (DumpFormatError, OSError) as error:
+            self._show_empty()
             QtWidgets.QMessageBox.warning(
                 self, "Cannot open dump", f"{path}\n\n{error}"
             )
             return
         self._remember(str(Path(path).resolve()))
         self.setWindowTitle(f"DumpScope — {Path(path).name}")
-        self.findings.headline.setText(f"Analysing {Path(path).name}…")
-        self.findings.set_key_facts(self.session.key_facts())
+        for tab, view in self.views.items():
+            view.show_state(f"Working: {tab.primary.label}…")
+        self.findings.set_key_facts(key_facts(self.session))
         session = self.session
         self.start_job(
             Job(
@@ -198,11 +209,23 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def start_job(self, job: Job) -> None:
         self.job = job
-        job.sig_job_progress.connect(self._on_progress)
-        job.sig_job_partial.connect(self.show_result)
-        job.sig_job_finished.connect(self._on_finished)
-        job.sig_job_failed.connect(self._on_failed)
-        job.sig_job_cancelled.connect(self._on_cancelled)
+        # A job of a dump no longer open may still report: only the
+        # current job reaches the tabs.
+        job.sig_job_progress.connect(
+            lambda *a, j=job: self._on_progress(*a) if j is self.job else None
+        )
+        job.sig_job_partial.connect(
+            lambda *a, j=job: self.show_result(*a) if j is self.job else None
+        )
+        job.sig_job_finished.connect(
+            lambda r, j=job: self._on_finished(r) if j is self.job else None
+        )
+        job.sig_job_failed.connect(
+            lambda m, j=job: self._on_failed(m) if j is self.job else None
+        )
+        job.sig_job_cancelled.connect(
+            lambda j=job: self._on_cancelled() if j is self.job else None
+        )
         self._set_busy(True)
         job.start()
 
@@ -229,6 +252,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_cancelled(self) -> None:
         self._set_busy(False)
+        if self.session is not None:
+            for tab, view in self.views.items():
+                if self.session.peek(tab.primary) is None:
+                    view.show_state(
+                        f"{tab.primary.title}: cancelled (open the dump again to analyse it)"
+                    )
         self.statusBar().showMessage("Analysis cancelled: the tabs show what was done")
 
     # -- drill-down jobs (they never cancel the main analysis) -------------
@@ -265,7 +294,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
         def fetch_detail(_report: Any, _cancelled: Any) -> Any:
             found = session.object_detail(address)
-            return found, session.object_pointers(found)
+            heaps = session.peek(NATIVE_HEAPS)
+            summary = session.peek(ADDRESS_SUMMARY)
+            return found, object_pointers(
+                found,
+                heaps.value if isinstance(heaps, Done) else (),
+                summary.value if isinstance(summary, Done) else None,
+            )
 
         detail = Job("object", fetch_detail, self)
         detail.sig_job_finished.connect(lambda d: self.types.set_object(address, *d))
@@ -285,52 +320,34 @@ class MainWindow(QtWidgets.QMainWindow):
         self._roots_job = self.start_side_job(roots)
 
     # -- results into views -------------------------------------------------
-    def show_result(self, key: str, value: Any) -> None:
-        if isinstance(value, StepFailed):
-            view = self.views.get(RESULT_VIEWS.get(key, ""))
-            if view is not None:
-                view.show_message(value.reason)
-            return
-        if key == "modules":
-            self.modules.set_modules(value)
-        elif key == "native_heaps":
-            self.native_heaps.set_heaps(value)
-        elif key == "address_summary":
-            self.memory.set_summary(value)
-        elif key == "managed":
-            self._show_managed(value)
-        elif key == "threads":
-            self.threads.set_threads(value)
-        elif key == "findings":
-            self.findings.set_findings(value)
-            self.findings.set_key_facts(self._key_facts())
+    def show_result(self, analysis: Analysis[Any], outcome: Outcome[Any]) -> None:
+        """An analysis ended: every tab it feeds shows its result, or its
+        state instead."""
+        for tab, view in self.views.items():
+            for part in tab.parts:
+                if part.analysis is not analysis:
+                    continue
+                if isinstance(outcome, Done):
+                    if part is tab.parts[0]:
+                        view.show_state("")
+                    if part.show is not None:
+                        part.show(view, outcome.value)
+                    view.note(f"{analysis.title}:", "")
+                elif part is tab.parts[0]:
+                    view.show_state(f"{analysis.title}: {outcome.text}")
+                elif part.missing is not None:
+                    part.missing(view, f"{analysis.title}: {outcome.text}")
+                else:
+                    view.note(f"{analysis.title}:", outcome.text)
+        if self.session is not None:
+            self.findings.set_key_facts(key_facts(self.session))
 
-    def _show_managed(self, managed: Any) -> None:
-        if isinstance(managed, ManagedUnavailable):
-            message = f"Managed heap not analysed: {managed.reason}"
-            for view in (self.types, self.finalizer):
-                view.show_message(message)
-            self.threads.show_message(
-                message + " (threads below show the OS view only)"
-            )
-            return
-        assert isinstance(managed, ManagedAnalysis)
-        for view in (self.types, self.finalizer, self.threads):
-            view.show_message("")
-        self.types.set_heap(managed.heap)
-        self.finalizer.set_queue(managed.finalizer)
-        self.threads.set_monitors(managed.monitors)
-        self.threads.set_thread_pool(managed.thread_pool)
-
-    def _key_facts(self) -> tuple[str, ...]:
-        return self.session.key_facts() if self.session is not None else ()
-
-    def show_evidence(self, view_name: str, key: Any) -> None:
-        view = self.views.get(view_name)
+    def show_evidence(self, row: RowKind, key: Any) -> None:
+        view = next((v for v in self.views.values() if row in v.selects), None)
         if view is None:
             return
         self.tabs.setCurrentWidget(view)
-        view.select_key(key)
+        view.select(row, key)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.cancel()

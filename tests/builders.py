@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from analysis.managed.results import FinalizerQueue, HeapStats, TypeCount, TypeStat
+from analysis.managed.results import (
+    FinalizerQueue,
+    HeapStats,
+    StackFrame,
+    TypeCount,
+    TypeStat,
+)
 from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
-from analysis.session import ThreadView, WaitTarget
+from analysis.model.vocab import HeapKind
+from analysis.model.threads import ThreadView, WaitTarget
+from analysis.model.vocab import Apartment, ManagedFrameKind
 from analysis.values import Address, ByteSize
 
 
@@ -22,7 +30,7 @@ def thread_view(
     pool: bool = False,
     waits: Optional[WaitTarget] = None,
     com: bool = False,
-    frames: Sequence[Any] = (),
+    frames: Sequence[str] = (),
 ) -> ThreadView:
     return ThreadView(
         os_id=os_id,
@@ -31,9 +39,9 @@ def thread_view(
         teb=Address(0x7FF000 + os_id),
         stack_base=None,
         stack_limit=None,
-        apartment_os=apartment,
+        apartment_os=Apartment(apartment),
         apartment_clr=None,
-        apartment=apartment,
+        apartment=Apartment(apartment),
         apartment_disagrees=False,
         is_finalizer=finalizer,
         is_gc=False,
@@ -42,7 +50,10 @@ def thread_view(
         exception=None,
         waits_for=waits,
         in_com_call=com,
-        frames=tuple(frames),
+        frames=tuple(
+            StackFrame(ManagedFrameKind.MANAGED, None, None, name, None)
+            for name in frames
+        ),
     )
 
 
@@ -102,7 +113,7 @@ def nt_heap(
     total = sum(int(b.size) for b in blocks)
     return NativeHeap(
         address=Address(address),
-        kind="nt",
+        kind=HeapKind.NT,
         reserved=ByteSize(reserved + total),
         committed=ByteSize(committed + total),
         free=ByteSize(4096),

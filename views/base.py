@@ -1,10 +1,13 @@
-"""What every tab shares: a banner that says why something is missing."""
+"""What every tab shares: its state (the result, not available, failed, in
+progress), notes on the parts that are missing, and evidence selection."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from qtpy import QtWidgets
+
+from analysis.model.vocab import RowKind
 
 # Colours used to point at the story: the blocked finalizer and STA threads.
 CRITICAL = "#f8d0cc"
@@ -13,28 +16,61 @@ INFO = "#d9e8fb"
 
 
 class ResultView(QtWidgets.QWidget):
-    """A tab that shows one analysis result; `banner` says what is missing."""
+    """A tab. It shows exactly one of: its result (the content), or a state
+    line instead ("not available: reason", "failed: reason", progress).
+    notes: one line per part of the result that is missing, and why.
+    selects: the kinds of evidence rows the tab can show."""
 
     title = ""
+    selects: tuple[RowKind, ...] = ()
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
-        self.banner = QtWidgets.QLabel(self)
-        self.banner.setWordWrap(True)
-        self.banner.setStyleSheet(
+        self.state = QtWidgets.QLabel(self)
+        self.state.setWordWrap(True)
+        self.state.setStyleSheet(
             f"background: {WARNING}; padding: 6px; border-radius: 3px;"
         )
-        self.banner.hide()
-        self.body = QtWidgets.QVBoxLayout()
+        self.state.hide()
+        self.notes = QtWidgets.QLabel(self)
+        self.notes.setWordWrap(True)
+        self.notes.setStyleSheet(f"background: {INFO}; padding: 4px;")
+        self.notes.hide()
+        self._notes: dict[str, str] = {}
+        self.content = QtWidgets.QWidget(self)
+        self.body = QtWidgets.QVBoxLayout(self.content)
+        self.body.setContentsMargins(0, 0, 0, 0)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(self.banner)
-        layout.addLayout(self.body, 1)
+        layout.addWidget(self.state)
+        layout.addWidget(self.notes)
+        layout.addWidget(self.content, 1)
 
-    def show_message(self, text: str) -> None:
-        self.banner.setText(text)
-        self.banner.setVisible(bool(text))
+    def reset(self) -> None:
+        """Forget everything shown: called before another dump's results
+        arrive. Subclasses clear their own tables, panes and charts."""
+        self._notes.clear()
+        self.notes.hide()
+        self.show_state("")
 
-    def select_key(self, key: Any) -> bool:
+    def show_state(self, text: str) -> None:
+        """text: what stands instead of the result; "" shows the result."""
+        self.state.setText(text)
+        self.state.setVisible(bool(text))
+        self.content.setVisible(not text)
+
+    def state_text(self) -> str:
+        return self.state.text() if self.state.isVisible() else ""
+
+    def note(self, part: str, text: str) -> None:
+        """A part of the result is missing (text), or arrived ("")."""
+        if text:
+            self._notes[part] = text
+        else:
+            self._notes.pop(part, None)
+        self.notes.setText("<br>".join(f"{p} {t}" for p, t in self._notes.items()))
+        self.notes.setVisible(bool(self._notes))
+
+    def select(self, row: RowKind, key: Any) -> bool:
         """Selects the row that evidence points at; False when not found."""
         return False
 

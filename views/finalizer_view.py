@@ -8,29 +8,27 @@ from typing import Any, Optional
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
+from analysis.managed.results import FinalizerQueue
+from analysis.model.columns import TYPE_COUNT_COLUMNS
+from analysis.model.vocab import RowKind
 from analysis.values import human_size
 from views.base import ResultView
-from views.table_model import Column, FilterTable
-
-ENTRY_COLUMNS = [
-    Column("Count", lambda e: e.count, "int"),
-    Column("TotalSize", lambda e: e.size, "size"),
-    Column("Class Name", lambda e: e.name),
-]
+from views.table_model import FilterTable
 
 
 class FinalizerView(ResultView):
     title = "Finalizer"
+    selects = (RowKind.READY_TYPE,)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.summary = QtWidgets.QLabel(self)
         self.summary.setWordWrap(True)
         self.ready = FilterTable(
-            ENTRY_COLUMNS, placeholder="Filter ready objects", parent=self
+            TYPE_COUNT_COLUMNS, placeholder="Filter ready objects", parent=self
         )
         self.finalizable = FilterTable(
-            ENTRY_COLUMNS, placeholder="Filter finalizable objects", parent=self
+            TYPE_COUNT_COLUMNS, placeholder="Filter finalizable objects", parent=self
         )
         ready_box = QtWidgets.QGroupBox(
             "Ready for finalization (f-reachable queue)", self
@@ -44,14 +42,21 @@ class FinalizerView(ResultView):
         self.body.addWidget(self.summary)
         self.body.addWidget(split, 1)
 
-    def set_queue(self, queue: Any) -> None:
-        ready_bytes = sum(int(e.size) for e in queue.ready)
+    def reset(self) -> None:
+        super().reset()
+        self.summary.setText("")
+        self.ready.clear()
+        self.finalizable.clear()
+
+    def set_queue(self, queue: FinalizerQueue) -> None:
+        ready_bytes = sum(int(e.size or 0) for e in queue.ready)
         parts = [
             f"<b>{int(queue.ready_count or 0):,} objects ready for finalization</b> "
             f"({human_size(ready_bytes)} of managed objects)",
-            f"{sum(int(e.count) for e in queue.finalizable):,} finalizable objects registered",
+            f"{sum(int(e.count or 0) for e in queue.finalizable):,} finalizable objects "
+            "registered",
         ]
-        generations = getattr(queue, "generation_counts", None)
+        generations = queue.generation_counts
         if generations:
             parts.append(
                 "by generation: "
@@ -60,9 +65,9 @@ class FinalizerView(ResultView):
         rcw = [
             f"{label} {int(value):,}"
             for label, value in (
-                ("STA", getattr(queue, "rcw_sta", None)),
-                ("MTA", getattr(queue, "rcw_mta", None)),
-                ("free-threaded", getattr(queue, "rcw_free_threaded", None)),
+                ("STA", queue.rcw_sta),
+                ("MTA", queue.rcw_mta),
+                ("free-threaded", queue.rcw_free_threaded),
             )
             if value is not None
         ]
@@ -72,7 +77,7 @@ class FinalizerView(ResultView):
         self.ready.set_records(queue.ready, sort_column=0)
         self.finalizable.set_records(queue.finalizable, sort_column=0)
 
-    def select_key(self, key: Any) -> bool:
+    def select(self, row: RowKind, key: Any) -> bool:
         return self.ready.select_where(
             lambda e: e.name == key
         ) or self.finalizable.select_where(lambda e: e.name == key)

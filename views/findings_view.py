@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from qtpy import QtWidgets
 from qtpy.QtCore import Signal
 
+from analysis.managed.results import RuntimeInfo
+from analysis.model.diagnosis import Diagnosis, Finding
+from analysis.model.vocab import Severity
 from views.base import CRITICAL, INFO, WARNING, ResultView
 
-SEVERITY_COLOURS = {"critical": CRITICAL, "warning": WARNING, "info": INFO}
+SEVERITY_COLOURS = {
+    Severity.CRITICAL: CRITICAL,
+    Severity.WARNING: WARNING,
+    Severity.INFO: INFO,
+}
 
 
 class FindingsView(ResultView):
-    """sig_evidence_activated(view, key) asks the window to show a row."""
+    """sig_evidence_activated(row kind, key) asks the window to show a row."""
 
     title = "Diagnosis"
-    sig_evidence_activated = Signal(str, object)
+    sig_evidence_activated = Signal(object, object)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -39,28 +46,61 @@ class FindingsView(ResultView):
         self.body.addWidget(scroll)
         self.evidence_buttons: list[QtWidgets.QPushButton] = []
 
-    def set_key_facts(self, lines: Sequence[str]) -> None:
-        self.facts.setText("<br>".join(lines))
+    def reset(self) -> None:
+        super().reset()
+        self._clear_cards()
+        self.headline.setText("")
+        self.facts.setText("")
 
-    def set_findings(self, findings: Sequence[Any]) -> None:
+    def _clear_cards(self) -> None:
         while self.cards.count():
             item = self.cards.takeAt(0)
             if item.widget() is not None:
                 item.widget().deleteLater()
         self.evidence_buttons = []
+
+    def set_key_facts(self, lines: Sequence[str]) -> None:
+        self.facts.setText("<br>".join(lines))
+
+    def set_runtime(self, runtime: RuntimeInfo) -> None:
+        """Which runtime the managed analyses read, and through which DAC."""
+        self.note(
+            ".NET runtime:",
+            f"{runtime.flavor or ''} {runtime.version or 'version unknown'}, "
+            f"read with {runtime.dac_path or 'an unnamed DAC'}",
+        )
+
+    def show_state(self, text: str) -> None:
+        # The key facts stay readable while the diagnosis runs or is missing.
+        super().show_state(text)
+        self.content.setVisible(True)
+        self.headline.setVisible(not text)
+
+    def set_diagnosis(self, diagnosis: Diagnosis) -> None:
+        self._clear_cards()
+        findings = diagnosis.findings
+        gaps = diagnosis.not_examined
+        not_examined = "; ".join(f"{g.what}: {g.reason}" for g in gaps)
         if not findings:
             self.headline.setText(
-                "<b>No problem found.</b> The rules found nothing wrong in this dump."
+                f"<b>Could not look at everything.</b> Not examined: {not_examined}."
+                "<br>In the rest, the rules found nothing wrong."
+                if gaps
+                else "<b>No problem found.</b> The rules found nothing wrong in "
+                "this dump."
             )
             return
         first = findings[0]
-        self.headline.setText(f"<b>{first.title}.</b> {first.statement}")
+        headline = f"<b>{first.title}.</b> {first.statement}"
+        if gaps:
+            headline += f"<br><i>Not examined: {not_examined}</i>"
+        self.headline.setText(headline)
         for i, finding in enumerate(findings):
             # The headline already states the first finding: its card only
             # carries the evidence.
             self.cards.addWidget(self._card(finding, show_statement=i > 0))
 
-    def _card(self, finding: Any, show_statement: bool) -> QtWidgets.QWidget:
+    def _card(self, finding: Finding, show_statement: bool) -> QtWidgets.QWidget:
         card = QtWidgets.QFrame(self)
         colour = SEVERITY_COLOURS.get(finding.severity, INFO)
         card.setStyleSheet(f"QFrame {{ background: {colour}; border-radius: 4px; }}")
@@ -85,7 +125,7 @@ class FindingsView(ResultView):
             )
             button.clicked.connect(
                 lambda _checked=False, e=evidence: self.sig_evidence_activated.emit(
-                    e.view, e.key
+                    e.row, e.key
                 )
             )
             self.evidence_buttons.append(button)

@@ -10,20 +10,16 @@ import pyqtgraph as pg
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt, Signal
 
+from analysis.managed.results import HeapStats, ObjectDetail, RootPaths
+from analysis.model.columns import TYPE_COLUMNS, Column, ColumnKind
+from analysis.model.vocab import RootKind, RowKind
 from analysis.values import human_size
 from views.base import ResultView, chart_unit, short_type_name
-from views.table_model import Column, FilterTable
+from views.table_model import FilterTable
 
-TYPE_COLUMNS = [
-    Column("MT", lambda t: t.method_table, "address"),
-    Column("Count", lambda t: t.count, "int"),
-    Column("TotalSize", lambda t: t.size, "size"),
-    Column("Bytes", lambda t: t.size, "int"),
-    Column("Class Name", lambda t: t.name),
-]
 INSTANCE_COLUMNS = [
-    Column("Address", lambda i: i.address, "address"),
-    Column("Size", lambda i: i.size, "int"),
+    Column("Address", lambda i: i.address, ColumnKind.ADDRESS),
+    Column("Size", lambda i: i.size, ColumnKind.INT),
 ]
 FIELD_COLUMNS = [
     Column("Field", lambda f: f.name),
@@ -46,21 +42,8 @@ def field_value(field: Any) -> str:
     return "" if field.value is None else str(field.value)
 
 
-ROOT_NAMES = {
-    "stack": "stack",
-    "strong_handle": "strong handle",
-    "pinned_handle": "pinned handle",
-    "async_pinned_handle": "async pinned handle",
-    "ref_counted_handle": "ref-counted handle",
-    "sized_ref_handle": "sized-ref handle",
-    "static": "static field",
-    "thread_static": "thread-static field",
-    "finalizer_queue": "f-reachable queue (waits for its finalizer)",
-}
-
-
 def root_path_text(path: Any) -> str:
-    root = ROOT_NAMES.get(path.root_kind or "", path.root_kind or "root")
+    root = (path.root_kind or RootKind.OTHER).label
     if path.thread_os_id:
         root += f" of thread {path.thread_os_id}"
     if path.is_pinned:
@@ -77,6 +60,7 @@ class HeapStatsView(ResultView):
     the window to fetch a type's objects, or an object's fields and roots."""
 
     title = "Managed types"
+    selects = (RowKind.HEAP_TYPE,)
     sig_type_selected = Signal(object)
     # (type stat, offset): the next page of a type's objects
     sig_more_instances = Signal(object, object)
@@ -148,7 +132,34 @@ class HeapStatsView(ResultView):
             layout.addWidget(widget, 0 if fixed else 1)
         return box
 
-    def set_heap(self, heap: Any) -> None:
+    def reset(self) -> None:
+        super().reset()
+        self._current_type = None
+        self._current_address = None
+        self._pointers = {}
+        self.totals.setText("")
+        self.chart.clear()
+        for table in (self.types, self.instances, self.fields):
+            table.clear()
+        self._clear_drill()
+
+    def _clear_drill(self, keep_instances: bool = False) -> None:
+        """Empties the panes below a changed selection: the objects of the
+        old type (unless keep_instances), the old object's fields and roots."""
+        if not keep_instances:
+            self.instances.clear()
+            self.more_button.hide()
+            self.instances_label.setText(
+                "Select a type to list its objects, largest first."
+            )
+        self._current_address = None
+        self._pointers = {}
+        self.fields.clear()
+        self.roots.clear()
+        self.object_label.setText("Select an object to see its fields and roots.")
+        self.roots_label.setText("Roots (gcroot)")
+
+    def set_heap(self, heap: HeapStats) -> None:
         self.totals.setText(
             f"<b>{int(heap.total_objects):,} objects</b>, {human_size(int(heap.total_bytes))} "
             f"in {len(heap.types):,} types"
@@ -180,8 +191,7 @@ class HeapStatsView(ResultView):
         if type_stat is None or type_stat is self._current_type:
             return
         self._current_type = type_stat
-        self.instances.set_records(())
-        self.more_button.hide()
+        self._clear_drill()
         self.instances_label.setText(f"Loading the objects of {type_stat.name}…")
         self.sig_type_selected.emit(type_stat)
 
@@ -211,14 +221,15 @@ class HeapStatsView(ResultView):
     def _on_instance(self, instance: Any) -> None:
         if instance is None or instance.address is None:
             return
+        self._clear_drill(keep_instances=True)
         self._current_address = int(instance.address)
-        self.fields.set_records(())
-        self.roots.clear()
         self.object_label.setText(f"Loading 0x{self._current_address:x}…")
         self.roots_label.setText("Roots (gcroot): searching…")
         self.sig_instance_selected.emit(self._current_address)
 
-    def set_object(self, address: int, detail: Any, pointers: dict[str, str]) -> None:
+    def set_object(
+        self, address: int, detail: ObjectDetail, pointers: dict[str, str]
+    ) -> None:
         """An object's fields; `pointers` says where its native-pointer fields
         point (a native large block, a memory region)."""
         if address != self._current_address:
@@ -235,7 +246,7 @@ class HeapStatsView(ResultView):
         self.object_label.setText(text)
         self.fields.set_records(detail.fields + detail.elements)
 
-    def set_roots(self, address: int, roots: Any) -> None:
+    def set_roots(self, address: int, roots: RootPaths) -> None:
         if address != self._current_address:
             return
         paths = list(roots.paths)
@@ -253,5 +264,5 @@ class HeapStatsView(ResultView):
         elif address == self._current_address:
             self.roots_label.setText(f"Roots (gcroot): {message}")
 
-    def select_key(self, key: Any) -> bool:
+    def select(self, row: RowKind, key: Any) -> bool:
         return self.types.select_where(lambda t: t.name == key)

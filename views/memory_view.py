@@ -8,34 +8,23 @@ import pyqtgraph as pg
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
+from analysis.managed.results import GcHeap
+from analysis.model.columns import REGION_COLUMNS, USAGE_COLUMNS
+from analysis.model.native import AddressSummary
+from analysis.model.vocab import RegionUsage, RowKind
+from analysis.values import human_size
 from views.base import ResultView, chart_unit
-from views.table_model import Column, FilterTable
-
-SUMMARY_COLUMNS = [
-    Column("Usage", lambda r: r.usage),
-    Column("Regions", lambda r: r.regions, "int"),
-    Column("Size", lambda r: r.bytes, "size"),
-    Column("% of busy", lambda r: r.percent_busy, "percent"),
-    Column("% of total", lambda r: r.percent_total, "percent"),
-]
-REGION_COLUMNS = [
-    Column("Base", lambda r: r.base, "address"),
-    Column("End", lambda r: int(r.base) + int(r.size), "address"),
-    Column("Size", lambda r: r.size, "size"),
-    Column("State", lambda r: r.state),
-    Column("Type", lambda r: r.type),
-    Column("Protect", lambda r: r.protect),
-    Column("File", lambda r: r.path),
-]
+from views.table_model import FilterTable
 
 
 class MemoryView(ResultView):
     title = "Memory"
+    selects = (RowKind.MEMORY_USAGE,)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.summary = FilterTable(
-            SUMMARY_COLUMNS, placeholder="Filter usage", parent=self
+            USAGE_COLUMNS, placeholder="Filter usage", parent=self
         )
         self.regions = FilterTable(
             REGION_COLUMNS, placeholder="Filter regions", parent=self
@@ -51,20 +40,38 @@ class MemoryView(ResultView):
         split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
         split.addWidget(top)
         split.addWidget(self.regions)
+        self.gc_label = QtWidgets.QLabel(self)
+        self.body.addWidget(self.gc_label)
         self.body.addWidget(split)
-        self._summary: Any = None
+        self._summary: Optional[AddressSummary] = None
         self.summary.sig_record_selected.connect(self._show_regions)
 
-    def set_summary(self, summary: Any) -> None:
+    def reset(self) -> None:
+        super().reset()
+        self._summary = None
+        self.summary.clear()
+        self.regions.clear()
+        self.chart.clear()
+        self.gc_label.setText("")
+
+    def set_gc_heap(self, gc: GcHeap) -> None:
+        """The GC's own segments (`eeheap -gc`), counted in the GC heap row."""
+        self.gc_label.setText(
+            f"GC heap: {len(gc.segments)} segments, "
+            f"{human_size(int(gc.total_committed or 0))} committed, "
+            f"{human_size(int(gc.total_allocated or 0))} allocated"
+        )
+
+    def set_summary(self, summary: AddressSummary) -> None:
         self._summary = summary
         self.summary.set_records(summary.usage, sort_column=2)
         self._draw_chart(summary.usage)
-        self.summary.select_where(lambda r: r.usage != "Free")
+        self.summary.select_where(lambda r: r.usage != RegionUsage.FREE)
 
     def _draw_chart(self, rows: Any) -> None:
         self.chart.clear()
         busy = sorted(
-            (r for r in rows if r.usage != "Free"), key=lambda r: int(r.bytes)
+            (r for r in rows if r.usage != RegionUsage.FREE), key=lambda r: int(r.bytes)
         )
         divisor, unit = chart_unit(max((int(r.bytes) for r in busy), default=0))
         self.chart.setLabel("bottom", unit)
@@ -88,5 +95,5 @@ class MemoryView(ResultView):
         regions = self._summary.regions_by_usage.get(row.usage, ())
         self.regions.set_records(regions, sort_column=2)
 
-    def select_key(self, key: Any) -> bool:
+    def select(self, row: RowKind, key: Any) -> bool:
         return self.summary.select_where(lambda r: r.usage == key)

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
+from analysis.model.columns import MODULE_COLUMNS
+from analysis.model.native import Module
+from analysis.model.vocab import RowKind
 from views.base import ResultView
-from views.table_model import Column, FilterTable
-
-MODULE_COLUMNS = [
-    Column("Base", lambda m: m.base, "address"),
-    Column("Size", lambda m: m.size, "size"),
-    Column("Name", lambda m: m.name),
-    Column("Version", lambda m: m.version),
-    Column("Build id", lambda m: m.build_id),
-    Column("Path", lambda m: m.path),
-]
+from views.table_model import FilterTable
 
 
 class ModulesView(ResultView):
     title = "Modules"
+    selects = (RowKind.MODULE,)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -30,9 +25,13 @@ class ModulesView(ResultView):
         )
         self.body.addWidget(self.modules)
 
-    def set_modules(self, modules: Any) -> None:
+    def reset(self) -> None:
+        super().reset()
+        self.modules.clear()
+
+    def set_modules(self, modules: Sequence[Module]) -> None:
         self.modules.set_records(modules)
         self.modules.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
 
-    def select_key(self, key: Any) -> bool:
+    def select(self, row: RowKind, key: Any) -> bool:
         return self.modules.select_where(lambda m: m.name == key)

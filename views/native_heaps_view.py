@@ -10,35 +10,12 @@ import pyqtgraph as pg
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
+from analysis.model.columns import BLOCK_COLUMNS, HEAP_COLUMNS, SEGMENT_COLUMNS
+from analysis.model.native import NativeHeap
+from analysis.model.vocab import RowKind
 from analysis.values import human_size
 from views.base import WARNING, ResultView
-from views.table_model import Column, FilterTable, RowStyle
-
-HEAP_COLUMNS = [
-    Column("Heap", lambda h: h.address, "address"),
-    Column("Kind", lambda h: h.kind),
-    Column("Reserved", lambda h: h.reserved, "size"),
-    Column("Committed", lambda h: h.committed, "size"),
-    Column("Free", lambda h: h.free, "size"),
-    Column("Segments", lambda h: len(h.segments), "int"),
-    Column("Large blocks", lambda h: len(h.large_blocks), "int"),
-    Column(
-        "Large-block bytes", lambda h: sum(int(b.size) for b in h.large_blocks), "size"
-    ),
-    Column(
-        "LFH", lambda h: {True: "yes", False: "no"}.get(getattr(h, "lfh", None), "")
-    ),
-]
-SEGMENT_COLUMNS = [
-    Column("Segment", lambda s: s.address, "address"),
-    Column("Reserved", lambda s: s.reserved, "size"),
-    Column("Committed", lambda s: s.committed, "size"),
-]
-BLOCK_COLUMNS = [
-    Column("Block", lambda b: b.address, "address"),
-    Column("Size", lambda b: b.size, "size"),
-    Column("Bytes", lambda b: b.size, "int"),
-]
+from views.table_model import FilterTable, RowStyle
 
 
 def _heap_style(heap: Any) -> Optional[RowStyle]:
@@ -49,6 +26,7 @@ def _heap_style(heap: Any) -> Optional[RowStyle]:
 
 class NativeHeapsView(ResultView):
     title = "Native heaps"
+    selects = (RowKind.NATIVE_HEAP, RowKind.LARGE_BLOCK)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -80,9 +58,16 @@ class NativeHeapsView(ResultView):
         self.body.addWidget(split)
         self.heaps.sig_record_selected.connect(self._show_heap)
 
-    def set_heaps(self, heaps: Sequence[Any]) -> None:
+    def reset(self) -> None:
+        super().reset()
+        for table in (self.heaps, self.segments, self.blocks):
+            table.clear()
+        self.blocks_label.setText("")
+        self.histogram.clear()
+
+    def set_heaps(self, heaps: Sequence[NativeHeap]) -> None:
         if not heaps:
-            self.show_message("No native heap was found in this dump.")
+            self.note("Native heaps:", "none was found in this dump.")
         self.heaps.set_records(heaps, sort_column=7)
         self.heaps.select_where(lambda h: True)
 
@@ -109,7 +94,7 @@ class NativeHeapsView(ResultView):
                 )
             )
 
-    def select_key(self, key: Any) -> bool:
+    def select(self, row: RowKind, key: Any) -> bool:
         """Selects a large block by its address, else a heap by its address
         (a glibc mmapped-chunk "heap" starts where its first block does)."""
         for row in range(self.heaps.row_count()):

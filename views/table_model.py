@@ -1,7 +1,9 @@
 """A table model over a sequence of result records, and a filterable table.
 
-DisplayRole is formatted text; SORT_ROLE is the raw value, so sorting by a
-size sorts by bytes, not by "1.33 GB". Views give columns and records only.
+The columns are the declared ones (analysis/model/columns.py). DisplayRole is
+their text (typed gaps read "unknown", "unreadable", "n/a", with the reason
+as tooltip); SORT_ROLE is the raw value, so sorting by a size sorts by
+bytes, not by "1.33 GB". Views give columns and records only.
 """
 
 from __future__ import annotations
@@ -12,63 +14,10 @@ from typing import Any, Callable, Optional, Sequence
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt, Signal
 
-from analysis.values import human_size
+from analysis.model.columns import Column, ColumnKind
 
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 RECORD_ROLE = int(Qt.ItemDataRole.UserRole) + 2
-
-
-def fmt_text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def fmt_int(value: Any) -> str:
-    return "" if value is None else f"{int(value):,}"
-
-
-def fmt_size(value: Any) -> str:
-    return "" if value is None else human_size(int(value))
-
-
-def fmt_address(value: Any) -> str:
-    return "" if value is None else f"0x{int(value):x}"
-
-
-def fmt_percent(value: Any) -> str:
-    return "" if value is None else f"{float(value):.2f} %"
-
-
-FORMATS = {
-    "text": fmt_text,
-    "int": fmt_int,
-    "size": fmt_size,
-    "address": fmt_address,
-    "percent": fmt_percent,
-}
-
-
-@dataclass(frozen=True)
-class Column:
-    title: str
-    get: Callable[[Any], Any]
-    kind: str = "text"
-    tooltip: str = ""
-
-    def display(self, record: Any) -> str:
-        return FORMATS[self.kind](self.get(record))
-
-    def sort_key(self, record: Any) -> Any:
-        # Qt bindings wrap int subclasses (Address, ByteSize) as opaque
-        # objects that QSortFilterProxyModel cannot order, and sizes past 32
-        # bits did not sort as plain ints either (seen with PyQt6 6.4). One
-        # type, a double, orders every size and user-space address exactly
-        # (both stay below 2**53).
-        value = self.get(record)
-        if self.kind == "text":
-            return "" if value is None else str(value).lower()
-        if value is None:
-            return -1.0
-        return float(value)
 
 
 @dataclass(frozen=True)
@@ -126,14 +75,18 @@ class RecordTableModel(QtCore.QAbstractTableModel):
         record = self._records[index.row()]
         column = self._columns[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return column.display(record)
+            return column.text(record)
         if role == SORT_ROLE:
             return column.sort_key(record)
         if role == RECORD_ROLE:
             return record
-        if role == Qt.ItemDataRole.TextAlignmentRole and column.kind != "text":
+        if role == Qt.ItemDataRole.TextAlignmentRole and column.kind.numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.FontRole and column.kind == "address":
+        if role == Qt.ItemDataRole.ToolTipRole:
+            gap = column.gap_reason(record)
+            if gap is not None:
+                return gap
+        if role == Qt.ItemDataRole.FontRole and column.kind == ColumnKind.ADDRESS:
             return QtGui.QFontDatabase.systemFont(
                 QtGui.QFontDatabase.SystemFont.FixedFont
             )
@@ -208,6 +161,11 @@ class FilterTable(QtWidgets.QWidget):
             )
             self.view.sortByColumn(sort_column, order)
         self.view.resizeColumnsToContents()
+
+    def clear(self) -> None:
+        """No rows, no filter: nothing of an earlier dump."""
+        self.filter.clear()
+        self.model.set_records(())
 
     def row_count(self) -> int:
         return self.proxy.rowCount()

@@ -11,81 +11,29 @@ from typing import Any, Optional
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
+from analysis.managed.results import Monitor, ThreadPoolInfo
+from analysis.model.columns import (
+    MONITOR_COLUMNS,
+    THREAD_COLUMNS,
+    Column,
+    thread_name,
+    waits_text,
+)
+from analysis.model.native import NativeFrame
+from analysis.model.threads import Frame, ThreadView
+from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind
 from views.base import CRITICAL, INFO, WARNING, ResultView
-from views.table_model import Column, FilterTable, RowStyle
+from views.table_model import FilterTable, RowStyle
 
 
-def role(thread: Any) -> str:
-    roles = [
-        label
-        for label, flag in (
-            ("Finalizer", thread.is_finalizer),
-            ("GC", thread.is_gc),
-            ("Threadpool", thread.is_threadpool),
-        )
-        if flag
-    ]
-    return ", ".join(roles)
+def owner_text(monitor: Monitor, names: dict[int, str]) -> str:
+    return thread_name(monitor.owner_os_id, names) if monitor.owner_os_id else ""
 
 
-def waits_text(thread: Any, names: Optional[dict[int, str]] = None) -> str:
-    if thread.in_com_call:
-        return "COM call into another apartment"
-    if thread.waits_on_task:
-        return "a task, synchronously (Task.Wait / .Result)"
-    waits = thread.waits_for
-    if waits is None:
-        return ""
-    if not waits.blocked:
-        return f"Monitor.Wait on {waits.type or '?'} for a pulse"
-    owner = ""
-    if waits.owner_os_id:
-        name = (names or {}).get(waits.owner_os_id)
-        who = f"'{name}' " if name else ""
-        owner = f" held by {who}{waits.owner_os_id} (0x{waits.owner_os_id:x})"
-    return f"monitor on {waits.type or '?'}{owner}"
-
-
-def apartment_text(thread: Any) -> str:
-    if thread.apartment_disagrees:
-        return f"{thread.apartment} (CLR: {thread.apartment_clr})"
-    return thread.apartment
-
-
-THREAD_COLUMNS = [
-    Column("OSID", lambda t: t.os_id, "int", "operating-system thread id"),
-    Column("OSID (hex)", lambda t: f"{t.os_id:x}"),
-    Column("ID", lambda t: t.managed_id, "int", "managed thread id"),
-    Column("Name", lambda t: t.name),
-    Column(
-        "Apt",
-        apartment_text,
-        tooltip="COM apartment: from the TEB where the dump has one, else from the CLR",
-    ),
-    Column("Role", role),
-    Column("Locks", lambda t: t.lock_count, "int"),
-    Column("TEB", lambda t: t.teb, "address"),
-    Column("Exception", lambda t: t.exception),
-]
-
-
-def owner_text(monitor: Any, names: dict[int, str]) -> str:
-    if not monitor.owner_os_id:
-        return ""
-    name = names.get(monitor.owner_os_id)
-    return f"'{name}' {monitor.owner_os_id}" if name else str(monitor.owner_os_id)
-
-
-def waiters_text(monitor: Any) -> str:
-    ids = ", ".join(str(i) for i in monitor.waiting_os_ids)
-    count = monitor.waiter_count or len(monitor.waiting_os_ids)
-    return f"{count}: {ids}" if ids else str(count or "")
-
-
-def thread_style(thread: Any) -> Optional[RowStyle]:
+def thread_style(thread: ThreadView) -> Optional[RowStyle]:
     if thread.is_finalizer and thread.blocked:
         return RowStyle(CRITICAL, bold=True, tooltip="the finalizer thread is blocked")
-    if thread.apartment == "STA":
+    if thread.apartment == Apartment.STA:
         return RowStyle(WARNING, bold=True, tooltip="single-threaded apartment")
     if thread.blocked:
         return RowStyle(
@@ -94,20 +42,22 @@ def thread_style(thread: Any) -> Optional[RowStyle]:
     return None
 
 
-def frame_line(frame: Any) -> str:
-    if isinstance(frame, str):
-        return frame
-    address = getattr(frame, "address", None) or getattr(
-        frame, "instruction_pointer", None
-    )
-    name = getattr(frame, "name", None) or getattr(frame, "method", None) or ""
-    how = getattr(frame, "how", None) or getattr(frame, "kind", None)
-    text = f"0x{int(address):016x}  {name}" if address is not None else str(name)
+def frame_line(frame: Frame) -> str:
+    if isinstance(frame, NativeFrame):
+        address: Optional[int] = frame.address
+        how: Optional[str] = frame.how
+    else:
+        # A runtime frame says so; a JIT-compiled method is the norm.
+        address = frame.instruction_pointer
+        how = frame.kind if frame.kind != ManagedFrameKind.MANAGED else None
+    name = frame.name or ""
+    text = f"0x{int(address):016x}  {name}" if address is not None else name
     return f"{text}   [{how}]" if how else text
 
 
 class ThreadsView(ResultView):
     title = "Threads"
+    selects = (RowKind.THREAD,)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -118,9 +68,9 @@ class ThreadsView(ResultView):
             self,
         )
         self._names: dict[int, str] = {}
-        columns = THREAD_COLUMNS + [
-            Column("Waits for", lambda t: waits_text(t, self._names))
-        ]
+        columns = THREAD_COLUMNS + (
+            Column("Waits for", lambda t: waits_text(t, self._names)),
+        )
         self.threads = FilterTable(columns, thread_style, "Filter threads", self)
         self.managed_stack = QtWidgets.QListWidget(self)
         self.native_stack = QtWidgets.QListWidget(self)
@@ -131,22 +81,26 @@ class ThreadsView(ResultView):
         stacks = QtWidgets.QTabWidget(self)
         stacks.addTab(self.managed_stack, "Managed stack")
         stacks.addTab(self.native_stack, "Native stack")
+        owner = Column("Owner", lambda m: owner_text(m, self._names))
         self.locks = FilterTable(
-            [
-                Column("Object", lambda m: m.object, "address"),
-                Column("Type", lambda m: m.type),
-                Column("Owner", lambda m: owner_text(m, self._names)),
-                Column("Recursion", lambda m: m.recursion, "int"),
-                Column("Waiters", waiters_text),
-                Column("Kind", lambda m: m.source),
-            ],
-            lambda m: RowStyle(INFO, tooltip="threads wait for it")
-            if waiters_text(m)
-            else None,
+            MONITOR_COLUMNS[:2] + (owner,) + MONITOR_COLUMNS[2:],
+            lambda m: (
+                RowStyle(INFO, tooltip="threads wait for it")
+                if m.waiting_os_ids or m.waiter_count
+                else None
+            ),
             "Filter locks",
             self,
         )
-        stacks.addTab(self.locks, "Locks (syncblk)")
+        self.locks_state = QtWidgets.QLabel(self)
+        self.locks_state.setWordWrap(True)
+        self.locks_state.hide()
+        locks_box = QtWidgets.QWidget(self)
+        locks_layout = QtWidgets.QVBoxLayout(locks_box)
+        locks_layout.setContentsMargins(0, 0, 0, 0)
+        locks_layout.addWidget(self.locks_state)
+        locks_layout.addWidget(self.locks, 1)
+        stacks.addTab(locks_box, "Locks (syncblk)")
         self.locks.sig_record_selected.connect(self._select_owner)
         self.stacks = stacks
         split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
@@ -162,9 +116,26 @@ class ThreadsView(ResultView):
         self.body.addWidget(split, 1)
         self.threads.sig_record_selected.connect(self._show_stacks)
 
-    def set_thread_pool(self, pool: Any) -> None:
+    def reset(self) -> None:
+        super().reset()
+        self._names = {}
+        self.threads.clear()
+        self.locks.clear()
+        self.managed_stack.clear()
+        self.native_stack.clear()
+        self.pool_label.setText("")
+        self.show_locks_state("")
+        self.stacks.setTabText(2, "Locks (syncblk)")
+
+    def show_locks_state(self, text: str) -> None:
+        """Why the lock table is empty (the monitors analysis did not run)."""
+        self.locks_state.setText(text)
+        self.locks_state.setVisible(bool(text))
+        self.locks.setVisible(not text)
+
+    def set_thread_pool(self, pool: ThreadPoolInfo) -> None:
         """The thread pool's counts (`threadpool`) beside the legend."""
-        if pool is None or not pool.started:
+        if not pool.started:
             text = "Thread pool: not started"
         else:
             text = (
@@ -173,7 +144,7 @@ class ThreadsView(ResultView):
             )
         self.pool_label.setText(text)
 
-    def set_threads(self, threads: Any) -> None:
+    def set_threads(self, threads: tuple[ThreadView, ...]) -> None:
         self._names = {t.os_id: t.name for t in threads if t.name}
         self.threads.set_records(threads)
         self.threads.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
@@ -183,19 +154,20 @@ class ThreadsView(ResultView):
         ):
             self.threads.select_where(lambda t: True)
 
-    def set_monitors(self, monitors: Any) -> None:
+    def set_monitors(self, monitors: tuple[Monitor, ...]) -> None:
         """The held monitors (sync blocks and thin locks), like `syncblk`."""
+        self.show_locks_state("")
         held = [m for m in monitors if m.is_held or m.waiting_os_ids]
         self.locks.set_records(held)
         self.stacks.setTabText(2, f"Locks (syncblk): {len(held)}")
 
-    def _select_owner(self, monitor: Any) -> None:
+    def _select_owner(self, monitor: Optional[Monitor]) -> None:
         if monitor is not None and monitor.owner_os_id:
             current = self.stacks.currentIndex()
-            self.select_key(monitor.owner_os_id)
+            self.select(RowKind.THREAD, monitor.owner_os_id)
             self.stacks.setCurrentIndex(current)
 
-    def _show_stacks(self, thread: Any) -> None:
+    def _show_stacks(self, thread: Optional[ThreadView]) -> None:
         if thread is None:
             return
         self.managed_stack.clear()
@@ -209,5 +181,5 @@ class ThreadsView(ResultView):
         if not thread.frames and thread.native_frames:
             self.stacks.setCurrentIndex(1)
 
-    def select_key(self, key: Any) -> bool:
+    def select(self, row: RowKind, key: Any) -> bool:
         return self.threads.select_where(lambda t: t.os_id == key)

@@ -6,11 +6,20 @@ produce no warning (the `healthy` scenario checks this).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
-from analysis.diagnosis.findings import Evidence, Finding
+from analysis.managed.results import (
+    FinalizerQueue,
+    HeapStats,
+    PathLink,
+    ThreadPoolInfo,
+    TypeCount,
+)
+from analysis.model.diagnosis import Evidence, Finding, RootSample
+from analysis.model.native import LargeBlock, NativeHeap
+from analysis.model.threads import ThreadView
+from analysis.model.vocab import Apartment, RootKind, RowKind, Severity
 from analysis.values import human_size
 
 # A native large-block pile worth reporting: many blocks of one size.
@@ -37,37 +46,20 @@ FRAGMENTATION_MIN_FREE = 2 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Facts:
-    threads: tuple[Any, ...]
-    finalizer: Optional[Any]
-    heap: Optional[Any]
-    native_heaps: tuple[Any, ...]
-    thread_pool: Optional[Any] = None
-    root_samples: tuple[Any, ...] = ()
+    """What the rules read; None where the analysis did not run."""
 
-    @classmethod
-    def from_session(
-        cls, session: Any, cancel: Optional[threading.Event] = None
-    ) -> "Facts":
-        from analysis.session import ManagedAnalysis
+    threads: tuple[ThreadView, ...]
+    finalizer: Optional[FinalizerQueue]
+    heap: Optional[HeapStats]
+    native_heaps: tuple[NativeHeap, ...]
+    thread_pool: Optional[ThreadPoolInfo] = None
+    root_samples: tuple[RootSample, ...] = ()
 
-        managed = session.managed()
-        is_managed = isinstance(managed, ManagedAnalysis)
-        return cls(
-            threads=tuple(session.threads()),
-            finalizer=managed.finalizer if is_managed else None,
-            heap=managed.heap if is_managed else None,
-            native_heaps=tuple(session.native_heaps()),
-            thread_pool=managed.thread_pool if is_managed else None,
-            root_samples=session.root_samples(
-                min_count=EVENT_LEAK_MIN_OBJECTS, cancel=cancel
-            ),
-        )
-
-    def thread(self, os_id: Optional[int]) -> Optional[Any]:
+    def thread(self, os_id: Optional[int]) -> Optional[ThreadView]:
         return next((t for t in self.threads if t.os_id == os_id), None)
 
 
-def describe_thread(thread: Any) -> str:
+def describe_thread(thread: ThreadView) -> str:
     name = f"'{thread.name}' " if thread.name else ""
     managed = f", managed id {thread.managed_id}" if thread.managed_id else ""
     return f"thread {name}(OS id {thread.os_id}{managed})"
@@ -77,9 +69,11 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def large_block_piles(heaps: Sequence[Any]) -> list[tuple[int, int, list[Any]]]:
+def large_block_piles(
+    heaps: Sequence[NativeHeap],
+) -> list[tuple[int, int, list[LargeBlock]]]:
     """(block size, count, blocks) for each size that repeats a lot, largest pile first."""
-    by_size: dict[int, list[Any]] = {}
+    by_size: dict[int, list[LargeBlock]] = {}
     for heap in heaps:
         for block in heap.large_blocks:
             by_size.setdefault(int(block.size), []).append(block)
@@ -93,9 +87,11 @@ def large_block_piles(heaps: Sequence[Any]) -> list[tuple[int, int, list[Any]]]:
     return piles
 
 
-def top_types(entries: Sequence[Any], limit: int = 3) -> str:
-    ranked = sorted(entries, key=lambda e: (e.count, e.size), reverse=True)[:limit]
-    return ", ".join(f"{e.count:,} {e.name}" for e in ranked)
+def top_types(entries: Sequence[TypeCount], limit: int = 3) -> str:
+    ranked = sorted(entries, key=lambda e: (e.count or 0, e.size or 0), reverse=True)[
+        :limit
+    ]
+    return ", ".join(f"{e.count or 0:,} {e.name}" for e in ranked)
 
 
 def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
@@ -108,7 +104,7 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
     waits = finalizer_thread.waits_for
     evidence = [
         Evidence(
-            "threads",
+            RowKind.THREAD,
             finalizer_thread.os_id,
             f"finalizer {describe_thread(finalizer_thread)}",
         )
@@ -120,7 +116,7 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
             why = f"waits for {lock} held by {describe_thread(owner)}"
             evidence.append(
                 Evidence(
-                    "threads", owner.os_id, f"lock holder {describe_thread(owner)}"
+                    RowKind.THREAD, owner.os_id, f"lock holder {describe_thread(owner)}"
                 )
             )
         else:
@@ -130,12 +126,12 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
     else:
         why = "waits synchronously for a task (Task.Wait / .Result in a finalizer)"
     ready_types = tuple(facts.finalizer.ready)
-    for entry in sorted(ready_types, key=lambda e: e.count, reverse=True)[:5]:
+    for entry in sorted(ready_types, key=lambda e: e.count or 0, reverse=True)[:5]:
         evidence.append(
             Evidence(
-                "finalizer",
-                entry.name,
-                f"{entry.count:,} {entry.name} ready for finalization",
+                RowKind.READY_TYPE,
+                entry.name or "?",
+                f"{entry.count or 0:,} {entry.name} ready for finalization",
             )
         )
     statement = (
@@ -151,12 +147,14 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
         )
         evidence.append(
             Evidence(
-                "native_heaps",
+                RowKind.LARGE_BLOCK,
                 int(blocks[0].address),
                 f"{count:,} large blocks of {human_size(size)}",
             )
         )
-    sta = [t for t in facts.threads if t.apartment == "STA" and not t.is_finalizer]
+    sta = [
+        t for t in facts.threads if t.apartment == Apartment.STA and not t.is_finalizer
+    ]
     if finalizer_thread.in_com_call and sta:
         statement += (
             f" The process has {len(sta)} STA thread(s); a COM object created on an STA "
@@ -164,11 +162,11 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
             "pump messages never takes the finalizer's call."
         )
         evidence.extend(
-            Evidence("threads", t.os_id, f"STA {describe_thread(t)}") for t in sta
+            Evidence(RowKind.THREAD, t.os_id, f"STA {describe_thread(t)}") for t in sta
         )
     yield Finding(
         rule="blocked-finalizer",
-        severity="critical",
+        severity=Severity.CRITICAL,
         title="The finalizer thread is blocked",
         statement=statement,
         evidence=tuple(evidence),
@@ -185,7 +183,7 @@ def finalization_backlog(facts: Facts) -> Iterator[Finding]:
         return
     yield Finding(
         rule="finalization-backlog",
-        severity="warning",
+        severity=Severity.WARNING,
         title="Many objects wait for finalization",
         statement=(
             f"{ready:,} objects wait in the f-reachable queue "
@@ -193,10 +191,10 @@ def finalization_backlog(facts: Facts) -> Iterator[Finding]:
             "the finalizer thread is not visibly blocked, but it does not keep up."
         ),
         evidence=tuple(
-            Evidence("finalizer", e.name, f"{e.count:,} {e.name}")
-            for e in sorted(facts.finalizer.ready, key=lambda e: e.count, reverse=True)[
-                :5
-            ]
+            Evidence(RowKind.READY_TYPE, e.name or "?", f"{e.count or 0:,} {e.name}")
+            for e in sorted(
+                facts.finalizer.ready, key=lambda e: e.count or 0, reverse=True
+            )[:5]
         ),
     )
 
@@ -235,11 +233,11 @@ def deadlock(facts: Facts) -> Iterator[Finding]:
             )
         yield Finding(
             rule="deadlock",
-            severity="critical",
+            severity=Severity.CRITICAL,
             title=f"Deadlock between {len(cycle)} threads",
             statement=_sentence("; ".join(links)) + ". None of them can go on.",
             evidence=tuple(
-                Evidence("threads", t.os_id, describe_thread(t))
+                Evidence(RowKind.THREAD, t.os_id, describe_thread(t))
                 for t in members
                 if t is not None
             ),
@@ -250,7 +248,7 @@ def native_large_blocks(facts: Facts) -> Iterator[Finding]:
     for size, count, blocks in large_block_piles(facts.native_heaps)[:1]:
         yield Finding(
             rule="native-large-blocks",
-            severity="warning",
+            severity=Severity.WARNING,
             title=f"{count:,} native blocks of {human_size(size)}",
             statement=(
                 f"The native heap's large-block list holds {count:,} blocks of "
@@ -259,7 +257,7 @@ def native_large_blocks(facts: Facts) -> Iterator[Finding]:
             ),
             evidence=tuple(
                 Evidence(
-                    "native_heaps",
+                    RowKind.LARGE_BLOCK,
                     int(b.address),
                     f"{human_size(size)} at 0x{int(b.address):x}",
                 )
@@ -290,11 +288,11 @@ def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
         )
     yield Finding(
         rule="threadpool-starvation",
-        severity="warning",
+        severity=Severity.WARNING,
         title=f"{len(blocked)} thread-pool threads block on tasks",
         statement=statement,
         evidence=tuple(
-            Evidence("threads", t.os_id, describe_thread(t)) for t in blocked
+            Evidence(RowKind.THREAD, t.os_id, describe_thread(t)) for t in blocked
         ),
     )
 
@@ -317,17 +315,17 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
     total = int(facts.heap.total_bytes or 0)
     if free is None or total == 0:
         return
-    share = int(free.size) / total
-    if share < FRAGMENTATION_SHARE or int(free.size) < FRAGMENTATION_MIN_FREE:
+    free_bytes = int(free.size or 0)
+    share = free_bytes / total
+    if share < FRAGMENTATION_SHARE or free_bytes < FRAGMENTATION_MIN_FREE:
         return
     statement = (
-        f"{human_size(int(free.size))} of the {human_size(total)} GC heap are free gaps "
-        f"({free.count:,} of them) between live objects: the heap is fragmented, "
+        f"{human_size(free_bytes)} of the {human_size(total)} GC heap are free gaps "
+        f"({free.count or 0:,} of them) between live objects: the heap is fragmented, "
         "typically by pinned buffers or large arrays released between live ones."
     )
-    by_kind = getattr(facts.heap, "free_by_kind", ())
-    worst = max(by_kind, key=lambda f: int(f.size or 0), default=None)
-    if worst is not None and int(worst.size or 0) * 2 > int(free.size):
+    worst = max(facts.heap.free_by_kind, key=lambda f: int(f.size or 0), default=None)
+    if worst is not None and int(worst.size or 0) * 2 > free_bytes:
         where = SEGMENT_KIND_NAMES.get(
             worst.kind or "", worst.kind or "one kind of segment"
         )
@@ -337,10 +335,12 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
         )
     yield Finding(
         rule="gc-fragmentation",
-        severity="warning",
+        severity=Severity.WARNING,
         title=f"{share:.0%} of the GC heap is free space",
         statement=statement,
-        evidence=(Evidence("types", "Free", f"Free: {human_size(int(free.size))}"),),
+        evidence=(
+            Evidence(RowKind.HEAP_TYPE, "Free", f"Free: {human_size(free_bytes)}"),
+        ),
     )
 
 
@@ -349,7 +349,7 @@ def is_delegate(type_name: Optional[str]) -> bool:
     return name.startswith(DELEGATE_TYPES) or name.endswith(("EventHandler", "Handler"))
 
 
-def held_by_invocation_list(chain: Sequence[Any]) -> bool:
+def held_by_invocation_list(chain: Sequence[PathLink]) -> bool:
     """A multicast delegate (an event) holds the object: delegate, then its
     invocation list (an object array), then the subscriber's delegate."""
     types = [link.type for link in chain]
@@ -367,14 +367,16 @@ def event_leak(facts: Facts) -> Iterator[Finding]:
         if path is None:
             continue
         root = {
-            "static": "a static field",
-            "strong_handle": "a strong handle (statics)",
-        }.get(path.root_kind or "", path.root_kind or "a root")
+            RootKind.STATIC: "a static field",
+            RootKind.STRONG_HANDLE: "a strong handle (statics)",
+        }.get(path.root_kind or RootKind.OTHER, "a root")
         chain = " → ".join(link.type or "?" for link in path.chain)
-        delegate = next(link.type for link in path.chain if is_delegate(link.type))
+        delegate = next(
+            link.type or "?" for link in path.chain if is_delegate(link.type)
+        )
         yield Finding(
             rule="event-leak",
-            severity="warning",
+            severity=Severity.WARNING,
             title=f"{sample.count:,} {sample.type_name} objects held by an event",
             statement=(
                 f"{sample.count:,} {sample.type_name} objects stay alive because an event's "
@@ -383,9 +385,11 @@ def event_leak(facts: Facts) -> Iterator[Finding]:
             ),
             evidence=(
                 Evidence(
-                    "types", sample.type_name, f"{sample.count:,} {sample.type_name}"
+                    RowKind.HEAP_TYPE,
+                    sample.type_name,
+                    f"{sample.count:,} {sample.type_name}",
                 ),
-                Evidence("types", delegate, f"the {delegate} delegates"),
+                Evidence(RowKind.HEAP_TYPE, delegate, f"the {delegate} delegates"),
             ),
         )
 
@@ -395,13 +399,13 @@ def apartment_disagreement(facts: Facts) -> Iterator[Finding]:
         if t.apartment_disagrees:
             yield Finding(
                 rule="apartment-disagreement",
-                severity="info",
+                severity=Severity.INFO,
                 title=f"Apartment of thread {t.os_id} differs between OS and CLR",
                 statement=(
                     f"The OS says {describe_thread(t)} is {t.apartment_os}, the CLR says "
                     f"{t.apartment_clr}. COM calls follow the OS view."
                 ),
-                evidence=(Evidence("threads", t.os_id, describe_thread(t)),),
+                evidence=(Evidence(RowKind.THREAD, t.os_id, describe_thread(t)),),
             )
 
 

@@ -9,12 +9,14 @@ an empty tuple for lists, never a made-up value.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 from types import NoneType
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from analysis.model.vocab import Apartment, ManagedFrameKind, RootKind, WaitKind
 from analysis.values import Address, ByteSize
 
 
@@ -165,7 +167,7 @@ class StackFrame:
     """kind: "managed" (a JIT-compiled method) or "runtime" (a frame the
     runtime pushed, named in brackets, e.g. [InlinedCallFrame])."""
 
-    kind: Optional[str]
+    kind: Optional[ManagedFrameKind]
     instruction_pointer: Optional[Address]
     stack_pointer: Optional[Address]
     name: Optional[str]
@@ -184,7 +186,7 @@ class WaitInfo:
     object: Optional[Address]
     type: Optional[str]
     owner_os_id: Optional[int]
-    kind: Optional[str]
+    kind: Optional[WaitKind]
     via: Optional[str]
 
 
@@ -201,7 +203,7 @@ class ManagedThread:
     os_id: Optional[int]
     managed_id: Optional[int]
     name: Optional[str]
-    apartment: Optional[str]
+    apartment: Optional[Apartment]
     is_finalizer: Optional[bool]
     is_gc: Optional[bool]
     is_threadpool: Optional[bool]
@@ -328,7 +330,7 @@ class PathLink:
 class RootPath:
     """A chain from a GC root to the target, root object first."""
 
-    root_kind: Optional[str]
+    root_kind: Optional[RootKind]
     root_address: Optional[Address]
     is_pinned: Optional[bool]
     is_interior: Optional[bool]
@@ -372,6 +374,8 @@ def _convert(hint: Any, value: Any) -> Any:
         return None
     if dataclasses.is_dataclass(hint):
         return from_json(hint, value)
+    if _is_enum(hint):
+        return _member(hint, value)
     if hint in (Address, ByteSize):
         return hint(int(value))
     if hint is float:
@@ -379,3 +383,19 @@ def _convert(hint: Any, value: Any) -> Any:
     if hint in (int, str, bool) and not isinstance(value, hint):
         raise ValueError(f"expected {hint.__name__}, got {value!r}")
     return value
+
+
+def _is_enum(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, enum.Enum)
+
+
+def _member(enum_type: type[enum.Enum], value: Any) -> Any:
+    """The member named by a wire value; a word this client does not know
+    maps to the enum's catch-all member (OTHER, UNKNOWN) where it has one."""
+    try:
+        return typing.cast(Any, enum_type)(value)
+    except ValueError:
+        for fallback in ("OTHER", "UNKNOWN"):
+            if fallback in enum_type.__members__:
+                return enum_type.__members__[fallback]
+        raise ValueError(f"{enum_type.__name__}: unknown value {value!r}") from None

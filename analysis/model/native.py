@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Union
 
-from analysis.dumpfile.base import Region
+from analysis.dumpfile.base import Module, Region
 from analysis.model.vocab import Apartment, FrameHow, HeapKind
 from analysis.values import Address, ByteSize, NotApplicable, Unknown, Unreadable
 
@@ -178,3 +178,22 @@ class AddressSummary:
     regions_by_state: Mapping[str, tuple[Region, ...]] = field(repr=False)
     regions_by_type: Mapping[str, tuple[Region, ...]] = field(repr=False)
     regions_by_protect: Mapping[str, tuple[Region, ...]] = field(repr=False)
+
+
+__all__ = [
+    "AddressOrGap",
+    "AddressSummary",
+    "DumpInfo",
+    "HeapSegment",
+    "IntOrGap",
+    "LargeBlock",
+    "Module",
+    "NativeFrame",
+    "NativeHeap",
+    "NativeThread",
+    "ProtectRow",
+    "Region",
+    "StateRow",
+    "TypeRow",
+    "UsageRow",
+]

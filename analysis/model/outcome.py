@@ -18,6 +18,10 @@ T = TypeVar("T")
 class Done(Generic[T]):
     value: T
 
+    @property
+    def text(self) -> str:
+        return "done"
+
 
 @dataclass(frozen=True)
 class Unavailable:
@@ -54,6 +58,15 @@ class Cancelled:
 
 Outcome = Union[Done[T], Unavailable, Failed, Cancelled]
 NotDone = Union[Unavailable, Failed, Cancelled]
+
+
+def gaps_by_reason(items: "list[tuple[str, NotDone]]") -> list[str]:
+    """("Managed heap", outcome), ... as lines a user reads once per reason:
+    "Managed heap, Finalizer queue: not available: no .NET runtime"."""
+    grouped: dict[str, list[str]] = {}
+    for title, outcome in items:
+        grouped.setdefault(outcome.text, []).append(title)
+    return [f"{', '.join(titles)}: {text}" for text, titles in grouped.items()]
 
 
 class AnalysisCancelled(Exception):

@@ -112,13 +112,14 @@ class RegionUsage(StrEnum):
     NOT_IN_DUMP = "Not in dump"
 
 
-__all__ = [
-    "Apartment",
-    "FrameHow",
-    "HeapKind",
-    "ManagedFrameKind",
-    "RegionUsage",
-    "RootKind",
-    "Severity",
-    "WaitKind",
-]
+class RowKind(StrEnum):
+    """The kinds of rows a finding's evidence points at; each tab says which
+    it can select, so a link finds its tab without naming it."""
+
+    THREAD = "thread"  # key: OS thread id
+    READY_TYPE = "ready_type"  # a type in the finalizer queue; key: type name
+    HEAP_TYPE = "heap_type"  # a type of the managed heap; key: type name
+    NATIVE_HEAP = "native_heap"  # key: heap address
+    LARGE_BLOCK = "large_block"  # key: block address
+    MEMORY_USAGE = "memory_usage"  # key: usage name
+    MODULE = "module"  # key: module name

@@ -142,7 +142,6 @@ _OLETLS_FLAG_NAMES = (
 )
 
 
-
 @dataclass(frozen=True)
 class Teb:
     """One thread's TEB, in the process's own bitness.

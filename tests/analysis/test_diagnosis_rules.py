@@ -12,7 +12,9 @@ from analysis.diagnosis.rules import (
     threadpool_starvation,
 )
 from analysis.managed.results import PathLink, RootPath
-from analysis.session import RootSample, WaitTarget
+from analysis.model.diagnosis import RootSample
+from analysis.model.threads import WaitTarget
+from analysis.model.vocab import RowKind
 from analysis.values import Address
 from tests.builders import (
     finalizer_queue,
@@ -49,10 +51,10 @@ def test_print_service_story_is_stated_with_its_evidence():
     assert "66,627 objects" in finding.statement
     assert "624 blocks of 2.00 MB" in finding.statement
     assert "2 STA thread(s)" in finding.statement
-    targets = {(e.view, e.key) for e in finding.evidence}
-    assert {("threads", 2), ("threads", 3), ("threads", 4)} <= targets
-    assert ("finalizer", "System.Drawing.Font") in targets
-    assert ("native_heaps", PRINT_SERVICE_BLOCKS[0].address) in targets
+    targets = {(e.row, e.key) for e in finding.evidence}
+    assert {(RowKind.THREAD, 2), (RowKind.THREAD, 3), (RowKind.THREAD, 4)} <= targets
+    assert (RowKind.READY_TYPE, "System.Drawing.Font") in targets
+    assert (RowKind.LARGE_BLOCK, PRINT_SERVICE_BLOCKS[0].address) in targets
 
 
 def test_finalizer_waiting_on_a_monitor_names_the_holder():
@@ -69,7 +71,7 @@ def test_finalizer_waiting_on_a_monitor_names_the_holder():
     )
     (finding,) = blocked_finalizer(facts)
     assert "held by thread 'LockHolder' (OS id 10" in finding.statement
-    assert ("threads", 10) in {(e.view, e.key) for e in finding.evidence}
+    assert (RowKind.THREAD, 10) in {(e.row, e.key) for e in finding.evidence}
     assert list(finalization_backlog(facts)) == []  # one finding, not two
 
 

@@ -4,7 +4,9 @@ mmaps) and by the engine process, checked in /proc while the dump is open."""
 import os
 from pathlib import Path
 
-from analysis.session import DumpSession, ManagedAnalysis
+from analysis.analyses import HEAP_STATS, NATIVE_HEAPS
+from analysis.model.outcome import Done
+from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
 
 
@@ -47,8 +49,8 @@ def opened_modes(pid: int, target: Path) -> list[str]:
 def test_readers_and_engine_open_the_dump_read_only():
     dump = ensure_dump("deadlock").path.resolve()
     with DumpSession(dump) as session:
-        session.native_heaps()
-        assert isinstance(session.managed(), ManagedAnalysis)
+        session.result(NATIVE_HEAPS)
+        assert isinstance(session.outcome(HEAP_STATS), Done)
         ours = opened_modes(os.getpid(), dump)
         engines = [p for p in children(os.getpid()) if opened_modes(p, dump)]
         assert ours and set(ours) == {"r"}

@@ -50,7 +50,13 @@ def test_text_report_names_the_dump_and_its_threads():
     run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"), "--format", "text")
     assert run.returncode == 0, run.stderr
     assert "minidump of a windows x64 process" in run.stdout
-    assert "Managed heap: not analysed" in run.stdout
+    assert "Managed heap not available: No .NET runtime in this dump" in run.stdout
+    # It could not look at the managed half, so it never says "no problem".
+    assert "none in what could be examined" in run.stdout
+    assert "no problem" not in run.stdout.lower()
+    threads = run.stdout.split("\nThreads\n", 1)[1]
+    for t in EXPECTED["tiny-exe-with-cet-xsave.dmp"]["threads"]:
+        assert f"\n  {t['tid']}  {t['tid']:x}" in threads
 
 
 def test_report_to_a_file(tmp_path):

@@ -5,7 +5,9 @@ import threading
 
 from app.analyse import analyse
 from app.jobs import JobCancelled
-from analysis.session import DumpSession, ManagedAnalysis
+from analysis.analyses import DIAGNOSIS, HEAP_STATS, NATIVE_HEAPS, THREADS
+from analysis.model.outcome import Done
+from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
 
 
@@ -27,11 +29,11 @@ def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes():
     else:
         raise AssertionError("the analysis ran to the end despite Cancel")
     assert "walking the managed heap" in steps
-    assert session.cached("native_heaps") is not None  # done before Cancel: kept
-    assert session.cached("managed") is None  # cancelled: not cached as a failure
+    assert session.peek(NATIVE_HEAPS) is not None  # done before Cancel: kept
+    assert session.peek(HEAP_STATS) is None  # cancelled: not cached as a failure
     results = analyse(session, lambda *a: None, threading.Event())
-    assert isinstance(results["managed"], ManagedAnalysis)
-    assert results["managed"].heap.total_objects >= dump.facts["objects"]
+    assert isinstance(results[HEAP_STATS], Done), results[HEAP_STATS]
+    assert results[HEAP_STATS].value.total_objects >= dump.facts["objects"]
     session.close()
 
 
@@ -50,8 +52,8 @@ def test_cancel_during_the_diagnosis_probes_caches_no_findings():
         pass
     else:
         raise AssertionError("the diagnosis ran to the end despite Cancel")
-    assert session.cached("threads") is not None
-    assert session.cached("findings") is None
+    assert session.peek(THREADS) is not None
+    assert session.peek(DIAGNOSIS) is None
     results = analyse(session, lambda *a: None, threading.Event())
-    assert [f.rule for f in results["findings"]] == ["event-leak"]
+    assert [f.rule for f in results[DIAGNOSIS].value.findings] == ["event-leak"]
     session.close()

@@ -4,6 +4,8 @@ import pytest
 from qtpy import QtCore
 from qtpy.QtCore import Qt
 
+from analysis.analyses import DIAGNOSIS, RUNTIME
+from analysis.model.vocab import RowKind
 from app.main_window import MainWindow
 from scenarios.dumps import ensure_dump
 from views.base import CRITICAL, INFO
@@ -74,9 +76,9 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     assert (
         ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
     )
-    first_evidence = window.session.findings()[0].evidence
+    first_evidence = window.session.result(DIAGNOSIS).findings[0].evidence
     block_evidence = first_evidence[-1]
-    assert block_evidence.view == "native_heaps"
+    assert block_evidence.row == RowKind.LARGE_BLOCK
     window.findings.evidence_buttons[len(first_evidence) - 1].click()
     assert window.tabs.currentWidget() is window.native_heaps
     blocks = window.native_heaps.blocks
@@ -147,7 +149,7 @@ def test_dac_folder_setting_is_kept_and_used_for_the_next_dump(window, qtbot):
     assert window.dac_folder() == str(dump.runtime_dir)
     with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
         window.open_dump(str(dump.path))
-    runtime = window.session.managed().runtime
+    runtime = window.session.result(RUNTIME)
     assert runtime.dac_explicit is True
     assert runtime.dac_path == str(dump.runtime_dir / "libmscordaccore.so")
 
@@ -160,7 +162,8 @@ def test_threads_tab_shows_the_thread_pool_at_its_limit(window, qtbot):
     assert window.threads.pool_label.text() == (
         f"Thread pool: {limit} workers, {limit} running, 0 idle (min {limit}, max {limit})"
     )
-    assert "threadpool-starvation" in [f.rule for f in window.session.findings()]
+    findings = window.session.result(DIAGNOSIS).findings
+    assert "threadpool-starvation" in [f.rule for f in findings]
     # The starved workers read as blocked on a task, not as idle.
     table = window.threads.threads
     blocked = {t["os_thread_id"] for t in dump.facts["blocked_worker_threads"]}
@@ -196,17 +199,17 @@ def test_a_populous_type_pages_its_objects(window, qtbot):
 def test_a_failing_analysis_is_said_on_its_tab_and_the_others_go_on(
     window, qtbot, monkeypatch
 ):
-    from analysis.session import DumpSession
+    import analysis.native.heaps
 
-    def broken(self):
+    def broken(reader):
         raise ValueError("heap header garbled")
 
-    monkeypatch.setattr(DumpSession, "native_heaps", broken)
+    monkeypatch.setattr(analysis.native.heaps, "find_native_heaps", broken)
     dump = ensure_dump("deadlock")
     with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
         window.open_dump(str(dump.path))
-    assert window.native_heaps.banner.text() == (
-        "walking native heaps failed: ValueError: heap header garbled"
+    assert window.native_heaps.state_text() == (
+        "Native heaps: failed: ValueError: heap header garbled"
     )
     assert window.threads.threads.row_count() > 0
     assert window.types.types.row_count() > 0

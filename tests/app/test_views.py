@@ -4,8 +4,9 @@ what the user sees (rows, order, highlighting, navigation)."""
 import pytest
 from qtpy.QtCore import Qt
 
-from analysis.diagnosis.findings import Evidence, Finding
-from analysis.session import WaitTarget
+from analysis.model.diagnosis import Diagnosis, Evidence, Finding
+from analysis.model.threads import WaitTarget
+from analysis.model.vocab import RowKind
 from tests.builders import (
     finalizer_queue,
     heap_stats,
@@ -79,7 +80,7 @@ def test_finalizer_view_lists_ready_objects_by_count(qtbot):
     assert view.ready.record_at(0).name == "System.Drawing.Font"
     assert "66,627 objects ready for finalization" in view.summary.text()
     assert "STA 5" in view.summary.text()
-    assert view.select_key("System.Drawing.Bitmap")
+    assert view.select(RowKind.READY_TYPE, "System.Drawing.Bitmap")
     assert view.ready.view.currentIndex().row() == 1
 
 
@@ -110,7 +111,7 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
             brush.color().name() if brush else None
         )
     assert colours == {101: None, 102: CRITICAL, 103: WARNING, 104: None}
-    assert view.select_key(102)
+    assert view.select(RowKind.THREAD, 102)
     assert view.managed_stack.item(0).text() == finalize
     rows = {view.threads.record_at(r).os_id: r for r in range(4)}
     assert view.threads.text_at(rows[104], 9) == "Monitor.Wait on Queue for a pulse"
@@ -130,7 +131,7 @@ def test_native_heaps_view_drills_down_to_large_blocks(qtbot):
     assert view.heaps.record_at(0).address == 0x7D0000
     assert "624 large blocks" in view.blocks_label.text()
     assert "1.22 GB" in view.blocks_label.text()
-    assert view.select_key(blocks[300].address)
+    assert view.select(RowKind.LARGE_BLOCK, blocks[300].address)
     assert (
         view.blocks.record_at(view.blocks.view.currentIndex().row()).address
         == blocks[300].address
@@ -145,18 +146,18 @@ def test_evidence_link_asks_for_its_row(qtbot):
         "critical",
         "The finalizer thread is blocked",
         "It waits.",
-        (Evidence("threads", 102, "finalizer thread (OS id 102)"),),
+        (Evidence(RowKind.THREAD, 102, "finalizer thread (OS id 102)"),),
     )
-    view.set_findings((finding,))
+    view.set_diagnosis(Diagnosis((finding,)))
     assert "The finalizer thread is blocked" in view.headline.text()
     with qtbot.waitSignal(view.sig_evidence_activated) as signal:
         view.evidence_buttons[0].click()
-    assert signal.args == ["threads", 102]
+    assert signal.args == [RowKind.THREAD, 102]
 
 
 @pytest.mark.parametrize("findings", [()])
 def test_no_findings_says_so(qtbot, findings):
     view = FindingsView()
     qtbot.addWidget(view)
-    view.set_findings(findings)
+    view.set_diagnosis(Diagnosis(tuple(findings)))
     assert "No problem found" in view.headline.text()

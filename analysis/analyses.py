@@ -1,0 +1,411 @@
+"""Every analysis DumpScope runs, declared once: its id, what a user calls
+it, what it needs, how it computes and what it returns.
+
+The session schedules these (analysis/session.py), the GUI's table of tabs
+says which tab shows which (app/tabs.py), and the report gives each its
+place (`report`); nothing else names an analysis. An analysis ends in one of
+four states (analysis/model/outcome.py): done, unavailable (a reason a user
+can act on), failed (the error) or cancelled.
+
+To add one: declare it here and add it to ANALYSES, give it a tab in
+app/tabs.py (and a view in views/ if it needs a new one).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Optional, TypeVar
+
+from analysis.dumpfile.base import MemoryReader, Module
+from analysis.managed.client import EngineClient, EngineError, ErrorCode
+from analysis.managed.results import (
+    FinalizerQueue,
+    GcHeap,
+    HeapStats,
+    ManagedThread,
+    Monitor,
+    RuntimeInfo,
+    ThreadPoolInfo,
+)
+from analysis.model.diagnosis import Diagnosis, NotExamined, RootSample
+from analysis.model.native import AddressSummary, NativeHeap, NativeThread
+from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_reason
+from analysis.model.threads import ThreadView
+
+T = TypeVar("T")
+Progress = Callable[[str, float], None]
+
+# Engine errors that say the analysis cannot run on this dump here, with a
+# reason the user can act on; any other error is a failure.
+UNAVAILABLE_CODES = frozenset(
+    {
+        ErrorCode.NO_RUNTIME,
+        ErrorCode.DAC_NOT_FOUND,
+        ErrorCode.WINDOWS_DUMP_ON_THIS_HOST,
+        ErrorCode.NO_HEAP_MEMORY,
+        ErrorCode.DAC_LOAD_FAILED,
+        ErrorCode.ENGINE_UNAVAILABLE,
+        ErrorCode.PROTOCOL_MISMATCH,
+    }
+)
+
+
+class Unavailability(Exception):
+    """Raised by a computation that cannot run on this dump."""
+
+    def __init__(self, reason: str, code: Optional[int] = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine finds the dump's DAC: the exact file, or a folder of
+    them (copied from the machine that wrote the dump)."""
+
+    dac: Optional[str] = None
+    dac_folder: Optional[str] = None
+
+
+@dataclass
+class EngineSlot:
+    """The session's engine: opened by the runtime analysis, used by every
+    engine call after it, closed with the session."""
+
+    dump_path: str
+    options: EngineOptions
+    client: Optional[EngineClient] = None
+
+    def require(self) -> EngineClient:
+        if self.client is None:
+            raise Unavailability("the engine has no dump open")
+        return self.client
+
+
+class Context:
+    """What a computation sees: the dump, the engine, the results it
+    declared it needs or uses, progress and cancel."""
+
+    def __init__(
+        self,
+        reader: MemoryReader,
+        engine: EngineSlot,
+        outcome_of: Callable[["Analysis[Any]"], Optional[Outcome[Any]]],
+        progress: Progress,
+        cancel: Optional[threading.Event],
+    ) -> None:
+        self.reader = reader
+        self.engine = engine
+        self._outcome_of = outcome_of
+        self.progress = progress
+        self.cancel = cancel
+
+    def need(self, analysis: "Analysis[T]") -> T:
+        outcome = self._outcome_of(analysis)
+        assert isinstance(outcome, Done), f"{analysis.id} was not done first"
+        value: T = outcome.value
+        return value
+
+    def use(self, analysis: "Analysis[T]") -> Optional[T]:
+        outcome = self._outcome_of(analysis)
+        if isinstance(outcome, Done):
+            value: T = outcome.value
+            return value
+        return None
+
+    def outcome(self, analysis: "Analysis[Any]") -> Optional[Outcome[Any]]:
+        return self._outcome_of(analysis)
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise AnalysisCancelled()
+
+
+@dataclass(frozen=True, eq=False)
+class Analysis(Generic[T]):
+    """id: stable, for the report's list of states; title: what a user calls
+    it; label: what the progress bar says while it runs. needs: analyses
+    that must be done first (else this one is unavailable, for their
+    reason); uses: analyses it reads when done. report: the report key that
+    shows its result; part_of: the analysis whose result includes this
+    one's (the report shows that one instead)."""
+
+    id: str
+    title: str
+    label: str
+    compute: Callable[[Context], T] = field(repr=False)
+    report: Optional[str] = None
+    needs: tuple["Analysis[Any]", ...] = ()
+    uses: tuple["Analysis[Any]", ...] = ()
+    includes: tuple["Analysis[Any]", ...] = ()
+    engine: bool = False
+
+    def __repr__(self) -> str:
+        return f"Analysis({self.id})"
+
+
+# -- native: straight from the dump file ------------------------------------
+
+
+def _modules(ctx: Context) -> tuple[Module, ...]:
+    return tuple(ctx.reader.modules())
+
+
+def _native_heaps(ctx: Context) -> tuple[NativeHeap, ...]:
+    from analysis.native.heaps import find_native_heaps
+
+    return find_native_heaps(ctx.reader)
+
+
+def _native_threads(ctx: Context) -> tuple[NativeThread, ...]:
+    from analysis.native.threads import native_threads
+
+    return native_threads(ctx.reader)
+
+
+MODULES: Analysis[tuple[Module, ...]] = Analysis(
+    "modules", "Modules", "reading modules", _modules, report="modules"
+)
+NATIVE_HEAPS: Analysis[tuple[NativeHeap, ...]] = Analysis(
+    "native_heaps",
+    "Native heaps",
+    "walking native heaps",
+    _native_heaps,
+    report="native_heaps",
+)
+NATIVE_THREADS: Analysis[tuple[NativeThread, ...]] = Analysis(
+    "native_threads",
+    "Threads (OS view)",
+    "reading threads and native stacks",
+    _native_threads,
+)
+
+# -- managed: one analysis per engine call ------------------------------------
+
+
+def _engine_call(ctx: Context, call: Callable[[EngineClient], T]) -> T:
+    """One engine call. The engine degrades call by call, so an error costs
+    this analysis only; an engine that died is restarted (the client
+    re-opens the dump) and asked once more before the call counts as
+    failed."""
+    client = ctx.engine.require()
+    for attempt in (1, 2):
+        try:
+            return call(client)
+        except EngineError as error:
+            if error.code == ErrorCode.CANCELLED:
+                raise AnalysisCancelled() from error
+            if error.code in UNAVAILABLE_CODES:
+                raise Unavailability(error.message, error.code) from error
+            if error.code == ErrorCode.ENGINE_DIED and attempt == 1:
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def _open_runtime(ctx: Context) -> RuntimeInfo:
+    from analysis.managed.client import engine_available
+
+    if not engine_available():
+        raise Unavailability(
+            "the managed engine is not built: run ./dumpscope once to build it",
+            ErrorCode.ENGINE_UNAVAILABLE,
+        )
+    slot = ctx.engine
+    client = EngineClient()
+    try:
+        runtime = client.open(
+            slot.dump_path, dac=slot.options.dac, dac_folder=slot.options.dac_folder
+        )
+    except EngineError as error:
+        client.close()
+        if error.code == ErrorCode.CANCELLED:
+            raise AnalysisCancelled() from error
+        if error.code in UNAVAILABLE_CODES:
+            raise Unavailability(error.message, error.code) from error
+        raise
+    slot.client = client
+    return runtime
+
+
+def _heap_stats(ctx: Context) -> HeapStats:
+    def progress(done: int, total: int, message: str) -> None:
+        ctx.progress(message or HEAP_STATS.label, done / total if total else 0.0)
+
+    return _engine_call(ctx, lambda c: c.heap_stats(progress, ctx.cancel))
+
+
+RUNTIME: Analysis[RuntimeInfo] = Analysis(
+    "runtime",
+    ".NET runtime",
+    "opening the .NET runtime (engine)",
+    _open_runtime,
+    report="managed.runtime",
+    engine=True,
+)
+HEAP_STATS: Analysis[HeapStats] = Analysis(
+    "heap_stats",
+    "Managed heap",
+    "walking the managed heap",
+    _heap_stats,
+    report="managed.heap",
+    needs=(RUNTIME,),
+    engine=True,
+)
+GC_HEAP: Analysis[GcHeap] = Analysis(
+    "gc_heap",
+    "GC heap layout",
+    "reading the GC heap layout",
+    lambda ctx: _engine_call(ctx, lambda c: c.gc_heap()),
+    report="managed.gc",
+    needs=(RUNTIME,),
+    engine=True,
+)
+FINALIZER_QUEUE: Analysis[FinalizerQueue] = Analysis(
+    "finalizer_queue",
+    "Finalizer queue",
+    "reading the finalizer queue",
+    lambda ctx: _engine_call(ctx, lambda c: c.finalizer_queue(ctx.cancel)),
+    report="managed.finalizer",
+    needs=(RUNTIME,),
+    engine=True,
+)
+MANAGED_THREADS: Analysis[tuple[ManagedThread, ...]] = Analysis(
+    "managed_threads",
+    "Threads (CLR view)",
+    "reading the CLR's threads",
+    lambda ctx: _engine_call(ctx, lambda c: c.threads(ctx.cancel)),
+    needs=(RUNTIME,),
+    engine=True,
+)
+MONITORS: Analysis[tuple[Monitor, ...]] = Analysis(
+    "monitors",
+    "Locks",
+    "reading monitors (syncblk)",
+    lambda ctx: _engine_call(ctx, lambda c: c.monitors(ctx.cancel)),
+    report="managed.monitors",
+    needs=(RUNTIME,),
+    engine=True,
+)
+THREAD_POOL: Analysis[ThreadPoolInfo] = Analysis(
+    "thread_pool",
+    "Thread pool",
+    "reading the thread pool",
+    lambda ctx: _engine_call(ctx, lambda c: c.thread_pool()),
+    report="managed.thread_pool",
+    needs=(RUNTIME,),
+    engine=True,
+)
+
+# -- combined -------------------------------------------------------------------
+
+
+def _address_summary(ctx: Context) -> AddressSummary:
+    from analysis.native.address_summary import summarize
+
+    gc = ctx.use(GC_HEAP)
+    gc_ranges: tuple[tuple[int, int], ...] = ()
+    if gc is not None:
+        gc_ranges = tuple(
+            (int(start), int(end))
+            for s in gc.segments
+            for start, end in [
+                (s.committed_start or s.start, s.reserved_end or s.committed_end)
+            ]
+            if start is not None and end is not None and end > start
+        )
+    heaps = ctx.need(NATIVE_HEAPS)
+    return summarize(ctx.reader, heaps=heaps, gc_ranges=gc_ranges)
+
+
+def _threads(ctx: Context) -> tuple[ThreadView, ...]:
+    from analysis.threads import merge_threads
+
+    return merge_threads(ctx.need(NATIVE_THREADS), ctx.use(MANAGED_THREADS) or ())
+
+
+def _diagnosis(ctx: Context) -> Diagnosis:
+    from analysis.diagnosis import diagnose
+    from analysis.diagnosis.rules import EVENT_LEAK_MIN_OBJECTS, Facts
+    from analysis.managed.roots import root_samples
+
+    missing = [
+        (a.title, outcome)
+        for a in DIAGNOSIS.uses
+        for outcome in [ctx.outcome(a)]
+        if outcome is not None and not isinstance(outcome, Done)
+    ]
+    not_examined = [
+        NotExamined(*line.split(": ", 1)) for line in gaps_by_reason(missing)
+    ]
+    not_examined += [NotExamined("part of the dump", p) for p in ctx.reader.problems]
+    heap = ctx.use(HEAP_STATS)
+    samples: tuple[RootSample, ...] = ()
+    if heap is not None and ctx.engine.client is not None:
+        try:
+            samples = root_samples(
+                ctx.engine.client, heap, EVENT_LEAK_MIN_OBJECTS, cancel=ctx.cancel
+            )
+        except EngineError as error:
+            if error.code == ErrorCode.CANCELLED:
+                raise AnalysisCancelled() from error
+            not_examined.append(
+                NotExamined("what keeps the most numerous objects alive", str(error))
+            )
+    facts = Facts(
+        threads=ctx.use(THREADS) or (),
+        finalizer=ctx.use(FINALIZER_QUEUE),
+        heap=heap,
+        native_heaps=ctx.use(NATIVE_HEAPS) or (),
+        thread_pool=ctx.use(THREAD_POOL),
+        root_samples=samples,
+    )
+    return Diagnosis(diagnose(facts), tuple(not_examined))
+
+
+ADDRESS_SUMMARY: Analysis[AddressSummary] = Analysis(
+    "address_summary",
+    "Address space",
+    "summarising the address space",
+    _address_summary,
+    report="memory",
+    needs=(NATIVE_HEAPS,),
+    uses=(GC_HEAP,),
+)
+THREADS: Analysis[tuple[ThreadView, ...]] = Analysis(
+    "threads",
+    "Threads",
+    "merging thread views",
+    _threads,
+    report="threads",
+    needs=(NATIVE_THREADS,),
+    uses=(MANAGED_THREADS,),
+    includes=(NATIVE_THREADS, MANAGED_THREADS),
+)
+DIAGNOSIS: Analysis[Diagnosis] = Analysis(
+    "diagnosis",
+    "Diagnosis",
+    "running the diagnosis rules",
+    _diagnosis,
+    report="findings",
+    uses=(THREADS, NATIVE_HEAPS, HEAP_STATS, FINALIZER_QUEUE, THREAD_POOL),
+)
+
+# Every analysis, in the order they run: each after what it needs and uses.
+ANALYSES: tuple[Analysis[Any], ...] = (
+    MODULES,
+    NATIVE_HEAPS,
+    NATIVE_THREADS,
+    RUNTIME,
+    HEAP_STATS,
+    GC_HEAP,
+    FINALIZER_QUEUE,
+    MANAGED_THREADS,
+    MONITORS,
+    THREAD_POOL,
+    ADDRESS_SUMMARY,
+    THREADS,
+    DIAGNOSIS,
+)

@@ -1,0 +1,265 @@
+"""The columns of every result table, declared once beside the result types.
+
+A column says what a user reads (title, tooltip), how to get the value from
+a record and what kind of value it is. The GUI tables, the text report and
+CSV export all render through `Column.text`, so a typed gap (a value the dump
+does not hold, one that does not apply, one we cannot know) reads the same
+everywhere: "unreadable", "n/a", "unknown", with its reason as the tooltip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Callable, Optional, Sequence
+
+from analysis.dumpfile.base import Module, Region
+from analysis.managed.results import Monitor, TypeCount, TypeStat
+from analysis.model.native import HeapSegment, LargeBlock, NativeHeap, UsageRow
+from analysis.model.threads import ThreadView
+from analysis.values import GAPS, human_size
+
+
+class ColumnKind(StrEnum):
+    TEXT = "text"
+    INT = "int"
+    SIZE = "size"
+    ADDRESS = "address"
+    PERCENT = "percent"
+
+    @property
+    def numeric(self) -> bool:
+        return self is not ColumnKind.TEXT
+
+
+def _format(kind: ColumnKind, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, GAPS):
+        return str(value)
+    if kind is ColumnKind.INT:
+        return f"{int(value):,}"
+    if kind is ColumnKind.SIZE:
+        return human_size(int(value))
+    if kind is ColumnKind.ADDRESS:
+        return f"0x{int(value):x}"
+    if kind is ColumnKind.PERCENT:
+        return f"{float(value):.2f} %"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    get: Callable[[Any], Any]
+    kind: ColumnKind = ColumnKind.TEXT
+    tooltip: str = ""
+
+    def __post_init__(self) -> None:
+        # Views may say "int" where they mean ColumnKind.INT.
+        object.__setattr__(self, "kind", ColumnKind(self.kind))
+
+    def text(self, record: Any) -> str:
+        return _format(self.kind, self.get(record))
+
+    def gap_reason(self, record: Any) -> Optional[str]:
+        """Why the cell is a gap, for its tooltip; None when it is a value."""
+        value = self.get(record)
+        if isinstance(value, GAPS):
+            return getattr(value, "reason", "") or str(value)
+        return None
+
+    def sort_key(self, record: Any) -> Any:
+        """Text sorts as lower-case text; every number, address and size as
+        a float (exact below 2**53, which every user-space address is); gaps
+        and blanks sort first."""
+        value = self.get(record)
+        if self.kind is ColumnKind.TEXT:
+            return "" if value is None else str(value).lower()
+        if value is None or isinstance(value, GAPS):
+            return -1.0
+        return float(value)
+
+
+def table_text(columns: Sequence[Column], records: Sequence[Any]) -> list[str]:
+    """A plain-text table: a header line, then one line per record, numbers
+    right-aligned."""
+    cells = [[c.text(r) for c in columns] for r in records]
+    widths = [
+        max([len(c.title)] + [len(row[i]) for row in cells])
+        for i, c in enumerate(columns)
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if c.kind.numeric else v.ljust(w)
+            for c, v, w in zip(columns, values, widths)
+        ).rstrip()
+
+    return [line([c.title for c in columns])] + [line(row) for row in cells]
+
+
+# -- native -----------------------------------------------------------------
+
+MODULE_COLUMNS = (
+    Column("Base", lambda m: m.base, ColumnKind.ADDRESS),
+    Column("Size", lambda m: m.size, ColumnKind.SIZE),
+    Column("Name", lambda m: m.name),
+    Column("Version", lambda m: m.version),
+    Column("Build id", lambda m: m.build_id),
+    Column("Path", lambda m: m.path),
+)
+
+
+def _heap_lfh(heap: NativeHeap) -> str:
+    return {True: "yes", False: "no"}.get(heap.lfh, "") if heap.lfh is not None else ""
+
+
+HEAP_COLUMNS = (
+    Column("Heap", lambda h: h.address, ColumnKind.ADDRESS),
+    Column("Kind", lambda h: h.kind),
+    Column("Reserved", lambda h: h.reserved, ColumnKind.SIZE),
+    Column("Committed", lambda h: h.committed, ColumnKind.SIZE),
+    Column("Free", lambda h: h.free, ColumnKind.SIZE),
+    Column("Segments", lambda h: len(h.segments), ColumnKind.INT),
+    Column("Large blocks", lambda h: len(h.large_blocks), ColumnKind.INT),
+    Column("Large-block bytes", lambda h: h.large_block_bytes, ColumnKind.SIZE),
+    Column("LFH", _heap_lfh, tooltip="the NT low-fragmentation front end"),
+)
+SEGMENT_COLUMNS = (
+    Column("Segment", lambda s: s.address, ColumnKind.ADDRESS),
+    Column("Reserved", lambda s: s.reserved, ColumnKind.SIZE),
+    Column("Committed", lambda s: s.committed, ColumnKind.SIZE),
+)
+BLOCK_COLUMNS = (
+    Column("Block", lambda b: b.address, ColumnKind.ADDRESS),
+    Column("Size", lambda b: b.size, ColumnKind.SIZE),
+    Column("Bytes", lambda b: b.size, ColumnKind.INT),
+)
+USAGE_COLUMNS = (
+    Column("Usage", lambda r: r.usage),
+    Column("Regions", lambda r: r.regions, ColumnKind.INT),
+    Column("Size", lambda r: r.bytes, ColumnKind.SIZE),
+    Column("% of busy", lambda r: r.percent_busy, ColumnKind.PERCENT),
+    Column("% of total", lambda r: r.percent_total, ColumnKind.PERCENT),
+)
+REGION_COLUMNS = (
+    Column("Base", lambda r: r.base, ColumnKind.ADDRESS),
+    Column("End", lambda r: int(r.base) + int(r.size), ColumnKind.ADDRESS),
+    Column("Size", lambda r: r.size, ColumnKind.SIZE),
+    Column("State", lambda r: r.state),
+    Column("Type", lambda r: r.type),
+    Column("Protect", lambda r: r.protect),
+    Column("File", lambda r: r.path),
+)
+
+# -- managed --------------------------------------------------------------------
+
+TYPE_COLUMNS = (
+    Column("MT", lambda t: t.method_table, ColumnKind.ADDRESS, "method table"),
+    Column("Count", lambda t: t.count, ColumnKind.INT),
+    Column("TotalSize", lambda t: t.size, ColumnKind.SIZE),
+    Column("Bytes", lambda t: t.size, ColumnKind.INT),
+    Column("Class Name", lambda t: t.name),
+)
+TYPE_COUNT_COLUMNS = (
+    Column("Count", lambda e: e.count, ColumnKind.INT),
+    Column("TotalSize", lambda e: e.size, ColumnKind.SIZE),
+    Column("Class Name", lambda e: e.name),
+)
+
+# -- threads ----------------------------------------------------------------------
+
+
+def thread_role(thread: ThreadView) -> str:
+    return ", ".join(
+        label
+        for label, flag in (
+            ("Finalizer", thread.is_finalizer),
+            ("GC", thread.is_gc),
+            ("Threadpool", thread.is_threadpool),
+        )
+        if flag
+    )
+
+
+def apartment_text(thread: ThreadView) -> str:
+    if thread.apartment_disagrees:
+        return f"{thread.apartment} (CLR: {thread.apartment_clr})"
+    return str(thread.apartment)
+
+
+def thread_name(os_id: int, names: dict[int, str]) -> str:
+    name = names.get(os_id)
+    return f"'{name}' {os_id}" if name else str(os_id)
+
+
+def waits_text(thread: ThreadView, names: Optional[dict[int, str]] = None) -> str:
+    """What the thread is stuck on, in words."""
+    if thread.in_com_call:
+        return "COM call into another apartment"
+    if thread.waits_on_task:
+        return "a task, synchronously (Task.Wait / .Result)"
+    waits = thread.waits_for
+    if waits is None:
+        return ""
+    if not waits.blocked:
+        return f"Monitor.Wait on {waits.type or '?'} for a pulse"
+    owner = ""
+    if waits.owner_os_id:
+        owner = (
+            f" held by {thread_name(waits.owner_os_id, names or {})}"
+            f" (0x{waits.owner_os_id:x})"
+        )
+    return f"monitor on {waits.type or '?'}{owner}"
+
+
+THREAD_COLUMNS = (
+    Column("OSID", lambda t: str(t.os_id), tooltip="operating-system thread id"),
+    Column("OSID (hex)", lambda t: f"{t.os_id:x}"),
+    Column("ID", lambda t: t.managed_id, ColumnKind.INT, "managed thread id"),
+    Column("Name", lambda t: t.name),
+    Column(
+        "Apt",
+        apartment_text,
+        tooltip="COM apartment: from the TEB where the dump has one, else from the CLR",
+    ),
+    Column("Role", thread_role),
+    Column(
+        "Locks",
+        lambda t: t.lock_count,
+        ColumnKind.INT,
+        "monitors the thread holds (blank: the runtime does not count them)",
+    ),
+    Column("TEB", lambda t: t.teb, ColumnKind.ADDRESS),
+    Column("Exception", lambda t: t.exception),
+)
+
+
+def waiters_text(monitor: Monitor) -> str:
+    ids = ", ".join(str(i) for i in monitor.waiting_os_ids)
+    count = monitor.waiter_count or len(monitor.waiting_os_ids)
+    return f"{count}: {ids}" if ids else str(count or "")
+
+
+MONITOR_COLUMNS = (
+    Column("Object", lambda m: m.object, ColumnKind.ADDRESS),
+    Column("Type", lambda m: m.type),
+    Column("Recursion", lambda m: m.recursion, ColumnKind.INT),
+    Column("Waiters", waiters_text),
+    Column("Kind", lambda m: m.source),
+)
+
+# The record type each table shows, for the tests and the reports.
+TABLES: dict[type, tuple[Column, ...]] = {
+    Module: MODULE_COLUMNS,
+    NativeHeap: HEAP_COLUMNS,
+    HeapSegment: SEGMENT_COLUMNS,
+    LargeBlock: BLOCK_COLUMNS,
+    UsageRow: USAGE_COLUMNS,
+    Region: REGION_COLUMNS,
+    TypeStat: TYPE_COLUMNS,
+    TypeCount: TYPE_COUNT_COLUMNS,
+    ThreadView: THREAD_COLUMNS,
+    Monitor: MONITOR_COLUMNS,
+}

@@ -1,0 +1,93 @@
+"""The table of tabs: which analyses feed which tab, and how.
+
+Each tab has a primary analysis: until it is done the tab shows its state
+(progress, "not available: reason", "failed: reason", "cancelled") instead of
+a result. Its other parts fill the tab when they are done and add a note
+(or the view's own message) when they are not. Every declared analysis
+appears here once (a test checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from analysis.analyses import (
+    ADDRESS_SUMMARY,
+    DIAGNOSIS,
+    FINALIZER_QUEUE,
+    GC_HEAP,
+    HEAP_STATS,
+    MANAGED_THREADS,
+    MODULES,
+    MONITORS,
+    NATIVE_HEAPS,
+    NATIVE_THREADS,
+    RUNTIME,
+    THREAD_POOL,
+    THREADS,
+    Analysis,
+)
+from views.base import ResultView
+from views.findings_view import FindingsView
+from views.finalizer_view import FinalizerView
+from views.heap_stats_view import HeapStatsView
+from views.memory_view import MemoryView
+from views.modules_view import ModulesView
+from views.native_heaps_view import NativeHeapsView
+from views.threads_view import ThreadsView
+
+# show(view, result); None: the part has no display of its own (the primary
+# result includes it), only its note when it is missing.
+Show = Optional[Callable[[Any, Any], None]]
+# missing(view, text): the view's own message for a missing part; None: a note.
+Missing = Optional[Callable[[Any, str], None]]
+
+
+@dataclass(frozen=True)
+class Part:
+    analysis: Analysis[Any]
+    show: Show
+    missing: Missing = None
+
+
+@dataclass(frozen=True)
+class Tab:
+    view: type[ResultView]
+    parts: tuple[Part, ...]
+
+    @property
+    def primary(self) -> Analysis[Any]:
+        return self.parts[0].analysis
+
+
+TABS: tuple[Tab, ...] = (
+    Tab(
+        FindingsView,
+        (
+            Part(DIAGNOSIS, FindingsView.set_diagnosis),
+            Part(RUNTIME, FindingsView.set_runtime),
+        ),
+    ),
+    Tab(
+        MemoryView,
+        (
+            Part(ADDRESS_SUMMARY, MemoryView.set_summary),
+            Part(GC_HEAP, MemoryView.set_gc_heap),
+        ),
+    ),
+    Tab(NativeHeapsView, (Part(NATIVE_HEAPS, NativeHeapsView.set_heaps),)),
+    Tab(HeapStatsView, (Part(HEAP_STATS, HeapStatsView.set_heap),)),
+    Tab(FinalizerView, (Part(FINALIZER_QUEUE, FinalizerView.set_queue),)),
+    Tab(
+        ThreadsView,
+        (
+            Part(THREADS, ThreadsView.set_threads),
+            Part(NATIVE_THREADS, None),
+            Part(MANAGED_THREADS, None),
+            Part(MONITORS, ThreadsView.set_monitors, ThreadsView.show_locks_state),
+            Part(THREAD_POOL, ThreadsView.set_thread_pool),
+        ),
+    ),
+    Tab(ModulesView, (Part(MODULES, ModulesView.set_modules),)),
+)
