@@ -5,7 +5,7 @@ field breaks these tests too."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from analysis.managed.results import (
     FinalizerQueue,
