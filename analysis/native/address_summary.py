@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
