@@ -240,18 +240,6 @@ def walk_process_heaps(
     return tuple(heaps)
 
 
-def walk_heap(
-    reader: MemoryReader,
-    address: int,
-    limits: Limits = DEFAULT_LIMITS,
-    *,
-    os_build: Optional[int] = None,
-) -> NativeHeap:
-    """The heap whose header is at `address`, of the dump's bitness; os_build
-    (PEB.OSBuildNumber) picks the front-end offsets of Windows 8 vs 10+."""
-    return _walk(reader, address, limits, os_build, _bitness(reader))
-
-
 def _walk(
     reader: MemoryReader,
     address: int,

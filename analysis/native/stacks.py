@@ -362,15 +362,6 @@ def _finish(
     return StackWalk(tuple(out), tuple(problems))
 
 
-def native_stack(
-    reader: MemoryReader,
-    thread: ThreadInfo,
-    symbolizer: Symbolizer,
-    limits: StackLimits = StackLimits(),
-) -> tuple[NativeFrame, ...]:
-    return walk_stack(reader, thread, symbolizer, limits).frames
-
-
 # --- COM cross-apartment call -------------------------------------------
 
 _WAITS = {

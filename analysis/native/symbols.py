@@ -95,10 +95,6 @@ def _u32(b: bytes, o: int) -> int:
     return int(struct.unpack_from("<I", b, o)[0])
 
 
-def _u64(b: bytes, o: int) -> int:
-    return int(struct.unpack_from("<Q", b, o)[0])
-
-
 # --- PE export table -------------------------------------------------------
 
 

@@ -6,6 +6,10 @@ the process's own (32-bit) state lives in the TEB32/PEB32 beside them; these
 functions follow the process's bitness, so a user sees the same apartment and
 stack the 32-bit code saw.
 
+The PEB's heap list is read by `nt_heap.process_heap_addresses`, the
+allocations its other pointers name by `address_summary`; both take their
+offsets from the PEB layouts here.
+
 Nothing here raises on a partial dump: what could not be read is a typed gap
 (`Unreadable`, `Unknown`) carrying the reason.
 """
@@ -49,12 +53,8 @@ class PebLayout:
 
     pointer_size: int
     process_heap: int
-    api_set_map: int
-    read_only_shared_memory_base: int
-    ansi_code_page_data: int
     number_of_heaps: int
     process_heaps: int
-    gdi_shared_handle_table: int
     os_build: int
     other_pointers: tuple[int, ...]
 
@@ -70,24 +70,16 @@ TEB64 = TebLayout(8, 0x0, 0x8, 0x10, 0x30, 0x60, 0x1478, 0x1758, 0x180C)
 PEB32 = PebLayout(
     pointer_size=4,
     process_heap=0x18,
-    api_set_map=0x38,
-    read_only_shared_memory_base=0x4C,
-    ansi_code_page_data=0x58,
     number_of_heaps=0x88,
     process_heaps=0x90,
-    gdi_shared_handle_table=0x94,
     os_build=0xAC,
     other_pointers=(0x38, 0x4C, 0x58, 0x5C, 0x60, 0x94, 0x1F8, 0x200),
 )
 PEB64 = PebLayout(
     pointer_size=8,
     process_heap=0x30,
-    api_set_map=0x68,
-    read_only_shared_memory_base=0x88,
-    ansi_code_page_data=0xA0,
     number_of_heaps=0xE8,
     process_heaps=0xF0,
-    gdi_shared_handle_table=0xF8,
     os_build=0x120,
     other_pointers=(0x68, 0x88, 0xA0, 0xA8, 0xB0, 0xF8, 0x2F8, 0x308),
 )
@@ -107,9 +99,6 @@ _OLE64 = _OleTlsLayout(flags=0x14, com_inits=0x28)
 # Modules only a WOW64 process loads; with a 64-bit writer they show which TEB
 # the dump lists (the 64-bit one) and that the process itself is 32-bit.
 _WOW64_MODULES = frozenset({"wow64.dll", "wow64cpu.dll", "wow64win.dll"})
-
-# A corrupt dump can claim any heap count; a real process has a few dozen.
-MAX_PROCESS_HEAPS = 1024
 
 # OLETLSFLAGS (public: ReactOS, System Informer, the CLR's ntinfo.h).
 OLETLS_APARTMENTTHREADED = 0x80
@@ -161,23 +150,6 @@ class Teb:
     deallocation_stack: AddressOrGap
     peb: AddressOrGap
     reserved_for_ole: AddressOrGap
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Peb:
-    """The process's PEB, in the process's own bitness; absent fields are gaps."""
-
-    address: AddressOrGap
-    bitness: int
-    wow64: bool
-    process_heap: AddressOrGap
-    number_of_heaps: IntOrGap
-    process_heaps: Union[tuple[Address, ...], Unreadable, Unknown, NotApplicable]
-    api_set_map: AddressOrGap
-    read_only_shared_memory_base: AddressOrGap
-    ansi_code_page_data: AddressOrGap
-    gdi_shared_handle_table: AddressOrGap
     problems: tuple[str, ...] = ()
 
 
@@ -392,74 +364,6 @@ def peb_address(reader: MemoryReader) -> Optional[int]:
     return None
 
 
-def _read_heaps(
-    reader: MemoryReader, peb: int, layout: PebLayout, problems: list[str]
-) -> tuple[IntOrGap, Union[tuple[Address, ...], Unreadable]]:
-    ps = layout.pointer_size
-    try:
-        count = _read_uint(reader, peb + layout.number_of_heaps, 4)
-    except MemoryNotInDump:
-        gap = Unreadable(
-            f"PEB.NumberOfHeaps at 0x{peb + layout.number_of_heaps:x} "
-            "is not in the dump"
-        )
-        return gap, gap
-    array = _field(reader, "PEB", peb, layout.process_heaps, ps)
-    if not isinstance(array, Address):
-        return count, array
-    if count > MAX_PROCESS_HEAPS:
-        problems.append(
-            f"PEB.NumberOfHeaps is {count}, more than the {MAX_PROCESS_HEAPS} "
-            "a process could have: heap list not read"
-        )
-        return count, Unreadable(f"implausible heap count {count}")
-    try:
-        raw = reader.read(int(array), count * ps)
-    except MemoryNotInDump:
-        return count, Unreadable(
-            f"the {count} heap pointers at 0x{int(array):x} are not in the dump"
-        )
-    fmt = "<%d%s" % (count, "I" if ps == 4 else "Q")
-    return count, tuple(Address(h) for h in struct.unpack(fmt, raw))
-
-
-def read_peb(reader: MemoryReader) -> Peb:
-    bitness = process_bitness(reader)
-    wow64 = is_wow64(reader)
-    address = peb_address(reader)
-    if address is None:
-        if reader.os != "windows":
-            gap: Union[Unknown, NotApplicable] = NotApplicable(
-                f"a {reader.os} process has no PEB"
-            )
-        else:
-            gap = Unknown("no thread's TEB is in the dump, so the PEB is not found")
-        return Peb(gap, bitness, wow64, gap, gap, gap, gap, gap, gap, gap)
-    layout = PEB32 if bitness == 32 else PEB64
-    ps = layout.pointer_size
-    problems: list[str] = []
-    count, heaps = _read_heaps(reader, address, layout, problems)
-    return Peb(
-        address=Address(address),
-        bitness=bitness,
-        wow64=wow64,
-        process_heap=_field(reader, "PEB", address, layout.process_heap, ps),
-        number_of_heaps=count,
-        process_heaps=heaps,
-        api_set_map=_field(reader, "PEB", address, layout.api_set_map, ps),
-        read_only_shared_memory_base=_field(
-            reader, "PEB", address, layout.read_only_shared_memory_base, ps
-        ),
-        ansi_code_page_data=_field(
-            reader, "PEB", address, layout.ansi_code_page_data, ps
-        ),
-        gdi_shared_handle_table=_field(
-            reader, "PEB", address, layout.gdi_shared_handle_table, ps
-        ),
-        problems=tuple(problems),
-    )
-
-
 def oletls_flag_names(flags: int) -> tuple[str, ...]:
     return tuple(name for bit, name in _OLETLS_FLAG_NAMES if flags & bit)
 
@@ -482,7 +386,7 @@ def _unknown_apartment(reason: str, ole_tls: AddressOrGap) -> ComApartment:
 
 
 def com_apartment_of(reader: MemoryReader, teb: Teb) -> ComApartment:
-    """The apartment from an already-read TEB (saves reading it twice)."""
+    """The OS's view of a thread's COM apartment, from its TEB (read_teb)."""
     ole = teb.reserved_for_ole
     if isinstance(ole, NotApplicable):
         return _unknown_apartment("no TEB on this OS: the OS view is unknown", ole)
@@ -514,7 +418,3 @@ def com_apartment_of(reader: MemoryReader, teb: Teb) -> ComApartment:
             "COM is not (or no longer) initialised on this thread"
         )
     return ComApartment(kind, flags, oletls_flag_names(flags), inits, ole, reason)
-
-
-def com_apartment(reader: MemoryReader, thread: ThreadInfo) -> ComApartment:
-    return com_apartment_of(reader, read_teb(reader, thread))

@@ -18,7 +18,6 @@ from analysis.native.stacks import (
     _ends_with_x86_call,
     _is_arm64_call,
     com_call_wait,
-    native_stack,
     walk_stack,
 )
 from analysis.native.symbols import Symbol, Symbolizer
@@ -206,7 +205,7 @@ def test_com_cross_apartment_wait_is_recognised_with_its_evidence():
     p = Process()
     ip, words = com_wait_stack(p)
     reader = p.thread(ip, words).reader()
-    frames = native_stack(reader, reader.threads()[0], Symbolizer(reader))
+    frames = walk_stack(reader, reader.threads()[0], Symbolizer(reader)).frames
     names = [f.name for f in frames]
     assert names == [
         "ntdll!NtWaitForMultipleObjects+0x14",
@@ -239,7 +238,7 @@ def test_a_plain_wait_is_not_a_com_call():
     ip = p.ntdll.at("NtWaitForSingleObject", 0x14)
     words = [p.kernelbase.ret("WaitForSingleObjectEx"), p.app.ret("main")]
     reader = p.thread(ip, words).reader()
-    frames = native_stack(reader, reader.threads()[0], Symbolizer(reader))
+    frames = walk_stack(reader, reader.threads()[0], Symbolizer(reader)).frames
     result = com_call_wait(frames)
     assert not result and result.evidence == ()
     assert "combase/ole32" in result.reason
@@ -247,7 +246,7 @@ def test_a_plain_wait_is_not_a_com_call():
     p = Process()
     _, words = com_wait_stack(p)
     reader = p.thread(p.app.at("work", 0x30), words).reader()
-    frames = native_stack(reader, reader.threads()[0], Symbolizer(reader))
+    frames = walk_stack(reader, reader.threads()[0], Symbolizer(reader)).frames
     assert frames[0].name == "app!work+0x30"
     assert not com_call_wait(frames[:1] + frames[3:])
 
@@ -288,7 +287,7 @@ def test_frame_pointer_chain_is_followed_and_marked():
     p.thread(p.app.at("work", 0x30), _fp_stack(p))
     reader = WithRegisters(p.reader(), rbp=SP + 0x40)
     thread = reader.threads()[0]
-    frames = native_stack(reader, thread, Symbolizer(reader))
+    frames = walk_stack(reader, thread, Symbolizer(reader)).frames
     assert [(f.how, f.name) for f in frames] == [
         ("context", "app!work+0x30"),
         ("frame-pointer", "app!work+0x16"),
