@@ -59,7 +59,7 @@ class ResultView(QtWidgets.QWidget):
         self.content.setVisible(not text)
 
     def state_text(self) -> str:
-        return self.state.text() if self.state.isVisible() else ""
+        return self.state.text() if not self.state.isHidden() else ""
 
     def note(self, part: str, text: str) -> None:
         """A part of the result is missing (text), or arrived ("")."""
