@@ -5,7 +5,6 @@ its own part only, and a typed gap reads as what it is."""
 
 from __future__ import annotations
 
-import shutil
 
 import pyqtgraph as pg
 import pytest
