@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Callable, Generic, Optional, TypeVar, cast
 
 from analysis.dumpfile.base import MemoryReader, Module
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
@@ -34,6 +34,7 @@ from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_rea
 from analysis.model.threads import ThreadView
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 Progress = Callable[[str, float], None]
 
 # Engine errors that say the analysis cannot run on this dump here, with a
@@ -92,7 +93,7 @@ class Context:
         self,
         reader: MemoryReader,
         engine: EngineSlot,
-        outcome_of: Callable[["Analysis[Any]"], Optional[Outcome[Any]]],
+        outcome_of: Callable[["Analysis[object]"], Optional[Outcome[object]]],
         progress: Progress,
         cancel: Optional[threading.Event],
     ) -> None:
@@ -105,17 +106,13 @@ class Context:
     def need(self, analysis: "Analysis[T]") -> T:
         outcome = self._outcome_of(analysis)
         assert isinstance(outcome, Done), f"{analysis.id} was not done first"
-        value: T = outcome.value
-        return value
+        return cast(T, outcome.value)
 
     def use(self, analysis: "Analysis[T]") -> Optional[T]:
         outcome = self._outcome_of(analysis)
-        if isinstance(outcome, Done):
-            value: T = outcome.value
-            return value
-        return None
+        return cast(T, outcome.value) if isinstance(outcome, Done) else None
 
-    def outcome(self, analysis: "Analysis[Any]") -> Optional[Outcome[Any]]:
+    def outcome(self, analysis: "Analysis[object]") -> Optional[Outcome[object]]:
         return self._outcome_of(analysis)
 
     def check_cancel(self) -> None:
@@ -124,7 +121,7 @@ class Context:
 
 
 @dataclass(frozen=True, eq=False)
-class Analysis(Generic[T]):
+class Analysis(Generic[T_co]):
     """id: stable, for the report's list of states; title: what a user calls
     it; label: what the progress bar says while it runs. needs: analyses
     that must be done first (else this one is unavailable, for their
@@ -135,11 +132,11 @@ class Analysis(Generic[T]):
     id: str
     title: str
     label: str
-    compute: Callable[[Context], T] = field(repr=False)
+    compute: Callable[[Context], T_co] = field(repr=False)
     report: Optional[str] = None
-    needs: tuple["Analysis[Any]", ...] = ()
-    uses: tuple["Analysis[Any]", ...] = ()
-    includes: tuple["Analysis[Any]", ...] = ()
+    needs: tuple["Analysis[object]", ...] = ()
+    uses: tuple["Analysis[object]", ...] = ()
+    includes: tuple["Analysis[object]", ...] = ()
     engine: bool = False
 
     def __repr__(self) -> str:
@@ -394,7 +391,7 @@ DIAGNOSIS: Analysis[Diagnosis] = Analysis(
 )
 
 # Every analysis, in the order they run: each after what it needs and uses.
-ANALYSES: tuple[Analysis[Any], ...] = (
+ANALYSES: tuple[Analysis[object], ...] = (
     MODULES,
     NATIVE_HEAPS,
     NATIVE_THREADS,

@@ -32,7 +32,9 @@ from analysis.model.columns import (
     table_text,
     waits_text,
 )
+from analysis.model.diagnosis import Diagnosis
 from analysis.model.outcome import Done, Outcome, gaps_by_reason
+from analysis.model.threads import ThreadView
 from analysis.session import DumpSession
 from analysis.values import human_size, to_jsonable
 
@@ -71,11 +73,11 @@ def build_report(session: DumpSession) -> dict[str, Any]:
         if analysis.report is None:
             continue
         value = outcome.value if isinstance(outcome, Done) else None
-        if analysis.report == "findings":
-            _place(report, "findings", to_jsonable(value.findings) if value else None)
-            _place(
-                report, "not_examined", to_jsonable(value.not_examined) if value else []
-            )
+        if isinstance(value, Diagnosis) or analysis is DIAGNOSIS:
+            findings = value.findings if isinstance(value, Diagnosis) else None
+            gaps = value.not_examined if isinstance(value, Diagnosis) else ()
+            _place(report, "findings", to_jsonable(findings))
+            _place(report, "not_examined", to_jsonable(gaps))
         else:
             _place(report, analysis.report, to_jsonable(value))
     runtime = outcomes[RUNTIME]
@@ -109,7 +111,7 @@ def render_text(session: DumpSession) -> str:
     outcomes = session.run_all()
 
     def value(analysis: Analysis[T]) -> Optional[T]:
-        outcome = outcomes[analysis]
+        outcome = session.peek(analysis)
         return outcome.value if isinstance(outcome, Done) else None
 
     out: list[str] = []
@@ -165,7 +167,9 @@ def render_text(session: DumpSession) -> str:
     threads = value(THREADS)
     if threads:
         names = {t.os_id: t.name for t in threads if t.name}
-        waits = (Column("Waits for", lambda t: waits_text(t, names)),)
+        waits: tuple[Column[ThreadView], ...] = (
+            Column("Waits for", lambda t: waits_text(t, names)),
+        )
         out += ["", "Threads"] + _indent(table_text(THREAD_COLUMNS + waits, threads))
 
     problems = [f"dump: {p}" for p in info.problems] + gaps_by_reason(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Callable, Optional, TypeVar, cast
 
 from analysis.analyses import (
     ANALYSES,
@@ -62,8 +62,8 @@ class DumpSession:
         self.path = str(Path(path).resolve())
         self.reader: MemoryReader = open_dump(self.path)
         self._engine = EngineSlot(self.path, EngineOptions(dac, dac_folder))
-        self._outcomes: dict[Analysis[Any], Outcome[Any]] = {}
-        self._locks: dict[Analysis[Any], threading.Lock] = {}
+        self._outcomes: dict[Analysis[object], Outcome[object]] = {}
+        self._locks: dict[Analysis[object], threading.Lock] = {}
         self._guard = threading.Lock()
 
     # -- the scheduler --------------------------------------------------------
@@ -120,7 +120,8 @@ class DumpSession:
         """How `analysis` ended, if it has; never starts it (the GUI thread
         uses this)."""
         with self._guard:
-            return self._outcomes.get(analysis)
+            # The table holds each analysis's own outcome type.
+            return cast(Optional[Outcome[T]], self._outcomes.get(analysis))
 
     def result(self, analysis: Analysis[T]) -> T:
         """The result of `analysis`, running it if needed; raises
@@ -135,7 +136,7 @@ class DumpSession:
         self,
         progress: Progress = _no_progress,
         cancel: Optional[threading.Event] = None,
-    ) -> dict[Analysis[Any], Outcome[Any]]:
+    ) -> dict[Analysis[object], Outcome[object]]:
         """Every analysis, in declared order."""
         return {a: self.outcome(a, progress, cancel) for a in ANALYSES}
 

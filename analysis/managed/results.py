@@ -19,6 +19,8 @@ from typing import Any, Optional, Union
 from analysis.model.vocab import Apartment, ManagedFrameKind, RootKind, WaitKind
 from analysis.values import Address, ByteSize
 
+R = typing.TypeVar("R")
+
 
 @dataclass(frozen=True)
 class RuntimeInfo:
@@ -345,7 +347,7 @@ class RootPaths:
     truncated: Optional[bool]
 
 
-def from_json(cls: type[Any], data: Any) -> Any:
+def from_json(cls: type[R], data: object) -> R:
     """Builds result `cls` from the engine's JSON, field by field, with the
     semantic types (Address, ByteSize) its annotations name. Unknown keys are
     ignored; missing or null ones become None (or () for tuples)."""

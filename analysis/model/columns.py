@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Generic, Optional, Sequence, TypeVar
 
 from analysis.dumpfile.base import Module, Region
 from analysis.managed.results import Monitor, TypeCount, TypeStat
@@ -32,10 +32,10 @@ class ColumnKind(StrEnum):
         return self is not ColumnKind.TEXT
 
 
-def _format(kind: ColumnKind, value: Any) -> str:
+def _format(kind: ColumnKind, value: object) -> str:
     if value is None:
         return ""
-    if isinstance(value, GAPS):
+    if isinstance(value, GAPS) or not isinstance(value, (int, float)):
         return str(value)
     if kind is ColumnKind.INT:
         return f"{int(value):,}"
@@ -48,10 +48,14 @@ def _format(kind: ColumnKind, value: Any) -> str:
     return str(value)
 
 
+R = TypeVar("R", contravariant=True)
+Record = TypeVar("Record")
+
+
 @dataclass(frozen=True)
-class Column:
+class Column(Generic[R]):
     title: str
-    get: Callable[[Any], Any]
+    get: Callable[[R], object]
     kind: ColumnKind = ColumnKind.TEXT
     tooltip: str = ""
 
@@ -59,29 +63,29 @@ class Column:
         # Views may say "int" where they mean ColumnKind.INT.
         object.__setattr__(self, "kind", ColumnKind(self.kind))
 
-    def text(self, record: Any) -> str:
+    def text(self, record: R) -> str:
         return _format(self.kind, self.get(record))
 
-    def gap_reason(self, record: Any) -> Optional[str]:
+    def gap_reason(self, record: R) -> Optional[str]:
         """Why the cell is a gap, for its tooltip; None when it is a value."""
         value = self.get(record)
         if isinstance(value, GAPS):
             return getattr(value, "reason", "") or str(value)
         return None
 
-    def sort_key(self, record: Any) -> Any:
+    def sort_key(self, record: R) -> str | float:
         """Text sorts as lower-case text; every number, address and size as
         a float (exact below 2**53, which every user-space address is); gaps
         and blanks sort first."""
         value = self.get(record)
         if self.kind is ColumnKind.TEXT:
             return "" if value is None else str(value).lower()
-        if value is None or isinstance(value, GAPS):
-            return -1.0
-        return float(value)
+        return float(value) if isinstance(value, (int, float)) else -1.0
 
 
-def table_text(columns: Sequence[Column], records: Sequence[Any]) -> list[str]:
+def table_text(
+    columns: Sequence[Column[Record]], records: Sequence[Record]
+) -> list[str]:
     """A plain-text table: a header line, then one line per record, numbers
     right-aligned."""
     cells = [[c.text(r) for c in columns] for r in records]
@@ -101,7 +105,7 @@ def table_text(columns: Sequence[Column], records: Sequence[Any]) -> list[str]:
 
 # -- native -----------------------------------------------------------------
 
-MODULE_COLUMNS = (
+MODULE_COLUMNS: tuple[Column[Module], ...] = (
     Column("Base", lambda m: m.base, ColumnKind.ADDRESS),
     Column("Size", lambda m: m.size, ColumnKind.SIZE),
     Column("Name", lambda m: m.name),
@@ -115,7 +119,7 @@ def _heap_lfh(heap: NativeHeap) -> str:
     return {True: "yes", False: "no"}.get(heap.lfh, "") if heap.lfh is not None else ""
 
 
-HEAP_COLUMNS = (
+HEAP_COLUMNS: tuple[Column[NativeHeap], ...] = (
     Column("Heap", lambda h: h.address, ColumnKind.ADDRESS),
     Column("Kind", lambda h: h.kind),
     Column("Reserved", lambda h: h.reserved, ColumnKind.SIZE),
@@ -126,24 +130,24 @@ HEAP_COLUMNS = (
     Column("Large-block bytes", lambda h: h.large_block_bytes, ColumnKind.SIZE),
     Column("LFH", _heap_lfh, tooltip="the NT low-fragmentation front end"),
 )
-SEGMENT_COLUMNS = (
+SEGMENT_COLUMNS: tuple[Column[HeapSegment], ...] = (
     Column("Segment", lambda s: s.address, ColumnKind.ADDRESS),
     Column("Reserved", lambda s: s.reserved, ColumnKind.SIZE),
     Column("Committed", lambda s: s.committed, ColumnKind.SIZE),
 )
-BLOCK_COLUMNS = (
+BLOCK_COLUMNS: tuple[Column[LargeBlock], ...] = (
     Column("Block", lambda b: b.address, ColumnKind.ADDRESS),
     Column("Size", lambda b: b.size, ColumnKind.SIZE),
     Column("Bytes", lambda b: b.size, ColumnKind.INT),
 )
-USAGE_COLUMNS = (
+USAGE_COLUMNS: tuple[Column[UsageRow], ...] = (
     Column("Usage", lambda r: r.usage),
     Column("Regions", lambda r: r.regions, ColumnKind.INT),
     Column("Size", lambda r: r.bytes, ColumnKind.SIZE),
     Column("% of busy", lambda r: r.percent_busy, ColumnKind.PERCENT),
     Column("% of total", lambda r: r.percent_total, ColumnKind.PERCENT),
 )
-REGION_COLUMNS = (
+REGION_COLUMNS: tuple[Column[Region], ...] = (
     Column("Base", lambda r: r.base, ColumnKind.ADDRESS),
     Column("End", lambda r: int(r.base) + int(r.size), ColumnKind.ADDRESS),
     Column("Size", lambda r: r.size, ColumnKind.SIZE),
@@ -155,14 +159,14 @@ REGION_COLUMNS = (
 
 # -- managed --------------------------------------------------------------------
 
-TYPE_COLUMNS = (
+TYPE_COLUMNS: tuple[Column[TypeStat], ...] = (
     Column("MT", lambda t: t.method_table, ColumnKind.ADDRESS, "method table"),
     Column("Count", lambda t: t.count, ColumnKind.INT),
     Column("TotalSize", lambda t: t.size, ColumnKind.SIZE),
     Column("Bytes", lambda t: t.size, ColumnKind.INT),
     Column("Class Name", lambda t: t.name),
 )
-TYPE_COUNT_COLUMNS = (
+TYPE_COUNT_COLUMNS: tuple[Column[TypeCount], ...] = (
     Column("Count", lambda e: e.count, ColumnKind.INT),
     Column("TotalSize", lambda e: e.size, ColumnKind.SIZE),
     Column("Class Name", lambda e: e.name),
@@ -214,7 +218,7 @@ def waits_text(thread: ThreadView, names: Optional[dict[int, str]] = None) -> st
     return f"monitor on {waits.type or '?'}{owner}"
 
 
-THREAD_COLUMNS = (
+THREAD_COLUMNS: tuple[Column[ThreadView], ...] = (
     Column("OSID", lambda t: str(t.os_id), tooltip="operating-system thread id"),
     Column("OSID (hex)", lambda t: f"{t.os_id:x}"),
     Column("ID", lambda t: t.managed_id, ColumnKind.INT, "managed thread id"),
@@ -242,24 +246,10 @@ def waiters_text(monitor: Monitor) -> str:
     return f"{count}: {ids}" if ids else str(count or "")
 
 
-MONITOR_COLUMNS = (
+MONITOR_COLUMNS: tuple[Column[Monitor], ...] = (
     Column("Object", lambda m: m.object, ColumnKind.ADDRESS),
     Column("Type", lambda m: m.type),
     Column("Recursion", lambda m: m.recursion, ColumnKind.INT),
     Column("Waiters", waiters_text),
     Column("Kind", lambda m: m.source),
 )
-
-# The record type each table shows, for the tests and the reports.
-TABLES: dict[type, tuple[Column, ...]] = {
-    Module: MODULE_COLUMNS,
-    NativeHeap: HEAP_COLUMNS,
-    HeapSegment: SEGMENT_COLUMNS,
-    LargeBlock: BLOCK_COLUMNS,
-    UsageRow: USAGE_COLUMNS,
-    Region: REGION_COLUMNS,
-    TypeStat: TYPE_COLUMNS,
-    TypeCount: TYPE_COUNT_COLUMNS,
-    ThreadView: THREAD_COLUMNS,
-    Monitor: MONITOR_COLUMNS,
-}

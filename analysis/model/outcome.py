@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Generic, Optional, TypeVar, Union
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 @dataclass(frozen=True)
-class Done(Generic[T]):
-    value: T
+class Done(Generic[T_co]):
+    value: T_co
 
     @property
     def text(self) -> str:
