@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from typing import TypeVar
 
-from analysis.dumpfile import minidump_raw as raw
+import analysis.dumpfile.minidump_raw as raw
 from analysis.dumpfile._common import (
     DEFAULT_LIMITS,
     Limits,
