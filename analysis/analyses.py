@@ -337,7 +337,12 @@ def _diagnosis(ctx: Context) -> Diagnosis:
     not_examined = [
         NotExamined(*line.split(": ", 1)) for line in gaps_by_reason(missing)
     ]
-    not_examined += [NotExamined("part of the dump", p) for p in ctx.reader.problems]
+    problems = list(ctx.reader.problems)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        not_examined.append(
+            NotExamined("what the dump does not hold", problems[0] + more)
+        )
     heap = ctx.use(HEAP_STATS)
     samples: tuple[RootSample, ...] = ()
     if heap is not None and ctx.engine.client is not None:
