@@ -71,7 +71,7 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     assert table.record_at(table.view.currentIndex().row()).os_id == holder
 
     # The ready queue by type, and the 2 MB buffers in the native large blocks.
-    assert window.finalizer.select_key(facts["buffer_type"])
+    assert window.finalizer.select(RowKind.READY_TYPE, facts["buffer_type"])
     ready = window.finalizer.ready
     assert (
         ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
