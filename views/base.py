@@ -40,10 +40,17 @@ class ResultView(QtWidgets.QWidget):
         self.content = QtWidgets.QWidget(self)
         self.body = QtWidgets.QVBoxLayout(self.content)
         self.body.setContentsMargins(0, 0, 0, 0)
+        for label in (self.state, self.notes):
+            label.setSizePolicy(
+                QtWidgets.QSizePolicy.Policy.Preferred,
+                QtWidgets.QSizePolicy.Policy.Maximum,
+            )
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.state)
         layout.addWidget(self.notes)
         layout.addWidget(self.content, 1)
+        # Takes the room the content leaves when a state stands instead.
+        layout.addStretch(0)
 
     def reset(self) -> None:
         """Forget everything shown: called before another dump's results

@@ -80,7 +80,7 @@ class FindingsView(ResultView):
         self._clear_cards()
         findings = diagnosis.findings
         gaps = diagnosis.not_examined
-        not_examined = "; ".join(f"{g.what}: {g.reason}" for g in gaps)
+        not_examined = "; ".join(f"{g.what}: {g.reason}" for g in gaps).rstrip(".")
         if not findings:
             self.headline.setText(
                 f"<b>Could not look at everything.</b> Not examined: {not_examined}."
