@@ -212,17 +212,25 @@ def _open_runtime(ctx: Context) -> RuntimeInfo:
         )
     slot = ctx.engine
     client = EngineClient()
-    try:
-        runtime = client.open(
-            slot.dump_path, dac=slot.options.dac, dac_folder=slot.options.dac_folder
-        )
-    except EngineError as error:
-        client.close()
-        if error.code == ErrorCode.CANCELLED:
-            raise AnalysisCancelled() from error
-        if error.code in UNAVAILABLE_CODES:
-            raise Unavailability(error.message, error.code) from error
-        raise
+    for attempt in (1, 2):
+        try:
+            runtime = client.open(
+                slot.dump_path,
+                dac=slot.options.dac,
+                dac_folder=slot.options.dac_folder,
+            )
+            break
+        except EngineError as error:
+            # An engine that died opening the dump gets one more try (the
+            # client starts a new one) before the managed half is given up.
+            if error.code == ErrorCode.ENGINE_DIED and attempt == 1:
+                continue
+            client.close()
+            if error.code == ErrorCode.CANCELLED:
+                raise AnalysisCancelled() from error
+            if error.code in UNAVAILABLE_CODES:
+                raise Unavailability(error.message, error.code) from error
+            raise
     slot.client = client
     return runtime
 

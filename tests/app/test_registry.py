@@ -11,7 +11,7 @@ import pytest
 from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt
 
-from analysis.analyses import ANALYSES, MONITORS
+from analysis.analyses import ANALYSES, MONITORS, RUNTIME
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.model.outcome import Done
 from analysis.native.heaps import find_native_heaps
@@ -248,3 +248,21 @@ def test_another_type_clears_the_last_objects_fields_and_roots(window, qtbot):
         types.instances.record_at(0) is not None
         and facts["buffer_type"] not in types.instances_label.text()
     )
+
+
+def test_an_engine_that_dies_opening_the_dump_is_started_again(monkeypatch):
+    dump = ensure_dump("deadlock")
+    calls = []
+    real = EngineClient.open
+
+    def dies_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise EngineError("The engine stopped during open", ErrorCode.ENGINE_DIED)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(EngineClient, "open", dies_once)
+    with DumpSession(dump.path) as session:
+        outcome = session.outcome(RUNTIME)
+    assert isinstance(outcome, Done), outcome
+    assert len(calls) == 2 and outcome.value.version
