@@ -6,6 +6,8 @@ namespace DumpScope.Engine.Analysis;
 // boundary: every record here is plain data, serialised with snake_case keys
 // that are the field names of the Python dataclasses (see PROTOCOL.md).
 
+public readonly record struct VersionInfo(int ProtocolVersion, string EngineVersion, string ClrmdVersion);
+
 public readonly record struct RuntimeInfo(
     string Flavor,
     string Version,
@@ -105,6 +107,8 @@ public readonly record struct ManagedThread(
     WaitInfo? WaitsFor,
     ImmutableArray<Frame> Frames,
     bool FramesTruncated);
+
+public readonly record struct ThreadList(ImmutableArray<ManagedThread> Threads);
 
 public readonly record struct ThreadStack(uint OsId, ImmutableArray<Frame> Frames, bool Truncated);
 

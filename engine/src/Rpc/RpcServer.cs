@@ -144,7 +144,7 @@ public sealed class RpcServer
         switch (method)
         {
             case "version":
-                return new { protocol_version = ProtocolVersion, engine_version = EngineVersion, clrmd_version = ClrMdVersion };
+                return new VersionInfo(ProtocolVersion, EngineVersion, ClrMdVersion);
             case "open":
                 _session?.Dispose();
                 _session = null;
@@ -166,7 +166,7 @@ public sealed class RpcServer
             case "finalizer_queue":
                 return Session.FinalizerQueueInfo(cancel);
             case "threads":
-                return new { threads = Session.Threads(cancel) };
+                return new ThreadList(Session.Threads(cancel));
             case "thread_pool":
                 return Session.ThreadPool();
             case "stack":
