@@ -30,9 +30,11 @@ from analysis.managed.results import (
     Instances,
     ManagedThread,
     Monitor,
+    Monitors,
     ObjectDetail,
     RootPaths,
     RuntimeInfo,
+    ThreadList,
     ThreadPoolInfo,
     from_json,
 )
@@ -395,14 +397,14 @@ class EngineClient:
         self, cancel: Optional[threading.Event] = None
     ) -> tuple[ManagedThread, ...]:
         result = self._call("threads", {}, None, cancel) or {}
-        return tuple(from_json(ManagedThread, t) for t in result.get("threads") or ())
+        return from_json(ThreadList, result).threads
 
     def thread_pool(self) -> ThreadPoolInfo:
         return from_json(ThreadPoolInfo, self._call("thread_pool"))
 
     def monitors(self, cancel: Optional[threading.Event] = None) -> tuple[Monitor, ...]:
         result = self._call("monitors", {}, None, cancel) or {}
-        return tuple(from_json(Monitor, m) for m in result.get("items") or ())
+        return from_json(Monitors, result).items
 
     def instances(
         self,

@@ -108,12 +108,26 @@ class GcSegment:
 
 
 @dataclass(frozen=True)
+class GcSubHeap:
+    """One GC heap (one per core with server GC) and its own segments."""
+
+    index: Optional[int]
+    address: Optional[Address]
+    has_regions: Optional[bool]
+    segments: tuple[GcSegment, ...]
+
+
+@dataclass(frozen=True)
 class GcHeap:
+    """segments: every segment of every heap, flattened; heaps: the same
+    segments by GC heap."""
+
     is_server: Optional[bool]
     uses_regions: Optional[bool]
     segments: tuple[GcSegment, ...]
     total_allocated: Optional[ByteSize]
     total_committed: Optional[ByteSize]
+    heaps: tuple[GcSubHeap, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +240,13 @@ class ManagedThread:
 
 
 @dataclass(frozen=True)
+class ThreadList:
+    """The answer of `threads`; the client hands out the tuple."""
+
+    threads: tuple[ManagedThread, ...]
+
+
+@dataclass(frozen=True)
 class ThreadStack:
     os_id: Optional[int]
     frames: tuple[StackFrame, ...]
@@ -253,6 +274,16 @@ class Monitor:
     recursion: Optional[int]
     waiter_count: Optional[int]
     waiting_os_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Monitors:
+    """The answer of `monitors`. thin_locks_from_stacks_only: thin locks
+    were looked for only among objects referenced from thread stacks, so a
+    thin lock held through a static field alone is not listed."""
+
+    items: tuple[Monitor, ...]
+    thin_locks_from_stacks_only: Optional[bool]
 
 
 @dataclass(frozen=True)
