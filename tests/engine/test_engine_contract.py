@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 import pytest
 
 from analysis.managed import results
-from analysis.managed.client import ENGINE_DLL, REPO_ROOT, find_dotnet
+from analysis.managed.client import ENGINE_DLL, REPO_ROOT, EngineClient, find_dotnet
 
 # Engine record name -> Python class name, where they differ. Pure renames:
 # the wire never carries a record's name.
@@ -222,6 +222,28 @@ def test_every_field_agrees_on_name_json_type_and_nullability(
 ) -> None:
     problems = field_problems(schema)
     assert problems == [], "engine and Python disagree:\n" + "\n".join(problems)
+
+
+def test_each_client_call_reads_the_record_its_method_answers_with(
+    schema: Schema,
+) -> None:
+    """A client method named after an engine method returns that method's
+    record, or a tuple from one of its list fields (the client unwraps
+    `threads` and `monitors`)."""
+    wrong = []
+    for method, record in schema["methods"].items():
+        call = getattr(EngineClient, method, None)
+        if record is None or call is None or record in NOT_IN_PYTHON:
+            continue
+        returned = describe_hint(typing.get_type_hints(call)["return"])
+        readable = [{"type": "object", "nullable": False, "record": record}] + [
+            f for f in schema["records"][record] if f["type"] == "array"
+        ]
+        if all(incompatibility(r, returned) for r in readable):
+            wrong.append(
+                f"{method}: engine answers {record}, client returns {spell(returned)}"
+            )
+    assert wrong == [], "\n".join(wrong)
 
 
 def test_every_listed_exception_is_still_needed(schema: Schema) -> None:
