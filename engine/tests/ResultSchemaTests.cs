@@ -104,7 +104,9 @@ public class ResultSchemaTests
         Ask(("open", ""), ("object", $$"""{"address":{{address}}}"""), ("root_paths", $$"""{"address":{{address}},"max_paths":1}"""),
             ("close", "{}"), ("shutdown", "{}"));
 
-        Assert.Equal(ResultSchema.MethodResults.Keys.Order(), answers.Keys.Order());
+        var unasked = ResultSchema.MethodResults.Keys.Except(answers.Keys).ToList();
+        if (unasked.Count > 0)
+            Assert.Fail($"Not asked here, so their answers are unchecked: {string.Join(", ", unasked)}; add a call above.");
         var problems = new List<string>();
         foreach (var (method, answer) in answers)
         {
