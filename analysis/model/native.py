@@ -158,12 +158,41 @@ class ProtectRow:
 
 
 @dataclass(frozen=True)
+class AddressSpace:
+    """The process's user address space: how much of it is used and how the
+    free rest is cut up.
+
+    bits: the process's (32 for a WOW64 process in a 64-bit dump). limit:
+    the size of a 32-bit process's user space (NotApplicable on 64-bit,
+    Unknown when the dump does not say; limit_basis says how it was found).
+    used: busy bytes below the limit (all busy bytes without one);
+    percent_used: of the limit. free, largest_free, fragmentation: the free
+    space below the limit (Unknown when the dump does not describe free
+    space); fragmentation is the percent of free bytes outside the largest
+    free block (0: one block; near 100: many small ones, so a large
+    allocation fails though the total looks ample)."""
+
+    bits: int
+    limit: Union[ByteSize, Unknown, NotApplicable]
+    limit_basis: str
+    large_address_aware: Union[bool, Unknown, NotApplicable]
+    used: ByteSize
+    percent_used: Union[float, Unknown, NotApplicable]
+    free: Union[ByteSize, Unknown]
+    largest_free: Union[Region, Unknown]
+    fragmentation: Union[float, Unknown]
+
+
+@dataclass(frozen=True)
 class AddressSummary:
     """usage: every region by what it is used for; state: commit / reserve /
     free; type (busy regions only): image / mapped / private; protect
-    (committed regions only). Rows sorted by size, largest first; total =
-    busy + free. not_in_dump: bytes of Linux file mappings no PT_LOAD holds,
-    left out of every table (regions_by_usage["Not in dump"] lists them).
+    (committed regions only). Rows sorted by size, largest first; percent of
+    busy is the figure to read; total = busy + free (percent_total_of says
+    what that is for this dump: on 64-bit, 128 TB of mostly free space).
+    not_in_dump: bytes of Linux file mappings no PT_LOAD holds, left out of
+    every table (regions_by_usage["Not in dump"] lists them). space: the
+    limit of a 32-bit process, the largest free block, fragmentation.
     regions_by_*: the regions (or pieces of regions) behind each row."""
 
     usage: tuple[UsageRow, ...]
@@ -174,6 +203,8 @@ class AddressSummary:
     free: ByteSize
     total: ByteSize
     not_in_dump: ByteSize
+    percent_total_of: str
+    space: AddressSpace
     regions_by_usage: Mapping[str, tuple[Region, ...]] = field(repr=False)
     regions_by_state: Mapping[str, tuple[Region, ...]] = field(repr=False)
     regions_by_type: Mapping[str, tuple[Region, ...]] = field(repr=False)
@@ -182,6 +213,7 @@ class AddressSummary:
 
 __all__ = [
     "AddressOrGap",
+    "AddressSpace",
     "AddressSummary",
     "DumpInfo",
     "HeapSegment",

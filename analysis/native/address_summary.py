@@ -25,7 +25,21 @@ file mapping that NT_FILE lists but no PT_LOAD holds (createdump leaves most
 image pages out of a heap dump) is "Not in dump": neither busy nor free, in
 no table, its total in `not_in_dump`.
 
-Percent of busy leaves Free out; percent of total is of busy plus free.
+Percent of busy leaves Free out and is the figure to read; percent of total
+is of busy plus free, which on a 64-bit process is 128 TB of mostly free user
+space (so every busy row reads near 0 %): `percent_total_of` says what the
+total is.
+
+A Windows minidump without a MemoryInfoList stream describes only the bytes
+it holds; the module list still says where each image is mapped, so those
+ranges are Image (state commit: an image view is committed whole), in the
+dump or not.
+
+The free space: its largest block and how fragmented it is (the share of free
+bytes outside the largest block). A 32-bit process also has a limit (2 GB;
+3 GB on 32-bit Windows booted with /3GB; 4 GB on 64-bit Windows; the last two
+only when the main module's PE header is LARGEADDRESSAWARE), against which
+its used space is what runs out.
 """
 
 from __future__ import annotations
@@ -33,10 +47,11 @@ from __future__ import annotations
 import bisect
 import struct
 from dataclasses import replace
-from typing import Callable, Mapping, Optional, Sequence, TypeVar
+from typing import Callable, Mapping, Optional, Sequence, TypeVar, Union
 
-from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
+from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module, Region
 from analysis.model.native import (
+    AddressSpace,
     AddressSummary,
     NativeHeap,
     ProtectRow,
@@ -51,7 +66,7 @@ from analysis.native.nt_heap import (
     wow64_peb32,
 )
 from analysis.native.teb import is_wow64, peb_layout, read_teb, teb_layout
-from analysis.values import Address, ByteSize
+from analysis.values import Address, ByteSize, NotApplicable, Unknown, human_size
 
 FREE = "Free"
 NOT_IN_DUMP = "Not in dump"
@@ -60,6 +75,14 @@ KUSER_SHARED_DATA = 0x7FFE0000
 LINUX_USER_TOP = {"x64": 0x7FFF_FFFF_F000, "arm64": 1 << 48, "x86": 0xC000_0000}
 
 _PAGE = 0x1000
+GB = 1 << 30
+# The user address space of a 32-bit process: 2 GB, 3 GB (32-bit Windows with
+# /3GB, LARGEADDRESSAWARE), 4 GB (64-bit Windows, LARGEADDRESSAWARE).
+_LIMITS_32 = (2 * GB, 3 * GB, 4 * GB)
+# IMAGE_FILE_HEADER.Characteristics bit.
+IMAGE_FILE_LARGE_ADDRESS_AWARE = 0x20
+# Windows 11 (build 22000 and later) exists only as a 64-bit system.
+_FIRST_64_BIT_ONLY_BUILD = 22000
 # sizeof(TEB): 0xfe8 (x86), 0x1838 (x64).
 _TEB_BYTES = {4: 0xFE8, 8: 0x1838}
 
@@ -80,8 +103,10 @@ def summarize(
         regions = _with_linux_free_space(regions, reader.arch)
         pieces = _classify_linux(reader, regions, heaps, gc_ranges)
     else:
+        if not _describes_types(regions):
+            regions = _with_module_images(regions, reader.modules())
         pieces = _classify_windows(reader, regions, heaps, gc_ranges, teb_peb)
-    return _summary(pieces)
+    return _summary(pieces, _address_space(reader, regions, pieces))
 
 
 # -- shared ---------------------------------------------------------------------
@@ -163,7 +188,7 @@ def _table(
     return tuple(rows)
 
 
-def _summary(pieces: Sequence[Piece]) -> AddressSummary:
+def _summary(pieces: Sequence[Piece], space: AddressSpace) -> AddressSummary:
     by_usage: dict[str, list[Region]] = {}
     busy = free = 0
     for usage, piece, _ in pieces:
@@ -200,6 +225,13 @@ def _summary(pieces: Sequence[Piece]) -> AddressSummary:
         free=ByteSize(free),
         total=ByteSize(total),
         not_in_dump=ByteSize(sum(int(r.size) for r in outside)),
+        percent_total_of=(
+            f"busy + free: the {human_size(total)} of address space the dump "
+            "describes"
+            if free
+            else "busy: the dump describes no free space"
+        ),
+        space=space,
         regions_by_usage={
             **{k: tuple(v) for k, v in by_usage.items()},
             **({NOT_IN_DUMP: tuple(outside)} if outside else {}),
@@ -241,6 +273,235 @@ def _heap_ranges(
 def _gc_ranges(ranges: _Ranges, gc_ranges: Sequence[tuple[int, int]]) -> None:
     for start, end in gc_ranges:
         ranges.add(int(start), int(end), "GC heap")
+
+
+# -- the address space: limit, largest free block, fragmentation ----------------
+
+
+def _address_space(
+    reader: MemoryReader, regions: Sequence[Region], pieces: Sequence[Piece]
+) -> AddressSpace:
+    bits = 32 if reader.pointer_size == 4 or is_wow64(reader) else 64
+    laa: Union[bool, Unknown, NotApplicable]
+    limit: Union[ByteSize, Unknown, NotApplicable]
+    if bits == 64:
+        laa = NotApplicable("a 64-bit process")
+        limit, basis = NotApplicable("a 64-bit process"), ""
+    elif reader.os != "windows":
+        laa = NotApplicable("LARGEADDRESSAWARE is a Windows image flag")
+        limit = Unknown(
+            "a 32-bit Linux process gets 3 GB under a 32-bit kernel and 4 GB "
+            "under a 64-bit one; a core dump does not say which"
+        )
+        basis = ""
+    else:
+        laa = large_address_aware(reader)
+        limit, basis = _windows_limit_32(reader, regions, laa)
+    # Without a known limit a 32-bit process still cannot reach past 4 GB:
+    # a WOW64 process dumped by a 64-bit writer has 64-bit regions above.
+    top = int(limit) if isinstance(limit, int) else (4 * GB if bits == 32 else None)
+
+    def below_top(region: Region) -> int:
+        start, end = int(region.base), int(region.base) + int(region.size)
+        return max(0, (end if top is None else min(end, top)) - start)
+
+    used = sum(
+        below_top(piece)
+        for usage, piece, _ in pieces
+        if usage not in (FREE, NOT_IN_DUMP)
+    )
+    percent_used: Union[float, Unknown, NotApplicable]
+    if isinstance(limit, int):
+        percent_used = _percent(used, int(limit))
+    elif isinstance(limit, Unknown):
+        percent_used = Unknown(limit.reason)
+    else:
+        percent_used = limit
+
+    blocks = _free_blocks([piece for usage, piece, _ in pieces if usage == FREE], top)
+    free: Union[ByteSize, Unknown]
+    largest: Union[Region, Unknown]
+    fragmentation: Union[float, Unknown]
+    if reader.os == "windows" and not any(r.state == "free" for r in regions):
+        why = "the dump describes no free space (it has no memory-info list)"
+        free, largest, fragmentation = Unknown(why), Unknown(why), Unknown(why)
+    else:
+        total_free = sum(int(b.size) for b in blocks)
+        free = ByteSize(total_free)
+        if blocks:
+            largest = max(blocks, key=lambda b: int(b.size))
+            fragmentation = 100.0 - _percent(int(largest.size), total_free)
+        else:
+            largest = Unknown("no free space at all")
+            fragmentation = 0.0
+    return AddressSpace(
+        bits=bits,
+        limit=limit,
+        limit_basis=basis,
+        large_address_aware=laa,
+        used=ByteSize(used),
+        percent_used=percent_used,
+        free=free,
+        largest_free=largest,
+        fragmentation=fragmentation,
+    )
+
+
+def _free_blocks(free: Sequence[Region], top: Optional[int]) -> list[Region]:
+    """Free regions clipped below top, adjacent ones joined (an allocation
+    can span them)."""
+    blocks: list[Region] = []
+    for region in sorted(free, key=lambda r: int(r.base)):
+        start, end = int(region.base), int(region.base) + int(region.size)
+        if top is not None:
+            end = min(end, top)
+        if end <= start:
+            continue
+        if blocks and int(blocks[-1].base) + int(blocks[-1].size) == start:
+            last = blocks.pop()
+            start = int(last.base)
+        blocks.append(
+            _free_region(start, end - start)
+            if (start, end) != (int(region.base), int(region.base) + int(region.size))
+            else region
+        )
+    return blocks
+
+
+def large_address_aware(reader: MemoryReader) -> Union[bool, Unknown]:
+    """IMAGE_FILE_LARGE_ADDRESS_AWARE in the main module's PE file header
+    (the module list's first .exe: writers list the executable first, but a
+    WOW64 dump may put 64-bit DLLs before it)."""
+    modules = reader.modules()
+    if not modules:
+        return Unknown("the dump lists no modules")
+    exes = [m for m in modules if (m.path or m.name).lower().endswith(".exe")]
+    main = (exes or list(modules))[0]
+    base = int(main.base)
+    try:
+        dos = reader.read(base, 0x40)
+        if dos[:2] != b"MZ":
+            return Unknown(f"{main.name} at 0x{base:x} does not start with MZ")
+        nt = int(struct.unpack_from("<I", dos, 0x3C)[0])
+        if not 0 < nt < 0x1000:
+            return Unknown(f"{main.name}: e_lfanew 0x{nt:x} is implausible")
+        head = reader.read(base + nt, 24)
+    except MemoryNotInDump:
+        return Unknown(f"the PE header of {main.name} is not in the dump")
+    if head[:4] != b"PE\0\0":
+        return Unknown(f"{main.name}: no PE signature at +0x{nt:x}")
+    # IMAGE_NT_HEADERS: Signature (4), IMAGE_FILE_HEADER.Characteristics at +18.
+    characteristics = int(struct.unpack_from("<H", head, 4 + 18)[0])
+    return bool(characteristics & IMAGE_FILE_LARGE_ADDRESS_AWARE)
+
+
+def windows_is_64_bit(
+    reader: MemoryReader, regions: Sequence[Region]
+) -> tuple[Union[bool, Unknown], str]:
+    """Whether the dumped 32-bit process ran on 64-bit Windows, and why we
+    think so."""
+    if is_wow64(reader):
+        return True, "a 64-bit writer dumped this WOW64 process"
+    if any("\\syswow64\\" in (m.path or "").lower() for m in reader.modules()):
+        return True, "its system modules load from SysWOW64"
+    build = _os_build(reader)
+    if build is not None and build >= _FIRST_64_BIT_ONLY_BUILD:
+        return True, f"Windows build {build} exists only as a 64-bit system"
+    busy_top = max(
+        (int(r.base) + int(r.size) for r in regions if r.state != "free"), default=0
+    )
+    if busy_top > 3 * GB:
+        return True, f"memory is in use up to 0x{busy_top:x}, past 3 GB"
+    return Unknown("no module, build number or address tells"), ""
+
+
+def _os_build(reader: MemoryReader) -> Optional[int]:
+    system_info = getattr(reader, "system_info", None)
+    info = system_info() if callable(system_info) else None
+    build = getattr(info, "os_build", None)
+    return build if isinstance(build, int) else None
+
+
+def _windows_limit_32(
+    reader: MemoryReader, regions: Sequence[Region], laa: Union[bool, Unknown]
+) -> tuple[Union[ByteSize, Unknown], str]:
+    """A memory-info list that describes free space ends at the top of the
+    user space (rounded up to 64 KB: the last 64 KB are never mapped);
+    otherwise the LARGEADDRESSAWARE flag and the Windows bitness tell."""
+    if not is_wow64(reader) and any(r.state == "free" for r in regions):
+        top = max(int(r.base) + int(r.size) for r in regions)
+        top = -(-top // 0x10000) * 0x10000
+        fits = [limit for limit in _LIMITS_32 if top <= limit]
+        if fits:
+            return (
+                ByteSize(fits[0]),
+                f"the memory-info list describes the address space up to 0x{top:x}",
+            )
+    os64, why = windows_is_64_bit(reader, regions)
+    if laa is False:
+        return ByteSize(2 * GB), "the main module is not LARGEADDRESSAWARE"
+    if laa is True and os64 is True:
+        return ByteSize(4 * GB), f"LARGEADDRESSAWARE on 64-bit Windows ({why})"
+    if laa is True:
+        return (
+            Unknown(
+                "LARGEADDRESSAWARE: 4 GB on 64-bit Windows, 3 GB on 32-bit "
+                "Windows booted with /3GB, else 2 GB; the dump does not say "
+                "which Windows it came from"
+            ),
+            "",
+        )
+    assert isinstance(laa, Unknown)
+    return (
+        Unknown(
+            f"2 GB, or {'4' if os64 is True else '3 or 4'} GB if the main module "
+            f"is LARGEADDRESSAWARE ({laa.reason})"
+        ),
+        "",
+    )
+
+
+def _describes_types(regions: Sequence[Region]) -> bool:
+    """False for a minidump without a MemoryInfoList: its regions are only the
+    memory ranges it holds, of no known type."""
+    return any(r.type is not None or r.state == "free" for r in regions)
+
+
+def _with_module_images(
+    regions: list[Region], modules: Sequence[Module]
+) -> list[Region]:
+    """The regions plus the bytes of each module image that no region holds,
+    as image regions not in the dump."""
+    covered = sorted((int(r.base), int(r.base) + int(r.size)) for r in regions)
+    added: list[Region] = []
+    for module in modules:
+        start = int(module.base) // _PAGE * _PAGE
+        end = -(-(int(module.base) + int(module.size)) // _PAGE) * _PAGE
+        cursor = start
+        for lo, hi in covered:
+            if hi <= cursor:
+                continue
+            if lo >= end:
+                break
+            if lo > cursor:
+                added.append(_image_region(module, cursor, lo))
+            cursor = max(cursor, hi)
+        if cursor < end:
+            added.append(_image_region(module, cursor, end))
+    return sorted(regions + added, key=lambda r: int(r.base))
+
+
+def _image_region(module: Module, start: int, end: int) -> Region:
+    return Region(
+        Address(start),
+        ByteSize(end - start),
+        "commit",
+        "image",
+        None,
+        allocation_base=Address(int(module.base)),
+        path=module.path,
+        in_dump=False,
+    )
 
 
 # -- Windows --------------------------------------------------------------------
@@ -300,7 +561,11 @@ def _classify_windows(
     peb = peb_address(reader)
     peb32 = wow64_peb32(reader) if wow64 else None
 
-    # First added wins: TEB/PEB pages, stacks, heaps, Other, GC ranges.
+    # First added wins: module images, TEB/PEB pages, stacks, heaps, Other,
+    # GC ranges. Module ranges matter only without a memory-info list (the
+    # code bytes a minidump keeps around each instruction pointer).
+    for module in reader.modules():
+        ranges.add(int(module.base), int(module.base) + int(module.size), "Image")
     # Windows 10+ puts the PEB and the TEBs in one allocation: count pages.
     pages = [
         ("TEB" + native, int(t.teb), _TEB_BYTES[ps]) for t in reader.threads() if t.teb

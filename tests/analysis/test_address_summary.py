@@ -14,7 +14,7 @@ from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import Module, ThreadInfo
 from analysis.native.address_summary import summarize
 from analysis.native.heaps import find_native_heaps
-from analysis.values import Address, ByteSize, to_jsonable
+from analysis.values import Address, ByteSize, NotApplicable, Unknown, to_jsonable
 from scenarios.dumps import ensure_dump
 from tests.analysis.synthetic import FakeLinuxProcess, MinidumpBuilder
 
@@ -117,9 +117,77 @@ def test_the_json_report_skips_the_drill_down_regions(tiny):
         "free",
         "total",
         "not_in_dump",
+        "percent_total_of",
+        "space",
     }
     assert data["usage"][0]["usage"] == "Free"
     json.dumps(data)
+
+
+def test_largest_free_block_and_fragmentation_of_a_64_bit_process(tiny):
+    reader, summary = tiny
+    free = [r for r in reader.regions() if r.state == "free"]
+    largest = max(free, key=lambda r: int(r.size))
+    info = expected("tiny-exe-with-cet-xsave.dmp")["memory_info"]
+    space = summary.space
+    assert space.bits == 64
+    assert isinstance(space.limit, NotApplicable)
+    assert space.free == info["bytes_by_state"]["MEM_FREE"]
+    assert space.largest_free.base == largest.base
+    assert space.largest_free.size == largest.size
+    assert space.fragmentation == pytest.approx(
+        100 * (1 - int(largest.size) / info["bytes_by_state"]["MEM_FREE"])
+    )
+    # % of total is relative to the 128 TB user space, and says so.
+    assert "128.00 TB" in summary.percent_total_of
+
+
+WITHOUT_MEMORY_INFO = [
+    "ascii_read_av.dmp",
+    "minidump2.dmp",
+    "stack_exhaustion.dmp",
+    "tiny-exe-with-cet-xsave-x86.dmp",
+    "write_av_non_canonical.dmp",
+]
+
+
+@pytest.mark.parametrize("name", WITHOUT_MEMORY_INFO)
+def test_without_a_memory_info_list_the_module_list_gives_the_image_rows(name):
+    reader = open_dump(str(MINIDUMPS / name))
+    try:
+        summary = summarize(reader, heaps=find_native_heaps(reader))
+    finally:
+        reader.close()
+    modules = expected(name)["modules"]
+    usage = rows(summary.usage, "usage")
+    # Every module's pages, whether or not the dump holds their bytes.
+    assert usage["Image"].bytes == sum(
+        -(-m["size"] // 0x1000) * 0x1000 for m in modules
+    )
+    assert "Unknown" not in usage
+    assert {r.path for r in summary.regions_by_usage["Image"]} >= {
+        m.path for m in reader.modules()
+    }
+    # Free space is not described: no free figures are made up.
+    assert "Free" not in usage
+    assert isinstance(summary.space.free, Unknown)
+    assert isinstance(summary.space.largest_free, Unknown)
+    assert summary.percent_total_of.startswith("busy")
+
+
+def test_32_bit_limit_without_the_pe_header_says_what_it_depends_on():
+    # A WOW64 process on Windows 7 (its modules load from SysWOW64): 4 GB if
+    # LARGEADDRESSAWARE, else 2 GB; the dump holds no PE header to tell.
+    reader = open_dump(str(MINIDUMPS / "ascii_read_av.dmp"))
+    try:
+        space = summarize(reader).space
+    finally:
+        reader.close()
+    assert space.bits == 32
+    assert isinstance(space.large_address_aware, Unknown)
+    assert isinstance(space.limit, Unknown)
+    assert "2 GB, or 4 GB" in space.limit.reason
+    assert "crashme.exe" in space.limit.reason
 
 
 # --- synthetic Windows processes --------------------------------------------------
@@ -282,6 +350,12 @@ def test_core_dump_busy_total_is_the_pt_load_total():
     # mappings are neither busy nor free.
     assert summary.not_in_dump > 0
     assert summary.busy + summary.free + summary.not_in_dump == 0x7FFF_FFFF_F000
+    # The free space: gaps between mappings, the largest one found.
+    space = summary.space
+    assert space.bits == 64 and space.free == summary.free
+    gaps = summary.regions_by_usage["Free"]
+    assert space.largest_free.size == max(int(r.size) for r in gaps)
+    assert 0 < space.fragmentation < 100
 
 
 def test_one_region_holding_a_stack_glibc_chunks_and_gc_memory_is_split():
@@ -337,3 +411,95 @@ def test_wow64_process_splits_usage_into_32_and_64_bit_rows():
     assert "Heap" not in usage and "Stack" not in usage
     (teb32,) = summary.regions_by_usage["TEB32"]
     assert teb32.base == WOW["teb64"] + 0x2000
+
+
+# --- a 32-bit process out of address space ----------------------------------------
+
+GB = 1 << 30
+IMAGE = 0x0040_0000
+
+
+def pe_header(large_address_aware: bool) -> bytes:
+    """MZ header, e_lfanew 0x80, PE signature and IMAGE_FILE_HEADER."""
+    dos = bytearray(0x80)
+    dos[:2] = b"MZ"
+    struct.pack_into("<I", dos, 0x3C, 0x80)
+    file_header = struct.pack(
+        "<HHIIIHH", 0x14C, 0, 0, 0, 0, 0xE0, 0x0102 | (0x20 * large_address_aware)
+    )
+    return bytes(dos) + b"PE\0\0" + file_header
+
+
+def heap_exhausted_x86(large_address_aware: bool, top: int) -> MinidumpBuilder:
+    """The product's defining case: 658 large blocks of 2 MB, one every 3 MB,
+    in a 32-bit process: the native heap holds 1.3 GB of 2 GB and the free
+    space is cut into 1 MB holes."""
+    b = MinidumpBuilder("x86", scratch_base=0x0180_0000).set_peb(0x7EFD_E000)
+    b.add_thread(1, teb=0x7EFD_B000, stack_base=0x0030_0000, stack_limit=0x002F_D000)
+    blocks = [(0x0200_0000 + i * 3 * MB, 2 * MB) for i in range(658)]
+    b.add_nt_heap(0x0050_0000, reserved=16 * MB, large_blocks=blocks)
+    b.add_module("C:\\app\\print.exe", IMAGE, 0x20000)
+    b.add_memory(IMAGE, pe_header(large_address_aware))
+    b.fill_free(top)
+    return b
+
+
+def test_a_32_bit_native_heap_of_1_3_gb_against_its_2_gb_limit():
+    reader = heap_exhausted_x86(False, 0x7FFF_0000).reader()
+    summary = summarize(reader, heaps=find_native_heaps(reader))
+    space = summary.space
+    heap = rows(summary.usage, "usage")["Heap"]
+    assert heap.bytes == 16 * MB + 658 * 2 * MB
+    assert heap.bytes / GB == pytest.approx(1.3, abs=0.01)
+    assert space.bits == 32
+    assert space.large_address_aware is False
+    assert space.limit == 2 * GB
+    assert "memory-info list" in space.limit_basis
+    assert space.used == summary.busy
+    assert space.percent_used == pytest.approx(100 * summary.busy / (2 * GB))
+    assert space.percent_used > 65
+    # The rest is free, but no block is larger than the gap between the last
+    # large block and the TEB: a 32 MB allocation fails though 0.7 GB are free.
+    assert space.free == summary.free == 0x7FFF_0000 - summary.busy
+    end_of_blocks = 0x0200_0000 + 657 * 3 * MB + 2 * MB
+    assert space.largest_free.base == end_of_blocks
+    assert space.largest_free.size == 0x7EFD_B000 - end_of_blocks
+    assert space.largest_free.size < 32 * MB
+    assert space.largest_free.size < 64 * MB
+    assert space.fragmentation == pytest.approx(
+        100 * (1 - int(space.largest_free.size) / int(space.free))
+    )
+    assert space.fragmentation > 90
+    # On 32-bit, % of total is of the whole address space.
+    assert "2.00 GB" in summary.percent_total_of
+
+
+def test_large_address_aware_on_64_bit_windows_gives_4_gb():
+    reader = heap_exhausted_x86(True, 0xFFFF_0000).reader()
+    space = summarize(reader, heaps=find_native_heaps(reader)).space
+    assert space.large_address_aware is True
+    assert space.limit == 4 * GB
+    assert space.percent_used == pytest.approx(100 * int(space.used) / (4 * GB))
+    assert space.largest_free.size > 2 * GB
+
+
+def test_a_wow64_process_is_measured_below_its_32_bit_limit():
+    from tests.analysis.test_nt_heap import wow64_process
+
+    b = wow64_process()
+    b.add_module("C:\\app\\app32.exe", IMAGE, 0x20000)
+    b.add_memory(IMAGE, pe_header(True))
+    reader = b.reader()
+    summary = summarize(reader, heaps=find_native_heaps(reader))
+    space = summary.space
+    assert space.bits == 32
+    assert space.limit == 4 * GB
+    assert "64-bit Windows" in space.limit_basis
+    below = sum(
+        min(int(r.base) + int(r.size), 4 * GB) - int(r.base)
+        for usage, regions in summary.regions_by_usage.items()
+        if usage != "Free"
+        for r in regions
+        if int(r.base) < 4 * GB
+    )
+    assert space.used == below
