@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Callable, Optional, Sequence
 
 from analysis.managed.results import (
     GcHeap,
@@ -31,6 +31,7 @@ from analysis.managed.results import (
     ManagedThread,
     Monitor,
     Monitors,
+    NativePointers,
     ObjectDetail,
     RootPaths,
     RuntimeInfo,
@@ -427,6 +428,27 @@ class EngineClient:
 
     def object(self, address: int) -> ObjectDetail:
         return from_json(ObjectDetail, self._call("object", {"address": int(address)}))
+
+    def native_pointers(
+        self,
+        ranges: Sequence[tuple[int, int]] = (),
+        indirect: bool = True,
+        limit: int = 100_000,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> NativePointers:
+        """One heap walk: the objects whose native pointer fields point into
+        one of `ranges` ([start, end), not overlapping), directly or (with
+        indirect) through one native structure; without ranges, every
+        non-zero native pointer field. At most `limit` items."""
+        params = {
+            "ranges": [[int(start), int(end)] for start, end in ranges],
+            "indirect": bool(indirect),
+            "limit": int(limit),
+        }
+        return from_json(
+            NativePointers, self._call("native_pointers", params, progress, cancel)
+        )
 
     def root_paths(
         self,

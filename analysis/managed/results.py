@@ -378,6 +378,37 @@ class RootPaths:
     truncated: Optional[bool]
 
 
+@dataclass(frozen=True)
+class NativePointer:
+    """A managed object's field holding a native pointer. through is None
+    when the field points into the range (range_start) itself; otherwise the
+    field points at a native structure at `through` whose pointer-sized word
+    at through_offset points into it (one indirection). range_start is None
+    when no ranges were asked for."""
+
+    object: Optional[Address]
+    method_table: Optional[Address]
+    type: Optional[str]
+    field: Optional[str]
+    value: Optional[Address]
+    range_start: Optional[Address]
+    through: Optional[Address]
+    through_offset: Optional[int]
+
+
+@dataclass(frozen=True)
+class NativePointers:
+    """The result of one heap walk for native pointers (`native_pointers`):
+    pointer_fields counts every non-zero native field read; truncated: more
+    matched than the limit allowed."""
+
+    items: tuple[NativePointer, ...]
+    objects_walked: Optional[int]
+    pointer_fields: Optional[int]
+    range_count: Optional[int]
+    truncated: Optional[bool]
+
+
 def from_json(cls: type[R], data: object) -> R:
     """Builds result `cls` from the engine's JSON, field by field, with the
     semantic types (Address, ByteSize) its annotations name. Unknown keys are

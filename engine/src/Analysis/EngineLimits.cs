@@ -18,6 +18,10 @@ public sealed record EngineLimits
     public int MaxArrayElements { get; init; } = 256;
     public int MaxSyncBlocks { get; init; } = 1_000_000;
     public int MaxRequestBytes { get; init; } = 1 << 20;
+    public int MaxNativeRanges { get; init; } = 20_000;
+    public int MaxNativePointers { get; init; } = 1_000_000;
+    // The bytes of a native structure searched for a pointer (one indirection).
+    public int NativeStructureBytes { get; init; } = 512;
 
     public static EngineLimits Default { get; } = new();
 }

@@ -1,0 +1,211 @@
+"""Native memory to its managed owners, and back (what SOS `gctonative` does).
+
+The native side is the blocks the heap walkers found: NT large blocks
+(VirtualAllocdBlocks) and glibc mmapped chunks, each a whole allocation of
+known size, and heap segments, which hold many small allocations whose sizes
+are not walked here. The managed side is the engine's `native_pointers`
+answer: the objects whose native pointer fields (IntPtr, SafeHandle.handle,
+unmanaged pointers) point into a block, directly or through one small native
+structure (as a GDI+ Bitmap holds a native GpBitmap that holds the pixels).
+
+A block pointed at by objects of several types counts for each of them, so
+the per-type bytes may add up to more than the owned total; owned_bytes
+counts each block once. Heap segments count as pointers, not bytes: which
+allocation inside the segment an object owns, and its size, is not known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Iterable, Optional, Sequence
+
+from analysis.managed.results import NativePointers
+from analysis.model.native import NativeHeap
+from analysis.values import Address, ByteSize
+
+
+class BlockKind(StrEnum):
+    LARGE_BLOCK = "large block"
+    HEAP_SEGMENT = "heap segment"
+
+
+@dataclass(frozen=True)
+class NativeBlock:
+    """address/size: a large block's committed bytes (header included), or a
+    heap segment's reservation. heap: the heap it belongs to."""
+
+    address: Address
+    size: ByteSize
+    kind: BlockKind
+    heap: Address
+
+    @property
+    def end(self) -> int:
+        return int(self.address) + int(self.size)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A managed object whose field points into a block; through: the native
+    structure in between (None when the field points into the block)."""
+
+    object: Address
+    method_table: Optional[Address]
+    type: str
+    field: str
+    through: Optional[Address]
+    through_offset: Optional[int]
+
+
+@dataclass(frozen=True)
+class BlockOwners:
+    block: NativeBlock
+    owners: tuple[Owner, ...]
+
+
+@dataclass(frozen=True)
+class TypeNativeBytes:
+    """What the objects of one type own: objects (of this type owning at
+    least one block), large_blocks and their bytes, and pointers into heap
+    segments (allocations of unknown size)."""
+
+    type: str
+    method_table: Optional[Address]
+    objects: int
+    large_blocks: int
+    bytes: ByteSize
+    segment_pointers: int
+
+
+@dataclass(frozen=True)
+class NativeOwnership:
+    """blocks: every block asked about, in address order, owned or not;
+    by_type: largest owned bytes first; owned_bytes/unowned_bytes: large
+    blocks with and without an owner; truncated: the engine stopped at its
+    item limit, so some owners may be missing."""
+
+    blocks: tuple[BlockOwners, ...]
+    by_type: tuple[TypeNativeBytes, ...]
+    owned_bytes: ByteSize
+    unowned_bytes: ByteSize
+    objects_walked: Optional[int]
+    truncated: bool
+
+    def owners_of(self, address: int) -> tuple[Owner, ...]:
+        """The owners of the block holding `address` (none if no block does)."""
+        for entry in self.blocks:
+            if int(entry.block.address) <= address < entry.block.end:
+                return entry.owners
+        return ()
+
+    def blocks_of_types(self, types: Iterable[str]) -> tuple[BlockOwners, ...]:
+        """The blocks some object of one of `types` owns (the way back)."""
+        wanted = set(types)
+        return tuple(
+            entry
+            for entry in self.blocks
+            if any(owner.type in wanted for owner in entry.owners)
+        )
+
+    def blocks_of_object(self, address: int) -> tuple[BlockOwners, ...]:
+        return tuple(
+            entry
+            for entry in self.blocks
+            if any(int(owner.object) == address for owner in entry.owners)
+        )
+
+
+def native_blocks(heaps: Sequence[NativeHeap]) -> tuple[NativeBlock, ...]:
+    """The large blocks and segments of every heap, in address order; a
+    range overlapping one already taken is left out (large blocks first: a
+    whole allocation says more than a segment)."""
+    candidates = [
+        NativeBlock(b.address, b.size, BlockKind.LARGE_BLOCK, heap.address)
+        for heap in heaps
+        for b in heap.large_blocks
+        if int(b.size) > 0
+    ] + [
+        NativeBlock(s.address, s.reserved, BlockKind.HEAP_SEGMENT, heap.address)
+        for heap in heaps
+        for s in heap.segments
+        if int(s.reserved) > 0
+    ]
+    taken: list[NativeBlock] = []
+    for block in candidates:
+        if not any(
+            int(block.address) < other.end and int(other.address) < block.end
+            for other in taken
+        ):
+            taken.append(block)
+    return tuple(sorted(taken, key=lambda b: int(b.address)))
+
+
+def block_ranges(blocks: Sequence[NativeBlock]) -> tuple[tuple[int, int], ...]:
+    """The [start, end) ranges to ask the engine about."""
+    return tuple((int(b.address), b.end) for b in blocks)
+
+
+def native_ownership(
+    blocks: Sequence[NativeBlock], pointers: NativePointers
+) -> NativeOwnership:
+    """Joins the blocks with the engine's answer for their ranges."""
+    by_start = {int(b.address): b for b in blocks}
+    owners: dict[int, list[Owner]] = {int(b.address): [] for b in blocks}
+    for item in pointers.items:
+        if item.range_start is None or item.object is None:
+            continue
+        start = int(item.range_start)
+        if start not in by_start:
+            continue
+        owners[start].append(
+            Owner(
+                object=item.object,
+                method_table=item.method_table,
+                type=item.type or "<unknown type>",
+                field=item.field or "<unknown field>",
+                through=item.through,
+                through_offset=item.through_offset,
+            )
+        )
+    entries = tuple(
+        BlockOwners(block, tuple(owners[int(block.address)]))
+        for block in sorted(blocks, key=lambda b: int(b.address))
+    )
+
+    per_type: dict[str, dict[str, set[int]]] = {}
+    method_tables: dict[str, Optional[Address]] = {}
+    for entry in entries:
+        for owner in entry.owners:
+            tally = per_type.setdefault(
+                owner.type, {"objects": set(), "blocks": set(), "segments": set()}
+            )
+            method_tables.setdefault(owner.type, owner.method_table)
+            tally["objects"].add(int(owner.object))
+            if entry.block.kind is BlockKind.LARGE_BLOCK:
+                tally["blocks"].add(int(entry.block.address))
+            else:
+                tally["segments"].add(int(owner.object))
+    by_type = sorted(
+        (
+            TypeNativeBytes(
+                type=name,
+                method_table=method_tables[name],
+                objects=len(tally["objects"]),
+                large_blocks=len(tally["blocks"]),
+                bytes=ByteSize(sum(int(by_start[a].size) for a in tally["blocks"])),
+                segment_pointers=len(tally["segments"]),
+            )
+            for name, tally in per_type.items()
+        ),
+        key=lambda t: (-int(t.bytes), -t.segment_pointers, t.type),
+    )
+    large = [e for e in entries if e.block.kind is BlockKind.LARGE_BLOCK]
+    return NativeOwnership(
+        blocks=entries,
+        by_type=tuple(by_type),
+        owned_bytes=ByteSize(sum(int(e.block.size) for e in large if e.owners)),
+        unowned_bytes=ByteSize(sum(int(e.block.size) for e in large if not e.owners)),
+        objects_walked=pointers.objects_walked,
+        truncated=bool(pointers.truncated),
+    )

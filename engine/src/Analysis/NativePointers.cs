@@ -1,0 +1,229 @@
+using System.Collections.Immutable;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.Diagnostics.Runtime;
+
+namespace DumpScope.Engine.Analysis;
+
+/// <summary>A native address range [Start, End) the client asks about (a heap block).</summary>
+public readonly record struct NativeRange(ulong Start, ulong End);
+
+/// <summary>
+/// One managed object field that holds a native pointer. Through is null
+/// when the field points into the range itself; otherwise the field points at
+/// a small native structure (at Through) whose pointer-sized word at
+/// ThroughOffset points into the range, as a GDI+ bitmap holds its pixels.
+/// </summary>
+public readonly record struct NativePointer(
+    ulong Object,
+    ulong MethodTable,
+    string Type,
+    string Field,
+    ulong Value,
+    ulong? RangeStart,
+    ulong? Through,
+    int? ThroughOffset);
+
+public readonly record struct NativePointers(
+    ImmutableArray<NativePointer> Items,
+    long ObjectsWalked,
+    long PointerFields,
+    int RangeCount,
+    bool Truncated);
+
+/// <summary>
+/// One walk of the GC heap that reads every pointer-sized native field
+/// (IntPtr, UIntPtr, nint, unmanaged pointers; SafeHandle.handle is one) of
+/// every object, and of the structs embedded in it one level deep. With
+/// ranges, only the fields pointing into one of them, directly or through
+/// one native structure, are kept (like SOS `gctonative`); without, every
+/// non-zero one. Field layouts are worked out once per method table.
+/// </summary>
+public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory, EngineLimits limits)
+{
+    private readonly record struct Slot(int Offset, string Name);
+
+    private readonly Dictionary<ulong, Slot[]> _slots = new();
+    private readonly Dictionary<ulong, (int Offset, ulong RangeStart)?> _through = new();
+    private readonly List<NativePointer> _found = [];
+    private NativeRange[] _ranges = [];
+    private long _fields;
+    private bool _truncated;
+
+    private static bool IsNativePointer(ClrElementType kind) =>
+        kind is ClrElementType.NativeInt or ClrElementType.NativeUInt
+            or ClrElementType.Pointer or ClrElementType.FunctionPointer;
+
+    /// <summary>Parses the `ranges` parameter: a list of [start, end) pairs.</summary>
+    public static NativeRange[] ParseRanges(JsonNode? node, EngineLimits limits)
+    {
+        if (node is null)
+            return [];
+        if (node is not JsonArray array)
+            throw new EngineException(ErrorCodes.InvalidParams, "Parameter 'ranges' must be a list of [start, end] pairs.");
+        if (array.Count > limits.MaxNativeRanges)
+            throw new EngineException(ErrorCodes.InvalidParams, $"Parameter 'ranges' holds {array.Count} ranges; at most {limits.MaxNativeRanges} are accepted.");
+        var ranges = new NativeRange[array.Count];
+        for (int i = 0; i < array.Count; i++)
+        {
+            if (array[i] is not JsonArray { Count: 2 } pair
+                || pair[0]?.GetValueKind() != JsonValueKind.Number || pair[1]?.GetValueKind() != JsonValueKind.Number)
+                throw new EngineException(ErrorCodes.InvalidParams, $"ranges[{i}] must be a [start, end] pair of integers.");
+            ulong start, end;
+            try
+            {
+                start = pair[0]!.GetValue<ulong>();
+                end = pair[1]!.GetValue<ulong>();
+            }
+            catch (Exception e) when (e is FormatException or InvalidOperationException or OverflowException)
+            {
+                throw new EngineException(ErrorCodes.InvalidParams, $"ranges[{i}] must be a [start, end] pair of non-negative integers.");
+            }
+            if (end <= start)
+                throw new EngineException(ErrorCodes.InvalidParams, $"ranges[{i}] ends (0x{end:x}) at or before it starts (0x{start:x}).");
+            ranges[i] = new NativeRange(start, end);
+        }
+        return ranges;
+    }
+
+    public NativePointers Scan(NativeRange[] ranges, bool indirect, int maxItems, IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
+        if (maxItems < 1 || maxItems > limits.MaxNativePointers)
+            throw new EngineException(ErrorCodes.InvalidParams, $"limit must be between 1 and {limits.MaxNativePointers}.");
+        _ranges = ranges.OrderBy(r => r.Start).ToArray();
+        for (int i = 1; i < _ranges.Length; i++)
+        {
+            if (_ranges[i].Start < _ranges[i - 1].End)
+                throw new EngineException(ErrorCodes.InvalidParams, $"ranges overlap at 0x{_ranges[i].Start:x}.");
+        }
+        ClrHeap heap = runtime.Heap;
+        var segments = heap.Segments.ToArray();
+        long total = segments.Sum(s => (long)s.ObjectRange.Length);
+        long done = 0;
+        var visitor = new Visitor(this, indirect && _ranges.Length > 0, maxItems);
+        foreach (ClrSegment segment in segments)
+        {
+            cancel.ThrowIfCancellationRequested();
+            walker.Walk(segment, ref visitor, cancel);
+            done += (long)segment.ObjectRange.Length;
+            progress?.Report(new ProgressReport(done, total, "looking for native pointers"));
+        }
+        return new NativePointers(_found.ToImmutableArray(), visitor.Objects, _fields, _ranges.Length, _truncated);
+    }
+
+    private struct Visitor(NativePointerScan scan, bool indirect, int maxItems) : IObjectVisitor
+    {
+        public long Objects;
+
+        public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
+        {
+            Objects++;
+            Slot[] slots = scan.SlotsOf(methodTable, type);
+            foreach (Slot slot in slots)
+            {
+                if (!scan.Memory.ReadPointer(address + (ulong)scan.Memory.PointerSize + (ulong)slot.Offset, out ulong value) || value == 0)
+                    continue;
+                scan._fields++;
+                NativePointer? hit = scan.Match(address, methodTable, type, slot.Name, value, indirect);
+                if (hit is null)
+                    continue;
+                if (scan._found.Count >= maxItems)
+                {
+                    scan._truncated = true;
+                    continue;
+                }
+                scan._found.Add(hit.Value);
+            }
+        }
+    }
+
+    private IMemoryReader Memory => memory;
+
+    private Slot[] SlotsOf(ulong methodTable, ClrType type)
+    {
+        if (_slots.TryGetValue(methodTable, out Slot[]? known))
+            return known;
+        var slots = new List<Slot>();
+        if (!type.IsArray && !type.IsString && !type.IsFree)
+        {
+            foreach (ClrInstanceField field in type.Fields)
+            {
+                if (IsNativePointer(field.ElementType))
+                {
+                    slots.Add(new Slot(field.Offset, field.Name ?? "<unnamed>"));
+                }
+                else if (field.ElementType == ClrElementType.Struct && field.Type is { } inner)
+                {
+                    // One level into embedded structs (a HandleRef, a struct
+                    // wrapping a handle); deeper nesting is rare.
+                    foreach (ClrInstanceField nested in inner.Fields)
+                    {
+                        if (IsNativePointer(nested.ElementType))
+                            slots.Add(new Slot(field.Offset + nested.Offset, $"{field.Name}.{nested.Name}"));
+                    }
+                }
+            }
+        }
+        Slot[] result = slots.ToArray();
+        _slots[methodTable] = result;
+        return result;
+    }
+
+    private NativePointer? Match(ulong address, ulong methodTable, ClrType type, string field, ulong value, bool indirect)
+    {
+        string name = type.Name ?? $"<unnamed type 0x{methodTable:x}>";
+        if (_ranges.Length == 0)
+            return new NativePointer(address, methodTable, name, field, value, null, null, null);
+        if (RangeOf(value) is { } direct)
+            return new NativePointer(address, methodTable, name, field, value, direct, null, null);
+        if (indirect && ThroughStructure(value) is { } via)
+            return new NativePointer(address, methodTable, name, field, value, via.RangeStart, value, via.Offset);
+        return null;
+    }
+
+    private ulong? RangeOf(ulong value)
+    {
+        int lo = 0, hi = _ranges.Length - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (value < _ranges[mid].Start)
+                hi = mid - 1;
+            else if (value >= _ranges[mid].End)
+                lo = mid + 1;
+            else
+                return _ranges[mid].Start;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The first pointer-aligned word of the native structure at `value` that
+    /// points into a range. GC heap addresses are not native structures.
+    /// </summary>
+    private (int Offset, ulong RangeStart)? ThroughStructure(ulong value)
+    {
+        if (_through.TryGetValue(value, out var known))
+            return known;
+        (int, ulong)? result = null;
+        int pointerSize = memory.PointerSize;
+        if (value % (ulong)pointerSize == 0 && runtime.Heap.GetSegmentByAddress(value) is null)
+        {
+            Span<byte> bytes = stackalloc byte[limits.NativeStructureBytes];
+            int read = memory.Read(value, bytes);
+            for (int offset = 0; offset + pointerSize <= read; offset += pointerSize)
+            {
+                ulong word = pointerSize == 8
+                    ? BitConverter.ToUInt64(bytes.Slice(offset, 8))
+                    : BitConverter.ToUInt32(bytes.Slice(offset, 4));
+                if (word != 0 && RangeOf(word) is { } start)
+                {
+                    result = (offset, start);
+                    break;
+                }
+            }
+        }
+        _through[value] = result;
+        return result;
+    }
+}

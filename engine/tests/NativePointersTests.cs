@@ -1,0 +1,126 @@
+using System.Text.Json;
+using DumpScope.Engine.Analysis;
+using Microsoft.Diagnostics.Runtime;
+
+namespace DumpScope.Engine.Tests;
+
+public class NativePointersTests
+{
+    private sealed class Opened : IDisposable
+    {
+        public required DataTarget Target { get; init; }
+        public required ClrRuntime Runtime { get; init; }
+        public required JsonElement Facts { get; init; }
+
+        public NativePointerScan Scan() =>
+            new(Runtime, new HeapWalker(Runtime, Target.DataReader), Target.DataReader, EngineLimits.Default);
+
+        public void Dispose()
+        {
+            Runtime.Dispose();
+            Target.Dispose();
+        }
+    }
+
+    private static Opened Open(string scenario)
+    {
+        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, "net10");
+        var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        var runtime = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var facts = JsonDocument.Parse(File.ReadAllText(dump + ".facts.json"));
+        return new Opened { Target = target, Runtime = runtime, Facts = facts.RootElement.Clone() };
+    }
+
+    private static NativeRange[] Buffers(JsonElement facts)
+    {
+        ulong size = facts.GetProperty("buffer_size").GetUInt64();
+        return facts.GetProperty("buffer_addresses").EnumerateArray()
+            .Select(a => Convert.ToUInt64(a.GetString()![2..], 16))
+            .Select(a => new NativeRange(a, a + size))
+            .ToArray();
+    }
+
+    // The 40 planted AllocHGlobal buffers are each owned by one
+    // UnmanagedBuffer object, through its IntPtr field, and by nothing else.
+    [Fact]
+    public void Each_planted_native_buffer_is_found_from_its_owning_object()
+    {
+        using var opened = Open("blocked-finalizer");
+        NativeRange[] buffers = Buffers(opened.Facts);
+        string bufferType = opened.Facts.GetProperty("buffer_type").GetString()!;
+
+        NativePointers result = opened.Scan().Scan(buffers, indirect: true, 1000, null, CancellationToken.None);
+
+        Assert.False(result.Truncated);
+        Assert.Equal(40, result.RangeCount);
+        Assert.Equal(40, result.Items.Length);
+        Assert.All(result.Items, item =>
+        {
+            Assert.Equal(bufferType, item.Type);
+            Assert.Equal("_memory", item.Field);
+            Assert.Null(item.Through);
+            Assert.Equal(item.RangeStart, item.Value);
+        });
+        Assert.Equal(buffers.Select(b => b.Start).Order(), result.Items.Select(i => i.RangeStart!.Value).Order());
+        Assert.Equal(40, result.Items.Select(i => i.Object).Distinct().Count());
+        Assert.All(result.Items, item => Assert.Equal(bufferType, opened.Runtime.Heap.GetObject(item.Object).Type?.Name));
+    }
+
+    // One native indirection: asked about libcoreclr.so's image, the scan
+    // also finds objects whose field points at a native runtime structure
+    // (a Module, an EventPipe provider...) that itself points into the image.
+    // Each such hit is checked against the dump's own bytes.
+    [Fact]
+    public void A_pointer_held_by_a_native_structure_is_found_through_it()
+    {
+        using var opened = Open("blocked-finalizer");
+        ModuleInfo coreclr = opened.Target.DataReader.EnumerateModules()
+            .First(m => Path.GetFileName(m.FileName) == "libcoreclr.so");
+        var range = new NativeRange(coreclr.ImageBase, coreclr.ImageBase + (ulong)coreclr.ImageSize);
+
+        NativePointers both = opened.Scan().Scan([range], indirect: true, 100_000, null, CancellationToken.None);
+        NativePointers direct = opened.Scan().Scan([range], indirect: false, 100_000, null, CancellationToken.None);
+
+        var through = both.Items.Where(i => i.Through is not null).ToList();
+        Assert.NotEmpty(through);
+        Assert.All(through, item =>
+        {
+            Assert.Equal(item.Value, item.Through);
+            Assert.False(item.Value >= range.Start && item.Value < range.End);
+            Assert.Null(opened.Runtime.Heap.GetSegmentByAddress(item.Value));
+            Assert.True(opened.Target.DataReader.ReadPointer(item.Value + (ulong)item.ThroughOffset!.Value, out ulong word));
+            Assert.True(word >= range.Start && word < range.End);
+            Assert.Equal(range.Start, item.RangeStart);
+        });
+        // The direct hits are the same either way; the indirect ones come on top.
+        Assert.All(direct.Items, item => Assert.Null(item.Through));
+        Assert.Equal(direct.Items, both.Items.Where(i => i.Through is null));
+    }
+
+    [Fact]
+    public void Without_ranges_every_native_pointer_field_is_listed_up_to_the_limit()
+    {
+        using var opened = Open("blocked-finalizer");
+        var scan = opened.Scan();
+        NativePointers all = scan.Scan([], indirect: true, 1_000_000, null, CancellationToken.None);
+        Assert.False(all.Truncated);
+        Assert.Equal(all.PointerFields, all.Items.Length);
+        var buffers = Buffers(opened.Facts).Select(b => b.Start).ToHashSet();
+        Assert.Equal(40, all.Items.Count(i => i.Field == "_memory" && buffers.Contains(i.Value)));
+        Assert.All(all.Items, i => Assert.Null(i.RangeStart));
+
+        NativePointers page = opened.Scan().Scan([], indirect: true, 5, null, CancellationToken.None);
+        Assert.True(page.Truncated);
+        Assert.Equal(5, page.Items.Length);
+    }
+
+    [Fact]
+    public void Bad_ranges_are_refused_with_a_clear_message()
+    {
+        var e = Assert.Throws<EngineException>(() =>
+            NativePointerScan.ParseRanges(System.Text.Json.Nodes.JsonNode.Parse("[[16, 8]]"), EngineLimits.Default));
+        Assert.Equal(ErrorCodes.InvalidParams, e.Code);
+        Assert.Contains("ends", e.Message);
+        Assert.Equal([new NativeRange(8, 16)], NativePointerScan.ParseRanges(System.Text.Json.Nodes.JsonNode.Parse("[[8, 16]]"), EngineLimits.Default));
+    }
+}
