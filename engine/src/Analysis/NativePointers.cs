@@ -86,6 +86,15 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
         return ranges;
     }
 
+    /// <summary>Parses the `indirect` parameter (default true).</summary>
+    public static bool ParseIndirect(JsonNode? node) => node?.GetValueKind() switch
+    {
+        null => true,
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => throw new EngineException(ErrorCodes.InvalidParams, "Parameter 'indirect' must be true or false."),
+    };
+
     public NativePointers Scan(NativeRange[] ranges, bool indirect, int maxItems, IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         if (maxItems < 1 || maxItems > limits.MaxNativePointers)

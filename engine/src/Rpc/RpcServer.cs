@@ -179,6 +179,9 @@ public sealed class RpcServer
                     OptionalString(p, "sort") ?? "size", progress, cancel);
             case "object":
                 return Session.ObjectAt(RequiredULong(p, "address"));
+            case "native_pointers":
+                return Session.NativePointersInto(NativePointerScan.ParseRanges(p?["ranges"], _limits), NativePointerScan.ParseIndirect(p?["indirect"]),
+                    (int)Math.Min(OptionalULong(p, "limit") ?? 100_000, int.MaxValue), progress, cancel);
             case "root_paths":
                 return Session.RootPathsTo(RequiredULong(p, "address"), (int)(OptionalULong(p, "max_paths") ?? 10), progress, cancel);
             default:

@@ -1,0 +1,70 @@
+"""Native memory to its managed owners, on a real dump: in the
+blocked-finalizer scenario the 40 UnmanagedBuffer objects waiting for
+finalization own the 40 planted AllocHGlobal blocks (glibc mmapped chunks)."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.dumpfile import open_dump
+from analysis.managed.client import (
+    EngineClient,
+    EngineError,
+    ErrorCode,
+    engine_available,
+)
+from analysis.native.heaps import find_native_heaps
+from analysis.ownership import block_ranges, native_blocks, native_ownership
+from scenarios.dumps import ensure_dump
+
+pytestmark = pytest.mark.skipif(
+    not engine_available(), reason="engine not built: run engine/build.sh"
+)
+
+
+def test_the_40_planted_blocks_are_owned_by_the_40_unmanaged_buffers():
+    dump = ensure_dump("blocked-finalizer", "net10")
+    facts = dump.facts
+    reader = open_dump(str(dump.path))
+    try:
+        blocks = native_blocks(find_native_heaps(reader))
+    finally:
+        reader.close()
+    with EngineClient() as engine:
+        engine.open(str(dump.path), dac_folder=str(dump.runtime_dir))
+        pointers = engine.native_pointers(block_ranges(blocks))
+    ownership = native_ownership(blocks, pointers)
+
+    planted = [int(a, 16) for a in facts["buffer_addresses"]]
+    owned = [ownership.owners_of(a) for a in planted]
+    assert all(len(o) == 1 for o in owned)
+    assert {o[0].type for o in owned} == {facts["buffer_type"]}
+    assert {o[0].field for o in owned} == {"_memory"}
+    assert len({o[0].object for o in owned}) == 40
+    top = ownership.by_type[0]
+    assert top.type == facts["buffer_type"]
+    assert top.large_blocks == 40 and top.objects == 40
+    # Each glibc mmapped chunk holds one 2 MB buffer plus its header.
+    assert (
+        facts["unmanaged_bytes"] <= top.bytes < facts["unmanaged_bytes"] + 40 * 0x2000
+    )
+    assert not ownership.truncated
+
+
+def test_a_bad_range_is_refused_and_the_walk_reports_progress():
+    dump = ensure_dump("blocked-finalizer", "net10")
+    with EngineClient() as engine:
+        engine.open(str(dump.path), dac_folder=str(dump.runtime_dir))
+        with pytest.raises(EngineError) as e:
+            engine.native_pointers([(0x2000, 0x1000)])
+        assert e.value.code == ErrorCode.INVALID_PARAMS
+        assert "ends" in e.value.message
+        seen = []
+        everything = engine.native_pointers(
+            progress=lambda done, total, message: seen.append((done, total))
+        )
+    assert seen and seen[-1][0] == seen[-1][1] > 0
+    # Without ranges every non-zero native field is listed, the buffers' too.
+    planted = {int(a, 16) for a in dump.facts["buffer_addresses"]}
+    assert planted <= {int(i.value) for i in everything.items if i.field == "_memory"}
+    assert everything.pointer_fields == len(everything.items)
