@@ -211,7 +211,9 @@ class ManagedThread:
     """A thread the CLR knows (`clrthreads`).
 
     apartment comes from the CLR's own state (TS_InSTA / TS_InMTA), not the
-    OS. lock_count is -1 when the runtime does not track it (.NET Core), as
+    OS. monitors_held is the count to show: the monitors it owns per the lock
+    table (None when the heap was not readable). lock_count is the runtime's
+    own counter, -1 when the runtime does not track it (.NET Core), as
     SOS prints. teb, stack_base and stack_limit are None when the dump does
     not give them (Linux core dumps).
     """
@@ -237,6 +239,7 @@ class ManagedThread:
     is_alive: Optional[bool] = None
     address: Optional[Address] = None
     frames_truncated: Optional[bool] = None
+    monitors_held: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,17 @@ def test_the_eight_blocked_workers_share_one_stack_below_their_wait():
     ]
     assert set(handle.os_ids) == blocked and handle.count == 8
     assert sorted(c.count for c in handle.children) == [4, 4]
+
+
+@pytest.mark.parametrize("scenario", ["deadlock", "blocked-finalizer"])
+def test_the_engine_counts_each_threads_monitors_from_the_lock_table(scenario):
+    facts, threads, monitors = threads_and_monitors(scenario)
+    counted = {e.os_id: e.lock_count for e in locks_by_thread(threads, monitors)}
+    assert {t.os_id: t.monitors_held for t in threads} == counted
+    holders = (
+        {t["os_thread_id"] for t in facts["threads"]}
+        if scenario == "deadlock"
+        else {facts["lock_holder"]["os_thread_id"]}
+    )
+    assert {os_id for os_id, n in counted.items() if n} == holders
+    assert all(counted[os_id] == 1 for os_id in holders)

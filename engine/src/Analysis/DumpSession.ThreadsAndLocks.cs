@@ -50,6 +50,9 @@ public sealed partial class DumpSession
     {
         var names = ThreadNames();
         ThreadWalk walk = WalkThreads(cancel);
+        // The Locks column: monitors owned per the lock table (a recursive
+        // hold counts once); unknown when the heap, and so the table, is not readable.
+        var held = walk.Locks.Values.Where(l => l.Held).GroupBy(l => l.Owner).ToDictionary(g => g.Key, g => g.Count());
         var result = ImmutableArray.CreateBuilder<ManagedThread>(walk.Threads.Length);
         foreach (var (thread, frames, truncated, waitsFor) in walk.Threads)
         {
@@ -73,6 +76,7 @@ public sealed partial class DumpSession
                 GcMode: thread.GCMode == GCMode.Cooperative ? "cooperative" : "preemptive",
                 // .NET Core does not track it and reports 0xFFFFFFFF, which SOS prints as -1.
                 LockCount: unchecked((int)thread.LockCount),
+                MonitorsHeld: Info.HeapReadable ? held.GetValueOrDefault(thread.Address) : null,
                 Exception: ExceptionOf(thread),
                 Teb: Teb(thread.OSThreadId),
                 StackBase: thread.StackBase == 0 ? null : thread.StackBase,

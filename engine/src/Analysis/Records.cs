@@ -100,6 +100,7 @@ public readonly record struct ManagedThread(
     bool IsAlive,
     string GcMode,
     int LockCount,
+    int? MonitorsHeld,
     ExceptionInfo? Exception,
     ulong? Teb,
     ulong? StackBase,
