@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 
 namespace DumpScope.Scenarios;
 
@@ -25,8 +26,39 @@ public sealed class JobResult
     public long Checksum { get; }
 }
 
+public enum JobPriority
+{
+    Low,
+    Normal,
+    High,
+}
+
+[Flags]
+public enum JobOptions
+{
+    None = 0,
+    Retry = 1,
+    Log = 2,
+    Notify = 4,
+}
+
+/// <summary>The schedule the workers run under: value types an inspector
+/// must show as values (decimal, DateTime, TimeSpan, Guid, enums).</summary>
+public sealed class JobSchedule
+{
+    public decimal Budget = 1234567.89m;
+    public decimal Refund = -0.005m;
+    public DateTime Created = new DateTime(2026, 3, 14, 15, 9, 26, DateTimeKind.Utc).AddTicks(5358979);
+    public DateTime Due = new DateTime(2026, 12, 31, 23, 59, 0, DateTimeKind.Unspecified);
+    public TimeSpan Timeout = TimeSpan.FromMinutes(90) + TimeSpan.FromMilliseconds(250);
+    public Guid Id = Guid.Parse("6f9619ff-8b86-d011-b42d-00c04fc964ff");
+    public JobPriority Priority = JobPriority.High;
+    public JobOptions Options = JobOptions.Retry | JobOptions.Notify;
+}
+
 internal static class Healthy
 {
+    private static readonly JobSchedule Schedule = new();
     private static readonly BlockingCollection<Job> Queue = new();
     private static readonly ConcurrentBag<JobResult> Results = new();
 
@@ -69,6 +101,19 @@ internal static class Healthy
             ["worker_threads"] = workers,
             ["jobs_completed"] = Results.Count,
             ["result_type"] = typeof(JobResult).FullName,
+            // As .NET itself prints them (invariant culture, round-trip forms).
+            ["schedule_type"] = typeof(JobSchedule).FullName,
+            ["schedule_fields"] = new Dictionary<string, string>
+            {
+                ["Budget"] = Schedule.Budget.ToString(CultureInfo.InvariantCulture),
+                ["Refund"] = Schedule.Refund.ToString(CultureInfo.InvariantCulture),
+                ["Created"] = Schedule.Created.ToString("o", CultureInfo.InvariantCulture),
+                ["Due"] = Schedule.Due.ToString("o", CultureInfo.InvariantCulture),
+                ["Timeout"] = Schedule.Timeout.ToString("c", CultureInfo.InvariantCulture),
+                ["Id"] = Schedule.Id.ToString("D"),
+                ["Priority"] = Schedule.Priority.ToString(),
+                ["Options"] = Schedule.Options.ToString(),
+            },
         };
     }
 

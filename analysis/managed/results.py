@@ -328,9 +328,11 @@ class Instances:
 
 @dataclass(frozen=True)
 class FieldValue:
-    """kind "value": value is the primitive as text (chars as their code);
-    "reference": address is the referenced object (0 for null), value its
-    text when it is a string; "struct": address is where the struct lies."""
+    """kind "value": value is the primitive as text (chars as their code),
+    or a decimal, DateTime, TimeSpan or Guid as .NET prints it, or an enum's
+    member name(s); "reference": address is the referenced object (0 for
+    null), value its text when it is a string; "struct": address is where
+    any other struct lies."""
 
     name: Optional[str]
     type: Optional[str]

@@ -122,9 +122,132 @@ public sealed partial class DumpSession
             string? value = referenced.Type?.IsString == true ? referenced.AsString(_limits.MaxStringChars) : null;
             return new FieldValue(name, typeName, offset, "reference", value, target, referenced.Type is null ? null : TypeName(referenced.Type));
         }
+        if (type is { IsEnum: true })
+            return new FieldValue(name, typeName, offset, "value", ReadEnum(type, at), null, null);
         if (element == ClrElementType.Struct)
-            return new FieldValue(name, typeName, offset, "struct", null, at, null);
+        {
+            return WellKnownValue(type, at) is { } text
+                ? new FieldValue(name, typeName, offset, "value", text, null, null)
+                : new FieldValue(name, typeName, offset, "struct", null, at, null);
+        }
         return new FieldValue(name, typeName, offset, "value", ReadPrimitive(at, element, size), null, null);
+    }
+
+    // The value types people read as values, formatted as .NET prints them
+    // (invariant culture, round-trip forms). Fields are found by name, so the
+    // .NET Framework layouts (flags/hi/lo/mid, dateData) read as well.
+    private string? WellKnownValue(ClrType? type, ulong at)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        switch (type?.Name)
+        {
+            case "System.Decimal":
+            {
+                if (StructField(type, at, "_flags", "flags") is not { } flags || StructField(type, at, "_hi32", "hi") is not { } hi)
+                    return null;
+                ulong low;
+                if (StructField(type, at, "_lo64") is { } lo64)
+                    low = lo64;
+                else if (StructField(type, at, "lo") is { } lo && StructField(type, at, "mid") is { } mid)
+                    low = (uint)lo | ((ulong)(uint)mid << 32);
+                else
+                    return null;
+                try
+                {
+                    return new decimal([(int)(uint)low, (int)(uint)(low >> 32), (int)(uint)hi, (int)(uint)flags]).ToString(inv);
+                }
+                catch (ArgumentException)
+                {
+                    return null;
+                }
+            }
+            case "System.DateTime":
+            {
+                if (StructField(type, at, "_dateData", "dateData") is not { } data)
+                    return null;
+                long ticks = (long)(data & 0x3FFF_FFFF_FFFF_FFFF);
+                if (ticks > DateTime.MaxValue.Ticks)
+                    return null;
+                // Kind bits: 0 unspecified, 1 UTC, 2 and 3 local. A local time's
+                // offset is the dumped machine's, which the dump does not say.
+                return (data >> 62) switch
+                {
+                    0 => new DateTime(ticks, DateTimeKind.Unspecified).ToString("o", inv),
+                    1 => new DateTime(ticks, DateTimeKind.Utc).ToString("o", inv),
+                    _ => new DateTime(ticks, DateTimeKind.Unspecified).ToString("o", inv) + " (local)",
+                };
+            }
+            case "System.TimeSpan":
+                return StructField(type, at, "_ticks") is { } t ? TimeSpan.FromTicks((long)t).ToString("c", inv) : null;
+            case "System.Guid":
+            {
+                Span<byte> bytes = stackalloc byte[16];
+                return _target.DataReader.Read(at, bytes) == 16 ? new Guid(bytes).ToString("D") : null;
+            }
+            default:
+                return null;
+        }
+    }
+
+    private ulong? StructField(ClrType type, ulong at, params string[] names)
+    {
+        ClrInstanceField? field = type.Fields.FirstOrDefault(f => names.Contains(f.Name));
+        if (field is null || field.Size is not (4 or 8))
+            return null;
+        Span<byte> bytes = stackalloc byte[8];
+        bytes.Clear();
+        if (_target.DataReader.Read(at + (ulong)field.Offset, bytes[..field.Size]) != field.Size)
+            return null;
+        return BitConverter.ToUInt64(bytes);
+    }
+
+    private static ulong? EnumBits(object? value) => value switch
+    {
+        sbyte v => (byte)v,
+        short v => (ushort)v,
+        int v => (uint)v,
+        long v => (ulong)v,
+        byte v => v,
+        ushort v => v,
+        uint v => v,
+        ulong v => v,
+        char v => v,
+        bool v => v ? 1UL : 0UL,
+        _ => null,
+    };
+
+    // The member name, or names joined as .NET joins [Flags] values ("Retry,
+    // Notify"), or the number when no combination of members makes it.
+    private string? ReadEnum(ClrType type, ulong at)
+    {
+        ClrEnum enumType = type.AsEnum();
+        int size = enumType.ElementType switch
+        {
+            ClrElementType.Int8 or ClrElementType.UInt8 or ClrElementType.Boolean => 1,
+            ClrElementType.Int16 or ClrElementType.UInt16 or ClrElementType.Char => 2,
+            ClrElementType.Int64 or ClrElementType.UInt64 => 8,
+            _ => 4,
+        };
+        Span<byte> bytes = stackalloc byte[8];
+        bytes.Clear();
+        if (_target.DataReader.Read(at, bytes[..size]) != size)
+            return null;
+        ulong mask = size == 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;
+        ulong raw = BitConverter.ToUInt64(bytes) & mask;
+        bool signed = enumType.ElementType is ClrElementType.Int8 or ClrElementType.Int16 or ClrElementType.Int32 or ClrElementType.Int64;
+        string number = signed
+            ? (((long)(raw << (64 - size * 8))) >> (64 - size * 8)).ToString(CultureInfo.InvariantCulture)
+            : raw.ToString(CultureInfo.InvariantCulture);
+        var members = enumType.EnumerateValues()
+            .Select(v => (v.Name, Value: EnumBits(v.Value) & mask, Known: EnumBits(v.Value) is not null))
+            .Where(m => m.Known)
+            .Select(m => (m.Name, Value: m.Value!.Value))
+            .ToList();
+        if (members.FirstOrDefault(m => m.Value == raw) is { Name: not null } exact)
+            return exact.Name;
+        var parts = members.Where(m => m.Value != 0 && (raw & m.Value) == m.Value).OrderBy(m => m.Value).ToList();
+        ulong covered = parts.Aggregate(0UL, (acc, m) => acc | m.Value);
+        return raw != 0 && covered == raw ? string.Join(", ", parts.Select(m => m.Name)) : number;
     }
 
     private string? ReadPrimitive(ulong at, ClrElementType element, int size)
