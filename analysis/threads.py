@@ -55,11 +55,16 @@ def _thread_view(n: Optional[NativeThread], m: Optional[ManagedThread]) -> Threa
         is_finalizer=bool(m and m.is_finalizer),
         is_gc=bool(m and m.is_gc),
         is_threadpool=bool(m and m.is_threadpool),
-        # SOS prints -1 where the runtime does not track locks (.NET Core).
+        # The engine counts monitors from the lock table; the runtime's own
+        # counter (SOS's, -1 on .NET Core) only stands in for an older engine.
         lock_count=(
-            m.lock_count
-            if m is not None and m.lock_count is not None and m.lock_count >= 0
-            else None
+            m.monitors_held
+            if m is not None and m.monitors_held is not None
+            else (
+                m.lock_count
+                if m is not None and m.lock_count is not None and m.lock_count >= 0
+                else None
+            )
         ),
         exception=_exception_text(m.exception if m is not None else None),
         waits_for=(

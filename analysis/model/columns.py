@@ -233,7 +233,7 @@ THREAD_COLUMNS: tuple[Column[ThreadView], ...] = (
         "Locks",
         lambda t: t.lock_count,
         ColumnKind.INT,
-        "monitors the thread holds (blank: the runtime does not count them)",
+        "monitors the thread holds, from the lock table (blank: not readable)",
     ),
     Column("TEB", lambda t: t.teb, ColumnKind.ADDRESS),
     Column("Exception", lambda t: t.exception),

@@ -51,8 +51,9 @@ class ThreadView:
     and the CLR's (names, roles, locks, managed stack), joined by OS id.
 
     apartment: the OS view where the dump has TEBs, else the CLR's; both are
-    kept so a disagreement can be flagged. lock_count: None when unknown
-    (the CLR does not track it on .NET Core, or no CLR view)."""
+    kept so a disagreement can be flagged. lock_count: the monitors the
+    thread owns per the lock table; None when unknown (the heap, and so the
+    lock table, is not readable, or no CLR view)."""
 
     os_id: int
     managed_id: Optional[int]

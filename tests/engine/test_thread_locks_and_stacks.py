@@ -93,3 +93,13 @@ def test_the_engine_counts_each_threads_monitors_from_the_lock_table(scenario):
     )
     assert {os_id for os_id, n in counted.items() if n} == holders
     assert all(counted[os_id] == 1 for os_id in holders)
+
+
+def test_the_threads_tab_locks_column_counts_the_lock_holders_monitor():
+    from analysis.threads import merge_threads
+
+    facts, threads, _ = threads_and_monitors("blocked-finalizer")
+    rows = {row.os_id: row.lock_count for row in merge_threads((), threads)}
+    holder = facts["lock_holder"]["os_thread_id"]
+    assert rows[holder] == 1
+    assert set(rows.values()) == {0, 1}
