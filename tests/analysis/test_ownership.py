@@ -19,6 +19,7 @@ from analysis.ownership import (
     block_ranges,
     native_blocks,
     native_ownership,
+    pile_owners,
 )
 from tests.analysis.synthetic import MinidumpBuilder
 
@@ -143,3 +144,13 @@ def test_from_a_block_to_its_owner_and_back(story):
     # The segment's owner is listed too; its bytes are not claimed.
     (segment_owner,) = ownership.owners_of(HEAP + 0x2000)
     assert segment_owner.object == 0x1_0000_F000
+
+
+def test_the_pile_of_2_mb_blocks_is_mostly_owned_by_bitmaps(story):
+    _, ownership = story
+    pile = pile_owners(ownership, [a for a, _ in BLOCKS], ready_types=[BITMAP])
+    assert (pile.blocks, pile.owned) == (624, 620)
+    assert (pile.owner_type, pile.owner_blocks) == (BITMAP, 600)
+    assert pile.size == 2 * MB + 0x1000
+    assert pile.ready_for_finalization
+    assert not pile_owners(ownership, [BLOCKS[0][0]], []).ready_for_finalization

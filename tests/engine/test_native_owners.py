@@ -68,3 +68,28 @@ def test_a_bad_range_is_refused_and_the_walk_reports_progress():
     planted = {int(a, 16) for a in dump.facts["buffer_addresses"]}
     assert planted <= {int(i.value) for i in everything.items if i.field == "_memory"}
     assert everything.pointer_fields == len(everything.items)
+
+
+def test_the_blocked_finalizer_pile_is_owned_by_a_type_waiting_for_finalization():
+    from analysis.diagnosis.rules import large_block_piles
+    from analysis.ownership import pile_owners
+
+    dump = ensure_dump("blocked-finalizer", "net10")
+    reader = open_dump(str(dump.path))
+    try:
+        heaps = find_native_heaps(reader)
+    finally:
+        reader.close()
+    blocks = native_blocks(heaps)
+    with EngineClient() as engine:
+        engine.open(str(dump.path), dac_folder=str(dump.runtime_dir))
+        ownership = native_ownership(
+            blocks, engine.native_pointers(block_ranges(blocks))
+        )
+        ready = [t.name for t in engine.finalizer_queue().ready]
+    size, count, pile = large_block_piles(heaps)[0]
+    owners = pile_owners(ownership, [b.address for b in pile], ready)
+    assert owners.blocks == count == dump.facts["buffer_count"]
+    assert owners.owned == owners.owner_blocks == count
+    assert owners.owner_type == dump.facts["buffer_type"]
+    assert owners.ready_for_finalization
