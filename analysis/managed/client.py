@@ -429,6 +429,26 @@ class EngineClient:
     def object(self, address: int) -> ObjectDetail:
         return from_json(ObjectDetail, self._call("object", {"address": int(address)}))
 
+    def finalizer_objects(
+        self,
+        method_table: int,
+        queue: str = "ready",
+        offset: int = 0,
+        limit: int = 100,
+        cancel: Optional[threading.Event] = None,
+    ) -> Instances:
+        """A page of one type's objects in the finalization queues: queue
+        "ready" (f-reachable) or "finalizable" (still registered)."""
+        params = {
+            "method_table": int(method_table),
+            "queue": queue,
+            "offset": int(offset),
+            "limit": int(limit),
+        }
+        return from_json(
+            Instances, self._call("finalizer_objects", params, None, cancel)
+        )
+
     def native_pointers(
         self,
         ranges: Sequence[tuple[int, int]] = (),

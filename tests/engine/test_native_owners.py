@@ -93,3 +93,45 @@ def test_the_blocked_finalizer_pile_is_owned_by_a_type_waiting_for_finalization(
     assert owners.owned == owners.owner_blocks == count
     assert owners.owner_type == dump.facts["buffer_type"]
     assert owners.ready_for_finalization
+
+
+def test_the_owners_are_the_objects_in_the_ready_queue():
+    dump = ensure_dump("blocked-finalizer", "net10")
+    reader = open_dump(str(dump.path))
+    try:
+        blocks = native_blocks(find_native_heaps(reader))
+    finally:
+        reader.close()
+    with EngineClient() as engine:
+        engine.open(str(dump.path), dac_folder=str(dump.runtime_dir))
+        ownership = native_ownership(
+            blocks, engine.native_pointers(block_ranges(blocks))
+        )
+        (line,) = [
+            t
+            for t in engine.finalizer_queue().ready
+            if t.name == dump.facts["buffer_type"]
+        ]
+        ready = engine.finalizer_objects(int(line.method_table), "ready", limit=1000)
+        finalizable = engine.finalizer_objects(
+            int(line.method_table), "finalizable", limit=1000
+        )
+        page = engine.finalizer_objects(int(line.method_table), offset=10, limit=5)
+        with pytest.raises(EngineError) as e:
+            engine.finalizer_objects(int(line.method_table), "soon")
+    assert ready.total == line.count == dump.facts["buffer_count"]
+    assert ready.name == dump.facts["buffer_type"]
+    addresses = [int(i.address) for i in ready.items]
+    assert addresses == sorted(addresses)
+    # The ready ones are still registered as finalizable.
+    assert set(addresses) <= {int(i.address) for i in finalizable.items}
+    # Every owner of a planted block is one of them, and the other way round.
+    (top,) = [t for t in ownership.by_type if t.type == dump.facts["buffer_type"]]
+    owners = {
+        int(o.object)
+        for entry in ownership.blocks_of_types([top.type])
+        for o in entry.owners
+    }
+    assert owners == set(addresses)
+    assert [int(i.address) for i in page.items] == addresses[10:15]
+    assert e.value.code == ErrorCode.INVALID_PARAMS

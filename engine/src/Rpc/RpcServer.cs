@@ -179,6 +179,9 @@ public sealed class RpcServer
                     OptionalString(p, "sort") ?? "size", progress, cancel);
             case "object":
                 return Session.ObjectAt(RequiredULong(p, "address"));
+            case "finalizer_objects":
+                return Session.FinalizerObjectsOf(RequiredULong(p, "method_table"), OptionalString(p, "queue") ?? "ready",
+                    (int)Math.Min(OptionalULong(p, "offset") ?? 0, int.MaxValue), (int)Math.Min(OptionalULong(p, "limit") ?? 100, int.MaxValue), cancel);
             case "native_pointers":
                 return Session.NativePointersInto(NativePointerScan.ParseRanges(p?["ranges"], _limits), NativePointerScan.ParseIndirect(p?["indirect"]),
                     (int)Math.Min(OptionalULong(p, "limit") ?? 100_000, int.MaxValue), progress, cancel);
