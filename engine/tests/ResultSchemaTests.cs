@@ -94,12 +94,15 @@ public class ResultSchemaTests
             }
         }
         Ask(("open", ""), ("version", "{}"), ("runtime_info", "{}"), ("heap_stats", "{}"), ("gc_heap", "{}"),
-            ("finalizer_queue", "{}"), ("threads", "{}"), ("thread_pool", "{}"), ("monitors", "{}"));
+            ("finalizer_queue", "{}"), ("threads", "{}"), ("thread_pool", "{}"), ("monitors", "{}"),
+            ("native_pointers", """{"ranges":[[1,4294967296]],"limit":10}"""));
         uint osId = answers["threads"].GetProperty("threads")[0].GetProperty("os_id").GetUInt32();
         ulong methodTable = answers["heap_stats"].GetProperty("types").EnumerateArray()
             .Where(t => t.GetProperty("name").GetString() != "Free")
             .MaxBy(t => t.GetProperty("count").GetInt64()).GetProperty("method_table").GetUInt64();
-        Ask(("open", ""), ("stack", $$"""{"os_id":{{osId}}}"""), ("instances", $$"""{"method_table":{{methodTable}},"limit":1}"""));
+        ulong finalizable = answers["finalizer_queue"].GetProperty("ready")[0].GetProperty("method_table").GetUInt64();
+        Ask(("open", ""), ("stack", $$"""{"os_id":{{osId}}}"""), ("instances", $$"""{"method_table":{{methodTable}},"limit":1}"""),
+            ("finalizer_objects", $$"""{"method_table":{{finalizable}},"limit":2}"""));
         ulong address = answers["instances"].GetProperty("items")[0].GetProperty("address").GetUInt64();
         Ask(("open", ""), ("object", $$"""{"address":{{address}}}"""), ("root_paths", $$"""{"address":{{address}},"max_paths":1}"""),
             ("close", "{}"), ("shutdown", "{}"));

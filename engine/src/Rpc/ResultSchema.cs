@@ -37,6 +37,8 @@ public static class ResultSchema
         ["instances"] = typeof(Instances),
         ["object"] = typeof(ObjectDetail),
         ["root_paths"] = typeof(RootPaths),
+        ["native_pointers"] = typeof(NativePointers),
+        ["finalizer_objects"] = typeof(Instances),
     };
 
     /// <summary>
