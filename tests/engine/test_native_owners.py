@@ -135,3 +135,23 @@ def test_the_owners_are_the_objects_in_the_ready_queue():
     assert owners == set(addresses)
     assert [int(i.address) for i in page.items] == addresses[10:15]
     assert e.value.code == ErrorCode.INVALID_PARAMS
+
+
+def test_a_cancelled_scan_raises_cancelled_and_the_engine_serves_on():
+    import threading
+
+    big = ensure_dump("big-heap", "net10")
+    with EngineClient() as engine:
+        engine.open(str(big.path), dac_folder=str(big.runtime_dir))
+        cancel = threading.Event()
+        reports = []
+
+        def progress(done, total, message):
+            reports.append((done, total))
+            cancel.set()
+
+        with pytest.raises(EngineError) as e:
+            engine.native_pointers(progress=progress, cancel=cancel)
+        assert e.value.code == ErrorCode.CANCELLED
+        assert reports and reports[0][1] > 0
+        assert engine.native_pointers(limit=10).truncated
