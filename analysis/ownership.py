@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 from analysis.managed.results import NativePointers
 from analysis.model.native import NativeHeap
-from analysis.values import Address, ByteSize
+from analysis.values import Address, ByteSize, Unknown
 
 
 class BlockKind(StrEnum):
@@ -217,8 +217,9 @@ class PileOwners:
     127 blocks of 2 MB are owned by objects of type X waiting for
     finalization". owner_type: the type owning the most blocks of the pile
     (None when no block has an owner); ready_for_finalization: that type
-    has objects in the f-reachable queue (by type: the queue is known per
-    type, not per object)."""
+    has objects in the f-reachable queue; blocks_owned_by_ready: blocks of
+    the pile some object in the f-reachable queue owns (Unknown unless the
+    ready objects' addresses were given: finalizer_objects "ready")."""
 
     size: ByteSize
     blocks: int
@@ -226,12 +227,17 @@ class PileOwners:
     owner_type: Optional[str]
     owner_blocks: int
     ready_for_finalization: bool
+    blocks_owned_by_ready: Union[int, Unknown]
 
 
 def pile_owners(
-    ownership: NativeOwnership, blocks: Sequence[int], ready_types: Iterable[str]
+    ownership: NativeOwnership,
+    blocks: Sequence[int],
+    ready_types: Iterable[str],
+    ready_objects: Optional[Iterable[int]] = None,
 ) -> PileOwners:
-    """blocks: the addresses of the pile's blocks (one size)."""
+    """blocks: the addresses of the pile's blocks (one size); ready_objects:
+    the addresses of objects ready for finalization, when known."""
     by_address = {int(e.block.address): e for e in ownership.blocks}
     entries = [by_address[int(a)] for a in blocks if int(a) in by_address]
     counts: dict[str, int] = {}
@@ -239,6 +245,14 @@ def pile_owners(
         for name in {owner.type for owner in entry.owners}:
             counts[name] = counts.get(name, 0) + 1
     owner_type = min(counts, key=lambda n: (-counts[n], n)) if counts else None
+    by_ready: Union[int, Unknown] = Unknown(
+        "the ready objects' addresses were not read"
+    )
+    if ready_objects is not None:
+        ready = {int(a) for a in ready_objects}
+        by_ready = sum(
+            1 for e in entries if any(int(o.object) in ready for o in e.owners)
+        )
     return PileOwners(
         size=ByteSize(int(entries[0].block.size) if entries else 0),
         blocks=len(blocks),
@@ -246,4 +260,5 @@ def pile_owners(
         owner_type=owner_type,
         owner_blocks=counts.get(owner_type, 0) if owner_type else 0,
         ready_for_finalization=owner_type in set(ready_types),
+        blocks_owned_by_ready=by_ready,
     )

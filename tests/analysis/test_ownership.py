@@ -21,6 +21,7 @@ from analysis.ownership import (
     native_ownership,
     pile_owners,
 )
+from analysis.values import Unknown
 from tests.analysis.synthetic import MinidumpBuilder
 
 MB = 1 << 20
@@ -153,4 +154,9 @@ def test_the_pile_of_2_mb_blocks_is_mostly_owned_by_bitmaps(story):
     assert (pile.owner_type, pile.owner_blocks) == (BITMAP, 600)
     assert pile.size == 2 * MB + 0x1000
     assert pile.ready_for_finalization
+    assert isinstance(pile.blocks_owned_by_ready, Unknown)
     assert not pile_owners(ownership, [BLOCKS[0][0]], []).ready_for_finalization
+    # Ten bitmaps known ready: exactly their ten blocks.
+    ready = [0x1_0000_0000 + i * 0x40 for i in range(10)]
+    exact = pile_owners(ownership, [a for a, _ in BLOCKS], [BITMAP], ready)
+    assert exact.blocks_owned_by_ready == 10

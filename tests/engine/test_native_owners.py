@@ -86,13 +86,22 @@ def test_the_blocked_finalizer_pile_is_owned_by_a_type_waiting_for_finalization(
         ownership = native_ownership(
             blocks, engine.native_pointers(block_ranges(blocks))
         )
-        ready = [t.name for t in engine.finalizer_queue().ready]
+        queue = engine.finalizer_queue().ready
+        ready = [t.name for t in queue]
+        ready_objects = [
+            int(i.address)
+            for t in queue
+            for i in engine.finalizer_objects(
+                int(t.method_table), "ready", limit=100_000
+            ).items
+        ]
     size, count, pile = large_block_piles(heaps)[0]
-    owners = pile_owners(ownership, [b.address for b in pile], ready)
+    owners = pile_owners(ownership, [b.address for b in pile], ready, ready_objects)
     assert owners.blocks == count == dump.facts["buffer_count"]
     assert owners.owned == owners.owner_blocks == count
     assert owners.owner_type == dump.facts["buffer_type"]
     assert owners.ready_for_finalization
+    assert owners.blocks_owned_by_ready == count
 
 
 def test_the_owners_are_the_objects_in_the_ready_queue():
