@@ -4,7 +4,7 @@ engine sends (1000 frames) without recursion limits."""
 from __future__ import annotations
 
 from analysis.managed.results import ManagedThread, StackFrame
-from analysis.managed.threads import identical_stacks, stack_tree
+from analysis.managed.locks_and_stacks import identical_stacks, stack_tree
 
 
 def thread(os_id, *names, runtime=()):

@@ -7,7 +7,11 @@ from __future__ import annotations
 import pytest
 
 from analysis.managed.client import EngineClient, engine_available
-from analysis.managed.threads import identical_stacks, locks_by_thread, stack_tree
+from analysis.managed.locks_and_stacks import (
+    identical_stacks,
+    locks_by_thread,
+    stack_tree,
+)
 from analysis.values import Unknown
 from scenarios.dumps import ensure_dump
 
