@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Optional, TypeVar, cast
+from typing import Callable, Generic, Optional, Sequence, TypeVar, cast
 
 from analysis.dumpfile.base import MemoryReader, Module
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
@@ -29,7 +29,13 @@ from analysis.managed.results import (
     ThreadPoolInfo,
 )
 from analysis.model.diagnosis import Diagnosis, NotExamined, RootSample
-from analysis.model.native import AddressSummary, NativeHeap, NativeThread
+from analysis.model.native import (
+    AddressSummary,
+    LargeBlock,
+    NativeHeap,
+    NativeThread,
+)
+from analysis.ownership import NativeOwnership, PileOwners
 from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_reason
 from analysis.model.threads import ThreadView
 
@@ -307,6 +313,34 @@ THREAD_POOL: Analysis[ThreadPoolInfo] = Analysis(
 # -- combined -------------------------------------------------------------------
 
 
+def _native_owners(ctx: Context) -> NativeOwnership:
+    from analysis.ownership import block_ranges, native_blocks, native_ownership
+
+    blocks = native_blocks(ctx.need(NATIVE_HEAPS))
+
+    def progress(done: int, total: int, message: str) -> None:
+        ctx.progress(message or NATIVE_OWNERS.label, done / total if total else 0.0)
+
+    pointers = _engine_call(
+        ctx,
+        lambda c: c.native_pointers(
+            block_ranges(blocks), progress=progress, cancel=ctx.cancel
+        ),
+    )
+    return native_ownership(blocks, pointers)
+
+
+NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
+    "native_owners",
+    "Native memory owners",
+    "finding the managed owners of native blocks",
+    _native_owners,
+    report="native_owners",
+    needs=(RUNTIME, NATIVE_HEAPS),
+    engine=True,
+)
+
+
 def _address_summary(ctx: Context) -> AddressSummary:
     from analysis.native.address_summary import summarize
 
@@ -333,7 +367,11 @@ def _threads(ctx: Context) -> tuple[ThreadView, ...]:
 
 def _diagnosis(ctx: Context) -> Diagnosis:
     from analysis.diagnosis import diagnose
-    from analysis.diagnosis.rules import EVENT_LEAK_MIN_OBJECTS, Facts
+    from analysis.diagnosis.rules import (
+        EVENT_LEAK_MIN_OBJECTS,
+        Facts,
+        large_block_piles,
+    )
     from analysis.managed.roots import root_samples
 
     missing = [
@@ -364,6 +402,12 @@ def _diagnosis(ctx: Context) -> Diagnosis:
             not_examined.append(
                 NotExamined("what keeps the most numerous objects alive", str(error))
             )
+    queue = ctx.use(FINALIZER_QUEUE)
+    piles = large_block_piles(ctx.use(NATIVE_HEAPS) or ())
+    ownership = ctx.use(NATIVE_OWNERS)
+    owners = None
+    if piles and ownership is not None and queue is not None:
+        owners = _pile_owners(ctx, ownership, piles[0][2], queue)
     facts = Facts(
         threads=ctx.use(THREADS) or (),
         finalizer=ctx.use(FINALIZER_QUEUE),
@@ -371,8 +415,39 @@ def _diagnosis(ctx: Context) -> Diagnosis:
         native_heaps=ctx.use(NATIVE_HEAPS) or (),
         thread_pool=ctx.use(THREAD_POOL),
         root_samples=samples,
+        pile_owners=owners,
     )
     return Diagnosis(diagnose(facts), tuple(not_examined))
+
+
+def _pile_owners(
+    ctx: Context,
+    ownership: NativeOwnership,
+    pile: Sequence[LargeBlock],
+    queue: FinalizerQueue,
+) -> PileOwners:
+    """Who owns the pile, and how much of it objects in the f-reachable
+    queue own (their addresses asked of the engine for the owning type)."""
+    from analysis.ownership import pile_owners
+
+    addresses = [int(b.address) for b in pile]
+    ready_names = [e.name for e in queue.ready if e.name]
+    first = pile_owners(ownership, addresses, ready_names)
+    entry = next((e for e in queue.ready if e.name == first.owner_type), None)
+    client = ctx.engine.client
+    if entry is None or entry.method_table is None or client is None:
+        return first
+    count = int(entry.count or 0)
+    try:
+        page = client.finalizer_objects(
+            int(entry.method_table), "ready", limit=count, cancel=ctx.cancel
+        )
+    except EngineError as error:
+        if error.code == ErrorCode.CANCELLED:
+            raise AnalysisCancelled() from error
+        return first
+    ready = [int(i.address) for i in page.items if i.address is not None]
+    return pile_owners(ownership, addresses, ready_names, ready)
 
 
 ADDRESS_SUMMARY: Analysis[AddressSummary] = Analysis(
@@ -400,7 +475,14 @@ DIAGNOSIS: Analysis[Diagnosis] = Analysis(
     "running the diagnosis rules",
     _diagnosis,
     report="findings",
-    uses=(THREADS, NATIVE_HEAPS, HEAP_STATS, FINALIZER_QUEUE, THREAD_POOL),
+    uses=(
+        THREADS,
+        NATIVE_HEAPS,
+        HEAP_STATS,
+        FINALIZER_QUEUE,
+        THREAD_POOL,
+        NATIVE_OWNERS,
+    ),
 )
 
 # Every analysis, in the order they run: each after what it needs and uses.
@@ -415,6 +497,7 @@ ANALYSES: tuple[Analysis[object], ...] = (
     MANAGED_THREADS,
     MONITORS,
     THREAD_POOL,
+    NATIVE_OWNERS,
     ADDRESS_SUMMARY,
     THREADS,
     DIAGNOSIS,

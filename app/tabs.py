@@ -22,6 +22,7 @@ from analysis.analyses import (
     MODULES,
     MONITORS,
     NATIVE_HEAPS,
+    NATIVE_OWNERS,
     NATIVE_THREADS,
     RUNTIME,
     THREAD_POOL,
@@ -76,7 +77,13 @@ TABS: tuple[Tab, ...] = (
             Part(GC_HEAP, MemoryView.set_gc_heap),
         ),
     ),
-    Tab(NativeHeapsView, (Part(NATIVE_HEAPS, NativeHeapsView.set_heaps),)),
+    Tab(
+        NativeHeapsView,
+        (
+            Part(NATIVE_HEAPS, NativeHeapsView.set_heaps),
+            Part(NATIVE_OWNERS, NativeHeapsView.set_owners),
+        ),
+    ),
     Tab(HeapStatsView, (Part(HEAP_STATS, HeapStatsView.set_heap),)),
     Tab(FinalizerView, (Part(FINALIZER_QUEUE, FinalizerView.set_queue),)),
     Tab(

@@ -10,8 +10,14 @@ import pyqtgraph as pg
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
-from analysis.model.columns import BLOCK_COLUMNS, HEAP_COLUMNS, SEGMENT_COLUMNS
-from analysis.model.native import NativeHeap
+from analysis.model.columns import (
+    BLOCK_COLUMNS,
+    HEAP_COLUMNS,
+    SEGMENT_COLUMNS,
+    Column,
+)
+from analysis.model.native import LargeBlock, NativeHeap
+from analysis.ownership import NativeOwnership
 from analysis.model.vocab import RowKind
 from analysis.values import human_size
 from views.base import WARNING, ResultView
@@ -34,8 +40,14 @@ class NativeHeapsView(ResultView):
         self.segments = FilterTable(
             SEGMENT_COLUMNS, placeholder="Filter segments", parent=self
         )
+        self._owners: Optional[NativeOwnership] = None
+        owners = Column(
+            "Owned by",
+            self._owner_text,
+            tooltip="the managed objects whose native pointers point into the block",
+        )
         self.blocks = FilterTable(
-            BLOCK_COLUMNS, placeholder="Filter large blocks", parent=self
+            BLOCK_COLUMNS + (owners,), placeholder="Filter large blocks", parent=self
         )
         self.blocks_label = QtWidgets.QLabel(self)
         self.histogram = pg.PlotWidget(self)
@@ -63,6 +75,7 @@ class NativeHeapsView(ResultView):
         for table in (self.heaps, self.segments, self.blocks):
             table.clear()
         self.blocks_label.setText("")
+        self._owners = None
         self.histogram.clear()
 
     def set_heaps(self, heaps: Sequence[NativeHeap]) -> None:
@@ -70,6 +83,24 @@ class NativeHeapsView(ResultView):
             self.note("Native heaps:", "none was found in this dump.")
         self.heaps.set_records(heaps, sort_column=7)
         self.heaps.select_where(lambda h: True)
+
+    def set_owners(self, ownership: NativeOwnership) -> None:
+        """Which managed objects own each block (`gctonative` the other way)."""
+        self._owners = ownership
+        self.blocks.model.layoutChanged.emit()
+        self.blocks.view.resizeColumnsToContents()
+
+    def _owner_text(self, block: LargeBlock) -> str:
+        if self._owners is None:
+            return ""
+        owners = self._owners.owners_of(int(block.address))
+        types = sorted({o.type for o in owners})
+        if not owners:
+            return "no managed owner found"
+        first = owners[0]
+        via = f" via 0x{int(first.through):x}" if first.through is not None else ""
+        more = f" (+{len(owners) - 1} more)" if len(owners) > 1 else ""
+        return f"{', '.join(types)} 0x{int(first.object):x}.{first.field}{via}{more}"
 
     def _show_heap(self, heap: Any) -> None:
         if heap is None:

@@ -20,6 +20,7 @@ from analysis.model.diagnosis import Evidence, Finding, RootSample
 from analysis.model.native import LargeBlock, NativeHeap
 from analysis.model.threads import ThreadView
 from analysis.model.vocab import Apartment, RootKind, RowKind, Severity
+from analysis.ownership import PileOwners
 from analysis.values import human_size
 
 # A native large-block pile worth reporting: many blocks of one size.
@@ -54,6 +55,8 @@ class Facts:
     native_heaps: tuple[NativeHeap, ...]
     thread_pool: Optional[ThreadPoolInfo] = None
     root_samples: tuple[RootSample, ...] = ()
+    # Who owns the largest pile of same-size native blocks, when known.
+    pile_owners: Optional[PileOwners] = None
 
     def thread(self, os_id: Optional[int]) -> Optional[ThreadView]:
         return next((t for t in self.threads if t.os_id == os_id), None)
@@ -145,6 +148,21 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
             f" Whatever they release in their finalizers stays allocated: the native heap "
             f"holds {count:,} blocks of {human_size(size)} ({human_size(size * count)})."
         )
+        owners = facts.pile_owners
+        if owners is not None and owners.owner_type and owners.ready_for_finalization:
+            held = owners.blocks_owned_by_ready
+            by_ready = held if isinstance(held, int) else owners.owner_blocks
+            statement += (
+                f" {by_ready:,} of those {count:,} blocks are owned by "
+                f"{owners.owner_type} objects waiting for finalization."
+            )
+            evidence.append(
+                Evidence(
+                    RowKind.HEAP_TYPE,
+                    owners.owner_type,
+                    f"{owners.owner_type} objects own {by_ready:,} of the blocks",
+                )
+            )
         evidence.append(
             Evidence(
                 RowKind.LARGE_BLOCK,

@@ -45,6 +45,12 @@ def test_blocked_finalizer_is_the_first_finding_with_holder_and_queue(runtime):
         # The unmanaged side of the story: the finalizers that never ran
         # would have freed these 2 MB buffers.
         assert f"{facts['buffer_count']} blocks of 2.00 MB" in first.statement
+        # ...and whose they are: the buffers waiting for their finalizers.
+        assert (
+            f"{facts['buffer_count']} of those {facts['buffer_count']} blocks are "
+            f"owned by {facts['buffer_type']} objects waiting for finalization"
+        ) in first.statement
+        assert (RowKind.HEAP_TYPE, facts["buffer_type"]) in targets
         finalizer = next(t for t in session.result(THREADS) if t.is_finalizer)
         assert finalizer.os_id == facts["finalizer_thread"]["os_thread_id"]
         assert finalizer.waits_for.owner_os_id == holder["os_thread_id"]

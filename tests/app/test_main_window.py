@@ -77,14 +77,17 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
         ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
     )
     first_evidence = window.session.result(DIAGNOSIS).findings[0].evidence
-    block_evidence = first_evidence[-1]
-    assert block_evidence.row == RowKind.LARGE_BLOCK
-    window.findings.evidence_buttons[len(first_evidence) - 1].click()
+    (at,) = [i for i, e in enumerate(first_evidence) if e.row == RowKind.LARGE_BLOCK]
+    block_evidence = first_evidence[at]
+    window.findings.evidence_buttons[at].click()
     assert window.tabs.currentWidget() is window.native_heaps
     blocks = window.native_heaps.blocks
     selected = blocks.record_at(blocks.view.currentIndex().row())
     assert selected.address == block_evidence.key
     assert selected.size >= facts["buffer_size"]
+    # The block says which managed object owns it: the way back.
+    owner = blocks.text_at(blocks.view.currentIndex().row(), 3)
+    assert owner.startswith(f"{facts['buffer_type']} 0x") and "._memory" in owner
     assert window.recent_files()[0] == str(dump.path)
 
 
