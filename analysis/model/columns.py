@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable, Generic, Optional, Sequence, TypeVar
+from typing import Callable, Generic, Optional, Protocol, Sequence, TypeVar
 
 from analysis.dumpfile.base import Module, Region
 from analysis.managed.results import Monitor, TypeCount, TypeStat
-from analysis.model.native import HeapSegment, LargeBlock, NativeHeap, UsageRow
+from analysis.model.native import (
+    HeapSegment,
+    LargeBlock,
+    NativeHeap,
+    ProtectRow,
+    StateRow,
+    TypeRow,
+    UsageRow,
+)
 from analysis.model.threads import ThreadView
-from analysis.values import GAPS, human_size
+from analysis.values import GAPS, ByteSize, human_size
 
 
 class ColumnKind(StrEnum):
@@ -140,12 +148,46 @@ BLOCK_COLUMNS: tuple[Column[LargeBlock], ...] = (
     Column("Size", lambda b: b.size, ColumnKind.SIZE),
     Column("Bytes", lambda b: b.size, ColumnKind.INT),
 )
-USAGE_COLUMNS: tuple[Column[UsageRow], ...] = (
-    Column("Usage", lambda r: r.usage),
-    Column("Regions", lambda r: r.regions, ColumnKind.INT),
-    Column("Size", lambda r: r.bytes, ColumnKind.SIZE),
-    Column("% of busy", lambda r: r.percent_busy, ColumnKind.PERCENT),
-    Column("% of total", lambda r: r.percent_total, ColumnKind.PERCENT),
+
+
+class ShareRow(Protocol):
+    """A row of `!address -summary`: so many regions, so many bytes."""
+
+    @property
+    def regions(self) -> int:
+        ...
+
+    @property
+    def bytes(self) -> ByteSize:
+        ...
+
+    @property
+    def percent_busy(self) -> Optional[float]:
+        ...
+
+    @property
+    def percent_total(self) -> float:
+        ...
+
+
+S = TypeVar("S", bound=ShareRow)
+
+
+def _share_columns(title: str, get: Callable[[S], object]) -> "tuple[Column[S], ...]":
+    return (
+        Column(title, get),
+        Column("Regions", lambda r: r.regions, ColumnKind.INT),
+        Column("Size", lambda r: r.bytes, ColumnKind.SIZE),
+        Column("% of busy", lambda r: r.percent_busy, ColumnKind.PERCENT),
+        Column("% of total", lambda r: r.percent_total, ColumnKind.PERCENT),
+    )
+
+
+USAGE_COLUMNS: tuple[Column[UsageRow], ...] = _share_columns("Usage", lambda r: r.usage)
+STATE_COLUMNS: tuple[Column[StateRow], ...] = _share_columns("State", lambda r: r.state)
+TYPE_ROW_COLUMNS: tuple[Column[TypeRow], ...] = _share_columns("Type", lambda r: r.type)
+PROTECT_COLUMNS: tuple[Column[ProtectRow], ...] = _share_columns(
+    "Protect", lambda r: r.protect
 )
 REGION_COLUMNS: tuple[Column[Region], ...] = (
     Column("Base", lambda r: r.base, ColumnKind.ADDRESS),

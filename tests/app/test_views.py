@@ -161,3 +161,27 @@ def test_no_findings_says_so(qtbot, findings):
     qtbot.addWidget(view)
     view.set_diagnosis(Diagnosis(tuple(findings)))
     assert "No problem found" in view.headline.text()
+
+
+def test_memory_tab_says_a_32_bit_process_ran_out_of_address_space(qtbot):
+    from analysis.native.address_summary import summarize
+    from analysis.native.heaps import find_native_heaps
+    from tests.analysis.test_address_summary import heap_exhausted_x86
+    from views.memory_view import MemoryView
+
+    reader = heap_exhausted_x86(False, 0x7FFF_0000).reader()
+    summary = summarize(reader, heaps=find_native_heaps(reader))
+    view = MemoryView()
+    qtbot.addWidget(view)
+    view.set_summary(summary)
+    text = view.space_label.text()
+    assert text.startswith("<b>32-bit process</b>: 1.3")
+    assert "of its 2.00 GB address space (6" in text
+    assert "% of the free space lies outside it" in text
+    # The other three tables of !address -summary, each with its regions.
+    assert view.state_table.row_count() == len(summary.state)
+    assert view.protect_table.row_count() == len(summary.protect)
+    view.state_table.select_where(lambda r: r.state == "free")
+    assert view.regions.row_count() == len(summary.regions_by_state["free"])
+    view.reset()
+    assert view.space_label.text() == "" and view.state_table.row_count() == 0
