@@ -36,6 +36,7 @@ from analysis.model.columns import (
     TYPE_COUNT_COLUMNS,
     USAGE_COLUMNS,
     Column,
+    ColumnKind,
     table_text,
     waits_text,
 )
@@ -204,6 +205,7 @@ h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; }
 table { border-collapse: collapse; margin: 6px 0; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; }
 th { background: #eee; } td.num { text-align: right; }
+td.addr { text-align: right; font-family: monospace; }
 td.gap { color: #777; font-style: italic; }
 .note { color: #555; } .chart { margin: 8px 0; }
 @media (prefers-color-scheme: dark) {
@@ -216,6 +218,13 @@ td.gap { color: #777; font-style: italic; }
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+_CELL_CLASS = {
+    kind: ' class="addr"' if kind is ColumnKind.ADDRESS else ' class="num"'
+    for kind in ColumnKind
+    if kind.numeric
+} | {ColumnKind.TEXT: ""}
 
 
 def html_table(
@@ -239,8 +248,7 @@ def html_table(
                     f'<td class="gap" title="{_e(gap)}">{_e(c.text(record))}</td>'
                 )
             else:
-                align = ' class="num"' if c.kind.numeric else ""
-                cells.append(f"<td{align}>{_e(c.text(record))}</td>")
+                cells.append(f"<td{_CELL_CLASS[c.kind]}>{_e(c.text(record))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = ""
     if len(records) > limit:
