@@ -515,6 +515,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabs.currentChanged.connect(
             lambda _i: self._moved(None) if not self._restoring else None
         )
+        # Opening or closing a dump retitles the window: its places are gone.
+        self.windowTitleChanged.connect(
+            lambda _t: (
+                self.clear_history()
+                if self._history_session is not self.session
+                else None
+            )
+        )
         # The mouse's back and forward buttons, wherever the pointer is.
         app = QtWidgets.QApplication.instance()
         if app is not None:
@@ -556,8 +564,9 @@ class MainWindow(QtWidgets.QMainWindow):
         another tab. A move in the same table as the last replaces the
         current place; anything else, or a link followed (explicit), adds."""
         view = self.tabs.currentWidget()
-        if table is not None and not view.isAncestorOf(table):
-            return  # a tab filling in its first selection, not the user
+        focused = QtWidgets.QApplication.focusWidget()
+        if table is not None and (focused is None or not table.isAncestorOf(focused)):
+            return  # a tab selecting a row of a new result, not the user
         if self._history_session is not self.session:
             self.history.clear()  # places of another dump
             self._history_session = self.session

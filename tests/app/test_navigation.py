@@ -47,6 +47,18 @@ def current(table):
     return table.record_at(index.row()) if index.isValid() else None
 
 
+def click_row(qtbot, window, table, predicate):
+    """Clicks the first row matching predicate, as a user does."""
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    row = next(r for r in range(table.row_count()) if predicate(table.record_at(r)))
+    rect = table.view.visualRect(table.proxy.index(row, 0))
+    qtbot.mouseClick(
+        table.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center()
+    )
+    assert predicate(current(table))
+
+
 def wait_for_side_jobs(qtbot, window):
     qtbot.waitUntil(lambda: not window.side_jobs, timeout=120_000)
 
@@ -59,7 +71,7 @@ def test_back_and_forward_return_to_the_tab_and_the_row(window, story, qtbot):
 
     window.findings.evidence_buttons[0].click()  # the blocked finalizer
     assert current(window.threads.threads).os_id == finalizer
-    window.threads.threads.select_where(lambda t: t.os_id == holder)
+    click_row(qtbot, window, window.threads.threads, lambda t: t.os_id == holder)
     window.navigate(RowKind.HEAP_TYPE, facts["buffer_type"])
     assert window.tabs.currentWidget() is window.types
     assert current(window.types.types).name == facts["buffer_type"]
@@ -87,10 +99,10 @@ def test_back_returns_to_the_object_that_was_inspected(window, story, qtbot):
     facts = story[1]
     types = window.types
     window.tabs.setCurrentWidget(types)
-    types.types.filter.clear()
-    types.types.select_where(lambda t: t.name == facts["buffer_type"])
+    types.types.filter.setText(facts["buffer_type"])
+    click_row(qtbot, window, types.types, lambda t: t.name == facts["buffer_type"])
     qtbot.waitUntil(lambda: types.instances.row_count() > 0, timeout=60_000)
-    types.instances.select_where(lambda i: True)
+    click_row(qtbot, window, types.instances, lambda i: True)
     first = current(types.instances).address
     qtbot.waitUntil(lambda: f"0x{first:x}" in types.object_label.text(), timeout=60_000)
     window.navigate(RowKind.THREAD, facts["lock_holder"]["os_thread_id"])
@@ -265,3 +277,14 @@ def test_about_without_an_engine_says_not_started(qtbot, tmp_path):
     assert "<td>ClrMD</td><td>&nbsp;not started" in text
     assert "<td>DumpScope</td><td>&nbsp;0." in text
     assert QtGui.QGuiApplication.instance() is not None
+
+
+def test_another_dump_starts_a_new_history(window, story, qtbot):
+    from tests.paths import MINIDUMPS
+
+    window.navigate(RowKind.THREAD, story[1]["lock_holder"]["os_thread_id"])
+    assert window.back_action.isEnabled()
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=120_000):
+        window.open_dump(str(MINIDUMPS / "minidump2.dmp"))
+    assert not window.back_action.isEnabled()
+    assert not window.forward_action.isEnabled()
