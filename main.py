@@ -27,14 +27,14 @@ def report_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--dac-folder", help="a folder holding the runtime's data-access library"
     )
-    parser.add_argument("--format", choices=("json", "text"), default="json")
+    parser.add_argument("--format", choices=("json", "text", "html"), default="json")
     parser.add_argument(
         "--out", help="write the report to this file instead of standard output"
     )
     args = parser.parse_args(argv)
 
     from analysis.dumpfile.base import DumpFormatError
-    from analysis.report import build_report, render_json, render_text
+    from analysis.report import build_report, render_html, render_json, render_text
     from analysis.session import DumpSession
 
     try:
@@ -45,6 +45,8 @@ def report_main(argv: Sequence[str]) -> int:
     with session:
         if args.format == "json":
             text = render_json(build_report(session))
+        elif args.format == "html":
+            text = render_html(session)
         else:
             text = render_text(session)
     if args.out:

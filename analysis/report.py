@@ -1,4 +1,5 @@
-"""The headless report: the same results the GUI shows, as JSON or text.
+"""The headless report: the same results the GUI shows, as JSON, text or one
+self-contained HTML page (styles and charts inline, nothing fetched).
 
 Each declared analysis (analysis/analyses.py) has its place (`report`); one
 that did not end with a result leaves its place null, and says why under
@@ -8,8 +9,9 @@ The JSON layout is documented in docs/REPORT.md.
 
 from __future__ import annotations
 
+import html
 import json
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from analysis.analyses import (
     ADDRESS_SUMMARY,
@@ -17,18 +19,24 @@ from analysis.analyses import (
     DIAGNOSIS,
     FINALIZER_QUEUE,
     HEAP_STATS,
+    MODULES,
+    MONITORS,
     NATIVE_HEAPS,
     RUNTIME,
     THREADS,
     Analysis,
 )
 from analysis.model.columns import (
+    BLOCK_COLUMNS,
     HEAP_COLUMNS,
+    MODULE_COLUMNS,
+    MONITOR_COLUMNS,
     THREAD_COLUMNS,
     TYPE_COLUMNS,
     TYPE_COUNT_COLUMNS,
     USAGE_COLUMNS,
     Column,
+    ColumnKind,
     table_text,
     waits_text,
 )
@@ -182,3 +190,245 @@ def render_text(session: DumpSession) -> str:
 
 def _indent(lines: list[str]) -> list[str]:
     return ["  " + line for line in lines]
+
+
+# -- HTML ---------------------------------------------------------------------
+
+HTML_ROWS = 500  # rows per table; the rest is counted, not dropped silently
+CHART_BARS = 12
+SEVERITY_COLOURS = {"critical": "#f8d0cc", "warning": "#fbe7b5", "info": "#d9e8fb"}
+STYLE = """
+body { font-family: sans-serif; margin: 24px; color: #1d1d1d; background: #fff; }
+h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; }
+.finding { border-radius: 4px; padding: 8px 12px; margin: 8px 0; }
+.finding h3 { margin: 2px 0 6px; font-size: 15px; }
+table { border-collapse: collapse; margin: 6px 0; font-size: 13px; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; }
+th { background: #eee; } td.num { text-align: right; }
+td.addr { text-align: right; font-family: monospace; }
+td.gap { color: #777; font-style: italic; }
+.note { color: #555; } .chart { margin: 8px 0; }
+@media (prefers-color-scheme: dark) {
+  body { color: #e4e4e4; background: #1e1e1e; } th { background: #333; }
+  th, td { border-color: #555; } .finding { color: #1d1d1d; }
+  .note, td.gap { color: #aaa; } svg text { fill: #e4e4e4; }
+}
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_CELL_CLASS = {
+    kind: ' class="addr"' if kind is ColumnKind.ADDRESS else ' class="num"'
+    for kind in ColumnKind
+    if kind.numeric
+} | {ColumnKind.TEXT: ""}
+
+
+def html_table(
+    columns: Sequence[Column[Any]], records: Sequence[Any], limit: int = HTML_ROWS
+) -> str:
+    """A table through the declared columns: the same text as the GUI, a gap
+    in grey with its reason as tooltip; past `limit` rows, how many more."""
+    head = "".join(
+        f'<th title="{_e(c.tooltip)}">{_e(c.title)}</th>'
+        if c.tooltip
+        else f"<th>{_e(c.title)}</th>"
+        for c in columns
+    )
+    rows = []
+    for record in records[:limit]:
+        cells = []
+        for c in columns:
+            gap = c.gap_reason(record)
+            if gap is not None:
+                cells.append(
+                    f'<td class="gap" title="{_e(gap)}">{_e(c.text(record))}</td>'
+                )
+            else:
+                cells.append(f"<td{_CELL_CLASS[c.kind]}>{_e(c.text(record))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = ""
+    if len(records) > limit:
+        more = f'<p class="note">… and {len(records) - limit:,} more rows.</p>'
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{more}"
+
+
+def svg_bars(title: str, bars: Sequence[tuple[str, int]]) -> str:
+    """A horizontal bar chart of sizes as inline SVG (no script, no font
+    file): label and size on each bar, the largest bar full width."""
+    shown = list(bars)[:CHART_BARS]
+    if not shown:
+        return ""
+    width, bar_h, gap, label_w = 760, 20, 6, 300
+    height = len(shown) * (bar_h + gap) + 24
+    largest = max(size for _, size in shown) or 1
+    parts = [
+        f'<svg class="chart" width="{width}" height="{height}" role="img" '
+        f'aria-label="{_e(title)}">',
+        f'<text x="0" y="14" font-size="13" font-weight="bold">{_e(title)}</text>',
+    ]
+    for i, (label, size) in enumerate(shown):
+        y = 24 + i * (bar_h + gap)
+        w = max(1, int((width - label_w - 90) * size / largest))
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" '
+            f'text-anchor="end">{_e(label)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar_h}" '
+            f'fill="#4a7ab5"><title>{_e(label)}: {_e(human_size(size))}</title></rect>'
+            f'<text x="{label_w + w + 6}" y="{y + 14}" font-size="12">'
+            f"{_e(human_size(size))}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(session: DumpSession) -> str:
+    """The report as one HTML page that reads offline: the findings with
+    their evidence and what was not examined, the tables through the
+    declared columns, the charts as inline SVG."""
+    info = session.info()
+    outcomes = session.run_all()
+
+    def value(analysis: Analysis[T]) -> Optional[T]:
+        outcome = session.peek(analysis)
+        return outcome.value if isinstance(outcome, Done) else None
+
+    def missing(analysis: Analysis[Any]) -> str:
+        return f'<p class="note">{_e(analysis.title)} {_e(outcomes[analysis].text)}</p>'
+
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>DumpScope report: {_e(info.path)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>DumpScope report: {_e(info.path)}</h1>",
+        f'<p class="note">{_e(info.format)} of a {_e(info.os)} {_e(info.arch)} '
+        f"process, {_e(human_size(info.size))}</p>",
+        '<h2 id="findings">Findings</h2>',
+    ]
+    diagnosis = value(DIAGNOSIS)
+    if diagnosis is None:
+        out.append(f"<p>The diagnosis {_e(outcomes[DIAGNOSIS].text)}</p>")
+    elif not diagnosis.findings:
+        out.append(
+            "<p>None in what could be examined.</p>"
+            if diagnosis.not_examined
+            else "<p>None: the rules found no problem.</p>"
+        )
+    for f in diagnosis.findings if diagnosis else ():
+        colour = SEVERITY_COLOURS.get(str(f.severity), "#eee")
+        evidence = "".join(f"<li>{_e(e.text)}</li>" for e in f.evidence)
+        out.append(
+            f'<div class="finding" style="background: {colour}">'
+            f"<h3>{_e(str(f.severity).upper())}: {_e(f.title)}</h3>"
+            f"<p>{_e(f.statement)}</p>"
+            + (f"<p>Evidence:</p><ul>{evidence}</ul>" if evidence else "")
+            + "</div>"
+        )
+    if diagnosis is not None and diagnosis.not_examined:
+        out.append("<h3>Not examined</h3><ul>")
+        out.extend(
+            f"<li>{_e(n.what)}: {_e(n.reason)}</li>" for n in diagnosis.not_examined
+        )
+        out.append("</ul>")
+
+    out.append('<h2 id="memory">Memory usage</h2>')
+    summary = value(ADDRESS_SUMMARY)
+    if summary is None:
+        out.append(missing(ADDRESS_SUMMARY))
+    else:
+        busy = [r for r in summary.usage if str(r.usage) != "Free"]
+        busy.sort(key=lambda r: int(r.bytes), reverse=True)
+        out.append(
+            svg_bars(
+                "Busy memory by usage", [(str(r.usage), int(r.bytes)) for r in busy]
+            )
+        )
+        out.append(html_table(USAGE_COLUMNS, summary.usage))
+
+    out.append('<h2 id="native-heaps">Native heaps</h2>')
+    heaps = value(NATIVE_HEAPS)
+    if heaps is None:
+        out.append(missing(NATIVE_HEAPS))
+    elif not heaps:
+        out.append('<p class="note">None was found in this dump.</p>')
+    else:
+        out.append(html_table(HEAP_COLUMNS, heaps))
+        for heap in heaps:
+            if heap.large_blocks:
+                out.append(
+                    f"<h3>Large blocks of heap 0x{int(heap.address):x}: "
+                    f"{len(heap.large_blocks):,}</h3>"
+                )
+                blocks = sorted(heap.large_blocks, key=lambda b: -int(b.size))
+                out.append(html_table(BLOCK_COLUMNS, blocks))
+
+    out.append('<h2 id="managed-types">Managed types</h2>')
+    managed = value(HEAP_STATS)
+    if managed is None:
+        out.append(missing(HEAP_STATS))
+    else:
+        types = sorted(managed.types, key=lambda t: int(t.size or 0), reverse=True)
+        out.append(
+            f"<p>{int(managed.total_objects or 0):,} objects, "
+            f"{_e(human_size(managed.total_bytes or 0))} in {len(types):,} types, "
+            "largest first</p>"
+        )
+        out.append(
+            svg_bars(
+                "Largest managed types",
+                [(t.name or "?", int(t.size or 0)) for t in types],
+            )
+        )
+        out.append(html_table(TYPE_COLUMNS, types))
+
+    out.append('<h2 id="finalizer">Finalizer queue</h2>')
+    queue = value(FINALIZER_QUEUE)
+    if queue is None:
+        out.append(missing(FINALIZER_QUEUE))
+    else:
+        out.append(
+            f"<p>Ready for finalization: {int(queue.ready_count or 0):,} objects</p>"
+        )
+        ready = sorted(queue.ready, key=lambda t: t.count or 0, reverse=True)
+        out.append(html_table(TYPE_COUNT_COLUMNS, ready))
+        out.append("<h3>All registered finalizable objects</h3>")
+        finalizable = sorted(
+            queue.finalizable, key=lambda t: t.count or 0, reverse=True
+        )
+        out.append(html_table(TYPE_COUNT_COLUMNS, finalizable))
+
+    out.append('<h2 id="threads">Threads</h2>')
+    threads = value(THREADS)
+    if threads is None:
+        out.append(missing(THREADS))
+    else:
+        names = {t.os_id: t.name for t in threads if t.name}
+        waits: tuple[Column[ThreadView], ...] = (
+            Column("Waits for", lambda t: waits_text(t, names)),
+        )
+        out.append(html_table(THREAD_COLUMNS + waits, threads))
+    monitors = value(MONITORS)
+    if monitors:
+        out.append("<h3>Locks (syncblk)</h3>")
+        held = [m for m in monitors if m.is_held or m.waiting_os_ids]
+        out.append(html_table(MONITOR_COLUMNS, held))
+
+    out.append('<h2 id="modules">Modules</h2>')
+    modules = value(MODULES)
+    out.append(
+        missing(MODULES) if modules is None else html_table(MODULE_COLUMNS, modules)
+    )
+
+    problems = [f"dump: {p}" for p in info.problems] + gaps_by_reason(
+        [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+    )
+    if problems:
+        out.append('<h2 id="problems">Could not be read or analysed</h2><ul>')
+        out.extend(f"<li>{_e(p)}</li>" for p in problems)
+        out.append("</ul>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

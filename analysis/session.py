@@ -188,6 +188,13 @@ class DumpSession:
                 raise AnalysisCancelled() from error
             raise
 
+    def engine_version(self) -> Optional[dict[str, object]]:
+        """The running engine's `version` answer (engine_version,
+        clrmd_version, protocol_version); None when no engine was started:
+        asking never starts one."""
+        client = self._engine.client
+        return dict(client.version) if client is not None and client.version else None
+
     def close(self) -> None:
         if self._engine.client is not None:
             self._engine.client.close()

@@ -10,6 +10,7 @@ from qtpy import QtGui, QtWidgets
 
 from app.jobs import Job
 from app.main_window import MainWindow
+from app.theme import follow_desktop
 
 DEMO_SCENARIO = "blocked-finalizer"
 ICON = Path(__file__).resolve().parents[1] / "resources" / "dumpscope.png"
@@ -41,6 +42,7 @@ def run(
     app.setApplicationName("DumpScope")
     app.setOrganizationName("DumpScope")
     app.setWindowIcon(QtGui.QIcon(str(ICON)))
+    follow_desktop(app)
     window = MainWindow()
     if dac_folder:
         window.set_dac_folder(dac_folder)

@@ -8,16 +8,33 @@ from typing import Any, Optional, TypeVar
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
-from analysis.analyses import ADDRESS_SUMMARY, NATIVE_HEAPS, Analysis
+from analysis.analyses import (
+    ADDRESS_SUMMARY,
+    FINALIZER_QUEUE,
+    HEAP_STATS,
+    MODULES,
+    NATIVE_HEAPS,
+    RUNTIME,
+    THREADS,
+    Analysis,
+)
 from analysis.key_facts import key_facts
+from analysis.locate import Hit, find, locate_native, parse_address
+from analysis.managed.client import EngineError, ErrorCode
+from analysis.managed.results import Instance, ObjectDetail
 from analysis.model.outcome import Done, Outcome
 from analysis.model.vocab import RowKind
 from analysis.pointers import object_pointers
 from analysis.session import DumpSession
+from analysis.values import Address
+from app.about import about_html
 from app.analyse import analyse
+from app.find_dialog import FindDialog
 from app.jobs import Job
+from app.navigation import History, Place
 from app.tabs import TABS, Tab
 from views.base import ResultView
+from views.table_model import FilterTable
 from views.findings_view import FindingsView
 from views.finalizer_view import FinalizerView
 from views.heap_stats_view import PAGE, HeapStatsView
@@ -32,6 +49,7 @@ MAX_RECENT = 8
 V = TypeVar("V", bound=ResultView)
 
 DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
+HTML_FILTER = "HTML files (*.html);;All files (*)"
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -76,7 +94,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
         self._set_busy(False)
+        self.history: History[Place] = History()
+        self._history_session: Optional[DumpSession] = None
+        self._restoring = False
+        self._inspected: Optional[int] = None
+        self._shown_tab = 0  # the tab of the current place
+        self._find_dialog: Optional[FindDialog] = None
         self._build_menus()
+        self._build_navigation()
+        self._wire_tables()
+        self.restore_layout()
         self._show_empty()
 
     def _view(self, kind: type[V]) -> V:
@@ -93,6 +120,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self._fill_recent()
         file_menu.addAction("Set &DAC folder…").triggered.connect(self._ask_dac_folder)
         file_menu.addSeparator()
+        self.export_action = file_menu.addAction("&Export report…")
+        self.export_action.setShortcut(QtGui.QKeySequence("Ctrl+E"))
+        self.export_action.triggered.connect(self._ask_export_report)
+        file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -101,7 +132,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _ask_open(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open a memory dump", "", DUMP_FILTER
+            self, "Open a memory dump", self.last_folder(), DUMP_FILTER
         )
         if path:
             self.open_dump(path)
@@ -144,12 +175,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent_menu.setEnabled(bool(self.recent_files()))
 
     def _about(self) -> None:
-        QtWidgets.QMessageBox.about(
-            self,
-            "About DumpScope",
-            "DumpScope shows where the memory of a .NET process went, what its "
-            "finalizer and COM apartments are doing, and the root cause.",
-        )
+        QtWidgets.QMessageBox.about(self, "About DumpScope", self.about_text())
+
+    def about_text(self) -> str:
+        """The versions of DumpScope, the engine and ClrMD (only if an
+        engine is running: About does not start one), the Qt binding, Qt."""
+        engine = self.session.engine_version() if self.session is not None else None
+        return about_html(engine)
 
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
@@ -349,7 +381,408 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabs.setCurrentWidget(view)
         view.select(row, key)
 
+    # -- folders, layout ------------------------------------------------------
+    def last_folder(self) -> str:
+        """Where File ▸ Open starts: the folder of the last dump opened."""
+        recent = self.recent_files()
+        return str(Path(recent[0]).parent) if recent else ""
+
+    def export_folder(self) -> str:
+        value = self.settings.value("export_folder", "")
+        return str(value) if value else self.last_folder()
+
+    def _splitters(self) -> list[tuple[str, QtWidgets.QSplitter]]:
+        """Every splitter, named by its tab and its place in it."""
+        named = []
+        for view in self.views.values():
+            for i, splitter in enumerate(view.findChildren(QtWidgets.QSplitter)):
+                named.append((f"{type(view).__name__}/{i}", splitter))
+        return named
+
+    def save_layout(self) -> None:
+        """Window geometry and splitter sizes, kept for the next run."""
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        for name, splitter in self._splitters():
+            self.settings.setValue(f"splitters/{name}", splitter.saveState())
+        self.settings.sync()
+
+    def restore_layout(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if isinstance(geometry, QtCore.QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        for name, splitter in self._splitters():
+            state = self.settings.value(f"splitters/{name}")
+            if isinstance(state, QtCore.QByteArray) and not state.isEmpty():
+                splitter.restoreState(state)
+
+    # -- tables: context menus, export --------------------------------------
+    def tables(self) -> list[FilterTable]:
+        return [t for v in self.views.values() for t in v.findChildren(FilterTable)]
+
+    def _wire_tables(self) -> None:
+        """Every table exports from the last export folder and records where
+        the user goes; the tables whose rows are managed objects offer Show
+        object."""
+        for table in self.tables():
+            table.export_folder = self.export_folder
+            table.sig_show_object.connect(self.go_to_address)
+            table.sig_record_selected.connect(
+                lambda _r, t=table: self._moved(t) if not self._restoring else None
+            )
+        self.types.instances.object_of = lambda i: i.address
+        self.types.fields.object_of = lambda f: (
+            int(f.address) if f.kind == "reference" and f.address else None
+        )
+        self.threads.locks.object_of = lambda m: m.object
+        self.types.sig_instance_selected.connect(self._note_inspected)
+
+    def _ask_export_report(self) -> None:
+        session = self.session
+        if session is None:
+            self.statusBar().showMessage("Open a dump first: nothing to export", 5000)
+            return
+        suggested = str(Path(self.export_folder()) / f"{Path(session.path).stem}.html")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export the report as one HTML file", suggested, HTML_FILTER
+        )
+        if path:
+            self.export_report(path)
+
+    def export_report(self, path: str) -> Job:
+        """Writes the HTML report off the GUI thread (what is not analysed
+        yet is analysed first); sig_job_finished carries the path."""
+        from analysis.report import render_html
+
+        session = self.session
+        assert session is not None
+        self.settings.setValue("export_folder", str(Path(path).parent))
+
+        def write(_report: Any, _cancelled: Any) -> str:
+            Path(path).write_text(render_html(session), encoding="utf-8")
+            return path
+
+        job = Job("export", write, self)
+        job.sig_job_finished.connect(
+            lambda p: self.statusBar().showMessage(f"Report written to {p}", 8000)
+        )
+        job.sig_job_failed.connect(
+            lambda message: QtWidgets.QMessageBox.warning(
+                self, "Export failed", f"{path}\n\n{message}"
+            )
+        )
+        self.statusBar().showMessage(f"Writing the report to {path}…")
+        return self.start_side_job(job)
+
+    # -- navigation: Back/Forward, Go to address, Find -----------------------
+    def _build_navigation(self) -> None:
+        style = self.style()
+        pixmap = QtWidgets.QStyle.StandardPixmap
+        self.back_action = QtGui.QAction(
+            style.standardIcon(pixmap.SP_ArrowBack), "Back", self
+        )
+        self.back_action.setShortcut(QtGui.QKeySequence("Alt+Left"))
+        self.back_action.triggered.connect(self.go_back)
+        self.forward_action = QtGui.QAction(
+            style.standardIcon(pixmap.SP_ArrowForward), "Forward", self
+        )
+        self.forward_action.setShortcut(QtGui.QKeySequence("Alt+Right"))
+        self.forward_action.triggered.connect(self.go_forward)
+        self.goto_action = QtGui.QAction("Go to address…", self)
+        self.goto_action.setShortcut(QtGui.QKeySequence("Ctrl+G"))
+        self.goto_action.triggered.connect(self._ask_address)
+        self.find_action = QtGui.QAction("Find in this tab", self)
+        self.find_action.setShortcut(QtGui.QKeySequence.StandardKey.Find)
+        self.find_action.triggered.connect(self.focus_filter)
+        self.find_all_action = QtGui.QAction("Find everywhere…", self)
+        self.find_all_action.setShortcut(QtGui.QKeySequence("Ctrl+Shift+F"))
+        self.find_all_action.triggered.connect(self.show_find_dialog)
+
+        go_menu = QtWidgets.QMenu("&Go", self)
+        self.menuBar().insertMenu(self.menuBar().actions()[-1], go_menu)
+        for action in (self.back_action, self.forward_action):
+            go_menu.addAction(action)
+        go_menu.addSeparator()
+        for action in (self.goto_action, self.find_action, self.find_all_action):
+            go_menu.addAction(action)
+        toolbar = self.addToolBar("Navigation")
+        toolbar.setObjectName("navigation")
+        toolbar.setMovable(False)
+        for action in (self.back_action, self.forward_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.goto_action)
+        toolbar.addAction(self.find_all_action)
+        self.tabs.currentChanged.connect(
+            lambda _i: self._moved(None) if not self._restoring else None
+        )
+        # Opening or closing a dump retitles the window: its places are gone.
+        self.windowTitleChanged.connect(
+            lambda _t: (
+                self.clear_history()
+                if self._history_session is not self.session
+                else None
+            )
+        )
+        # The mouse's back and forward buttons, wherever the pointer is.
+        app = QtWidgets.QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
+        self._update_navigation()
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:
+        if (
+            event.type() == QtCore.QEvent.Type.MouseButtonPress
+            and isinstance(watched, QtWidgets.QWidget)
+            and watched.window() is self
+        ):
+            button = event.button()  # type: ignore[attr-defined]
+            if button == QtCore.Qt.MouseButton.BackButton:
+                self.go_back()
+                return True
+            if button == QtCore.Qt.MouseButton.ForwardButton:
+                self.go_forward()
+                return True
+        return super().eventFilter(watched, event)
+
+    def _note_inspected(self, address: int) -> None:
+        self._inspected = int(address)
+
+    def place(self, cause: Any = None) -> Place:
+        """Where the user is: the tab, the current row of each of its
+        tables, the object in the inspector."""
+        view = self.tabs.currentWidget()
+        selections = []
+        for table in view.findChildren(FilterTable):
+            index = table.view.currentIndex()
+            if index.isValid():
+                selections.append((table, table.record_at(index.row())))
+        inspected = self._inspected if view is self.types else None
+        return Place(self.tabs.currentIndex(), tuple(selections), inspected, cause)
+
+    def _moved(self, table: Optional[FilterTable], explicit: bool = False) -> None:
+        """The user moved: a row in `table` of the current tab, or (None) to
+        another tab. A move in the same table as the last replaces the
+        current place; anything else, or a link followed (explicit), adds."""
+        view = self.tabs.currentWidget()
+        focused = QtWidgets.QApplication.focusWidget()
+        if table is not None and (focused is None or not table.isAncestorOf(focused)):
+            return  # a tab selecting a row of a new result, not the user
+        if self._history_session is not self.session:
+            self.history.clear()  # places of another dump
+            self._history_session = self.session
+        if table is self.types.types:
+            self._inspected = None  # another type: its object panes were cleared
+        cause = table if table is not None else view
+        place = self.place(cause)
+        current = self.history.current
+        if current is None:
+            self.history.add(Place(self._shown_tab, cause=None))
+            current = self.history.current
+        if current == place:
+            return
+        same_tab = current is not None and current.tab == place.tab
+        if (
+            not explicit
+            and same_tab
+            and current is not None
+            and (current.cause is table or current.cause is view)
+        ):
+            self.history.replace(place)
+        else:
+            self.history.add(place)
+        self._shown_tab = place.tab
+        self._update_navigation()
+
+    def clear_history(self) -> None:
+        """Forget every place: the next move starts from the current tab."""
+        self.history.clear()
+        self._history_session = self.session
+        self._shown_tab = self.tabs.currentIndex()
+        self._update_navigation()
+
+    def _update_navigation(self) -> None:
+        self.back_action.setEnabled(self.history.can_go_back())
+        self.forward_action.setEnabled(self.history.can_go_forward())
+
+    def go_back(self) -> None:
+        place = self.history.back()
+        if place is not None:
+            self._restore(place)
+
+    def go_forward(self) -> None:
+        place = self.history.forward()
+        if place is not None:
+            self._restore(place)
+
+    def _restore(self, place: Place) -> None:
+        self._restoring = True
+        try:
+            self.tabs.setCurrentIndex(place.tab)
+            for table, record in place.selections:
+                if not table.select_where(lambda r, want=record: r == want):
+                    table.filter.clear()
+                    table.select_where(lambda r, want=record: r == want)
+            if place.inspected is not None and place.inspected != self._inspected:
+                self._inspect(place.inspected, None)
+        finally:
+            self._restoring = False
+        self._shown_tab = place.tab
+        self._update_navigation()
+
+    def navigate(self, row: RowKind, key: Any) -> bool:
+        """Shows the row (as an evidence link does) and records the move."""
+        view = next((v for v in self.views.values() if row in v.selects), None)
+        if view is None:
+            return False
+        self._restoring = True
+        try:
+            self.tabs.setCurrentWidget(view)
+            found = view.select(row, key)
+            if not found:
+                for table in view.findChildren(FilterTable):
+                    table.filter.clear()
+                found = view.select(row, key)
+        finally:
+            self._restoring = False
+        self._moved(None, explicit=True)
+        return found
+
+    def _inspect(self, address: int, type_name: Optional[str]) -> None:
+        """Opens the object at `address` in the Managed types inspector,
+        its type selected when known."""
+        types = self.types
+        self.tabs.setCurrentWidget(types)
+        if type_name is not None:
+            table = types.types
+            if not table.select_where(lambda t: t.name == type_name):
+                table.filter.clear()
+                table.select_where(lambda t: t.name == type_name)
+        # The inspector's own path from a row of the instance list.
+        types._on_instance(Instance(Address(address), None))
+
+    def focus_filter(self) -> None:
+        """Ctrl+F: the filter of the table in use on this tab (the first
+        table when none has the focus)."""
+        view = self.tabs.currentWidget()
+        tables = [t for t in view.findChildren(FilterTable) if t.isVisible()]
+        focused = QtWidgets.QApplication.focusWidget()
+        table = next(
+            (t for t in tables if focused is not None and t.isAncestorOf(focused)),
+            tables[0] if tables else None,
+        )
+        if table is not None:
+            table.filter.setFocus()
+            table.filter.selectAll()
+
+    def _ask_address(self) -> None:
+        text, ok = QtWidgets.QInputDialog.getText(
+            self, "Go to address", "Address (hex, e.g. 0x7f3a12345678):"
+        )
+        if not ok or not text.strip():
+            return
+        address = parse_address(text)
+        if address is None:
+            self.statusBar().showMessage(f"'{text}' is not an address", 8000)
+            return
+        self.go_to_address(address)
+
+    def go_to_address(self, address: int) -> Optional[Job]:
+        """A managed object opens in the inspector; a native address selects
+        the large block, heap, module or memory region that holds it; an
+        address nothing holds is said so in the status bar."""
+        session = self.session
+        if session is None:
+            self.statusBar().showMessage("Open a dump first", 5000)
+            return None
+        address = int(address)
+
+        def value(analysis: Analysis[Any]) -> Any:
+            outcome = session.peek(analysis)
+            return outcome.value if isinstance(outcome, Done) else None
+
+        def locate(_report: Any, _cancelled: Any) -> Any:
+            if isinstance(session.peek(RUNTIME), Done):
+                try:
+                    return session.object_detail(address)
+                except EngineError as error:
+                    if error.code != ErrorCode.NOT_FOUND:
+                        raise
+            return locate_native(
+                address,
+                value(NATIVE_HEAPS) or (),
+                value(ADDRESS_SUMMARY),
+                value(MODULES) or (),
+            )
+
+        job = Job("locate", locate, self)
+        job.sig_job_finished.connect(lambda found: self._went_to(address, found))
+        job.sig_job_failed.connect(
+            lambda message: self.statusBar().showMessage(
+                f"0x{address:x}: {message}", 8000
+            )
+        )
+        self.statusBar().showMessage(f"Looking for 0x{address:x}…")
+        return self.start_side_job(job)
+
+    def _went_to(self, address: int, found: Any) -> None:
+        if isinstance(found, ObjectDetail):
+            start = int(found.address or address)
+            self._restoring = True
+            try:
+                self._inspect(start, found.type)
+            finally:
+                self._restoring = False
+            self._moved(None, explicit=True)
+            self.statusBar().showMessage(
+                f"0x{address:x} is the {found.type} object at 0x{start:x}", 8000
+            )
+        elif isinstance(found, Hit):
+            self.navigate(found.row, found.key)
+            if found.row == RowKind.MEMORY_USAGE:
+                self.memory.regions.select_where(
+                    lambda r: int(r.base) <= address < int(r.base) + int(r.size)
+                )
+            self.statusBar().showMessage(found.text, 8000)
+        else:
+            self.statusBar().showMessage(
+                f"0x{address:x} is in no managed object, native heap, module or "
+                "memory region of this dump",
+                8000,
+            )
+
+    def search(self, text: str) -> list[Hit]:
+        """Find everywhere over the results the tabs show."""
+        session = self.session
+        if session is None:
+            return []
+
+        def value(analysis: Analysis[Any]) -> Any:
+            outcome = session.peek(analysis)
+            return outcome.value if isinstance(outcome, Done) else None
+
+        return find(
+            text,
+            value(HEAP_STATS),
+            value(FINALIZER_QUEUE),
+            value(THREADS) or (),
+            value(MODULES) or (),
+        )
+
+    def show_find_dialog(self) -> FindDialog:
+        if self._find_dialog is None:
+            dialog = FindDialog(self.search, self)
+            dialog.sig_hit_activated.connect(lambda h: self.navigate(h.row, h.key))
+            dialog.sig_address_activated.connect(self.go_to_address)
+            self._find_dialog = dialog
+        self._find_dialog.show()
+        self._find_dialog.raise_()
+        self._find_dialog.text.setFocus()
+        self._find_dialog.text.selectAll()
+        self._find_dialog.refresh()
+        return self._find_dialog
+
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.save_layout()
         self.cancel()
         for job in list(self.side_jobs):
             job.cancel()

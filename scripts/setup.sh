@@ -14,8 +14,10 @@ debian_packages=(
   python3-pytest python3-pytestqt python3-hypothesis
   black flake8 mypy
 )
+# Opt-in: what looking at the GUI and the HTML report needs (screenshots
+# under Xvfb, the report opened in headless Chromium).
 if [ "${DUMPSCOPE_GUI_TOOLS:-}" = 1 ]; then
-  debian_packages+=(xvfb xauth imagemagick)
+  debian_packages+=(xvfb xauth imagemagick chromium)
 fi
 
 missing=()

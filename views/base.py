@@ -13,6 +13,21 @@ from analysis.model.vocab import RowKind
 CRITICAL = "#f8d0cc"
 WARNING = "#fbe7b5"
 INFO = "#d9e8fb"
+# The same three on a dark theme: dark enough for its light text.
+DARK_VARIANTS = {CRITICAL: "#6e2a24", WARNING: "#5e4a16", INFO: "#23405f"}
+_dark = False
+
+
+def use_dark_colours(dark: bool) -> None:
+    """The desktop's theme is dark (or light again): rows and banners shown
+    from now on take the matching variants."""
+    global _dark
+    _dark = dark
+
+
+def shown_colour(colour: str) -> str:
+    """The colour to paint for one of the story colours on this theme."""
+    return DARK_VARIANTS.get(colour, colour) if _dark else colour
 
 
 class ResultView(QtWidgets.QWidget):
@@ -29,12 +44,12 @@ class ResultView(QtWidgets.QWidget):
         self.state = QtWidgets.QLabel(self)
         self.state.setWordWrap(True)
         self.state.setStyleSheet(
-            f"background: {WARNING}; padding: 6px; border-radius: 3px;"
+            f"background: {shown_colour(WARNING)}; padding: 6px; border-radius: 3px;"
         )
         self.state.hide()
         self.notes = QtWidgets.QLabel(self)
         self.notes.setWordWrap(True)
-        self.notes.setStyleSheet(f"background: {INFO}; padding: 4px;")
+        self.notes.setStyleSheet(f"background: {shown_colour(INFO)}; padding: 4px;")
         self.notes.hide()
         self._notes: dict[str, str] = {}
         self.content = QtWidgets.QWidget(self)

@@ -191,6 +191,8 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._process: Optional[_EngineProcess] = None
         self._opened: Optional[dict[str, Any]] = None
+        # The `version` answer of the running engine (About shows it).
+        self.version: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -231,6 +233,7 @@ class EngineClient:
                 f"client {PROTOCOL_VERSION}: rebuild it with engine/build.sh.",
                 ErrorCode.PROTOCOL_MISMATCH,
             )
+        self.version = version
         return process
 
     def _ensure(self) -> _EngineProcess:

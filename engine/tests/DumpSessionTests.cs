@@ -139,4 +139,29 @@ public class DumpSessionTests
         var error = Assert.Throws<EngineException>(() => session.ObjectAt(0x10));
         Assert.Equal(ErrorCodes.NotFound, error.Code);
     }
+
+    [Fact]
+    public void Object_detail_of_an_address_inside_an_object_is_that_object()
+    {
+        using var session = Open("blocked-finalizer", "net10");
+        TypeStat strings = session.HeapStatistics(null, CancellationToken.None).Types.First(t => t.Name == "System.String");
+        Instance largest = session.InstancesOf(strings.MethodTable, 0, 1, "size", null, CancellationToken.None).Items[0];
+        ObjectDetail inside = session.ObjectAt(largest.Address + largest.Size - 1);
+        Assert.Equal(largest.Address, inside.Address);
+        Assert.Equal("System.String", inside.Type);
+        // Just past it is another object or free space, never this one.
+        Assert.NotEqual(largest.Address, TryObjectAt(session, largest.Address + largest.Size)?.Address);
+    }
+
+    private static ObjectDetail? TryObjectAt(DumpSession session, ulong address)
+    {
+        try
+        {
+            return session.ObjectAt(address);
+        }
+        catch (EngineException)
+        {
+            return null;
+        }
+    }
 }

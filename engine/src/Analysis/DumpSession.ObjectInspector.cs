@@ -54,12 +54,23 @@ public sealed partial class DumpSession
     }
 
 
+    // An address inside an object (a field, an array element, string
+    // characters) names that object; free space names none.
+    private static ClrObject ObjectHolding(ClrHeap heap, ulong address)
+    {
+        ClrObject before = heap.FindPreviousObjectOnSegment(address);
+        bool holds = before.IsValid && before.Type is { IsFree: false } && address < before.Address + before.Size;
+        return holds ? before : default;
+    }
+
     public ObjectDetail ObjectAt(ulong address)
     {
         ClrHeap heap = RequireHeap();
         ClrObject obj = heap.GetObject(address);
         if (!obj.IsValid || obj.Type is null)
-            throw new EngineException(ErrorCodes.NotFound, $"0x{address:x} is not the address of a managed object in this dump.");
+            obj = ObjectHolding(heap, address);
+        if (!obj.IsValid || obj.Type is null)
+            throw new EngineException(ErrorCodes.NotFound, $"0x{address:x} is not in a managed object of this dump.");
         ClrType type = obj.Type;
         ClrSegment? segment = heap.GetSegmentByAddress(address);
         string generation = segment is null ? "unknown" : segment.GetGeneration(address) switch
