@@ -19,6 +19,7 @@ internal static class Program
         ["loh-fragmentation"] = LohFragmentation.Plant,
         ["healthy"] = Healthy.Plant,
         ["big-heap"] = BigHeap.Plant,
+        ["retention"] = Retention.Plant,
     };
 
     private static int Main(string[] args)

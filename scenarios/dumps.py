@@ -32,6 +32,7 @@ SCENARIOS: tuple[str, ...] = (
     "loh-fragmentation",
     "healthy",
     "big-heap",
+    "retention",
 )
 RUNTIMES: tuple[str, ...] = ("net10", "net8")
 KINDS: tuple[str, ...] = ("heap", "full")

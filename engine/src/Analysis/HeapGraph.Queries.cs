@@ -1,0 +1,372 @@
+using System.Collections.Immutable;
+
+namespace DumpScope.Engine.Analysis;
+
+// Questions answered from the built graph. Each validates its parameters
+// (EngineException InvalidParams) and pages its answer.
+public sealed partial class HeapGraph
+{
+    private const int MaxRootsPerItem = 8;
+
+    // Children of each node in the dominator tree, as compressed rows; made
+    // on the first question that needs them.
+    private (int[] Start, int[] Children)? _dominated;
+    private TypeRetained[]? _typeRetained;
+    private ILookup<int, int>? _rootsByObject;
+
+    private (int[] Start, int[] Children) Dominated
+    {
+        get
+        {
+            if (_dominated is { } d)
+                return d;
+            int n = _idom.Length;
+            var start = new int[n + 1];
+            for (int v = 0; v < n - 1; v++)
+            {
+                if (_idom[v] >= 0)
+                    start[_idom[v] + 1]++;
+            }
+            for (int i = 0; i < n; i++)
+                start[i + 1] += start[i];
+            var fill = (int[])start.Clone();
+            var children = new int[start[n]];
+            for (int v = 0; v < n - 1; v++)
+            {
+                if (_idom[v] >= 0)
+                    children[fill[_idom[v]]++] = v;
+            }
+            _dominated = (start, children);
+            return (start, children);
+        }
+    }
+
+    private ILookup<int, int> RootsByObject => _rootsByObject ??= Enumerable.Range(0, _roots.Length).ToLookup(r => _roots[r].Object);
+
+    private bool IsReachable(int v) => _idom[v] != DominatorTree.Unreachable;
+
+    public ulong ReachableBytes => _retained[SuperRoot];
+
+    private RootRef RootOf(int r)
+    {
+        GraphRoot root = _roots[r];
+        return new RootRef(KindName(root.Kind), root.Name >= 0 ? _rootNames[root.Name] : null, root.Address,
+            root.Kind == RootKind.Stack ? root.ThreadOsId : null);
+    }
+
+    // Named roots (static fields) first: they say most about why.
+    private ImmutableArray<RootRef> RootsOf(int v) =>
+        [.. RootsByObject[v].OrderBy(r => _roots[r].Kind == RootKind.StaticField ? 0 : 1).ThenBy(r => _roots[r].Kind)
+            .Take(MaxRootsPerItem).Select(RootOf)];
+
+    private int Resolve(ulong address)
+    {
+        int v = IndexOf(address);
+        if (v < 0)
+            throw new EngineException(ErrorCodes.NotFound, $"0x{address:x} is not the address of a managed object in this dump.");
+        return v;
+    }
+
+    private static void CheckPage(int offset, int limit, int maxPage)
+    {
+        if (offset < 0 || limit < 0 || limit > maxPage)
+            throw new EngineException(ErrorCodes.InvalidParams, $"offset must be >= 0 and limit between 0 and {maxPage}.");
+    }
+
+    public GraphSummary Summary(bool fromIndex)
+    {
+        long reachable = 0;
+        ulong unreachableBytes = 0;
+        for (int v = 0; v < _address.Length; v++)
+        {
+            if (IsReachable(v))
+                reachable++;
+            else
+                unreachableBytes += SizeOf(v);
+        }
+        var byKind = _roots.GroupBy(r => r.Kind).OrderBy(g => g.Key)
+            .Select(g => new RootKindCount(KindName(g.Key), g.Count())).ToImmutableArray();
+        return new GraphSummary(_address.Length, reachable, ReachableBytes, _address.Length - reachable, unreachableBytes,
+            _edges.Length, _roots.Length, byKind, DominatorPasses, BuildSeconds, fromIndex);
+    }
+
+    private DominatorItem Item(int v)
+    {
+        var (start, _) = Dominated;
+        GraphType type = _types[_type[v]];
+        return new DominatorItem(_address[v], type.MethodTable, type.Name, SizeOf(v), _retained[v], start[v + 1] - start[v],
+            _idom[v] == SuperRoot ? RootsOf(v) : []);
+    }
+
+    /// <summary>
+    /// The objects a node immediately dominates, largest retained size first
+    /// (then address). parent null: the top of the tree, the objects no other
+    /// object dominates. typeFilter keeps the types whose name contains it.
+    /// </summary>
+    public DominatorPage Children(ulong? parent, int offset, int limit, string? typeFilter, int maxPage)
+    {
+        CheckPage(offset, limit, maxPage);
+        int p = parent is { } a ? Resolve(a) : SuperRoot;
+        var (start, children) = Dominated;
+        IEnumerable<int> items = children.AsSpan(start[p], start[p + 1] - start[p]).ToArray();
+        if (!string.IsNullOrEmpty(typeFilter))
+            items = items.Where(v => _types[_type[v]].Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
+        int[] sorted = items.OrderByDescending(v => _retained[v]).ThenBy(v => _address[v]).ToArray();
+        var page = sorted.Skip(offset).Take(limit).Select(Item).ToImmutableArray();
+        return new DominatorPage(parent, _retained[p], ReachableBytes, sorted.Length, offset, page);
+    }
+
+    /// <summary>
+    /// Per type: instances, their shallow size, the reachable ones, and the
+    /// retained size of all its instances together (what would be freed if
+    /// every instance went: an instance dominated by another instance of
+    /// the same type is counted once, inside that one).
+    /// </summary>
+    public TypeRetainedPage RetainedByType(int offset, int limit, int maxPage, CancellationToken cancel)
+    {
+        CheckPage(offset, limit, maxPage);
+        TypeRetained[] all = _typeRetained ??= ComputeTypeRetained(cancel);
+        return new TypeRetainedPage(ReachableBytes, all.Length, offset, [.. all.Skip(offset).Take(limit)]);
+    }
+
+    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel)
+    {
+        int typeCount = _types.Length;
+        var count = new long[typeCount];
+        var shallow = new ulong[typeCount];
+        var reachable = new long[typeCount];
+        var retained = new ulong[typeCount];
+        for (int v = 0; v < _address.Length; v++)
+        {
+            count[_type[v]]++;
+            shallow[_type[v]] += SizeOf(v);
+            if (IsReachable(v))
+                reachable[_type[v]]++;
+        }
+
+        // Down the dominator tree, counting for each type how many of its
+        // instances are above the current node: a node adds its retained
+        // size to its type only when none is.
+        var (start, children) = Dominated;
+        var above = new int[typeCount];
+        var stack = new Stack<(int Node, int Next)>();
+        stack.Push((SuperRoot, start[SuperRoot]));
+        long steps = 0;
+        while (stack.Count > 0)
+        {
+            var (v, next) = stack.Pop();
+            if (next < start[v + 1])
+            {
+                stack.Push((v, next + 1));
+                int w = children[next];
+                int t = _type[w];
+                if (above[t] == 0)
+                    retained[t] += _retained[w];
+                above[t]++;
+                stack.Push((w, start[w]));
+                if ((++steps & 0xFFFF) == 0)
+                    cancel.ThrowIfCancellationRequested();
+            }
+            else if (v != SuperRoot)
+            {
+                above[_type[v]]--;
+            }
+        }
+        return Enumerable.Range(0, typeCount)
+            .Select(t => new TypeRetained(_types[t].MethodTable, _types[t].Name, count[t], shallow[t], reachable[t], retained[t]))
+            .OrderByDescending(t => t.Retained).ThenByDescending(t => t.Size).ThenBy(t => t.Name, StringComparer.Ordinal)
+            .ToArray();
+    }
+
+    /// <summary>
+    /// Why an object is alive: for each kind of root that reaches it, the
+    /// shortest chain from such a root (breadth-first, so the fewest links),
+    /// plus its dominator chain: the objects that must all go for it to go.
+    /// </summary>
+    public RetentionPaths WhyAlive(ulong address, int maxPathLength, CancellationToken cancel)
+    {
+        int target = Resolve(address);
+        if (!IsReachable(target))
+            return new RetentionPaths(address, false, [], []);
+        var parent = new int[_address.Length];
+        var paths = ImmutableArray.CreateBuilder<RetentionPath>();
+        var queue = new int[_address.Length];
+        foreach (var kind in _roots.Select(r => r.Kind).Distinct().Order())
+        {
+            Array.Fill(parent, -1);
+            int head = 0, tail = 0;
+            // Roots of the kind seed the search; their parent is -2 - root.
+            for (int r = 0; r < _roots.Length; r++)
+            {
+                if (_roots[r].Kind != kind || parent[_roots[r].Object] != -1)
+                    continue;
+                parent[_roots[r].Object] = -2 - r;
+                queue[tail++] = _roots[r].Object;
+            }
+            while (head < tail && parent[target] == -1)
+            {
+                int v = queue[head++];
+                for (int e = _edgeStart[v]; e < _edgeStart[v + 1]; e++)
+                {
+                    int w = _edges[e];
+                    if (parent[w] != -1)
+                        continue;
+                    parent[w] = v;
+                    queue[tail++] = w;
+                }
+                if ((head & 0xFFFF) == 0)
+                    cancel.ThrowIfCancellationRequested();
+            }
+            if (parent[target] == -1)
+                continue;
+            var chain = new List<int>();
+            int at = target;
+            while (parent[at] >= 0)
+            {
+                chain.Add(at);
+                at = parent[at];
+            }
+            chain.Add(at);
+            chain.Reverse();
+            paths.Add(new RetentionPath(RootOf(-2 - parent[at]), Links(chain, maxPathLength)));
+        }
+        var dominators = new List<int>();
+        for (int v = target; v != SuperRoot; v = _idom[v])
+            dominators.Add(v);
+        dominators.Reverse();
+        return new RetentionPaths(address, true,
+            [.. paths.OrderBy(p => p.Chain.Sum(l => l.Repeat))], Links(dominators, maxPathLength));
+    }
+
+    // Consecutive objects of one type become one link with a repeat count,
+    // so a chain through a linked list stays short; at most maxLinks links.
+    private ImmutableArray<ChainLink> Links(IReadOnlyList<int> chain, int maxLinks)
+    {
+        var links = ImmutableArray.CreateBuilder<ChainLink>();
+        for (int i = 0; i < chain.Count && links.Count < maxLinks;)
+        {
+            int t = _type[chain[i]];
+            int j = i + 1;
+            while (j < chain.Count && _type[chain[j]] == t)
+                j++;
+            links.Add(new ChainLink(_address[chain[i]], _types[t].Name, j - i));
+            i = j;
+        }
+        return links.ToImmutable();
+    }
+
+    /// <summary>
+    /// The instances of one type grouped by what holds them: the nearest
+    /// object above each instance in the dominator tree that dominates two
+    /// or more instances (its accumulation point), moved to the start of a
+    /// run of its own type (the head of a linked list). Instances no such
+    /// object holds are grouped by the kind of root above them. Groups come
+    /// largest first, each with the dominator chain from its root down to it.
+    /// </summary>
+    public InstanceHolders HoldersOf(ulong methodTable, int limit, int maxPathLength, int maxPage, CancellationToken cancel)
+    {
+        CheckPage(0, limit, maxPage);
+        int t = Array.FindIndex(_types, x => x.MethodTable == methodTable);
+        if (t < 0)
+            throw new EngineException(ErrorCodes.NotFound, $"No object of method table 0x{methodTable:x} is on the heap.");
+
+        // How many reachable instances each node's dominator subtree holds.
+        var inside = new int[_idom.Length];
+        long count = 0, reachableCount = 0;
+        ulong size = 0;
+        for (int v = 0; v < _address.Length; v++)
+        {
+            if (_type[v] != t)
+                continue;
+            count++;
+            size += SizeOf(v);
+            if (IsReachable(v))
+            {
+                reachableCount++;
+                inside[v] = 1;
+            }
+        }
+        foreach (int v in ChildrenFirst(cancel))
+        {
+            if (v != SuperRoot)
+                inside[_idom[v]] += inside[v];
+        }
+
+        var holderOf = new Dictionary<int, int>();
+        var groups = new Dictionary<(int Holder, int TopRootKind), (long Count, ulong Size, int Top)>();
+        for (int v = 0; v < _address.Length; v++)
+        {
+            if (_type[v] != t || !IsReachable(v))
+                continue;
+            int a = _idom[v];
+            while (a != SuperRoot && inside[a] < 2)
+                a = _idom[a];
+            int holder = a;
+            if (a != SuperRoot)
+            {
+                if (!holderOf.TryGetValue(a, out holder))
+                {
+                    holder = a;
+                    while (_idom[holder] != SuperRoot && _type[_idom[holder]] == _type[holder])
+                        holder = _idom[holder];
+                    holderOf[a] = holder;
+                }
+            }
+            // Without a holder, the instance's top-level dominator (itself
+            // or an object above it) says which root kind keeps it.
+            int top = v;
+            if (holder == SuperRoot)
+            {
+                while (_idom[top] != SuperRoot)
+                    top = _idom[top];
+            }
+            int kind = holder == SuperRoot ? (int)(RootsByObject[top].Select(r => _roots[r].Kind).DefaultIfEmpty(RootKind.Other).Min()) : -1;
+            var key = (holder, kind);
+            groups.TryGetValue(key, out var g);
+            groups[key] = (g.Count + 1, g.Size + SizeOf(v), g.Count == 0 ? top : g.Top);
+        }
+
+        var ordered = groups.OrderByDescending(kv => kv.Value.Count).ThenBy(kv => kv.Key.Holder).ToList();
+        var result = ImmutableArray.CreateBuilder<HolderGroup>();
+        foreach (var ((holder, kind), g) in ordered.Take(limit))
+        {
+            if (holder == SuperRoot)
+            {
+                var roots = RootsByObject[g.Top].Where(r => (int)_roots[r].Kind == kind).Take(1).Select(RootOf).ToImmutableArray();
+                if (roots.IsEmpty)
+                    roots = [new RootRef(KindName((RootKind)kind), null, 0, null)];
+                result.Add(new HolderGroup(null, null, 0, g.Count, g.Size, roots, []));
+                continue;
+            }
+            var chain = new List<int>();
+            for (int v = holder; v != SuperRoot; v = _idom[v])
+                chain.Add(v);
+            chain.Reverse();
+            result.Add(new HolderGroup(_address[holder], _types[_type[holder]].Name, _retained[holder], g.Count, g.Size,
+                RootsOf(chain[0]), Links(chain, maxPathLength)));
+        }
+        return new InstanceHolders(methodTable, _types[t].Name, count, reachableCount, size, ReachableBytes, ordered.Count, result.ToImmutable());
+    }
+
+    // Reachable nodes, each after every node it dominates: the reverse of a
+    // depth-first preorder of the dominator tree.
+    private int[] ChildrenFirst(CancellationToken cancel)
+    {
+        var (start, children) = Dominated;
+        var order = new int[children.Length + 1];
+        int filled = 0;
+        var stack = new Stack<int>();
+        stack.Push(SuperRoot);
+        while (stack.Count > 0)
+        {
+            int v = stack.Pop();
+            order[filled++] = v;
+            for (int e = start[v]; e < start[v + 1]; e++)
+                stack.Push(children[e]);
+            if ((filled & 0xFFFF) == 0)
+                cancel.ThrowIfCancellationRequested();
+        }
+        Array.Reverse(order, 0, filled);
+        return order;
+    }
+}

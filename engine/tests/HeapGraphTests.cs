@@ -1,0 +1,208 @@
+using DumpScope.Engine.Analysis;
+using Microsoft.Diagnostics.Runtime;
+
+namespace DumpScope.Engine.Tests;
+
+public class DominatorTreeTests
+{
+    private static (int[] Start, int[] Edges) Rows(int n, List<(int, int)> edges)
+    {
+        var start = new int[n + 1];
+        foreach (var (from, _) in edges)
+            start[from + 1]++;
+        for (int i = 0; i < n; i++)
+            start[i + 1] += start[i];
+        var fill = (int[])start.Clone();
+        var flat = new int[edges.Count];
+        foreach (var (from, to) in edges)
+            flat[fill[from]++] = to;
+        return (start, flat);
+    }
+
+    // What the tree claims, checked the plain way: remove x, recount what the
+    // roots still reach; exactly x's dominated subtree must have gone.
+    private static HashSet<int> ReachableWithout(int n, int[] start, int[] edges, int[] roots, int removed)
+    {
+        var seen = new HashSet<int>();
+        var todo = new Stack<int>(roots.Where(r => r != removed));
+        foreach (int r in todo)
+            seen.Add(r);
+        while (todo.Count > 0)
+        {
+            int v = todo.Pop();
+            for (int e = start[v]; e < start[v + 1]; e++)
+            {
+                int w = edges[e];
+                if (w != removed && seen.Add(w))
+                    todo.Push(w);
+            }
+        }
+        return seen;
+    }
+
+    internal static void AssertRemovalRecount(int n, Func<int, IEnumerable<int>> successors, int[] roots, Func<int, int> idom,
+        Func<int, ulong> size, Func<int, ulong> retained, IEnumerable<int> sample)
+    {
+        var start = new int[n + 1];
+        var list = new List<int>();
+        for (int v = 0; v < n; v++)
+        {
+            list.AddRange(successors(v));
+            start[v + 1] = list.Count;
+        }
+        int[] edges = [.. list];
+        var all = ReachableWithout(n, start, edges, roots, -1);
+        foreach (int x in sample)
+        {
+            if (!all.Contains(x))
+            {
+                Assert.Equal(DominatorTree.Unreachable, idom(x));
+                continue;
+            }
+            var gone = all.Except(ReachableWithout(n, start, edges, roots, x)).ToHashSet();
+            var dominated = all.Where(v => Dominates(x, v, idom, n)).ToHashSet();
+            Assert.Equal(dominated.Order(), gone.Order());
+            Assert.Equal(gone.Aggregate(0UL, (a, v) => a + size(v)), retained(x));
+        }
+    }
+
+    private static bool Dominates(int x, int v, Func<int, int> idom, int superRoot)
+    {
+        for (int a = v; a != superRoot && a != DominatorTree.Unreachable; a = idom(a))
+        {
+            if (a == x)
+                return true;
+        }
+        return false;
+    }
+
+    [Fact]
+    public void A_diamond_is_dominated_by_its_top_and_a_shared_object_by_the_super_root()
+    {
+        // 0 -> 1, 0 -> 2, 1 -> 3, 2 -> 3, 3 -> 4; roots 0 and 5; 5 -> 4; 6 unreachable.
+        var (start, edges) = Rows(7, [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (5, 4)]);
+        var tree = DominatorTree.Compute(7, start, edges, [0, 5], null, CancellationToken.None);
+        Assert.Equal([7, 0, 0, 0, 7, 7, DominatorTree.Unreachable, 7], tree.Idom);
+        ulong[] retained = tree.RetainedSizes(v => 10);
+        Assert.Equal(40UL, retained[0]);
+        Assert.Equal(10UL, retained[4]);
+        Assert.Equal(60UL, retained[7]);
+        Assert.Equal(0UL, retained[6]);
+    }
+
+    [Fact]
+    public void Random_graphs_agree_with_a_reachability_recount()
+    {
+        var random = new Random(1234);
+        for (int round = 0; round < 30; round++)
+        {
+            int n = random.Next(5, 80);
+            var pairs = new List<(int, int)>();
+            for (int e = 0; e < n * 2; e++)
+                pairs.Add((random.Next(n), random.Next(n)));
+            int[] roots = Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(n)).Distinct().ToArray();
+            var (start, edges) = Rows(n, pairs);
+            var tree = DominatorTree.Compute(n, start, edges, roots, null, CancellationToken.None);
+            ulong[] retained = tree.RetainedSizes(v => (ulong)(v + 1));
+            AssertRemovalRecount(n, v => edges[start[v]..start[v + 1]], roots, v => tree.Idom[v], v => (ulong)(v + 1), v => retained[v],
+                Enumerable.Range(0, n));
+        }
+    }
+
+    [Fact]
+    public void A_linked_list_of_two_million_needs_no_deep_stack()
+    {
+        const int n = 2_000_000;
+        var start = new int[n + 1];
+        var edges = new int[n - 1];
+        for (int v = 0; v < n; v++)
+            start[v + 1] = Math.Min(v + 1, n - 1);
+        for (int v = 0; v < n - 1; v++)
+            edges[v] = v + 1;
+        var tree = DominatorTree.Compute(n, start, edges, [0], null, CancellationToken.None);
+        Assert.Equal(n - 2, tree.Idom[n - 1]);
+        Assert.Equal((ulong)n * 8, tree.RetainedSizes(_ => 8)[0]);
+    }
+}
+
+public class HeapGraphTests
+{
+    private static readonly Dictionary<(string, string), HeapGraph> Built = new();
+
+    internal static HeapGraph Graph(string scenario, string runtime = "net10")
+    {
+        lock (Built)
+        {
+            if (Built.TryGetValue((scenario, runtime), out var graph))
+                return graph;
+            var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
+            using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+            using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+            graph = HeapGraph.Build(clr, new HeapWalker(clr, target.DataReader), target.DataReader, null, CancellationToken.None);
+            return Built[(scenario, runtime)] = graph;
+        }
+    }
+
+    [Theory]
+    [InlineData("event-leak", "net10")]
+    [InlineData("retention", "net10")]
+    public void Dominators_of_a_real_dump_agree_with_a_reachability_recount(string scenario, string runtime)
+    {
+        HeapGraph graph = Graph(scenario, runtime);
+        int n = graph.ObjectCount;
+        // The biggest retainers and an even spread of other objects.
+        var top = graph.Children(null, 0, 15, null, 100).Items.Select(i => graph.IndexOf(i.Address));
+        var spread = Enumerable.Range(0, 40).Select(k => (int)((long)k * n / 40));
+        DominatorTreeTests.AssertRemovalRecount(n, v => graph.ReferencesOf(v).ToArray(), graph.RootObjects.ToArray(),
+            graph.ImmediateDominator, graph.SizeOf, graph.RetainedSize, top.Concat(spread).Distinct());
+    }
+
+    [Fact]
+    public void The_static_events_invocation_list_retains_the_ten_thousand_subscribers()
+    {
+        HeapGraph graph = Graph("event-leak");
+        var types = graph.RetainedByType(0, 100_000, 100_000, CancellationToken.None);
+        var subscriber = Assert.Single(types.Items, t => t.Name == "DumpScope.Scenarios.Subscriber");
+        Assert.Equal(10_000, subscriber.Count);
+        // 10000 subscribers, each with its 256-byte history array.
+        Assert.True(subscriber.Retained >= subscriber.Size + 10_000UL * (256 + 16));
+
+        var holders = graph.HoldersOf(subscriber.MethodTable, 10, 100, 100, CancellationToken.None);
+        var group = holders.Groups[0];
+        Assert.Equal(10_000, group.Count);
+        Assert.Equal("System.Object[]", group.HolderType);
+        Assert.Equal("static", group.Roots[0].Kind);
+        Assert.Equal("DumpScope.Scenarios.Publisher.PriceChanged", group.Roots[0].Name);
+        Assert.Equal(["System.EventHandler", "System.Object[]"], group.Chain.Select(l => l.Type));
+        Assert.True(group.HolderRetained >= subscriber.Retained);
+
+        var one = graph.IndexOf(graph.Children(group.Holder, 0, 1, null, 100).Items[0].Address);
+        var why = graph.WhyAlive(graph.AddressOf(one), 100, CancellationToken.None);
+        Assert.True(why.Reachable);
+        var fromStatic = Assert.Single(why.ByRootKind, p => p.Root.Kind == "static");
+        Assert.Equal("DumpScope.Scenarios.Publisher.PriceChanged", fromStatic.Root.Name);
+        Assert.Equal(["System.EventHandler", "System.Object[]", "System.EventHandler"], why.DominatorChain.Select(l => l.Type));
+    }
+
+    [Fact]
+    public void Bad_parameters_are_refused_and_unknown_addresses_are_not_found()
+    {
+        HeapGraph graph = Graph("event-leak");
+        Assert.Equal(ErrorCodes.InvalidParams, Assert.Throws<EngineException>(() => graph.Children(null, -1, 10, null, 100)).Code);
+        Assert.Equal(ErrorCodes.InvalidParams, Assert.Throws<EngineException>(() => graph.Children(null, 0, 101, null, 100)).Code);
+        Assert.Equal(ErrorCodes.NotFound, Assert.Throws<EngineException>(() => graph.Children(0x10, 0, 10, null, 100)).Code);
+        Assert.Equal(ErrorCodes.NotFound, Assert.Throws<EngineException>(() => graph.HoldersOf(0x10, 10, 100, 100, CancellationToken.None)).Code);
+    }
+
+    [Fact]
+    public void A_cancelled_build_stops_with_OperationCanceledException()
+    {
+        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
+        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+            HeapGraph.Build(clr, new HeapWalker(clr, target.DataReader), target.DataReader, null, cts.Token));
+    }
+}
