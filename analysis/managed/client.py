@@ -24,19 +24,24 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional, Sequence
 
 from analysis.managed.results import (
+    DominatorPage,
     GcHeap,
+    GraphSummary,
     HeapStats,
     FinalizerQueue,
+    InstanceHolders,
     Instances,
     ManagedThread,
     Monitor,
     Monitors,
     NativePointers,
     ObjectDetail,
+    RetentionPaths,
     RootPaths,
     RuntimeInfo,
     ThreadList,
     ThreadPoolInfo,
+    TypeRetainedPage,
     from_json,
 )
 
@@ -484,3 +489,76 @@ class EngineClient:
         counts the roots examined out of all roots."""
         params = {"address": int(address), "max_paths": int(max_paths)}
         return from_json(RootPaths, self._call("root_paths", params, progress, cancel))
+
+    # ----------------------------------------------------------- heap graph
+    # The first of these calls builds the object graph, its dominator tree
+    # and retained sizes (seconds on a large heap: progress and cancel apply
+    # to whichever call builds it); the others then answer at once.
+
+    def graph(
+        self,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> GraphSummary:
+        """Builds the graph if needed and summarises it."""
+        return from_json(GraphSummary, self._call("graph", {}, progress, cancel))
+
+    def dominators(
+        self,
+        address: Optional[int] = None,
+        offset: int = 0,
+        limit: int = 100,
+        type_filter: Optional[str] = None,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> DominatorPage:
+        """The objects `address` immediately dominates (None: the top of the
+        dominator tree), largest retained size first; type_filter keeps the
+        types whose name contains it (case-insensitive)."""
+        params: dict[str, Any] = {"offset": int(offset), "limit": int(limit)}
+        if address is not None:
+            params["address"] = int(address)
+        if type_filter:
+            params["type"] = type_filter
+        return from_json(
+            DominatorPage, self._call("dominators", params, progress, cancel)
+        )
+
+    def retained_by_type(
+        self,
+        offset: int = 0,
+        limit: int = 100,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> TypeRetainedPage:
+        """Per type: count, shallow size and retained size, largest retained first."""
+        params = {"offset": int(offset), "limit": int(limit)}
+        return from_json(
+            TypeRetainedPage, self._call("retained_by_type", params, progress, cancel)
+        )
+
+    def why_alive(
+        self,
+        address: int,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> RetentionPaths:
+        """The shortest path from each kind of root that keeps the object
+        alive, and its dominator chain."""
+        return from_json(
+            RetentionPaths,
+            self._call("why_alive", {"address": int(address)}, progress, cancel),
+        )
+
+    def holders(
+        self,
+        method_table: int,
+        limit: int = 20,
+        progress: Optional[Progress] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> InstanceHolders:
+        """The instances of one type grouped by the object that holds them."""
+        params = {"method_table": int(method_table), "limit": int(limit)}
+        return from_json(
+            InstanceHolders, self._call("holders", params, progress, cancel)
+        )

@@ -414,6 +414,164 @@ class NativePointers:
     truncated: Optional[bool]
 
 
+# ------------------------------------------------------------ heap graph
+# The object graph, its dominator tree and retained sizes (PROTOCOL.md,
+# "Heap graph"). Object X dominates Y when every path from the GC roots to Y
+# passes through X; X's retained size is what would be freed if X went: its
+# own size plus the retained sizes of the objects it immediately dominates.
+
+
+@dataclass(frozen=True)
+class RootKindCount:
+    kind: Optional[RootKind]
+    count: Optional[int]
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    """The graph of one dump: objects (free space excluded), how many the
+    roots reach and their bytes (the live heap, the denominator of every
+    share), the references, the roots by kind."""
+
+    objects: Optional[int]
+    reachable_objects: Optional[int]
+    reachable_bytes: Optional[ByteSize]
+    unreachable_objects: Optional[int]
+    unreachable_bytes: Optional[ByteSize]
+    references: Optional[int]
+    root_count: Optional[int]
+    roots_by_kind: tuple[RootKindCount, ...]
+    dominator_passes: Optional[int] = field(default=None, repr=False)
+    elapsed_seconds: Optional[float] = field(default=None, repr=False)
+    from_index: Optional[bool] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RootRef:
+    """A GC root. kind STATIC with a name ("Namespace.Type.Field") is one
+    static field; without a name, the runtime's own array of static slots.
+    address: the handle, stack slot or static slot; thread_os_id for stack
+    roots."""
+
+    kind: Optional[RootKind]
+    name: Optional[str]
+    address: Optional[Address]
+    thread_os_id: Optional[int]
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """repeat consecutive objects of one type along a chain (a linked list
+    is one link); address is the first of them."""
+
+    address: Optional[Address]
+    type: Optional[str]
+    repeat: Optional[int]
+
+
+@dataclass(frozen=True)
+class DominatorItem:
+    """An object in the dominator tree: shallow size, retained size, how
+    many objects it immediately dominates, and its roots when it is at the
+    top of the tree (no object dominates it)."""
+
+    address: Optional[Address]
+    method_table: Optional[Address]
+    type: Optional[str]
+    size: Optional[ByteSize]
+    retained: Optional[ByteSize]
+    dominated: Optional[int]
+    roots: tuple[RootRef, ...]
+
+
+@dataclass(frozen=True)
+class DominatorPage:
+    """One page of the objects a node immediately dominates, largest
+    retained first; parent None is the top of the tree."""
+
+    parent: Optional[Address]
+    parent_retained: Optional[ByteSize]
+    reachable_bytes: Optional[ByteSize]
+    total: Optional[int]
+    offset: Optional[int]
+    items: tuple[DominatorItem, ...]
+
+
+@dataclass(frozen=True)
+class TypeRetained:
+    """A type's instances (count, shallow size), the reachable ones, and
+    what would be freed if all of them went (retained)."""
+
+    method_table: Optional[Address]
+    name: Optional[str]
+    count: Optional[int]
+    size: Optional[ByteSize]
+    reachable_count: Optional[int]
+    retained: Optional[ByteSize]
+
+
+@dataclass(frozen=True)
+class TypeRetainedPage:
+    reachable_bytes: Optional[ByteSize]
+    total: Optional[int]
+    offset: Optional[int]
+    items: tuple[TypeRetained, ...]
+
+
+@dataclass(frozen=True)
+class RetentionPath:
+    """The shortest chain from one root to the target, root's object first."""
+
+    root: Optional[RootRef]
+    chain: tuple[ChainLink, ...]
+
+
+@dataclass(frozen=True)
+class RetentionPaths:
+    """Why an object is alive: per kind of root that reaches it, the
+    shortest path from such a root (shortest first); dominator_chain is the
+    chain of objects that must all go for it to go, top first, itself last."""
+
+    target: Optional[Address]
+    reachable: Optional[bool]
+    by_root_kind: tuple[RetentionPath, ...]
+    dominator_chain: tuple[ChainLink, ...]
+
+
+@dataclass(frozen=True)
+class HolderGroup:
+    """Instances of a type held by one object (holder: the nearest object
+    above them in the dominator tree that dominates two or more of them, or
+    the head of a linked list of such objects). holder None: instances each
+    held on their own by roots of roots[0].kind. size: the instances'
+    shallow sizes; retained: what would go if they all went. chain: the
+    dominator chain from the top of the tree to the holder; roots: the roots
+    of its top."""
+
+    holder: Optional[Address]
+    holder_type: Optional[str]
+    holder_retained: Optional[ByteSize]
+    count: Optional[int]
+    size: Optional[ByteSize]
+    retained: Optional[ByteSize]
+    roots: tuple[RootRef, ...]
+    chain: tuple[ChainLink, ...]
+
+
+@dataclass(frozen=True)
+class InstanceHolders:
+    """The instances of one type grouped by what holds them, largest group first."""
+
+    method_table: Optional[Address]
+    name: Optional[str]
+    count: Optional[int]
+    reachable_count: Optional[int]
+    size: Optional[ByteSize]
+    reachable_bytes: Optional[ByteSize]
+    total_groups: Optional[int]
+    groups: tuple[HolderGroup, ...]
+
+
 def from_json(cls: type[R], data: object) -> R:
     """Builds result `cls` from the engine's JSON, field by field, with the
     semantic types (Address, ByteSize) its annotations name. Unknown keys are

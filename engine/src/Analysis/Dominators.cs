@@ -8,9 +8,9 @@ namespace DumpScope.Engine.Analysis;
 ///
 /// Cooper, Harvey and Kennedy, "A Simple, Fast Dominance Algorithm" (2001):
 /// number the nodes in depth-first postorder, then repeat "idom(b) = the
-/// nearest common dominator of b's already-processed predecessors" in reverse
-/// postorder until nothing changes. Heap graphs settle in two or three
-/// passes. Every loop is iterative with explicit arrays, so no stack depth
+/// nearest common dominator of b's predecessors" in reverse postorder until
+/// nothing changes (here pushed along the successors, see Compute). Heap
+/// graphs settle in two or three passes. Every loop is iterative with explicit arrays, so no stack depth
 /// depends on the heap's shape (a linked list of a million nodes is a
 /// million-deep depth-first search).
 /// </summary>
@@ -53,34 +53,18 @@ public sealed class DominatorTree
         var number = new int[nodeCount + 1];
         Array.Fill(number, -1);
         int[] postorder = DepthFirstPostorder(nodeCount, start, edges, roots, number, cancel);
-        progress?.Report(new ProgressReport(1, 4, "ordering the object graph"));
+        progress?.Report(new ProgressReport(1, 3, "computing dominators"));
 
-        // Predecessors, reachable nodes only, as compressed rows indexed by node.
-        var predStart = new int[nodeCount + 2];
-        foreach (int v in postorder)
-        {
-            foreach (int w in Successors(v, superRoot, start, edges, roots))
-            {
-                if (number[w] >= 0)
-                    predStart[w + 1]++;
-            }
-        }
-        for (int i = 0; i <= nodeCount; i++)
-            predStart[i + 1] += predStart[i];
-        var preds = new int[predStart[nodeCount + 1]];
-        var fill = (int[])predStart.Clone();
-        foreach (int v in postorder)
-        {
-            foreach (int w in Successors(v, superRoot, start, edges, roots))
-            {
-                if (number[w] >= 0)
-                    preds[fill[w]++] = v;
-            }
-        }
-        fill = [];
-        cancel.ThrowIfCancellationRequested();
-        progress?.Report(new ProgressReport(2, 4, "computing dominators"));
-
+        // The iteration, turned around so that it needs no predecessor
+        // lists (which would cost as much memory as the references): in
+        // reverse postorder, each node, once its own dominator is known for
+        // this pass, folds itself into the dominator of each successor.
+        // Approximations only ever move up the tree towards the true
+        // dominators (the intersection of two approximate chains is at or
+        // below the true one), so folding into the previous value is sound,
+        // and a pass that changes nothing means every node's dominator is
+        // the intersection over all its predecessors: the fixed point of
+        // the original formulation.
         var idom = new int[nodeCount + 1];
         Array.Fill(idom, Unreachable);
         idom[superRoot] = superRoot;
@@ -90,28 +74,26 @@ public sealed class DominatorTree
         {
             changed = false;
             passes++;
-            // Reverse postorder, the super-root (last) skipped.
-            for (int k = postorder.Length - 2; k >= 0; k--)
+            for (int k = postorder.Length - 1; k >= 0; k--)
             {
-                int b = postorder[k];
-                int newIdom = Unreachable;
-                for (int e = predStart[b]; e < predStart[b + 1]; e++)
+                int p = postorder[k];
+                if (idom[p] == Unreachable)
+                    continue;
+                foreach (int b in Successors(p, superRoot, start, edges, roots))
                 {
-                    int p = preds[e];
-                    if (idom[p] == Unreachable)
-                        continue;
-                    newIdom = newIdom == Unreachable ? p : Intersect(p, newIdom, idom, number);
-                }
-                if (idom[b] != newIdom)
-                {
-                    idom[b] = newIdom;
-                    changed = true;
+                    int current = idom[b];
+                    int folded = current == Unreachable ? p : Intersect(p, current, idom, number);
+                    if (folded != current)
+                    {
+                        idom[b] = folded;
+                        changed = true;
+                    }
                 }
                 if ((k & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
             }
+            progress?.Report(new ProgressReport(2, 3, "computing dominators"));
         }
-        progress?.Report(new ProgressReport(3, 4, "computing dominators"));
         return new DominatorTree(idom, postorder, passes);
     }
 
@@ -121,6 +103,9 @@ public sealed class DominatorTree
     /// </summary>
     public ulong[] RetainedSizes(Func<int, ulong> shallowSize)
     {
+        // The search's numbering is garbage by now: free it before this
+        // array, the largest per node, is made.
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         var retained = new ulong[Idom.Length];
         int superRoot = SuperRoot;
         foreach (int v in Postorder)
@@ -154,7 +139,8 @@ public sealed class DominatorTree
     private static int[] DepthFirstPostorder(int nodeCount, int[] start, int[] edges, int[] roots, int[] number, CancellationToken cancel)
     {
         int superRoot = nodeCount;
-        var order = new List<int>();
+        var order = new int[nodeCount + 1];
+        int ordered = 0;
         var stack = new Stack<int>();
         stack.Push(superRoot);
         number[superRoot] = -2;
@@ -178,10 +164,12 @@ public sealed class DominatorTree
             else
             {
                 stack.Pop();
-                number[v] = order.Count;
-                order.Add(v);
+                number[v] = ordered;
+                order[ordered++] = v;
             }
         }
-        return [.. order];
+        if (ordered < order.Length)
+            Array.Resize(ref order, ordered);
+        return order;
     }
 }

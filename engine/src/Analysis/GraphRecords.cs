@@ -61,6 +61,7 @@ public readonly record struct HolderGroup(
     ulong HolderRetained,
     long Count,
     ulong Size,
+    ulong Retained,
     ImmutableArray<RootRef> Roots,
     ImmutableArray<ChainLink> Chain);
 

@@ -77,7 +77,7 @@ public sealed partial class HeapGraph
     {
         long reachable = 0;
         ulong unreachableBytes = 0;
-        for (int v = 0; v < _address.Length; v++)
+        for (int v = 0; v < ObjectCount; v++)
         {
             if (IsReachable(v))
                 reachable++;
@@ -86,7 +86,7 @@ public sealed partial class HeapGraph
         }
         var byKind = _roots.GroupBy(r => r.Kind).OrderBy(g => g.Key)
             .Select(g => new RootKindCount(KindName(g.Key), g.Count())).ToImmutableArray();
-        return new GraphSummary(_address.Length, reachable, ReachableBytes, _address.Length - reachable, unreachableBytes,
+        return new GraphSummary(ObjectCount, reachable, ReachableBytes, ObjectCount - reachable, unreachableBytes,
             _edges.Length, _roots.Length, byKind, DominatorPasses, BuildSeconds, fromIndex);
     }
 
@@ -94,7 +94,7 @@ public sealed partial class HeapGraph
     {
         var (start, _) = Dominated;
         GraphType type = _types[_type[v]];
-        return new DominatorItem(_address[v], type.MethodTable, type.Name, SizeOf(v), _retained[v], start[v + 1] - start[v],
+        return new DominatorItem(AddressOf(v), type.MethodTable, type.Name, SizeOf(v), _retained[v], start[v + 1] - start[v],
             _idom[v] == SuperRoot ? RootsOf(v) : []);
     }
 
@@ -111,7 +111,7 @@ public sealed partial class HeapGraph
         IEnumerable<int> items = children.AsSpan(start[p], start[p + 1] - start[p]).ToArray();
         if (!string.IsNullOrEmpty(typeFilter))
             items = items.Where(v => _types[_type[v]].Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
-        int[] sorted = items.OrderByDescending(v => _retained[v]).ThenBy(v => _address[v]).ToArray();
+        int[] sorted = items.OrderByDescending(v => _retained[v]).ThenBy(v => AddressOf(v)).ToArray();
         var page = sorted.Skip(offset).Take(limit).Select(Item).ToImmutableArray();
         return new DominatorPage(parent, _retained[p], ReachableBytes, sorted.Length, offset, page);
     }
@@ -136,7 +136,7 @@ public sealed partial class HeapGraph
         var shallow = new ulong[typeCount];
         var reachable = new long[typeCount];
         var retained = new ulong[typeCount];
-        for (int v = 0; v < _address.Length; v++)
+        for (int v = 0; v < ObjectCount; v++)
         {
             count[_type[v]]++;
             shallow[_type[v]] += SizeOf(v);
@@ -188,9 +188,9 @@ public sealed partial class HeapGraph
         int target = Resolve(address);
         if (!IsReachable(target))
             return new RetentionPaths(address, false, [], []);
-        var parent = new int[_address.Length];
+        var parent = new int[ObjectCount];
         var paths = ImmutableArray.CreateBuilder<RetentionPath>();
-        var queue = new int[_address.Length];
+        var queue = new int[ObjectCount];
         foreach (var kind in _roots.Select(r => r.Kind).Distinct().Order())
         {
             Array.Fill(parent, -1);
@@ -249,7 +249,7 @@ public sealed partial class HeapGraph
             int j = i + 1;
             while (j < chain.Count && _type[chain[j]] == t)
                 j++;
-            links.Add(new ChainLink(_address[chain[i]], _types[t].Name, j - i));
+            links.Add(new ChainLink(AddressOf(chain[i]), _types[t].Name, j - i));
             i = j;
         }
         return links.ToImmutable();
@@ -274,7 +274,7 @@ public sealed partial class HeapGraph
         var inside = new int[_idom.Length];
         long count = 0, reachableCount = 0;
         ulong size = 0;
-        for (int v = 0; v < _address.Length; v++)
+        for (int v = 0; v < ObjectCount; v++)
         {
             if (_type[v] != t)
                 continue;
@@ -293,8 +293,8 @@ public sealed partial class HeapGraph
         }
 
         var holderOf = new Dictionary<int, int>();
-        var groups = new Dictionary<(int Holder, int TopRootKind), (long Count, ulong Size, int Top)>();
-        for (int v = 0; v < _address.Length; v++)
+        var groups = new Dictionary<(int Holder, int TopRootKind), (long Count, ulong Size, ulong Retained, int Top)>();
+        for (int v = 0; v < ObjectCount; v++)
         {
             if (_type[v] != t || !IsReachable(v))
                 continue;
@@ -323,7 +323,9 @@ public sealed partial class HeapGraph
             int kind = holder == SuperRoot ? (int)(RootsByObject[top].Select(r => _roots[r].Kind).DefaultIfEmpty(RootKind.Other).Min()) : -1;
             var key = (holder, kind);
             groups.TryGetValue(key, out var g);
-            groups[key] = (g.Count + 1, g.Size + SizeOf(v), g.Count == 0 ? top : g.Top);
+            // No instance lies between an instance and its holder (it would
+            // have been the holder), so their retained sizes add up exactly.
+            groups[key] = (g.Count + 1, g.Size + SizeOf(v), g.Retained + _retained[v], g.Count == 0 ? top : g.Top);
         }
 
         var ordered = groups.OrderByDescending(kv => kv.Value.Count).ThenBy(kv => kv.Key.Holder).ToList();
@@ -335,14 +337,17 @@ public sealed partial class HeapGraph
                 var roots = RootsByObject[g.Top].Where(r => (int)_roots[r].Kind == kind).Take(1).Select(RootOf).ToImmutableArray();
                 if (roots.IsEmpty)
                     roots = [new RootRef(KindName((RootKind)kind), null, 0, null)];
-                result.Add(new HolderGroup(null, null, 0, g.Count, g.Size, roots, []));
+                result.Add(new HolderGroup(null, null, 0, g.Count, g.Size, g.Retained, roots, []));
                 continue;
             }
             var chain = new List<int>();
             for (int v = holder; v != SuperRoot; v = _idom[v])
                 chain.Add(v);
             chain.Reverse();
-            result.Add(new HolderGroup(_address[holder], _types[_type[holder]].Name, _retained[holder], g.Count, g.Size,
+            // A holder of the type itself (the head of a list of them)
+            // retains the instances inside its own retained size.
+            ulong groupRetained = _type[holder] == t ? _retained[holder] : g.Retained;
+            result.Add(new HolderGroup(AddressOf(holder), _types[_type[holder]].Name, _retained[holder], g.Count, g.Size, groupRetained,
                 RootsOf(chain[0]), Links(chain, maxPathLength)));
         }
         return new InstanceHolders(methodTable, _types[t].Name, count, reachableCount, size, ReachableBytes, ordered.Count, result.ToImmutable());

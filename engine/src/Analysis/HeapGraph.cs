@@ -8,25 +8,25 @@ using Microsoft.Diagnostics.Runtime;
 namespace DumpScope.Engine.Analysis;
 
 /// <summary>
-/// The object graph of one dump, built once: every live-or-dead object of the
-/// GC heap (free space left out) as an index into flat arrays sorted by
-/// address, its references as compressed rows (no per-object allocation),
-/// the GC roots with their kind, the dominator tree over a virtual
-/// super-root and the retained size of every object.
+/// The object graph of one dump, built once: every object of the GC heap
+/// (free space left out) as an index, in address order; its references as
+/// compressed rows (no per-object allocation); the GC roots with their kind;
+/// the dominator tree over a virtual super-root and the retained size of
+/// every object.
 ///
-/// Memory per object: address 8, type 4, size 4, edge row start 4, idom 4,
-/// retained 8 bytes, plus 4 per reference; while the dominators are
-/// computed, also a postorder number, the postorder and the predecessor rows.
-/// Immutable once built, so queries may run while another call waits.
+/// One parallel walk reads each object and its references together (the
+/// references straight from the walker's buffer, through each type's
+/// pointer layout); the references are then resolved to indices. Memory per
+/// object, kept: address 8 (in per-segment arrays, which also serve the
+/// address lookup), type 4, size 4, row start 4, idom 4, retained 8, plus 4
+/// per reference. Immutable once built.
 /// </summary>
 public sealed partial class HeapGraph
 {
     // Objects are looked up by address through per-segment buckets of this
     // many bytes (2^9): a bucket holds a handful of objects.
     private const int BucketShift = 9;
-    private const int ReadWindow = 1 << 20;
 
-    private readonly ulong[] _address;
     private readonly int[] _type;
     private readonly uint[] _size;
     // Objects of 4 GB and more (arrays with gcAllowVeryLargeObjects) keep
@@ -43,22 +43,24 @@ public sealed partial class HeapGraph
     private readonly ulong[] _retained;
 
     /// <summary>Objects in the graph (free space excluded).</summary>
-    public int ObjectCount => _address.Length;
+    public int ObjectCount => _type.Length;
 
     public int EdgeCount => _edges.Length;
 
-    public int SuperRoot => _address.Length;
+    public int SuperRoot => _type.Length;
 
     public double BuildSeconds { get; }
 
     public int DominatorPasses { get; }
 
-    private readonly record struct SegmentIndex(ulong Start, ulong End, int First, int Count, int[] Buckets);
+    /// <summary>One segment's objects: their addresses, ascending, and a bucket
+    /// table from (address - Start) >> BucketShift to the first object at or after it.</summary>
+    private sealed record SegmentIndex(ulong Start, ulong End, int First, ulong[] Address, int[] Buckets);
 
     /// <summary>A type of the graph: its method table and name, resolved once.</summary>
     internal readonly record struct GraphType(ulong MethodTable, string Name);
 
-    /// <summary>One GC root: the object it holds and how (see RootKinds).</summary>
+    /// <summary>One GC root: the object it holds and how.</summary>
     internal readonly record struct GraphRoot(int Object, RootKind Kind, ulong Address, uint ThreadOsId, int Name);
 
     internal enum RootKind : byte
@@ -91,11 +93,10 @@ public sealed partial class HeapGraph
         _ => "other",
     };
 
-    private HeapGraph(ulong[] address, int[] type, uint[] size, Dictionary<int, ulong> hugeSizes, int[] edgeStart, int[] edges,
+    private HeapGraph(int[] type, uint[] size, Dictionary<int, ulong> hugeSizes, int[] edgeStart, int[] edges,
         SegmentIndex[] segments, GraphType[] types, GraphRoot[] roots, string[] rootNames, int[] rootTargets,
         int[] idom, ulong[] retained, int passes, double seconds)
     {
-        _address = address;
         _type = type;
         _size = size;
         _hugeSizes = hugeSizes;
@@ -113,7 +114,19 @@ public sealed partial class HeapGraph
     }
 
     // Per-object accessors, by index (0..ObjectCount-1, objects in address order).
-    public ulong AddressOf(int index) => _address[index];
+    public ulong AddressOf(int index)
+    {
+        int lo = 0, hi = _segments.Length - 1;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) >> 1;
+            if (_segments[mid].First <= index)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        return _segments[lo].Address[index - _segments[lo].First];
+    }
 
     public ulong SizeOf(int index) => _size[index] == uint.MaxValue && _hugeSizes.TryGetValue(index, out ulong huge) ? huge : _size[index];
 
@@ -130,9 +143,10 @@ public sealed partial class HeapGraph
     public ReadOnlySpan<int> RootObjects => _rootTargets;
 
     /// <summary>The index of the object at exactly this address, or -1.</summary>
-    public int IndexOf(ulong address) => IndexOf(_segments, _address, address);
+    public int IndexOf(ulong address) => IndexOf(_segments, address);
 
-    private static int IndexOf(SegmentIndex[] segments, ulong[] addresses, ulong address)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IndexOf(SegmentIndex[] segments, ulong address)
     {
         int lo = 0, hi = segments.Length - 1;
         while (lo <= hi)
@@ -149,12 +163,13 @@ public sealed partial class HeapGraph
         if (address >= seg.End)
             return -1;
         int bucket = (int)((address - seg.Start) >> BucketShift);
+        ulong[] addresses = seg.Address;
         int i = seg.Buckets[bucket];
-        int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : seg.First + seg.Count;
+        int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : addresses.Length;
         for (; i < end; i++)
         {
             if (addresses[i] == address)
-                return i;
+                return seg.First + i;
             if (addresses[i] > address)
                 break;
         }
@@ -163,41 +178,41 @@ public sealed partial class HeapGraph
 
     // ------------------------------------------------------------- building
 
-    /// <summary>What one segment's walk found, before the arrays are joined.</summary>
-    private sealed class SegmentObjects
+    /// <summary>A growing array; Trim() leaves it exactly as long as its content.</summary>
+    private struct Growing<T>(int capacity)
     {
-        public ulong[] Address = new ulong[1024];
-        public int[] Type = new int[1024];
-        public ulong[] Size = new ulong[1024];
+        public T[] Items = new T[capacity];
         public int Count;
 
-        public void Add(ulong address, int type, ulong size)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Add(T item)
         {
-            if (Count == Address.Length)
-            {
-                Array.Resize(ref Address, Count * 2);
-                Array.Resize(ref Type, Count * 2);
-                Array.Resize(ref Size, Count * 2);
-            }
-            Address[Count] = address;
-            Type[Count] = type;
-            Size[Count] = size;
-            Count++;
+            if (Count == Items.Length)
+                Array.Resize(ref Items, Math.Max(16, Count * 2));
+            Items[Count++] = item;
+        }
+
+        public T[] Trim()
+        {
+            if (Items.Length != Count)
+                Array.Resize(ref Items, Count);
+            return Items;
         }
     }
 
-    /// <summary>Assigns one type index per method table, shared by the walkers.</summary>
-    private sealed class TypeTable
+    /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
+    private sealed class TypeTable(IMemoryReader memory)
     {
-        private readonly ConcurrentDictionary<ulong, int> _byMt = new();
+        private readonly ConcurrentDictionary<ulong, (int Index, ReferenceLayout Layout)> _byMt = new();
         private readonly List<ClrType> _types = [];
 
-        public int IndexOf(ClrType type) => _byMt.GetOrAdd(type.MethodTable, _ =>
+        public (int Index, ReferenceLayout Layout) Of(ClrType type) => _byMt.GetOrAdd(type.MethodTable, _ =>
         {
+            var layout = ReferenceLayout.Of(type, memory);
             lock (_types)
             {
                 _types.Add(type);
-                return _types.Count - 1;
+                return (_types.Count - 1, layout);
             }
         });
 
@@ -208,31 +223,93 @@ public sealed partial class HeapGraph
         }
     }
 
-    private struct CollectVisitor(SegmentObjects into, TypeTable types, ulong freeMt) : IObjectVisitor
+    /// <summary>What the walk of one segment found: objects and raw reference values.</summary>
+    private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected)
+    {
+        public Growing<ulong> Address = new(expected);
+        public Growing<int> Type = new(expected);
+        public Growing<ulong> Size = new(expected);
+        // Where each object's references start in Raw; then Raw holds the
+        // referenced addresses, in object order.
+        public Growing<int> RefStart = new(expected);
+        public Growing<ulong> Raw = new(expected * 2);
+        public int Dependent = -1;
+
+        public void Add(ulong address, int type, ulong size, ReferenceLayout layout, ReadOnlySpan<byte> bytes)
+        {
+            Address.Add(address);
+            Type.Add(type);
+            Size.Add(size);
+            RefStart.Add(Raw.Count);
+            if (Dependent < 0)
+                Dependent = FirstAtOrAfter(dependents, address);
+            while (Dependent < dependents.Length && dependents[Dependent].Source <= address)
+            {
+                if (dependents[Dependent].Source == address)
+                    Raw.Add(dependents[Dependent].Target);
+                Dependent++;
+            }
+            if (layout.LoaderAllocator != 0)
+                Raw.Add(layout.LoaderAllocator);
+            if (!layout.HasReferences)
+                return;
+            if ((ulong)bytes.Length < size)
+            {
+                // The object runs past the walker's buffer: read all of it.
+                if (size > int.MaxValue)
+                    return;
+                byte[] whole = ArrayPool<byte>.Shared.Rent((int)size);
+                int read = memory.Read(address, whole.AsSpan(0, (int)size));
+                layout.Collect(whole.AsSpan(0, read), pointerSize, ref Raw);
+                ArrayPool<byte>.Shared.Return(whole);
+                return;
+            }
+            layout.Collect(bytes, pointerSize, ref Raw);
+        }
+
+        private static int FirstAtOrAfter((ulong Source, ulong Target)[] list, ulong address)
+        {
+            int lo = 0, hi = list.Length;
+            while (lo < hi)
+            {
+                int mid = (lo + hi) >> 1;
+                if (list[mid].Source < address)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            return lo;
+        }
+    }
+
+    private struct GraphVisitor(SegmentWalk into, TypeTable types, ulong freeMt) : IObjectBytesVisitor
     {
         private ulong _lastMt;
         private int _lastType;
-        private Dictionary<ulong, int>? _local;
+        private ReferenceLayout? _lastLayout;
+        private Dictionary<ulong, (int, ReferenceLayout)>? _local;
 
-        public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
+        public void Visit(ulong address, ulong methodTable, ClrType type, ulong size, ReadOnlySpan<byte> bytes)
         {
             if (methodTable == freeMt)
                 return;
-            if (methodTable != _lastMt)
+            if (methodTable != _lastMt || _lastLayout is null)
             {
-                _local ??= new Dictionary<ulong, int>();
-                if (!_local.TryGetValue(methodTable, out _lastType))
-                    _local[methodTable] = _lastType = types.IndexOf(type);
+                _local ??= [];
+                if (!_local.TryGetValue(methodTable, out var known))
+                    _local[methodTable] = known = types.Of(type);
+                (_lastType, _lastLayout) = known;
                 _lastMt = methodTable;
             }
-            into.Add(address, _lastType, size);
+            into.Add(address, _lastType, size, _lastLayout, bytes);
         }
     }
 
     /// <summary>
-    /// Walks the heap, records every reference, enumerates the roots and
-    /// computes the dominator tree and retained sizes. Reports progress as
-    /// steps of the build; honours cancellation within every step.
+    /// Walks the heap reading every object's references, enumerates the
+    /// roots and computes the dominator tree and retained sizes. Reports
+    /// progress in bytes of heap (walk, then resolution, then dominators);
+    /// honours cancellation within every step.
     /// </summary>
     public static HeapGraph Build(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory,
         IProgress<ProgressReport>? progress, CancellationToken cancel)
@@ -242,227 +319,139 @@ public sealed partial class HeapGraph
         var segments = heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start).ToArray();
         bool parallel = runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 };
-        long totalBytes = segments.Sum(s => (long)s.ObjectRange.Length);
+        long totalBytes = Math.Max(1, segments.Sum(s => (long)s.ObjectRange.Length));
+        long total = 3 * totalBytes;
         long doneBytes = 0;
-        const long Steps = 3;
 
-        // 1. Objects, segment by segment (largest first so workers end together).
-        var found = new SegmentObjects[segments.Length];
-        var typeTable = new TypeTable();
+        // 1. Objects and the addresses they reference, segment by segment
+        //    (largest first so the workers end together).
+        var types = new TypeTable(memory);
         ulong freeMt = heap.FreeType?.MethodTable ?? 0;
+        (ulong, ulong)[] dependents = DependentHandles(runtime);
+        var walks = new SegmentWalk[segments.Length];
         var bySize = Enumerable.Range(0, segments.Length).OrderByDescending(i => segments[i].ObjectRange.Length).ToArray();
-        Parallel.ForEach(bySize, options, i =>
+        Parallel.ForEach(bySize, options, s =>
         {
-            var objects = new SegmentObjects();
-            var visitor = new CollectVisitor(objects, typeTable, freeMt);
-            walker.Walk(segments[i], ref visitor, cancel);
-            found[i] = objects;
-            long done = Interlocked.Add(ref doneBytes, (long)segments[i].ObjectRange.Length);
-            progress?.Report(new ProgressReport(done, totalBytes * Steps, "walking the GC heap"));
+            // Sized for objects of 48 bytes with two references each, a
+            // common average, so most segments never grow their arrays.
+            int expected = (int)Math.Min(1 << 24, segments[s].ObjectRange.Length / 48 + 16);
+            var walk = new SegmentWalk(memory.PointerSize, memory, dependents, expected);
+            var visitor = new GraphVisitor(walk, types, freeMt);
+            walker.WalkBytes(segments[s], ref visitor, cancel);
+            walk.Address.Trim();
+            walk.Type.Trim();
+            walk.Size.Trim();
+            walk.RefStart.Trim();
+            walk.Raw.Trim();
+            walks[s] = walk;
+            long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
+            progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
         });
 
-        int n = checked(found.Sum(f => f.Count));
-        var address = new ulong[n];
-        var type = new int[n];
-        var size = new uint[n];
-        var huge = new Dictionary<int, ulong>();
         var index = new SegmentIndex[segments.Length];
         int first = 0;
         for (int s = 0; s < segments.Length; s++)
         {
-            SegmentObjects objects = found[s];
-            Array.Copy(objects.Address, 0, address, first, objects.Count);
-            Array.Copy(objects.Type, 0, type, first, objects.Count);
-            for (int k = 0; k < objects.Count; k++)
-            {
-                ulong sz = objects.Size[k];
-                if (sz >= uint.MaxValue)
-                {
-                    size[first + k] = uint.MaxValue;
-                    huge[first + k] = sz;
-                }
-                else
-                {
-                    size[first + k] = (uint)sz;
-                }
-            }
-            found[s] = null!;
+            ulong[] addresses = walks[s].Address.Items;
             ulong start = segments[s].ObjectRange.Start;
             ulong end = segments[s].ObjectRange.End;
             var buckets = new int[(int)(((end - start) >> BucketShift) + 1)];
-            int at = first;
+            int at = 0;
             for (int b = 0; b < buckets.Length; b++)
             {
                 ulong bucketStart = start + ((ulong)b << BucketShift);
-                while (at < first + objects.Count && address[at] < bucketStart)
+                while (at < addresses.Length && addresses[at] < bucketStart)
                     at++;
                 buckets[b] = at;
             }
-            index[s] = new SegmentIndex(start, end, first, objects.Count, buckets);
-            first += objects.Count;
+            index[s] = new SegmentIndex(start, end, first, addresses, buckets);
+            first = checked(first + addresses.Length);
         }
-        ClrType[] clrTypes = typeTable.All();
-        var types = clrTypes.Select(t => new GraphType(t.MethodTable, TypeNames.Of(t))).ToArray();
-        cancel.ThrowIfCancellationRequested();
+        int n = first;
 
-        // 2. References, segment by segment, through each type's pointer layout.
-        var layouts = clrTypes.Select(t => ReferenceLayout.Of(t, memory)).ToArray();
-        foreach (ReferenceLayout layout in layouts)
-        {
-            if (layout.LoaderAllocatorAddress != 0)
-                layout.LoaderAllocator = IndexOf(index, address, layout.LoaderAllocatorAddress);
-        }
-        (int Source, int Target)[] dependents = DependentEdges(runtime, index, address);
-        var edgeStart = new int[n + 1];
-        var chunks = new int[segments.Length][];
-        var chunkLengths = new int[segments.Length];
+        // 2. Each segment's references resolved to indices, in place over
+        //    its raw addresses (an int takes half a ulong's room); then the
+        //    object arrays and rows joined.
+        var resolvedCounts = new int[segments.Length];
         Parallel.ForEach(bySize, options, s =>
         {
-            var edges = new EdgeWriter(ArrayPool<int>.Shared.Rent(1 << 16));
-            ReadReferences(index[s], address, type, size, huge, layouts, dependents, index, memory, edgeStart, ref edges, cancel);
-            chunks[s] = edges.ToArrayAndReturn();
-            chunkLengths[s] = chunks[s].Length;
+            SegmentWalk walk = walks[s];
+            Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan());
+            int[] refStart = walk.RefStart.Items;
+            ulong[] raw = walk.Raw.Items;
+            int written = 0;
+            for (int k = 0; k < refStart.Length; k++)
+            {
+                int from = refStart[k];
+                int to = k + 1 < refStart.Length ? refStart[k + 1] : raw.Length;
+                refStart[k] = written;
+                for (int r = from; r < to; r++)
+                {
+                    int target = IndexOf(index, raw[r]);
+                    if (target >= 0)
+                        resolved[written++] = target;
+                }
+                if ((k & 0xFFFF) == 0)
+                    cancel.ThrowIfCancellationRequested();
+            }
+            resolvedCounts[s] = written;
             long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
-            progress?.Report(new ProgressReport(done, totalBytes * Steps, "reading references"));
+            progress?.Report(new ProgressReport(done, total, "resolving references"));
         });
-        long edgeCount = chunkLengths.Sum(c => (long)c);
+        long edgeCount = resolvedCounts.Sum(c => (long)c);
         if (edgeCount > Array.MaxLength)
             throw new EngineException(ErrorCodes.Internal, $"The heap has {edgeCount:N0} references, more than one graph can hold.");
-        var allEdges = new int[edgeCount];
+
+        var type = new int[n];
+        var size = new uint[n];
+        var huge = new Dictionary<int, ulong>();
+        var edgeStart = new int[n + 1];
+        var edges = new int[edgeCount];
         int edgeBase = 0;
         for (int s = 0; s < segments.Length; s++)
         {
-            SegmentIndex seg = index[s];
-            for (int i = seg.First; i < seg.First + seg.Count; i++)
-                edgeStart[i] += edgeBase;
-            Array.Copy(chunks[s], 0, allEdges, edgeBase, chunks[s].Length);
-            edgeBase += chunks[s].Length;
-            chunks[s] = null!;
+            SegmentWalk walk = walks[s];
+            int o = index[s].First;
+            Array.Copy(walk.Type.Items, 0, type, o, walk.Type.Count);
+            for (int k = 0; k < walk.Size.Count; k++)
+            {
+                ulong sz = walk.Size.Items[k];
+                size[o + k] = sz >= uint.MaxValue ? uint.MaxValue : (uint)sz;
+                if (sz >= uint.MaxValue)
+                    huge[o + k] = sz;
+            }
+            for (int k = 0; k < walk.RefStart.Count; k++)
+                edgeStart[o + k] = edgeBase + walk.RefStart.Items[k];
+            System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan())[..resolvedCounts[s]]
+                .CopyTo(edges.AsSpan(edgeBase));
+            edgeBase += resolvedCounts[s];
+            walks[s] = null!;
         }
         edgeStart[n] = edgeBase;
+        walks = [];
+        // The walk's arrays are garbage now, as big as the graph itself:
+        // give their memory back before the dominators need more.
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, TypeNames.Of(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
         // 3. Roots, then dominators and retained sizes.
         var rootNames = new List<string>();
-        GraphRoot[] roots = Roots(runtime, index, address, rootNames, cancel);
+        GraphRoot[] roots = Roots(runtime, index, rootNames, cancel);
         int[] rootTargets = roots.Select(r => r.Object).Distinct().Order().ToArray();
-        var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, Steps * totalBytes);
-        DominatorTree tree = DominatorTree.Compute(n, edgeStart, allEdges, rootTargets, sub, cancel);
+        var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
+        DominatorTree tree = DominatorTree.Compute(n, edgeStart, edges, rootTargets, sub, cancel);
         ulong[] retained = tree.RetainedSizes(i => size[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : size[i]);
-        progress?.Report(new ProgressReport(Steps * totalBytes, Steps * totalBytes, "computing retained sizes"));
-        return new HeapGraph(address, type, size, huge, edgeStart, allEdges, index, types, roots, [.. rootNames], rootTargets,
+        progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
+        return new HeapGraph(type, size, huge, edgeStart, edges, index, graphTypes, roots, [.. rootNames], rootTargets,
             tree.Idom, retained, tree.Passes, watch.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Maps the dominator step's 0..4 onto the last third of the build.</summary>
+    /// <summary>Maps the dominator step's progress onto the last third of the build.</summary>
     private sealed class ScaledProgress(IProgress<ProgressReport>? inner, long from, long span, long total) : IProgress<ProgressReport>
     {
         public void Report(ProgressReport value) =>
             inner?.Report(new ProgressReport(from + span * value.Done / Math.Max(1, value.Total), total, value.Message));
-    }
-
-    /// <summary>A growing list of edge targets in a pooled array.</summary>
-    private struct EdgeWriter(int[] buffer)
-    {
-        private int[] _buffer = buffer;
-        public int Count;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Add(int target)
-        {
-            if (Count == _buffer.Length)
-            {
-                int[] bigger = ArrayPool<int>.Shared.Rent(_buffer.Length * 2);
-                Array.Copy(_buffer, bigger, Count);
-                ArrayPool<int>.Shared.Return(_buffer);
-                _buffer = bigger;
-            }
-            _buffer[Count++] = target;
-        }
-
-        public int[] ToArrayAndReturn()
-        {
-            int[] result = _buffer.AsSpan(0, Count).ToArray();
-            ArrayPool<int>.Shared.Return(_buffer);
-            _buffer = [];
-            return result;
-        }
-    }
-
-    // Writes the edges of one segment's objects; edgeStart gets offsets
-    // relative to the segment's first edge (the caller rebases them).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ReadReferences(SegmentIndex seg, ulong[] address, int[] type, uint[] size, Dictionary<int, ulong> huge,
-        ReferenceLayout[] layouts, (int Source, int Target)[] dependents, SegmentIndex[] index, IMemoryReader memory,
-        int[] edgeStart, ref EdgeWriter edges, CancellationToken cancel)
-    {
-        int pointerSize = memory.PointerSize;
-        byte[] window = ArrayPool<byte>.Shared.Rent(ReadWindow);
-        ulong windowBase = 0;
-        int windowLength = 0;
-        int dependent = FirstDependentAtOrAfter(dependents, seg.First);
-        try
-        {
-            for (int i = seg.First; i < seg.First + seg.Count; i++)
-            {
-                edgeStart[i] = edges.Count;
-                if (((i - seg.First) & 0xFFFF) == 0)
-                    cancel.ThrowIfCancellationRequested();
-                while (dependent < dependents.Length && dependents[dependent].Source == i)
-                    edges.Add(dependents[dependent++].Target);
-                ReferenceLayout layout = layouts[type[i]];
-                if (layout.LoaderAllocator >= 0)
-                    edges.Add(layout.LoaderAllocator);
-                if (!layout.HasReferences)
-                    continue;
-                ulong obj = address[i];
-                ulong objSize = size[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : size[i];
-                ReadOnlySpan<byte> bytes;
-                byte[]? rented = null;
-                if (obj >= windowBase && obj + objSize <= windowBase + (ulong)windowLength)
-                {
-                    bytes = window.AsSpan((int)(obj - windowBase), (int)objSize);
-                }
-                else if (objSize <= ReadWindow)
-                {
-                    int want = (int)Math.Min(ReadWindow, seg.End - obj);
-                    windowBase = obj;
-                    windowLength = memory.Read(obj, window.AsSpan(0, want));
-                    if ((ulong)windowLength < objSize)
-                        continue;
-                    bytes = window.AsSpan(0, (int)objSize);
-                }
-                else
-                {
-                    if (objSize > int.MaxValue)
-                        continue;
-                    rented = ArrayPool<byte>.Shared.Rent((int)objSize);
-                    int read = memory.Read(obj, rented.AsSpan(0, (int)objSize));
-                    bytes = rented.AsSpan(0, read);
-                }
-                layout.Visit(bytes, pointerSize, index, address, ref edges);
-                if (rented is not null)
-                    ArrayPool<byte>.Shared.Return(rented);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(window);
-        }
-    }
-
-    private static int FirstDependentAtOrAfter((int Source, int Target)[] dependents, int first)
-    {
-        int lo = 0, hi = dependents.Length;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) >> 1;
-            if (dependents[mid].Source < first)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        return lo;
     }
 
     /// <summary>
@@ -476,8 +465,9 @@ public sealed partial class HeapGraph
         public int[] Offsets = [];
         public bool IsArray;
         public int ComponentSize;
-        public int LoaderAllocator = -1;
-        public ulong LoaderAllocatorAddress;
+        // The LoaderAllocator object of a collectible type's instances,
+        // which keeps their assembly loaded (as ClrMD's references do).
+        public ulong LoaderAllocator;
 
         public bool HasReferences => Offsets.Length > 0;
 
@@ -485,7 +475,7 @@ public sealed partial class HeapGraph
         {
             var layout = new ReferenceLayout();
             if (type.IsCollectible && type.LoaderAllocatorHandle != 0 && memory.ReadPointer(type.LoaderAllocatorHandle, out ulong la))
-                layout.LoaderAllocatorAddress = la;
+                layout.LoaderAllocator = la;
             if (!type.ContainsPointers)
                 return layout;
             GCDesc gcdesc = type.GCDesc;
@@ -502,12 +492,12 @@ public sealed partial class HeapGraph
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Visit(ReadOnlySpan<byte> bytes, int pointerSize, SegmentIndex[] index, ulong[] address, ref EdgeWriter edges)
+        public void Collect(ReadOnlySpan<byte> bytes, int pointerSize, ref Growing<ulong> into)
         {
             if (!IsArray)
             {
                 foreach (int offset in Offsets)
-                    Add(bytes, offset, pointerSize, index, address, ref edges);
+                    Add(bytes, offset, pointerSize, ref into);
                 return;
             }
             if (bytes.Length < pointerSize + 4)
@@ -521,52 +511,40 @@ public sealed partial class HeapGraph
                     long at = elementBase + offset;
                     if (at + pointerSize > bytes.Length)
                         return;
-                    Add(bytes, (int)at, pointerSize, index, address, ref edges);
+                    Add(bytes, (int)at, pointerSize, ref into);
                 }
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, SegmentIndex[] index, ulong[] address, ref EdgeWriter edges)
+        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, ref Growing<ulong> into)
         {
             if (offset + pointerSize > bytes.Length)
                 return;
             ulong target = pointerSize == 8
                 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes[offset..])
                 : BinaryPrimitives.ReadUInt32LittleEndian(bytes[offset..]);
-            if (target == 0)
-                return;
-            int t = IndexOf(index, address, target);
-            if (t >= 0)
-                edges.Add(t);
+            if (target != 0)
+                into.Add(target);
         }
     }
 
     // A dependent handle (ConditionalWeakTable) keeps its secondary object
     // alive as long as its primary is: the GC treats it as a reference from
     // primary to secondary, and so does the graph.
-    private static (int Source, int Target)[] DependentEdges(ClrRuntime runtime, SegmentIndex[] index, ulong[] address)
-    {
-        var list = new List<(int, int)>();
-        foreach (ClrHandle handle in runtime.EnumerateHandles())
-        {
-            if (handle.HandleKind != ClrHandleKind.Dependent)
-                continue;
-            int source = IndexOf(index, address, handle.Object.Address);
-            int target = IndexOf(index, address, handle.Dependent.Address);
-            if (source >= 0 && target >= 0)
-                list.Add((source, target));
-        }
-        return [.. list.OrderBy(p => p.Item1)];
-    }
+    private static (ulong Source, ulong Target)[] DependentHandles(ClrRuntime runtime) =>
+        [.. runtime.EnumerateHandles()
+            .Where(h => h.HandleKind == ClrHandleKind.Dependent && h.Object.Address != 0 && h.Dependent.Address != 0)
+            .Select(h => (h.Object.Address, h.Dependent.Address))
+            .OrderBy(p => p.Item1)];
 
-    private static GraphRoot[] Roots(ClrRuntime runtime, SegmentIndex[] index, ulong[] address, List<string> names, CancellationToken cancel)
+    private static GraphRoot[] Roots(ClrRuntime runtime, SegmentIndex[] index, List<string> names, CancellationToken cancel)
     {
         var roots = new List<GraphRoot>();
         foreach (ClrRoot root in runtime.Heap.EnumerateRoots())
         {
             cancel.ThrowIfCancellationRequested();
-            int target = IndexOf(index, address, root.Object.Address);
+            int target = IndexOf(index, root.Object.Address);
             if (target < 0)
                 continue;
             RootKind kind = root.RootKind switch
@@ -606,7 +584,7 @@ public sealed partial class HeapGraph
                         ClrObject value = field.ReadObject(domain);
                         if (value.Address == 0 || !seen.Add((slot, value.Address)))
                             continue;
-                        int target = IndexOf(index, address, value.Address);
+                        int target = IndexOf(index, value.Address);
                         if (target < 0)
                             continue;
                         names.Add($"{TypeNames.Of(type)}.{field.Name}");

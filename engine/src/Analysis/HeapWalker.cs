@@ -13,6 +13,16 @@ public interface IObjectVisitor
 }
 
 /// <summary>
+/// Receives each object of a walk with the bytes of it the walker holds:
+/// from its start, at most its size (less when the object runs past the
+/// walker's buffer; the visitor then reads the rest itself).
+/// </summary>
+public interface IObjectBytesVisitor
+{
+    void Visit(ulong address, ulong methodTable, ClrType type, ulong size, ReadOnlySpan<byte> bytes);
+}
+
+/// <summary>
 /// Walks the objects of one GC segment the way ClrMD's own enumeration does
 /// (and so the way SOS counts them), but straight out of a large buffer with
 /// a per-walk method-table cache, without building a ClrObject per object.
@@ -58,12 +68,33 @@ public sealed class HeapWalker
             ? new Shape(type, type.MethodTable, (ulong)(uint)type.StaticSize, (ulong)type.ComponentSize, m == _stringMt)
             : null);
 
+    // Lets a visitor that needs no bytes share the one walk loop; a struct,
+    // so the JIT specialises the loop for it and the bytes cost nothing.
+    private struct WithoutBytes<TVisitor>(TVisitor inner) : IObjectBytesVisitor
+        where TVisitor : struct, IObjectVisitor
+    {
+        public TVisitor Inner = inner;
+
+        public void Visit(ulong address, ulong methodTable, ClrType type, ulong size, ReadOnlySpan<byte> bytes) =>
+            Inner.Visit(address, methodTable, type, size);
+    }
+
     /// <summary>Visits every object of the segment; returns how many.</summary>
+    public long Walk<TVisitor>(ClrSegment segment, ref TVisitor visitor, CancellationToken cancel)
+        where TVisitor : struct, IObjectVisitor
+    {
+        var adapter = new WithoutBytes<TVisitor>(visitor);
+        long count = WalkBytes(segment, ref adapter, cancel);
+        visitor = adapter.Inner;
+        return count;
+    }
+
+    /// <summary>Visits every object of the segment with its bytes; returns how many.</summary>
     // Runs once per segment with millions of iterations: compile it optimised
     // at once instead of starting in tier-0 code.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public long Walk<TVisitor>(ClrSegment segment, ref TVisitor visitor, CancellationToken cancel)
-        where TVisitor : struct, IObjectVisitor
+    public long WalkBytes<TVisitor>(ClrSegment segment, ref TVisitor visitor, CancellationToken cancel)
+        where TVisitor : struct, IObjectBytesVisitor
     {
         bool large = segment.Kind is GCSegmentKind.Large or GCSegmentKind.Pinned;
         bool skipContexts = segment.Kind is not (GCSegmentKind.Large or GCSegmentKind.Frozen);
@@ -118,7 +149,7 @@ public sealed class HeapWalker
                 }
                 if (size < _minObjectSize)
                     size = _minObjectSize;
-                visitor.Visit(obj, last.MethodTable, last.Type, size);
+                visitor.Visit(obj, last.MethodTable, last.Type, size, at[..(int)Math.Min(size, (ulong)(bufferLength - offset))]);
 
                 if ((++count & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
