@@ -206,3 +206,77 @@ public class HeapGraphTests
             HeapGraph.Build(clr, new HeapWalker(clr, target.DataReader), target.DataReader, null, cts.Token));
     }
 }
+
+public class GraphIndexTests : IDisposable
+{
+    private readonly string _folder = Path.Combine(Path.GetTempPath(), "dumpscope-index-test-" + Guid.NewGuid().ToString("n"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_folder))
+            Directory.Delete(_folder, recursive: true);
+    }
+
+    private static (ulong, ulong, int)[] Fingerprint(HeapGraph graph) =>
+        [.. Enumerable.Range(0, graph.ObjectCount).Select(v => (graph.AddressOf(v), graph.RetainedSize(v), graph.ImmediateDominator(v)))];
+
+    [Fact]
+    public void A_saved_graph_loads_with_identical_answers_and_never_beside_the_dump()
+    {
+        var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
+        HeapGraph built = HeapGraphTests.Graph("event-leak");
+        var index = new GraphIndex(_folder, 1L << 30);
+        index.Save(dump, built);
+        Assert.Single(Directory.GetFiles(_folder, "*.graph"));
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(dump)!, "*.graph"));
+
+        HeapGraph? loaded = index.TryLoad(dump, CancellationToken.None);
+        Assert.NotNull(loaded);
+        Assert.Equal(Fingerprint(built), Fingerprint(loaded!));
+        // Records holding arrays compare them by reference: compare contents.
+        Assert.Equal(built.Summary(false) with { FromIndex = true, RootsByKind = default }, loaded!.Summary(true) with { RootsByKind = default });
+        Assert.Equal(built.Summary(false).RootsByKind, loaded.Summary(true).RootsByKind);
+        Assert.Equal(built.Children(null, 0, 20, null, 100).Items.Select(i => (i.Address, i.Retained, i.Type, i.Dominated, string.Join(",", i.Roots))),
+            loaded.Children(null, 0, 20, null, 100).Items.Select(i => (i.Address, i.Retained, i.Type, i.Dominated, string.Join(",", i.Roots))));
+        Assert.Equal(built.RetainedByType(0, 50, 100, CancellationToken.None).Items, loaded.RetainedByType(0, 50, 100, CancellationToken.None).Items);
+    }
+
+    [Fact]
+    public void A_damaged_index_is_refused_and_deleted()
+    {
+        var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
+        var index = new GraphIndex(_folder, 1L << 30);
+        index.Save(dump, HeapGraphTests.Graph("event-leak"));
+        string file = index.PathOf(GraphIndex.KeyOf(dump));
+        byte[] bytes = File.ReadAllBytes(file);
+        bytes[bytes.Length / 2] ^= 0x40;
+        File.WriteAllBytes(file, bytes);
+        Assert.Null(index.TryLoad(dump, CancellationToken.None));
+        Assert.False(File.Exists(file));
+
+        File.WriteAllBytes(file, bytes[..(bytes.Length / 3)]);
+        Assert.Null(index.TryLoad(dump, CancellationToken.None));
+    }
+
+    [Fact]
+    public void The_index_folder_stays_under_its_cap_dropping_the_least_recently_used()
+    {
+        var (leak, _) = ScenarioDumps.Get("event-leak", "net10");
+        var (retention, _) = ScenarioDumps.Get("retention", "net10");
+        var roomy = new GraphIndex(_folder, 1L << 30);
+        roomy.Save(leak, HeapGraphTests.Graph("event-leak"));
+        long first = new FileInfo(roomy.PathOf(GraphIndex.KeyOf(leak))).Length;
+        var tight = new GraphIndex(_folder, first + 1);
+        tight.Save(retention, HeapGraphTests.Graph("retention"));
+        // The retention graph alone is over the cap: it is not kept, the other stays.
+        Assert.True(File.Exists(roomy.PathOf(GraphIndex.KeyOf(leak))));
+        Assert.False(File.Exists(roomy.PathOf(GraphIndex.KeyOf(retention))));
+
+        var fits = new GraphIndex(_folder, 1L << 30);
+        fits.Save(retention, HeapGraphTests.Graph("retention"));
+        long both = Directory.GetFiles(_folder, "*.graph").Sum(f => new FileInfo(f).Length);
+        new GraphIndex(_folder, both - 1).Save(retention, HeapGraphTests.Graph("retention"));
+        Assert.False(File.Exists(roomy.PathOf(GraphIndex.KeyOf(leak))));
+        Assert.True(File.Exists(roomy.PathOf(GraphIndex.KeyOf(retention))));
+    }
+}

@@ -1,0 +1,144 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace DumpScope.Engine.Analysis;
+
+/// <summary>
+/// The heap-graph index: a built graph saved in the user's cache folder so
+/// that reopening a dump skips the walk and the dominators. Never beside the
+/// dump (dumps are read-only and may sit on read-only media). Keyed by the
+/// dump's identity: full path, size, modification time and a hash of its
+/// first 64 KiB; a file of another dump, of another format or damaged
+/// (checksum) is deleted and rebuilt, never trusted. The folder is kept
+/// under a size cap by deleting the least recently used files first.
+/// </summary>
+public sealed class GraphIndex
+{
+    private const int HeaderBytes = 64 * 1024;
+    private const string Extension = ".graph";
+
+    public string Folder { get; }
+    public long MaxBytes { get; }
+
+    public GraphIndex(string folder, long maxBytes)
+    {
+        Folder = folder;
+        MaxBytes = maxBytes;
+    }
+
+    /// <summary>$DUMPSCOPE_CACHE/index, else ~/.cache/dumpscope/index; the cap
+    /// from $DUMPSCOPE_INDEX_MAX_BYTES, else 20 GiB.</summary>
+    public static GraphIndex Default()
+    {
+        string? configured = Environment.GetEnvironmentVariable("DUMPSCOPE_CACHE");
+        string root = !string.IsNullOrEmpty(configured)
+            ? configured
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "dumpscope");
+        long cap = long.TryParse(Environment.GetEnvironmentVariable("DUMPSCOPE_INDEX_MAX_BYTES"), out long c) && c >= 0 ? c : 20L << 30;
+        return new GraphIndex(Path.Combine(root, "index"), cap);
+    }
+
+    /// <summary>The identity of the dump as it is now.</summary>
+    public static byte[] KeyOf(string dumpPath)
+    {
+        var file = new FileInfo(Path.GetFullPath(dumpPath));
+        var header = new byte[HeaderBytes];
+        int read;
+        using (var stream = new FileStream(file.FullName, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            read = stream.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false);
+        string identity = $"{file.FullName}\n{file.Length}\n{file.LastWriteTimeUtc.Ticks}\n{Convert.ToHexString(SHA256.HashData(header.AsSpan(0, read)))}";
+        return SHA256.HashData(Encoding.UTF8.GetBytes(identity));
+    }
+
+    public string PathOf(byte[] key) => Path.Combine(Folder, Convert.ToHexString(key).ToLowerInvariant() + Extension);
+
+    /// <summary>The saved graph of this dump, or null (none, stale or damaged: then deleted).</summary>
+    public HeapGraph? TryLoad(string dumpPath, CancellationToken cancel)
+    {
+        byte[] key = KeyOf(dumpPath);
+        string path = PathOf(key);
+        if (!File.Exists(path))
+            return null;
+        HeapGraph? graph;
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            graph = HeapGraph.Load(stream, key, cancel);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"engine: index {path} unreadable ({e.Message}); rebuilding");
+            return null;
+        }
+        if (graph is null)
+        {
+            Console.Error.WriteLine($"engine: index {path} is damaged or of another format; rebuilding");
+            TryDelete(path);
+            return null;
+        }
+        // Marks it as recently used for the eviction order.
+        try
+        {
+            File.SetLastWriteTimeUtc(path, DateTime.UtcNow);
+        }
+        catch (IOException)
+        {
+        }
+        return graph;
+    }
+
+    /// <summary>Saves the graph (through a temporary file, so a crash leaves
+    /// no half file under the real name), then evicts down to the cap.
+    /// Failing to save costs only the next open's time: it is logged.</summary>
+    public void Save(string dumpPath, HeapGraph graph)
+    {
+        byte[] key = KeyOf(dumpPath);
+        string path = PathOf(key);
+        string temporary = path + $".{Environment.ProcessId}.tmp";
+        try
+        {
+            Directory.CreateDirectory(Folder);
+            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+                graph.Save(stream, key);
+            if (new FileInfo(temporary).Length > MaxBytes)
+            {
+                TryDelete(temporary);
+                return;
+            }
+            File.Move(temporary, path, overwrite: true);
+            Evict(keep: path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"engine: could not save the index {path}: {e.Message}");
+            TryDelete(temporary);
+        }
+    }
+
+    private void Evict(string keep)
+    {
+        var files = new DirectoryInfo(Folder).GetFiles("*" + Extension).OrderBy(f => f.LastWriteTimeUtc).ToList();
+        long total = files.Sum(f => f.Length);
+        foreach (FileInfo file in files)
+        {
+            if (total <= MaxBytes)
+                break;
+            if (file.FullName == Path.GetFullPath(keep))
+                continue;
+            total -= file.Length;
+            TryDelete(file.FullName);
+        }
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"engine: could not delete {path}: {e.Message}");
+        }
+    }
+}
