@@ -235,7 +235,7 @@ public class GraphIndexTests : IDisposable
         Assert.Equal(Fingerprint(built), Fingerprint(loaded!));
         // Records holding arrays compare them by reference: compare contents.
         Assert.Equal(built.Summary(false) with { FromIndex = true, RootsByKind = default }, loaded!.Summary(true) with { RootsByKind = default });
-        Assert.Equal(built.Summary(false).RootsByKind, loaded.Summary(true).RootsByKind);
+        Assert.Equal(built.Summary(false).RootsByKind.ToArray(), loaded.Summary(true).RootsByKind.ToArray());
         Assert.Equal(built.Children(null, 0, 20, null, 100).Items.Select(i => (i.Address, i.Retained, i.Type, i.Dominated, string.Join(",", i.Roots))),
             loaded.Children(null, 0, 20, null, 100).Items.Select(i => (i.Address, i.Retained, i.Type, i.Dominated, string.Join(",", i.Roots))));
         Assert.Equal(built.RetainedByType(0, 50, 100, CancellationToken.None).Items, loaded.RetainedByType(0, 50, 100, CancellationToken.None).Items);

@@ -24,8 +24,8 @@ namespace DumpScope.Engine.Analysis;
 public sealed partial class HeapGraph
 {
     // Objects are looked up by address through per-segment buckets of this
-    // many bytes (2^9): a bucket holds a handful of objects.
-    private const int BucketShift = 9;
+    // many bytes (2^7): a bucket holds one to three objects.
+    private const int BucketShift = 7;
 
     private readonly int[] _type;
     private readonly uint[] _size;
@@ -143,25 +143,42 @@ public sealed partial class HeapGraph
     public ReadOnlySpan<int> RootObjects => _rootTargets;
 
     /// <summary>The index of the object at exactly this address, or -1.</summary>
-    public int IndexOf(ulong address) => IndexOf(_segments, address);
+    public int IndexOf(ulong address)
+    {
+        SegmentIndex? hint = null;
+        return IndexOf(_segments, address, ref hint);
+    }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int IndexOf(SegmentIndex[] segments, ulong address)
     {
-        int lo = 0, hi = segments.Length - 1;
-        while (lo <= hi)
+        SegmentIndex? hint = null;
+        return IndexOf(segments, address, ref hint);
+    }
+
+    // hint: the segment of the previous lookup; references mostly point
+    // into the segment of the object that holds them, so it is tried first.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int IndexOf(SegmentIndex[] segments, ulong address, ref SegmentIndex? hint)
+    {
+        SegmentIndex? seg = hint;
+        if (seg is null || address < seg.Start || address >= seg.End)
         {
-            int mid = (lo + hi) >> 1;
-            if (segments[mid].Start <= address)
-                lo = mid + 1;
-            else
-                hi = mid - 1;
+            int lo = 0, hi = segments.Length - 1;
+            while (lo <= hi)
+            {
+                int mid = (lo + hi) >> 1;
+                if (segments[mid].Start <= address)
+                    lo = mid + 1;
+                else
+                    hi = mid - 1;
+            }
+            if (hi < 0)
+                return -1;
+            seg = segments[hi];
+            if (address >= seg.End)
+                return -1;
+            hint = seg;
         }
-        if (hi < 0)
-            return -1;
-        SegmentIndex seg = segments[hi];
-        if (address >= seg.End)
-            return -1;
         int bucket = (int)((address - seg.Start) >> BucketShift);
         ulong[] addresses = seg.Address;
         int i = seg.Buckets[bucket];
@@ -181,14 +198,19 @@ public sealed partial class HeapGraph
     /// <summary>A growing array; Trim() leaves it exactly as long as its content.</summary>
     private struct Growing<T>(int capacity)
     {
-        public T[] Items = new T[capacity];
+        // Every slot is written before it is read: no need to zero them.
+        public T[] Items = GC.AllocateUninitializedArray<T>(capacity);
         public int Count;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Add(T item)
         {
             if (Count == Items.Length)
-                Array.Resize(ref Items, Math.Max(16, Count * 2));
+            {
+                T[] bigger = GC.AllocateUninitializedArray<T>(Math.Max(16, Count * 2));
+                Array.Copy(Items, bigger, Count);
+                Items = bigger;
+            }
             Items[Count++] = item;
         }
 
@@ -380,6 +402,7 @@ public sealed partial class HeapGraph
             int[] refStart = walk.RefStart.Items;
             ulong[] raw = walk.Raw.Items;
             int written = 0;
+            SegmentIndex? hint = null;
             for (int k = 0; k < refStart.Length; k++)
             {
                 int from = refStart[k];
@@ -387,7 +410,7 @@ public sealed partial class HeapGraph
                 refStart[k] = written;
                 for (int r = from; r < to; r++)
                 {
-                    int target = IndexOf(index, raw[r]);
+                    int target = IndexOf(index, raw[r], ref hint);
                     if (target >= 0)
                         resolved[written++] = target;
                 }
