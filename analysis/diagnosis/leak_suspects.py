@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Optional
 
-from analysis.diagnosis.findings import Evidence, Finding
 from analysis.managed.results import (
     ChainLink,
     HolderGroup,
@@ -28,6 +27,8 @@ from analysis.managed.results import (
     RootRef,
     TypeRetained,
 )
+from analysis.model.diagnosis import Evidence, Finding
+from analysis.model.vocab import RootKind, RowKind, Severity
 from analysis.values import human_size
 
 # An accumulation: at least this many objects of one type under one holder...
@@ -76,22 +77,28 @@ def describe_root(root: Optional[RootRef]) -> str:
     """A root as a sentence's subject: "the static field X.Y", "a strong GC handle"."""
     if root is None:
         return "a GC root"
-    kind = root.kind or "other"
-    if kind == "static":
-        where = " (inside the runtime's own classes)" if _is_runtime_type(root.name) else ""
+    kind = root.kind
+    if kind == RootKind.STATIC:
+        if root.name is None:
+            return "the runtime's table of static fields"
+        where = (
+            " (inside the runtime's own classes)" if _is_runtime_type(root.name) else ""
+        )
         return f"the static field {root.name}{where}"
-    if kind == "thread_static":
+    if kind == RootKind.THREAD_STATIC:
         return "a thread-static field"
-    if kind == "stack":
+    if kind == RootKind.STACK:
         thread = f" of thread {root.thread_os_id}" if root.thread_os_id else ""
         return f"a local variable{thread}"
-    if kind in ("strong_handle", "ref_counted_handle", "sized_ref_handle"):
+    if kind in (
+        RootKind.STRONG_HANDLE,
+        RootKind.REF_COUNTED_HANDLE,
+        RootKind.SIZED_REF_HANDLE,
+    ):
         return "a strong GC handle (GCHandle.Alloc, or the runtime's own)"
-    if kind in ("pinned_handle", "async_pinned_handle"):
+    if kind in (RootKind.PINNED_HANDLE, RootKind.ASYNC_PINNED_HANDLE):
         return "a pinned GC handle"
-    if kind == "statics_bucket":
-        return "the runtime's table of static fields"
-    if kind == "finalizer_queue":
+    if kind == RootKind.FINALIZER_QUEUE:
         return "the finalizer queue (objects waiting for their finalizer)"
     return "a GC root"
 
@@ -164,6 +171,7 @@ def _finding(
         f"{human_size(retained)}, {share:.0%} of the live managed heap "
         f"({human_size(reachable_bytes)})"
     )
+    evidence: tuple[Evidence, ...]
     if group.holder is None:
         title = f"{count:,} {_short(name)} objects each held by a root of their own"
         statement = (
@@ -171,28 +179,35 @@ def _finding(
             f"{describe_root(root)}: {amount}. Each root must be released (a handle "
             "freed, a reference cleared) for its object to go."
         )
-        evidence = (Evidence("types", name, f"{count:,} {name}: {human_size(retained)}"),)
+        evidence = (
+            Evidence(
+                RowKind.HEAP_TYPE, name, f"{count:,} {name}: {human_size(retained)}"
+            ),
+        )
     else:
         chain = " → ".join(_link_text(link) for link in group.chain)
         holder = _short(group.holder_type)
         title = f"{count:,} {_short(name)} objects accumulate in one {holder}"
+        subject = describe_root(root)
         statement = (
-            f"{describe_root(root).capitalize()} holds {chain}, which holds "
+            f"{subject[:1].upper()}{subject[1:]} holds {chain}, which holds "
             f"{count:,} {name} objects{also}: {amount}. Nothing removes them: "
             "as long as that root holds the chain, every one of them stays alive."
         )
         evidence = (
-            Evidence("types", name, f"{count:,} {name}: {human_size(retained)}"),
             Evidence(
-                "types",
-                group.holder_type,
+                RowKind.HEAP_TYPE, name, f"{count:,} {name}: {human_size(retained)}"
+            ),
+            Evidence(
+                RowKind.HEAP_TYPE,
+                group.holder_type or "?",
                 f"the holder {group.holder_type} at 0x{int(group.holder):x} "
                 f"retains {human_size(int(group.holder_retained or 0))}",
             ),
         )
     return Finding(
         rule="leak-suspect",
-        severity="warning",
+        severity=Severity.WARNING,
         title=title,
         statement=statement,
         evidence=evidence,

@@ -369,14 +369,19 @@ class EngineClient:
         dump_path: str,
         dac: Optional[str] = None,
         dac_folder: Optional[str] = None,
+        use_index: bool = True,
     ) -> RuntimeInfo:
         """Opens a dump (closing any other). dac: the exact DAC file of the
-        runtime build that wrote the dump; dac_folder: a folder holding it."""
+        runtime build that wrote the dump; dac_folder: a folder holding it;
+        use_index False: neither load nor save this dump's heap graph in the
+        user's cache (PROTOCOL.md, "Heap graph")."""
         params: dict[str, Any] = {"dump": os.path.abspath(dump_path)}
         if dac is not None:
             params["dac"] = os.path.abspath(dac)
         if dac_folder is not None:
             params["dac_folder"] = os.path.abspath(dac_folder)
+        if not use_index:
+            params["index"] = False
         with self._lock:
             self._opened = None
             process = self._ensure()

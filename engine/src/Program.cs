@@ -15,5 +15,7 @@ if (args is ["--schema"])
 Stream protocolOut = Console.OpenStandardOutput();
 Console.SetOut(Console.Error);
 using var input = new StreamReader(Console.OpenStandardInput(), System.Text.Encoding.UTF8);
-new RpcServer(input, protocolOut, EngineLimits.Default).Run();
+// --no-index: never read or write saved heap graphs (GraphIndex).
+GraphIndex? index = args.Contains("--no-index") ? null : GraphIndex.Default();
+new RpcServer(input, protocolOut, EngineLimits.Default, index).Run();
 return 0;

@@ -19,6 +19,7 @@ from analysis.managed.results import (
     RootRef,
     TypeRetained,
 )
+from analysis.model.vocab import RootKind
 from analysis.values import Address, ByteSize
 from scenarios.dumps import ensure_dump
 
@@ -57,9 +58,7 @@ def test_the_static_event_leak_is_found_with_its_root_and_share() -> None:
 
 
 @needs_engine
-def test_a_static_cache_a_gc_handle_and_the_runtimes_own_store_are_each_found() -> (
-    None
-):
+def test_a_static_cache_a_gc_handle_and_the_runtimes_own_store_are_each_found() -> None:
     dump, found = findings_for("retention")
     facts = dump.facts
     by_type = {f.evidence[0].key: f for f in found}
@@ -88,7 +87,7 @@ def test_healthy_and_big_heaps_have_no_suspect(scenario: str) -> None:
 
 
 def _holders(count: int, retained: int, holder: int | None) -> InstanceHolders:
-    root = RootRef("strong_handle", None, Address(0x10), None)
+    root = RootRef(RootKind.STRONG_HANDLE, None, Address(0x10), None)
     chain = (ChainLink(Address(0x1000), "System.Collections.Generic.List<X>", 1),)
     group = HolderGroup(
         holder=Address(holder) if holder is not None else None,

@@ -7,7 +7,12 @@ import threading
 
 import pytest
 
-from analysis.managed.client import EngineClient, EngineError, ErrorCode, engine_available
+from analysis.managed.client import (
+    EngineClient,
+    EngineError,
+    ErrorCode,
+    engine_available,
+)
 from analysis.managed.results import GraphSummary, TypeRetained
 from scenarios.dumps import ensure_dump
 
@@ -51,8 +56,10 @@ def test_the_static_events_delegate_retains_the_subscribers(event_leak) -> None:
     subscriber = _type(client, facts["subscriber_type"])
     assert subscriber.count == facts["subscriber_count"]
     assert first.retained is not None and subscriber.retained is not None
-    assert first.retained >= subscriber.retained >= 10_000 * (
-        facts["subscriber_history_bytes"] + 16
+    assert (
+        first.retained
+        >= subscriber.retained
+        >= 10_000 * (facts["subscriber_history_bytes"] + 16)
     )
     # Below it: the invocation list, then one delegate per subscriber.
     invocation = client.dominators(first.address, limit=1).items[0]
@@ -113,3 +120,37 @@ def test_a_cancelled_build_stops_and_the_next_call_builds_again() -> None:
         assert seen
         summary = client.graph()
         assert summary.reachable_objects and summary.reachable_objects > 75_000
+
+
+def test_reopening_loads_the_index_with_the_same_answers(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path))
+    dump = ensure_dump("retention", "net10")
+
+    def answers(use_index: bool = True):
+        with EngineClient() as client:
+            client.open(str(dump.path), use_index=use_index)
+            summary = client.graph()
+            top = client.dominators(limit=20)
+            types = client.retained_by_type(limit=50)
+        return summary, top, types
+
+    built, top, types = answers()
+    assert built.from_index is False
+    assert [p.name for p in tmp_path.iterdir()] != []
+    assert not list(dump.path.parent.glob("*.graph"))
+    loaded, top_again, types_again = answers()
+    assert loaded.from_index is True
+    assert (top_again, types_again) == (top, types)
+    assert dataclass_fields(loaded, "from_index") == dataclass_fields(
+        built, "from_index"
+    )
+
+    for saved in tmp_path.iterdir():
+        saved.unlink()
+    unindexed, _, _ = answers(use_index=False)
+    assert unindexed.from_index is False
+    assert list(tmp_path.iterdir()) == []
+
+
+def dataclass_fields(value: GraphSummary, *leave_out: str) -> dict:
+    return {k: v for k, v in vars(value).items() if k not in leave_out}

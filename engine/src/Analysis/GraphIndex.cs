@@ -26,16 +26,21 @@ public sealed class GraphIndex
         MaxBytes = maxBytes;
     }
 
-    /// <summary>$DUMPSCOPE_CACHE/index, else ~/.cache/dumpscope/index; the cap
-    /// from $DUMPSCOPE_INDEX_MAX_BYTES, else 20 GiB.</summary>
+    /// <summary>$DUMPSCOPE_INDEX, else $DUMPSCOPE_CACHE/index, else
+    /// ~/.cache/dumpscope/index; the cap from $DUMPSCOPE_INDEX_MAX_BYTES, else 20 GiB.</summary>
     public static GraphIndex Default()
     {
-        string? configured = Environment.GetEnvironmentVariable("DUMPSCOPE_CACHE");
-        string root = !string.IsNullOrEmpty(configured)
-            ? configured
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "dumpscope");
+        string? folder = Environment.GetEnvironmentVariable("DUMPSCOPE_INDEX");
+        string? cache = Environment.GetEnvironmentVariable("DUMPSCOPE_CACHE");
+        if (string.IsNullOrEmpty(folder))
+        {
+            string root = !string.IsNullOrEmpty(cache)
+                ? cache
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "dumpscope");
+            folder = Path.Combine(root, "index");
+        }
         long cap = long.TryParse(Environment.GetEnvironmentVariable("DUMPSCOPE_INDEX_MAX_BYTES"), out long c) && c >= 0 ? c : 20L << 30;
-        return new GraphIndex(Path.Combine(root, "index"), cap);
+        return new GraphIndex(folder, cap);
     }
 
     /// <summary>The identity of the dump as it is now.</summary>

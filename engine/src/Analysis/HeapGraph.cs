@@ -88,7 +88,9 @@ public sealed partial class HeapGraph
         RootKind.AsyncPinnedHandle => "async_pinned_handle",
         RootKind.RefCountedHandle => "ref_counted_handle",
         RootKind.SizedRefHandle => "sized_ref_handle",
-        RootKind.StaticsBucket => "statics_bucket",
+        // The runtime's own array of static slots (.NET 9+): a static root
+        // without a field name.
+        RootKind.StaticsBucket => "static",
         RootKind.FinalizerQueue => "finalizer_queue",
         _ => "other",
     };

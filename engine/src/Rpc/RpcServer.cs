@@ -26,17 +26,20 @@ public sealed class RpcServer
     private readonly TextReader _input;
     private readonly Stream _output;
     private readonly EngineLimits _limits;
+    private readonly GraphIndex? _index;
     private readonly object _writeLock = new();
     private readonly BlockingCollection<JsonObject> _queue = new();
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new();
     private DumpSession? _session;
     private bool _shutdown;
 
-    public RpcServer(TextReader input, Stream output, EngineLimits limits)
+    /// <param name="index">where heap graphs are saved for reopening (null: nowhere).</param>
+    public RpcServer(TextReader input, Stream output, EngineLimits limits, GraphIndex? index = null)
     {
         _input = input;
         _output = output;
         _limits = limits;
+        _index = index;
     }
 
     /// <summary>Serves until end of input or `shutdown`, whichever comes first.</summary>
@@ -149,6 +152,7 @@ public sealed class RpcServer
                 _session?.Dispose();
                 _session = null;
                 _session = DumpSession.Open(RequiredString(p, "dump"), OptionalString(p, "dac"), OptionalString(p, "dac_folder"), _limits);
+                _session.Index = OptionalBool(p, "index") == false ? null : _index;
                 return _session.Info;
             case "runtime_info":
                 return Session.Info;
@@ -187,6 +191,17 @@ public sealed class RpcServer
                     (int)Math.Min(OptionalULong(p, "limit") ?? 100_000, int.MaxValue), progress, cancel);
             case "root_paths":
                 return Session.RootPathsTo(RequiredULong(p, "address"), (int)(OptionalULong(p, "max_paths") ?? 10), progress, cancel);
+            case "graph":
+                return Session.GraphSummary(progress, cancel);
+            case "dominators":
+                return Session.Dominators(OptionalULong(p, "address"), OptionalInt(p, "offset") ?? 0, OptionalInt(p, "limit") ?? 100,
+                    OptionalString(p, "type"), progress, cancel);
+            case "retained_by_type":
+                return Session.RetainedByType(OptionalInt(p, "offset") ?? 0, OptionalInt(p, "limit") ?? 100, progress, cancel);
+            case "why_alive":
+                return Session.WhyAlive(RequiredULong(p, "address"), progress, cancel);
+            case "holders":
+                return Session.Holders(RequiredULong(p, "method_table"), OptionalInt(p, "limit") ?? 20, progress, cancel);
             default:
                 throw new EngineException(ErrorCodes.MethodNotFound, $"Unknown method '{method}' (protocol version {ProtocolVersion}).");
         }
@@ -237,6 +252,18 @@ public sealed class RpcServer
         }
         throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' must be a non-negative integer.");
     }
+
+    private static int? OptionalInt(JsonObject? p, string name) =>
+        OptionalULong(p, name) is { } value
+            ? value <= int.MaxValue ? (int)value : throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' is too large.")
+            : null;
+
+    private static bool? OptionalBool(JsonObject? p, string name) => p?[name] switch
+    {
+        null => null,
+        JsonNode node when node.GetValueKind() is JsonValueKind.True or JsonValueKind.False => node.GetValue<bool>(),
+        _ => throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' must be true or false."),
+    };
 
     private void SendError(JsonNode? id, int code, string message) =>
         Send(new JsonObject
