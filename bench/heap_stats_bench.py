@@ -43,6 +43,9 @@ class Run:
     peak_rss_bytes: int
     peak_anon_bytes: int
     output: bytes
+    # User plus system CPU time of the process tree: on a shared, busy
+    # machine it says more than the wall time.
+    cpu_seconds: float = 0.0
 
 
 def _tree(pid: int) -> list[int]:
@@ -73,7 +76,9 @@ def _anon_rss(pids: list[int]) -> int:
     return total
 
 
-def timed(argv: list[str], stdin: bytes = b"") -> Run:
+def timed(
+    argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None
+) -> Run:
     """Runs argv; wall time, the kernel's peak RSS of the process tree
     (wait4), and the peak anonymous RSS of the tree polled from /proc every
     20 ms (the engine maps the dump file, whose pages count as file RSS)."""
@@ -81,7 +86,7 @@ def timed(argv: list[str], stdin: bytes = b"") -> Run:
     proc = subprocess.Popen(
         argv,
         cwd=REPO,
-        env=ENV,
+        env=env or ENV,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -107,7 +112,13 @@ def timed(argv: list[str], stdin: bytes = b"") -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed with status {proc.returncode}")
-    return Run(seconds, usage.ru_maxrss * 1024, peak_anon, output)
+    return Run(
+        seconds,
+        usage.ru_maxrss * 1024,
+        peak_anon,
+        output,
+        usage.ru_utime + usage.ru_stime,
+    )
 
 
 def sos_run(dump: Path) -> Run:

@@ -1,0 +1,230 @@
+"""Times the engine's heap graph (objects, references, dominators, retained
+sizes) against its own heap statistics, and reopening with a warm index.
+
+    /usr/bin/python3 -m bench.graph_bench [--objects 10000000 ...]
+        [--runtime net10] [--write docs/PERFORMANCE-GRAPH.md]
+
+For each object count, on the big-heap scenario dump, each a fresh engine
+process (`dotnet engine/out/DumpScope.Engine.dll`) fed one script of
+requests on stdin:
+
+1. `open`, `heap_stats`: the baseline (after one untimed warm-up run, so
+   the dump is in the page cache);
+2. `open {index: false}`, `graph`: the graph built, no index involved;
+3. `open`, `graph` with an empty index folder: built and saved;
+4. `open`, `graph`, `retained_by_type`, then `holders` of every type the
+   leak rule would look at: reopened from the warm index, up to what the
+   leak-suspect rule needs.
+
+Each process's wall time, CPU time (user + system), peak RSS (wait4) and
+peak anonymous RSS (polled from /proc every 20 ms; the dump is memory-mapped,
+its pages are file-backed) are recorded, with the engine's own timing of
+the walk and of the graph build. This is a script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from analysis.diagnosis.leak_suspects import leak_candidates
+from analysis.managed.results import TypeRetainedPage, from_json
+from bench.heap_stats_bench import ENGINE, ENV, REPO, Run, _cpu, mib, timed
+from scenarios.dumps import ensure_dump
+
+
+HEADING = "# Performance: the heap graph"
+
+
+def requests(*calls: tuple[str, dict]) -> bytes:
+    lines = [
+        {"jsonrpc": "2.0", "id": i + 1, "method": method, "params": params}
+        for i, (method, params) in enumerate(calls)
+    ]
+    lines.append({"jsonrpc": "2.0", "id": len(lines) + 1, "method": "shutdown"})
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def answers(run: Run) -> dict[int, dict]:
+    found = {}
+    for line in run.output.splitlines():
+        message = json.loads(line)
+        if "id" in message and message.get("method") is None:
+            if "error" in message:
+                raise SystemExit(f"engine error: {message['error']}")
+            found[message["id"]] = message.get("result")
+    return found
+
+
+def engine(stdin: bytes, index: Path) -> Run:
+    return timed(["dotnet", str(ENGINE)], stdin, {**ENV, "DUMPSCOPE_INDEX": str(index)})
+
+
+def measure(objects: int, runtime: str, index: Path) -> dict:
+    dump = ensure_dump("big-heap", runtime, objects=objects)
+    opened = {"dump": str(dump.path)}
+    if runtime == "net8":
+        opened["dac"] = str(dump.runtime_dir / "libmscordaccore.so")
+    stats_script = requests(("open", opened), ("heap_stats", {}))
+    engine(stats_script, index)  # warms the page cache
+    stats = engine(stats_script, index)
+    built = engine(requests(("open", {**opened, "index": False}), ("graph", {})), index)
+    for old in index.glob("*"):
+        old.unlink()
+    saved = engine(requests(("open", opened), ("graph", {})), index)
+    index_bytes = sum(f.stat().st_size for f in index.glob("*.graph"))
+
+    # The leak rule's questions: which types it needs holders for comes from
+    # retained_by_type, so ask that first (one process), then everything
+    # in one timed process as the application would.
+    probe = answers(
+        engine(
+            requests(
+                ("open", opened), ("graph", {}), ("retained_by_type", {"limit": 100000})
+            ),
+            index,
+        )
+    )
+    page = from_json(TypeRetainedPage, probe[3])
+    reachable = int(probe[2]["reachable_bytes"])
+    candidates = leak_candidates(page.items, reachable)
+    reopened = engine(
+        requests(
+            ("open", opened),
+            ("graph", {}),
+            ("retained_by_type", {"limit": 100000}),
+            *(("holders", {"method_table": int(t.method_table)}) for t in candidates),
+        ),
+        index,
+    )
+
+    stats_answer = answers(stats)[2]
+    built_answer = answers(built)[2]
+    reopened_answer = answers(reopened)[2]
+    assert reopened_answer["from_index"] is True
+    assert built_answer["reachable_bytes"] == reopened_answer["reachable_bytes"]
+    return {
+        "objects": objects,
+        "dump": dump.path,
+        "dump_bytes": dump.path.stat().st_size,
+        "graph_objects": built_answer["objects"],
+        "references": built_answer["references"],
+        "stats": stats,
+        "stats_walk_seconds": stats_answer["elapsed_seconds"],
+        "built": built,
+        "graph_seconds": built_answer["elapsed_seconds"],
+        "saved": saved,
+        "index_bytes": index_bytes,
+        "reopened": reopened,
+        "candidates": len(candidates),
+    }
+
+
+def row(label: str, run: Run, objects: int) -> str:
+    return (
+        f"| {label} | {run.seconds:.2f} s | {run.cpu_seconds:.2f} s "
+        f"| {mib(run.peak_rss_bytes)} | {mib(run.peak_anon_bytes)} "
+        f"| {run.peak_anon_bytes / objects:.0f} |"
+    )
+
+
+def section(m: dict) -> str:
+    n = m["graph_objects"]
+    ratio = m["graph_seconds"] / m["stats_walk_seconds"]
+    process_ratio = m["built"].seconds / m["stats"].seconds
+    cpu_ratio = m["built"].cpu_seconds / m["stats"].cpu_seconds
+    reopen_label = (
+        f"`open` + `graph` + `retained_by_type` + `holders` x{m['candidates']}"
+        " (warm index)"
+    )
+    return f"""## {m['objects']:,} planted objects
+
+Dump {mib(m['dump_bytes'])}; the graph holds {n:,} objects (free space
+left out) and {m['references']:,} references.
+
+| engine process | wall | CPU | peak RSS | peak anonymous | anonymous bytes per graph object |
+|---|---|---|---|---|---|
+{row('`open` + `heap_stats`', m['stats'], n)}
+{row('`open {index: false}` + `graph` (built)', m['built'], n)}
+{row('`open` + `graph` (built and saved to the index)', m['saved'], n)}
+{row(reopen_label, m['reopened'], n)}
+
+- Graph + dominators + retained sizes, as the engine times them:
+  {m['graph_seconds']:.2f} s, against {m['stats_walk_seconds']:.2f} s for the
+  `heap_stats` walk: **{ratio:.1f}x** (goal: at most 2x). Whole processes:
+  {process_ratio:.1f}x wall, {cpu_ratio:.1f}x CPU.
+- Peak anonymous memory of the building engine:
+  **{m['built'].peak_anon_bytes / n:.0f} bytes per object** (goal: at most 40).
+- Index file: {mib(m['index_bytes'])}, **{m['index_bytes'] / n:.0f} bytes per
+  object**.
+- Reopen with a warm index, to every answer the leak-suspect rule needs:
+  **{m['reopened'].seconds:.2f} s** for the whole process (start, open, load).
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m bench.graph_bench")
+    parser.add_argument(
+        "--objects", type=int, action="append", help="default: 10000000"
+    )
+    parser.add_argument("--runtime", choices=("net10", "net8"), default="net10")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        help="put the results in this Markdown file, replacing its heap-graph "
+        "section (from its '# Performance: the heap graph' heading on)",
+    )
+    options = parser.parse_args(argv)
+    counts = options.objects or [10_000_000]
+
+    subprocess.run([str(REPO / "engine" / "build.sh")], check=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dumpscope-bench-index-") as folder:
+        for objects in counts:
+            results.append(measure(objects, options.runtime, Path(folder)))
+            print(section(results[-1]), file=sys.stderr)
+
+    command = (
+        "/usr/bin/python3 -m bench.graph_bench "
+        + " ".join(f"--objects {c}" for c in counts)
+        + f" --runtime {options.runtime}"
+        + (f" --write {options.write}" if options.write else "")
+    )
+    load = os.getloadavg()
+    report = f"""{HEADING}
+
+Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()}:
+{os.cpu_count()} CPUs ({_cpu()}), Linux {platform.release()}, ClrMD 4.2.750101;
+load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) while it
+ran: on a shared machine the CPU column is the steadier comparison.
+
+Dumps: the `big-heap` scenario, {options.runtime}. Every row is one fresh
+engine process given one script of requests (one run, after a warm-up run
+of `heap_stats` that puts the dump in the page cache). Wall time is around
+the process; CPU is its user + system time (wait4); peak RSS is the
+kernel's maximum resident set; peak anonymous RSS is polled from
+`/proc/PID/status` every 20 ms (the dump is memory-mapped read-only: its
+pages are file-backed, the engine's own memory is the anonymous part).
+
+{''.join(section(m) + chr(10) for m in results)}
+Reproduce (from the repository root; makes the dumps on first use):
+
+    {command}
+"""
+    print(report)
+    if options.write:
+        kept = options.write.read_text() if options.write.exists() else ""
+        kept = kept.split(HEADING, 1)[0].rstrip()
+        options.write.write_text((kept + "\n\n" if kept else "") + report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
