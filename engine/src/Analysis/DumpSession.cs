@@ -197,7 +197,8 @@ public sealed partial class DumpSession : IDisposable
     // Shared by the heap statistics and the instance search.
     private HeapWalker Walker => _walker ??= new HeapWalker(_runtime, _target.DataReader);
 
-    private static string TypeName(ClrType? type) => type switch
+    /// <summary>A type's name as every result shows it.</summary>
+    internal static string TypeName(ClrType? type) => type switch
     {
         null => "<unknown type>",
         { IsFree: true } => "Free",
@@ -206,6 +207,7 @@ public sealed partial class DumpSession : IDisposable
 
     public void Dispose()
     {
+        _graph = null;
         _runtime.Dispose();
         _target.Dispose();
     }

@@ -11,7 +11,7 @@ namespace DumpScope.Engine.Analysis;
 public sealed partial class HeapGraph
 {
     private static readonly byte[] Magic = "DSGRAPH1"u8.ToArray();
-    private const int FormatVersion = 1;
+    private const int FormatVersion = 2;
 
     /// <summary>Writes the graph; the caller names and places the file.</summary>
     public void Save(Stream stream, byte[] key)
@@ -57,6 +57,14 @@ public sealed partial class HeapGraph
         Raw(_idom);
         Raw(_retained);
         Raw(new[] { (long)DominatorPasses, BitConverter.DoubleToInt64Bits(BuildSeconds) });
+        // Retained size per type takes a walk of the whole tree: saved too,
+        // so a reopened dump answers at once.
+        TypeTotals totals = Totals(CancellationToken.None);
+        Raw(totals.Count);
+        Raw(totals.Shallow);
+        Raw(totals.Reachable);
+        Raw(totals.Retained);
+        _typeRetained ??= Sorted(totals);
         writer.Write(sum.Value);
     }
 
@@ -122,17 +130,21 @@ public sealed partial class HeapGraph
             int[] idom = Raw<int>();
             ulong[] retained = Raw<ulong>();
             long[] tail = Raw<long>();
+            var totals = new TypeTotals(Raw<long>(), Raw<ulong>(), Raw<long>(), Raw<ulong>());
             if (reader.ReadUInt64() != sum.Value || tail.Length != 2)
                 return null;
             int n = type.Length;
             bool consistent = size.Length == n && edgeStart.Length == n + 1 && idom.Length == n + 1 && retained.Length == n + 1
                 && hugeKeys.Length == hugeValues.Length && segments.Sum(s => (long)s.Address.Length) == n
-                && type.All(t => (uint)t < (uint)types.Length);
+                && type.All(t => (uint)t < (uint)types.Length)
+                && new[] { totals.Count.Length, totals.Shallow.Length, totals.Reachable.Length, totals.Retained.Length }.All(l => l == types.Length);
             if (!consistent)
                 return null;
             var huge = hugeKeys.Zip(hugeValues).ToDictionary(p => p.First, p => p.Second);
-            return new HeapGraph(type, size, huge, edgeStart, edges, segments, types, roots, rootNames, rootTargets,
+            var graph = new HeapGraph(type, size, huge, edgeStart, edges, segments, types, roots, rootNames, rootTargets,
                 idom, retained, (int)tail[0], BitConverter.Int64BitsToDouble(tail[1]));
+            graph._typeRetained = graph.Sorted(totals);
+            return graph;
         }
         catch (Exception e) when (e is EndOfStreamException or InvalidDataException or IOException or ArgumentException)
         {

@@ -129,7 +129,12 @@ public sealed partial class HeapGraph
         return new TypeRetainedPage(ReachableBytes, all.Length, offset, [.. all.Skip(offset).Take(limit)]);
     }
 
-    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel)
+    /// <summary>Per type index: instances, shallow bytes, reachable instances, retained bytes.</summary>
+    private readonly record struct TypeTotals(long[] Count, ulong[] Shallow, long[] Reachable, ulong[] Retained);
+
+    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(cancel));
+
+    private TypeTotals Totals(CancellationToken cancel)
     {
         int typeCount = _types.Length;
         var count = new long[typeCount];
@@ -172,11 +177,15 @@ public sealed partial class HeapGraph
                 above[_type[v]]--;
             }
         }
-        return Enumerable.Range(0, typeCount)
-            .Select(t => new TypeRetained(_types[t].MethodTable, _types[t].Name, count[t], shallow[t], reachable[t], retained[t]))
+        return new TypeTotals(count, shallow, reachable, retained);
+    }
+
+    private TypeRetained[] Sorted(TypeTotals totals) =>
+        Enumerable.Range(0, _types.Length)
+            .Select(t => new TypeRetained(_types[t].MethodTable, _types[t].Name, totals.Count[t], totals.Shallow[t],
+                totals.Reachable[t], totals.Retained[t]))
             .OrderByDescending(t => t.Retained).ThenByDescending(t => t.Size).ThenBy(t => t.Name, StringComparer.Ordinal)
             .ToArray();
-    }
 
     /// <summary>
     /// Why an object is alive: for each kind of root that reaches it, the

@@ -356,17 +356,16 @@ public sealed partial class HeapGraph
         var bySize = Enumerable.Range(0, segments.Length).OrderByDescending(i => segments[i].ObjectRange.Length).ToArray();
         Parallel.ForEach(bySize, options, s =>
         {
-            // Sized for objects of 48 bytes with two references each, a
-            // common average, so most segments never grow their arrays.
-            int expected = (int)Math.Min(1 << 24, segments[s].ObjectRange.Length / 48 + 16);
+            // Sized for objects of 32 bytes with two references each, more
+            // than most heaps hold, so that arrays rarely grow (a copy);
+            // unused capacity of an uninitialised array is never touched
+            // and so takes no memory.
+            int expected = (int)Math.Min(1 << 24, segments[s].ObjectRange.Length / 32 + 16);
             var walk = new SegmentWalk(memory.PointerSize, memory, dependents, expected);
             var visitor = new GraphVisitor(walk, types, freeMt);
             walker.WalkBytes(segments[s], ref visitor, cancel);
+            // Only the addresses are kept beyond the build: only they are trimmed.
             walk.Address.Trim();
-            walk.Type.Trim();
-            walk.Size.Trim();
-            walk.RefStart.Trim();
-            walk.Raw.Trim();
             walks[s] = walk;
             long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
             progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
@@ -403,12 +402,13 @@ public sealed partial class HeapGraph
             Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan());
             int[] refStart = walk.RefStart.Items;
             ulong[] raw = walk.Raw.Items;
+            int objects = walk.RefStart.Count;
             int written = 0;
             SegmentIndex? hint = null;
-            for (int k = 0; k < refStart.Length; k++)
+            for (int k = 0; k < objects; k++)
             {
                 int from = refStart[k];
-                int to = k + 1 < refStart.Length ? refStart[k + 1] : raw.Length;
+                int to = k + 1 < objects ? refStart[k + 1] : walk.Raw.Count;
                 refStart[k] = written;
                 for (int r = from; r < to; r++)
                 {
@@ -457,7 +457,7 @@ public sealed partial class HeapGraph
         // The walk's arrays are garbage now, as big as the graph itself:
         // give their memory back before the dominators need more.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, TypeNames.Of(t))).ToArray();
+        GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
         // 3. Roots, then dominators and retained sizes.
@@ -612,7 +612,7 @@ public sealed partial class HeapGraph
                         int target = IndexOf(index, value.Address);
                         if (target < 0)
                             continue;
-                        names.Add($"{TypeNames.Of(type)}.{field.Name}");
+                        names.Add($"{DumpSession.TypeName(type)}.{field.Name}");
                         roots.Add(new GraphRoot(target, RootKind.StaticField, slot, 0, names.Count - 1));
                     }
                 }
@@ -620,15 +620,4 @@ public sealed partial class HeapGraph
         }
         return [.. roots];
     }
-}
-
-/// <summary>Type names as every result shows them.</summary>
-internal static class TypeNames
-{
-    public static string Of(ClrType? type) => type switch
-    {
-        null => "<unknown type>",
-        { IsFree: true } => "Free",
-        _ => type.Name ?? $"<unnamed type 0x{type.MethodTable:x}>",
-    };
 }
