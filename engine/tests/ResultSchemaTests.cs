@@ -105,6 +105,8 @@ public class ResultSchemaTests
             ("finalizer_objects", $$"""{"method_table":{{finalizable}},"limit":2}"""));
         ulong address = answers["instances"].GetProperty("items")[0].GetProperty("address").GetUInt64();
         Ask(("open", ""), ("object", $$"""{"address":{{address}}}"""), ("root_paths", $$"""{"address":{{address}},"max_paths":1}"""),
+            ("graph", "{}"), ("dominators", """{"limit":3}"""), ("retained_by_type", """{"limit":3}"""),
+            ("why_alive", $$"""{"address":{{address}}}"""), ("holders", $$"""{"method_table":{{methodTable}},"limit":3}"""),
             ("close", "{}"), ("shutdown", "{}"));
 
         var unasked = ResultSchema.MethodResults.Keys.Except(answers.Keys).ToList();

@@ -39,6 +39,11 @@ public static class ResultSchema
         ["root_paths"] = typeof(RootPaths),
         ["native_pointers"] = typeof(NativePointers),
         ["finalizer_objects"] = typeof(Instances),
+        ["graph"] = typeof(GraphSummary),
+        ["dominators"] = typeof(DominatorPage),
+        ["retained_by_type"] = typeof(TypeRetainedPage),
+        ["why_alive"] = typeof(RetentionPaths),
+        ["holders"] = typeof(InstanceHolders),
     };
 
     /// <summary>
