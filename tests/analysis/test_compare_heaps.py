@@ -46,7 +46,7 @@ def test_two_dumps_of_the_big_heap_scenario_show_what_grew() -> None:
     def types(objects: int) -> tuple[TypeRetained, ...]:
         dump = ensure_dump("big-heap", "net10", objects=objects)
         with EngineClient() as client:
-            client.open(str(dump.path))
+            client.open(str(dump.path), use_index=False)
             return client.retained_by_type(limit=100_000).items
 
     smaller, bigger = types(400_000), types(800_000)

@@ -32,7 +32,7 @@ def findings_for(scenario: str):
     """What the rule says about a scenario dump, asked as the session would."""
     dump = ensure_dump(scenario, "net10")
     with EngineClient() as client:
-        client.open(str(dump.path))
+        client.open(str(dump.path), use_index=False)
         summary = client.graph()
         reachable = int(summary.reachable_bytes or 0)
         types = client.retained_by_type(limit=100_000).items
