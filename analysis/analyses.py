@@ -22,13 +22,15 @@ from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.managed.results import (
     FinalizerQueue,
     GcHeap,
+    GraphSummary,
     HeapStats,
     ManagedThread,
     Monitor,
     RuntimeInfo,
     ThreadPoolInfo,
+    TypeRetainedPage,
 )
-from analysis.model.diagnosis import Diagnosis, NotExamined, RootSample
+from analysis.model.diagnosis import Diagnosis, Finding, NotExamined
 from analysis.model.native import (
     AddressSummary,
     LargeBlock,
@@ -43,6 +45,8 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 Progress = Callable[[str, float], None]
 
+# More types than any heap holds: one page brings them all.
+MAX_TYPES = 100_000
 # Engine errors that say the analysis cannot run on this dump here, with a
 # reason the user can act on; any other error is a failure.
 UNAVAILABLE_CODES = frozenset(
@@ -310,6 +314,35 @@ THREAD_POOL: Analysis[ThreadPoolInfo] = Analysis(
     engine=True,
 )
 
+
+def _heap_graph(ctx: Context) -> GraphSummary:
+    def progress(done: int, total: int, message: str) -> None:
+        ctx.progress(message or HEAP_GRAPH.label, done / total if total else 0.0)
+
+    return _engine_call(ctx, lambda c: c.graph(progress, ctx.cancel))
+
+
+HEAP_GRAPH: Analysis[GraphSummary] = Analysis(
+    "heap_graph",
+    "Heap graph",
+    "building the object graph and its dominator tree",
+    _heap_graph,
+    report="managed.graph",
+    needs=(RUNTIME,),
+    engine=True,
+)
+RETAINED_BY_TYPE: Analysis[TypeRetainedPage] = Analysis(
+    "retained_by_type",
+    "Retained size by type",
+    "summing retained sizes by type",
+    lambda ctx: _engine_call(
+        ctx, lambda c: c.retained_by_type(limit=MAX_TYPES, cancel=ctx.cancel)
+    ),
+    report="managed.retained_by_type",
+    needs=(HEAP_GRAPH,),
+    engine=True,
+)
+
 # -- combined -------------------------------------------------------------------
 
 
@@ -367,12 +400,7 @@ def _threads(ctx: Context) -> tuple[ThreadView, ...]:
 
 def _diagnosis(ctx: Context) -> Diagnosis:
     from analysis.diagnosis import diagnose
-    from analysis.diagnosis.rules import (
-        EVENT_LEAK_MIN_OBJECTS,
-        Facts,
-        large_block_piles,
-    )
-    from analysis.managed.roots import root_samples
+    from analysis.diagnosis.rules import Facts, large_block_piles
 
     missing = [
         (a.title, outcome)
@@ -390,17 +418,17 @@ def _diagnosis(ctx: Context) -> Diagnosis:
             NotExamined("what the dump does not hold", problems[0] + more)
         )
     heap = ctx.use(HEAP_STATS)
-    samples: tuple[RootSample, ...] = ()
-    if heap is not None and ctx.engine.client is not None:
+    leaks: tuple[Finding, ...] = ()
+    graph = ctx.use(HEAP_GRAPH)
+    retained = ctx.use(RETAINED_BY_TYPE)
+    if graph is not None and retained is not None:
         try:
-            samples = root_samples(
-                ctx.engine.client, heap, EVENT_LEAK_MIN_OBJECTS, cancel=ctx.cancel
-            )
+            leaks = _leak_suspects(ctx, graph, retained)
         except EngineError as error:
             if error.code == ErrorCode.CANCELLED:
                 raise AnalysisCancelled() from error
             not_examined.append(
-                NotExamined("what keeps the most numerous objects alive", str(error))
+                NotExamined("where objects accumulate (leak suspects)", str(error))
             )
     queue = ctx.use(FINALIZER_QUEUE)
     piles = large_block_piles(ctx.use(NATIVE_HEAPS) or ())
@@ -414,10 +442,28 @@ def _diagnosis(ctx: Context) -> Diagnosis:
         heap=heap,
         native_heaps=ctx.use(NATIVE_HEAPS) or (),
         thread_pool=ctx.use(THREAD_POOL),
-        root_samples=samples,
+        leak_suspects=leaks,
         pile_owners=owners,
     )
     return Diagnosis(diagnose(facts), tuple(not_examined))
+
+
+def _leak_suspects(
+    ctx: Context, graph: GraphSummary, retained: TypeRetainedPage
+) -> tuple[Finding, ...]:
+    """Where objects accumulate under one holder, from the dominator tree:
+    the types that could hold a suspect are asked which objects hold their
+    instances."""
+    from analysis.diagnosis.leak_suspects import leak_candidates, leak_suspects
+
+    client = ctx.engine.require()
+    reachable = int(graph.reachable_bytes or 0)
+    holders = [
+        client.holders(int(t.method_table), cancel=ctx.cancel)
+        for t in leak_candidates(retained.items, reachable)
+        if t.method_table is not None
+    ]
+    return leak_suspects(reachable, holders)
 
 
 def _pile_owners(
@@ -482,6 +528,8 @@ DIAGNOSIS: Analysis[Diagnosis] = Analysis(
         FINALIZER_QUEUE,
         THREAD_POOL,
         NATIVE_OWNERS,
+        HEAP_GRAPH,
+        RETAINED_BY_TYPE,
     ),
 )
 
@@ -498,6 +546,8 @@ ANALYSES: tuple[Analysis[object], ...] = (
     MONITORS,
     THREAD_POOL,
     NATIVE_OWNERS,
+    HEAP_GRAPH,
+    RETAINED_BY_TYPE,
     ADDRESS_SUMMARY,
     THREADS,
     DIAGNOSIS,

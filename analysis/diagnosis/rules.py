@@ -12,14 +12,13 @@ from typing import Callable, Iterator, Optional, Sequence
 from analysis.managed.results import (
     FinalizerQueue,
     HeapStats,
-    PathLink,
     ThreadPoolInfo,
     TypeCount,
 )
-from analysis.model.diagnosis import Evidence, Finding, RootSample
+from analysis.model.diagnosis import Evidence, Finding
 from analysis.model.native import LargeBlock, NativeHeap
 from analysis.model.threads import ThreadView
-from analysis.model.vocab import Apartment, RootKind, RowKind, Severity
+from analysis.model.vocab import Apartment, RowKind, Severity
 from analysis.ownership import PileOwners
 from analysis.values import human_size
 
@@ -31,15 +30,6 @@ LARGE_BLOCK_PILE_MIN_BYTES = 32 * 1024 * 1024
 FREACHABLE_BACKLOG = 10_000
 # Thread-pool starvation: this many pool threads blocked on tasks.
 STARVED_POOL_THREADS = 4
-# An event leak worth naming: this many objects of one application type held
-# through a delegate invocation list.
-EVENT_LEAK_MIN_OBJECTS = 1000
-DELEGATE_TYPES = (
-    "System.EventHandler",
-    "System.Action",
-    "System.Func",
-    "System.Delegate",
-)
 # Fragmentation: free space this large a share of the GC heap, and this big.
 FRAGMENTATION_SHARE = 0.30
 FRAGMENTATION_MIN_FREE = 2 * 1024 * 1024
@@ -54,7 +44,8 @@ class Facts:
     heap: Optional[HeapStats]
     native_heaps: tuple[NativeHeap, ...]
     thread_pool: Optional[ThreadPoolInfo] = None
-    root_samples: tuple[RootSample, ...] = ()
+    # Accumulations found in the dominator tree (leak_suspects.py).
+    leak_suspects: tuple[Finding, ...] = ()
     # Who owns the largest pile of same-size native blocks, when known.
     pile_owners: Optional[PileOwners] = None
 
@@ -362,54 +353,10 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
     )
 
 
-def is_delegate(type_name: Optional[str]) -> bool:
-    name = type_name or ""
-    return name.startswith(DELEGATE_TYPES) or name.endswith(("EventHandler", "Handler"))
-
-
-def held_by_invocation_list(chain: Sequence[PathLink]) -> bool:
-    """A multicast delegate (an event) holds the object: delegate, then its
-    invocation list (an object array), then the subscriber's delegate."""
-    types = [link.type for link in chain]
-    return any(
-        is_delegate(types[i])
-        and types[i + 1] == "System.Object[]"
-        and is_delegate(types[i + 2])
-        for i in range(len(types) - 2)
-    )
-
-
-def event_leak(facts: Facts) -> Iterator[Finding]:
-    for sample in facts.root_samples:
-        path = next((p for p in sample.paths if held_by_invocation_list(p.chain)), None)
-        if path is None:
-            continue
-        root = {
-            RootKind.STATIC: "a static field",
-            RootKind.STRONG_HANDLE: "a strong handle (statics)",
-        }.get(path.root_kind or RootKind.OTHER, "a root")
-        chain = " → ".join(link.type or "?" for link in path.chain)
-        delegate = next(
-            link.type or "?" for link in path.chain if is_delegate(link.type)
-        )
-        yield Finding(
-            rule="event-leak",
-            severity=Severity.WARNING,
-            title=f"{sample.count:,} {sample.type_name} objects held by an event",
-            statement=(
-                f"{sample.count:,} {sample.type_name} objects stay alive because an event's "
-                f"invocation list holds them: {root} → {chain}. Objects that subscribe to a "
-                "long-lived (static) event and never unsubscribe are never collected."
-            ),
-            evidence=(
-                Evidence(
-                    RowKind.HEAP_TYPE,
-                    sample.type_name,
-                    f"{sample.count:,} {sample.type_name}",
-                ),
-                Evidence(RowKind.HEAP_TYPE, delegate, f"the {delegate} delegates"),
-            ),
-        )
+def leak_suspects(facts: Facts) -> Iterator[Finding]:
+    """Objects piling up under one holder (a static collection, an event, a
+    GC handle, a store inside the runtime), found in the dominator tree."""
+    yield from facts.leak_suspects
 
 
 def apartment_disagreement(facts: Facts) -> Iterator[Finding]:
@@ -434,6 +381,6 @@ RULES: tuple[Callable[[Facts], Iterator[Finding]], ...] = (
     native_large_blocks,
     threadpool_starvation,
     fragmentation,
-    event_leak,
+    leak_suspects,
     apartment_disagreement,
 )

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from analysis.managed.results import RootPath
 from analysis.model.vocab import RowKind, Severity
-from analysis.values import Address
 
 EvidenceKey = Union[int, str]
 
@@ -48,14 +46,3 @@ class Diagnosis:
 
     findings: tuple[Finding, ...]
     not_examined: tuple[NotExamined, ...] = ()
-
-
-@dataclass(frozen=True)
-class RootSample:
-    """What keeps one object of a populous type alive: evidence for the
-    diagnosis (an event's invocation list holding thousands of subscribers)."""
-
-    type_name: str
-    count: int
-    object: Address
-    paths: tuple[RootPath, ...]

@@ -5,17 +5,13 @@ from analysis.diagnosis.rules import (
     Facts,
     blocked_finalizer,
     deadlock,
-    event_leak,
     finalization_backlog,
     fragmentation,
     native_large_blocks,
     threadpool_starvation,
 )
-from analysis.managed.results import PathLink, RootPath
-from analysis.model.diagnosis import RootSample
 from analysis.model.threads import WaitTarget
 from analysis.model.vocab import RowKind
-from analysis.values import Address
 from tests.builders import (
     finalizer_queue,
     heap_stats,
@@ -162,35 +158,3 @@ def test_fragmentation_needs_a_large_free_share():
     assert finding.title == "60% of the GC heap is free space"
     tidy = heap_stats([("Free", 40, 1 * MB), ("System.Byte[]", 10, 99 * MB)])
     assert list(fragmentation(Facts((), None, tidy, ()))) == []
-
-
-def sample(*types: str, root: str = "static") -> RootSample:
-    chain = tuple(PathLink(Address(0x1000 * (i + 1)), t) for i, t in enumerate(types))
-    path = RootPath(root, Address(0x10), False, False, None, chain)
-    return RootSample(types[-1], 5000, chain[-1].address, (path,))
-
-
-def test_an_object_reached_through_an_invocation_list_is_an_event_leak():
-    held = sample(
-        "App.Publisher",
-        "System.EventHandler",
-        "System.Object[]",
-        "System.EventHandler",
-        "App.View",
-    )
-    (finding,) = event_leak(Facts((), None, None, (), root_samples=(held,)))
-    assert finding.title == "5,000 App.View objects held by an event"
-    assert finding.statement.endswith("never unsubscribe are never collected.")
-    assert "a static field → App.Publisher → System.EventHandler" in finding.statement
-
-
-def test_an_object_in_a_plain_cache_array_is_no_event_leak():
-    cached = sample(
-        "System.Object[]", "System.Object[][]", "System.Object[]", "App.Order"
-    )
-    single = sample(
-        "App.Form", "System.EventHandler", "App.View"
-    )  # one subscriber, no list
-    assert (
-        list(event_leak(Facts((), None, None, (), root_samples=(cached, single)))) == []
-    )

@@ -44,7 +44,7 @@ def test_cancel_during_the_diagnosis_probes_caches_no_findings():
 
     def report(step, fraction, partial):
         if step == "running the diagnosis rules":
-            cancelled.set()  # Cancel while the event-leak rule asks for a gcroot
+            cancelled.set()  # Cancel while the leak rule asks for holders
 
     try:
         analyse(session, report, cancelled)
@@ -55,5 +55,5 @@ def test_cancel_during_the_diagnosis_probes_caches_no_findings():
     assert session.peek(THREADS) is not None
     assert session.peek(DIAGNOSIS) is None
     results = analyse(session, lambda *a: None, threading.Event())
-    assert [f.rule for f in results[DIAGNOSIS].value.findings] == ["event-leak"]
+    assert [f.rule for f in results[DIAGNOSIS].value.findings] == ["leak-suspect"]
     session.close()
