@@ -26,7 +26,13 @@ from analysis.analyses import (
 from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import MemoryReader
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
-from analysis.managed.results import Instances, ObjectDetail, RootPaths
+from analysis.managed.results import (
+    DominatorPage,
+    Instances,
+    ObjectDetail,
+    RetentionPaths,
+    RootPaths,
+)
 from analysis.model.native import DumpInfo
 from analysis.model.outcome import (
     AnalysisCancelled,
@@ -194,6 +200,26 @@ class DumpSession:
         asking never starts one."""
         client = self._engine.client
         return dict(client.version) if client is not None and client.version else None
+
+    def dominators(
+        self,
+        parent: Optional[int] = None,
+        type_filter: Optional[str] = None,
+        limit: int = 200,
+        cancel: Optional[threading.Event] = None,
+    ) -> DominatorPage:
+        """The objects `parent` immediately dominates (the top of the tree
+        when None), largest retained size first."""
+        return self._engine_or_raise().dominators(
+            parent, limit=limit, type_filter=type_filter, cancel=cancel
+        )
+
+    def why_alive(
+        self, address: int, cancel: Optional[threading.Event] = None
+    ) -> RetentionPaths:
+        """The shortest path to the object from each kind of root that
+        reaches it, and the chain of objects that dominate it."""
+        return self._engine_or_raise().why_alive(address, cancel=cancel)
 
     def close(self) -> None:
         if self._engine.client is not None:

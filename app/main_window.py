@@ -34,6 +34,7 @@ from app.jobs import Job
 from app.navigation import History, Place
 from app.tabs import TABS, Tab
 from views.base import ResultView
+from views.dominators_view import DominatorsView
 from views.table_model import FilterTable
 from views.findings_view import FindingsView
 from views.finalizer_view import FinalizerView
@@ -78,6 +79,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.finalizer = self._view(FinalizerView)
         self.threads = self._view(ThreadsView)
         self.modules = self._view(ModulesView)
+        self.dominators = self._view(DominatorsView)
+        self.dominators.sig_children_wanted.connect(self._fetch_dominated)
+        self.dominators.sig_object_activated.connect(self.go_to_address)
         self.setCentralWidget(self.tabs)
         self.findings.sig_evidence_activated.connect(self.show_evidence)
         self.types.sig_type_selected.connect(self._fetch_instances)
@@ -317,6 +321,27 @@ class MainWindow(QtWidgets.QMainWindow):
         job.sig_job_failed.connect(
             lambda message: self.types.show_drill_error(None, message)
         )
+        self.start_side_job(job)
+
+    def _fetch_dominated(
+        self, parent: Optional[int], type_filter: Optional[str]
+    ) -> None:
+        """One page of the dominator tree: the top (parent None) or what one
+        object keeps alive."""
+        session = self.session
+        if session is None:
+            return
+        job = Job(
+            "dominators",
+            lambda _r, cancel: session.dominators(parent, type_filter, cancel=cancel),
+            self,
+        )
+        job.sig_job_finished.connect(
+            lambda page, s=session: (
+                self.dominators.add_children(page) if s is self.session else None
+            )
+        )
+        job.sig_job_failed.connect(self.dominators.show_children_error)
         self.start_side_job(job)
 
     def _fetch_object(self, address: int) -> None:

@@ -17,6 +17,7 @@ from analysis.analyses import (
     DIAGNOSIS,
     FINALIZER_QUEUE,
     GC_HEAP,
+    HEAP_GRAPH,
     HEAP_STATS,
     MANAGED_THREADS,
     MODULES,
@@ -24,12 +25,14 @@ from analysis.analyses import (
     NATIVE_HEAPS,
     NATIVE_OWNERS,
     NATIVE_THREADS,
+    RETAINED_BY_TYPE,
     RUNTIME,
     THREAD_POOL,
     THREADS,
     Analysis,
 )
 from views.base import ResultView
+from views.dominators_view import DominatorsView
 from views.findings_view import FindingsView
 from views.finalizer_view import FinalizerView
 from views.heap_stats_view import HeapStatsView
@@ -84,7 +87,14 @@ TABS: tuple[Tab, ...] = (
             Part(NATIVE_OWNERS, NativeHeapsView.set_owners),
         ),
     ),
-    Tab(HeapStatsView, (Part(HEAP_STATS, HeapStatsView.set_heap),)),
+    Tab(
+        HeapStatsView,
+        (
+            Part(HEAP_STATS, HeapStatsView.set_heap),
+            Part(RETAINED_BY_TYPE, HeapStatsView.set_retained),
+        ),
+    ),
+    Tab(DominatorsView, (Part(HEAP_GRAPH, DominatorsView.set_graph),)),
     Tab(FinalizerView, (Part(FINALIZER_QUEUE, FinalizerView.set_queue),)),
     Tab(
         ThreadsView,

@@ -10,7 +10,12 @@ import pyqtgraph as pg
 from qtpy import QtWidgets
 from qtpy.QtCore import Qt, Signal
 
-from analysis.managed.results import HeapStats, ObjectDetail, RootPaths
+from analysis.managed.results import (
+    HeapStats,
+    ObjectDetail,
+    RootPaths,
+    TypeRetainedPage,
+)
 from analysis.model.columns import TYPE_COLUMNS, Column, ColumnKind
 from analysis.model.vocab import RootKind, RowKind
 from analysis.values import human_size
@@ -71,8 +76,18 @@ class HeapStatsView(ResultView):
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.totals = QtWidgets.QLabel(self)
+        # Filled by the heap graph and the native-owner analyses when they end.
+        self._retained: dict[int, int] = {}
+        retained = Column(
+            "Retained",
+            lambda t: self._retained.get(int(t.method_table or 0)),
+            ColumnKind.SIZE,
+            "what would be freed if every object of the type went (dominator tree)",
+        )
         self.types = FilterTable(
-            TYPE_COLUMNS, placeholder="Filter types (e.g. Bitmap)", parent=self
+            TYPE_COLUMNS + (retained,),
+            placeholder="Filter types (e.g. Bitmap)",
+            parent=self,
         )
         self.chart = pg.PlotWidget(self)
         self.chart.setBackground("w")
@@ -137,6 +152,7 @@ class HeapStatsView(ResultView):
         self._current_type = None
         self._current_address = None
         self._pointers = {}
+        self._retained = {}
         self.totals.setText("")
         self.chart.clear()
         for table in (self.types, self.instances, self.fields):
@@ -158,6 +174,16 @@ class HeapStatsView(ResultView):
         self.roots.clear()
         self.object_label.setText("Select an object to see its fields and roots.")
         self.roots_label.setText("Roots (gcroot)")
+
+    def set_retained(self, page: TypeRetainedPage) -> None:
+        """Retained sizes by type, from the dominator tree."""
+        self._retained = {
+            int(t.method_table): int(t.retained or 0)
+            for t in page.items
+            if t.method_table is not None
+        }
+        self.types.model.layoutChanged.emit()
+        self.types.view.resizeColumnsToContents()
 
     def set_heap(self, heap: HeapStats) -> None:
         self.totals.setText(

@@ -1,0 +1,77 @@
+"""The heap graph in the window: retained sizes beside the type statistics,
+and the dominator tree from the object that keeps the most alive down to
+what it holds, each object one Enter away from the inspector."""
+
+from __future__ import annotations
+
+import pytest
+from qtpy import QtCore
+
+from analysis.analyses import HEAP_GRAPH
+from app.main_window import MainWindow
+from scenarios.dumps import ensure_dump
+from views.dominators_view import RETAINED_ROLE
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path / "index"))
+    settings = QtCore.QSettings(
+        str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat
+    )
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    yield w
+    w.close()
+
+
+def test_the_event_leak_from_the_top_of_the_dominator_tree(window, qtbot):
+    dump = ensure_dump("event-leak")
+    facts = dump.facts
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    graph = window.session.result(HEAP_GRAPH)
+
+    # Managed types: the subscribers' retained size beside their count.
+    types = window.types.types
+    assert types.select_where(lambda t: t.name == facts["subscriber_type"])
+    row = types.view.currentIndex().row()
+    titles = [
+        types.model.headerData(c, QtCore.Qt.Orientation.Horizontal)
+        for c in range(types.model.columnCount())
+    ]
+    retained = types.text_at(row, titles.index("Retained"))
+    assert retained and retained != "unknown"
+
+    # The tree's top: what keeps the most alive, with its share of the heap.
+    tree = window.dominators.tree
+    qtbot.waitUntil(lambda: tree.topLevelItemCount() > 0, timeout=60_000)
+    top = tree.topLevelItem(0)
+    assert float(top.text(3).rstrip(" %")) > 0
+    assert f"{graph.reachable_objects:,} live objects" in (
+        window.dominators.summary.text()
+    )
+    # Down the tree until the subscribers show: each level is one expand.
+    item = top
+    for _ in range(6):
+        item.setExpanded(True)
+        qtbot.waitUntil(
+            lambda it=item: it.childCount() > 0 and it.child(0).text(0) != "loading…",
+            timeout=60_000,
+        )
+        children = [item.child(i) for i in range(item.childCount())]
+        if any(c.text(1) == facts["subscriber_type"] for c in children):
+            break
+        item = max(children, key=lambda c: c.data(0, RETAINED_ROLE) or 0.0)
+    subscribers = [
+        item.child(i)
+        for i in range(item.childCount())
+        if item.child(i).text(1) == facts["subscriber_type"]
+    ]
+    assert subscribers, "the subscribers sit under the event's invocation list"
+
+    # Enter on an object opens it in the inspector.
+    window.dominators._activated(subscribers[0], 0)
+    qtbot.waitUntil(lambda: window.types.fields.row_count() > 0, timeout=60_000)
+    assert window.tabs.currentWidget() is window.types
+    assert facts["subscriber_type"] in window.types.object_label.text()
