@@ -24,7 +24,7 @@ public interface IObjectBytesVisitor
 }
 
 /// <summary>Bytes of a segment that hold no valid object, and why the first of them was refused.</summary>
-public readonly record struct HeapDamage(ulong Start, ulong End, GCSegmentKind Segment, string Reason);
+public sealed record HeapDamage(ulong Start, ulong End, GCSegmentKind Segment, string Reason);
 
 /// <summary>
 /// The parts of the GC heap a walk could not read as objects, shared by the
