@@ -40,6 +40,24 @@ public sealed partial class DumpSession : IDisposable
         if (!File.Exists(dumpPath))
             throw new EngineException(ErrorCodes.DumpUnreadable, $"The dump file '{dumpPath}' does not exist: check the path.");
 
+        // The file's own headers first: ClrMD trusts them, and a file cut
+        // inside them made it fail with a misleading "out of memory".
+        DumpFileCheck check;
+        try
+        {
+            check = DumpFileCheck.Inspect(dumpPath, limits.MaxProgramHeaders);
+        }
+        catch (IOException e)
+        {
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"'{dumpPath}' could not be read ({e.Message}).");
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"'{dumpPath}' could not be read ({e.Message}): check its permissions.");
+        }
+        if (check.Refusal is { } refusal)
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"'{dumpPath}': {refusal}");
+
         DataTarget target;
         try
         {
@@ -49,17 +67,26 @@ public sealed partial class DumpSession : IDisposable
             {
                 SymbolPaths = [],
                 UseLockFreeMemoryMapReader = true,
+                Limits = limits.ForClrMd(),
             });
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e)
         {
+            // ClrMD reports some damaged headers as OutOfMemoryException.
             throw new EngineException(ErrorCodes.DumpUnreadable,
-                $"'{dumpPath}' could not be read as a dump ({e.Message}): is it a Windows minidump or a Linux core dump, and is it complete?");
+                $"'{dumpPath}' could not be read as a dump ({e.Message}): is it a Windows minidump or a Linux core dump, and is it complete?"
+                + (check.Damage is { } damage ? $" {damage}" : ""));
         }
 
         try
         {
-            return OpenRuntime(dumpPath, target, dacPath, dacFolder, limits);
+            return OpenRuntime(dumpPath, target, dacPath, dacFolder, limits, check.Damage);
+        }
+        catch (EngineException e) when (check.Damage is { } damage && e.Code is ErrorCodes.NoRuntime or ErrorCodes.DacLoadFailed)
+        {
+            // On a damaged file the likely cause is the damage, not the DAC.
+            target.Dispose();
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"{damage} The .NET runtime could not be read from what remains: {e.Message}");
         }
         catch
         {
@@ -68,7 +95,7 @@ public sealed partial class DumpSession : IDisposable
         }
     }
 
-    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, string? dacPath, string? dacFolder, EngineLimits limits)
+    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, string? dacPath, string? dacFolder, EngineLimits limits, string? damage)
     {
         if (target.ClrVersions.Length == 0)
             throw new EngineException(ErrorCodes.NoRuntime,
@@ -102,7 +129,7 @@ public sealed partial class DumpSession : IDisposable
 
         try
         {
-            var info = Describe(target, clr, runtime, chosen, dacPath is not null || dacFolder is not null, candidates);
+            var info = Describe(target, clr, runtime, chosen, dacPath is not null || dacFolder is not null, candidates) with { DumpDamage = damage };
             return new DumpSession(dumpPath, target, runtime, info, limits);
         }
         catch

@@ -24,6 +24,7 @@ public sealed record EngineLimits
     public int MaxNativePointers { get; init; } = 1_000_000;
     // The bytes of a native structure searched for a pointer (one indirection).
     public int NativeStructureBytes { get; init; } = 512;
+    public int MaxCorruptRanges { get; init; } = 1_000;
 
     // Dump headers, checked before ClrMD reads them and handed to ClrMD as
     // its own limits: a hostile count cannot make either allocate gigabytes.

@@ -133,6 +133,7 @@ public sealed class HeapWalker
 
     // Makes [address, address + need) available in the window, reading ahead
     // but never past `end` (the next segment may not be in the dump).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Ensure(ref Window w, ulong address, int need, ulong end)
     {
         if (address >= w.Base && address + (ulong)need <= w.Base + (ulong)w.Length)
@@ -143,6 +144,7 @@ public sealed class HeapWalker
         return w.Length >= need;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong PointerAt(ref Window w, ulong address)
     {
         ReadOnlySpan<byte> at = w.Buffer.AsSpan((int)(address - w.Base));
@@ -150,6 +152,7 @@ public sealed class HeapWalker
     }
 
     // The header (method table and element count) must be in the window.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong SizeOf(ref Window w, ulong obj, Shape shape)
     {
         ulong size = shape.BaseSize;
@@ -180,6 +183,7 @@ public sealed class HeapWalker
     // Where the object after one ending at `next` starts: allocation
     // contexts hold no objects, so a walk reaching one continues after it.
     // End when a context makes no progress (a corrupt context list).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong SkipContexts(ref Cursor c, ulong next)
     {
         while (next >= c.ContextStart)
