@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -125,6 +126,13 @@ def retry_once_if_engine_lost(call: Callable[[], T]) -> T:
         if not error.engine_lost:
             raise
     return call()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def find_dotnet() -> Optional[str]:
@@ -415,9 +423,16 @@ class EngineClient:
             process.proc.kill()
         tail = process.last_words()
         self._process = None
+        code = process.proc.returncode
+        if code is not None and code < 0:
+            # A signal: the DAC (native code) or the runtime crashed, which
+            # damaged dump memory can cause.
+            how = f"crashed ({_signal_name(-code)}; a damaged dump can cause this)"
+        else:
+            how = f"stopped (exit code {code})"
         return EngineError(
-            f"The engine stopped during {method} (exit code {process.proc.returncode})"
-            f"{': ' + tail if tail else ''}. The next call restarts it.",
+            f"The engine {how} during {method}{': ' + tail if tail else ''}. "
+            "The next call restarts it.",
             ErrorCode.ENGINE_DIED,
         )
 

@@ -361,8 +361,8 @@ def test_an_engine_that_dies_at_start_is_reported_unavailable(tmp_path: Path) ->
 def test_a_failed_open_keeps_the_dump_open_before(
     client: EngineClient, blocked, tmp_path: Path
 ) -> None:
-    before = client.open(str(blocked.path))
+    client.open(str(blocked.path))
     with pytest.raises(EngineError) as e:
         client.open(str(tmp_path / "gone.core"))
     assert e.value.code == ErrorCode.DUMP_UNREADABLE
-    assert client.runtime_info() == before
+    assert client.gc_heap().segments

@@ -93,3 +93,13 @@ def test_other_errors_are_not_retried() -> None:
     with pytest.raises(EngineError):
         retry_once_if_engine_lost(refused)
     assert len(calls) == 1
+
+
+def test_an_engine_crash_is_named_as_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STALL_MODE", "crash")
+    with stalling_client(10.0) as client:
+        client.open("/tmp/any.core")
+        with pytest.raises(EngineError) as e:
+            client.heap_stats()
+    assert e.value.code == ErrorCode.ENGINE_DIED and e.value.engine_lost
+    assert "crashed (SIGSEGV" in e.value.message

@@ -82,12 +82,6 @@ public sealed partial class DumpSession : IDisposable
         {
             return OpenRuntime(dumpPath, target, dacPath, dacFolder, limits, check.Damage);
         }
-        catch (EngineException e) when (check.Damage is { } damage && e.Code is ErrorCodes.NoRuntime or ErrorCodes.DacLoadFailed)
-        {
-            // On a damaged file the likely cause is the damage, not the DAC.
-            target.Dispose();
-            throw new EngineException(ErrorCodes.DumpUnreadable, $"{damage} The .NET runtime could not be read from what remains: {e.Message}");
-        }
         catch
         {
             target.Dispose();
@@ -97,9 +91,13 @@ public sealed partial class DumpSession : IDisposable
 
     private static DumpSession OpenRuntime(string dumpPath, DataTarget target, string? dacPath, string? dacFolder, EngineLimits limits, string? damage)
     {
+        // On a damaged file the likely cause of a missing or unreadable
+        // runtime is the damage, not the dump's process or the DAC.
         if (target.ClrVersions.Length == 0)
-            throw new EngineException(ErrorCodes.NoRuntime,
-                "No .NET runtime in this dump (no coreclr or clr module was found): only the native analyses apply.");
+            throw damage is null
+                ? new EngineException(ErrorCodes.NoRuntime,
+                    "No .NET runtime in this dump (no coreclr or clr module was found): only the native analyses apply.")
+                : new EngineException(ErrorCodes.DumpUnreadable, $"{damage} No .NET runtime was found in what remains.");
 
         ClrInfo clr = target.ClrVersions[0];
         OSPlatform platform = target.DataReader.TargetPlatform;
@@ -120,6 +118,10 @@ public sealed partial class DumpSession : IDisposable
             // ELF dumps report the runtime as 0.0.0.0, so the version check
             // would refuse every DAC: the caller vouches for the file.
             runtime = clr.CreateRuntime(chosen, ignoreMismatch: true);
+        }
+        catch (Exception e) when (damage is not null)
+        {
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"{damage} The .NET runtime could not be read from what remains ({e.Message}).");
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

@@ -110,9 +110,21 @@ public sealed class HeapWalker
     }
 
     private Shape? ShapeOf(ulong mt) =>
-        _shapes.GetOrAdd(mt, m => (m & (ulong)(_pointerSize - 1)) == 0 && m != 0 && _runtime.GetTypeByMethodTable(m) is { } type
+        _shapes.GetOrAdd(mt, m => CouldBeMethodTable(m) && _runtime.GetTypeByMethodTable(m) is { } type
             ? new Shape(type, type.MethodTable, (ulong)(uint)type.StaticSize, (ulong)type.ComponentSize, m == _stringMt)
             : null);
+
+    // Checked before the DAC is asked about a value read from a damaged
+    // heap: the DAC is native code, and garbage it is handed can crash the
+    // engine. A method table is aligned, lies outside the GC heap (a value
+    // pointing into it is an object reference) and is in the dump.
+    private bool CouldBeMethodTable(ulong mt)
+    {
+        if (mt < 0x10000 || (mt & (ulong)(_pointerSize - 1)) != 0 || _runtime.Heap.GetSegmentByAddress(mt) is not null)
+            return false;
+        Span<byte> probe = stackalloc byte[16];
+        return _memory.Read(mt, probe) == probe.Length;
+    }
 
     // While resynchronising, a method table never seen is looked up only
     // while `probes` lasts; a type already met costs nothing.

@@ -6,7 +6,8 @@ Speaks the engine's line protocol: answers `version` and `open` at once, and
 - "progress": sends a progress notification every STALL_STEP seconds for
   STALL_FOR seconds, then answers;
 - "once": never answers if the file STALL_MARK does not exist (and creates
-  it), else answers at once: an engine that stalls the first time only.
+  it), else answers at once: an engine that stalls the first time only;
+- "crash": dies of SIGSEGV, as when the DAC crashes on a damaged dump.
 Any other method is answered with -32601.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -35,6 +37,8 @@ def heap_stats(request_id: Any) -> None:
     mode = os.environ.get("STALL_MODE", "silent")
     if mode == "silent":
         stall()
+    if mode == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
     if mode == "once":
         mark = os.environ["STALL_MARK"]
         if not os.path.exists(mark):
