@@ -184,6 +184,11 @@ def test_duplicate_keys_are_refused_and_the_engine_goes_on(engine: Engine) -> No
         ("instances", {"method_table": 1, "sort": 3}),
         ("root_paths", {"address": 1, "max_paths": 2**32 + 1}),
         ("root_paths", {"address": 1, "max_paths": -3}),
+        ("finalizer_objects", {"method_table": 1, "queue": "all"}),
+        ("finalizer_objects", {"method_table": 1, "offset": 2**31}),
+        ("native_pointers", {"ranges": [[1]]}),
+        ("native_pointers", {"indirect": "yes"}),
+        ("native_pointers", {"limit": 0}),
         ("open", {"dump": 12}),
         ("open", {"dump": ""}),
         ("open", {"dump": "/tmp/x\udcff.core"}),
@@ -266,6 +271,8 @@ METHODS = [
     "instances",
     "object",
     "root_paths",
+    "finalizer_objects",
+    "native_pointers",
     "no_such_method",
 ]
 PARAM_NAMES = [
@@ -279,6 +286,9 @@ PARAM_NAMES = [
     "sort",
     "address",
     "max_paths",
+    "queue",
+    "ranges",
+    "indirect",
 ]
 
 
