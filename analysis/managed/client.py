@@ -17,11 +17,12 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Sequence
+from typing import IO, Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 from analysis.managed.results import (
     DominatorPage,
@@ -52,6 +53,26 @@ ENGINE_DLL = REPO_ROOT / "engine" / "out" / "DumpScope.Engine.dll"
 # progress(done, total, message); total 0 means unknown.
 Progress = Callable[[int, int, str], None]
 
+T = TypeVar("T")
+
+# Seconds a call may go without an answer or a progress notification before
+# the engine counts as stalled and is stopped. Generous: a loaded machine
+# opening a large dump (the DAC reads the runtime's data structures) or
+# walking one huge segment (progress comes per segment) is slow, not stuck.
+DEFAULT_CALL_TIMEOUT = 120.0
+DEFAULT_CALL_TIMEOUTS: Mapping[str, float] = {
+    "version": 60.0,
+    "open": 300.0,
+    "heap_stats": 300.0,
+    "instances": 300.0,
+    "root_paths": 300.0,
+    "graph": 300.0,
+    "dominators": 300.0,
+    "retained_by_type": 300.0,
+    "why_alive": 300.0,
+    "holders": 300.0,
+}
+
 
 class ErrorCode:
     """The engine's error codes (PROTOCOL.md, "Errors") plus the client's own."""
@@ -74,6 +95,7 @@ class ErrorCode:
     ENGINE_UNAVAILABLE = 2001
     ENGINE_DIED = 2002
     PROTOCOL_MISMATCH = 2003
+    ENGINE_STALLED = 2004
 
 
 class EngineError(Exception):
@@ -86,6 +108,31 @@ class EngineError(Exception):
 
     def __repr__(self) -> str:
         return f"EngineError({self.message!r}, {self.code})"
+
+    @property
+    def engine_lost(self) -> bool:
+        """The engine died or was stopped as stalled during the call: the
+        next call starts a fresh engine (re-opening the dump), so asking
+        again once may succeed."""
+        return self.code in (ErrorCode.ENGINE_DIED, ErrorCode.ENGINE_STALLED)
+
+
+def retry_once_if_engine_lost(call: Callable[[], T]) -> T:
+    """Runs call(); if the engine was lost during it, runs it once more on a
+    fresh engine. A second loss, or any other error, is raised."""
+    try:
+        return call()
+    except EngineError as error:
+        if not error.engine_lost:
+            raise
+    return call()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def find_dotnet() -> Optional[str]:
@@ -184,14 +231,21 @@ class EngineClient:
         engine_dll: Optional[Path] = None,
         dotnet: Optional[str] = None,
         cancel_grace: float = 5.0,
+        call_timeouts: Optional[Mapping[str, float]] = None,
+        default_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> None:
         """engine_dll and dotnet default to the built engine and the dotnet
         host found on this machine; cancel_grace is how long a cancelled call
         may take to stop before the engine is killed (and restarted on the
-        next call)."""
+        next call). A call that gets neither its answer nor a progress
+        notification for its timeout (call_timeouts[method] over
+        DEFAULT_CALL_TIMEOUTS, else default_timeout; seconds) stops the
+        engine and raises EngineError ENGINE_STALLED."""
         self._engine_dll = Path(engine_dll) if engine_dll else ENGINE_DLL
         self._dotnet = dotnet
         self._cancel_grace = cancel_grace
+        self._timeouts = {**DEFAULT_CALL_TIMEOUTS, **(call_timeouts or {})}
+        self._default_timeout = default_timeout
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._process: Optional[_EngineProcess] = None
@@ -298,6 +352,8 @@ class EngineClient:
         except OSError as e:
             raise self._died(process, method) from e
         cancel_sent: Optional[float] = None
+        timeout = self._timeouts.get(method, self._default_timeout)
+        deadline = time.monotonic() + timeout
         while True:
             if cancel is not None and cancel.is_set() and cancel_sent is None:
                 cancel_sent = time.monotonic()
@@ -327,11 +383,22 @@ class EngineClient:
                         f"{self._cancel_grace:g} s and was restarted.",
                         ErrorCode.CANCELLED,
                     )
+                if time.monotonic() > deadline:
+                    process.proc.kill()
+                    self._died(process, method)
+                    raise EngineError(
+                        f"The engine gave no answer and no progress on {method} for "
+                        f"{timeout:g} s and was stopped; the next call restarts it.",
+                        ErrorCode.ENGINE_STALLED,
+                    )
                 continue
             if message is None:
                 raise self._died(process, method)
             if message.get("method") == "$/progress":
                 p = message.get("params") or {}
+                if p.get("id") == request_id:
+                    # A sign of life: the call's deadline moves on.
+                    deadline = time.monotonic() + timeout
                 if progress is not None and p.get("id") == request_id:
                     progress(
                         int(p.get("done") or 0),
@@ -356,9 +423,16 @@ class EngineClient:
             process.proc.kill()
         tail = process.last_words()
         self._process = None
+        code = process.proc.returncode
+        if code is not None and code < 0:
+            # A signal: the DAC (native code) or the runtime crashed, which
+            # damaged dump memory can cause.
+            how = f"crashed ({_signal_name(-code)}; a damaged dump can cause this)"
+        else:
+            how = f"stopped (exit code {code})"
         return EngineError(
-            f"The engine stopped during {method} (exit code {process.proc.returncode})"
-            f"{': ' + tail if tail else ''}. The next call restarts it.",
+            f"The engine {how} during {method}{': ' + tail if tail else ''}. "
+            "The next call restarts it.",
             ErrorCode.ENGINE_DIED,
         )
 
@@ -374,7 +448,8 @@ class EngineClient:
         """Opens a dump (closing any other). dac: the exact DAC file of the
         runtime build that wrote the dump; dac_folder: a folder holding it;
         use_index False: neither load nor save this dump's heap graph in the
-        user's cache (PROTOCOL.md, "Heap graph")."""
+        user's cache (PROTOCOL.md, "Heap graph"). When open fails, the dump
+        open before stays open (as in the engine)."""
         params: dict[str, Any] = {"dump": os.path.abspath(dump_path)}
         if dac is not None:
             params["dac"] = os.path.abspath(dac)
@@ -383,9 +458,17 @@ class EngineClient:
         if not use_index:
             params["index"] = False
         with self._lock:
-            self._opened = None
-            process = self._ensure()
-            result = self._exchange(process, "open", params, None, None)
+            before, self._opened = self._opened, None
+            running = self._process if self._process and self._process.alive() else None
+            try:
+                process = self._ensure()
+                result = self._exchange(process, "open", params, None, None)
+            except EngineError:
+                # The engine that had `before` open still has it; a new or
+                # dead one has nothing open.
+                if running is not None and self._process is running:
+                    self._opened = before
+                raise
             self._opened = params
         return from_json(RuntimeInfo, result)
 

@@ -29,7 +29,8 @@ class RuntimeInfo:
     version_source: "module" (version resource), "runtime_folder" (the
     shared-framework folder name; ELF dumps carry no version) or "none".
     heap_readable False means a dump without GC heap memory; heap_problem
-    then says what to do.
+    then says what to do. dump_damage names damage found in the file
+    (a truncated dump): what is read from it may be incomplete.
     """
 
     flavor: Optional[str]
@@ -50,6 +51,8 @@ class RuntimeInfo:
     heap_readable: Optional[bool]
     heap_problem: Optional[str]
     is_thread_safe: Optional[bool] = field(default=None, repr=False)
+    # The dump file is damaged (truncated: what it lacks) but could be read.
+    dump_damage: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,25 @@ class FreeSpace:
 
 
 @dataclass(frozen=True)
+class CorruptRange:
+    """Bytes of a GC segment that hold no valid object (the heap walk could
+    not read them and resumed after them); reason says why the first object
+    there was refused; kind is the segment's kind, as in FreeSpace."""
+
+    start: Optional[Address]
+    end: Optional[Address]
+    kind: Optional[str]
+    reason: Optional[str]
+
+
+@dataclass(frozen=True)
 class HeapStats:
     """`dumpheap -stat`: types sorted by total size, ascending, as SOS does;
-    free_by_kind splits the "Free" line by segment kind."""
+    free_by_kind splits the "Free" line by segment kind.
+
+    unwalked_bytes > 0 means the GC heap is damaged in this dump: counts and
+    sizes are then lower bounds, corrupt_ranges lists where (the first 1000
+    of corrupt_range_count)."""
 
     types: tuple[TypeStat, ...]
     total_objects: Optional[int]
@@ -83,6 +102,9 @@ class HeapStats:
     free_by_kind: tuple[FreeSpace, ...] = ()
     parallel: Optional[bool] = field(default=None, repr=False)
     elapsed_seconds: Optional[float] = field(default=None, repr=False)
+    corrupt_ranges: tuple[CorruptRange, ...] = ()
+    corrupt_range_count: Optional[int] = None
+    unwalked_bytes: Optional[ByteSize] = None
 
 
 @dataclass(frozen=True)
@@ -324,6 +346,8 @@ class Instances:
     offset: Optional[int]
     sort: Optional[str]
     items: tuple[Instance, ...]
+    # > 0: the walk met a damaged heap, so total is a lower bound.
+    unwalked_bytes: Optional[ByteSize] = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ if (args is ["--schema"])
 // anything else that writes to Console.Out (ours or a library's) to stderr.
 Stream protocolOut = Console.OpenStandardOutput();
 Console.SetOut(Console.Error);
-using var input = new StreamReader(Console.OpenStandardInput(), System.Text.Encoding.UTF8);
+using Stream input = Console.OpenStandardInput();
 // --no-index: never read or write saved heap graphs (GraphIndex).
 GraphIndex? index = args.Contains("--no-index") ? null : GraphIndex.Default();
 new RpcServer(input, protocolOut, EngineLimits.Default, index).Run();

@@ -15,7 +15,7 @@ public class ResultSchemaTests
 
     private static List<JsonElement> Converse(IEnumerable<string> lines)
     {
-        var input = new StringReader(string.Join("\n", lines) + "\n");
+        var input = new MemoryStream(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n"));
         var output = new MemoryStream();
         new RpcServer(input, output, EngineLimits.Default).Run();
         return Encoding.UTF8.GetString(output.ToArray())

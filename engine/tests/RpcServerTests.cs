@@ -10,7 +10,7 @@ public class RpcServerTests
     // Runs the server over in-memory streams and returns every line it wrote.
     private static List<JsonElement> Converse(params string[] lines)
     {
-        var input = new StringReader(string.Join("\n", lines) + "\n");
+        var input = new MemoryStream(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n"));
         var output = new MemoryStream();
         new RpcServer(input, output, EngineLimits.Default).Run();
         return Encoding.UTF8.GetString(output.ToArray())
@@ -43,7 +43,7 @@ public class RpcServerTests
         var noDump = Reply(replies, 3).GetProperty("error");
         Assert.Equal(ErrorCodes.NoDumpOpen, noDump.GetProperty("code").GetInt32());
         Assert.Contains("call open first", noDump.GetProperty("message").GetString());
-        Assert.Equal(ErrorCodes.NoDumpOpen, Reply(replies, 4).GetProperty("error").GetProperty("code").GetInt32());
+        Assert.Equal(ErrorCodes.InvalidParams, Reply(replies, 4).GetProperty("error").GetProperty("code").GetInt32());
         Assert.True(Reply(replies, 5).TryGetProperty("result", out _));
     }
 
@@ -73,29 +73,150 @@ public class RpcServerTests
     }
 
     // Input that never ends, as a client that keeps its pipe open.
-    private sealed class OpenEndedReader(string firstLine) : TextReader
+    private sealed class OpenEndedStream(string firstLine) : Stream
     {
+        private readonly byte[] _line = Encoding.UTF8.GetBytes(firstLine + "\n");
         private bool _sent;
 
-        public override string? ReadLine()
+        public override int Read(byte[] buffer, int offset, int count)
         {
             if (!_sent)
             {
                 _sent = true;
-                return firstLine;
+                _line.CopyTo(buffer, offset);
+                return _line.Length;
             }
             Thread.Sleep(Timeout.Infinite);
-            return null;
+            return 0;
         }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     [Fact]
     public async Task Shutdown_ends_the_server_even_while_the_client_keeps_stdin_open()
     {
         var output = new MemoryStream();
-        var server = new RpcServer(new OpenEndedReader("""{"jsonrpc":"2.0","id":9,"method":"shutdown"}"""), output, EngineLimits.Default);
+        var server = new RpcServer(new OpenEndedStream("""{"jsonrpc":"2.0","id":9,"method":"shutdown"}"""), output, EngineLimits.Default);
         var run = Task.Run(server.Run);
         Assert.Same(run, await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(10))));
         Assert.Contains("\"id\":9", Encoding.UTF8.GetString(output.ToArray()));
+    }
+    private static int ErrorCode(List<JsonElement> replies, int id) =>
+        Reply(replies, id).GetProperty("error").GetProperty("code").GetInt32();
+
+    [Theory]
+    [InlineData("""{"jsonrpc":"2.0","method":"$/cancelRequest","params":[1]}""")]
+    [InlineData("""{"jsonrpc":"2.0","method":"$/cancelRequest","params":7}""")]
+    [InlineData("""{"jsonrpc":"2.0","method":"$/cancelRequest","params":"1"}""")]
+    [InlineData("""{"jsonrpc":"2.0","method":"$/cancelRequest"}""")]
+    [InlineData("""{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":{"a":1}}}""")]
+    [InlineData("""{"jsonrpc":"2.0","method":"version","params":{"a":1,"a":2},"id":1}""")]
+    [InlineData("""{"jsonrpc":"2.0","id":1,"id":2,"method":"version"}""")]
+    [InlineData("""[{"jsonrpc":"2.0","id":1,"method":"version"}]""")]
+    [InlineData("""{"jsonrpc":"2.0","id":{"x":1},"method":"version"}""")]
+    [InlineData("\"just a string\"")]
+    public void A_hostile_line_never_ends_the_server(string line)
+    {
+        var replies = Converse(line, """{"jsonrpc":"2.0","id":99,"method":"version"}""");
+        Assert.True(Reply(replies, 99).TryGetProperty("result", out _));
+    }
+
+    [Fact]
+    public void Duplicate_keys_are_refused_as_not_json()
+    {
+        var replies = Converse("""{"jsonrpc":"2.0","id":1,"method":"stack","params":{"os_id":1,"os_id":2}}""");
+        Assert.Equal(ErrorCodes.ParseError, replies.Single().GetProperty("error").GetProperty("code").GetInt32());
+        Assert.Contains("Duplicate", replies.Single().GetProperty("error").GetProperty("message").GetString());
+    }
+
+    [Theory]
+    [InlineData("stack", """{"os_id":4294967301}""", "os_id")]
+    [InlineData("stack", """{"os_id":-1}""", "os_id")]
+    [InlineData("stack", """{"os_id":1.5}""", "os_id")]
+    [InlineData("stack", """{"os_id":"12x"}""", "os_id")]
+    [InlineData("stack", """{}""", "os_id")]
+    [InlineData("object", """{"address":"0x"}""", "address")]
+    [InlineData("object", """{"address":""}""", "address")]
+    [InlineData("object", """{"address":"0x-1"}""", "address")]
+    [InlineData("object", """{"address":" 12"}""", "address")]
+    [InlineData("object", """{"address":18446744073709551616}""", "address")]
+    [InlineData("object", """{"address":true}""", "address")]
+    [InlineData("object", """{"address":[1]}""", "address")]
+    [InlineData("instances", """{"method_table":1,"offset":-1}""", "offset")]
+    [InlineData("instances", """{"method_table":1,"limit":100001}""", "limit")]
+    [InlineData("instances", """{"method_table":1,"limit":-5}""", "limit")]
+    [InlineData("instances", """{"method_table":1,"sort":"name"}""", "sort")]
+    [InlineData("root_paths", """{"address":1,"max_paths":0}""", "max_paths")]
+    [InlineData("root_paths", """{"address":1,"max_paths":4294967306}""", "max_paths")]
+    [InlineData("open", """{"dump":7}""", "dump")]
+    [InlineData("open", """{"dump":""}""", "dump")]
+    [InlineData("open", """{"dump":"/x.core","dac":["a"]}""", "dac")]
+    [InlineData("open", """{"dump":"/tmp/a\udcff.core"}""", "dump")]
+    [InlineData("heap_stats", "[1]", "params")]
+    [InlineData("heap_stats", "5", "params")]
+    public void Every_bad_parameter_is_refused_with_invalid_params_naming_it(string method, string parameters, string name)
+    {
+        var replies = Converse($$"""{"jsonrpc":"2.0","id":1,"method":"{{method}}","params":{{parameters}}}""");
+        var error = Reply(replies, 1).GetProperty("error");
+        Assert.Equal(ErrorCodes.InvalidParams, error.GetProperty("code").GetInt32());
+        Assert.Contains(name, error.GetProperty("message").GetString());
+    }
+
+    [Theory]
+    [InlineData("""{"address":"0x7f0012345678"}""")]
+    [InlineData("""{"address":"0X7F0012345678"}""")]
+    [InlineData("""{"address":"139637976819320"}""")]
+    [InlineData("""{"address":139637976819320}""")]
+    public void Addresses_are_read_as_hex_strings_decimal_strings_or_numbers(string parameters)
+    {
+        // No dump is open: a well-formed address gets past the parameters
+        // to the session, which is then missing.
+        var replies = Converse($$"""{"jsonrpc":"2.0","id":1,"method":"object","params":{{parameters}}}""");
+        Assert.Equal(ErrorCodes.NoDumpOpen, ErrorCode(replies, 1));
+    }
+
+    [Fact]
+    public void A_request_id_still_running_cannot_be_reused()
+    {
+        var (dump, _) = ScenarioDumps.Get("blocked-finalizer", "net10");
+        var replies = Converse(
+            $$$"""{"jsonrpc":"2.0","id":1,"method":"open","params":{"dump":{{{JsonSerializer.Serialize(dump)}}}}}""",
+            """{"jsonrpc":"2.0","id":1,"method":"version"}""");
+        var answers = replies.Where(r => r.TryGetProperty("id", out var i) && i.ValueKind == JsonValueKind.Number).ToList();
+        Assert.Equal(2, answers.Count);
+        Assert.Contains(answers, a => a.TryGetProperty("error", out var e) && e.GetProperty("code").GetInt32() == ErrorCodes.InvalidRequest);
+        Assert.Contains(answers, a => a.TryGetProperty("result", out var r) && r.TryGetProperty("flavor", out _));
+    }
+
+    [Fact]
+    public void A_failed_open_leaves_the_open_dump_open()
+    {
+        var (dump, _) = ScenarioDumps.Get("blocked-finalizer", "net10");
+        var replies = Converse(
+            $$$"""{"jsonrpc":"2.0","id":1,"method":"open","params":{"dump":{{{JsonSerializer.Serialize(dump)}}}}}""",
+            """{"jsonrpc":"2.0","id":2,"method":"open","params":{"dump":5}}""",
+            """{"jsonrpc":"2.0","id":3,"method":"open","params":{"dump":"/nonexistent/x.core"}}""",
+            """{"jsonrpc":"2.0","id":4,"method":"runtime_info"}""");
+        Assert.Equal(ErrorCodes.InvalidParams, ErrorCode(replies, 2));
+        Assert.Equal(ErrorCodes.DumpUnreadable, ErrorCode(replies, 3));
+        Assert.Equal("Core", Reply(replies, 4).GetProperty("result").GetProperty("flavor").GetString());
+    }
+
+    [Fact]
+    public void A_line_over_the_limit_is_refused_and_the_next_one_answered()
+    {
+        string huge = """{"jsonrpc":"2.0","id":1,"method":"version","params":{"pad":" """ + new string('x', 2 << 20) + "\"}}";
+        var replies = Converse(huge, """{"jsonrpc":"2.0","id":2,"method":"version"}""");
+        Assert.Equal(ErrorCodes.InvalidRequest, replies[0].GetProperty("error").GetProperty("code").GetInt32());
+        Assert.True(Reply(replies, 2).TryGetProperty("result", out _));
     }
 }

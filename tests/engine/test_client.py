@@ -356,3 +356,13 @@ def test_an_engine_that_dies_at_start_is_reported_unavailable(tmp_path: Path) ->
         client.open("/tmp/any.core")
     assert e.value.code == ErrorCode.ENGINE_UNAVAILABLE
     assert "You must install .NET" in e.value.message
+
+
+def test_a_failed_open_keeps_the_dump_open_before(
+    client: EngineClient, blocked, tmp_path: Path
+) -> None:
+    client.open(str(blocked.path))
+    with pytest.raises(EngineError) as e:
+        client.open(str(tmp_path / "gone.core"))
+    assert e.value.code == ErrorCode.DUMP_UNREADABLE
+    assert client.gc_heap().segments

@@ -104,8 +104,18 @@ def test_results_render_as_report_json_with_their_field_names(
         heap = to_jsonable(client.heap_stats())
         finalizer = to_jsonable(client.finalizer_queue())
         threads = to_jsonable(client.threads())
-    # Timing and how the walk ran are for the benchmark, not the report.
-    assert set(heap) == {"types", "total_objects", "total_bytes", "free_by_kind"}
+    # Timing and how the walk ran are for the benchmark, not the report;
+    # damage found by the walk is.
+    assert set(heap) == {
+        "types",
+        "total_objects",
+        "total_bytes",
+        "free_by_kind",
+        "corrupt_ranges",
+        "corrupt_range_count",
+        "unwalked_bytes",
+    }
+    assert heap["unwalked_bytes"] == 0 and heap["corrupt_ranges"] == []
     assert set(heap["types"][0]) == {"name", "method_table", "count", "size"}
     assert {"finalizable", "ready", "ready_count", "rcw_sta", "rcw_mta"} <= set(
         finalizer

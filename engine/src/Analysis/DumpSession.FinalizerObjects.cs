@@ -29,7 +29,8 @@ public sealed partial class DumpSession
         int start = Math.Min(offset, ordered.Length);
         int count = Math.Min(limit, ordered.Length - start);
         ClrType? type = _runtime.GetTypeByMethodTable(methodTable);
+        // Read from the finalization queues, not from a heap walk: nothing unwalked.
         return new Instances(methodTable, type is null ? null : TypeName(type), ordered.Length, offset, "address",
-            ordered.AsSpan(start, count).ToImmutableArray());
+            ordered.AsSpan(start, count).ToImmutableArray(), 0);
     }
 }

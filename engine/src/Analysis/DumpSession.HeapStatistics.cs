@@ -64,11 +64,12 @@ public sealed partial class DumpSession
         var partials = new ConcurrentBag<Dictionary<ulong, Tally>>();
         ulong freeMt = heap.FreeType?.MethodTable ?? 0;
         var freeByKind = new Dictionary<string, (long Count, ulong Size)>();
+        var damage = new HeapDamageLog(_limits.MaxCorruptRanges);
 
         void Walk(ClrSegment segment, ref StatsVisitor visitor)
         {
             (long count, ulong size) = (visitor.FreeCount, visitor.FreeSize);
-            walker.Walk(segment, ref visitor, cancel);
+            walker.Walk(segment, ref visitor, cancel, damage);
             lock (freeByKind)
             {
                 string kind = KindName(segment.Kind);
@@ -121,7 +122,10 @@ public sealed partial class DumpSession
             freeByKind.OrderBy(kv => kv.Key, StringComparer.Ordinal)
                 .Select(kv => new FreeSpace(kv.Key, kv.Value.Count, kv.Value.Size)).ToImmutableArray(),
             parallel,
-            watch.Elapsed.TotalSeconds);
+            watch.Elapsed.TotalSeconds,
+            damage.Ranges.Select(d => new CorruptRange(d.Start, d.End, KindName(d.Segment), d.Reason)).ToImmutableArray(),
+            damage.Count,
+            damage.Bytes);
         _heapStats = result;
         return result;
     }

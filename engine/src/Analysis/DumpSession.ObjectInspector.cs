@@ -8,7 +8,7 @@ namespace DumpScope.Engine.Analysis;
 public sealed partial class DumpSession
 {
     // The last type asked for, in both orders: paging through it re-sorts nothing.
-    private (ulong Mt, Instance[] ByAddress, Instance[] BySize)? _instanceCache;
+    private (ulong Mt, Instance[] ByAddress, Instance[] BySize, ulong Unwalked)? _instanceCache;
 
     private struct InstanceVisitor(ulong methodTable) : IObjectVisitor
     {
@@ -34,15 +34,16 @@ public sealed partial class DumpSession
         if (_instanceCache is not { } cache || cache.Mt != methodTable)
         {
             var visitor = new InstanceVisitor(methodTable);
+            var damage = new HeapDamageLog(0);
             var segments = heap.Segments;
             for (int i = 0; i < segments.Length; i++)
             {
-                Walker.Walk(segments[i], ref visitor, cancel);
+                Walker.Walk(segments[i], ref visitor, cancel, damage);
                 progress?.Report(new ProgressReport(i + 1, segments.Length, "looking for instances"));
             }
             Instance[] byAddress = visitor.Found.OrderBy(x => x.Address).ToArray();
             Instance[] bySize = byAddress.OrderByDescending(x => x.Size).ThenBy(x => x.Address).ToArray();
-            cache = (methodTable, byAddress, bySize);
+            cache = (methodTable, byAddress, bySize, damage.Bytes);
             _instanceCache = cache;
         }
 
@@ -50,7 +51,7 @@ public sealed partial class DumpSession
         int start = Math.Min(offset, ordered.Length);
         int count = Math.Min(limit, ordered.Length - start);
         return new Instances(methodTable, type is null ? null : TypeName(type), ordered.Length, offset, sort,
-            ordered.AsSpan(start, count).ToImmutableArray());
+            ordered.AsSpan(start, count).ToImmutableArray(), cache.Unwalked);
     }
 
 

@@ -40,6 +40,24 @@ public sealed partial class DumpSession : IDisposable
         if (!File.Exists(dumpPath))
             throw new EngineException(ErrorCodes.DumpUnreadable, $"The dump file '{dumpPath}' does not exist: check the path.");
 
+        // The file's own headers first: ClrMD trusts them, and a file cut
+        // inside them made it fail with a misleading "out of memory".
+        DumpFileCheck check;
+        try
+        {
+            check = DumpFileCheck.Inspect(dumpPath, limits.MaxProgramHeaders);
+        }
+        catch (IOException e)
+        {
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"'{dumpPath}' could not be read ({e.Message}).");
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"'{dumpPath}' could not be read ({e.Message}): check its permissions.");
+        }
+        if (check.Refusal is { } refusal)
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"'{dumpPath}': {refusal}");
+
         DataTarget target;
         try
         {
@@ -49,17 +67,20 @@ public sealed partial class DumpSession : IDisposable
             {
                 SymbolPaths = [],
                 UseLockFreeMemoryMapReader = true,
+                Limits = limits.ForClrMd(),
             });
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e)
         {
+            // ClrMD reports some damaged headers as OutOfMemoryException.
             throw new EngineException(ErrorCodes.DumpUnreadable,
-                $"'{dumpPath}' could not be read as a dump ({e.Message}): is it a Windows minidump or a Linux core dump, and is it complete?");
+                $"'{dumpPath}' could not be read as a dump ({e.Message}): is it a Windows minidump or a Linux core dump, and is it complete?"
+                + (check.Damage is { } damage ? $" {damage}" : ""));
         }
 
         try
         {
-            return OpenRuntime(dumpPath, target, dacPath, dacFolder, limits);
+            return OpenRuntime(dumpPath, target, dacPath, dacFolder, limits, check.Damage);
         }
         catch
         {
@@ -68,11 +89,15 @@ public sealed partial class DumpSession : IDisposable
         }
     }
 
-    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, string? dacPath, string? dacFolder, EngineLimits limits)
+    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, string? dacPath, string? dacFolder, EngineLimits limits, string? damage)
     {
+        // On a damaged file the likely cause of a missing or unreadable
+        // runtime is the damage, not the dump's process or the DAC.
         if (target.ClrVersions.Length == 0)
-            throw new EngineException(ErrorCodes.NoRuntime,
-                "No .NET runtime in this dump (no coreclr or clr module was found): only the native analyses apply.");
+            throw damage is null
+                ? new EngineException(ErrorCodes.NoRuntime,
+                    "No .NET runtime in this dump (no coreclr or clr module was found): only the native analyses apply.")
+                : new EngineException(ErrorCodes.DumpUnreadable, $"{damage} No .NET runtime was found in what remains.");
 
         ClrInfo clr = target.ClrVersions[0];
         OSPlatform platform = target.DataReader.TargetPlatform;
@@ -94,6 +119,10 @@ public sealed partial class DumpSession : IDisposable
             // would refuse every DAC: the caller vouches for the file.
             runtime = clr.CreateRuntime(chosen, ignoreMismatch: true);
         }
+        catch (Exception e) when (damage is not null)
+        {
+            throw new EngineException(ErrorCodes.DumpUnreadable, $"{damage} The .NET runtime could not be read from what remains ({e.Message}).");
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             throw new EngineException(ErrorCodes.DacLoadFailed,
@@ -102,7 +131,7 @@ public sealed partial class DumpSession : IDisposable
 
         try
         {
-            var info = Describe(target, clr, runtime, chosen, dacPath is not null || dacFolder is not null, candidates);
+            var info = Describe(target, clr, runtime, chosen, dacPath is not null || dacFolder is not null, candidates) with { DumpDamage = damage };
             return new DumpSession(dumpPath, target, runtime, info, limits);
         }
         catch

@@ -1,3 +1,5 @@
+using Microsoft.Diagnostics.Runtime;
+
 namespace DumpScope.Engine.Analysis;
 
 /// <summary>
@@ -22,6 +24,24 @@ public sealed record EngineLimits
     public int MaxNativePointers { get; init; } = 1_000_000;
     // The bytes of a native structure searched for a pointer (one indirection).
     public int NativeStructureBytes { get; init; } = 512;
+    public int MaxCorruptRanges { get; init; } = 1_000;
+
+    // Dump headers, checked before ClrMD reads them and handed to ClrMD as
+    // its own limits: a hostile count cannot make either allocate gigabytes.
+    public int MaxProgramHeaders { get; init; } = 100_000;
+    public int MaxFileTableEntries { get; init; } = 100_000;
+    public int MaxMinidumpMemoryRanges { get; init; } = 1_000_000;
+    public int MaxModules { get; init; } = 100_000;
+
+    public DataTargetLimits ForClrMd() => new()
+    {
+        MaxElfProgramHeaders = MaxProgramHeaders,
+        MaxElfFileTableEntries = MaxFileTableEntries,
+        MaxMinidumpMemoryRanges = MaxMinidumpMemoryRanges,
+        MaxModules = MaxModules,
+        MaxThreads = MaxThreads,
+        MaxStackFrames = MaxFramesPerThread,
+    };
 
     public static EngineLimits Default { get; } = new();
 }

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using System.Collections.Immutable;
 using System.Runtime.CompilerServices;
 using Microsoft.Diagnostics.Runtime;
 
@@ -22,6 +23,42 @@ public interface IObjectBytesVisitor
     void Visit(ulong address, ulong methodTable, ClrType type, ulong size, ReadOnlySpan<byte> bytes);
 }
 
+/// <summary>Bytes of a segment that hold no valid object, and why the first of them was refused.</summary>
+public sealed record HeapDamage(ulong Start, ulong End, GCSegmentKind Segment, string Reason);
+
+/// <summary>
+/// The parts of the GC heap a walk could not read as objects, shared by the
+/// segments of one walk (thread-safe): every range is counted, the first
+/// `maxRanges` are kept.
+/// </summary>
+public sealed class HeapDamageLog(int maxRanges)
+{
+    private readonly List<HeapDamage> _ranges = [];
+    private long _count;
+    private ulong _bytes;
+
+    public void Add(HeapDamage range)
+    {
+        lock (_ranges)
+        {
+            _count++;
+            _bytes += range.End - range.Start;
+            if (_ranges.Count < maxRanges)
+                _ranges.Add(range);
+        }
+    }
+
+    public long Count { get { lock (_ranges) return _count; } }
+
+    public ulong Bytes { get { lock (_ranges) return _bytes; } }
+
+    /// <summary>The kept ranges, by address.</summary>
+    public ImmutableArray<HeapDamage> Ranges
+    {
+        get { lock (_ranges) return [.. _ranges.OrderBy(r => r.Start)]; }
+    }
+}
+
 /// <summary>
 /// Walks the objects of one GC segment the way ClrMD's own enumeration does
 /// (and so the way SOS counts them), but straight out of a large buffer with
@@ -34,13 +71,22 @@ public interface IObjectBytesVisitor
 ///   at least three pointers; the next object follows at that size rounded
 ///   up to 8 bytes (4 on 32-bit small-object segments);
 /// - allocation contexts hold no objects: a walk that reaches the start of
-///   one continues after its end plus a minimal aligned object;
-/// - an unreadable method table or an unknown type ends the segment's walk.
-/// Tests check the result equals SOS's `dumpheap -stat` on every scenario.
+///   one continues after its end plus a minimal aligned object.
+/// Each object is checked as `!verifyheap` would: its method table must be
+/// aligned and name a type, its bytes must be in the dump and it must end
+/// inside the segment. A bad one is not visited: the walk scans forward for
+/// the next plausible object (one whose successor is plausible too) and logs
+/// the skipped bytes, so counts are lower bounds and never exceed what the
+/// segment holds. Tests check a healthy walk equals SOS's `dumpheap -stat`.
 /// </summary>
 public sealed class HeapWalker
 {
     private const int BufferSize = 1 << 20;
+    private const ulong PageSize = 0x1000;
+    // Method tables never seen before are looked up (a DAC call each) at
+    // most this many times per resynchronisation; beyond it only types
+    // already met are trusted, so a large corrupt range costs no DAC storm.
+    private const int UnknownTypeProbes = 256;
 
     private readonly ClrRuntime _runtime;
     private readonly IMemoryReader _memory;
@@ -64,9 +110,108 @@ public sealed class HeapWalker
     }
 
     private Shape? ShapeOf(ulong mt) =>
-        _shapes.GetOrAdd(mt, m => _runtime.GetTypeByMethodTable(m) is { } type
+        _shapes.GetOrAdd(mt, m => CouldBeMethodTable(m) && _runtime.GetTypeByMethodTable(m) is { } type
             ? new Shape(type, type.MethodTable, (ulong)(uint)type.StaticSize, (ulong)type.ComponentSize, m == _stringMt)
             : null);
+
+    // Checked before the DAC is asked about a value read from a damaged
+    // heap: the DAC is native code, and garbage it is handed can crash the
+    // engine. A method table is aligned, lies outside the GC heap (a value
+    // pointing into it is an object reference) and is in the dump.
+    private bool CouldBeMethodTable(ulong mt)
+    {
+        if (mt < 0x10000 || (mt & (ulong)(_pointerSize - 1)) != 0 || _runtime.Heap.GetSegmentByAddress(mt) is not null)
+            return false;
+        Span<byte> probe = stackalloc byte[16];
+        return _memory.Read(mt, probe) == probe.Length;
+    }
+
+    // While resynchronising, a method table never seen is looked up only
+    // while `probes` lasts; a type already met costs nothing.
+    private Shape? Lookup(ulong mt, ref int probes)
+    {
+        if (_shapes.TryGetValue(mt, out Shape? known))
+            return known;
+        return probes-- > 0 ? ShapeOf(mt) : null;
+    }
+
+    /// <summary>The read-ahead window of one walk over the dump's memory.</summary>
+    private struct Window
+    {
+        public byte[] Buffer;
+        public ulong Base;
+        public int Length;
+    }
+
+    // Makes [address, address + need) available in the window, reading ahead
+    // but never past `end` (the next segment may not be in the dump).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Ensure(ref Window w, ulong address, int need, ulong end)
+    {
+        if (address >= w.Base && address + (ulong)need <= w.Base + (ulong)w.Length)
+            return true;
+        int want = (int)Math.Min((ulong)BufferSize, Math.Max(end - address, (ulong)need));
+        w.Base = address;
+        w.Length = _memory.Read(address, w.Buffer.AsSpan(0, want));
+        return w.Length >= need;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong PointerAt(ref Window w, ulong address)
+    {
+        ReadOnlySpan<byte> at = w.Buffer.AsSpan((int)(address - w.Base));
+        return _pointerSize == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(at) : BinaryPrimitives.ReadUInt32LittleEndian(at);
+    }
+
+    // The header (method table and element count) must be in the window.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong SizeOf(ref Window w, ulong obj, Shape shape)
+    {
+        ulong size = shape.BaseSize;
+        if (shape.ComponentSize != 0)
+        {
+            ulong elements = BinaryPrimitives.ReadUInt32LittleEndian(w.Buffer.AsSpan((int)(obj - w.Base) + _pointerSize));
+            if (shape.IsString)
+                elements++;
+            size += elements * shape.ComponentSize;
+        }
+        return size < _minObjectSize ? _minObjectSize : size;
+    }
+
+    private static string TooLong(Shape shape, ulong size) =>
+        $"{shape.Type.Name ?? "an object"} of 0x{size:x} bytes would run past the segment end";
+
+    /// <summary>How one segment is walked: its bounds and its allocation contexts.</summary>
+    private struct Cursor
+    {
+        public ulong End;
+        public ulong AlignMask;
+        public ulong ContextSkip;
+        public int Context;
+        public ulong ContextStart;
+        public GCSegmentKind Kind;
+    }
+
+    // Where the object after one ending at `next` starts: allocation
+    // contexts hold no objects, so a walk reaching one continues after it.
+    // End when a context makes no progress (a corrupt context list).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong SkipContexts(ref Cursor c, ulong next)
+    {
+        while (next >= c.ContextStart)
+        {
+            if (next == c.ContextStart)
+            {
+                ulong after = _allocationContexts[c.Context].End + c.ContextSkip;
+                if (after <= next)
+                    return c.End;
+                next = after;
+            }
+            c.Context++;
+            c.ContextStart = c.Context < _allocationContexts.Length ? _allocationContexts[c.Context].Start : ulong.MaxValue;
+        }
+        return next;
+    }
 
     // Lets a visitor that needs no bytes share the one walk loop; a struct,
     // so the JIT specialises the loop for it and the bytes cost nothing.
@@ -79,102 +224,143 @@ public sealed class HeapWalker
             Inner.Visit(address, methodTable, type, size);
     }
 
-    /// <summary>Visits every object of the segment; returns how many.</summary>
-    public long Walk<TVisitor>(ClrSegment segment, ref TVisitor visitor, CancellationToken cancel)
+    /// <summary>
+    /// Visits every valid object of the segment; returns how many. Bytes that
+    /// hold no valid object are logged in `damage` (when given) and skipped.
+    /// </summary>
+    public long Walk<TVisitor>(ClrSegment segment, ref TVisitor visitor, CancellationToken cancel, HeapDamageLog? damage = null)
         where TVisitor : struct, IObjectVisitor
     {
         var adapter = new WithoutBytes<TVisitor>(visitor);
-        long count = WalkBytes(segment, ref adapter, cancel);
+        long count = WalkBytes(segment, ref adapter, cancel, damage);
         visitor = adapter.Inner;
         return count;
     }
 
-    /// <summary>Visits every object of the segment with its bytes; returns how many.</summary>
+    /// <summary>As Walk, giving each object with its bytes.</summary>
     // Runs once per segment with millions of iterations: compile it optimised
     // at once instead of starting in tier-0 code.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public long WalkBytes<TVisitor>(ClrSegment segment, ref TVisitor visitor, CancellationToken cancel)
+    public long WalkBytes<TVisitor>(ClrSegment segment, ref TVisitor visitor, CancellationToken cancel, HeapDamageLog? damage = null)
         where TVisitor : struct, IObjectBytesVisitor
     {
         bool large = segment.Kind is GCSegmentKind.Large or GCSegmentKind.Pinned;
         bool skipContexts = segment.Kind is not (GCSegmentKind.Large or GCSegmentKind.Frozen);
-        ulong alignMask = large || _pointerSize == 8 ? 7UL : 3UL;
-        ulong contextSkip = (_minObjectSize + alignMask) & ~alignMask;
-        ulong end = segment.ObjectRange.End;
+        var c = new Cursor
+        {
+            End = segment.ObjectRange.End,
+            AlignMask = large || _pointerSize == 8 ? 7UL : 3UL,
+            Kind = segment.Kind,
+        };
+        c.ContextSkip = (_minObjectSize + c.AlignMask) & ~c.AlignMask;
         ulong obj = segment.FirstObjectAddress;
+        if (obj < segment.ObjectRange.Start || obj >= c.End)
+            return 0;
+        // Contexts are sorted: only the next one ahead of the walk can match.
+        c.Context = skipContexts ? FirstContextAtOrAfter(obj) : _allocationContexts.Length;
+        c.ContextStart = c.Context < _allocationContexts.Length ? _allocationContexts[c.Context].Start : ulong.MaxValue;
         int header = _pointerSize + 4;
 
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
-        ulong bufferBase = 0;
-        int bufferLength = 0;
+        var w = new Window { Buffer = ArrayPool<byte>.Shared.Rent(BufferSize) };
         long count = 0;
-        // Contexts are sorted: only the next one ahead of the walk can match.
-        int context = skipContexts ? FirstContextAtOrAfter(obj) : _allocationContexts.Length;
-        ulong contextStart = context < _allocationContexts.Length ? _allocationContexts[context].Start : ulong.MaxValue;
         ulong lastMt = 0;
         Shape? last = null;
         try
         {
-            while (obj >= segment.ObjectRange.Start && obj < end)
+            while (obj < c.End)
             {
-                if (obj < bufferBase || obj + (ulong)header > bufferBase + (ulong)bufferLength)
+                if (!Ensure(ref w, obj, header, c.End))
                 {
-                    // Never read past the segment: the next one may not be in the dump.
-                    int want = (int)Math.Min((ulong)BufferSize, Math.Max(end - obj, (ulong)header));
-                    bufferBase = obj;
-                    bufferLength = _memory.Read(obj, buffer.AsSpan(0, want));
-                    if (bufferLength < _pointerSize)
-                        break;
+                    obj = Resynchronise(ref w, ref c, obj, "memory not in the dump", damage, cancel);
+                    continue;
                 }
-                int offset = (int)(obj - bufferBase);
-                ReadOnlySpan<byte> at = buffer.AsSpan(offset);
-                ulong mt = _pointerSize == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(at) : BinaryPrimitives.ReadUInt32LittleEndian(at);
+                ulong mt = PointerAt(ref w, obj);
                 if (mt != lastMt || last is null)
                 {
-                    last = ShapeOf(mt);
+                    if (ShapeOf(mt) is not { } shape)
+                    {
+                        obj = Resynchronise(ref w, ref c, obj, $"method table 0x{mt:x} is not a type", damage, cancel);
+                        continue;
+                    }
+                    last = shape;
                     lastMt = mt;
-                    if (last is null)
-                        break;
                 }
-
-                ulong size = last.BaseSize;
-                if (last.ComponentSize != 0)
+                ulong size = SizeOf(ref w, obj, last);
+                if (size > c.End - obj)
                 {
-                    if (offset + header > bufferLength)
-                        break;
-                    ulong elements = BinaryPrimitives.ReadUInt32LittleEndian(at[_pointerSize..]);
-                    if (last.IsString)
-                        elements++;
-                    size += elements * last.ComponentSize;
+                    obj = Resynchronise(ref w, ref c, obj, TooLong(last, size), damage, cancel);
+                    continue;
                 }
-                if (size < _minObjectSize)
-                    size = _minObjectSize;
-                visitor.Visit(obj, last.MethodTable, last.Type, size, at[..(int)Math.Min(size, (ulong)(bufferLength - offset))]);
+                int offset = (int)(obj - w.Base);
+                visitor.Visit(obj, last.MethodTable, last.Type, size, w.Buffer.AsSpan(offset, (int)Math.Min(size, (ulong)(w.Length - offset))));
 
                 if ((++count & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
-
-                ulong step = (size + alignMask) & ~alignMask;
-                obj += step;
-                while (obj >= contextStart)
-                {
-                    if (obj == contextStart)
-                    {
-                        ulong next = _allocationContexts[context].End + contextSkip;
-                        if (next <= obj)
-                            return count;
-                        obj = next;
-                    }
-                    context++;
-                    contextStart = context < _allocationContexts.Length ? _allocationContexts[context].Start : ulong.MaxValue;
-                }
+                obj = SkipContexts(ref c, obj + ((size + c.AlignMask) & ~c.AlignMask));
             }
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(w.Buffer);
         }
         return count;
+    }
+
+    // Finds where objects start again after a bad one at `bad`: the first
+    // aligned address holding a plausible object whose successor is
+    // plausible too (or is the segment end). Memory missing from the dump is
+    // skipped a page at a time. Logs [bad, found) and returns found (End when
+    // nothing plausible is left).
+    private ulong Resynchronise(ref Window w, ref Cursor c, ulong bad, string reason, HeapDamageLog? damage, CancellationToken cancel)
+    {
+        int probes = UnknownTypeProbes;
+        ulong found = c.End;
+        ulong p = bad + c.AlignMask + 1;
+        for (long step = 1; p < c.End; step++)
+        {
+            if ((step & 0xFFFF) == 0)
+                cancel.ThrowIfCancellationRequested();
+            if (p >= c.ContextStart)
+            {
+                // Inside an allocation context: objects resume after it.
+                p = SkipContexts(ref c, c.ContextStart);
+                if (p >= c.End || Plausible(ref w, ref c, p, ref probes))
+                {
+                    found = Math.Min(p, c.End);
+                    break;
+                }
+            }
+            else if (!Ensure(ref w, p, _pointerSize + 4, c.End))
+            {
+                p = (p + PageSize) & ~(PageSize - 1);
+                continue;
+            }
+            else if (Plausible(ref w, ref c, p, ref probes))
+            {
+                found = p;
+                break;
+            }
+            p += c.AlignMask + 1;
+        }
+        damage?.Add(new HeapDamage(bad, found, c.Kind, reason));
+        return found;
+    }
+
+    // An object at p (header readable) whose successor is an object too, or
+    // the segment end or an allocation context.
+    private bool Plausible(ref Window w, ref Cursor c, ulong p, ref int probes)
+    {
+        if (!Ensure(ref w, p, _pointerSize + 4, c.End) || Lookup(PointerAt(ref w, p), ref probes) is not { } shape)
+            return false;
+        ulong size = SizeOf(ref w, p, shape);
+        if (size > c.End - p)
+            return false;
+        ulong next = p + ((size + c.AlignMask) & ~c.AlignMask);
+        if (next >= c.End || next == c.ContextStart)
+            return true;
+        if (!Ensure(ref w, next, _pointerSize + 4, c.End) || Lookup(PointerAt(ref w, next), ref probes) is not { } following)
+            return false;
+        return SizeOf(ref w, next, following) <= c.End - next;
     }
 
     private int FirstContextAtOrAfter(ulong address)

@@ -26,11 +26,14 @@ public readonly record struct RuntimeInfo(
     bool CanWalkHeap,
     bool HeapReadable,
     string? HeapProblem,
-    bool IsThreadSafe);
+    bool IsThreadSafe,
+    string? DumpDamage = null);
 
 public readonly record struct TypeStat(ulong MethodTable, string Name, long Count, ulong Size);
 
 public readonly record struct FreeSpace(string Kind, long Count, ulong Size);
+
+public readonly record struct CorruptRange(ulong Start, ulong End, string Kind, string Reason);
 
 public readonly record struct HeapStats(
     ImmutableArray<TypeStat> Types,
@@ -38,7 +41,10 @@ public readonly record struct HeapStats(
     ulong TotalBytes,
     ImmutableArray<FreeSpace> FreeByKind,
     bool Parallel,
-    double ElapsedSeconds);
+    double ElapsedSeconds,
+    ImmutableArray<CorruptRange> CorruptRanges,
+    long CorruptRangeCount,
+    ulong UnwalkedBytes);
 
 public readonly record struct GcSegment(
     int Heap,
@@ -129,7 +135,7 @@ public readonly record struct Monitors(ImmutableArray<MonitorInfo> Items, bool T
 
 public readonly record struct Instance(ulong Address, ulong Size);
 
-public readonly record struct Instances(ulong MethodTable, string? Name, long Total, int Offset, string Sort, ImmutableArray<Instance> Items);
+public readonly record struct Instances(ulong MethodTable, string? Name, long Total, int Offset, string Sort, ImmutableArray<Instance> Items, ulong UnwalkedBytes);
 
 public readonly record struct FieldValue(
     string Name,

@@ -23,18 +23,28 @@ public sealed class RpcServer
         WriteIndented = false,
     };
 
-    private readonly TextReader _input;
+    private readonly Stream _input;
     private readonly Stream _output;
     private readonly EngineLimits _limits;
     private readonly GraphIndex? _index;
     private readonly object _writeLock = new();
-    private readonly BlockingCollection<JsonObject> _queue = new();
+    private readonly BlockingCollection<Request> _queue = new();
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new();
     private DumpSession? _session;
     private bool _shutdown;
 
+    // Duplicate keys are refused: which of two "id"s or "address"es was
+    // meant is a guess the engine does not make.
+    private static readonly JsonDocumentOptions ParseOptions = new() { AllowDuplicateProperties = false, MaxDepth = 64 };
+
+    /// <summary>A request as validated by the reader: `Id` null for a notification.</summary>
+    private sealed record Request(JsonElement? Id, string Method, JsonElement? Params)
+    {
+        public string? Key => Id is { } id ? IdKey(id) : null;
+    }
+
     /// <param name="index">where heap graphs are saved for reopening (null: nowhere).</param>
-    public RpcServer(TextReader input, Stream output, EngineLimits limits, GraphIndex? index = null)
+    public RpcServer(Stream input, Stream output, EngineLimits limits, GraphIndex? index = null)
     {
         _input = input;
         _output = output;
@@ -61,60 +71,109 @@ public sealed class RpcServer
 
     private void ReadLoop()
     {
-        string? line;
-        while ((line = _input.ReadLine()) is not null)
+        var lines = new LineReader(_input, _limits.MaxRequestBytes);
+        while (lines.ReadLine() is { } line)
         {
-            if (string.IsNullOrWhiteSpace(line))
-                continue;
-            if (line.Length > _limits.MaxRequestBytes)
-            {
-                SendError(null, ErrorCodes.InvalidRequest, $"Request longer than {_limits.MaxRequestBytes} bytes.");
-                continue;
-            }
-            JsonObject? message;
+            // Nothing a client sends may end the reader: a failure here
+            // answers that line and the next one is read.
             try
             {
-                message = JsonNode.Parse(line) as JsonObject;
+                Take(line);
             }
-            catch (JsonException e)
+            catch (Exception e)
             {
-                SendError(null, ErrorCodes.ParseError, $"Not JSON: {e.Message}");
-                continue;
+                Console.Error.WriteLine($"engine: a request could not be read: {e}");
+                SendError(null, ErrorCodes.Internal, $"The request could not be read: {e.GetType().Name}: {e.Message}");
             }
-            if (message is null || message["method"]?.GetValueKind() != JsonValueKind.String)
-            {
-                SendError(message?["id"]?.DeepClone(), ErrorCodes.InvalidRequest, "A request needs a string \"method\".");
-                continue;
-            }
-            if ((string?)message["method"] == "$/cancelRequest")
-            {
-                if (message["params"]?["id"] is { } id && _running.TryGetValue(IdKey(id), out var cts))
-                    cts.Cancel();
-                continue;
-            }
-            // The CTS exists before the worker starts the call, so a cancel
-            // sent right after the request is never lost.
-            if (message["id"] is { } reqId)
-                _running[IdKey(reqId)] = new CancellationTokenSource();
-            _queue.Add(message);
         }
     }
 
-    private static string IdKey(JsonNode id) => id.ToJsonString();
+    private void Take(InputLine line)
+    {
+        if (line.TooLong)
+        {
+            SendError(null, ErrorCodes.InvalidRequest,
+                $"Request of {line.Length} bytes refused: the limit is {_limits.MaxRequestBytes} bytes.");
+            return;
+        }
+        if (line.Bytes!.All(b => b is (byte)' ' or (byte)'\t' or (byte)'\r'))
+            return;
+        JsonElement message;
+        try
+        {
+            using var doc = JsonDocument.Parse(line.Bytes, ParseOptions);
+            message = doc.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            SendError(null, ErrorCodes.ParseError, $"Not JSON (UTF-8, one message per line, no duplicate keys): {e.Message}");
+            return;
+        }
+        if (message.ValueKind != JsonValueKind.Object)
+        {
+            SendError(null, ErrorCodes.InvalidRequest, "A request is a JSON object.");
+            return;
+        }
+        JsonElement? id = message.TryGetProperty("id", out JsonElement i) && i.ValueKind != JsonValueKind.Null ? i : null;
+        if (id is { ValueKind: not (JsonValueKind.Number or JsonValueKind.String) })
+        {
+            SendError(null, ErrorCodes.InvalidRequest, "A request \"id\" is a number or a string.");
+            return;
+        }
+        if (!message.TryGetProperty("method", out JsonElement m) || m.ValueKind != JsonValueKind.String)
+        {
+            SendError(id, ErrorCodes.InvalidRequest, "A request needs a string \"method\".");
+            return;
+        }
+        JsonElement? parameters = message.TryGetProperty("params", out JsonElement p) ? p : null;
+        var request = new Request(id, m.GetString()!, parameters);
+        if (request.Method == "$/cancelRequest")
+        {
+            Cancel(request);
+            return;
+        }
+        // The CTS exists before the worker starts the call, so a cancel
+        // sent right after the request is never lost.
+        if (request.Key is { } key && !_running.TryAdd(key, new CancellationTokenSource()))
+        {
+            SendError(id, ErrorCodes.InvalidRequest, $"Request id {key} is already in use by a request that has not been answered.");
+            return;
+        }
+        _queue.Add(request);
+    }
+
+    // A cancel is a notification: one that names no request is dropped (a
+    // cancel sent as a request gets its error).
+    private void Cancel(Request request)
+    {
+        JsonElement? target = request.Params is { ValueKind: JsonValueKind.Object } p && p.TryGetProperty("id", out JsonElement t)
+            && t.ValueKind is JsonValueKind.Number or JsonValueKind.String ? t : null;
+        if (target is null)
+        {
+            Console.Error.WriteLine("engine: $/cancelRequest without params {\"id\": number or string} ignored");
+            if (request.Id is not null)
+                SendError(request.Id, ErrorCodes.InvalidParams, "$/cancelRequest takes params {\"id\": the id of the request to cancel}.");
+            return;
+        }
+        if (_running.TryGetValue(IdKey(target.Value), out var cts))
+            cts.Cancel();
+    }
+
+    private static string IdKey(JsonElement id) => id.GetRawText();
 
     private void WorkLoop()
     {
-        foreach (JsonObject message in _queue.GetConsumingEnumerable())
+        foreach (Request request in _queue.GetConsumingEnumerable())
         {
-            JsonNode? id = message["id"]?.DeepClone();
-            string method = (string)message["method"]!;
-            var cts = id is null ? new CancellationTokenSource() : _running.GetValueOrDefault(IdKey(id)) ?? new CancellationTokenSource();
+            JsonElement? id = request.Id;
+            string method = request.Method;
+            var cts = request.Key is { } key ? _running.GetValueOrDefault(key) ?? new CancellationTokenSource() : new CancellationTokenSource();
             try
             {
-                var progress = id is null ? null : new ProgressSink(this, id);
-                object? result = Dispatch(method, message["params"] as JsonObject, progress, cts.Token);
-                if (id is not null)
-                    Send(new JsonObject { ["jsonrpc"] = "2.0", ["id"] = id, ["result"] = JsonSerializer.SerializeToNode(result, Json) });
+                var progress = id is { } progressId ? new ProgressSink(this, progressId) : null;
+                object? result = Dispatch(method, Params.From(request.Params), progress, cts.Token);
+                if (id is { } replyId)
+                    Send(new JsonObject { ["jsonrpc"] = "2.0", ["id"] = JsonValue.Create(replyId), ["result"] = JsonSerializer.SerializeToNode(result, Json) });
             }
             catch (EngineException e)
             {
@@ -124,15 +183,22 @@ public sealed class RpcServer
             {
                 SendError(id, ErrorCodes.Cancelled, $"{method} was cancelled.");
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            catch (OutOfMemoryException e)
+            {
+                // ClrMD raises it for dumps whose headers ask for more than
+                // can be mapped; the engine itself goes on.
+                Console.Error.WriteLine($"engine: {method} ran out of memory: {e}");
+                SendError(id, ErrorCodes.Internal, $"{method} ran out of memory: {e.Message}");
+            }
+            catch (Exception e)
             {
                 Console.Error.WriteLine($"engine: {method} failed: {e}");
                 SendError(id, ErrorCodes.Internal, $"{method} failed inside the engine: {e.GetType().Name}: {e.Message}");
             }
             finally
             {
-                if (id is not null && _running.TryRemove(IdKey(id), out var done))
-                    done.Dispose();
+                if (request.Key is { } done && _running.TryRemove(done, out var finished))
+                    finished.Dispose();
             }
             if (_shutdown)
                 return;
@@ -142,18 +208,29 @@ public sealed class RpcServer
     private DumpSession Session => _session
         ?? throw new EngineException(ErrorCodes.NoDumpOpen, "No dump is open: call open first.");
 
-    private object? Dispatch(string method, JsonObject? p, IProgress<ProgressReport>? progress, CancellationToken cancel)
+    // Every method reads its parameters through `p` (Params) into locals
+    // before it touches the session, so a refused parameter answers -32602
+    // (whether or not a dump is open) and changes nothing.
+    private object? Dispatch(string method, Params p, IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         switch (method)
         {
             case "version":
                 return new VersionInfo(ProtocolVersion, EngineVersion, ClrMdVersion);
             case "open":
+            {
+                string dump = p.RequiredString("dump");
+                string? dac = p.OptionalString("dac");
+                string? dacFolder = p.OptionalString("dac_folder");
+                bool useIndex = p.Bool("index", true);
+                // The open dump stays open until the new one is: a failed
+                // open leaves the client where it was.
+                DumpSession opened = DumpSession.Open(dump, dac, dacFolder, _limits);
                 _session?.Dispose();
-                _session = null;
-                _session = DumpSession.Open(RequiredString(p, "dump"), OptionalString(p, "dac"), OptionalString(p, "dac_folder"), _limits);
-                _session.Index = OptionalBool(p, "index") == false ? null : _index;
-                return _session.Info;
+                _session = opened;
+                _session.Index = useIndex ? _index : null;
+                return opened.Info;
+            }
             case "runtime_info":
                 return Session.Info;
             case "close":
@@ -174,34 +251,73 @@ public sealed class RpcServer
             case "thread_pool":
                 return Session.ThreadPool();
             case "stack":
-                return Session.Stack((uint)RequiredULong(p, "os_id"));
+            {
+                uint osId = p.UInt32("os_id");
+                return Session.Stack(osId);
+            }
             case "monitors":
                 return Session.MonitorList(cancel);
             case "instances":
-                return Session.InstancesOf(RequiredULong(p, "method_table"),
-                    (int)(OptionalULong(p, "offset") ?? 0), (int)(OptionalULong(p, "limit") ?? 100),
-                    OptionalString(p, "sort") ?? "size", progress, cancel);
+            {
+                ulong methodTable = p.Address("method_table");
+                int offset = p.Int("offset", 0, int.MaxValue, 0);
+                int limit = p.Int("limit", 0, _limits.MaxPageSize, 100);
+                string sort = p.Choice("sort", "size", "size", "address");
+                return Session.InstancesOf(methodTable, offset, limit, sort, progress, cancel);
+            }
             case "object":
-                return Session.ObjectAt(RequiredULong(p, "address"));
+            {
+                ulong address = p.Address("address");
+                return Session.ObjectAt(address);
+            }
             case "finalizer_objects":
-                return Session.FinalizerObjectsOf(RequiredULong(p, "method_table"), OptionalString(p, "queue") ?? "ready",
-                    (int)Math.Min(OptionalULong(p, "offset") ?? 0, int.MaxValue), (int)Math.Min(OptionalULong(p, "limit") ?? 100, int.MaxValue), cancel);
+            {
+                ulong methodTable = p.Address("method_table");
+                string queue = p.Choice("queue", "ready", "ready", "finalizable");
+                int offset = p.Int("offset", 0, int.MaxValue, 0);
+                int limit = p.Int("limit", 0, _limits.MaxPageSize, 100);
+                return Session.FinalizerObjectsOf(methodTable, queue, offset, limit, cancel);
+            }
             case "native_pointers":
-                return Session.NativePointersInto(NativePointerScan.ParseRanges(p?["ranges"], _limits), NativePointerScan.ParseIndirect(p?["indirect"]),
-                    (int)Math.Min(OptionalULong(p, "limit") ?? 100_000, int.MaxValue), progress, cancel);
+            {
+                var ranges = NativePointerScan.ParseRanges(p.Node("ranges"), _limits);
+                bool indirect = NativePointerScan.ParseIndirect(p.Node("indirect"));
+                int limit = p.Int("limit", 1, _limits.MaxNativePointers, 100_000);
+                return Session.NativePointersInto(ranges, indirect, limit, progress, cancel);
+            }
             case "root_paths":
-                return Session.RootPathsTo(RequiredULong(p, "address"), (int)(OptionalULong(p, "max_paths") ?? 10), progress, cancel);
+            {
+                ulong address = p.Address("address");
+                int maxPaths = p.Int("max_paths", 1, _limits.MaxRootPaths, 10);
+                return Session.RootPathsTo(address, maxPaths, progress, cancel);
+            }
             case "graph":
                 return Session.GraphSummary(progress, cancel);
             case "dominators":
-                return Session.Dominators(OptionalULong(p, "address"), OptionalInt(p, "offset") ?? 0, OptionalInt(p, "limit") ?? 100,
-                    OptionalString(p, "type"), progress, cancel);
+            {
+                ulong? address = p.OptionalAddress("address");
+                int offset = p.Int("offset", 0, int.MaxValue, 0);
+                int limit = p.Int("limit", 0, int.MaxValue, 100);
+                string? type = p.OptionalString("type");
+                return Session.Dominators(address, offset, limit, type, progress, cancel);
+            }
             case "retained_by_type":
-                return Session.RetainedByType(OptionalInt(p, "offset") ?? 0, OptionalInt(p, "limit") ?? 100, progress, cancel);
+            {
+                int offset = p.Int("offset", 0, int.MaxValue, 0);
+                int limit = p.Int("limit", 0, int.MaxValue, 100);
+                return Session.RetainedByType(offset, limit, progress, cancel);
+            }
             case "why_alive":
-                return Session.WhyAlive(RequiredULong(p, "address"), progress, cancel);
+            {
+                ulong address = p.Address("address");
+                return Session.WhyAlive(address, progress, cancel);
+            }
             case "holders":
-                return Session.Holders(RequiredULong(p, "method_table"), OptionalInt(p, "limit") ?? 20, progress, cancel);
+            {
+                ulong methodTable = p.Address("method_table");
+                int limit = p.Int("limit", 0, int.MaxValue, 20);
+                return Session.Holders(methodTable, limit, progress, cancel);
+            }
             default:
                 throw new EngineException(ErrorCodes.MethodNotFound, $"Unknown method '{method}' (protocol version {ProtocolVersion}).");
         }
@@ -212,64 +328,11 @@ public sealed class RpcServer
     public static string ClrMdVersion =>
         typeof(Microsoft.Diagnostics.Runtime.DataTarget).Assembly.GetName().Version?.ToString() ?? "unknown";
 
-    private static string RequiredString(JsonObject? p, string name) =>
-        OptionalString(p, name) ?? throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' (string) is required.");
-
-    private static string? OptionalString(JsonObject? p, string name)
-    {
-        JsonNode? node = p?[name];
-        if (node is null)
-            return null;
-        if (node.GetValueKind() != JsonValueKind.String)
-            throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' must be a string.");
-        return (string?)node;
-    }
-
-    private static ulong RequiredULong(JsonObject? p, string name) =>
-        OptionalULong(p, name) ?? throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' (integer) is required.");
-
-    // Addresses are JSON integers; "0x..." strings are accepted too because
-    // some JSON writers lose precision above 2^53.
-    private static ulong? OptionalULong(JsonObject? p, string name)
-    {
-        JsonNode? node = p?[name];
-        if (node is null)
-            return null;
-        try
-        {
-            if (node.GetValueKind() == JsonValueKind.Number)
-                return node.GetValue<ulong>();
-            if (node.GetValueKind() == JsonValueKind.String)
-            {
-                string s = (string)node!;
-                return s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-                    ? Convert.ToUInt64(s[2..], 16)
-                    : ulong.Parse(s, System.Globalization.CultureInfo.InvariantCulture);
-            }
-        }
-        catch (Exception e) when (e is FormatException or OverflowException or InvalidOperationException)
-        {
-        }
-        throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' must be a non-negative integer.");
-    }
-
-    private static int? OptionalInt(JsonObject? p, string name) =>
-        OptionalULong(p, name) is { } value
-            ? value <= int.MaxValue ? (int)value : throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' is too large.")
-            : null;
-
-    private static bool? OptionalBool(JsonObject? p, string name) => p?[name] switch
-    {
-        null => null,
-        JsonNode node when node.GetValueKind() is JsonValueKind.True or JsonValueKind.False => node.GetValue<bool>(),
-        _ => throw new EngineException(ErrorCodes.InvalidParams, $"Parameter '{name}' must be true or false."),
-    };
-
-    private void SendError(JsonNode? id, int code, string message) =>
+    private void SendError(JsonElement? id, int code, string message) =>
         Send(new JsonObject
         {
             ["jsonrpc"] = "2.0",
-            ["id"] = id,
+            ["id"] = id is { } i ? JsonValue.Create(i) : null,
             ["error"] = new JsonObject { ["code"] = code, ["message"] = message },
         });
 
@@ -284,7 +347,7 @@ public sealed class RpcServer
     }
 
     /// <summary>Sends `$/progress` notifications, at most ten a second.</summary>
-    private sealed class ProgressSink(RpcServer server, JsonNode id) : IProgress<ProgressReport>
+    private sealed class ProgressSink(RpcServer server, JsonElement id) : IProgress<ProgressReport>
     {
         private readonly Stopwatch _since = Stopwatch.StartNew();
         private long _lastMs = -1000;
@@ -302,7 +365,7 @@ public sealed class RpcServer
                 ["method"] = "$/progress",
                 ["params"] = new JsonObject
                 {
-                    ["id"] = id.DeepClone(),
+                    ["id"] = JsonValue.Create(id),
                     ["done"] = value.Done,
                     ["total"] = value.Total,
                     ["message"] = value.Message,
