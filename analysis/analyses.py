@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Optional, Sequence, TypeVar, cast
+from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar, cast
 
 from analysis.dumpfile.base import MemoryReader, Module
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
@@ -40,6 +40,7 @@ from analysis.model.native import (
 from analysis.ownership import NativeOwnership, PileOwners
 from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_reason
 from analysis.model.threads import ThreadView
+from analysis.values import human_size
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -148,9 +149,42 @@ class Analysis(Generic[T_co]):
     uses: tuple["Analysis[object]", ...] = ()
     includes: tuple["Analysis[object]", ...] = ()
     engine: bool = False
+    # What a done result says it could not read, for the report's problems
+    # and a note on the tab that shows it.
+    problems: Callable[[T_co], tuple[str, ...]] = field(
+        default=lambda _result: (), repr=False
+    )
 
     def __repr__(self) -> str:
         return f"Analysis({self.id})"
+
+
+def _first_problems(problems: Iterable[str], limit: int = 5) -> tuple[str, ...]:
+    """At most `limit` problems, the rest counted."""
+    items = list(problems)
+    if len(items) <= limit:
+        return tuple(items)
+    return tuple(items[:limit]) + (f"and {len(items) - limit} more like these",)
+
+
+def heap_damage_text(heap: HeapStats) -> str:
+    """What the heap walk could not walk ("" when nothing): the counts and
+    sizes of the managed heap are then lower bounds."""
+    unwalked = int(heap.unwalked_bytes or 0)
+    ranges = int(heap.corrupt_range_count or len(heap.corrupt_ranges))
+    if not unwalked and not ranges:
+        return ""
+    first = heap.corrupt_ranges[0] if heap.corrupt_ranges else None
+    where = (
+        f", the first at 0x{int(first.start or 0):x} ({first.kind or 'segment'}: "
+        f"{first.reason or 'no valid object'})"
+        if first is not None
+        else ""
+    )
+    return (
+        f"the GC heap is damaged: {ranges:,} range(s), {human_size(unwalked)} not "
+        f"walked{where}; managed counts and sizes are lower bounds"
+    )
 
 
 # -- native: straight from the dump file ------------------------------------
@@ -181,6 +215,9 @@ NATIVE_HEAPS: Analysis[tuple[NativeHeap, ...]] = Analysis(
     "walking native heaps",
     _native_heaps,
     report="native_heaps",
+    problems=lambda heaps: _first_problems(
+        f"heap 0x{int(h.address):x}: {p}" for h in heaps for p in h.problems
+    ),
 )
 NATIVE_THREADS: Analysis[tuple[NativeThread, ...]] = Analysis(
     "native_threads",
@@ -259,6 +296,9 @@ RUNTIME: Analysis[RuntimeInfo] = Analysis(
     _open_runtime,
     report="managed.runtime",
     engine=True,
+    problems=lambda runtime: (
+        (f"the dump is damaged: {runtime.dump_damage}",) if runtime.dump_damage else ()
+    ),
 )
 HEAP_STATS: Analysis[HeapStats] = Analysis(
     "heap_stats",
@@ -268,6 +308,7 @@ HEAP_STATS: Analysis[HeapStats] = Analysis(
     report="managed.heap",
     needs=(RUNTIME,),
     engine=True,
+    problems=lambda heap: ((heap_damage_text(heap),) if heap_damage_text(heap) else ()),
 )
 GC_HEAP: Analysis[GcHeap] = Analysis(
     "gc_heap",

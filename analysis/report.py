@@ -76,6 +76,7 @@ def build_report(session: DumpSession) -> dict[str, Any]:
     problems += gaps_by_reason(
         [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
     )
+    problems += result_problems(outcomes)
     for analysis in ANALYSES:
         outcome = outcomes[analysis]
         if analysis.report is None:
@@ -97,6 +98,16 @@ def build_report(session: DumpSession) -> dict[str, Any]:
     report["analyses"] = {a.id: _state(outcomes[a]) for a in ANALYSES}
     report["problems"] = problems
     return report
+
+
+def result_problems(outcomes: dict[Analysis[object], Outcome[object]]) -> list[str]:
+    """What the analyses that ended with a result say they could not read."""
+    return [
+        f"{analysis.title}: {problem}"
+        for analysis, outcome in outcomes.items()
+        if isinstance(outcome, Done)
+        for problem in analysis.problems(outcome.value)
+    ]
 
 
 def placed(analysis: Analysis[Any]) -> Optional[str]:
@@ -180,8 +191,12 @@ def render_text(session: DumpSession) -> str:
         )
         out += ["", "Threads"] + _indent(table_text(THREAD_COLUMNS + waits, threads))
 
-    problems = [f"dump: {p}" for p in info.problems] + gaps_by_reason(
-        [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+    problems = (
+        [f"dump: {p}" for p in info.problems]
+        + gaps_by_reason(
+            [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+        )
+        + result_problems(outcomes)
     )
     if problems:
         out += ["", "Could not be read or analysed"] + [f"  - {p}" for p in problems]
@@ -423,8 +438,12 @@ def render_html(session: DumpSession) -> str:
         missing(MODULES) if modules is None else html_table(MODULE_COLUMNS, modules)
     )
 
-    problems = [f"dump: {p}" for p in info.problems] + gaps_by_reason(
-        [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+    problems = (
+        [f"dump: {p}" for p in info.problems]
+        + gaps_by_reason(
+            [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+        )
+        + result_problems(outcomes)
     )
     if problems:
         out.append('<h2 id="problems">Could not be read or analysed</h2><ul>')

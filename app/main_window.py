@@ -389,7 +389,10 @@ class MainWindow(QtWidgets.QMainWindow):
                         view.show_state("")
                     if part.show is not None:
                         part.show(view, outcome.value)
-                    view.note(f"{analysis.title}:", "")
+                    view.note(
+                        f"{analysis.title}:",
+                        "; ".join(analysis.problems(outcome.value)),
+                    )
                 elif part is tab.parts[0]:
                     view.show_state(f"{analysis.title}: {outcome.text}")
                 elif part.missing is not None:

@@ -353,6 +353,39 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
     )
 
 
+def heap_is_damaged(heap: HeapStats) -> bool:
+    return bool(heap.unwalked_bytes or heap.corrupt_range_count or heap.corrupt_ranges)
+
+
+def heap_damage(facts: Facts) -> Iterator[Finding]:
+    """Like `!verifyheap`: objects the walk could not read, and where."""
+    heap = facts.heap
+    if heap is None or not heap_is_damaged(heap):
+        return
+    ranges = int(heap.corrupt_range_count or len(heap.corrupt_ranges))
+    unwalked = int(heap.unwalked_bytes or 0)
+    shown = heap.corrupt_ranges[:3]
+    where = "; ".join(
+        f"0x{int(r.start or 0):x}-0x{int(r.end or 0):x} in {r.kind or 'a segment'}"
+        f" ({r.reason or 'no valid object'})"
+        for r in shown
+    )
+    more = f" and {ranges - len(shown):,} more" if ranges > len(shown) else ""
+    yield Finding(
+        rule="gc-heap-damaged",
+        severity=Severity.WARNING,
+        title="The GC heap is damaged in this dump",
+        statement=(
+            f"The heap walk found {ranges:,} damaged range(s) holding no valid object "
+            f"({human_size(unwalked)} not walked): {where}{more}. It walked around "
+            "them, so every managed count and size is a lower bound. A dump written "
+            "while the process was corrupting memory, or damaged since, looks like "
+            "this."
+        ),
+        evidence=(Evidence(RowKind.MEMORY_USAGE, "GC heap", "the GC heap's regions"),),
+    )
+
+
 def leak_suspects(facts: Facts) -> Iterator[Finding]:
     """Objects piling up under one holder (a static collection, an event, a
     GC handle, a store inside the runtime), found in the dominator tree."""
@@ -382,5 +415,6 @@ RULES: tuple[Callable[[Facts], Iterator[Finding]], ...] = (
     threadpool_starvation,
     fragmentation,
     leak_suspects,
+    heap_damage,
     apartment_disagreement,
 )

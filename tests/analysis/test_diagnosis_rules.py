@@ -158,3 +158,33 @@ def test_fragmentation_needs_a_large_free_share():
     assert finding.title == "60% of the GC heap is free space"
     tidy = heap_stats([("Free", 40, 1 * MB), ("System.Byte[]", 10, 99 * MB)])
     assert list(fragmentation(Facts((), None, tidy, ()))) == []
+
+
+def test_a_damaged_heap_is_a_finding_and_its_counts_are_lower_bounds():
+    from dataclasses import replace
+
+    from analysis.diagnosis import diagnose
+    from analysis.managed.results import CorruptRange
+    from analysis.values import Address, ByteSize
+
+    fragmented = heap_stats([("Free", 40, 60 * MB), ("System.Byte[]", 10, 40 * MB)])
+    damaged = replace(
+        fragmented,
+        corrupt_ranges=(
+            CorruptRange(Address(0x1000), Address(0x3000), "loh", "bad method table"),
+        ),
+        corrupt_range_count=1,
+        unwalked_bytes=ByteSize(0x2000),
+    )
+    found = {f.rule: f for f in diagnose(Facts((), None, damaged, ()))}
+    assert "0x1000-0x3000 in loh (bad method table)" in (
+        found["gc-heap-damaged"].statement
+    )
+    assert "8.00 KB not walked" in found["gc-heap-damaged"].statement
+    assert found["gc-fragmentation"].statement.endswith(
+        "these counts are lower bounds.)"
+    )
+    # An intact heap says neither.
+    intact = {f.rule: f for f in diagnose(Facts((), None, fragmented, ()))}
+    assert "gc-heap-damaged" not in intact
+    assert "lower bounds" not in intact["gc-fragmentation"].statement
