@@ -31,10 +31,22 @@ def report_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--out", help="write the report to this file instead of standard output"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="OLDER_DUMP",
+        help="an earlier dump of the same process: report per-type growth since it",
+    )
     args = parser.parse_args(argv)
 
     from analysis.dumpfile.base import DumpFormatError
-    from analysis.report import build_report, render_html, render_json, render_text
+    from analysis.report import (
+        build_report,
+        growth_section,
+        growth_text,
+        render_html,
+        render_json,
+        render_text,
+    )
     from analysis.session import DumpSession
 
     try:
@@ -42,13 +54,30 @@ def report_main(argv: Sequence[str]) -> int:
     except (DumpFormatError, OSError) as error:
         print(f"dumpscope: cannot read {args.dump}: {error}", file=sys.stderr)
         return EXIT_UNREADABLE
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = DumpSession(
+                args.baseline, dac=args.dac, dac_folder=args.dac_folder
+            )
+        except (DumpFormatError, OSError) as error:
+            session.close()
+            print(f"dumpscope: cannot read {args.baseline}: {error}", file=sys.stderr)
+            return EXIT_UNREADABLE
     with session:
         if args.format == "json":
-            text = render_json(build_report(session))
+            report = build_report(session)
+            if baseline is not None:
+                report["growth"] = growth_section(session, baseline)
+            text = render_json(report)
         elif args.format == "html":
             text = render_html(session)
         else:
             text = render_text(session)
+            if baseline is not None:
+                text += growth_text(growth_section(session, baseline))
+    if baseline is not None:
+        baseline.close()
     if args.out:
         Path(args.out).write_text(text)
     else:

@@ -22,10 +22,12 @@ from analysis.analyses import (
     MODULES,
     MONITORS,
     NATIVE_HEAPS,
+    RETAINED_BY_TYPE,
     RUNTIME,
     THREADS,
     Analysis,
 )
+from analysis.managed.compare import compare_heaps
 from analysis.model.columns import (
     BLOCK_COLUMNS,
     HEAP_COLUMNS,
@@ -450,4 +452,50 @@ def render_html(session: DumpSession) -> str:
         out.extend(f"<li>{_e(p)}</li>" for p in problems)
         out.append("</ul>")
     out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def growth_section(session: DumpSession, baseline: DumpSession) -> dict[str, Any]:
+    """Per-type growth from an earlier dump of the same process to this one
+    (count, shallow size, retained size), largest growth first; `types` is
+    null, with the reason, when either side's retained sizes are missing."""
+    before = baseline.outcome(RETAINED_BY_TYPE)
+    after = session.outcome(RETAINED_BY_TYPE)
+    section: dict[str, Any] = {"baseline": baseline.path}
+    if not isinstance(before, Done) or not isinstance(after, Done):
+        missing = before if not isinstance(before, Done) else after
+        section["types"] = None
+        section["reason"] = f"retained sizes {missing.text}"
+        return section
+    section["types"] = [
+        {
+            "name": d.name,
+            "count_before": d.count_before,
+            "count_after": d.count_after,
+            "count_delta": d.count_delta,
+            "size_before": int(d.size_before),
+            "size_after": int(d.size_after),
+            "size_delta": d.size_delta,
+            "retained_before": to_jsonable(d.retained_before),
+            "retained_after": to_jsonable(d.retained_after),
+            "retained_delta": d.retained_delta,
+        }
+        for d in compare_heaps(before.value.items, after.value.items)
+    ]
+    return section
+
+
+def growth_text(section: dict[str, Any], limit: int = 25) -> str:
+    out = ["", f"Growth since {section['baseline']}"]
+    types = section.get("types")
+    if types is None:
+        out.append(f"  not compared: {section.get('reason')}")
+        return "\n".join(out) + "\n"
+    out.append(f"  {'Count':>12}{'Size':>14}{'Retained':>14}  Class Name")
+    for t in types[:limit]:
+        retained = t["retained_delta"]
+        out.append(
+            f"  {t['count_delta']:>+12,}{t['size_delta']:>+14,}"
+            f"{'' if retained is None else f'{retained:+,}':>14}  {t['name']}"
+        )
     return "\n".join(out) + "\n"

@@ -1,24 +1,30 @@
 """`main.py report`: the headless report a user scripts against."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
+from scenarios.dumps import ensure_dump
 from tests.paths import MINIDUMPS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {e["file"]: e for e in json.loads((MINIDUMPS / "expected.json").read_text())}
 
 
-def report(*args: str) -> subprocess.CompletedProcess:
+def report(
+    *args: str, env: Optional[dict[str, str]] = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "report", *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         cwd=ROOT,
+        env=env,
     )
 
 
@@ -98,11 +104,30 @@ def test_corrupt_dump_reports_what_it_can_and_says_what_it_cannot():
 
 
 def test_dac_folder_option_reaches_the_engine():
-    from scenarios.dumps import ensure_dump
-
     dump = ensure_dump("deadlock", runtime="net8")
     run = report(str(dump.path), "--dac-folder", str(dump.runtime_dir))
     assert run.returncode == 0, run.stderr
     runtime = json.loads(run.stdout)["managed"]["runtime"]
     assert runtime["dac_path"] == str(dump.runtime_dir / "libmscordaccore.so")
     assert runtime["dac_explicit"] is True
+
+
+def test_report_with_a_baseline_gives_the_growth_of_each_type(tmp_path):
+    smaller = ensure_dump("big-heap", "net10", objects=400_000)
+    bigger = ensure_dump("big-heap", "net10", objects=800_000)
+    env = {**os.environ, "DUMPSCOPE_INDEX": str(tmp_path / "index")}
+    run = report(str(bigger.path), "--baseline", str(smaller.path), env=env)
+    assert run.returncode == 0, run.stderr
+    growth = json.loads(run.stdout)["growth"]
+    assert growth["baseline"] == str(smaller.path)
+    by_name = {t["name"]: t for t in growth["types"]}
+    order = by_name["DumpScope.Scenarios.Model.Order"]
+    assert (order["count_before"], order["count_after"]) == (50_000, 100_000)
+    assert order["count_delta"] == 50_000 and order["retained_delta"] > 0
+    # Largest growth first: the planted model leads, nothing shrank ahead of it.
+    assert growth["types"][0]["retained_delta"] >= order["retained_delta"]
+    text = report(
+        str(bigger.path), "--baseline", str(smaller.path), "--format", "text", env=env
+    )
+    assert f"Growth since {smaller.path}" in text.stdout
+    assert "+50,000" in text.stdout
