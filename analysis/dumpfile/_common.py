@@ -211,6 +211,20 @@ class MemoryIndex:
         total -= max(0, self._ends[last - 1] - end)
         return total
 
+    def held(self, start: int, size: int) -> List[Tuple[int, int]]:
+        """(start, size) of the pieces of [start, start+size) whose bytes the
+        dump holds, in address order: what a scan may visit, however large
+        the range a header claims."""
+        end = start + size
+        first = bisect.bisect_right(self._ends, start)
+        last = bisect.bisect_left(self._starts, end)
+        pieces = []
+        for i in range(first, last):
+            lo, hi = max(self._starts[i], start), min(self._ends[i], end)
+            if lo < hi:
+                pieces.append((lo, hi - lo))
+        return pieces
+
     def containing(self, address: int) -> Tuple[int, int] | None:
         """(start, size) of the held range around `address`, if any."""
         i = bisect.bisect_right(self._starts, address) - 1

@@ -9,7 +9,7 @@ bad stream does not sink the dump. What could not be read is listed in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Protocol, Sequence
+from typing import Mapping, Optional, Protocol, Sequence, Tuple
 
 from analysis.values import Address, ByteSize
 
@@ -92,6 +92,12 @@ class MemoryReader(Protocol):
 
     def read(self, address: int, size: int) -> bytes:
         """Exactly `size` bytes, or raises MemoryNotInDump."""
+        ...
+
+    def held_ranges(self, address: int, size: int) -> Sequence[Tuple[int, int]]:
+        """(start, size) of the pieces of [address, address+size) whose bytes
+        the dump holds, in address order. Scans iterate over these, so their
+        work is bounded by the file, not by the sizes its headers claim."""
         ...
 
     @property

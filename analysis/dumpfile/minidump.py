@@ -268,6 +268,9 @@ class MinidumpReader(ReaderBase):
     def read(self, address: int, size: int) -> bytes:
         return self._memory().read(address, size)
 
+    def held_ranges(self, address: int, size: int) -> Sequence[Tuple[int, int]]:
+        return self._memory().held(address, size)
+
     def close(self) -> None:
         self._file.close()
 

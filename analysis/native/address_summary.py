@@ -45,6 +45,7 @@ its used space is what runs out.
 from __future__ import annotations
 
 import bisect
+import heapq
 import struct
 from dataclasses import replace
 from typing import Callable, Mapping, Optional, Sequence, TypeVar, Union
@@ -117,32 +118,74 @@ Piece = tuple[str, Region, Region]
 
 
 class _Ranges:
-    """Labelled, possibly overlapping byte ranges; the first label added wins."""
+    """Labelled, possibly overlapping byte ranges; the first label added wins.
+
+    Cutting goes through the ranges flattened once into disjoint labelled
+    spans, so a dump with many regions and many ranges (threads, large
+    blocks) costs n log n, not regions times ranges."""
 
     def __init__(self) -> None:
         self._items: list[tuple[int, int, str]] = []
+        self._spans: Optional[list[tuple[int, int, str]]] = None
+        self._span_starts: list[int] = []
 
     def add(self, start: int, end: int, label: str) -> None:
         if end > start:
             self._items.append((start, end, label))
+            self._spans = None
+
+    def _flatten(self) -> list[tuple[int, int, str]]:
+        """Disjoint (start, end, label) spans in address order, each byte
+        labelled by the first range added that covers it."""
+        order = sorted(range(len(self._items)), key=lambda i: self._items[i][0])
+        points = sorted({p for s, e, _ in self._items for p in (s, e)})
+        active: list[tuple[int, int]] = []  # (insertion index, end)
+        spans: list[tuple[int, int, str]] = []
+        k = 0
+        for a, b in zip(points, points[1:]):
+            while k < len(order) and self._items[order[k]][0] <= a:
+                heapq.heappush(active, (order[k], self._items[order[k]][1]))
+                k += 1
+            while active and active[0][1] <= a:
+                heapq.heappop(active)
+            if not active:
+                continue
+            label = self._items[active[0][0]][2]
+            if spans and spans[-1][1] == a and spans[-1][2] == label:
+                spans[-1] = (spans[-1][0], b, label)
+            else:
+                spans.append((a, b, label))
+        return spans
 
     def cut(self, region: Region, fallback: str) -> list[Piece]:
         """The region split into labelled pieces (unlabelled bytes: fallback)."""
+        if self._spans is None:
+            self._spans = self._flatten()
+            self._span_starts = [s for s, _, _ in self._spans]
         lo, hi = int(region.base), int(region.base) + int(region.size)
-        hits = [(s, e, lab) for s, e, lab in self._items if s < hi and e > lo]
-        if not hits:
-            return [(fallback, region, region)]
-        bounds = {lo, hi}
-        for s, e, _ in hits:
-            bounds.update(b for b in (s, e) if lo < b < hi)
+        i = max(bisect.bisect_right(self._span_starts, lo) - 1, 0)
         spans: list[tuple[str, int, int]] = []
-        edges = sorted(bounds)
-        for a, b in zip(edges, edges[1:]):
-            label = next((lab for s, e, lab in hits if s <= a < e), fallback)
-            if spans and spans[-1][0] == label:
+
+        def emit(label: str, a: int, b: int) -> None:
+            if spans and spans[-1][0] == label and spans[-1][2] == a:
                 spans[-1] = (label, spans[-1][1], b)
             else:
                 spans.append((label, a, b))
+
+        cursor = lo
+        while i < len(self._spans) and self._spans[i][0] < hi:
+            s, e, label = self._spans[i]
+            i += 1
+            if e <= cursor:
+                continue
+            if s > cursor:
+                emit(fallback, cursor, s)
+            emit(label, max(s, cursor), min(e, hi))
+            cursor = min(e, hi)
+        if cursor < hi:
+            emit(fallback, cursor, hi)
+        if len(spans) == 1:
+            return [(spans[0][0], region, region)]
         return [(label, _piece(region, a, b), region) for label, a, b in spans]
 
 

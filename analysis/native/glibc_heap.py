@@ -54,6 +54,8 @@ HEAP_INFO_SIZES = (0x20, 0x30)
 MALLOC_STATE_SIZES = (0x898, 0x890, 0x8A0, 0x888)
 MINSIZE = 0x20
 AT_ENTRY = 9
+# Bytes read at once by the mmapped-chunk scan.
+SCAN_WINDOW = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -311,28 +313,47 @@ def _align(value: int) -> int:
 def _mmapped_chunks(
     reader: MemoryReader, regions: Sequence[Region], limits: Limits
 ) -> list[LargeBlock]:
+    """Checks each page start of the regions for an mmapped chunk header,
+    visiting only the bytes the dump holds: a region's size is what a header
+    claims (one damaged PT_LOAD can claim a terabyte), its held pieces are
+    what the file has."""
     blocks: list[LargeBlock] = []
     scanned = 0
     for region in regions:
         base, end = int(region.base), int(region.base) + int(region.size)
         address = base
-        while address + MMAP_THRESHOLD_MIN <= end and scanned < limits.max_scan_bytes:
-            header = _read(reader, address, 16)
-            size = 0
-            if header is not None:
-                prev_size, size_field = struct.unpack("<2Q", header)
-                size = size_field & ~FLAG_BITS
-                if not (
-                    prev_size == 0
-                    and size_field & FLAG_BITS == IS_MMAPPED
-                    and size % PAGE == 0
-                    and MMAP_THRESHOLD_MIN <= size <= end - address
+        for start, size in reader.held_ranges(base, end - base):
+            piece_end = start + size
+            address = max(address, _align_page(start))
+            while address + MMAP_THRESHOLD_MIN <= end and address + 16 <= piece_end:
+                if scanned >= limits.max_scan_bytes:
+                    return blocks
+                window = _read(
+                    reader, address, min(piece_end, address + SCAN_WINDOW) - address
+                )
+                if window is None:
+                    break
+                at = 0
+                while (
+                    at + 16 <= len(window) and address + at + MMAP_THRESHOLD_MIN <= end
                 ):
-                    size = 0
-            if size:
-                blocks.append(LargeBlock(Address(address), ByteSize(size)))
-                address += size
-            else:
-                address += PAGE
-            scanned += PAGE
+                    here = address + at
+                    prev_size, size_field = struct.unpack_from("<2Q", window, at)
+                    size = size_field & ~FLAG_BITS
+                    if (
+                        prev_size == 0
+                        and size_field & FLAG_BITS == IS_MMAPPED
+                        and size % PAGE == 0
+                        and MMAP_THRESHOLD_MIN <= size <= end - here
+                    ):
+                        blocks.append(LargeBlock(Address(here), ByteSize(size)))
+                        at += size
+                    else:
+                        at += PAGE
+                    scanned += PAGE
+                address += at
     return blocks
+
+
+def _align_page(value: int) -> int:
+    return (value + PAGE - 1) // PAGE * PAGE

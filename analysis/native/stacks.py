@@ -170,15 +170,16 @@ def _register(thread: ThreadInfo, names: tuple[str, ...]) -> Optional[int]:
 
 
 def _stack_bounds(
-    reader: MemoryReader, thread: ThreadInfo, sp: int
+    symbolizer: Symbolizer, thread: ThreadInfo, sp: int
 ) -> tuple[Optional[int], str]:
     """The stack's high end: the thread's stack base when known, else the end
-    of the mapping holding the stack pointer."""
+    of the mapping holding the stack pointer (looked up by bisection: a dump
+    may list a hundred thousand threads and millions of regions)."""
     if thread.stack_base and int(thread.stack_base) > sp:
         return int(thread.stack_base), ""
-    for region in reader.regions():
-        if int(region.base) <= sp < int(region.base) + int(region.size):
-            return int(region.base) + int(region.size), ""
+    region = symbolizer.region_at(sp)
+    if region is not None:
+        return int(region.base) + int(region.size), ""
     return None, f"no stack range known around the stack pointer 0x{sp:x}"
 
 
@@ -234,6 +235,9 @@ class _X86View:
 
     def read(self, address: int, size: int) -> bytes:
         return self._reader.read(address, size)
+
+    def held_ranges(self, address: int, size: int) -> Sequence[tuple[int, int]]:
+        return self._reader.held_ranges(address, size)
 
     @property
     def problems(self) -> Sequence[str]:
@@ -296,7 +300,7 @@ def _walk(
     if sp is None:
         problems.append("the dump records no stack pointer for this thread")
         return _finish(frames, symbolizer, reader, limits, problems)
-    high, why = _stack_bounds(reader, thread, int(sp))
+    high, why = _stack_bounds(symbolizer, thread, int(sp))
     if high is None:
         problems.append(why)
         return _finish(frames, symbolizer, reader, limits, problems)

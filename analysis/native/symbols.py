@@ -220,6 +220,13 @@ class _ElfHeader:
     shnum: int
 
 
+# Real images keep their program headers in the first page and have a few
+# dozen sections; a header claiming more is damaged, and reading what it
+# claims could mean gigabytes.
+_MAX_PROGRAM_HEADERS_END = 0x10000
+_MAX_SECTIONS = 0x10000
+
+
 def _elf_header(head: bytes) -> _ElfHeader:
     if head[:4] != b"\x7fELF":
         raise _BadImage("no ELF magic")
@@ -228,12 +235,22 @@ def _elf_header(head: bytes) -> _ElfHeader:
     if head[4] == 2:
         phoff, shoff = struct.unpack_from("<QQ", head, 32)
         phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
-        return _ElfHeader(True, phoff, phentsize, phnum, shoff, shentsize, shnum)
-    if head[4] == 1:
+        h = _ElfHeader(True, phoff, phentsize, phnum, shoff, shentsize, shnum)
+    elif head[4] == 1:
         phoff, shoff = struct.unpack_from("<II", head, 28)
         phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 42)
-        return _ElfHeader(False, phoff, phentsize, phnum, shoff, shentsize, shnum)
-    raise _BadImage(f"ELF class {head[4]}")
+        h = _ElfHeader(False, phoff, phentsize, phnum, shoff, shentsize, shnum)
+    else:
+        raise _BadImage(f"ELF class {head[4]}")
+    if phnum and phentsize != (56 if h.is64 else 32):
+        raise _BadImage(f"program header size {phentsize}")
+    if shnum and shentsize != (64 if h.is64 else 40):
+        raise _BadImage(f"section header size {shentsize}")
+    if phoff + phnum * phentsize > _MAX_PROGRAM_HEADERS_END:
+        raise _BadImage(f"{phnum} program headers at 0x{phoff:x}")
+    if shnum > _MAX_SECTIONS:
+        raise _BadImage(f"{shnum} sections")
+    return h
 
 
 def _program_headers(h: _ElfHeader, table: bytes) -> list[tuple[int, int, int, int]]:
@@ -284,9 +301,12 @@ def _elf_symbols_from(
     return symbols
 
 
-def _gnu_hash_count(read_abs: Callable[[int, int], bytes], at: int, is64: bool) -> int:
+def _gnu_hash_count(
+    read_abs: Callable[[int, int], bytes], at: int, is64: bool, limit: int
+) -> int:
     """Number of dynamic symbols, which DT_GNU_HASH states only implicitly:
-    one past the last symbol of the longest chain."""
+    one past the last symbol of the longest chain (a chain that does not end
+    within `limit` symbols is damaged)."""
     n_buckets, symoffset, bloom_size, _ = struct.unpack("<IIII", read_abs(at, 16))
     if n_buckets > 1 << 20 or bloom_size > 1 << 20:
         raise _BadImage(f"GNU hash with {n_buckets} buckets")
@@ -296,7 +316,7 @@ def _gnu_hash_count(read_abs: Callable[[int, int], bytes], at: int, is64: bool) 
     if last < symoffset:
         return symoffset
     chains_at = buckets_at + 4 * n_buckets
-    for _ in range(1 << 20):
+    for _ in range(limit):
         if _u32(read_abs(chains_at + 4 * (last - symoffset), 4), 0) & 1:
             return last + 1
         last += 1
@@ -335,7 +355,9 @@ def _elf_dynamic_symbols(
     if syment != (24 if h.is64 else 16):
         raise _BadImage(f"DT_SYMENT {syment} is not the size of an ELF symbol")
     if _DT_GNU_HASH in tags:
-        count = _gnu_hash_count(reader.read, pointer(_DT_GNU_HASH), h.is64)
+        count = _gnu_hash_count(
+            reader.read, pointer(_DT_GNU_HASH), h.is64, limits.max_symbols
+        )
     elif _DT_HASH in tags:
         count = _u32(reader.read(pointer(_DT_HASH) + 4, 4), 0)
     else:
@@ -460,7 +482,7 @@ class Symbolizer:
         """The module whose image holds `address`. Where the dump names the
         file behind each mapping (Linux), that name decides: module ranges
         of files mapped several times can span memory that is not theirs."""
-        region = self._region_at(address)
+        region = self.region_at(address)
         if region is not None and self._mapping_paths:
             if not region.path:
                 return None
@@ -479,7 +501,8 @@ class Symbolizer:
                 return module
         return None
 
-    def _region_at(self, address: int) -> Optional[Region]:
+    def region_at(self, address: int) -> Optional[Region]:
+        """The region holding `address` (regions sorted once, then bisected)."""
         i = bisect.bisect_right(self._region_starts, address) - 1
         if i >= 0:
             region = self._regions[i]

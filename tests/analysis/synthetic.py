@@ -35,6 +35,7 @@ in the Memory64List, which keeps the files small.
 
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 import tempfile
@@ -1160,6 +1161,7 @@ class FakeLinuxProcess:
     memory: dict[int, bytes] = field(default_factory=dict)
     modules_: list[Module] = field(default_factory=list)
     threads_: list[ThreadInfo] = field(default_factory=list)
+    _sorted_bases: list[int] = field(default_factory=list, repr=False)
 
     def add(
         self, base: int, data: bytes, path: Optional[str] = None, protect: str = "rw-"
@@ -1183,11 +1185,30 @@ class FakeLinuxProcess:
     def modules(self) -> list[Module]:
         return self.modules_
 
+    def _bases(self) -> list[int]:
+        # Tests add to `memory` directly; its keys change only with its size.
+        if len(self._sorted_bases) != len(self.memory):
+            self._sorted_bases = sorted(self.memory)
+        return self._sorted_bases
+
     def read(self, address: int, size: int) -> bytes:
-        for base, data in self.memory.items():
-            if base <= address and address + size <= base + len(data):
+        bases = self._bases()
+        i = bisect.bisect_right(bases, address) - 1
+        if i >= 0:
+            base = bases[i]
+            data = self.memory[base]
+            if address + size <= base + len(data):
                 return data[address - base : address - base + size]
         raise MemoryNotInDump(address, size)
+
+    def held_ranges(self, address: int, size: int) -> list[tuple[int, int]]:
+        end = address + size
+        pieces = [
+            (max(base, address), min(base + len(data), end) - max(base, address))
+            for base, data in sorted(self.memory.items())
+            if base < end and base + len(data) > address
+        ]
+        return pieces
 
     def close(self) -> None:
         pass
