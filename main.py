@@ -7,9 +7,12 @@ Exit codes of `report`: 0 done, 2 bad arguments, 3 the dump cannot be read.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import stat
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import IO, Optional, Sequence
 
 EXIT_OK, EXIT_USAGE, EXIT_UNREADABLE = 0, 2, 3
 
@@ -49,40 +52,99 @@ def report_main(argv: Sequence[str]) -> int:
     )
     from analysis.session import DumpSession
 
-    try:
-        session = DumpSession(args.dump, dac=args.dac, dac_folder=args.dac_folder)
-    except (DumpFormatError, OSError) as error:
-        print(f"dumpscope: cannot read {args.dump}: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    baseline = None
-    if args.baseline:
-        try:
-            baseline = DumpSession(
-                args.baseline, dac=args.dac, dac_folder=args.dac_folder
-            )
-        except (DumpFormatError, OSError) as error:
-            session.close()
-            print(f"dumpscope: cannot read {args.baseline}: {error}", file=sys.stderr)
-            return EXIT_UNREADABLE
-    with session:
-        if args.format == "json":
-            report = build_report(session)
-            if baseline is not None:
-                report["growth"] = growth_section(session, baseline)
-            text = render_json(report)
-        elif args.format == "html":
-            text = render_html(session)
-        else:
-            text = render_text(session)
-            if baseline is not None:
-                text += growth_text(growth_section(session, baseline))
-    if baseline is not None:
-        baseline.close()
+    out: Optional[IO[str]] = None
+    created = False
     if args.out:
-        Path(args.out).write_text(text)
-    else:
-        sys.stdout.write(text)
+        created = not os.path.lexists(args.out)
+        try:
+            out = _open_out(args.out, args.dump)
+        except OSError as error:
+            reason = (
+                "a FIFO that nothing reads"
+                if error.errno == errno.ENXIO
+                else error.strerror or str(error)
+            )
+            _say(f"cannot write the report to {args.out}: {reason}")
+            return EXIT_USAGE
+    try:
+        session = baseline = None
+        try:
+            for name in (args.dump, args.baseline):
+                if name:
+                    opened = DumpSession(name, dac=args.dac, dac_folder=args.dac_folder)
+                    session, baseline = (
+                        (opened, None)
+                        if session is None
+                        else (
+                            session,
+                            opened,
+                        )
+                    )
+        except (DumpFormatError, OSError) as error:
+            _say(f"cannot read {name}: {error}")
+            if session is not None:
+                session.close()
+            if out is not None and created:
+                out.close()
+                os.unlink(args.out)
+            return EXIT_UNREADABLE
+        assert session is not None
+        with session:
+            if args.format == "json":
+                report = build_report(session)
+                if baseline is not None:
+                    report["growth"] = growth_section(session, baseline)
+                text = render_json(report)
+            elif args.format == "html":
+                text = render_html(session)
+            else:
+                text = render_text(session)
+                if baseline is not None:
+                    text += growth_text(growth_section(session, baseline))
+        if baseline is not None:
+            baseline.close()
+        if out is None:
+            sys.stdout.write(text)
+        else:
+            if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
+                out.truncate(0)
+            out.write(text)
+    finally:
+        if out is not None:
+            out.close()
     return EXIT_OK
+
+
+def _open_out(path: str, dump: str) -> IO[str]:
+    """The report's destination, opened before the analysis so an unwritable
+    one is said at once. Nothing is truncated yet (a failed analysis leaves
+    an existing file as it was), a FIFO with no reader is refused rather
+    than waited on, and the dump itself is never a destination."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags, 0o666)
+    try:
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        if _same_file(os.fstat(fd), dump):
+            raise OSError(errno.EEXIST, "it is the dump itself")
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, "w", encoding="utf-8")
+
+
+def _same_file(out: os.stat_result, dump: str) -> bool:
+    try:
+        held = os.stat(dump)
+    except (OSError, ValueError):
+        return False
+    return (held.st_dev, held.st_ino) == (out.st_dev, out.st_ino)
+
+
+def _say(message: str) -> None:
+    """One line on stderr, whatever bytes the names in it hold."""
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    print(f"dumpscope: {line}", file=sys.stderr)
 
 
 def gui_main(argv: Sequence[str]) -> int:

@@ -23,7 +23,7 @@ from analysis.analyses import (
     EngineSlot,
     Unavailability,
 )
-from analysis.dumpfile import open_dump
+from analysis.dumpfile import check_dump_path, open_dump
 from analysis.dumpfile.base import MemoryReader
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.managed.results import (
@@ -65,7 +65,7 @@ class DumpSession:
         """dac: the runtime's data-access library for this dump; dac_folder:
         a folder of DACs (e.g. copied from the machine that wrote the dump).
         Without either, the engine looks beside the runtime the dump names."""
-        self.path = str(Path(path).resolve())
+        self.path = check_dump_path(str(path))
         self.reader: MemoryReader = open_dump(self.path)
         self._engine = EngineSlot(self.path, EngineOptions(dac, dac_folder))
         self._outcomes: dict[Analysis[object], Outcome[object]] = {}

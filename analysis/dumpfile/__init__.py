@@ -3,18 +3,25 @@ Linux ELF core dumps."""
 
 from __future__ import annotations
 
-from analysis.dumpfile._common import DEFAULT_LIMITS, Limits
+from analysis.dumpfile._common import (
+    DEFAULT_LIMITS,
+    Limits,
+    check_dump_path,
+    open_regular,
+)
 from analysis.dumpfile.base import DumpFormatError, MemoryReader
 
-__all__ = ["open_dump", "Limits", "DEFAULT_LIMITS"]
+__all__ = ["open_dump", "check_dump_path", "Limits", "DEFAULT_LIMITS"]
 
 
 def open_dump(path: str, limits: Limits = DEFAULT_LIMITS) -> MemoryReader:
     """Opens a dump read-only, choosing the reader by the file's magic.
 
     Raises DumpFormatError when the file is neither a minidump nor an ELF core
-    dump, or is too short for its header; OSError when it cannot be opened."""
-    with open(path, "rb") as f:
+    dump, is too short for its header, or is no regular file (a FIFO, a
+    directory, a device: refused before it is opened); OSError when it cannot
+    be opened."""
+    with open(open_regular(path), "rb") as f:
         magic = f.read(4)
     if not magic:
         raise DumpFormatError(f"{path}: the file is empty")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+import stat
 import struct
 import threading
 from dataclasses import dataclass
@@ -113,13 +114,55 @@ def slice_at(buf: Sized, offset: int, size: int, what: str) -> bytes:
     return buf[offset : offset + size]  # type: ignore[index]
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_unless_regular(path: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _FILE_KINDS if test(mode)), "not a file")
+        raise DumpFormatError(f"{path} is {kind}, not a dump file")
+
+
+def check_dump_path(path: str) -> str:
+    """The absolute path of the dump at `path`, symlinks resolved, checked
+    without opening it: only a regular file passes (opening a FIFO blocks
+    until a writer comes, opening a device can act on it). Raises OSError
+    (missing, no permission, a symlink loop, a name too long) or
+    DumpFormatError, each with a one-line reason."""
+    _refuse_unless_regular(path, os.stat(path).st_mode)
+    return os.path.realpath(path)
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of the regular file at `path`. Checked before
+    opening (check_dump_path) and again on the descriptor, which is opened
+    non-blocking so a file swapped for a FIFO in between cannot stall us."""
+    check_dump_path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags | getattr(os, "O_NOCTTY", 0))
+    try:
+        _refuse_unless_regular(path, os.fstat(fd).st_mode)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class MappedFile:
     """A dump file mapped read-only; nothing is read until asked for, so a
     20 GB dump opens in constant time and memory."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        with open(path, "rb") as f:
+        with open(open_regular(path), "rb") as f:
             self.size = os.fstat(f.fileno()).st_size
             if self.size == 0:
                 raise DumpFormatError(f"{path}: the file is empty")

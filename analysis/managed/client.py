@@ -19,6 +19,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -148,6 +149,28 @@ def find_dotnet() -> Optional[str]:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def _speakable(path: str, folder: str, role: str) -> str:
+    """`path` itself when it is valid Unicode, else a symlink to it (or, where
+    symlinks need privileges, a hard link) named `role` in `folder`."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    alias = os.path.join(folder, role)
+    try:
+        os.symlink(path, alias)
+    except OSError:
+        try:
+            os.link(path, alias)
+        except OSError as e:
+            raise EngineError(
+                f"The file name {path!r} cannot be passed to the engine ({e}).",
+                ErrorCode.DUMP_UNREADABLE,
+            ) from e
+    return alias
 
 
 def engine_available() -> bool:
@@ -449,12 +472,23 @@ class EngineClient:
         runtime build that wrote the dump; dac_folder: a folder holding it;
         use_index False: neither load nor save this dump's heap graph in the
         user's cache (PROTOCOL.md, "Heap graph"). When open fails, the dump
-        open before stays open (as in the engine)."""
-        params: dict[str, Any] = {"dump": os.path.abspath(dump_path)}
+        open before stays open (as in the engine).
+
+        JSON text carries only Unicode, so a name holding bytes that are not
+        UTF-8 (Python keeps them as lone surrogates) cannot reach the engine
+        as it is: such a file reaches it through a symlink with an ASCII name
+        in a private folder, which lives as long as this open does."""
+        alias_folder = tempfile.TemporaryDirectory(prefix="dumpscope-names-")
+        aliases = alias_folder.name
+        params: dict[str, Any] = {
+            "dump": _speakable(os.path.abspath(dump_path), aliases, "dump")
+        }
         if dac is not None:
-            params["dac"] = os.path.abspath(dac)
+            params["dac"] = _speakable(os.path.abspath(dac), aliases, "dac")
         if dac_folder is not None:
-            params["dac_folder"] = os.path.abspath(dac_folder)
+            params["dac_folder"] = _speakable(
+                os.path.abspath(dac_folder), aliases, "dac-folder"
+            )
         if not use_index:
             params["index"] = False
         with self._lock:
@@ -470,6 +504,8 @@ class EngineClient:
                     self._opened = before
                 raise
             self._opened = params
+            # The aliases of the dump now open live as long as it is open.
+            self._aliases = alias_folder
         return from_json(RuntimeInfo, result)
 
     def heap_stats(
