@@ -33,7 +33,9 @@ from analysis.values import Address, ByteSize
 ET_CORE = 4
 EM_X86_64 = 62
 EM_AARCH64 = 183
+PT_NULL = 0
 PT_LOAD = 1
+PT_DYNAMIC = 2
 PT_NOTE = 4
 PN_XNUM = 0xFFFF
 PF_X, PF_W, PF_R = 1, 2, 4
@@ -44,6 +46,8 @@ NT_AUXV = 6
 NT_SIGINFO = 0x53494749
 NT_FILE = 0x46494C45
 NT_GNU_BUILD_ID = 3
+DT_STRTAB, DT_SONAME, DT_DEBUG = 5, 14, 21
+AT_EXECFN = 31
 
 ELF64_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 ELF64_PHDR = struct.Struct("<IIQQQQQQ")
@@ -120,6 +124,20 @@ class FileMapping:
 
 
 @dataclass(frozen=True)
+class _ElfImage:
+    """An ELF object found by its header in memory: [base, base+size) spans
+    its PT_LOAD segments; dynamic: where its dynamic section is loaded."""
+
+    base: int
+    size: int
+    e_type: int
+    dynamic: int
+    dynamic_size: int
+    bias: int
+    build_id: Optional[str]
+
+
+@dataclass(frozen=True)
 class ElfThread:
     pid: int
     signal: int
@@ -162,11 +180,16 @@ class ElfCoreReader(ReaderBase):
         self._file_mappings: List[FileMapping] = []
         self._auxv: Dict[int, int] = {}
         self._process: Optional[ProcessInfo] = None
+        self._nt_file_found = False
+        # What is wrong with NT_FILE, when something is: its module list is
+        # then incomplete and modules are also looked for in memory.
+        self._nt_file_damage: List[str] = []
         self._read_notes()
         self._memory = MemoryIndex(
             self._file,
             [(s.vaddr, s.filesz, s.offset) for s in self._segments if s.filesz],
         )
+        self._say_what_is_missing()
 
     # -- protocol --------------------------------------------------------
 
@@ -307,11 +330,14 @@ class ElfCoreReader(ReaderBase):
         )
         self._segments: List[LoadSegment] = []
         self._notes: List[Tuple[int, int]] = []
+        self._empty_phdrs = 0
         for i in range(count):
             p_type, flags, offset, vaddr, _, filesz, memsz, _ = self._file.unpack_at(
                 ELF64_PHDR, self._phoff + i * ELF64_PHDR.size, f"program header {i}"
             )
-            if p_type == PT_NOTE:
+            if p_type == PT_NULL:
+                self._empty_phdrs += 1
+            elif p_type == PT_NOTE:
                 self._notes.append((offset, filesz))
             elif p_type == PT_LOAD:
                 held = max(min(filesz, self._file.size - offset), 0)
@@ -378,11 +404,21 @@ class ElfCoreReader(ReaderBase):
             name_at = pos + NOTE_HEADER.size
             desc_at = name_at + _align4(namesz)
             try:
+                if namesz == 0:
+                    raise OutOfBounds("a note with no owner name (zeroed?)")
                 name = slice_at(data, name_at, namesz, "note name")
                 desc = slice_at(data, desc_at, descsz, f"note {note_type:#x}")
             except OutOfBounds as e:
-                self._problem(f"PT_NOTE at +0x{pos:x}: {e}")
-                return seen
+                resume = _next_core_note(data, pos + 4)
+                skipped = (resume if resume is not None else len(data)) - pos
+                self._problem(
+                    f"PT_NOTE at +0x{pos:x}: {e}; {skipped} damaged bytes skipped"
+                    + ("" if resume is not None else ", to the end of the notes")
+                )
+                if resume is None:
+                    return seen
+                pos = resume
+                continue
             pos = desc_at + _align4(descsz)
             owner = name.rstrip(b"\0")
             if owner != b"CORE":
@@ -433,24 +469,50 @@ class ElfCoreReader(ReaderBase):
         self._threads_raw.append(ElfThread(pid, signal, registers, desc))
 
     def _read_nt_file(self, desc: bytes) -> None:
-        count, page_size = struct.unpack("<QQ", slice_at(desc, 0, 16, "NT_FILE"))
+        """The file mappings, checked: a table entry or a file name that a
+        damaged note zeroed would otherwise drop a module, or, as names are
+        matched to entries by position, give every later mapping the wrong
+        file, without a word."""
+        self._nt_file_found = True
+        damage = self._nt_file_damage
+        declared, page_size = struct.unpack("<QQ", slice_at(desc, 0, 16, "NT_FILE"))
         count = self._count(
-            "NT_FILE", count, 24, len(desc) - 16, self.limits.max_regions
+            "NT_FILE", declared, 24, len(desc) - 16, self.limits.max_regions
         )
+        if count < declared:
+            damage.append(f"it declares {declared} mappings but holds {count}")
+        if page_size == 0 or page_size & (page_size - 1):
+            damage.append(f"its page size is {page_size}")
+            page_size = 0
         table = slice_at(desc, 16, 24 * count, "NT_FILE")
-        names = desc[16 + 24 * count :].split(b"\0")
+        names = desc[16 + 24 * count :].split(b"\0")[:count]
         if len(names) < count:
-            self._problem(f"NT_FILE: {count} mappings but only {len(names)} file names")
-        for i in range(min(count, len(names))):
+            damage.append(f"{count} mappings but only {len(names)} file names")
+        unnamed = next((i for i, name in enumerate(names) if not name), None)
+        if unnamed is not None:
+            damage.append(
+                f"mapping {unnamed} has no file name, so the names after it "
+                "cannot be matched to their mappings"
+            )
+            names = names[:unnamed]
+        if count == 0 and any(desc[16:]):
+            damage.append("it declares no mapping but holds file names")
+        unusable = 0
+        for i in range(len(names)):
             start, end, page = struct.unpack_from("<QQQ", table, 24 * i)
-            if end < start:
-                self._problem(
-                    f"NT_FILE: mapping {i} ends (0x{end:x}) before it starts "
-                    f"(0x{start:x})"
-                )
+            if end <= start or (page_size and (start | end) % page_size):
+                unusable += 1
                 continue
             path = names[i].decode("utf-8", "replace")
             self._file_mappings.append(FileMapping(start, end, page * page_size, path))
+        if unusable:
+            damage.append(f"{unusable} mappings are empty, reversed or unaligned")
+        left_out = count - len(names) + unusable
+        if damage:
+            self._problem(
+                f"NT_FILE (the list of mapped files) is damaged: {'; '.join(damage)}"
+                f"; {left_out} of its {count} mappings left out"
+            )
 
     def _read_prpsinfo(self, desc: bytes) -> None:
         state, sname = struct.unpack("<bc", slice_at(desc, 0, 2, "NT_PRPSINFO"))
@@ -469,7 +531,27 @@ class ElfCoreReader(ReaderBase):
             args=args.decode("utf-8", "replace"),
         )
 
-    # -- helpers -----------------------------------------------------------
+    def _say_what_is_missing(self) -> None:
+        """A core whose headers or notes lack what every core holds (a
+        zero-filled or cut file) still reads as "no threads, no modules":
+        that must not pass for a fact about the process."""
+        if self._empty_phdrs:
+            self._problem(
+                f"{self._empty_phdrs} of the {self._phnum} program headers are "
+                "empty (PT_NULL): the table is damaged"
+            )
+        if not self._notes:
+            self._problem(
+                "no PT_NOTE program header: the dump holds no threads, no list "
+                "of mapped files (modules) and no auxiliary vector"
+            )
+        else:
+            if not self._threads_raw:
+                self._problem("the notes hold no thread (NT_PRSTATUS)")
+        if not self._segments:
+            self._problem("no PT_LOAD program header: the dump holds no memory")
+        elif not len(self._memory):
+            self._problem("the file holds none of the bytes its PT_LOAD segments list")
 
     # -- threads -----------------------------------------------------------
 
@@ -638,8 +720,189 @@ class ElfCoreReader(ReaderBase):
                         ),
                     )
                 )
+        if (self._nt_file_damage or not self._nt_file_found) and len(self._memory):
+            modules += self._modules_from_memory(modules)
         modules.sort(key=lambda m: m.base)
         return modules
+
+    def _modules_from_memory(self, listed: List[Module]) -> List[Module]:
+        """The ELF modules NT_FILE does not list, found another way: the
+        dynamic linker's list in memory (r_debug's link_map: each object's
+        load address and path; the main program's path from AT_EXECFN), then
+        ELF headers at the start of PT_LOAD segments, named by DT_SONAME or,
+        without one in the dump, by their GNU build id. Said as a problem, as
+        the managed engine reads only NT_FILE and may then miss the runtime."""
+        spans = [(int(m.base), int(m.base) + int(m.size)) for m in listed]
+
+        def is_listed(base: int) -> bool:
+            return any(lo <= base < hi for lo, hi in spans)
+
+        images = self._elf_images()
+        by_dynamic = {i.dynamic: i for i in images.values() if i.dynamic}
+        found: List[Module] = []
+        linked, how = self._link_map(images)
+        for index, (l_addr, name, l_ld) in enumerate(linked):
+            image = by_dynamic.get(l_ld) or images.get(l_addr)
+            if index == 0 and not name:
+                name = self._main_program_path()
+            if image is None or "/" not in name or is_listed(image.base):
+                continue
+            found.append(self._image_module(image, name))
+            spans.append((image.base, image.base + image.size))
+        for image in images.values():
+            if is_listed(image.base) or image.e_type == ET_CORE:
+                continue
+            name = self._soname(image) or (
+                f"[build id {image.build_id}]" if image.build_id else ""
+            )
+            if name:
+                found.append(self._image_module(image, name))
+                spans.append((image.base, image.base + image.size))
+        runtime = [m for m in found if m.name == "libcoreclr.so"]
+        state = (
+            "NT_FILE is damaged"
+            if self._nt_file_found
+            else "no NT_FILE note (the list of mapped files)"
+        )
+        among = (
+            f", the .NET runtime among them (libcoreclr.so at 0x{int(runtime[0].base):x})"
+            if runtime
+            else ""
+        )
+        self._problem(
+            f"{state}: {len(found)} more modules found in memory ({how}){among}; "
+            "mapped files that are no ELF objects (.NET assemblies, data) are not "
+            "listed, and the managed analysis, which reads NT_FILE, may not find "
+            "the runtime"
+        )
+        return found
+
+    def _image_module(self, image: "_ElfImage", path: str) -> Module:
+        name = path.rsplit("/", 1)[-1]
+        return Module(
+            name=name,
+            path=path if "/" in path else "",
+            base=Address(image.base),
+            size=ByteSize(image.size),
+            build_id=image.build_id,
+        )
+
+    def _elf_images(self) -> Dict[int, "_ElfImage"]:
+        """ELF objects whose header starts a PT_LOAD held in the dump."""
+        images: Dict[int, _ElfImage] = {}
+        for s in self._segments:
+            if s.filesz < ELF64_EHDR.size:
+                continue
+            try:
+                header = self.read(s.vaddr, ELF64_EHDR.size)
+                if header[:4] != b"\x7fELF" or header[4] != 2:
+                    continue
+                fields = ELF64_EHDR.unpack(header)
+                e_type, phoff, phentsize, phnum = (
+                    fields[1],
+                    fields[5],
+                    fields[9],
+                    fields[10],
+                )
+                if phentsize != ELF64_PHDR.size or not 0 < phnum <= _MAX_IMAGE_PHDRS:
+                    continue
+                table = self.read(s.vaddr + phoff, phnum * ELF64_PHDR.size)
+            except MemoryNotInDump:
+                continue
+            phdrs = [
+                ELF64_PHDR.unpack_from(table, i * ELF64_PHDR.size) for i in range(phnum)
+            ]
+            loads = [(p[3], p[6]) for p in phdrs if p[0] == PT_LOAD]
+            if not loads:
+                continue
+            low = min(v for v, _ in loads) & ~0xFFF
+            high = max(v + m for v, m in loads)
+            bias = s.vaddr - low
+            dynamic = [(p[3], p[6]) for p in phdrs if p[0] == PT_DYNAMIC]
+            images[s.vaddr] = _ElfImage(
+                base=s.vaddr,
+                size=-(-(high - low) // 0x1000) * 0x1000,
+                e_type=e_type,
+                dynamic=bias + dynamic[0][0] if dynamic else 0,
+                dynamic_size=min(dynamic[0][1], _MAX_IMAGE_NOTES) if dynamic else 0,
+                bias=bias,
+                build_id=self._build_id(s.vaddr),
+            )
+        return images
+
+    def _dynamic_tags(self, image: "_ElfImage") -> Dict[int, int]:
+        tags: Dict[int, int] = {}
+        if not image.dynamic:
+            return tags
+        try:
+            raw = self.read(image.dynamic, image.dynamic_size & ~0xF)
+        except MemoryNotInDump:
+            return tags
+        for tag, value in struct.iter_unpack("<qQ", raw):
+            if tag == 0:
+                break
+            tags.setdefault(tag, value)
+        return tags
+
+    def _soname(self, image: "_ElfImage") -> Optional[str]:
+        tags = self._dynamic_tags(image)
+        if DT_SONAME not in tags or DT_STRTAB not in tags:
+            return None
+        strtab = tags[DT_STRTAB]
+        # The loader relocates DT_STRTAB in place; the file holds it as an
+        # offset from the load address. Either can be in a dump.
+        strtab = strtab if strtab >= image.bias else strtab + image.bias
+        return self._c_string(strtab + tags[DT_SONAME])
+
+    def _link_map(
+        self, images: Dict[int, "_ElfImage"]
+    ) -> Tuple[List[Tuple[int, str, int]], str]:
+        """(l_addr, l_name, l_ld) of each object on the dynamic linker's
+        list, reached from the DT_DEBUG entry of an image's dynamic section,
+        and how far the walk got."""
+        r_debug = next(
+            (
+                tags[DT_DEBUG]
+                for tags in map(self._dynamic_tags, images.values())
+                if tags.get(DT_DEBUG)
+            ),
+            None,
+        )
+        if r_debug is None:
+            return [], "no dynamic linker list (DT_DEBUG) in the dump; by ELF headers"
+        entries: List[Tuple[int, str, int]] = []
+        seen: set = set()
+        try:
+            (node,) = struct.unpack("<Q", self.read(r_debug + 8, 8))
+            while node and node not in seen:
+                if len(entries) >= self.limits.max_modules:
+                    break
+                seen.add(node)
+                l_addr, l_name, l_ld, node = struct.unpack("<4Q", self.read(node, 32))
+                entries.append((l_addr, self._c_string(l_name) or "", l_ld))
+        except MemoryNotInDump as e:
+            return entries, f"from the dynamic linker's list, cut where {e}"
+        return entries, "from the dynamic linker's list and ELF headers"
+
+    def _main_program_path(self) -> str:
+        execfn = self._auxv.get(AT_EXECFN)
+        path = self._c_string(execfn) if execfn else None
+        if path:
+            return path
+        return self._process.name if self._process is not None else ""
+
+    def _c_string(self, address: int, limit: int = 4096) -> Optional[str]:
+        """The NUL-terminated string at `address`, within the held range
+        around it; None when it is not in the dump or does not end there."""
+        held = self._memory.containing(address)
+        if held is None:
+            return None
+        start, size = held
+        raw = self.read(address, min(limit, start + size - address))
+        end = raw.find(b"\0")
+        if end < 0:
+            return None
+        return raw[:end].decode("utf-8", "replace")
 
     def _instances(self, maps: List[FileMapping]) -> List[List[FileMapping]]:
         """Splits one file's mappings (sorted by address) into load
@@ -723,6 +986,21 @@ def _without_overlaps(
 
 def _align4(n: int) -> int:
     return (n + 3) & ~3
+
+
+def _next_core_note(data: bytes, start: int) -> Optional[int]:
+    """Where the next note owned by "CORE" starts at or after `start` (a
+    4-aligned header whose namesz is 5 followed by the name), so one damaged
+    note does not take the threads and mappings after it down with it."""
+    at = data.find(b"CORE\0", start + NOTE_HEADER.size)
+    while at >= 0:
+        header = at - NOTE_HEADER.size
+        if header % 4 == 0 and header >= start:
+            (namesz,) = struct.unpack_from("<I", data, header)
+            if namesz == 5:
+                return header
+        at = data.find(b"CORE\0", at + 1)
+    return None
 
 
 def _note_name(note_type: int) -> str:
