@@ -8,6 +8,7 @@ the file); memory is served straight from the read-only file map.
 from __future__ import annotations
 
 import bisect
+import itertools
 import struct
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
@@ -732,10 +733,16 @@ class ElfCoreReader(ReaderBase):
         ELF headers at the start of PT_LOAD segments, named by DT_SONAME or,
         without one in the dump, by their GNU build id. Said as a problem, as
         the managed engine reads only NT_FILE and may then miss the runtime."""
-        spans = [(int(m.base), int(m.base) + int(m.size)) for m in listed]
+        spans = sorted((int(m.base), int(m.base) + int(m.size)) for m in listed)
+        starts = [lo for lo, _ in spans]
+        ends: List[int] = list(itertools.accumulate((hi for _, hi in spans), max))
+        added: set = set()
 
         def is_listed(base: int) -> bool:
-            return any(lo <= base < hi for lo, hi in spans)
+            # Inside a module NT_FILE lists (spans may nest: bisect, then the
+            # furthest end so far), or added already.
+            i = bisect.bisect_right(starts, base) - 1
+            return base in added or (i >= 0 and base < ends[i])
 
         images = self._elf_images()
         by_dynamic = {i.dynamic: i for i in images.values() if i.dynamic}
@@ -748,7 +755,7 @@ class ElfCoreReader(ReaderBase):
             if image is None or "/" not in name or is_listed(image.base):
                 continue
             found.append(self._image_module(image, name))
-            spans.append((image.base, image.base + image.size))
+            added.add(image.base)
         for image in images.values():
             if is_listed(image.base) or image.e_type == ET_CORE:
                 continue
@@ -757,7 +764,7 @@ class ElfCoreReader(ReaderBase):
             )
             if name:
                 found.append(self._image_module(image, name))
-                spans.append((image.base, image.base + image.size))
+                added.add(image.base)
         runtime = [m for m in found if m.name == "libcoreclr.so"]
         state = (
             "NT_FILE is damaged"

@@ -39,6 +39,7 @@ HEAP_SIGNATURE = 0xEEFFEEFF
 SEGMENT_HEAP_SIGNATURE = 0xDDEEDDEE
 LFH_FRONT_END = 2
 WINDOWS_10_FIRST_BUILD = 10240
+MAX_LISTED_BAD_BLOCKS = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class Limits:
     max_heaps: int = 1024
     max_segments: int = 4096
     max_large_blocks: int = 1_000_000
+    # All list entries of all heaps of a dump: damaged heaps whose lists run
+    # into each other must not multiply the per-heap bounds by the heap count.
+    max_list_entries: int = 2_000_000
     # No single block or segment of a real process reaches 1 TB.
     max_block_bytes: int = 1 << 40
 
@@ -226,6 +230,7 @@ def walk_process_heaps(
     unreadable); a WOW64 process's 32-bit heaps (its PEB32's) follow its
     64-bit ones."""
     heaps: list[NativeHeap] = []
+    budget = _Budget(limits.max_list_entries)
     for wow64 in (False, True):
         if wow64 and wow64_peb32(reader) is None:
             continue
@@ -233,11 +238,25 @@ def walk_process_heaps(
         addresses, problems = process_heap_addresses(reader, limits, wow64=wow64)
         peb = wow64_peb32(reader) if wow64 else peb_address(reader)
         build = _os_build(_Memory(reader, bits), peb)
-        walked = [_walk(reader, a, limits, build, bits) for a in addresses]
+        distinct = list(dict.fromkeys(addresses))
+        if len(distinct) < len(addresses):
+            problems += (
+                f"PEB.ProcessHeaps lists {len(addresses)} heaps, of which only "
+                f"{len(distinct)} distinct: each walked once",
+            )
+        walked = [_walk(reader, a, limits, build, bits, budget) for a in distinct]
         if walked and problems:
             walked[0] = replace(walked[0], problems=problems + walked[0].problems)
         heaps += walked
     return tuple(heaps)
+
+
+class _Budget:
+    """List entries the walks of one dump may still visit."""
+
+    def __init__(self, entries: int) -> None:
+        self.limit = entries
+        self.remaining = entries
 
 
 def _walk(
@@ -246,6 +265,7 @@ def _walk(
     limits: Limits,
     os_build: Optional[int],
     bits: _Bitness,
+    budget: _Budget,
 ) -> NativeHeap:
     mem = _Memory(reader, bits)
     try:
@@ -270,7 +290,7 @@ def _walk(
             f"no _HEAP.Signature 0x{HEAP_SIGNATURE:08x} where Windows 7 to 11 put it "
             f"in the heap at 0x{address:x}",
         )
-    return _NtHeapWalk(mem, address, layout, limits, os_build).run()
+    return _NtHeapWalk(mem, address, layout, limits, os_build, budget).run()
 
 
 def _find_layout(mem: _Memory, address: int) -> Optional[_HeapLayout]:
@@ -336,12 +356,14 @@ class _NtHeapWalk:
         layout: _HeapLayout,
         limits: Limits,
         os_build: Optional[int],
+        budget: _Budget,
     ) -> None:
         self.mem = mem
         self.address = address
         self.layout = layout
         self.limits = limits
         self.os_build = os_build
+        self.budget = budget
         self.problems: list[str] = []
 
     def run(self) -> NativeHeap:
@@ -386,6 +408,13 @@ class _NtHeapWalk:
             if len(nodes) >= limit:
                 self.problems.append(f"{what} list longer than {limit}: walk stopped")
                 break
+            if self.budget.remaining <= 0:
+                self.problems.append(
+                    f"{what} walk stopped: the heap lists of this dump hold more "
+                    f"than {self.budget.limit} entries in all"
+                )
+                break
+            self.budget.remaining -= 1
             seen.add(node)
             nodes.append(node)
             try:
@@ -445,6 +474,7 @@ class _NtHeapWalk:
         blocks: list[LargeBlock] = []
         reserve_total = 0
         head = self.address + self.layout.virtual_allocd
+        bad: list[str] = []
         for node in self._list(
             head, "VirtualAllocdBlocks", self.limits.max_large_blocks
         ):
@@ -452,18 +482,23 @@ class _NtHeapWalk:
                 commit = self.mem.ptr(node + bits.va_commit)
                 reserve = self.mem.ptr(node + bits.va_reserve)
             except MemoryNotInDump:
-                self.problems.append(
-                    f"large block header at 0x{node:x} is not in the dump"
-                )
+                bad.append(f"large block header at 0x{node:x} is not in the dump")
                 continue
             if not 0 < commit <= reserve <= self.limits.max_block_bytes:
-                self.problems.append(
+                bad.append(
                     f"large block at 0x{node:x} claims CommitSize {commit} and "
                     f"ReserveSize {reserve}: skipped"
                 )
                 continue
             blocks.append(LargeBlock(Address(node), ByteSize(commit)))
             reserve_total += reserve
+        # A damaged list can hold a million bad entries: name the first few.
+        self.problems += bad[:MAX_LISTED_BAD_BLOCKS]
+        if len(bad) > MAX_LISTED_BAD_BLOCKS:
+            self.problems.append(
+                f"... and {len(bad) - MAX_LISTED_BAD_BLOCKS} more large blocks "
+                "unreadable or implausible: skipped"
+            )
         return blocks, reserve_total
 
     def _free(self) -> ByteSize | Unknown:

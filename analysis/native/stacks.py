@@ -32,6 +32,17 @@ class StackLimits:
 
     max_frames: int = 256
     max_scan_bytes: int = 256 * 1024
+    # All threads of one dump together (see ScanBudget): a hundred thousand
+    # threads pointing into one held stack must not cost days.
+    max_total_scan_bytes: int = 16 << 20
+
+
+class ScanBudget:
+    """Stack bytes the walks of one dump may still scan."""
+
+    def __init__(self, limits: StackLimits) -> None:
+        self.limit = limits.max_total_scan_bytes
+        self.remaining = limits.max_total_scan_bytes
 
 
 @dataclass(frozen=True)
@@ -252,23 +263,24 @@ def walk_stack(
     thread: ThreadInfo,
     symbolizer: Symbolizer,
     limits: StackLimits = StackLimits(),
+    budget: Optional[ScanBudget] = None,
 ) -> StackWalk:
     """Frames from the context, the frame-pointer chain and a stack scan,
     ordered from the innermost call outwards (by where each return address
-    sits on the stack).
+    sits on the stack). budget: shared by the walks of one dump's threads.
 
     A thread of a WOW64 process dumped by a 64-bit writer is walked on its
     32-bit stack, from the context it saved on entering the 64-bit layer: the
     process's own frames, not the emulator's."""
     if not is_wow64(reader):
-        return _walk(reader, thread, symbolizer, limits, [])
+        return _walk(reader, thread, symbolizer, limits, [], budget)
     context = wow64_context(reader, thread)
     if not isinstance(context, Wow64Context):
         problems = [
             f"32-bit stack not walked ({context.reason}): "
             "these are the WOW64 layer's 64-bit frames"
         ]
-        return _walk(reader, thread, symbolizer, limits, problems)
+        return _walk(reader, thread, symbolizer, limits, problems, budget)
     thread32 = ThreadInfo(
         os_id=thread.os_id,
         teb=thread.teb,
@@ -279,7 +291,7 @@ def walk_stack(
         registers={"eip": context.eip, "esp": context.esp, "ebp": context.ebp},
         name=thread.name,
     )
-    return _walk(_X86View(reader), thread32, symbolizer, limits, [])
+    return _walk(_X86View(reader), thread32, symbolizer, limits, [], budget)
 
 
 def _walk(
@@ -288,6 +300,7 @@ def _walk(
     symbolizer: Symbolizer,
     limits: StackLimits,
     problems: list[str],
+    budget: Optional[ScanBudget] = None,
 ) -> StackWalk:
     frames: list[tuple[Optional[int], int, FrameHow]] = []
     pc = thread.instruction_pointer
@@ -304,13 +317,24 @@ def _walk(
     if high is None:
         problems.append(why)
         return _finish(frames, symbolizer, reader, limits, problems)
-    memory = _StackMemory(reader, int(sp), min(high, int(sp) + limits.max_scan_bytes))
+    scan = limits.max_scan_bytes
+    if budget is not None:
+        if budget.remaining <= 0:
+            problems.append(
+                f"stack not scanned: the stacks of this dump's threads reached "
+                f"the limit of {budget.limit} scanned bytes in all"
+            )
+            return _finish(frames, symbolizer, reader, limits, problems)
+        scan = min(scan, budget.remaining)
+    memory = _StackMemory(reader, int(sp), min(high, int(sp) + scan))
+    if budget is not None:
+        budget.remaining -= max(memory.readable_bytes, 1)
     if memory.readable_bytes == 0:
         problems.append(f"the stack at 0x{int(sp):x} is not in the dump")
         return _finish(frames, symbolizer, reader, limits, problems)
-    if high > int(sp) + limits.max_scan_bytes:
+    if high > int(sp) + scan:
         problems.append(
-            f"stack scan stopped after {limits.max_scan_bytes} bytes "
+            f"stack scan stopped after {scan} bytes "
             f"(0x{high - int(sp):x} bytes to the stack base)"
         )
     found: dict[int, tuple[int, FrameHow]] = {}

@@ -9,7 +9,12 @@ from typing import Optional
 from analysis.dumpfile.base import MemoryReader
 from analysis.model.native import AddressOrGap, NativeThread
 from analysis.model.vocab import Apartment
-from analysis.native.stacks import StackLimits, com_call_wait, walk_stack
+from analysis.native.stacks import (
+    ScanBudget,
+    StackLimits,
+    com_call_wait,
+    walk_stack,
+)
 from analysis.native.symbols import Symbolizer
 from analysis.native.teb import com_apartment_of, read_teb
 from analysis.values import Address
@@ -32,10 +37,11 @@ def native_threads(
 ) -> tuple[NativeThread, ...]:
     symbolizer = symbolizer or Symbolizer(reader)
     threads = []
+    budget = ScanBudget(limits)
     for thread in reader.threads():
         teb = read_teb(reader, thread)
         apartment = com_apartment_of(reader, teb)
-        walk = walk_stack(reader, thread, symbolizer, limits)
+        walk = walk_stack(reader, thread, symbolizer, limits, budget)
         wait = com_call_wait(walk.frames)
         problems = list(teb.problems) + list(walk.problems)
         # On Linux every thread lacks a TEB: the reason is kept once per

@@ -128,3 +128,69 @@ def test_stack_bounds_of_many_threads_are_looked_up_not_searched():
     assert all(
         not any("no stack range" in p for p in w.problems) for w in walks
     ), "each stack pointer's region bounds its stack"
+
+
+def test_a_heap_listed_a_thousand_times_over_a_long_damaged_list_is_walked_once():
+    from analysis.native.teb import peb_layout
+    from tests.analysis.synthetic import MinidumpBuilder
+
+    peb, heap, chain, array = (
+        0x7FF5_FFFD_E000,
+        0x0000_01F0_0000_0000,
+        0x0000_01F2_0000_0000,
+        0x0000_01F3_0000_0000,
+    )
+    b = MinidumpBuilder("x64")
+    b.add_nt_heap(heap)
+    b.set_peb(peb, process_heaps_array=array)
+    b.add_thread(
+        7, teb=0x7FF5_FFFD_C000, stack_base=0xA0_0010_0000, stack_limit=0xA0_000C_0000
+    )
+    # VirtualAllocdBlocks (Windows 10 x64: _HEAP+0x110) runs through 65,536
+    # entries 16 bytes apart, each too large to be a block, then back.
+    n = 1 << 16
+    head = heap + 0x110
+    links = [chain + 16 * (i + 1) for i in range(n - 1)] + [head]
+    b.add_memory(chain, b"".join(struct.pack("<QQ", f, 0) for f in links))
+    b.patch_pointer(head, chain)
+    # PEB.ProcessHeaps names that heap a thousand times.
+    b.add_memory(array, struct.pack("<Q", heap) * 1000)
+    b.patch(peb + peb_layout(8).number_of_heaps, struct.pack("<I", 1000))
+    reader = b.reader()
+    with time_bound(20):
+        heaps = find_native_heaps(reader)
+    (row,) = heaps
+    assert int(row.address) == heap and row.large_blocks == ()
+    assert any("1000 heaps, of which only 1 distinct" in p for p in row.problems)
+    assert any(f"and {n - 10} more large blocks" in p for p in row.problems)
+    assert len(row.problems) < 20
+
+
+def test_stack_scans_of_one_dump_share_one_budget():
+    from analysis.native.stacks import StackLimits
+    from analysis.native.threads import native_threads
+
+    # Two thousand threads whose stack pointers all sit at the bottom of one
+    # held 256 KB stack: scanning each would read 512 MB.
+    process = FakeLinuxProcess()
+    process.add(0x7F0000000000, bytes(256 << 10), path="[stack]")
+    for i in range(2000):
+        process.threads_.append(
+            ThreadInfo(
+                os_id=i + 1,
+                teb=None,
+                stack_base=Address(0x7F0000000000 + (256 << 10)),
+                stack_limit=Address(0x7F0000000000),
+                stack_pointer=Address(0x7F0000000000),
+                instruction_pointer=None,
+            )
+        )
+    limits = StackLimits(max_total_scan_bytes=1 << 20)
+    with time_bound(30):
+        threads = native_threads(process, limits=limits)
+    scanned = [t for t in threads if not any("not scanned" in p for p in t.problems)]
+    assert len(scanned) == 4
+    assert all(
+        any("limit of 1048576 scanned bytes" in p for p in t.problems)
+        for t in threads[4:]
+    )
