@@ -9,6 +9,7 @@ the read-only file map. A stream that cannot be read is reported in
 
 from __future__ import annotations
 
+import bisect
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -24,7 +25,13 @@ from analysis.dumpfile._common import (
     OutOfBounds,
     slice_at,
 )
-from analysis.dumpfile.base import DumpFormatError, Module, Region, ThreadInfo
+from analysis.dumpfile.base import (
+    DumpFormatError,
+    MemoryNotInDump,
+    Module,
+    Region,
+    ThreadInfo,
+)
 from analysis.values import Address, ByteSize
 
 T = TypeVar("T")
@@ -228,6 +235,8 @@ class MinidumpReader(ReaderBase):
         super().__init__(limits)
         self._strings: Dict[int, str] = {}
         self._string_bytes = 0
+        self._module_list_damaged = False
+        self._module_list_missing = False
         self._file = MappedFile(path)
         try:
             self._read_header()
@@ -559,6 +568,7 @@ class MinidumpReader(ReaderBase):
             data = self._stream_data(raw.StreamType.THREAD_EX_LIST)
             entry_size, what, ex = raw.MINIDUMP_THREAD_EX.SIZE, "THREAD_EX_LIST", True
         if data is None:
+            self._problem("no THREAD_LIST stream: the dump lists no threads")
             return []
 
         def parse(data: bytes) -> List[raw.MINIDUMP_THREAD]:
@@ -631,8 +641,17 @@ class MinidumpReader(ReaderBase):
         return result
 
     def _parse_module_list(self) -> List[MinidumpModule]:
+        said = len(self._problems) + self._suppressed
+        modules = self._parse_module_records()
+        self._module_list_damaged = (
+            self._module_list_missing or len(self._problems) + self._suppressed > said
+        )
+        return modules
+
+    def _parse_module_records(self) -> List[MinidumpModule]:
         data = self._stream_data(raw.StreamType.MODULE_LIST)
         if data is None:
+            self._module_list_missing = True
             return []
         what, size = "MODULE_LIST", raw.MINIDUMP_MODULE.SIZE
 
@@ -704,7 +723,7 @@ class MinidumpReader(ReaderBase):
         return None, None
 
     def _make_modules(self) -> List[Module]:
-        return [
+        modules = [
             Module(
                 name=m.name,
                 path=m.path,
@@ -715,6 +734,61 @@ class MinidumpReader(ReaderBase):
             )
             for m in self.module_list()
         ]
+        if self._module_list_damaged:
+            modules += self._modules_from_images(modules)
+        return modules
+
+    def _modules_from_images(self, listed: List[Module]) -> List[Module]:
+        """The PE images the module list misses, found by their headers at
+        allocation boundaries of the memory the dump holds (and of MEM_IMAGE
+        regions) and named by their export directory. Said as a problem: the
+        managed analysis reads only the module list and may miss the runtime."""
+        spans = sorted((int(m.base), int(m.base) + int(m.size)) for m in listed)
+        starts = [lo for lo, _ in spans]
+        memory = self._memory()
+        candidates = {start for start, _, _ in memory.ranges() if start % 0x10000 == 0}
+        for region in self.memory_info() or ():
+            if region.type == raw.MEM_IMAGE and region.base_address == (
+                region.allocation_base
+            ):
+                candidates.add(region.base_address)
+        found: List[Module] = []
+        for base in sorted(candidates):
+            i = bisect.bisect_right(starts, base) - 1
+            if i >= 0 and base < spans[i][1]:
+                continue
+            image = _pe_image(memory, base)
+            if image is not None:
+                name, size = image
+                found.append(
+                    Module(
+                        name=name or f"<module at 0x{base:x}>",
+                        path=name or "",
+                        base=Address(base),
+                        size=ByteSize(size),
+                    )
+                )
+        runtime = [m for m in found if m.name.lower() in ("coreclr.dll", "clr.dll")]
+        state = (
+            "no MODULE_LIST stream: the dump lists no modules"
+            if self._module_list_missing
+            else "the module list is damaged"
+        )
+        if not found:
+            self._problem(f"{state}, and no other module was found by PE headers")
+            return found
+        among = (
+            f", the .NET runtime among them ({runtime[0].name} at "
+            f"0x{int(runtime[0].base):x})"
+            if runtime
+            else ""
+        )
+        self._problem(
+            f"{state}; {len(found)} more modules found by their PE headers in "
+            f"memory{among}; the managed analysis, which reads the module list, "
+            "may not find the runtime"
+        )
+        return found
 
     def _parse_exception(self) -> Optional[MinidumpException]:
         data = self._stream_data(raw.StreamType.EXCEPTION)
@@ -1115,6 +1189,45 @@ class MinidumpReader(ReaderBase):
             )
             for start, size, _ in memory.ranges()
         ]
+
+
+def _pe_image(memory: MemoryIndex, base: int) -> Optional[Tuple[str, int]]:
+    """(export name or "", SizeOfImage) of a PE image whose headers are at
+    `base`, or None when there are none."""
+    try:
+        dos = memory.read(base, 0x40)
+        if dos[:2] != b"MZ":
+            return None
+        (nt,) = struct.unpack_from("<I", dos, 0x3C)
+        if nt > 0x1000:
+            return None
+        head = memory.read(base + nt, 24 + 0x78)
+    except MemoryNotInDump:
+        return None
+    if head[:4] != b"PE\0\0":
+        return None
+    magic, size = (
+        struct.unpack_from("<H", head, 24)[0],
+        struct.unpack_from("<I", head, 24 + 56)[0],
+    )
+    directories = {0x10B: 24 + 96, 0x20B: 24 + 112}.get(magic)
+    if directories is None or not 0 < size <= 1 << 32:
+        return None
+    name = ""
+    try:
+        (export_rva,) = struct.unpack_from("<I", head, directories)
+        if export_rva:
+            (name_rva,) = struct.unpack_from(
+                "<I", memory.read(base + export_rva + 0xC, 4)
+            )
+            held = memory.containing(base + name_rva)
+            if held is not None:
+                end = min(held[0] + held[1], base + name_rva + 256)
+                raw_name = memory.read(base + name_rva, end - base - name_rva)
+                name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
+    except (MemoryNotInDump, struct.error):
+        name = ""
+    return name, size
 
 
 def _fully_held(memory: MemoryIndex, start: int, size: int) -> bool:

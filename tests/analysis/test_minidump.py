@@ -197,7 +197,11 @@ def test_memory64_list_reads_span_adjacent_ranges(full_memory_dump):
     assert reader.read(0x7F0010, 4) == bytes([16, 17, 18, 19])
     with pytest.raises(MemoryNotInDump):
         reader.read(0x117FC, 8)  # runs off the end of the second range
-    assert reader.problems == []
+    # A dump of memory and one thread, no module list: said, not assumed.
+    assert reader.problems == [
+        "no MODULE_LIST stream: the dump lists no modules, and no other module "
+        "was found by PE headers"
+    ]
 
 
 def test_thread_names_registers_and_stack_from_synthetic_dump(full_memory_dump):
@@ -373,7 +377,10 @@ def test_a_20_gb_arm64_dump_opens_without_reading_it(tmp_path):
     assert thread.instruction_pointer == 0x7FF600001000
     assert thread.registers["fp"] == 0x2000F00
     assert [(r.base, r.size) for r in regions] == ranges
-    assert problems == []
+    assert problems == [
+        "no MODULE_LIST stream: the dump lists no modules, and no other module "
+        "was found by PE headers"
+    ]
 
 
 def test_thread_ex_list_thread_info_list_and_padded_module_list(tmp_path):
