@@ -14,7 +14,8 @@ from analysis.dumpfile import open_dump
 from analysis.dumpfile.base import Module, ThreadInfo
 from analysis.native.address_summary import summarize
 from analysis.native.glibc_heap import walk_glibc_heaps
-from analysis.native.heaps import LargeBlock, find_native_heaps
+from analysis.model.native import LargeBlock
+from analysis.native.heaps import find_native_heaps
 from analysis.native.stacks import walk_stack
 from analysis.native.symbols import Symbolizer
 from analysis.values import Address

@@ -265,13 +265,14 @@ def parse(text: str) -> dict[str, Any]:
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """What a user reads off the report: its counts and its findings."""
     managed = report.get("managed") or {}
+    heap = managed.get("heap") or {}
     return {
         "threads": len(report.get("threads") or []),
         "modules": len(report.get("modules") or []),
         "managed available": managed.get("available"),
-        "managed types": len(managed.get("types") or []),
-        "managed objects": managed.get("total_objects"),
-        "managed bytes": managed.get("total_bytes"),
+        "managed types": len(heap.get("types") or []),
+        "managed objects": heap.get("total_objects"),
+        "managed bytes": heap.get("total_bytes"),
         "findings": sorted(f["title"] for f in report.get("findings") or []),
     }
 
