@@ -35,6 +35,9 @@ class SymbolLimits:
     """
 
     max_symbols: int = 500_000
+    # All modules of one dump together: many damaged module entries sharing
+    # one huge export table must not each cost its full read.
+    max_total_symbols: int = 4_000_000
     max_table_bytes: int = 64 * 1024 * 1024
     max_name_length: int = 512
     max_export_distance: int = 0x2000
@@ -451,6 +454,7 @@ class Symbolizer:
         self._modules = sorted(reader.modules(), key=lambda m: int(m.base))
         self._bases = [int(m.base) for m in self._modules]
         self._cache: dict[int, ModuleSymbols] = {}
+        self._symbols_read = 0
         self._starts: dict[int, list[int]] = {}
         self._regions = sorted(reader.regions(), key=lambda r: int(r.base))
         self._region_starts = [int(r.base) for r in self._regions]
@@ -546,6 +550,12 @@ class Symbolizer:
     def _load(self, module: Module) -> ModuleSymbols:
         shown = module_display_name(module, self.reader.os)
         problems: list[str] = []
+        if self._symbols_read >= self.limits.max_total_symbols:
+            problems.append(
+                f"not read: the modules of this dump already gave "
+                f"{self.limits.max_total_symbols} symbols"
+            )
+            return ModuleSymbols(module, shown, (), "none", tuple(problems))
         for source, loader in (("dump", self._from_dump), ("file", self._from_file)):
             try:
                 symbols = loader(module)
@@ -563,6 +573,7 @@ class Symbolizer:
             for symbol in symbols:
                 unique.setdefault(symbol.address, symbol)
             ordered = tuple(sorted(unique.values(), key=lambda s: s.address))
+            self._symbols_read += len(symbols)
             return ModuleSymbols(module, shown, ordered, source, tuple(problems))
         return ModuleSymbols(module, shown, (), "none", tuple(problems))
 

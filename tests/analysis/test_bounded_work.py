@@ -195,3 +195,39 @@ def test_stack_scans_of_one_dump_share_one_budget():
         any("limit of 1048576 scanned bytes" in p for p in t.problems)
         for t in threads[4:]
     )
+
+
+def test_symbols_of_one_dump_share_one_budget():
+    from analysis.native.symbols import SymbolLimits
+
+    # A hundred module headers whose export directories all point at one
+    # table of 50,000 exports.
+    n_functions, table = 50_000, 0x7F00_8000_0000
+    process = FakeLinuxProcess()
+    process.add(
+        table, struct.pack(f"<{n_functions}I", *range(0x1000, 0x1000 + n_functions))
+    )
+    modules = []
+    for i in range(100):
+        base = 0x7F00_0000_0000 + i * 0x100_0000
+        page = bytearray(0x1000)
+        page[0:2] = b"MZ"
+        struct.pack_into("<I", page, 0x3C, 0x80)
+        page[0x80:0x84] = b"PE\0\0"
+        struct.pack_into("<H", page, 0x84 + 16, 0xF0)
+        struct.pack_into("<H", page, 0x98, 0x20B)
+        struct.pack_into("<I", page, 0x98 + 108, 16)
+        struct.pack_into("<II", page, 0x98 + 112, 0x200, 0x28)
+        # Base 1, n functions, no names, the functions at the shared table.
+        struct.pack_into("<IIII", page, 0x210, 1, n_functions, 0, table - base)
+        process.add(base, bytes(page), protect="r-x")
+        modules.append(
+            Module(f"m{i}.dll", f"/m{i}.dll", Address(base), 0x100_0000)  # type: ignore[arg-type]
+        )
+    process.modules_ += modules
+    symbolizer = Symbolizer(process, SymbolLimits(max_total_symbols=100_000))
+    with time_bound(30):
+        loaded = [symbolizer.symbols_for(m) for m in modules]
+    assert [len(m.symbols) for m in loaded[:2]] == [n_functions, n_functions]
+    assert all(m.source == "none" for m in loaded[2:])
+    assert "100000 symbols" in loaded[-1].problems[0]
