@@ -749,7 +749,11 @@ class ElfCoreReader(ReaderBase):
         found: List[Module] = []
         linked, how = self._link_map(images)
         for index, (l_addr, name, l_ld) in enumerate(linked):
-            image = by_dynamic.get(l_ld) or images.get(l_addr)
+            # A header inside a PT_LOAD (writers join adjacent mappings) is
+            # found from the list's load address.
+            image = (
+                by_dynamic.get(l_ld) or images.get(l_addr) or self._elf_image_at(l_addr)
+            )
             if index == 0 and not name:
                 name = self._main_program_path()
             if image is None or "/" not in name or is_listed(image.base):
@@ -798,44 +802,49 @@ class ElfCoreReader(ReaderBase):
         """ELF objects whose header starts a PT_LOAD held in the dump."""
         images: Dict[int, _ElfImage] = {}
         for s in self._segments:
-            if s.filesz < ELF64_EHDR.size:
-                continue
-            try:
-                header = self.read(s.vaddr, ELF64_EHDR.size)
-                if header[:4] != b"\x7fELF" or header[4] != 2:
-                    continue
-                fields = ELF64_EHDR.unpack(header)
-                e_type, phoff, phentsize, phnum = (
-                    fields[1],
-                    fields[5],
-                    fields[9],
-                    fields[10],
-                )
-                if phentsize != ELF64_PHDR.size or not 0 < phnum <= _MAX_IMAGE_PHDRS:
-                    continue
-                table = self.read(s.vaddr + phoff, phnum * ELF64_PHDR.size)
-            except MemoryNotInDump:
-                continue
-            phdrs = [
-                ELF64_PHDR.unpack_from(table, i * ELF64_PHDR.size) for i in range(phnum)
-            ]
-            loads = [(p[3], p[6]) for p in phdrs if p[0] == PT_LOAD]
-            if not loads:
-                continue
-            low = min(v for v, _ in loads) & ~0xFFF
-            high = max(v + m for v, m in loads)
-            bias = s.vaddr - low
-            dynamic = [(p[3], p[6]) for p in phdrs if p[0] == PT_DYNAMIC]
-            images[s.vaddr] = _ElfImage(
-                base=s.vaddr,
-                size=-(-(high - low) // 0x1000) * 0x1000,
-                e_type=e_type,
-                dynamic=bias + dynamic[0][0] if dynamic else 0,
-                dynamic_size=min(dynamic[0][1], _MAX_IMAGE_NOTES) if dynamic else 0,
-                bias=bias,
-                build_id=self._build_id(s.vaddr),
-            )
+            if s.filesz >= ELF64_EHDR.size:
+                image = self._elf_image_at(s.vaddr)
+                if image is not None:
+                    images[s.vaddr] = image
         return images
+
+    def _elf_image_at(self, base: int) -> Optional["_ElfImage"]:
+        """The ELF object whose header is at `base`, when it is in the dump."""
+        try:
+            header = self.read(base, ELF64_EHDR.size)
+            if header[:4] != b"\x7fELF" or header[4] != 2:
+                return None
+            fields = ELF64_EHDR.unpack(header)
+            e_type, phoff, phentsize, phnum = (
+                fields[1],
+                fields[5],
+                fields[9],
+                fields[10],
+            )
+            if phentsize != ELF64_PHDR.size or not 0 < phnum <= _MAX_IMAGE_PHDRS:
+                return None
+            table = self.read(base + phoff, phnum * ELF64_PHDR.size)
+        except MemoryNotInDump:
+            return None
+        phdrs = [
+            ELF64_PHDR.unpack_from(table, i * ELF64_PHDR.size) for i in range(phnum)
+        ]
+        loads = [(p[3], p[6]) for p in phdrs if p[0] == PT_LOAD]
+        if not loads:
+            return None
+        low = min(v for v, _ in loads) & ~0xFFF
+        high = max(v + m for v, m in loads)
+        bias = base - low
+        dynamic = [(p[3], p[6]) for p in phdrs if p[0] == PT_DYNAMIC]
+        return _ElfImage(
+            base=base,
+            size=-(-(high - low) // 0x1000) * 0x1000,
+            e_type=e_type,
+            dynamic=bias + dynamic[0][0] if dynamic else 0,
+            dynamic_size=min(dynamic[0][1], _MAX_IMAGE_NOTES) if dynamic else 0,
+            bias=bias,
+            build_id=self._build_id(base),
+        )
 
     def _dynamic_tags(self, image: "_ElfImage") -> Dict[int, int]:
         tags: Dict[int, int] = {}
