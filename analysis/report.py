@@ -156,6 +156,8 @@ def render_text(session: DumpSession) -> str:
         out.append(f"  [{f.severity}] {f.title}")
         out.append(f"    {f.statement}")
         out.extend(f"      - {e.text}" for e in f.evidence)
+        if f.remedy:
+            out.append(f"    What to do: {f.remedy}")
     if diagnosis is not None and diagnosis.not_examined:
         out.append("  Not examined:")
         out.extend(f"    - {n.what}: {n.reason}" for n in diagnosis.not_examined)

@@ -402,12 +402,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is not None:
             self.findings.set_key_facts(key_facts(self.session))
 
-    def show_evidence(self, row: RowKind, key: Any) -> None:
+    def show_evidence(self, row: RowKind, keys: tuple[Any, ...]) -> None:
+        """Shows the tab for that kind of row with every row named selected."""
         view = next((v for v in self.views.values() if row in v.selects), None)
         if view is None:
             return
         self.tabs.setCurrentWidget(view)
-        view.select(row, key)
+        view.select(row, keys)
 
     # -- folders, layout ------------------------------------------------------
     def last_folder(self) -> str:
@@ -665,11 +666,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._restoring = True
         try:
             self.tabs.setCurrentWidget(view)
-            found = view.select(row, key)
+            found = view.select(row, (key,))
             if not found:
                 for table in view.findChildren(FilterTable):
                     table.filter.clear()
-                found = view.select(row, key)
+                found = view.select(row, (key,))
         finally:
             self._restoring = False
         self._moved(None, explicit=True)

@@ -77,7 +77,8 @@ class FinalizerView(ResultView):
         self.ready.set_records(queue.ready, sort_column=0)
         self.finalizable.set_records(queue.finalizable, sort_column=0)
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        return self.ready.select_where(
-            lambda e: e.name == key
-        ) or self.finalizable.select_where(lambda e: e.name == key)
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        return bool(
+            self.ready.select_all_where(lambda e: e.name in keys)
+            or self.finalizable.select_all_where(lambda e: e.name in keys)
+        )

@@ -20,7 +20,8 @@ SEVERITY_COLOURS = {
 
 
 class FindingsView(ResultView):
-    """sig_evidence_activated(row kind, key) asks the window to show a row."""
+    """sig_evidence_activated(row kind, keys) asks the window to show the
+    rows a piece of evidence names."""
 
     title = "Diagnosis"
     sig_evidence_activated = Signal(object, object)
@@ -45,6 +46,7 @@ class FindingsView(ResultView):
         scroll.setWidget(container)
         self.body.addWidget(scroll)
         self.evidence_buttons: list[QtWidgets.QPushButton] = []
+        self.remedies: list[QtWidgets.QLabel] = []
 
     def reset(self) -> None:
         super().reset()
@@ -58,6 +60,7 @@ class FindingsView(ResultView):
             if item.widget() is not None:
                 item.widget().deleteLater()
         self.evidence_buttons = []
+        self.remedies = []
 
     def set_key_facts(self, lines: Sequence[str]) -> None:
         self.facts.setText("<br>".join(lines))
@@ -125,7 +128,7 @@ class FindingsView(ResultView):
             )
             button.clicked.connect(
                 lambda _checked=False, e=evidence: self.sig_evidence_activated.emit(
-                    e.row, e.key
+                    e.row, e.keys
                 )
             )
             self.evidence_buttons.append(button)
@@ -133,4 +136,9 @@ class FindingsView(ResultView):
         evidence_box = QtWidgets.QWidget(card)
         evidence_box.setLayout(flow)
         layout.addWidget(evidence_box)
+        if finding.remedy:
+            remedy = QtWidgets.QLabel(f"<b>What to do:</b> {finding.remedy}", card)
+            remedy.setWordWrap(True)
+            layout.addWidget(remedy)
+            self.remedies.append(remedy)
         return card

@@ -290,5 +290,5 @@ class HeapStatsView(ResultView):
         elif address == self._current_address:
             self.roots_label.setText(f"Roots (gcroot): {message}")
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        return self.types.select_where(lambda t: t.name == key)
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        return bool(self.types.select_all_where(lambda t: t.name in keys))

@@ -164,7 +164,7 @@ class ThreadsView(ResultView):
     def _select_owner(self, monitor: Optional[Monitor]) -> None:
         if monitor is not None and monitor.owner_os_id:
             current = self.stacks.currentIndex()
-            self.select(RowKind.THREAD, monitor.owner_os_id)
+            self.select(RowKind.THREAD, (monitor.owner_os_id,))
             self.stacks.setCurrentIndex(current)
 
     def _show_stacks(self, thread: Optional[ThreadView]) -> None:
@@ -181,5 +181,5 @@ class ThreadsView(ResultView):
         if not thread.frames and thread.native_frames:
             self.stacks.setCurrentIndex(1)
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        return self.threads.select_where(lambda t: t.os_id == key)
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        return bool(self.threads.select_all_where(lambda t: t.os_id in keys))

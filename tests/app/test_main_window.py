@@ -71,7 +71,7 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     assert table.record_at(table.view.currentIndex().row()).os_id == holder
 
     # The ready queue by type, and the 2 MB buffers in the native large blocks.
-    assert window.finalizer.select(RowKind.READY_TYPE, facts["buffer_type"])
+    assert window.finalizer.select(RowKind.READY_TYPE, (facts["buffer_type"],))
     ready = window.finalizer.ready
     assert (
         ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
@@ -81,10 +81,12 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     block_evidence = first_evidence[at]
     window.findings.evidence_buttons[at].click()
     assert window.tabs.currentWidget() is window.native_heaps
+    # The link selects every one of the planted blocks, not the first.
     blocks = window.native_heaps.blocks
-    selected = blocks.record_at(blocks.view.currentIndex().row())
-    assert selected.address == block_evidence.key
-    assert selected.size >= facts["buffer_size"]
+    selected = blocks.selected_records()
+    assert len(selected) == facts["buffer_count"]
+    assert {int(b.address) for b in selected} == set(block_evidence.keys)
+    assert all(b.size >= facts["buffer_size"] for b in selected)
     # The block says which managed object owns it: the way back.
     owner = blocks.text_at(blocks.view.currentIndex().row(), 3)
     assert owner.startswith(f"{facts['buffer_type']} 0x") and "._memory" in owner

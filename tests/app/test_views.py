@@ -80,7 +80,7 @@ def test_finalizer_view_lists_ready_objects_by_count(qtbot):
     assert view.ready.record_at(0).name == "System.Drawing.Font"
     assert "66,627 objects ready for finalization" in view.summary.text()
     assert "STA 5" in view.summary.text()
-    assert view.select(RowKind.READY_TYPE, "System.Drawing.Bitmap")
+    assert view.select(RowKind.READY_TYPE, ("System.Drawing.Bitmap",))
     assert view.ready.view.currentIndex().row() == 1
 
 
@@ -111,7 +111,7 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
             brush.color().name() if brush else None
         )
     assert colours == {101: None, 102: CRITICAL, 103: WARNING, 104: None}
-    assert view.select(RowKind.THREAD, 102)
+    assert view.select(RowKind.THREAD, (102,))
     assert view.managed_stack.item(0).text() == finalize
     rows = {view.threads.record_at(r).os_id: r for r in range(4)}
     assert view.threads.text_at(rows[104], 9) == "Monitor.Wait on Queue for a pulse"
@@ -131,7 +131,7 @@ def test_native_heaps_view_drills_down_to_large_blocks(qtbot):
     assert view.heaps.record_at(0).address == 0x7D0000
     assert "624 large blocks" in view.blocks_label.text()
     assert "1.22 GB" in view.blocks_label.text()
-    assert view.select(RowKind.LARGE_BLOCK, blocks[300].address)
+    assert view.select(RowKind.LARGE_BLOCK, (blocks[300].address,))
     assert (
         view.blocks.record_at(view.blocks.view.currentIndex().row()).address
         == blocks[300].address
@@ -152,7 +152,40 @@ def test_evidence_link_asks_for_its_row(qtbot):
     assert "The finalizer thread is blocked" in view.headline.text()
     with qtbot.waitSignal(view.sig_evidence_activated) as signal:
         view.evidence_buttons[0].click()
-    assert signal.args == [RowKind.THREAD, 102]
+    assert signal.args == [RowKind.THREAD, (102,)]
+
+
+def test_evidence_naming_many_blocks_selects_every_one(qtbot):
+    view = NativeHeapsView()
+    qtbot.addWidget(view)
+    blocks = large_blocks(624, 2 * 1024 * 1024)
+    view.set_heaps((nt_heap(0x5D0000), nt_heap(0x7D0000, blocks)))
+    wanted = tuple(int(b.address) for b in blocks[100:140])
+    assert view.select(RowKind.LARGE_BLOCK, wanted)
+    selected = view.blocks.selected_records()
+    assert sorted(int(b.address) for b in selected) == sorted(wanted)
+    current = view.blocks.record_at(view.blocks.view.currentIndex().row())
+    assert int(current.address) in wanted
+
+
+def test_a_finding_card_ends_with_what_to_do(qtbot):
+    view = FindingsView()
+    qtbot.addWidget(view)
+    finding = Finding(
+        "deadlock",
+        "critical",
+        "Deadlock between 2 threads",
+        "They wait for each other.",
+        (Evidence.of(RowKind.THREAD, (20, 21), "both threads"),),
+        remedy="Take locks in one fixed order.",
+    )
+    view.set_diagnosis(Diagnosis((finding,)))
+    assert view.remedies[0].text() == (
+        "<b>What to do:</b> Take locks in one fixed order."
+    )
+    with qtbot.waitSignal(view.sig_evidence_activated) as signal:
+        view.evidence_buttons[0].click()
+    assert signal.args == [RowKind.THREAD, (20, 21)]
 
 
 @pytest.mark.parametrize("findings", [()])
