@@ -6,9 +6,10 @@ the two ends of the print-service story.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections import Counter
+from typing import Any, Optional, Union
 
-from qtpy import QtWidgets
+from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt
 
 from analysis.managed.results import Monitor, ThreadPoolInfo
@@ -22,12 +23,18 @@ from analysis.model.columns import (
 from analysis.model.native import NativeFrame
 from analysis.model.threads import Frame, ThreadView
 from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind
+from analysis.values import NotApplicable, Unknown
 from views.base import CRITICAL, INFO, WARNING, ResultView
 from views.table_model import FilterTable, RowStyle
 
 
 def owner_text(monitor: Monitor, names: dict[int, str]) -> str:
     return thread_name(monitor.owner_os_id, names) if monitor.owner_os_id else ""
+
+
+WAITS_FOR = "Waits for"
+LOCKS = "Locks"
+LOCKS_TAB = 2
 
 
 def thread_style(thread: ThreadView) -> Optional[RowStyle]:
@@ -68,10 +75,29 @@ class ThreadsView(ResultView):
             self,
         )
         self._names: dict[int, str] = {}
-        columns = THREAD_COLUMNS + (
-            Column("Waits for", lambda t: waits_text(t, self._names)),
+        # Monitors each thread owns, from the lock table; None until it is read.
+        self._held: Optional[Counter[int]] = None
+        self._locks_gap = "the lock table is not read yet"
+        self._monitors: tuple[Monitor, ...] = ()
+        self._thread: Optional[ThreadView] = None
+        locks_column = Column(
+            LOCKS,
+            self._lock_count,
+            "int",
+            "monitors the thread owns, from the lock table (syncblk and thin locks)",
         )
+        columns = tuple(
+            locks_column if c.title == LOCKS else c for c in THREAD_COLUMNS
+        ) + (
+            Column(
+                WAITS_FOR,
+                lambda t: waits_text(t, self._names),
+                tooltip="double-click or Enter: go to the thread that holds the lock",
+            ),
+        )
+        self.waits_column = len(columns) - 1
         self.threads = FilterTable(columns, thread_style, "Filter threads", self)
+        self.threads.view.activated.connect(self._on_activated)
         self.managed_stack = QtWidgets.QListWidget(self)
         self.native_stack = QtWidgets.QListWidget(self)
         mono = self.native_stack.font()
@@ -95,10 +121,17 @@ class ThreadsView(ResultView):
         self.locks_state = QtWidgets.QLabel(self)
         self.locks_state.setWordWrap(True)
         self.locks_state.hide()
+        self.locks_scope = QtWidgets.QLabel(self)
+        self.all_locks = QtWidgets.QCheckBox("All locks in the process", self)
+        self.all_locks.toggled.connect(lambda _on: self._show_locks())
+        scope = QtWidgets.QHBoxLayout()
+        scope.addWidget(self.locks_scope, 1)
+        scope.addWidget(self.all_locks)
         locks_box = QtWidgets.QWidget(self)
         locks_layout = QtWidgets.QVBoxLayout(locks_box)
         locks_layout.setContentsMargins(0, 0, 0, 0)
         locks_layout.addWidget(self.locks_state)
+        locks_layout.addLayout(scope)
         locks_layout.addWidget(self.locks, 1)
         stacks.addTab(locks_box, "Locks (syncblk)")
         self.locks.sig_record_selected.connect(self._select_owner)
@@ -119,19 +152,52 @@ class ThreadsView(ResultView):
     def reset(self) -> None:
         super().reset()
         self._names = {}
+        self._held = None
+        self._locks_gap = "the lock table is not read yet"
+        self._monitors = ()
+        self._thread = None
         self.threads.clear()
         self.locks.clear()
+        self.locks_scope.setText("")
+        self.all_locks.setChecked(False)
         self.managed_stack.clear()
         self.native_stack.clear()
         self.pool_label.setText("")
         self.show_locks_state("")
-        self.stacks.setTabText(2, "Locks (syncblk)")
+        self.stacks.setTabText(LOCKS_TAB, "Locks (syncblk)")
 
     def show_locks_state(self, text: str) -> None:
-        """Why the lock table is empty (the monitors analysis did not run)."""
+        """Why the lock table is empty (the monitors analysis did not run);
+        the Locks column then says it does not know."""
         self.locks_state.setText(text)
         self.locks_state.setVisible(bool(text))
         self.locks.setVisible(not text)
+        self.locks_scope.setVisible(not text)
+        self.all_locks.setVisible(not text)
+        if text:
+            self._held = None
+            self._locks_gap = text
+            self._refresh_threads()
+
+    def _lock_count(self, thread: ThreadView) -> Union[int, Unknown, NotApplicable]:
+        if thread.managed_id is None:
+            return NotApplicable("not a managed thread: it holds no monitor")
+        if self._held is None:
+            return Unknown(self._locks_gap)
+        return self._held[thread.os_id]
+
+    def _refresh_threads(self) -> None:
+        """The lock column changed: repaint it, keeping the selection."""
+        model = self.threads.model
+        if model.rowCount():
+            column = next(
+                i
+                for i in range(model.columnCount())
+                if model.headerData(i, Qt.Orientation.Horizontal) == LOCKS
+            )
+            model.dataChanged.emit(
+                model.index(0, column), model.index(model.rowCount() - 1, column)
+            )
 
     def set_thread_pool(self, pool: ThreadPoolInfo) -> None:
         """The thread pool's counts (`threadpool`) beside the legend."""
@@ -155,11 +221,37 @@ class ThreadsView(ResultView):
             self.threads.select_where(lambda t: True)
 
     def set_monitors(self, monitors: tuple[Monitor, ...]) -> None:
-        """The held monitors (sync blocks and thin locks), like `syncblk`."""
+        """The held monitors (sync blocks and thin locks), like `syncblk`:
+        those of the selected thread, or all of them."""
         self.show_locks_state("")
-        held = [m for m in monitors if m.is_held or m.waiting_os_ids]
-        self.locks.set_records(held)
-        self.stacks.setTabText(2, f"Locks (syncblk): {len(held)}")
+        self._monitors = tuple(m for m in monitors if m.is_held or m.waiting_os_ids)
+        self._held = Counter(
+            m.owner_os_id for m in monitors if m.is_held and m.owner_os_id
+        )
+        self._refresh_threads()
+        self._show_locks()
+
+    def _show_locks(self) -> None:
+        thread = self._thread
+        if self.all_locks.isChecked() or thread is None:
+            shown = self._monitors
+            self.locks_scope.setText(f"{len(shown):,} locks held or waited for")
+        else:
+            waits = thread.waits_for
+            shown = tuple(
+                m
+                for m in self._monitors
+                if m.owner_os_id == thread.os_id
+                or thread.os_id in m.waiting_os_ids
+                or (waits is not None and m.object == waits.object)
+            )
+            owned = sum(1 for m in shown if m.owner_os_id == thread.os_id)
+            self.locks_scope.setText(
+                f"Thread {thread_name(thread.os_id, self._names)}: holds {owned}, "
+                f"waits for {len(shown) - owned}"
+            )
+        self.locks.set_records(shown)
+        self.stacks.setTabText(LOCKS_TAB, f"Locks (syncblk): {len(shown)}")
 
     def _select_owner(self, monitor: Optional[Monitor]) -> None:
         if monitor is not None and monitor.owner_os_id:
@@ -167,9 +259,21 @@ class ThreadsView(ResultView):
             self.select(RowKind.THREAD, (monitor.owner_os_id,))
             self.stacks.setCurrentIndex(current)
 
+    def _on_activated(self, index: QtCore.QModelIndex) -> None:
+        """Double-click or Enter on "Waits for" goes to the lock's holder."""
+        if index.column() != self.waits_column:
+            return
+        thread = self.threads.record_at(index.row())
+        waits = thread.waits_for if thread is not None else None
+        if waits is not None and waits.owner_os_id:
+            self.select(RowKind.THREAD, (waits.owner_os_id,))
+
     def _show_stacks(self, thread: Optional[ThreadView]) -> None:
         if thread is None:
             return
+        self._thread = thread
+        if self._held is not None:
+            self._show_locks()
         self.managed_stack.clear()
         self.native_stack.clear()
         self.managed_stack.addItems(

@@ -57,6 +57,17 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     ]
     assert any("BlockingFinalizable.Finalize" in f for f in frames), frames
 
+    # Enter on its "Waits for" cell: the holder, which owns one lock.
+    finalizer_row = table.view.currentIndex().row()
+    waits = window.threads.waits_column
+    table.view.setCurrentIndex(table.proxy.index(finalizer_row, waits))
+    qtbot.keyClick(table.view, Qt.Key.Key_Return)
+    holder_row = table.view.currentIndex().row()
+    assert table.record_at(holder_row).os_id == holder
+    assert table.text_at(holder_row, 6) == "1"
+    assert window.threads.locks.row_count() == 1
+    window.threads.all_locks.setChecked(True)
+
     # The lock it waits for, like syncblk: held by LockHolder, the finalizer waiting.
     locks = window.threads.locks
     (lock_row,) = [
@@ -91,6 +102,35 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     owner = blocks.text_at(blocks.view.currentIndex().row(), 3)
     assert owner.startswith(f"{facts['buffer_type']} 0x") and "._memory" in owner
     assert window.recent_files()[0] == str(dump.path)
+
+
+def test_one_click_from_the_blocked_finalizer_headline_to_the_holders_stack(
+    window, qtbot
+):
+    dump = ensure_dump("blocked-finalizer")
+    holder = dump.facts["lock_holder"]["os_thread_id"]
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    assert window.findings.headline.text().startswith(
+        "<b>The finalizer thread is blocked.</b>"
+    )
+    (remedy, *_rest) = window.findings.remedies
+    assert "The lock holder, thread 'LockHolder'" in remedy.text()
+    assert "Thread.Sleep" in remedy.text()
+    # The only click: the lock holder's evidence link.
+    (link,) = [
+        b
+        for b in window.findings.evidence_buttons
+        if b.text().startswith("lock holder")
+    ]
+    link.click()
+    assert window.tabs.currentWidget() is window.threads
+    table = window.threads.threads
+    assert table.record_at(table.view.currentIndex().row()).os_id == holder
+    stack = window.threads.managed_stack
+    frames = [stack.item(i).text() for i in range(stack.count())]
+    assert any("Thread.Sleep" in f for f in frames), frames
+    assert any("BlockedFinalizer" in f for f in frames), frames
 
 
 def test_unreadable_file_is_refused_with_a_message_and_the_window_stays(

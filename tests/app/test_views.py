@@ -11,6 +11,7 @@ from tests.builders import (
     finalizer_queue,
     heap_stats,
     large_blocks,
+    monitor,
     nt_heap,
     thread_view,
     type_count,
@@ -218,3 +219,69 @@ def test_memory_tab_says_a_32_bit_process_ran_out_of_address_space(qtbot):
     assert view.regions.row_count() == len(summary.regions_by_state["free"])
     view.reset()
     assert view.space_label.text() == "" and view.state_table.row_count() == 0
+
+
+def test_threads_view_links_a_wait_to_its_holder_and_shows_each_threads_locks(qtbot):
+    view = ThreadsView()
+    qtbot.addWidget(view)
+    view.set_threads(
+        (
+            thread_view(22726, name="Main"),
+            thread_view(
+                102, finalizer=True, waits=WaitTarget(0x7000, "System.Object", 103)
+            ),
+            thread_view(103, name="LockHolder"),
+        )
+    )
+    table = view.threads
+    rows = {table.record_at(r).os_id: r for r in range(table.row_count())}
+    # OS ids plain, in decimal and in hex; no thousands separator.
+    assert (table.text_at(rows[22726], 0), table.text_at(rows[22726], 1)) == (
+        "22726",
+        "58c6",
+    )
+    # Before the lock table arrives, the Locks column says it does not know.
+    locks_col = 6
+    assert table.text_at(rows[103], locks_col) == "unknown"
+    view.set_monitors(
+        (
+            monitor(0x7000, "System.Object", 103, waiting=[102]),
+            monitor(0x7100, "Cache", 103),
+            monitor(0x7200, "Queue", 22726),
+        )
+    )
+    assert [table.text_at(rows[i], locks_col) for i in (22726, 102, 103)] == [
+        "1",
+        "0",
+        "2",
+    ]
+    # The finalizer's row: its Locks sub-tab shows the one lock it waits for.
+    view.select(RowKind.THREAD, (102,))
+    assert [view.locks.record_at(r).type for r in range(view.locks.row_count())] == [
+        "System.Object"
+    ]
+    assert "holds 0, waits for 1" in view.locks_scope.text()
+    view.all_locks.setChecked(True)
+    assert view.locks.row_count() == 3
+    view.all_locks.setChecked(False)
+    # Enter on its "Waits for" cell lands on the holder, whose locks show.
+    finalizer_row = table.view.currentIndex().row()
+    table.view.setCurrentIndex(table.proxy.index(finalizer_row, view.waits_column))
+    qtbot.keyClick(table.view, Qt.Key.Key_Return)
+    holder = table.record_at(table.view.currentIndex().row())
+    assert holder.os_id == 103
+    assert view.locks.row_count() == 2
+    assert "holds 2, waits for 0" in view.locks_scope.text()
+
+
+def test_locks_column_says_why_when_the_lock_table_is_missing(qtbot):
+    view = ThreadsView()
+    qtbot.addWidget(view)
+    view.set_threads((thread_view(7, name="Main"),))
+    view.show_locks_state("Locks: failed: the heap is unreadable")
+    index = view.threads.proxy.index(0, 6)
+    assert view.threads.text_at(0, 6) == "unknown"
+    assert (
+        view.threads.proxy.data(index, Qt.ItemDataRole.ToolTipRole)
+        == "Locks: failed: the heap is unreadable"
+    )
