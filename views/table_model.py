@@ -57,6 +57,16 @@ class RecordTableModel(QtCore.QAbstractTableModel):
     def columns(self) -> list[Column]:
         return self._columns
 
+    def append_records(self, records: Sequence[Any]) -> None:
+        """More rows at the end (the next page), without a reset: the view
+        keeps its scroll position and selection."""
+        if not records:
+            return
+        first = len(self._records)
+        self.beginInsertRows(QtCore.QModelIndex(), first, first + len(records) - 1)
+        self._records.extend(records)
+        self.endInsertRows()
+
     def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._records)
 

@@ -232,11 +232,17 @@ def test_a_populous_type_pages_its_objects(window, qtbot):
     qtbot.waitUntil(lambda: types.instances.row_count() > 0, timeout=60_000)
     total = facts["small_resource_count"]
     assert types.instances.row_count() == 200
-    assert f"{total:,} objects, the 200 largest shown" in types.instances_label.text()
-    assert not types.more_button.isHidden()
-    assert types.more_button.text() == "Show 200 more"
-    types.more_button.click()
+    assert (
+        f"{total:,} objects, the 200 largest listed (scroll down for more)"
+        in types.instances_label.text()
+    )
+    # Scrolling to the end of the list fetches the next page, in place.
+    types.instances.view.selectRow(5)
+    bar = types.instances.view.verticalScrollBar()
+    bar.setValue(bar.maximum())
     qtbot.waitUntil(lambda: types.instances.row_count() == 400, timeout=60_000)
+    assert bar.value() > 0  # the view did not jump back to the top
+    assert types.instances.view.currentIndex().row() == 5
     addresses = {types.instances.record_at(r).address for r in range(400)}
     assert len(addresses) == 400  # the second page continues, it does not repeat
 
@@ -258,3 +264,47 @@ def test_a_failing_analysis_is_said_on_its_tab_and_the_others_go_on(
     )
     assert window.threads.threads.row_count() > 0
     assert window.types.types.row_count() > 0
+
+
+def test_a_reference_field_opens_its_object_with_its_own_roots(window, qtbot):
+    dump = ensure_dump("blocked-finalizer")
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    types = window.types
+    types.types.select_where(lambda t: t.name == "System.Threading.Thread")
+    qtbot.waitUntil(lambda: types.instances.row_count() > 0, timeout=60_000)
+    fields = types.fields
+    # The thread named LockHolder: its _name field is a string reference.
+    for row in range(types.instances.row_count()):
+        types.instances.view.selectRow(row)
+        qtbot.waitUntil(lambda: fields.row_count() > 0, timeout=60_000)
+        name = next(
+            (
+                r
+                for r in range(fields.row_count())
+                if fields.record_at(r).name == "_name"
+                and fields.record_at(r).value == "LockHolder"
+            ),
+            None,
+        )
+        if name is not None:
+            break
+    assert name is not None
+    target = int(fields.record_at(name).address)
+    fields.view.setCurrentIndex(fields.proxy.index(name, 2))
+    qtbot.keyClick(fields.view, Qt.Key.Key_Return)
+    qtbot.waitUntil(
+        lambda: types.object_label.text().startswith(f"<b>0x{target:x}</b>"),
+        timeout=60_000,
+    )
+    assert "System.String" in types.object_label.text()
+    assert '"LockHolder"' in types.object_label.text()
+    assert types.object_label.toolTip() == types.object_label.text()
+    qtbot.waitUntil(
+        lambda: "searching" not in types.roots_label.text(), timeout=120_000
+    )
+    assert types.roots_label.text().startswith("Roots (gcroot): ")
+    assert types.roots.count() >= 1
+    last = types.roots.item(0).text()
+    assert last.endswith(f"String@0x{target:x}")
+    assert types.roots.item(0).toolTip() == last
