@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Optional, Sequence
 
 from qtpy import QtWidgets
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 
 from analysis.managed.results import RuntimeInfo
 from analysis.model.diagnosis import Diagnosis, Finding
@@ -94,7 +95,8 @@ class FindingsView(ResultView):
             )
             return
         first = findings[0]
-        headline = f"<b>{first.title}.</b> {first.statement}"
+        # Type and method names hold "<...>": text, not markup.
+        headline = f"<b>{escape(first.title)}.</b> {escape(first.statement)}"
         if gaps:
             headline += f"<br><i>Not examined: {not_examined}</i>"
         self.headline.setText(headline)
@@ -109,11 +111,12 @@ class FindingsView(ResultView):
         card.setStyleSheet(f"QFrame {{ background: {colour}; border-radius: 4px; }}")
         layout = QtWidgets.QVBoxLayout(card)
         title = QtWidgets.QLabel(
-            f"<b>{finding.severity.upper()}: {finding.title}</b>", card
+            f"<b>{finding.severity.upper()}: {escape(finding.title)}</b>", card
         )
         layout.addWidget(title)
         if show_statement:
             statement = QtWidgets.QLabel(finding.statement, card)
+            statement.setTextFormat(Qt.TextFormat.PlainText)
             statement.setWordWrap(True)
             layout.addWidget(statement)
         else:
@@ -137,7 +140,9 @@ class FindingsView(ResultView):
         evidence_box.setLayout(flow)
         layout.addWidget(evidence_box)
         if finding.remedy:
-            remedy = QtWidgets.QLabel(f"<b>What to do:</b> {finding.remedy}", card)
+            remedy = QtWidgets.QLabel(
+                f"<b>What to do:</b> {escape(finding.remedy)}", card
+            )
             remedy.setWordWrap(True)
             layout.addWidget(remedy)
             self.remedies.append(remedy)

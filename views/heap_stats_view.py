@@ -20,6 +20,7 @@ from analysis.model.columns import TYPE_COLUMNS, Column, ColumnKind
 from analysis.model.vocab import RootKind, RowKind
 from analysis.values import human_size
 from views.base import ResultView, chart_unit, short_type_name
+from views.paging import ScrollPager
 from views.table_model import FilterTable
 
 INSTANCE_COLUMNS = [
@@ -34,8 +35,6 @@ FIELD_COLUMNS = [
 POINTS_TO = "Points to"
 TOP_TYPES_IN_CHART = 10
 PAGE = 200  # objects fetched at a time
-# The next page is fetched when the list is scrolled this close to its end.
-PREFETCH_ROWS = 40
 
 
 def field_value(field: Any) -> str:
@@ -147,10 +146,9 @@ class HeapStatsView(ResultView):
         for table in (self.instances, self.fields):
             table.view.setItemDelegate(self._cut_text)
         self.fields.view.activated.connect(self._on_field_activated)
-        self._more_pending = False
-        self._total = 0
-        self.instances.view.verticalScrollBar().valueChanged.connect(
-            self._on_instances_scrolled
+        self.pager = ScrollPager(self.instances, self)
+        self.pager.sig_page_wanted.connect(
+            lambda offset: self.sig_more_instances.emit(self._current_type, offset)
         )
 
         top = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
@@ -198,9 +196,7 @@ class HeapStatsView(ResultView):
         """Empties the panes below a changed selection: the objects of the
         old type (unless keep_instances), the old object's fields and roots."""
         if not keep_instances:
-            self.instances.clear()
-            self._more_pending = False
-            self._total = 0
+            self.pager.reset()
             self._label(
                 self.instances_label,
                 "Select a type to list its objects, largest first.",
@@ -265,33 +261,20 @@ class HeapStatsView(ResultView):
         self._label(self.instances_label, f"Loading the objects of {type_stat.name}…")
         self.sig_type_selected.emit(type_stat)
 
-    def _on_instances_scrolled(self, value: int) -> None:
-        """Near the end of the list: the next page, once at a time."""
-        bar = self.instances.view.verticalScrollBar()
-        shown = len(self.instances.model.records())
-        near_end = value >= bar.maximum() - PREFETCH_ROWS * bar.singleStep()
-        if near_end and not self._more_pending and 0 < shown < self._total:
-            self._more_pending = True
-            self.sig_more_instances.emit(self._current_type, shown)
-
     def set_instances(self, type_stat: Any, page: Any) -> None:
         """A page of objects arrived; ignored if the user moved on. A later
         page is added at the end, where the user scrolled to."""
         if type_stat is not self._current_type:
             return
-        self._more_pending = False
-        self._total = int(page.total or 0)
-        if page.offset:
-            self.instances.model.append_records(page.items)
-        else:
-            self.instances.set_records(page.items, sort_column=1)
-        shown = len(self.instances.model.records())
+        total = int(page.total or 0)
+        self.pager.show_page(int(page.offset or 0), total, page.items, sort_column=1)
+        shown = self.pager.shown()
         self._label(
             self.instances_label,
-            f"<b>{type_stat.name}</b>: {self._total:,} objects"
+            f"<b>{type_stat.name}</b>: {total:,} objects"
             + (
                 f", the {shown:,} largest listed (scroll down for more)"
-                if shown < self._total
+                if shown < total
                 else ""
             ),
         )
@@ -352,7 +335,7 @@ class HeapStatsView(ResultView):
 
     def show_drill_error(self, address: Optional[int], message: str) -> None:
         if address is None:
-            self._more_pending = False
+            self.pager.failed()
             self._label(self.instances_label, f"Objects could not be listed: {message}")
         elif address == self._current_address:
             self._label(self.roots_label, f"Roots (gcroot): {message}")

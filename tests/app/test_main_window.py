@@ -308,3 +308,51 @@ def test_a_reference_field_opens_its_object_with_its_own_roots(window, qtbot):
     last = types.roots.item(0).text()
     assert last.endswith(f"String@0x{target:x}")
     assert types.roots.item(0).toolTip() == last
+
+
+def test_a_finalizer_queue_type_opens_its_objects_and_each_opens_the_inspector(
+    window, qtbot
+):
+    dump = ensure_dump("blocked-finalizer")
+    facts = dump.facts
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    finalizer = window.finalizer
+    ready = finalizer.ready
+    assert finalizer.select(RowKind.READY_TYPE, (facts["buffer_type"],))
+    qtbot.keyClick(ready.view, Qt.Key.Key_Return)
+    objects = finalizer.objects
+    qtbot.waitUntil(lambda: objects.row_count() > 0, timeout=60_000)
+    assert objects.row_count() == facts["buffer_count"]
+    assert finalizer.objects_label.text().startswith(
+        f"<b>{facts['buffer_type']}</b>: {facts['buffer_count']} objects ready for "
+        "finalization"
+    )
+    assert all(
+        objects.record_at(r).size == objects.record_at(0).size
+        for r in range(objects.row_count())
+    )
+    # An object opens the inspector: its type selected, its fields shown.
+    objects.view.setCurrentIndex(objects.proxy.index(3, 0))
+    address = int(objects.record_at(3).address)
+    qtbot.keyClick(objects.view, Qt.Key.Key_Return)
+    assert window.tabs.currentWidget() is window.types
+    types = window.types
+    assert (
+        types.types.record_at(types.types.view.currentIndex().row()).name
+        == facts["buffer_type"]
+    )
+    qtbot.waitUntil(lambda: types.fields.row_count() > 0, timeout=60_000)
+    assert types.object_label.text().startswith(
+        f"<b>0x{address:x}</b> {facts['buffer_type']}"
+    )
+
+    # Thousands of small ones page in as the list scrolls.
+    window.tabs.setCurrentWidget(finalizer)
+    assert finalizer.select(RowKind.READY_TYPE, (facts["small_resource_type"],))
+    qtbot.keyClick(ready.view, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: objects.row_count() == 200, timeout=60_000)
+    bar = objects.view.verticalScrollBar()
+    bar.setValue(bar.maximum())
+    qtbot.waitUntil(lambda: objects.row_count() == 400, timeout=60_000)
+    assert len({objects.record_at(r).address for r in range(400)}) == 400
