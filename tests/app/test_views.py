@@ -287,3 +287,57 @@ def test_locks_column_says_why_when_the_lock_table_is_missing(qtbot):
         view.threads.proxy.data(index, Qt.ItemDataRole.ToolTipRole)
         == "Locks: failed: the heap is unreadable"
     )
+
+
+def test_a_cut_off_field_value_shows_all_of_it_as_its_tooltip(qtbot):
+    from qtpy import QtCore, QtGui, QtWidgets
+
+    from analysis.managed.results import FieldValue, ObjectDetail
+    from analysis.values import Address
+
+    view = HeapStatsView()
+    qtbot.addWidget(view)
+    view.resize(900, 600)
+    view.show()
+    long_text = "a path " * 40
+    fields = (
+        FieldValue(
+            "_path",
+            "System.String",
+            8,
+            "reference",
+            long_text,
+            Address(0x20),
+            "System.String",
+        ),
+        FieldValue("_id", "System.Int32", 16, "value", "7", None, None),
+    )
+    view.open_object(0x10)
+    view.set_object(
+        0x10,
+        ObjectDetail(
+            Address(0x10), None, "Job", 40, "gen0", False, None, None, fields, (), False
+        ),
+        {},
+    )
+    table = view.fields
+    rows = {table.record_at(r).name: r for r in range(table.row_count())}
+
+    def tooltip_at(row: int) -> str:
+        QtWidgets.QToolTip.hideText()
+        index = table.proxy.index(row, 2)
+        rect = table.view.visualRect(index)
+        event = QtGui.QHelpEvent(
+            QtCore.QEvent.Type.ToolTip,
+            rect.center(),
+            table.view.viewport().mapToGlobal(rect.center()),
+        )
+        option = QtWidgets.QStyleOptionViewItem()
+        option.initFrom(table.view)
+        shown = table.view.itemDelegate().helpEvent(event, table.view, option, index)
+        return QtWidgets.QToolTip.text() if shown else ""
+
+    table.view.setColumnWidth(2, 120)
+    assert tooltip_at(rows["_path"]) == table.text_at(rows["_path"], 2)
+    assert long_text.strip() in tooltip_at(rows["_path"])
+    assert tooltip_at(rows["_id"]) == ""  # "7" fits: no tooltip
