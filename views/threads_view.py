@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Optional, Union
 
-from qtpy import QtCore, QtWidgets
+from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
 from analysis.managed.results import Monitor, ThreadPoolInfo
@@ -25,7 +25,7 @@ from analysis.model.threads import Frame, ThreadView
 from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind
 from analysis.values import NotApplicable, Unknown
 from views.base import CRITICAL, INFO, WARNING, ResultView
-from views.table_model import FilterTable, RowStyle
+from views.table_model import RECORD_ROLE, FilterTable, RowStyle
 
 
 def owner_text(monitor: Monitor, names: dict[int, str]) -> str:
@@ -35,6 +35,22 @@ def owner_text(monitor: Monitor, names: dict[int, str]) -> str:
 WAITS_FOR = "Waits for"
 LOCKS = "Locks"
 LOCKS_TAB = 2
+LINK = "#0645ad"
+
+
+class HolderLinks(QtWidgets.QStyledItemDelegate):
+    """A "Waits for" cell that names a lock holder reads as a link (Enter or
+    double-click goes there)."""
+
+    def initStyleOption(
+        self, option: QtWidgets.QStyleOptionViewItem, index: QtCore.QModelIndex
+    ) -> None:
+        super().initStyleOption(option, index)
+        thread = index.data(RECORD_ROLE)
+        waits = thread.waits_for if thread is not None else None
+        if waits is not None and waits.blocked and waits.owner_os_id:
+            option.font.setUnderline(True)
+            option.palette.setColor(QtGui.QPalette.ColorRole.Text, QtGui.QColor(LINK))
 
 
 def thread_style(thread: ThreadView) -> Optional[RowStyle]:
@@ -98,6 +114,9 @@ class ThreadsView(ResultView):
         self.waits_column = len(columns) - 1
         self.threads = FilterTable(columns, thread_style, "Filter threads", self)
         self.threads.view.activated.connect(self._on_activated)
+        self.threads.view.setItemDelegateForColumn(
+            self.waits_column, HolderLinks(self.threads.view)
+        )
         self.managed_stack = QtWidgets.QListWidget(self)
         self.native_stack = QtWidgets.QListWidget(self)
         mono = self.native_stack.font()
