@@ -113,7 +113,9 @@ class FinalizerView(ResultView):
             return
         total = int(page.total or 0)
         # In the engine's order (by address), so a page lands at the end.
-        self.pager.show_page(int(page.offset or 0), total, page.items)
+        self.pager.show_page(
+            int(page.offset or 0), total, page.items, sort_column=0, descending=False
+        )
         shown = self.pager.shown()
         which = "ready for finalization" if ready else "registered for finalization"
         text = f"<b>{entry.name}</b>: {total:,} objects {which}"

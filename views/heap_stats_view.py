@@ -267,7 +267,9 @@ class HeapStatsView(ResultView):
         if type_stat is not self._current_type:
             return
         total = int(page.total or 0)
-        self.pager.show_page(int(page.offset or 0), total, page.items, sort_column=1)
+        self.pager.show_page(
+            int(page.offset or 0), total, page.items, sort_column=1, descending=True
+        )
         shown = self.pager.shown()
         self._label(
             self.instances_label,

@@ -40,16 +40,22 @@ class ScrollPager(QtCore.QObject):
         return len(self.table.model.records())
 
     def show_page(
-        self, offset: int, total: int, items: Sequence[Any], sort_column: int = -1
+        self,
+        offset: int,
+        total: int,
+        items: Sequence[Any],
+        sort_column: int,
+        descending: bool,
     ) -> None:
         """offset 0 replaces the rows; a later page is added at the end,
-        where the user scrolled to."""
+        where the user scrolled to. sort_column and descending: the order
+        the pages come in, so that a later page sorts below the rows shown."""
         self._pending = False
         self.total = total
         if offset:
             self.table.model.append_records(items)
         else:
-            self.table.set_records(items, sort_column=sort_column)
+            self.table.set_records(items, sort_column, descending)
 
     def _on_scrolled(self, value: int) -> None:
         bar = self.table.view.verticalScrollBar()

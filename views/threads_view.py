@@ -13,6 +13,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
 from analysis.managed.results import Monitor, ThreadPoolInfo
+from analysis.managed.threads import StackGroup
 from analysis.model.columns import (
     MONITOR_COLUMNS,
     THREAD_COLUMNS,
@@ -35,6 +36,19 @@ def owner_text(monitor: Monitor, names: dict[int, str]) -> str:
 WAITS_FOR = "Waits for"
 LOCKS = "Locks"
 LOCKS_TAB = 2
+STACKS_TAB = 3
+# A group's stack in one cell: its innermost frames (the tooltip has all).
+FRAMES_IN_CELL = 6
+STACK_GROUP_COLUMNS: tuple[Column[StackGroup], ...] = (
+    Column("Threads", lambda g: g.count, "int", "threads with exactly this stack"),
+    Column(
+        "Stack (innermost first)",
+        lambda g: " ← ".join(g.frames[:FRAMES_IN_CELL])
+        + (" ← …" if len(g.frames) > FRAMES_IN_CELL else "")
+        or "(no managed frames)",
+    ),
+    Column("OS ids", lambda g: ", ".join(str(i) for i in g.os_ids)),
+)
 LINK = "#0645ad"
 
 
@@ -154,6 +168,14 @@ class ThreadsView(ResultView):
         locks_layout.addWidget(self.locks, 1)
         stacks.addTab(locks_box, "Locks (syncblk)")
         self.locks.sig_record_selected.connect(self._select_owner)
+        self.stack_groups = FilterTable(
+            STACK_GROUP_COLUMNS,
+            lambda g: RowStyle(tooltip="\n".join(g.frames) or "(no managed frames)"),
+            "Filter stacks (a method, a thread id)",
+            self,
+        )
+        self.stack_groups.sig_record_selected.connect(self._select_group)
+        stacks.addTab(self.stack_groups, "Parallel stacks")
         self.stacks = stacks
         split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
         split.addWidget(self.threads)
@@ -184,6 +206,23 @@ class ThreadsView(ResultView):
         self.pool_label.setText("")
         self.show_locks_state("")
         self.stacks.setTabText(LOCKS_TAB, "Locks (syncblk)")
+        self.stack_groups.clear()
+        self.stacks.setTabText(STACKS_TAB, "Parallel stacks")
+
+    def set_stack_groups(self, groups: tuple[StackGroup, ...]) -> None:
+        """Managed threads grouped by identical stack, the largest group first."""
+        self.stack_groups.set_records(groups, sort_column=0)
+        repeated = sum(1 for g in groups if g.count > 1)
+        self.stacks.setTabText(
+            STACKS_TAB, f"Parallel stacks: {len(groups)} ({repeated} shared)"
+        )
+
+    def _select_group(self, group: Optional[StackGroup]) -> None:
+        """A group selects all its threads (the first one's stack shows)."""
+        if group is not None:
+            current = self.stacks.currentIndex()
+            self.select(RowKind.THREAD, group.os_ids)
+            self.stacks.setCurrentIndex(current)
 
     def show_locks_state(self, text: str) -> None:
         """Why the lock table is empty (the monitors analysis did not run);

@@ -220,6 +220,17 @@ def test_threads_tab_shows_the_thread_pool_at_its_limit(window, qtbot):
             table.proxy.index(row, 0), Qt.ItemDataRole.BackgroundRole
         )
         assert brush is not None and brush.color().name() == INFO
+    # Their stacks fall in two groups (waiting in .Result, in .Wait()), the
+    # two largest; clicking one selects every thread in it.
+    groups = window.threads.stack_groups
+    first, second = groups.record_at(0), groups.record_at(1)
+    assert set(first.os_ids) | set(second.os_ids) == blocked
+    assert groups.text_at(0, 0) == str(first.count) == str(len(first.os_ids))
+    assert "HandleRequest" in groups.text_at(0, 1) or "…" in groups.text_at(0, 1)
+    window.threads.stacks.setCurrentWidget(groups)
+    groups.view.selectRow(1)
+    assert {t.os_id for t in table.selected_records()} == set(second.os_ids)
+    assert window.threads.stacks.currentWidget() is groups
 
 
 def test_a_populous_type_pages_its_objects(window, qtbot):
@@ -355,4 +366,5 @@ def test_a_finalizer_queue_type_opens_its_objects_and_each_opens_the_inspector(
     bar = objects.view.verticalScrollBar()
     bar.setValue(bar.maximum())
     qtbot.waitUntil(lambda: objects.row_count() == 400, timeout=60_000)
-    assert len({objects.record_at(r).address for r in range(400)}) == 400
+    listed = [objects.record_at(r).address for r in range(400)]
+    assert listed == sorted(set(listed))  # the next page came below, in order
