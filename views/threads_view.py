@@ -39,15 +39,22 @@ LOCKS_TAB = 2
 STACKS_TAB = 3
 # A group's stack in one cell: its innermost frames (the tooltip has all).
 FRAMES_IN_CELL = 6
+# Frames of these namespaces say how a thread waits, not what it does.
+FRAMEWORK = ("System.", "Microsoft.")
 STACK_GROUP_COLUMNS: tuple[Column[StackGroup], ...] = (
     Column("Threads", lambda g: g.count, "int", "threads with exactly this stack"),
+    Column("OS ids", lambda g: ", ".join(str(i) for i in g.os_ids)),
+    Column(
+        "Own code",
+        lambda g: next((f for f in g.frames if not f.startswith(FRAMEWORK)), ""),
+        tooltip="the innermost frame outside System.* and Microsoft.*",
+    ),
     Column(
         "Stack (innermost first)",
         lambda g: " ← ".join(g.frames[:FRAMES_IN_CELL])
         + (" ← …" if len(g.frames) > FRAMES_IN_CELL else "")
         or "(no managed frames)",
     ),
-    Column("OS ids", lambda g: ", ".join(str(i) for i in g.os_ids)),
 )
 LINK = "#0645ad"
 
