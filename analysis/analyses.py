@@ -39,7 +39,7 @@ from analysis.model.native import (
 )
 from analysis.ownership import NativeOwnership, PileOwners
 from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_reason
-from analysis.managed.threads import StackGroup
+from analysis.managed.locks_and_stacks import StackGroup
 from analysis.model.threads import ThreadView
 from analysis.values import human_size
 
@@ -560,7 +560,7 @@ THREADS: Analysis[tuple[ThreadView, ...]] = Analysis(
 
 
 def _stack_groups(ctx: Context) -> tuple[StackGroup, ...]:
-    from analysis.managed.threads import identical_stacks
+    from analysis.managed.locks_and_stacks import identical_stacks
 
     return identical_stacks(ctx.need(MANAGED_THREADS))
 

@@ -6,14 +6,13 @@ the two ends of the print-service story.
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
 from analysis.managed.results import Monitor, ThreadPoolInfo
-from analysis.managed.threads import StackGroup
+from analysis.managed.locks_and_stacks import StackGroup
 from analysis.model.columns import (
     MONITOR_COLUMNS,
     THREAD_COLUMNS,
@@ -24,7 +23,6 @@ from analysis.model.columns import (
 from analysis.model.native import NativeFrame
 from analysis.model.threads import Frame, ThreadView
 from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind
-from analysis.values import NotApplicable, Unknown
 from views.base import CRITICAL, INFO, WARNING, ResultView
 from views.table_model import RECORD_ROLE, FilterTable, RowStyle
 
@@ -34,7 +32,6 @@ def owner_text(monitor: Monitor, names: dict[int, str]) -> str:
 
 
 WAITS_FOR = "Waits for"
-LOCKS = "Locks"
 LOCKS_TAB = 2
 STACKS_TAB = 3
 # A group's stack in one cell: its innermost frames (the tooltip has all).
@@ -112,20 +109,10 @@ class ThreadsView(ResultView):
             self,
         )
         self._names: dict[int, str] = {}
-        # Monitors each thread owns, from the lock table; None until it is read.
-        self._held: Optional[Counter[int]] = None
-        self._locks_gap = "the lock table is not read yet"
-        self._monitors: tuple[Monitor, ...] = ()
+        # The held or waited-for monitors; None until the lock table is read.
+        self._monitors: Optional[tuple[Monitor, ...]] = None
         self._thread: Optional[ThreadView] = None
-        locks_column = Column(
-            LOCKS,
-            self._lock_count,
-            "int",
-            "monitors the thread owns, from the lock table (syncblk and thin locks)",
-        )
-        columns = tuple(
-            locks_column if c.title == LOCKS else c for c in THREAD_COLUMNS
-        ) + (
+        columns = THREAD_COLUMNS + (
             Column(
                 WAITS_FOR,
                 lambda t: waits_text(t, self._names),
@@ -200,9 +187,7 @@ class ThreadsView(ResultView):
     def reset(self) -> None:
         super().reset()
         self._names = {}
-        self._held = None
-        self._locks_gap = "the lock table is not read yet"
-        self._monitors = ()
+        self._monitors = None
         self._thread = None
         self.threads.clear()
         self.locks.clear()
@@ -232,37 +217,12 @@ class ThreadsView(ResultView):
             self.stacks.setCurrentIndex(current)
 
     def show_locks_state(self, text: str) -> None:
-        """Why the lock table is empty (the monitors analysis did not run);
-        the Locks column then says it does not know."""
+        """Why the lock table is empty (the monitors analysis did not run)."""
         self.locks_state.setText(text)
         self.locks_state.setVisible(bool(text))
         self.locks.setVisible(not text)
         self.locks_scope.setVisible(not text)
         self.all_locks.setVisible(not text)
-        if text:
-            self._held = None
-            self._locks_gap = text
-            self._refresh_threads()
-
-    def _lock_count(self, thread: ThreadView) -> Union[int, Unknown, NotApplicable]:
-        if thread.managed_id is None:
-            return NotApplicable("not a managed thread: it holds no monitor")
-        if self._held is None:
-            return Unknown(self._locks_gap)
-        return self._held[thread.os_id]
-
-    def _refresh_threads(self) -> None:
-        """The lock column changed: repaint it, keeping the selection."""
-        model = self.threads.model
-        if model.rowCount():
-            column = next(
-                i
-                for i in range(model.columnCount())
-                if model.headerData(i, Qt.Orientation.Horizontal) == LOCKS
-            )
-            model.dataChanged.emit(
-                model.index(0, column), model.index(model.rowCount() - 1, column)
-            )
 
     def set_thread_pool(self, pool: ThreadPoolInfo) -> None:
         """The thread pool's counts (`threadpool`) beside the legend."""
@@ -290,13 +250,11 @@ class ThreadsView(ResultView):
         those of the selected thread, or all of them."""
         self.show_locks_state("")
         self._monitors = tuple(m for m in monitors if m.is_held or m.waiting_os_ids)
-        self._held = Counter(
-            m.owner_os_id for m in monitors if m.is_held and m.owner_os_id
-        )
-        self._refresh_threads()
         self._show_locks()
 
     def _show_locks(self) -> None:
+        if self._monitors is None:
+            return
         thread = self._thread
         if self.all_locks.isChecked() or thread is None:
             shown = self._monitors
@@ -337,8 +295,7 @@ class ThreadsView(ResultView):
         if thread is None:
             return
         self._thread = thread
-        if self._held is not None:
-            self._show_locks()
+        self._show_locks()
         self.managed_stack.clear()
         self.native_stack.clear()
         self.managed_stack.addItems(
