@@ -96,7 +96,10 @@ class FindingsView(ResultView):
             return
         first = findings[0]
         # Type and method names hold "<...>": text, not markup.
-        headline = f"<b>{escape(first.title)}.</b> {escape(first.statement)}"
+        title, statement = (
+            escape(t, quote=False) for t in (first.title, first.statement)
+        )
+        headline = f"<b>{title}.</b> {statement}"
         if gaps:
             headline += f"<br><i>Not examined: {not_examined}</i>"
         self.headline.setText(headline)
@@ -111,7 +114,8 @@ class FindingsView(ResultView):
         card.setStyleSheet(f"QFrame {{ background: {colour}; border-radius: 4px; }}")
         layout = QtWidgets.QVBoxLayout(card)
         title = QtWidgets.QLabel(
-            f"<b>{finding.severity.upper()}: {escape(finding.title)}</b>", card
+            f"<b>{finding.severity.upper()}: {escape(finding.title, quote=False)}</b>",
+            card,
         )
         layout.addWidget(title)
         if show_statement:
@@ -141,7 +145,7 @@ class FindingsView(ResultView):
         layout.addWidget(evidence_box)
         if finding.remedy:
             remedy = QtWidgets.QLabel(
-                f"<b>What to do:</b> {escape(finding.remedy)}", card
+                f"<b>What to do:</b> {escape(finding.remedy, quote=False)}", card
             )
             remedy.setWordWrap(True)
             layout.addWidget(remedy)
