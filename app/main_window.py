@@ -88,7 +88,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.types.sig_more_instances.connect(self._fetch_instances)
         self.types.sig_instance_selected.connect(self._fetch_object)
         self.finalizer.sig_objects_wanted.connect(self._fetch_finalizer_objects)
-        self.finalizer.sig_object_opened.connect(self.inspect_object)
+        self.finalizer.sig_object_opened.connect(self._inspect)
         self.side_jobs: set[Job] = set()
         self._roots_job: Optional[Job] = None
 
@@ -362,14 +362,6 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         job.sig_job_failed.connect(self.finalizer.show_objects_error)
         self.start_side_job(job)
-
-    def inspect_object(self, address: int, type_name: Optional[str] = None) -> None:
-        """The Managed types inspector on one object (its type selected
-        above it when known)."""
-        self.tabs.setCurrentWidget(self.types)
-        if type_name:
-            self.types.select(RowKind.HEAP_TYPE, (type_name,))
-        self.types.open_object(address)
 
     def _fetch_object(self, address: int) -> None:
         session = self.session
