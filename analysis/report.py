@@ -345,6 +345,7 @@ def render_html(session: DumpSession) -> str:
             f"<h3>{_e(str(f.severity).upper())}: {_e(f.title)}</h3>"
             f"<p>{_e(f.statement)}</p>"
             + (f"<p>Evidence:</p><ul>{evidence}</ul>" if evidence else "")
+            + (f"<p><b>What to do:</b> {_e(f.remedy)}</p>" if f.remedy else "")
             + "</div>"
         )
     if diagnosis is not None and diagnosis.not_examined:
