@@ -39,6 +39,7 @@ from analysis.model.native import (
 )
 from analysis.ownership import NativeOwnership, PileOwners
 from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_reason
+from analysis.managed.locks_and_stacks import StackGroup
 from analysis.model.threads import ThreadView
 from analysis.values import human_size
 
@@ -556,6 +557,22 @@ THREADS: Analysis[tuple[ThreadView, ...]] = Analysis(
     uses=(MANAGED_THREADS,),
     includes=(NATIVE_THREADS, MANAGED_THREADS),
 )
+
+
+def _stack_groups(ctx: Context) -> tuple[StackGroup, ...]:
+    from analysis.managed.locks_and_stacks import identical_stacks
+
+    return identical_stacks(ctx.need(MANAGED_THREADS))
+
+
+STACK_GROUPS: Analysis[tuple[StackGroup, ...]] = Analysis(
+    "stack_groups",
+    "Identical stacks",
+    "grouping identical stacks",
+    _stack_groups,
+    report="stack_groups",
+    needs=(MANAGED_THREADS,),
+)
 DIAGNOSIS: Analysis[Diagnosis] = Analysis(
     "diagnosis",
     "Diagnosis",
@@ -591,5 +608,6 @@ ANALYSES: tuple[Analysis[object], ...] = (
     RETAINED_BY_TYPE,
     ADDRESS_SUMMARY,
     THREADS,
+    STACK_GROUPS,
     DIAGNOSIS,
 )

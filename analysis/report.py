@@ -156,6 +156,8 @@ def render_text(session: DumpSession) -> str:
         out.append(f"  [{f.severity}] {f.title}")
         out.append(f"    {f.statement}")
         out.extend(f"      - {e.text}" for e in f.evidence)
+        if f.remedy:
+            out.append(f"    What to do: {f.remedy}")
     if diagnosis is not None and diagnosis.not_examined:
         out.append("  Not examined:")
         out.extend(f"    - {n.what}: {n.reason}" for n in diagnosis.not_examined)
@@ -343,6 +345,7 @@ def render_html(session: DumpSession) -> str:
             f"<h3>{_e(str(f.severity).upper())}: {_e(f.title)}</h3>"
             f"<p>{_e(f.statement)}</p>"
             + (f"<p>Evidence:</p><ul>{evidence}</ul>" if evidence else "")
+            + (f"<p><b>What to do:</b> {_e(f.remedy)}</p>" if f.remedy else "")
             + "</div>"
         )
     if diagnosis is not None and diagnosis.not_examined:

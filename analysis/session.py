@@ -174,6 +174,15 @@ class DumpSession:
         """A page of the objects of one type, largest first (or by address)."""
         return self._engine_or_raise().instances(method_table, offset, limit, sort)
 
+    def finalizer_objects(
+        self, method_table: int, ready: bool, offset: int = 0, limit: int = 200
+    ) -> Instances:
+        """A page of one type's objects in the finalizer queue, by address:
+        ready for finalization, or (ready False) every registered one."""
+        return self._engine_or_raise().finalizer_objects(
+            method_table, "ready" if ready else "finalizable", offset, limit
+        )
+
     def object_detail(self, address: int) -> ObjectDetail:
         return self._engine_or_raise().object(address)
 

@@ -87,6 +87,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.types.sig_type_selected.connect(self._fetch_instances)
         self.types.sig_more_instances.connect(self._fetch_instances)
         self.types.sig_instance_selected.connect(self._fetch_object)
+        self.finalizer.sig_objects_wanted.connect(self._fetch_finalizer_objects)
+        self.finalizer.sig_object_opened.connect(self._inspect)
         self.side_jobs: set[Job] = set()
         self._roots_job: Optional[Job] = None
 
@@ -344,6 +346,23 @@ class MainWindow(QtWidgets.QMainWindow):
         job.sig_job_failed.connect(self.dominators.show_children_error)
         self.start_side_job(job)
 
+    def _fetch_finalizer_objects(self, entry: Any, ready: bool, offset: int) -> None:
+        session = self.session
+        if session is None or entry.method_table is None:
+            return
+        job = Job(
+            "finalizer objects",
+            lambda _r, _c: session.finalizer_objects(
+                int(entry.method_table), ready, offset=offset, limit=PAGE
+            ),
+            self,
+        )
+        job.sig_job_finished.connect(
+            lambda page: self.finalizer.set_objects(entry, ready, page)
+        )
+        job.sig_job_failed.connect(self.finalizer.show_objects_error)
+        self.start_side_job(job)
+
     def _fetch_object(self, address: int) -> None:
         session = self.session
         if session is None:
@@ -402,12 +421,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.session is not None:
             self.findings.set_key_facts(key_facts(self.session))
 
-    def show_evidence(self, row: RowKind, key: Any) -> None:
+    def show_evidence(self, row: RowKind, keys: tuple[Any, ...]) -> None:
+        """Shows the tab for that kind of row with every row named selected."""
         view = next((v for v in self.views.values() if row in v.selects), None)
         if view is None:
             return
         self.tabs.setCurrentWidget(view)
-        view.select(row, key)
+        view.select(row, keys)
 
     # -- folders, layout ------------------------------------------------------
     def last_folder(self) -> str:
@@ -665,11 +685,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._restoring = True
         try:
             self.tabs.setCurrentWidget(view)
-            found = view.select(row, key)
+            found = view.select(row, (key,))
             if not found:
                 for table in view.findChildren(FilterTable):
                     table.filter.clear()
-                found = view.select(row, key)
+                found = view.select(row, (key,))
         finally:
             self._restoring = False
         self._moved(None, explicit=True)

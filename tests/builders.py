@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from analysis.managed.results import (
     FinalizerQueue,
     HeapStats,
+    Monitor,
     StackFrame,
     TypeCount,
     TypeStat,
@@ -122,4 +123,21 @@ def nt_heap(
         ),
         large_blocks=tuple(blocks),
         lfh=True,
+    )
+
+
+def monitor(
+    address: int, type_name: str, owner: Optional[int], waiting: Sequence[int] = ()
+) -> Monitor:
+    return Monitor(
+        object=Address(address),
+        type=type_name,
+        source="syncblock",
+        sync_block_index=1,
+        is_held=owner is not None,
+        owner_os_id=owner,
+        owner_thread_address=None,
+        recursion=1 if owner is not None else 0,
+        waiter_count=len(waiting),
+        waiting_os_ids=tuple(waiting),
     )

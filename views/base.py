@@ -92,8 +92,9 @@ class ResultView(QtWidgets.QWidget):
         self.notes.setText("<br>".join(f"{p} {t}" for p, t in self._notes.items()))
         self.notes.setVisible(bool(self._notes))
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        """Selects the row that evidence points at; False when not found."""
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        """Selects every row that evidence points at (keys: the rows' keys);
+        False when none is found."""
         return False
 
 

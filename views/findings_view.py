@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Optional, Sequence
 
 from qtpy import QtWidgets
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 
 from analysis.managed.results import RuntimeInfo
 from analysis.model.diagnosis import Diagnosis, Finding
@@ -20,7 +21,8 @@ SEVERITY_COLOURS = {
 
 
 class FindingsView(ResultView):
-    """sig_evidence_activated(row kind, key) asks the window to show a row."""
+    """sig_evidence_activated(row kind, keys) asks the window to show the
+    rows a piece of evidence names."""
 
     title = "Diagnosis"
     sig_evidence_activated = Signal(object, object)
@@ -45,6 +47,7 @@ class FindingsView(ResultView):
         scroll.setWidget(container)
         self.body.addWidget(scroll)
         self.evidence_buttons: list[QtWidgets.QPushButton] = []
+        self.remedies: list[QtWidgets.QLabel] = []
 
     def reset(self) -> None:
         super().reset()
@@ -58,6 +61,7 @@ class FindingsView(ResultView):
             if item.widget() is not None:
                 item.widget().deleteLater()
         self.evidence_buttons = []
+        self.remedies = []
 
     def set_key_facts(self, lines: Sequence[str]) -> None:
         self.facts.setText("<br>".join(lines))
@@ -91,7 +95,11 @@ class FindingsView(ResultView):
             )
             return
         first = findings[0]
-        headline = f"<b>{first.title}.</b> {first.statement}"
+        # Type and method names hold "<...>": text, not markup.
+        title, statement = (
+            escape(t, quote=False) for t in (first.title, first.statement)
+        )
+        headline = f"<b>{title}.</b> {statement}"
         if gaps:
             headline += f"<br><i>Not examined: {not_examined}</i>"
         self.headline.setText(headline)
@@ -106,11 +114,13 @@ class FindingsView(ResultView):
         card.setStyleSheet(f"QFrame {{ background: {colour}; border-radius: 4px; }}")
         layout = QtWidgets.QVBoxLayout(card)
         title = QtWidgets.QLabel(
-            f"<b>{finding.severity.upper()}: {finding.title}</b>", card
+            f"<b>{finding.severity.upper()}: {escape(finding.title, quote=False)}</b>",
+            card,
         )
         layout.addWidget(title)
         if show_statement:
             statement = QtWidgets.QLabel(finding.statement, card)
+            statement.setTextFormat(Qt.TextFormat.PlainText)
             statement.setWordWrap(True)
             layout.addWidget(statement)
         else:
@@ -125,7 +135,7 @@ class FindingsView(ResultView):
             )
             button.clicked.connect(
                 lambda _checked=False, e=evidence: self.sig_evidence_activated.emit(
-                    e.row, e.key
+                    e.row, e.keys
                 )
             )
             self.evidence_buttons.append(button)
@@ -133,4 +143,11 @@ class FindingsView(ResultView):
         evidence_box = QtWidgets.QWidget(card)
         evidence_box.setLayout(flow)
         layout.addWidget(evidence_box)
+        if finding.remedy:
+            remedy = QtWidgets.QLabel(
+                f"<b>What to do:</b> {escape(finding.remedy, quote=False)}", card
+            )
+            remedy.setWordWrap(True)
+            layout.addWidget(remedy)
+            self.remedies.append(remedy)
         return card

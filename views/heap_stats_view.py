@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import pyqtgraph as pg
-from qtpy import QtWidgets
+from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt, Signal
 
 from analysis.managed.results import (
@@ -20,6 +20,7 @@ from analysis.model.columns import TYPE_COLUMNS, Column, ColumnKind
 from analysis.model.vocab import RootKind, RowKind
 from analysis.values import human_size
 from views.base import ResultView, chart_unit, short_type_name
+from views.paging import ScrollPager
 from views.table_model import FilterTable
 
 INSTANCE_COLUMNS = [
@@ -47,6 +48,33 @@ def field_value(field: Any) -> str:
     return "" if field.value is None else str(field.value)
 
 
+def opens_object(field: Any) -> bool:
+    """A reference field that is not null: double-click or Enter opens it."""
+    return field is not None and field.kind == "reference" and bool(field.address)
+
+
+class CutTextTooltips(QtWidgets.QStyledItemDelegate):
+    """A cell whose text does not fit shows all of it as its tooltip (a
+    tooltip the model gives, such as a gap's reason, comes first)."""
+
+    def helpEvent(
+        self,
+        event: QtGui.QHelpEvent,
+        view: QtWidgets.QAbstractItemView,
+        option: QtWidgets.QStyleOptionViewItem,
+        index: QtCore.QModelIndex,
+    ) -> bool:
+        if event.type() == QtCore.QEvent.Type.ToolTip and not index.data(
+            Qt.ItemDataRole.ToolTipRole
+        ):
+            text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+            needed = option.fontMetrics.horizontalAdvance(text) + 8
+            if text and needed > view.visualRect(index).width():
+                QtWidgets.QToolTip.showText(event.globalPos(), text, view)
+                return True
+        return super().helpEvent(event, view, option, index)
+
+
 def root_path_text(path: Any) -> str:
     root = (path.root_kind or RootKind.OTHER).label
     if path.thread_os_id:
@@ -67,11 +95,12 @@ class HeapStatsView(ResultView):
     title = "Managed types"
     selects = (RowKind.HEAP_TYPE,)
     sig_type_selected = Signal(object)
-    # (type stat, offset): the next page of a type's objects
+    # (type stat, offset): the next page of a type's objects, asked for when
+    # the list is scrolled near its end
     sig_more_instances = Signal(object, object)
-    sig_instance_selected = Signal(
-        object
-    )  # an address: Signal(int) would cut it to 32 bits
+    # an address (of a listed object, or one a reference field opens):
+    # Signal(int) would cut it to 32 bits
+    sig_instance_selected = Signal(object)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -112,18 +141,22 @@ class HeapStatsView(ResultView):
         )
         self.roots = QtWidgets.QListWidget(self)
         self.roots_label = QtWidgets.QLabel("Roots (gcroot)", self)
-        self.more_button = QtWidgets.QPushButton("Show more", self)
-        self.more_button.hide()
-        self.more_button.clicked.connect(self._on_more)
+        self.roots_label.setWordWrap(True)
+        self._cut_text = CutTextTooltips(self)
+        for table in (self.instances, self.fields):
+            table.view.setItemDelegate(self._cut_text)
+        self.fields.view.activated.connect(self._on_field_activated)
+        self.pager = ScrollPager(self.instances, self)
+        self.pager.sig_page_wanted.connect(
+            lambda offset: self.sig_more_instances.emit(self._current_type, offset)
+        )
 
         top = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
         top.addWidget(self.types)
         top.addWidget(self.chart)
         top.setSizes([700, 300])
         bottom = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
-        bottom.addWidget(
-            self._column(self.instances_label, self.instances, self.more_button)
-        )
+        bottom.addWidget(self._column(self.instances_label, self.instances))
         bottom.addWidget(self._column(self.object_label, self.fields))
         bottom.addWidget(self._column(self.roots_label, self.roots))
         bottom.setSizes([250, 450, 500])
@@ -143,7 +176,7 @@ class HeapStatsView(ResultView):
         layout = QtWidgets.QVBoxLayout(box)
         layout.setContentsMargins(0, 0, 0, 0)
         for widget in widgets:
-            fixed = isinstance(widget, (QtWidgets.QLabel, QtWidgets.QPushButton))
+            fixed = isinstance(widget, QtWidgets.QLabel)
             layout.addWidget(widget, 0 if fixed else 1)
         return box
 
@@ -163,17 +196,24 @@ class HeapStatsView(ResultView):
         """Empties the panes below a changed selection: the objects of the
         old type (unless keep_instances), the old object's fields and roots."""
         if not keep_instances:
-            self.instances.clear()
-            self.more_button.hide()
-            self.instances_label.setText(
-                "Select a type to list its objects, largest first."
+            self.pager.reset()
+            self._label(
+                self.instances_label,
+                "Select a type to list its objects, largest first.",
             )
         self._current_address = None
         self._pointers = {}
         self.fields.clear()
         self.roots.clear()
-        self.object_label.setText("Select an object to see its fields and roots.")
-        self.roots_label.setText("Roots (gcroot)")
+        self._label(self.object_label, "Select an object to see its fields and roots.")
+        self._label(self.roots_label, "Roots (gcroot)")
+
+    @staticmethod
+    def _label(label: QtWidgets.QLabel, text: str) -> None:
+        """A label whose text may be cut where the pane is narrow carries all
+        of it as its tooltip."""
+        label.setText(text)
+        label.setToolTip(text)
 
     def set_retained(self, page: TypeRetainedPage) -> None:
         """Retained sizes by type, from the dominator tree."""
@@ -218,40 +258,46 @@ class HeapStatsView(ResultView):
             return
         self._current_type = type_stat
         self._clear_drill()
-        self.instances_label.setText(f"Loading the objects of {type_stat.name}…")
+        self._label(self.instances_label, f"Loading the objects of {type_stat.name}…")
         self.sig_type_selected.emit(type_stat)
 
-    def _on_more(self) -> None:
-        self.more_button.setEnabled(False)
-        self.sig_more_instances.emit(
-            self._current_type, len(self.instances.model.records())
-        )
-
     def set_instances(self, type_stat: Any, page: Any) -> None:
-        """A page of objects arrived; ignored if the user moved on."""
+        """A page of objects arrived; ignored if the user moved on. A later
+        page is added at the end, where the user scrolled to."""
         if type_stat is not self._current_type:
             return
-        earlier = list(self.instances.model.records()) if page.offset else []
-        items = earlier + list(page.items)
         total = int(page.total or 0)
-        shown = len(items)
-        self.instances_label.setText(
-            f"<b>{type_stat.name}</b>: {total:,} objects"
-            + (f", the {shown:,} largest shown" if shown < total else "")
+        self.pager.show_page(
+            int(page.offset or 0), total, page.items, sort_column=1, descending=True
         )
-        self.instances.set_records(items, sort_column=1)
-        self.more_button.setText(f"Show {min(PAGE, total - shown):,} more")
-        self.more_button.setVisible(shown < total)
-        self.more_button.setEnabled(True)
+        shown = self.pager.shown()
+        self._label(
+            self.instances_label,
+            f"<b>{type_stat.name}</b>: {total:,} objects"
+            + (
+                f", the {shown:,} largest listed (scroll down for more)"
+                if shown < total
+                else ""
+            ),
+        )
 
     def _on_instance(self, instance: Any) -> None:
         if instance is None or instance.address is None:
             return
+        self.open_object(int(instance.address))
+
+    def _on_field_activated(self, index: QtCore.QModelIndex) -> None:
+        field = self.fields.record_at(index.row())
+        if opens_object(field):
+            self.open_object(int(field.address))
+
+    def open_object(self, address: int) -> None:
+        """The object pane shows that object: its fields, then its roots."""
         self._clear_drill(keep_instances=True)
-        self._current_address = int(instance.address)
-        self.object_label.setText(f"Loading 0x{self._current_address:x}…")
-        self.roots_label.setText("Roots (gcroot): searching…")
-        self.sig_instance_selected.emit(self._current_address)
+        self._current_address = address
+        self._label(self.object_label, f"Loading 0x{address:x}…")
+        self._label(self.roots_label, "Roots (gcroot): searching…")
+        self.sig_instance_selected.emit(address)
 
     def set_object(
         self, address: int, detail: ObjectDetail, pointers: dict[str, str]
@@ -269,26 +315,32 @@ class HeapStatsView(ResultView):
             text += f'<br>"{detail.string_value[:200]}"'
         if detail.is_array:
             text += f"<br>{int(detail.length or 0):,} elements"
-        self.object_label.setText(text)
+        self._label(self.object_label, text)
         self.fields.set_records(detail.fields + detail.elements)
 
     def set_roots(self, address: int, roots: RootPaths) -> None:
         if address != self._current_address:
             return
         paths = list(roots.paths)
-        self.roots_label.setText(
-            f"Roots (gcroot): {len(paths)} path(s)"
-            + (" (more not shown)" if roots.truncated else "")
-            if paths
-            else "Roots (gcroot): no root keeps this object alive: it is garbage"
+        self._label(
+            self.roots_label,
+            (
+                f"Roots (gcroot): {len(paths)} path(s)"
+                + (" (more not shown)" if roots.truncated else "")
+                if paths
+                else "Roots (gcroot): no root keeps this object alive: it is garbage"
+            ),
         )
-        self.roots.addItems([root_path_text(p) for p in paths])
+        for path in paths:
+            item = QtWidgets.QListWidgetItem(root_path_text(path), self.roots)
+            item.setToolTip(item.text())
 
     def show_drill_error(self, address: Optional[int], message: str) -> None:
         if address is None:
-            self.instances_label.setText(f"Objects could not be listed: {message}")
+            self.pager.failed()
+            self._label(self.instances_label, f"Objects could not be listed: {message}")
         elif address == self._current_address:
-            self.roots_label.setText(f"Roots (gcroot): {message}")
+            self._label(self.roots_label, f"Roots (gcroot): {message}")
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        return self.types.select_where(lambda t: t.name == key)
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        return bool(self.types.select_all_where(lambda t: t.name in keys))

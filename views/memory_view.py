@@ -147,9 +147,9 @@ class MemoryView(ResultView):
         }[table]
         self.regions.set_records(by_kind.get(getattr(row, table), ()), sort_column=2)
 
-    def select(self, row: RowKind, key: Any) -> bool:
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
         self.tables.setCurrentWidget(self.summary)
-        return self.summary.select_where(lambda r: r.usage == key)
+        return bool(self.summary.select_all_where(lambda r: r.usage in keys))
 
 
 def space_text(summary: AddressSummary) -> str:

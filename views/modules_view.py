@@ -33,5 +33,5 @@ class ModulesView(ResultView):
         self.modules.set_records(modules)
         self.modules.view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        return self.modules.select_where(lambda m: m.name == key)
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        return bool(self.modules.select_all_where(lambda m: m.name in keys))

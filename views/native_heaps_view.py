@@ -125,12 +125,17 @@ class NativeHeapsView(ResultView):
                 )
             )
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        """Selects a large block by its address, else a heap by its address
-        (a glibc mmapped-chunk "heap" starts where its first block does)."""
-        for row in range(self.heaps.row_count()):
-            heap = self.heaps.record_at(row)
-            if any(int(b.address) == key for b in heap.large_blocks):
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        """Selects large blocks by their addresses (every one the evidence
+        names, in the heap that holds the first), else heaps by their
+        addresses (a glibc mmapped-chunk "heap" starts where its first block
+        does)."""
+        wanted = set(keys)
+        for index in range(self.heaps.row_count()):
+            heap = self.heaps.record_at(index)
+            if any(int(b.address) in wanted for b in heap.large_blocks):
                 self.heaps.select_where(lambda h: h is heap)
-                return self.blocks.select_where(lambda b: int(b.address) == key)
-        return self.heaps.select_where(lambda h: int(h.address) == key)
+                return bool(
+                    self.blocks.select_all_where(lambda b: int(b.address) in wanted)
+                )
+        return bool(self.heaps.select_all_where(lambda h: int(h.address) in wanted))

@@ -57,6 +57,16 @@ class RecordTableModel(QtCore.QAbstractTableModel):
     def columns(self) -> list[Column]:
         return self._columns
 
+    def append_records(self, records: Sequence[Any]) -> None:
+        """More rows at the end (the next page), without a reset: the view
+        keeps its scroll position and selection."""
+        if not records:
+            return
+        first = len(self._records)
+        self.beginInsertRows(QtCore.QModelIndex(), first, first + len(records) - 1)
+        self._records.extend(records)
+        self.endInsertRows()
+
     def rowCount(self, parent: QtCore.QModelIndex = QtCore.QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._records)
 
@@ -172,6 +182,7 @@ class FilterTable(QtWidgets.QWidget):
         self.view.setSelectionBehavior(
             QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows
         )
+        # Several rows: an evidence link that names 40 blocks selects 40.
         self.view.setSelectionMode(
             QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection
         )
@@ -333,6 +344,30 @@ class FilterTable(QtWidgets.QWidget):
             self.export_csv(path)
         except OSError as error:
             QtWidgets.QMessageBox.warning(self, "Export failed", f"{path}\n\n{error}")
+
+    def select_all_where(self, predicate: Callable[[Any], bool]) -> int:
+        """Selects every visible record matching predicate (evidence that
+        names 40 blocks selects the 40), the first one current and shown;
+        returns how many."""
+        rows = [r for r in range(self.proxy.rowCount()) if predicate(self.record_at(r))]
+        selection = QtCore.QItemSelection()
+        last = self.proxy.columnCount() - 1
+        for row in rows:
+            selection.select(self.proxy.index(row, 0), self.proxy.index(row, last))
+        if rows:
+            first = self.proxy.index(rows[0], 0)
+            self.view.setCurrentIndex(first)
+            self.view.scrollTo(
+                first, QtWidgets.QAbstractItemView.ScrollHint.PositionAtCenter
+            )
+        flags = QtCore.QItemSelectionModel.SelectionFlag
+        self.view.selectionModel().select(selection, flags.ClearAndSelect | flags.Rows)
+        return len(rows)
+
+    def selected_records(self) -> list[Any]:
+        """The selected records, in the order shown."""
+        rows = sorted(i.row() for i in self.view.selectionModel().selectedRows())
+        return [self.record_at(r) for r in rows]
 
     def _on_current_changed(
         self, current: QtCore.QModelIndex, _previous: QtCore.QModelIndex

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from qtpy import QtWidgets
+from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
 from analysis.managed.results import Monitor, ThreadPoolInfo
+from analysis.managed.locks_and_stacks import StackGroup
 from analysis.model.columns import (
     MONITOR_COLUMNS,
     THREAD_COLUMNS,
@@ -23,11 +24,51 @@ from analysis.model.native import NativeFrame
 from analysis.model.threads import Frame, ThreadView
 from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind
 from views.base import CRITICAL, INFO, WARNING, ResultView
-from views.table_model import FilterTable, RowStyle
+from views.table_model import RECORD_ROLE, FilterTable, RowStyle
 
 
 def owner_text(monitor: Monitor, names: dict[int, str]) -> str:
     return thread_name(monitor.owner_os_id, names) if monitor.owner_os_id else ""
+
+
+WAITS_FOR = "Waits for"
+LOCKS_TAB = 2
+STACKS_TAB = 3
+# A group's stack in one cell: its innermost frames (the tooltip has all).
+FRAMES_IN_CELL = 6
+# Frames of these namespaces say how a thread waits, not what it does.
+FRAMEWORK = ("System.", "Microsoft.")
+STACK_GROUP_COLUMNS: tuple[Column[StackGroup], ...] = (
+    Column("Threads", lambda g: g.count, "int", "threads with exactly this stack"),
+    Column("OS ids", lambda g: ", ".join(str(i) for i in g.os_ids)),
+    Column(
+        "Own code",
+        lambda g: next((f for f in g.frames if not f.startswith(FRAMEWORK)), ""),
+        tooltip="the innermost frame outside System.* and Microsoft.*",
+    ),
+    Column(
+        "Stack (innermost first)",
+        lambda g: " ← ".join(g.frames[:FRAMES_IN_CELL])
+        + (" ← …" if len(g.frames) > FRAMES_IN_CELL else "")
+        or "(no managed frames)",
+    ),
+)
+LINK = "#0645ad"
+
+
+class HolderLinks(QtWidgets.QStyledItemDelegate):
+    """A "Waits for" cell that names a lock holder reads as a link (Enter or
+    double-click goes there)."""
+
+    def initStyleOption(
+        self, option: QtWidgets.QStyleOptionViewItem, index: QtCore.QModelIndex
+    ) -> None:
+        super().initStyleOption(option, index)
+        thread = index.data(RECORD_ROLE)
+        waits = thread.waits_for if thread is not None else None
+        if waits is not None and waits.blocked and waits.owner_os_id:
+            option.font.setUnderline(True)
+            option.palette.setColor(QtGui.QPalette.ColorRole.Text, QtGui.QColor(LINK))
 
 
 def thread_style(thread: ThreadView) -> Optional[RowStyle]:
@@ -68,10 +109,22 @@ class ThreadsView(ResultView):
             self,
         )
         self._names: dict[int, str] = {}
+        # The held or waited-for monitors; None until the lock table is read.
+        self._monitors: Optional[tuple[Monitor, ...]] = None
+        self._thread: Optional[ThreadView] = None
         columns = THREAD_COLUMNS + (
-            Column("Waits for", lambda t: waits_text(t, self._names)),
+            Column(
+                WAITS_FOR,
+                lambda t: waits_text(t, self._names),
+                tooltip="double-click or Enter: go to the thread that holds the lock",
+            ),
         )
+        self.waits_column = len(columns) - 1
         self.threads = FilterTable(columns, thread_style, "Filter threads", self)
+        self.threads.view.activated.connect(self._on_activated)
+        self.threads.view.setItemDelegateForColumn(
+            self.waits_column, HolderLinks(self.threads.view)
+        )
         self.managed_stack = QtWidgets.QListWidget(self)
         self.native_stack = QtWidgets.QListWidget(self)
         mono = self.native_stack.font()
@@ -95,13 +148,28 @@ class ThreadsView(ResultView):
         self.locks_state = QtWidgets.QLabel(self)
         self.locks_state.setWordWrap(True)
         self.locks_state.hide()
+        self.locks_scope = QtWidgets.QLabel(self)
+        self.all_locks = QtWidgets.QCheckBox("All locks in the process", self)
+        self.all_locks.toggled.connect(lambda _on: self._show_locks())
+        scope = QtWidgets.QHBoxLayout()
+        scope.addWidget(self.locks_scope, 1)
+        scope.addWidget(self.all_locks)
         locks_box = QtWidgets.QWidget(self)
         locks_layout = QtWidgets.QVBoxLayout(locks_box)
         locks_layout.setContentsMargins(0, 0, 0, 0)
         locks_layout.addWidget(self.locks_state)
+        locks_layout.addLayout(scope)
         locks_layout.addWidget(self.locks, 1)
         stacks.addTab(locks_box, "Locks (syncblk)")
         self.locks.sig_record_selected.connect(self._select_owner)
+        self.stack_groups = FilterTable(
+            STACK_GROUP_COLUMNS,
+            lambda g: RowStyle(tooltip="\n".join(g.frames) or "(no managed frames)"),
+            "Filter stacks (a method, a thread id)",
+            self,
+        )
+        self.stack_groups.sig_record_selected.connect(self._select_group)
+        stacks.addTab(self.stack_groups, "Parallel stacks")
         self.stacks = stacks
         split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
         split.addWidget(self.threads)
@@ -119,19 +187,42 @@ class ThreadsView(ResultView):
     def reset(self) -> None:
         super().reset()
         self._names = {}
+        self._monitors = None
+        self._thread = None
         self.threads.clear()
         self.locks.clear()
+        self.locks_scope.setText("")
+        self.all_locks.setChecked(False)
         self.managed_stack.clear()
         self.native_stack.clear()
         self.pool_label.setText("")
         self.show_locks_state("")
-        self.stacks.setTabText(2, "Locks (syncblk)")
+        self.stacks.setTabText(LOCKS_TAB, "Locks (syncblk)")
+        self.stack_groups.clear()
+        self.stacks.setTabText(STACKS_TAB, "Parallel stacks")
+
+    def set_stack_groups(self, groups: tuple[StackGroup, ...]) -> None:
+        """Managed threads grouped by identical stack, the largest group first."""
+        self.stack_groups.set_records(groups, sort_column=0)
+        repeated = sum(1 for g in groups if g.count > 1)
+        self.stacks.setTabText(
+            STACKS_TAB, f"Parallel stacks: {len(groups)} ({repeated} shared)"
+        )
+
+    def _select_group(self, group: Optional[StackGroup]) -> None:
+        """A group selects all its threads (the first one's stack shows)."""
+        if group is not None:
+            current = self.stacks.currentIndex()
+            self.select(RowKind.THREAD, group.os_ids)
+            self.stacks.setCurrentIndex(current)
 
     def show_locks_state(self, text: str) -> None:
         """Why the lock table is empty (the monitors analysis did not run)."""
         self.locks_state.setText(text)
         self.locks_state.setVisible(bool(text))
         self.locks.setVisible(not text)
+        self.locks_scope.setVisible(not text)
+        self.all_locks.setVisible(not text)
 
     def set_thread_pool(self, pool: ThreadPoolInfo) -> None:
         """The thread pool's counts (`threadpool`) beside the legend."""
@@ -155,21 +246,56 @@ class ThreadsView(ResultView):
             self.threads.select_where(lambda t: True)
 
     def set_monitors(self, monitors: tuple[Monitor, ...]) -> None:
-        """The held monitors (sync blocks and thin locks), like `syncblk`."""
+        """The held monitors (sync blocks and thin locks), like `syncblk`:
+        those of the selected thread, or all of them."""
         self.show_locks_state("")
-        held = [m for m in monitors if m.is_held or m.waiting_os_ids]
-        self.locks.set_records(held)
-        self.stacks.setTabText(2, f"Locks (syncblk): {len(held)}")
+        self._monitors = tuple(m for m in monitors if m.is_held or m.waiting_os_ids)
+        self._show_locks()
+
+    def _show_locks(self) -> None:
+        if self._monitors is None:
+            return
+        thread = self._thread
+        if self.all_locks.isChecked() or thread is None:
+            shown = self._monitors
+            self.locks_scope.setText(f"{len(shown):,} locks held or waited for")
+        else:
+            waits = thread.waits_for
+            shown = tuple(
+                m
+                for m in self._monitors
+                if m.owner_os_id == thread.os_id
+                or thread.os_id in m.waiting_os_ids
+                or (waits is not None and m.object == waits.object)
+            )
+            owned = sum(1 for m in shown if m.owner_os_id == thread.os_id)
+            self.locks_scope.setText(
+                f"Thread {thread_name(thread.os_id, self._names)}: holds {owned}, "
+                f"waits for {len(shown) - owned}"
+            )
+        self.locks.set_records(shown)
+        self.stacks.setTabText(LOCKS_TAB, f"Locks (syncblk): {len(shown)}")
 
     def _select_owner(self, monitor: Optional[Monitor]) -> None:
         if monitor is not None and monitor.owner_os_id:
             current = self.stacks.currentIndex()
-            self.select(RowKind.THREAD, monitor.owner_os_id)
+            self.select(RowKind.THREAD, (monitor.owner_os_id,))
             self.stacks.setCurrentIndex(current)
+
+    def _on_activated(self, index: QtCore.QModelIndex) -> None:
+        """Double-click or Enter on "Waits for" goes to the lock's holder."""
+        if index.column() != self.waits_column:
+            return
+        thread = self.threads.record_at(index.row())
+        waits = thread.waits_for if thread is not None else None
+        if waits is not None and waits.owner_os_id:
+            self.select(RowKind.THREAD, (waits.owner_os_id,))
 
     def _show_stacks(self, thread: Optional[ThreadView]) -> None:
         if thread is None:
             return
+        self._thread = thread
+        self._show_locks()
         self.managed_stack.clear()
         self.native_stack.clear()
         self.managed_stack.addItems(
@@ -181,5 +307,5 @@ class ThreadsView(ResultView):
         if not thread.frames and thread.native_frames:
             self.stacks.setCurrentIndex(1)
 
-    def select(self, row: RowKind, key: Any) -> bool:
-        return self.threads.select_where(lambda t: t.os_id == key)
+    def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        return bool(self.threads.select_all_where(lambda t: t.os_id in keys))

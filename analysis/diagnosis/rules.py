@@ -15,10 +15,11 @@ from analysis.managed.results import (
     ThreadPoolInfo,
     TypeCount,
 )
-from analysis.model.diagnosis import Evidence, Finding
+from analysis.model.columns import waits_text
+from analysis.model.diagnosis import Evidence, EvidenceKey, Finding
 from analysis.model.native import LargeBlock, NativeHeap
 from analysis.model.threads import ThreadView
-from analysis.model.vocab import Apartment, RowKind, Severity
+from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind, Severity
 from analysis.ownership import PileOwners
 from analysis.values import human_size
 
@@ -33,6 +34,13 @@ STARVED_POOL_THREADS = 4
 # Fragmentation: free space this large a share of the GC heap, and this big.
 FRAGMENTATION_SHARE = 0.30
 FRAGMENTATION_MIN_FREE = 2 * 1024 * 1024
+# Evidence lists this many items one by one; the rest are "and N more", one
+# link that selects them all.
+EVIDENCE_ITEMS = 10
+# The finalizer's ready queue, by type: the most populous ones by name.
+READY_TYPES_LISTED = 5
+# Frames from these namespaces say how a thread waits, not what it does.
+FRAMEWORK_PREFIXES = ("System.", "Microsoft.", "Interop.", "[")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,42 @@ def describe_thread(thread: ThreadView) -> str:
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def activity(thread: ThreadView) -> str:
+    """What a thread is doing, from the top of its stack: the wait it is in,
+    and the application method that called it."""
+    names = [
+        f.name
+        for f in thread.frames
+        if f.name and f.kind in (None, ManagedFrameKind.MANAGED)
+    ]
+    if not names:
+        names = [f.name for f in thread.native_frames if f.name]
+    if not names:
+        return "shows no stack"
+    top = names[0]
+    own = next((n for n in names if not n.startswith(FRAMEWORK_PREFIXES)), None)
+    text = f"is in {top}"
+    if own is not None and own != top:
+        text += f", called from {own}"
+    waits = waits_text(thread)
+    return f"{text} (waiting for {waits})" if waits else text
+
+
+def listed(
+    row: RowKind,
+    items: Sequence[tuple[EvidenceKey, str]],
+    what: str,
+    limit: int = EVIDENCE_ITEMS,
+) -> list[Evidence]:
+    """Every item as its own evidence, or the first `limit` and one "and N
+    more" link that selects the rest; what: the items' plural noun."""
+    shown = [Evidence(row, key, text) for key, text in items[:limit]]
+    rest = [key for key, _text in items[limit:]]
+    if rest:
+        shown.append(Evidence.of(row, rest, f"and {len(rest):,} more {what}"))
+    return shown
 
 
 def large_block_piles(
@@ -96,6 +140,7 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
     if ready == 0 or not finalizer_thread.blocked:
         return
     waits = finalizer_thread.waits_for
+    remedy = ""
     evidence = [
         Evidence(
             RowKind.THREAD,
@@ -113,21 +158,44 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
                     RowKind.THREAD, owner.os_id, f"lock holder {describe_thread(owner)}"
                 )
             )
+            remedy = (
+                f"The lock holder, {describe_thread(owner)}, {activity(owner)}: "
+                "it must release the lock (never hold a lock across a sleep, a wait "
+                "or I/O). "
+            )
         else:
             why = f"waits for {lock} that no live thread releases"
+            remedy = (
+                "A thread ended without releasing the lock: release it in finally. "
+            )
+        remedy += "Do not take locks or block in a finalizer."
     elif finalizer_thread.in_com_call:
         why = "is stuck in a COM call into another apartment"
+        remedy = (
+            "Pump messages on STA threads (a blocked STA thread must wait in a "
+            "pumping wait, e.g. Thread.Join, or run a message loop), and release COM "
+            "objects on the thread that created them (Marshal.ReleaseComObject) "
+            "instead of leaving them to the finalizer."
+        )
     else:
         why = "waits synchronously for a task (Task.Wait / .Result in a finalizer)"
-    ready_types = tuple(facts.finalizer.ready)
-    for entry in sorted(ready_types, key=lambda e: e.count or 0, reverse=True)[:5]:
-        evidence.append(
-            Evidence(
-                RowKind.READY_TYPE,
-                entry.name or "?",
-                f"{entry.count or 0:,} {entry.name} ready for finalization",
-            )
-        )
+        remedy = "Do not wait for tasks or other threads in a finalizer."
+    remedy += (
+        " Dispose objects that hold native resources deterministically (using, "
+        "Dispose, with GC.SuppressFinalize), so their finalizers have nothing to do."
+    )
+    ready_types = sorted(
+        facts.finalizer.ready, key=lambda e: e.count or 0, reverse=True
+    )
+    evidence += listed(
+        RowKind.READY_TYPE,
+        [
+            (e.name or "?", f"{e.count or 0:,} {e.name} ready for finalization")
+            for e in ready_types
+        ],
+        "types ready for finalization",
+        READY_TYPES_LISTED,
+    )
     statement = (
         f"The finalizer thread {why}, so {ready:,} objects wait in the f-reachable "
         f"queue ({top_types(ready_types)}) and none of their finalizers runs."
@@ -155,9 +223,9 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
                 )
             )
         evidence.append(
-            Evidence(
+            Evidence.of(
                 RowKind.LARGE_BLOCK,
-                int(blocks[0].address),
+                [int(b.address) for b in blocks],
                 f"{count:,} large blocks of {human_size(size)}",
             )
         )
@@ -179,6 +247,7 @@ def blocked_finalizer(facts: Facts) -> Iterator[Finding]:
         title="The finalizer thread is blocked",
         statement=statement,
         evidence=tuple(evidence),
+        remedy=remedy,
     )
 
 
@@ -200,10 +269,21 @@ def finalization_backlog(facts: Facts) -> Iterator[Finding]:
             "the finalizer thread is not visibly blocked, but it does not keep up."
         ),
         evidence=tuple(
-            Evidence(RowKind.READY_TYPE, e.name or "?", f"{e.count or 0:,} {e.name}")
-            for e in sorted(
-                facts.finalizer.ready, key=lambda e: e.count or 0, reverse=True
-            )[:5]
+            listed(
+                RowKind.READY_TYPE,
+                [
+                    (e.name or "?", f"{e.count or 0:,} {e.name}")
+                    for e in sorted(
+                        facts.finalizer.ready, key=lambda e: e.count or 0, reverse=True
+                    )
+                ],
+                "types",
+                READY_TYPES_LISTED,
+            )
+        ),
+        remedy=(
+            "Dispose these objects deterministically (using, Dispose) and call "
+            "GC.SuppressFinalize in Dispose; keep finalizers short, without I/O or locks."
         ),
     )
 
@@ -250,6 +330,11 @@ def deadlock(facts: Facts) -> Iterator[Finding]:
                 for t in members
                 if t is not None
             ),
+            remedy=(
+                "Take locks in one fixed order on every thread, and never call out "
+                "(callbacks, I/O, another lock) while holding one; Monitor.TryEnter "
+                "with a timeout turns a silent deadlock into an error you can log."
+            ),
         )
 
 
@@ -264,13 +349,26 @@ def native_large_blocks(facts: Facts) -> Iterator[Finding]:
                 f"{human_size(size)}, {human_size(size * count)} in all: memory allocated "
                 "outside the GC heap and not yet freed."
             ),
-            evidence=tuple(
-                Evidence(
+            evidence=(
+                Evidence.of(
                     RowKind.LARGE_BLOCK,
-                    int(b.address),
-                    f"{human_size(size)} at 0x{int(b.address):x}",
-                )
-                for b in blocks[:10]
+                    [int(b.address) for b in blocks],
+                    f"all {count:,} blocks of {human_size(size)}",
+                ),
+                *listed(
+                    RowKind.LARGE_BLOCK,
+                    [
+                        (int(b.address), f"{human_size(size)} at 0x{int(b.address):x}")
+                        for b in blocks
+                    ],
+                    "blocks",
+                ),
+            ),
+            remedy=(
+                "Find the managed objects that own these blocks (Managed types: a "
+                "type's objects and their native-pointer fields) and dispose them "
+                "deterministically; native memory released only by a finalizer stays "
+                "allocated while the finalizer is blocked or behind."
             ),
         )
 
@@ -301,7 +399,16 @@ def threadpool_starvation(facts: Facts) -> Iterator[Finding]:
         title=f"{len(blocked)} thread-pool threads block on tasks",
         statement=statement,
         evidence=tuple(
-            Evidence(RowKind.THREAD, t.os_id, describe_thread(t)) for t in blocked
+            listed(
+                RowKind.THREAD,
+                [(t.os_id, describe_thread(t)) for t in blocked],
+                "threads",
+            )
+        ),
+        remedy=(
+            "Make the call chain asynchronous all the way (await instead of .Result or "
+            ".Wait()); raising the pool's minimum (ThreadPool.SetMinThreads) only buys "
+            "time."
         ),
     )
 
@@ -349,6 +456,11 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
         statement=statement,
         evidence=(
             Evidence(RowKind.HEAP_TYPE, "Free", f"Free: {human_size(free_bytes)}"),
+        ),
+        remedy=(
+            "Pin briefly or not at all: pool pinned buffers (ArrayPool, or the "
+            "pinned-object heap through GC.AllocateArray(pinned: true)); reuse large "
+            "arrays instead of allocating them again."
         ),
     )
 
@@ -404,6 +516,10 @@ def apartment_disagreement(facts: Facts) -> Iterator[Finding]:
                     f"{t.apartment_clr}. COM calls follow the OS view."
                 ),
                 evidence=(Evidence(RowKind.THREAD, t.os_id, describe_thread(t)),),
+                remedy=(
+                    "Usually harmless; where COM calls misbehave, set the apartment "
+                    "before the thread starts ([STAThread], Thread.SetApartmentState)."
+                ),
             )
 
 

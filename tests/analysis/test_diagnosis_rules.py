@@ -188,3 +188,76 @@ def test_a_damaged_heap_is_a_finding_and_its_counts_are_lower_bounds():
     intact = {f.rule: f for f in diagnose(Facts((), None, fragmented, ()))}
     assert "gc-heap-damaged" not in intact
     assert "lower bounds" not in intact["gc-fragmentation"].statement
+
+
+def test_the_blocked_finalizer_finding_says_what_the_holder_does_and_what_to_do():
+    facts = Facts(
+        threads=(
+            thread_view(
+                10,
+                name="LockHolder",
+                frames=[
+                    "System.Threading.Thread.Sleep(Int32)",
+                    "Service.Printer.Flush()",
+                ],
+            ),
+            thread_view(
+                11, finalizer=True, waits=WaitTarget(0x7000, "System.Object", 10)
+            ),
+        ),
+        finalizer=finalizer_queue(READY),
+        heap=None,
+        native_heaps=(nt_heap(0x5D0000, PRINT_SERVICE_BLOCKS),),
+    )
+    (finding,) = blocked_finalizer(facts)
+    assert finding.remedy.startswith(
+        "The lock holder, thread 'LockHolder' (OS id 10, managed id 10), is in "
+        "System.Threading.Thread.Sleep(Int32), called from Service.Printer.Flush()"
+    )
+    assert "Do not take locks or block in a finalizer." in finding.remedy
+    assert "Dispose objects that hold native resources deterministically" in (
+        finding.remedy
+    )
+    # The pile's evidence names all 624 blocks, not the first.
+    (pile,) = [e for e in finding.evidence if e.row == RowKind.LARGE_BLOCK]
+    assert pile.keys == tuple(int(b.address) for b in PRINT_SERVICE_BLOCKS)
+
+
+def test_a_finalizer_stuck_in_com_is_told_to_pump_messages_on_sta_threads():
+    facts = Facts(
+        threads=(
+            thread_view(2, finalizer=True, apartment="MTA", com=True),
+            thread_view(3, name="Printer", apartment="STA"),
+        ),
+        finalizer=finalizer_queue(READY),
+        heap=None,
+        native_heaps=(),
+    )
+    (finding,) = blocked_finalizer(facts)
+    assert finding.remedy.startswith("Pump messages on STA threads")
+
+
+def test_a_pile_lists_ten_blocks_and_links_the_rest_and_all():
+    facts = Facts((), None, None, (nt_heap(0x5D0000, PRINT_SERVICE_BLOCKS),))
+    (finding,) = native_large_blocks(facts)
+    addresses = tuple(int(b.address) for b in PRINT_SERVICE_BLOCKS)
+    everything, *single, more = finding.evidence
+    assert everything.text == "all 624 blocks of 2.00 MB"
+    assert everything.keys == addresses
+    assert [e.keys for e in single] == [(a,) for a in addresses[:10]]
+    assert more.text == "and 614 more blocks"
+    assert more.keys == addresses[10:]
+    assert finding.remedy.startswith("Find the managed objects that own these blocks")
+
+
+def test_the_ready_queue_beyond_five_types_is_one_more_link():
+    ready = tuple(type_count(f"T{i}", 100 - i, 1000) for i in range(8))
+    facts = Facts(
+        (thread_view(11, finalizer=True),),
+        finalizer_queue(ready + (type_count("Big", 20000, 10),)),
+        None,
+        (),
+    )
+    (finding,) = finalization_backlog(facts)
+    assert [e.text for e in finding.evidence][-1] == "and 4 more types"
+    assert finding.evidence[-1].keys == ("T4", "T5", "T6", "T7")

@@ -74,6 +74,15 @@ def test_the_pile_is_a_finding_and_the_managed_half_says_why_it_is_missing(repor
     (finding,) = [f for f in report["findings"] if f["rule"] == "native-large-blocks"]
     assert finding["title"] == "624 native blocks of 2.00 MB"
     assert finding["evidence"][0]["key"] == BLOCKS[0][0]
+    # Every block is named: one link for all 624, ten one by one, the rest.
+    evidence = finding["evidence"]
+    assert len(evidence[0]["keys"]) == 624
+    assert [e["text"] for e in (evidence[0], evidence[-1])] == [
+        "all 624 blocks of 2.00 MB",
+        "and 614 more blocks",
+    ]
+    assert len(evidence[-1]["keys"]) == 614
+    assert finding["remedy"].startswith("Find the managed objects that own these")
     managed = report["managed"]
     assert managed["available"] is False
     assert "Windows" in managed["reason"]

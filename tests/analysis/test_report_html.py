@@ -74,6 +74,8 @@ def test_html_report_of_the_blocked_finalizer_carries_the_finding_and_its_eviden
     assert html.escape(first.statement) in page
     for evidence in first.evidence:
         assert f"<li>{html.escape(evidence.text)}</li>" in page
+    assert f"<p><b>What to do:</b> {html.escape(first.remedy)}</p>" in page
+    assert "The lock holder, thread" in first.remedy
     # The buffers' type in the managed-types table, with its count as shown.
     buffer = next(t for t in types if t.name == facts["buffer_type"])
     assert (

@@ -57,6 +57,17 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     ]
     assert any("BlockingFinalizable.Finalize" in f for f in frames), frames
 
+    # Enter on its "Waits for" cell: the holder, which owns one lock.
+    finalizer_row = table.view.currentIndex().row()
+    waits = window.threads.waits_column
+    table.view.setCurrentIndex(table.proxy.index(finalizer_row, waits))
+    qtbot.keyClick(table.view, Qt.Key.Key_Return)
+    holder_row = table.view.currentIndex().row()
+    assert table.record_at(holder_row).os_id == holder
+    assert table.text_at(holder_row, 6) == "1"
+    assert window.threads.locks.row_count() == 1
+    window.threads.all_locks.setChecked(True)
+
     # The lock it waits for, like syncblk: held by LockHolder, the finalizer waiting.
     locks = window.threads.locks
     (lock_row,) = [
@@ -71,7 +82,7 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     assert table.record_at(table.view.currentIndex().row()).os_id == holder
 
     # The ready queue by type, and the 2 MB buffers in the native large blocks.
-    assert window.finalizer.select(RowKind.READY_TYPE, facts["buffer_type"])
+    assert window.finalizer.select(RowKind.READY_TYPE, (facts["buffer_type"],))
     ready = window.finalizer.ready
     assert (
         ready.record_at(ready.view.currentIndex().row()).count == facts["buffer_count"]
@@ -81,14 +92,45 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     block_evidence = first_evidence[at]
     window.findings.evidence_buttons[at].click()
     assert window.tabs.currentWidget() is window.native_heaps
+    # The link selects every one of the planted blocks, not the first.
     blocks = window.native_heaps.blocks
-    selected = blocks.record_at(blocks.view.currentIndex().row())
-    assert selected.address == block_evidence.key
-    assert selected.size >= facts["buffer_size"]
+    selected = blocks.selected_records()
+    assert len(selected) == facts["buffer_count"]
+    assert {int(b.address) for b in selected} == set(block_evidence.keys)
+    assert all(b.size >= facts["buffer_size"] for b in selected)
     # The block says which managed object owns it: the way back.
     owner = blocks.text_at(blocks.view.currentIndex().row(), 3)
     assert owner.startswith(f"{facts['buffer_type']} 0x") and "._memory" in owner
     assert window.recent_files()[0] == str(dump.path)
+
+
+def test_one_click_from_the_blocked_finalizer_headline_to_the_holders_stack(
+    window, qtbot
+):
+    dump = ensure_dump("blocked-finalizer")
+    holder = dump.facts["lock_holder"]["os_thread_id"]
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    assert window.findings.headline.text().startswith(
+        "<b>The finalizer thread is blocked.</b>"
+    )
+    (remedy, *_rest) = window.findings.remedies
+    assert "The lock holder, thread 'LockHolder'" in remedy.text()
+    assert "Thread.Sleep" in remedy.text()
+    # The only click: the lock holder's evidence link.
+    (link,) = [
+        b
+        for b in window.findings.evidence_buttons
+        if b.text().startswith("lock holder")
+    ]
+    link.click()
+    assert window.tabs.currentWidget() is window.threads
+    table = window.threads.threads
+    assert table.record_at(table.view.currentIndex().row()).os_id == holder
+    stack = window.threads.managed_stack
+    frames = [stack.item(i).text() for i in range(stack.count())]
+    assert any("Thread.Sleep" in f for f in frames), frames
+    assert any("BlockedFinalizer" in f for f in frames), frames
 
 
 def test_unreadable_file_is_refused_with_a_message_and_the_window_stays(
@@ -178,6 +220,19 @@ def test_threads_tab_shows_the_thread_pool_at_its_limit(window, qtbot):
             table.proxy.index(row, 0), Qt.ItemDataRole.BackgroundRole
         )
         assert brush is not None and brush.color().name() == INFO
+    # Their stacks fall in two groups (waiting in .Result, in .Wait()), the
+    # two largest; clicking one selects every thread in it.
+    groups = window.threads.stack_groups
+    first, second = groups.record_at(0), groups.record_at(1)
+    assert set(first.os_ids) | set(second.os_ids) == blocked
+    assert groups.text_at(0, 0) == str(first.count) == str(len(first.os_ids))
+    assert groups.text_at(0, 2).startswith(
+        "DumpScope.Scenarios.ThreadPoolStarvation.HandleRequest"
+    )
+    window.threads.stacks.setCurrentWidget(groups)
+    groups.view.selectRow(1)
+    assert {t.os_id for t in table.selected_records()} == set(second.os_ids)
+    assert window.threads.stacks.currentWidget() is groups
 
 
 def test_a_populous_type_pages_its_objects(window, qtbot):
@@ -190,11 +245,17 @@ def test_a_populous_type_pages_its_objects(window, qtbot):
     qtbot.waitUntil(lambda: types.instances.row_count() > 0, timeout=60_000)
     total = facts["small_resource_count"]
     assert types.instances.row_count() == 200
-    assert f"{total:,} objects, the 200 largest shown" in types.instances_label.text()
-    assert not types.more_button.isHidden()
-    assert types.more_button.text() == "Show 200 more"
-    types.more_button.click()
+    assert (
+        f"{total:,} objects, the 200 largest listed (scroll down for more)"
+        in types.instances_label.text()
+    )
+    # Scrolling to the end of the list fetches the next page, in place.
+    types.instances.view.selectRow(5)
+    bar = types.instances.view.verticalScrollBar()
+    bar.setValue(bar.maximum())
     qtbot.waitUntil(lambda: types.instances.row_count() == 400, timeout=60_000)
+    assert bar.value() > 0  # the view did not jump back to the top
+    assert types.instances.view.currentIndex().row() == 5
     addresses = {types.instances.record_at(r).address for r in range(400)}
     assert len(addresses) == 400  # the second page continues, it does not repeat
 
@@ -216,3 +277,96 @@ def test_a_failing_analysis_is_said_on_its_tab_and_the_others_go_on(
     )
     assert window.threads.threads.row_count() > 0
     assert window.types.types.row_count() > 0
+
+
+def test_a_reference_field_opens_its_object_with_its_own_roots(window, qtbot):
+    dump = ensure_dump("blocked-finalizer")
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    types = window.types
+    types.types.select_where(lambda t: t.name == "System.Threading.Thread")
+    qtbot.waitUntil(lambda: types.instances.row_count() > 0, timeout=60_000)
+    fields = types.fields
+    # The thread named LockHolder: its _name field is a string reference.
+    for row in range(types.instances.row_count()):
+        types.instances.view.selectRow(row)
+        qtbot.waitUntil(lambda: fields.row_count() > 0, timeout=60_000)
+        name = next(
+            (
+                r
+                for r in range(fields.row_count())
+                if fields.record_at(r).name == "_name"
+                and fields.record_at(r).value == "LockHolder"
+            ),
+            None,
+        )
+        if name is not None:
+            break
+    assert name is not None
+    target = int(fields.record_at(name).address)
+    fields.view.setCurrentIndex(fields.proxy.index(name, 2))
+    qtbot.keyClick(fields.view, Qt.Key.Key_Return)
+    qtbot.waitUntil(
+        lambda: types.object_label.text().startswith(f"<b>0x{target:x}</b>"),
+        timeout=60_000,
+    )
+    assert "System.String" in types.object_label.text()
+    assert '"LockHolder"' in types.object_label.text()
+    assert types.object_label.toolTip() == types.object_label.text()
+    qtbot.waitUntil(
+        lambda: "searching" not in types.roots_label.text(), timeout=120_000
+    )
+    assert types.roots_label.text().startswith("Roots (gcroot): ")
+    assert types.roots.count() >= 1
+    last = types.roots.item(0).text()
+    assert last.endswith(f"String@0x{target:x}")
+    assert types.roots.item(0).toolTip() == last
+
+
+def test_a_finalizer_queue_type_opens_its_objects_and_each_opens_the_inspector(
+    window, qtbot
+):
+    dump = ensure_dump("blocked-finalizer")
+    facts = dump.facts
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    finalizer = window.finalizer
+    ready = finalizer.ready
+    assert finalizer.select(RowKind.READY_TYPE, (facts["buffer_type"],))
+    qtbot.keyClick(ready.view, Qt.Key.Key_Return)
+    objects = finalizer.objects
+    qtbot.waitUntil(lambda: objects.row_count() > 0, timeout=60_000)
+    assert objects.row_count() == facts["buffer_count"]
+    assert finalizer.objects_label.text().startswith(
+        f"<b>{facts['buffer_type']}</b>: {facts['buffer_count']} objects ready for "
+        "finalization"
+    )
+    assert all(
+        objects.record_at(r).size == objects.record_at(0).size
+        for r in range(objects.row_count())
+    )
+    # An object opens the inspector: its type selected, its fields shown.
+    objects.view.setCurrentIndex(objects.proxy.index(3, 0))
+    address = int(objects.record_at(3).address)
+    qtbot.keyClick(objects.view, Qt.Key.Key_Return)
+    assert window.tabs.currentWidget() is window.types
+    types = window.types
+    assert (
+        types.types.record_at(types.types.view.currentIndex().row()).name
+        == facts["buffer_type"]
+    )
+    qtbot.waitUntil(lambda: types.fields.row_count() > 0, timeout=60_000)
+    assert types.object_label.text().startswith(
+        f"<b>0x{address:x}</b> {facts['buffer_type']}"
+    )
+
+    # Thousands of small ones page in as the list scrolls.
+    window.tabs.setCurrentWidget(finalizer)
+    assert finalizer.select(RowKind.READY_TYPE, (facts["small_resource_type"],))
+    qtbot.keyClick(ready.view, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: objects.row_count() == 200, timeout=60_000)
+    bar = objects.view.verticalScrollBar()
+    bar.setValue(bar.maximum())
+    qtbot.waitUntil(lambda: objects.row_count() == 400, timeout=60_000)
+    listed = [objects.record_at(r).address for r in range(400)]
+    assert listed == sorted(set(listed))  # the next page came below, in order

@@ -11,6 +11,7 @@ from tests.builders import (
     finalizer_queue,
     heap_stats,
     large_blocks,
+    monitor,
     nt_heap,
     thread_view,
     type_count,
@@ -80,7 +81,7 @@ def test_finalizer_view_lists_ready_objects_by_count(qtbot):
     assert view.ready.record_at(0).name == "System.Drawing.Font"
     assert "66,627 objects ready for finalization" in view.summary.text()
     assert "STA 5" in view.summary.text()
-    assert view.select(RowKind.READY_TYPE, "System.Drawing.Bitmap")
+    assert view.select(RowKind.READY_TYPE, ("System.Drawing.Bitmap",))
     assert view.ready.view.currentIndex().row() == 1
 
 
@@ -111,7 +112,7 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
             brush.color().name() if brush else None
         )
     assert colours == {101: None, 102: CRITICAL, 103: WARNING, 104: None}
-    assert view.select(RowKind.THREAD, 102)
+    assert view.select(RowKind.THREAD, (102,))
     assert view.managed_stack.item(0).text() == finalize
     rows = {view.threads.record_at(r).os_id: r for r in range(4)}
     assert view.threads.text_at(rows[104], 9) == "Monitor.Wait on Queue for a pulse"
@@ -131,7 +132,7 @@ def test_native_heaps_view_drills_down_to_large_blocks(qtbot):
     assert view.heaps.record_at(0).address == 0x7D0000
     assert "624 large blocks" in view.blocks_label.text()
     assert "1.22 GB" in view.blocks_label.text()
-    assert view.select(RowKind.LARGE_BLOCK, blocks[300].address)
+    assert view.select(RowKind.LARGE_BLOCK, (blocks[300].address,))
     assert (
         view.blocks.record_at(view.blocks.view.currentIndex().row()).address
         == blocks[300].address
@@ -152,7 +153,42 @@ def test_evidence_link_asks_for_its_row(qtbot):
     assert "The finalizer thread is blocked" in view.headline.text()
     with qtbot.waitSignal(view.sig_evidence_activated) as signal:
         view.evidence_buttons[0].click()
-    assert signal.args == [RowKind.THREAD, 102]
+    assert signal.args == [RowKind.THREAD, (102,)]
+
+
+def test_evidence_naming_many_blocks_selects_every_one(qtbot):
+    view = NativeHeapsView()
+    qtbot.addWidget(view)
+    blocks = large_blocks(624, 2 * 1024 * 1024)
+    view.set_heaps((nt_heap(0x5D0000), nt_heap(0x7D0000, blocks)))
+    wanted = tuple(int(b.address) for b in blocks[100:140])
+    assert view.select(RowKind.LARGE_BLOCK, wanted)
+    selected = view.blocks.selected_records()
+    assert sorted(int(b.address) for b in selected) == sorted(wanted)
+    current = view.blocks.record_at(view.blocks.view.currentIndex().row())
+    assert int(current.address) in wanted
+
+
+def test_a_finding_card_ends_with_what_to_do(qtbot):
+    view = FindingsView()
+    qtbot.addWidget(view)
+    finding = Finding(
+        "deadlock",
+        "critical",
+        "Deadlock between 2 threads",
+        "They wait for each other.",
+        (Evidence.of(RowKind.THREAD, (20, 21), "both threads"),),
+        remedy="Take locks in one fixed order in Program+<>c.<Main>b__0().",
+    )
+    view.set_diagnosis(Diagnosis((finding,)))
+    # A compiler-made name is text, not markup: its <> survive.
+    assert view.remedies[0].text() == (
+        "<b>What to do:</b> Take locks in one fixed order in "
+        "Program+&lt;&gt;c.&lt;Main&gt;b__0()."
+    )
+    with qtbot.waitSignal(view.sig_evidence_activated) as signal:
+        view.evidence_buttons[0].click()
+    assert signal.args == [RowKind.THREAD, (20, 21)]
 
 
 @pytest.mark.parametrize("findings", [()])
@@ -185,3 +221,102 @@ def test_memory_tab_says_a_32_bit_process_ran_out_of_address_space(qtbot):
     assert view.regions.row_count() == len(summary.regions_by_state["free"])
     view.reset()
     assert view.space_label.text() == "" and view.state_table.row_count() == 0
+
+
+def test_threads_view_links_a_wait_to_its_holder_and_shows_each_threads_locks(qtbot):
+    view = ThreadsView()
+    qtbot.addWidget(view)
+    view.set_threads(
+        (
+            thread_view(22726, name="Main"),
+            thread_view(
+                102, finalizer=True, waits=WaitTarget(0x7000, "System.Object", 103)
+            ),
+            thread_view(103, name="LockHolder"),
+        )
+    )
+    table = view.threads
+    rows = {table.record_at(r).os_id: r for r in range(table.row_count())}
+    # OS ids plain, in decimal and in hex; no thousands separator.
+    assert (table.text_at(rows[22726], 0), table.text_at(rows[22726], 1)) == (
+        "22726",
+        "58c6",
+    )
+    view.set_monitors(
+        (
+            monitor(0x7000, "System.Object", 103, waiting=[102]),
+            monitor(0x7100, "Cache", 103),
+            monitor(0x7200, "Queue", 22726),
+        )
+    )
+    # The finalizer's row: its Locks sub-tab shows the one lock it waits for.
+    view.select(RowKind.THREAD, (102,))
+    assert [view.locks.record_at(r).type for r in range(view.locks.row_count())] == [
+        "System.Object"
+    ]
+    assert "holds 0, waits for 1" in view.locks_scope.text()
+    view.all_locks.setChecked(True)
+    assert view.locks.row_count() == 3
+    view.all_locks.setChecked(False)
+    # Enter on its "Waits for" cell lands on the holder, whose locks show.
+    finalizer_row = table.view.currentIndex().row()
+    table.view.setCurrentIndex(table.proxy.index(finalizer_row, view.waits_column))
+    qtbot.keyClick(table.view, Qt.Key.Key_Return)
+    holder = table.record_at(table.view.currentIndex().row())
+    assert holder.os_id == 103
+    assert view.locks.row_count() == 2
+    assert "holds 2, waits for 0" in view.locks_scope.text()
+
+
+def test_a_cut_off_field_value_shows_all_of_it_as_its_tooltip(qtbot):
+    from qtpy import QtCore, QtGui, QtWidgets
+
+    from analysis.managed.results import FieldValue, ObjectDetail
+    from analysis.values import Address
+
+    view = HeapStatsView()
+    qtbot.addWidget(view)
+    view.resize(900, 600)
+    view.show()
+    long_text = "a path " * 40
+    fields = (
+        FieldValue(
+            "_path",
+            "System.String",
+            8,
+            "reference",
+            long_text,
+            Address(0x20),
+            "System.String",
+        ),
+        FieldValue("_id", "System.Int32", 16, "value", "7", None, None),
+    )
+    view.open_object(0x10)
+    view.set_object(
+        0x10,
+        ObjectDetail(
+            Address(0x10), None, "Job", 40, "gen0", False, None, None, fields, (), False
+        ),
+        {},
+    )
+    table = view.fields
+    rows = {table.record_at(r).name: r for r in range(table.row_count())}
+
+    def tooltip_at(row: int) -> str:
+        QtWidgets.QToolTip.hideText()
+        index = table.proxy.index(row, 2)
+        rect = table.view.visualRect(index)
+        event = QtGui.QHelpEvent(
+            QtCore.QEvent.Type.ToolTip,
+            rect.center(),
+            table.view.viewport().mapToGlobal(rect.center()),
+        )
+        option = QtWidgets.QStyleOptionViewItem()
+        option.initFrom(table.view)
+        shown = table.view.itemDelegate().helpEvent(event, table.view, option, index)
+        return QtWidgets.QToolTip.text() if shown else ""
+
+    table.view.setColumnWidth(2, 120)
+    assert tooltip_at(rows["_path"]) == table.text_at(rows["_path"], 2)
+    assert long_text.strip() in tooltip_at(rows["_path"])
+    assert tooltip_at(rows["_id"]) == ""  # "7" fits: no tooltip

@@ -178,6 +178,35 @@ def test_instances_by_size_put_the_largest_first(client: EngineClient, blocked) 
     assert sizes == sorted(sizes, reverse=True)
 
 
+def test_finalizer_objects_of_a_type_are_the_ones_the_queue_counts(
+    client: EngineClient, blocked
+) -> None:
+    client.open(str(blocked.path))
+    queue = client.finalizer_queue()
+    facts = blocked.facts
+    (buffers,) = [e for e in queue.ready if e.name == facts["buffer_type"]]
+    ready = client.finalizer_objects(buffers.method_table, "ready", limit=1000)
+    assert ready.name == facts["buffer_type"] and ready.sort == "address"
+    assert ready.total == buffers.count == facts["buffer_count"]
+    # The same objects the type's instance list shows: every buffer waits.
+    every = client.instances(buffers.method_table, 0, 1000, "address")
+    assert {i.address for i in ready.items} == {i.address for i in every.items}
+    assert sum(i.size for i in ready.items) == buffers.size
+    # Registered ones, paged: each once, and as many as the queue counts.
+    (small,) = [e for e in queue.finalizable if e.name == facts["small_resource_type"]]
+    seen: list[int] = []
+    while True:
+        page = client.finalizer_objects(
+            small.method_table, "finalizable", offset=len(seen), limit=999
+        )
+        assert page.total == small.count
+        if not page.items:
+            break
+        seen += [i.address for i in page.items]
+    assert len(seen) == len(set(seen)) == small.count
+    assert seen == sorted(seen)
+
+
 def test_object_detail_shows_typed_fields_and_references(
     client: EngineClient, blocked
 ) -> None:
