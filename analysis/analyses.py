@@ -250,15 +250,14 @@ def _engine_call(ctx: Context, call: Callable[[EngineClient], T]) -> T:
 
 
 def _open_runtime(ctx: Context) -> RuntimeInfo:
-    from analysis.managed.client import engine_available
+    from analysis.managed.engines import EngineUnavailable, engine_for_dump
 
-    if not engine_available():
-        raise Unavailability(
-            "the managed engine is not built: run ./dumpscope once to build it",
-            ErrorCode.ENGINE_UNAVAILABLE,
-        )
+    # The engine that matches the dump's OS and bitness on this host.
+    launch = engine_for_dump(ctx.reader.os, ctx.reader.pointer_size)
+    if isinstance(launch, EngineUnavailable):
+        raise Unavailability(launch.reason, ErrorCode.ENGINE_UNAVAILABLE)
     slot = ctx.engine
-    client = EngineClient()
+    client = EngineClient(launch=launch)
     for attempt in (1, 2):
         try:
             runtime = client.open(

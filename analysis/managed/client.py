@@ -22,7 +22,16 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+)
 
 from analysis.managed.results import (
     DominatorPage,
@@ -46,12 +55,19 @@ from analysis.managed.results import (
     from_json,
 )
 
+if TYPE_CHECKING:
+    from analysis.managed.engines import EngineLaunch
+
 PROTOCOL_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DLL = REPO_ROOT / "engine" / "out" / "DumpScope.Engine.dll"
 
 # progress(done, total, message); total 0 means unknown.
 Progress = Callable[[int, int, str], None]
+# Answer keys that hold paths on the engine's side (Z:\... under Wine).
+PATH_KEYS = frozenset(
+    {"dac_path", "dac_candidates", "runtime_module", "module", "dac", "tried"}
+)
 
 T = TypeVar("T")
 
@@ -91,6 +107,7 @@ class ErrorCode:
     NO_HEAP_MEMORY = 1006
     DAC_LOAD_FAILED = 1007
     NOT_FOUND = 1008
+    DAC_NOT_TRUSTED = 1009
     # Client side: the engine cannot start, or stopped during a call.
     ENGINE_UNAVAILABLE = 2001
     ENGINE_DIED = 2002
@@ -99,12 +116,17 @@ class ErrorCode:
 
 
 class EngineError(Exception):
-    """An error from the engine (or about it), with a message for the user."""
+    """An error from the engine (or about it), with a message for the user.
+    data: the error's details for a program (PROTOCOL.md), e.g. {"dac": path}
+    for DAC_NOT_TRUSTED: the file a user may choose to trust."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(
+        self, message: str, code: int, data: Optional[dict[str, Any]] = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.data = data or {}
 
     def __repr__(self) -> str:
         return f"EngineError({self.message!r}, {self.code})"
@@ -159,13 +181,16 @@ class _EngineProcess:
     """One running engine: a reader thread turns stdout lines into a queue
     (None marks its end) and another keeps the last lines of stderr."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(
+        self, command: list[str], env: Optional[dict[str, str]] = None
+    ) -> None:
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=str(REPO_ROOT),
+            env=env,
         )
         self.messages: "queue.Queue[Optional[dict[str, Any]]]" = queue.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -233,16 +258,20 @@ class EngineClient:
         cancel_grace: float = 5.0,
         call_timeouts: Optional[Mapping[str, float]] = None,
         default_timeout: float = DEFAULT_CALL_TIMEOUT,
+        launch: Optional["EngineLaunch"] = None,
     ) -> None:
-        """engine_dll and dotnet default to the built engine and the dotnet
-        host found on this machine; cancel_grace is how long a cancelled call
-        may take to stop before the engine is killed (and restarted on the
-        next call). A call that gets neither its answer nor a progress
-        notification for its timeout (call_timeouts[method] over
-        DEFAULT_CALL_TIMEOUTS, else default_timeout; seconds) stops the
-        engine and raises EngineError ENGINE_STALLED."""
+        """launch: the engine that matches the dump (engines.engine_for_dump);
+        without it, the Linux engine: engine_dll and dotnet default to the
+        built engine and the dotnet host found on this machine. cancel_grace
+        is how long a cancelled call may take to stop before the engine is
+        killed (and restarted on the next call). A call that gets neither its
+        answer nor a progress notification for its timeout
+        (call_timeouts[method] over DEFAULT_CALL_TIMEOUTS, else
+        default_timeout; seconds) stops the engine and raises EngineError
+        ENGINE_STALLED."""
         self._engine_dll = Path(engine_dll) if engine_dll else ENGINE_DLL
         self._dotnet = dotnet
+        self._launch = launch
         self._cancel_grace = cancel_grace
         self._timeouts = {**DEFAULT_CALL_TIMEOUTS, **(call_timeouts or {})}
         self._default_timeout = default_timeout
@@ -255,7 +284,16 @@ class EngineClient:
 
     # ------------------------------------------------------------ lifecycle
 
-    def _start(self) -> _EngineProcess:
+    @property
+    def engine_name(self) -> str:
+        """Which engine this client runs, said for the user."""
+        if self._launch is not None:
+            return self._launch.describe()
+        return "linux-x64 engine on dotnet"
+
+    def _command(self) -> tuple[list[str], Optional[dict[str, str]]]:
+        if self._launch is not None:
+            return list(self._launch.command), {**os.environ, **self._launch.env}
         dotnet = self._dotnet or find_dotnet()
         if dotnet is None:
             raise EngineError(
@@ -269,8 +307,12 @@ class EngineClient:
                 "missing): run engine/build.sh.",
                 ErrorCode.ENGINE_UNAVAILABLE,
             )
+        return [dotnet, str(self._engine_dll)], None
+
+    def _start(self) -> _EngineProcess:
+        command, env = self._command()
         try:
-            process = _EngineProcess([dotnet, str(self._engine_dll)])
+            process = _EngineProcess(command, env)
         except OSError as e:
             raise EngineError(
                 f"The engine could not start ({e}).", ErrorCode.ENGINE_UNAVAILABLE
@@ -410,11 +452,33 @@ class EngineClient:
                 continue
             if "error" in message:
                 error = message["error"] or {}
+                data = error.get("data")
                 raise EngineError(
-                    str(error.get("message") or "unknown engine error"),
+                    self._host_paths_in(
+                        str(error.get("message") or "unknown engine error")
+                    ),
                     int(error.get("code") or ErrorCode.INTERNAL),
+                    self._host_paths(data, "data") if isinstance(data, dict) else None,
                 )
-            return message.get("result")
+            return self._host_paths(message.get("result"))
+
+    def _host_paths(self, value: Any, key: Optional[str] = None) -> Any:
+        """The answer with the engine's paths (PATH_KEYS) as host paths."""
+        if self._launch is None:
+            return value
+        if isinstance(value, dict):
+            return {k: self._host_paths(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._host_paths(v, key) for v in value]
+        if isinstance(value, str) and key in PATH_KEYS:
+            return self._launch.host_path(value)
+        return value
+
+    def _host_paths_in(self, message: str) -> str:
+        """An error message with the engine's paths (Z:\\...) as host paths."""
+        if self._launch is None:
+            return message
+        return " ".join(self._launch.host_path(word) for word in message.split(" "))
 
     def _died(self, process: _EngineProcess, method: str) -> EngineError:
         try:
@@ -443,18 +507,35 @@ class EngineClient:
         dump_path: str,
         dac: Optional[str] = None,
         dac_folder: Optional[str] = None,
+        trust_dac: Optional[str] = None,
+        symbol_server: Optional[str] = None,
+        symbol_cache: Optional[str] = None,
         use_index: bool = True,
     ) -> RuntimeInfo:
         """Opens a dump (closing any other). dac: the exact DAC file of the
-        runtime build that wrote the dump; dac_folder: a folder holding it;
-        use_index False: neither load nor save this dump's heap graph in the
-        user's cache (PROTOCOL.md, "Heap graph"). When open fails, the dump
-        open before stays open (as in the engine)."""
+        runtime build that wrote the dump; dac_folder: a folder holding it.
+        trust_dac: one DAC file the user trusts although its signature check
+        failed (every other DAC is still checked). symbol_server: a symbol
+        server URL or a folder laid out as a symbol store, asked for a DAC
+        found nowhere else (off unless given); symbol_cache: where downloads
+        are kept. use_index False: neither load nor save this dump's heap
+        graph in the user's cache (PROTOCOL.md, "Heap graph"). When open
+        fails, the dump open before stays open (as in the engine)."""
         params: dict[str, Any] = {"dump": os.path.abspath(dump_path)}
         if dac is not None:
             params["dac"] = os.path.abspath(dac)
         if dac_folder is not None:
             params["dac_folder"] = os.path.abspath(dac_folder)
+        if trust_dac is not None:
+            params["trust_dac"] = os.path.abspath(trust_dac)
+        if symbol_server is not None:
+            params["symbol_server"] = (
+                symbol_server
+                if "://" in symbol_server
+                else os.path.abspath(symbol_server)
+            )
+        if symbol_cache is not None:
+            params["symbol_cache"] = os.path.abspath(symbol_cache)
         if not use_index:
             params["index"] = False
         with self._lock:
@@ -470,7 +551,7 @@ class EngineClient:
                     self._opened = before
                 raise
             self._opened = params
-        return from_json(RuntimeInfo, result)
+        return from_json(RuntimeInfo, {**(result or {}), "engine": self.engine_name})
 
     def heap_stats(
         self,

@@ -53,6 +53,9 @@ class RuntimeInfo:
     is_thread_safe: Optional[bool] = field(default=None, repr=False)
     # The dump file is damaged (truncated: what it lacks) but could be read.
     dump_damage: Optional[str] = None
+    # Added by the client, not the engine: which engine read the dump, and
+    # how it ran ("win-x64 engine under Wine (/usr/lib/wine/wine64)").
+    engine: Optional[str] = None
 
 
 @dataclass(frozen=True)
