@@ -57,6 +57,7 @@ UNAVAILABLE_CODES = frozenset(
         ErrorCode.WINDOWS_DUMP_ON_THIS_HOST,
         ErrorCode.NO_HEAP_MEMORY,
         ErrorCode.DAC_LOAD_FAILED,
+        ErrorCode.DAC_NOT_TRUSTED,
         ErrorCode.ENGINE_UNAVAILABLE,
         ErrorCode.PROTOCOL_MISMATCH,
     }
@@ -66,19 +67,29 @@ UNAVAILABLE_CODES = frozenset(
 class Unavailability(Exception):
     """Raised by a computation that cannot run on this dump."""
 
-    def __init__(self, reason: str, code: Optional[int] = None) -> None:
+    def __init__(
+        self, reason: str, code: Optional[int] = None, dac: Optional[str] = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.dac = dac
 
 
 @dataclass(frozen=True)
 class EngineOptions:
     """How the engine finds the dump's DAC: the exact file, or a folder of
-    them (copied from the machine that wrote the dump)."""
+    them (copied from the machine that wrote the dump). trust_dac: one DAC
+    file to load although its signature check failed (every other DAC is
+    still checked); symbol_server (opt-in): a symbol server URL or a folder
+    laid out as a symbol store, asked for a DAC found nowhere else, with
+    downloads kept in symbol_cache."""
 
     dac: Optional[str] = None
     dac_folder: Optional[str] = None
+    trust_dac: Optional[str] = None
+    symbol_server: Optional[str] = None
+    symbol_cache: Optional[str] = None
 
 
 @dataclass
@@ -264,6 +275,9 @@ def _open_runtime(ctx: Context) -> RuntimeInfo:
                 slot.dump_path,
                 dac=slot.options.dac,
                 dac_folder=slot.options.dac_folder,
+                trust_dac=slot.options.trust_dac,
+                symbol_server=slot.options.symbol_server,
+                symbol_cache=slot.options.symbol_cache,
             )
             break
         except EngineError as error:
@@ -275,7 +289,9 @@ def _open_runtime(ctx: Context) -> RuntimeInfo:
             if error.code == ErrorCode.CANCELLED:
                 raise AnalysisCancelled() from error
             if error.code in UNAVAILABLE_CODES:
-                raise Unavailability(error.message, error.code) from error
+                raise Unavailability(
+                    error.message, error.code, error.data.get("dac")
+                ) from error
             raise
     slot.client = client
     return runtime

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -65,6 +66,8 @@ ENGINE_DLL = REPO_ROOT / "engine" / "out" / "DumpScope.Engine.dll"
 # progress(done, total, message); total 0 means unknown.
 Progress = Callable[[int, int, str], None]
 # Answer keys that hold paths on the engine's side (Z:\... under Wine).
+# A drive path in an error message (quoted or not; no spaces).
+WINDOWS_PATH = re.compile(r"\b[A-Za-z]:\\[^\s'\";,]*")
 PATH_KEYS = frozenset(
     {"dac_path", "dac_candidates", "runtime_module", "module", "dac", "tried"}
 )
@@ -478,7 +481,14 @@ class EngineClient:
         """An error message with the engine's paths (Z:\\...) as host paths."""
         if self._launch is None:
             return message
-        return " ".join(self._launch.host_path(word) for word in message.split(" "))
+        host_path = self._launch.host_path
+
+        def mapped(match: "re.Match[str]") -> str:
+            path = match.group(0)
+            end = len(path.rstrip(".)"))
+            return host_path(path[:end]) + path[end:]
+
+        return WINDOWS_PATH.sub(mapped, message)
 
     def _died(self, process: _EngineProcess, method: str) -> EngineError:
         try:
