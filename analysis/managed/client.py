@@ -287,13 +287,6 @@ class EngineClient:
 
     # ------------------------------------------------------------ lifecycle
 
-    @property
-    def engine_name(self) -> str:
-        """Which engine this client runs, said for the user."""
-        if self._launch is not None:
-            return self._launch.describe()
-        return "linux-x64 engine on dotnet"
-
     def _command(self) -> tuple[list[str], Optional[dict[str, str]]]:
         if self._launch is not None:
             return list(self._launch.command), {**os.environ, **self._launch.env}
@@ -561,7 +554,7 @@ class EngineClient:
                     self._opened = before
                 raise
             self._opened = params
-        return from_json(RuntimeInfo, {**(result or {}), "engine": self.engine_name})
+        return from_json(RuntimeInfo, result)
 
     def heap_stats(
         self,

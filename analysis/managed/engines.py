@@ -64,14 +64,6 @@ class EngineChoice:
     how: str
     wine: Optional[str] = None
 
-    def describe(self) -> str:
-        """For the report and the status bar: which engine ran, and how."""
-        if self.how == WINE:
-            return f"{self.target} engine under Wine ({self.wine})"
-        if self.how == DOTNET:
-            return f"{self.target} engine on dotnet"
-        return f"{self.target} engine"
-
 
 @dataclass(frozen=True)
 class EngineUnavailable:
@@ -222,9 +214,6 @@ class EngineLaunch:
     command: tuple[str, ...]
     env: Mapping[str, str]
     wine_prefix: Optional[str] = None
-
-    def describe(self) -> str:
-        return self.choice.describe()
 
     def host_path(self, path: str) -> str:
         """A path from the engine's answer as a path on this host: under Wine,

@@ -53,8 +53,8 @@ class RuntimeInfo:
     is_thread_safe: Optional[bool] = field(default=None, repr=False)
     # The dump file is damaged (truncated: what it lacks) but could be read.
     dump_damage: Optional[str] = None
-    # Added by the client, not the engine: which engine read the dump, and
-    # how it ran ("win-x64 engine under Wine (/usr/lib/wine/wine64)").
+    # Which engine read the dump and where it ran ("win-x64 engine under
+    # Wine 8.0"): the report and the status bar say it.
     engine: Optional[str] = None
 
 

@@ -87,15 +87,6 @@ def test_a_dump_of_another_os_or_pointer_size_has_no_engine() -> None:
     assert isinstance(choose_engine(host, "windows", 2), EngineUnavailable)
 
 
-def test_the_status_bar_names_the_engine_and_how_it_runs() -> None:
-    assert (
-        EngineChoice("win-x64", WINE, W64).describe()
-        == "win-x64 engine under Wine (/usr/lib/wine/wine64)"
-    )
-    assert EngineChoice("linux-x64", DOTNET).describe() == "linux-x64 engine on dotnet"
-    assert EngineChoice("win-x86", NATIVE).describe() == "win-x86 engine"
-
-
 def test_wine_paths_in_answers_read_as_unix_paths() -> None:
     prefix = "/home/u/.cache/dumpscope/wine"
     assert wine_to_unix(r"Z:\home\u\dumps\app.dmp", prefix) == "/home/u/dumps/app.dmp"

@@ -181,7 +181,26 @@ public sealed partial class DumpSession : IDisposable
             CanWalkHeap: heap.CanWalkHeap,
             HeapReadable: readable,
             HeapProblem: problem,
-            IsThreadSafe: runtime.IsThreadSafe);
+            IsThreadSafe: runtime.IsThreadSafe,
+            Engine: EngineDescription());
+    }
+
+    private delegate IntPtr WineGetVersion();
+
+    /// <summary>Which engine this is and where it runs, for the report and
+    /// the status bar: "linux-x64 engine", "win-x64 engine under Wine 8.0".
+    /// Wine's ntdll exports wine_get_version; Windows' does not.</summary>
+    private static string EngineDescription()
+    {
+        string engine = $"{RuntimeInformation.RuntimeIdentifier} engine";
+        if (OperatingSystem.IsWindows()
+            && NativeLibrary.TryLoad("ntdll.dll", out IntPtr ntdll)
+            && NativeLibrary.TryGetExport(ntdll, "wine_get_version", out IntPtr export))
+        {
+            string? version = Marshal.PtrToStringAnsi(Marshal.GetDelegateForFunctionPointer<WineGetVersion>(export)());
+            return $"{engine} under Wine {version}";
+        }
+        return engine;
     }
 
     // ELF core dumps carry no version resource for libcoreclr (ClrMD says
