@@ -17,6 +17,27 @@ from typing import IO, Optional, Sequence
 EXIT_OK, EXIT_USAGE, EXIT_UNREADABLE = 0, 2, 3
 
 
+def add_dac_trust_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-dac",
+        metavar="FILE",
+        help="load this DAC although its signature check failed (only this file; "
+        "every other DAC is still checked)",
+    )
+    parser.add_argument(
+        "--symbol-server",
+        metavar="URL",
+        help="ask this symbol server (or a folder laid out as a symbol store) for "
+        "a DAC found nowhere else; off unless given",
+    )
+    parser.add_argument(
+        "--symbol-cache",
+        metavar="DIR",
+        help="where DACs from the symbol server are kept "
+        "(default ~/.cache/dumpscope/symbols)",
+    )
+
+
 def report_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="main.py report",
@@ -30,6 +51,7 @@ def report_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--dac-folder", help="a folder holding the runtime's data-access library"
     )
+    add_dac_trust_arguments(parser)
     parser.add_argument("--format", choices=("json", "text", "html"), default="json")
     parser.add_argument(
         "--out", help="write the report to this file instead of standard output"
@@ -71,7 +93,14 @@ def report_main(argv: Sequence[str]) -> int:
         try:
             for name in (args.dump, args.baseline):
                 if name:
-                    opened = DumpSession(name, dac=args.dac, dac_folder=args.dac_folder)
+                    opened = DumpSession(
+                        name,
+                        dac=args.dac,
+                        dac_folder=args.dac_folder,
+                        trust_dac=args.trust_dac,
+                        symbol_server=args.symbol_server,
+                        symbol_cache=args.symbol_cache,
+                    )
                     session, baseline = (
                         (opened, None)
                         if session is None
@@ -163,6 +192,7 @@ def gui_main(argv: Sequence[str]) -> int:
         "--dac-folder",
         help="a folder of data-access libraries (remembered for later dumps)",
     )
+    add_dac_trust_arguments(parser)
     args = parser.parse_args(argv)
     if args.dump and not Path(args.dump).exists():
         parser.error(f"no such file: {args.dump}")
@@ -172,7 +202,14 @@ def gui_main(argv: Sequence[str]) -> int:
     choose_binding()
     from app.application import run
 
-    return run(args.dump, dac=args.dac, dac_folder=args.dac_folder)
+    return run(
+        args.dump,
+        dac=args.dac,
+        dac_folder=args.dac_folder,
+        trust_dac=args.trust_dac,
+        symbol_server=args.symbol_server,
+        symbol_cache=args.symbol_cache,
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

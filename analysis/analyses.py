@@ -58,6 +58,7 @@ UNAVAILABLE_CODES = frozenset(
         ErrorCode.WINDOWS_DUMP_ON_THIS_HOST,
         ErrorCode.NO_HEAP_MEMORY,
         ErrorCode.DAC_LOAD_FAILED,
+        ErrorCode.DAC_NOT_TRUSTED,
         ErrorCode.ENGINE_UNAVAILABLE,
         ErrorCode.PROTOCOL_MISMATCH,
     }
@@ -67,19 +68,29 @@ UNAVAILABLE_CODES = frozenset(
 class Unavailability(Exception):
     """Raised by a computation that cannot run on this dump."""
 
-    def __init__(self, reason: str, code: Optional[int] = None) -> None:
+    def __init__(
+        self, reason: str, code: Optional[int] = None, dac: Optional[str] = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.dac = dac
 
 
 @dataclass(frozen=True)
 class EngineOptions:
     """How the engine finds the dump's DAC: the exact file, or a folder of
-    them (copied from the machine that wrote the dump)."""
+    them (copied from the machine that wrote the dump). trust_dac: one DAC
+    file to load although its signature check failed (every other DAC is
+    still checked); symbol_server (opt-in): a symbol server URL or a folder
+    laid out as a symbol store, asked for a DAC found nowhere else, with
+    downloads kept in symbol_cache."""
 
     dac: Optional[str] = None
     dac_folder: Optional[str] = None
+    trust_dac: Optional[str] = None
+    symbol_server: Optional[str] = None
+    symbol_cache: Optional[str] = None
 
 
 @dataclass
@@ -251,21 +262,23 @@ def _engine_call(ctx: Context, call: Callable[[EngineClient], T]) -> T:
 
 
 def _open_runtime(ctx: Context) -> RuntimeInfo:
-    from analysis.managed.client import engine_available
+    from analysis.managed.engines import EngineUnavailable, engine_for_dump
 
-    if not engine_available():
-        raise Unavailability(
-            "the managed engine is not built: run ./dumpscope once to build it",
-            ErrorCode.ENGINE_UNAVAILABLE,
-        )
+    # The engine that matches the dump's OS and bitness on this host.
+    launch = engine_for_dump(ctx.reader.os, ctx.reader.pointer_size)
+    if isinstance(launch, EngineUnavailable):
+        raise Unavailability(launch.reason, ErrorCode.ENGINE_UNAVAILABLE)
     slot = ctx.engine
-    client = EngineClient()
+    client = EngineClient(launch=launch)
     for attempt in (1, 2):
         try:
             runtime = client.open(
                 slot.dump_path,
                 dac=slot.options.dac,
                 dac_folder=slot.options.dac_folder,
+                trust_dac=slot.options.trust_dac,
+                symbol_server=slot.options.symbol_server,
+                symbol_cache=slot.options.symbol_cache,
             )
             break
         except EngineError as error:
@@ -277,7 +290,9 @@ def _open_runtime(ctx: Context) -> RuntimeInfo:
             if error.code == ErrorCode.CANCELLED:
                 raise AnalysisCancelled() from error
             if error.code in UNAVAILABLE_CODES:
-                raise Unavailability(error.message, error.code) from error
+                raise Unavailability(
+                    error.message, error.code, error.data.get("dac")
+                ) from error
             raise
     slot.client = client
     return runtime

@@ -178,6 +178,9 @@ def render_text(session: DumpSession) -> str:
             f"Managed heap: {heap.total_objects or 0:,} objects, "
             f"{human_size(heap.total_bytes or 0)} (the 25 largest types)"
         )
+        runtime = value(RUNTIME)
+        if runtime is not None and runtime.engine:
+            out.append(f"  read by the {runtime.engine}")
         types = sorted(heap.types, key=lambda t: t.size or 0, reverse=True)[:25]
         out += _indent(table_text(TYPE_COLUMNS, types))
     queue = value(FINALIZER_QUEUE)

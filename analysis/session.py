@@ -61,13 +61,20 @@ class DumpSession:
         path: str | Path,
         dac: Optional[str] = None,
         dac_folder: Optional[str] = None,
+        trust_dac: Optional[str] = None,
+        symbol_server: Optional[str] = None,
+        symbol_cache: Optional[str] = None,
     ) -> None:
         """dac: the runtime's data-access library for this dump; dac_folder:
         a folder of DACs (e.g. copied from the machine that wrote the dump).
-        Without either, the engine looks beside the runtime the dump names."""
+        Without either, the engine looks beside the runtime the dump names.
+        trust_dac, symbol_server, symbol_cache: see EngineOptions."""
         self.path = check_dump_path(str(path))
         self.reader: MemoryReader = open_dump(self.path)
-        self._engine = EngineSlot(self.path, EngineOptions(dac, dac_folder))
+        self._engine = EngineSlot(
+            self.path,
+            EngineOptions(dac, dac_folder, trust_dac, symbol_server, symbol_cache),
+        )
         self._outcomes: dict[Analysis[object], Outcome[object]] = {}
         self._locks: dict[Analysis[object], threading.Lock] = {}
         self._guard = threading.Lock()
@@ -118,7 +125,7 @@ class DumpSession:
         except AnalysisCancelled:
             return Cancelled()
         except Unavailability as gap:
-            return Unavailable(gap.reason, gap.code)
+            return Unavailable(gap.reason, gap.code, gap.dac)
         except Exception as error:  # one failing analysis leaves the others
             return Failed(f"{type(error).__name__}: {error}")
 

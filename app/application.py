@@ -36,7 +36,12 @@ def demo_job(window: MainWindow) -> Job:
 
 
 def run(
-    dump: Optional[str], dac: Optional[str] = None, dac_folder: Optional[str] = None
+    dump: Optional[str],
+    dac: Optional[str] = None,
+    dac_folder: Optional[str] = None,
+    trust_dac: Optional[str] = None,
+    symbol_server: Optional[str] = None,
+    symbol_cache: Optional[str] = None,
 ) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
     app.setApplicationName("DumpScope")
@@ -44,6 +49,9 @@ def run(
     app.setWindowIcon(QtGui.QIcon(str(ICON)))
     follow_desktop(app)
     window = MainWindow()
+    window.trust_dac = trust_dac
+    window.symbol_server = symbol_server
+    window.symbol_cache = symbol_cache
     if dac_folder:
         window.set_dac_folder(dac_folder)
     window.show()

@@ -63,6 +63,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings = settings or QtCore.QSettings("DumpScope", "DumpScope")
         self.session: Optional[DumpSession] = None
         self.job: Optional[Job] = None
+        # From the command line (--trust-dac, --symbol-server, --symbol-cache).
+        self.trust_dac: Optional[str] = None
+        self.symbol_server: Optional[str] = None
+        self.symbol_cache: Optional[str] = None
         self.setWindowTitle("DumpScope")
         self.resize(1280, 820)
         self.setAcceptDrops(True)
@@ -224,7 +228,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self._reset()
         try:
-            self.session = DumpSession(path, dac=dac, dac_folder=self.dac_folder())
+            self.session = DumpSession(
+                path,
+                dac=dac,
+                dac_folder=self.dac_folder(),
+                trust_dac=self.trust_dac,
+                symbol_server=self.symbol_server,
+                symbol_cache=self.symbol_cache,
+            )
         except (DumpFormatError, OSError) as error:
             self._show_empty()
             QtWidgets.QMessageBox.warning(
@@ -281,7 +292,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_finished(self, _result: Any) -> None:
         self._set_busy(False)
-        self.statusBar().showMessage("Analysis complete", 5000)
+        runtime = self.session.peek(RUNTIME) if self.session else None
+        engine = runtime.value.engine if isinstance(runtime, Done) else None
+        # Which engine read the managed heap (a Windows dump on Linux: Wine).
+        self.statusBar().showMessage(
+            f"Analysis complete (managed heap read by the {engine})"
+            if engine
+            else "Analysis complete"
+        )
         self.sig_analysis_finished.emit()
 
     def _on_failed(self, message: str) -> None:

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# Builds the engine (engine/src, net10.0 Release) into engine/out/, only when
-# its sources changed: a hash of the .cs/.csproj files is kept in a stamp, so
-# a second call returns at once. Usage: engine/build.sh [--force]
+# Builds the engine (engine/src, net10.0 Release), only when its sources
+# changed: a hash of the .cs/.csproj files is kept in a stamp per target, so a
+# second call returns at once. Targets:
+#   engine/out/                  linux-x64, framework-dependent (run by dotnet)
+#   engine/out/win-x64/          self-contained Windows engines, from the
+#   engine/out/win-x86/          runtime packs: a Windows dump needs a Windows
+#                                engine of its bitness (natively, or under Wine)
+# Usage: engine/build.sh [--force] [--linux-only]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/out"
-stamp="$out/.source-hash"
+force=0
+windows=1
+for arg in "$@"; do
+  case "$arg" in
+    --force) force=1 ;;
+    --linux-only) windows=0 ;;
+    *) echo "usage: engine/build.sh [--force] [--linux-only]" >&2; exit 2 ;;
+  esac
+done
 
 if ! command -v dotnet >/dev/null; then
   echo "[engine] the .NET SDK (dotnet) is missing: install .NET 10 to build the engine" >&2
@@ -15,11 +28,32 @@ fi
 hash=$(cd "$here/src" && find . \( -name '*.cs' -o -name '*.csproj' \) -not -path './obj/*' -not -path './bin/*' -print0 \
   | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
 
-if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ] && [ -f "$out/DumpScope.Engine.dll" ]; then
-  exit 0
+fresh() { # fresh DIR FILE: DIR's stamp matches the sources and FILE is there
+  [ "$force" = 0 ] && [ -f "$1/.source-hash" ] && [ "$(cat "$1/.source-hash")" = "$hash" ] && [ -f "$1/$2" ]
+}
+
+if ! fresh "$out" DumpScope.Engine.dll; then
+  echo "[engine] building DumpScope.Engine (linux-x64) into $out" >&2
+  rm -f "$out/.source-hash"
+  dotnet build "$here/src/DumpScope.Engine.csproj" -c Release -o "$out" --nologo -v quiet -clp:ErrorsOnly >&2
+  echo "$hash" > "$out/.source-hash"
 fi
 
-echo "[engine] building DumpScope.Engine into $out" >&2
-rm -f "$stamp"
-dotnet build "$here/src/DumpScope.Engine.csproj" -c Release -o "$out" --nologo -v quiet -clp:ErrorsOnly >&2
-echo "$hash" > "$stamp"
+if [ "$windows" = 1 ]; then
+  published=0
+  for rid in win-x64 win-x86; do
+    target="$out/$rid"
+    fresh "$target" DumpScope.Engine.exe && continue
+    echo "[engine] publishing DumpScope.Engine ($rid, self-contained) into $target" >&2
+    rm -rf "$target"
+    dotnet publish "$here/src/DumpScope.Engine.csproj" -c Release -r "$rid" --self-contained \
+      -o "$target" -p:DebugType=none --nologo -v quiet -clp:ErrorsOnly >&2
+    echo "$hash" > "$target/.source-hash"
+    published=1
+  done
+  if [ "$published" = 1 ]; then
+    # Publishing for a runtime identifier restores for it: restore the
+    # framework-dependent build again so `dotnet build`/`dotnet test` need not.
+    dotnet restore "$here/src/DumpScope.Engine.csproj" --nologo -v quiet >/dev/null
+  fi
+fi

@@ -80,6 +80,11 @@ internal static class BlockedFinalizer
             }
         })
         { Name = "LockHolder", IsBackground = true };
+        if (OperatingSystem.IsWindows())
+        {
+            // As in the print service: the lock holder is an STA thread.
+            holderThread.SetApartmentState(ApartmentState.STA);
+        }
         holderThread.Start();
         Wait.For(holderReady, "LockHolder to take the lock");
 

@@ -73,7 +73,7 @@ internal static class Healthy
         for (int w = 0; w < workerCount; w++)
         {
             int slot = w;
-            new Thread(() =>
+            var worker = new Thread(() =>
             {
                 workers[slot] = ThreadFacts.Current();
                 started.Signal();
@@ -83,7 +83,13 @@ internal static class Healthy
                     done.Signal();
                 }
             })
-            { Name = $"Worker-{w + 1}", IsBackground = true }.Start();
+            { Name = $"Worker-{w + 1}", IsBackground = true };
+            if (w == 0 && OperatingSystem.IsWindows())
+            {
+                // One STA worker: a healthy process may have STA threads too.
+                worker.SetApartmentState(ApartmentState.STA);
+            }
+            worker.Start();
         }
         started.Wait();
         for (int i = 0; i < jobCount; i++)

@@ -24,15 +24,21 @@ internal static class Program
 
     private static int Main(string[] args)
     {
+        if (args.Length == 3 && args[0] == "dump" && OperatingSystem.IsWindows())
+        {
+            return MiniDump.Write(int.Parse(args[1]), args[2]);
+        }
         if (args.Length == 0 || !Plants.TryGetValue(args[0], out var plant))
         {
             Console.Error.WriteLine($"usage: Scenarios <{string.Join('|', Plants.Keys)}> [options]");
+            Console.Error.WriteLine("       Scenarios dump PID FILE   (Windows: a full-memory minidump of PID)");
             return 2;
         }
 
         // The program sleeps forever once ready; if the driver dies before it
         // kills the program (Ctrl-C, a killed test run), the kernel does.
-        if (Native.DieWithParent(Native.PR_SET_PDEATHSIG, Native.SIGKILL) != 0)
+        // (Under Wine the driver ends the prefix's processes itself.)
+        if (!OperatingSystem.IsWindows() && Native.DieWithParent(Native.PR_SET_PDEATHSIG, Native.SIGKILL) != 0)
         {
             Console.Error.WriteLine("warning: prctl(PR_SET_PDEATHSIG) failed");
         }
@@ -44,6 +50,7 @@ internal static class Program
         facts["framework_description"] = RuntimeInformation.FrameworkDescription;
         facts["runtime_dir"] = RuntimeEnvironment.GetRuntimeDirectory();
         facts["pointer_size"] = IntPtr.Size;
+        facts["os"] = OperatingSystem.IsWindows() ? "windows" : "linux";
         facts["main_thread"] = ThreadFacts.Current();
 
         // Straight to the stdout stream, not through Console.Out: its
@@ -75,6 +82,51 @@ internal static partial class Native
 
     [LibraryImport("libc.so.6", EntryPoint = "prctl")]
     internal static partial int DieWithParent(int option, nint signal);
+
+    [LibraryImport("kernel32.dll", EntryPoint = "GetCurrentThreadId")]
+    internal static partial uint GetCurrentThreadId();
+
+    /// <summary>The OS thread id ClrMD and SOS report: the kernel tid on Linux, the Win32 one on Windows.</summary>
+    internal static long OsThreadId() => OperatingSystem.IsWindows() ? GetCurrentThreadId() : GetTid();
+}
+
+/// <summary>
+/// Writes a full-memory minidump of another process with dbghelp, as a user
+/// would with Task Manager or procdump: the Windows twins of the scenarios are
+/// dumped this way (createdump.exe refuses a pid on .NET 8 and later).
+/// </summary>
+internal static partial class MiniDump
+{
+    private const uint ProcessQueryInformation = 0x0400;
+    private const uint ProcessVmRead = 0x0010;
+    private const uint MiniDumpWithFullMemory = 0x2;
+
+    internal static int Write(int pid, string path)
+    {
+        nint process = OpenProcess(ProcessQueryInformation | ProcessVmRead, false, (uint)pid);
+        if (process == 0)
+        {
+            Console.Error.WriteLine($"OpenProcess({pid}) failed: error {Marshal.GetLastPInvokeError()}");
+            return 1;
+        }
+        using var file = new FileStream(path, FileMode.Create, FileAccess.ReadWrite);
+        bool written = MiniDumpWriteDump(
+            process, (uint)pid, file.SafeFileHandle.DangerousGetHandle(), MiniDumpWithFullMemory, 0, 0, 0);
+        if (!written)
+        {
+            Console.Error.WriteLine($"MiniDumpWriteDump({pid}) failed: error {Marshal.GetLastPInvokeError()}");
+            return 1;
+        }
+        return 0;
+    }
+
+    [LibraryImport("kernel32.dll", SetLastError = true)]
+    private static partial nint OpenProcess(uint access, [MarshalAs(UnmanagedType.Bool)] bool inherit, uint pid);
+
+    [LibraryImport("dbghelp.dll", SetLastError = true)]
+    [return: MarshalAs(UnmanagedType.Bool)]
+    private static partial bool MiniDumpWriteDump(
+        nint process, uint pid, nint file, uint type, nint exception, nint userStream, nint callback);
 }
 
 internal static class ThreadFacts
@@ -83,8 +135,10 @@ internal static class ThreadFacts
     internal static Dictionary<string, object?> Current() => new()
     {
         ["name"] = Thread.CurrentThread.Name,
-        ["os_thread_id"] = Native.GetTid(),
+        ["os_thread_id"] = Native.OsThreadId(),
         ["managed_thread_id"] = Environment.CurrentManagedThreadId,
+        // What the CLR set for this thread: STA, MTA or Unknown (never set; always on Linux).
+        ["apartment"] = Thread.CurrentThread.GetApartmentState().ToString(),
     };
 }
 

@@ -1,5 +1,9 @@
 """Build the scenario programs, run one, dump it with createdump, cache the dump.
 
+The Windows twins (runtimes ``win-net10`` and ``win-net8``) are the same
+programs published ``-r win-x64`` without PDBs, run under Wine in the lab's
+own prefix and dumped with dbghelp's MiniDumpWriteDump (full memory).
+
 Dumps live outside git, in ``$DUMPSCOPE_CACHE`` or ``~/.cache/dumpscope/scenarios``,
 under a name keyed by a hash of the scenario sources and the runtime, so a
 change to either makes a new dump and an unchanged tree reuses the old one
@@ -35,7 +39,12 @@ SCENARIOS: tuple[str, ...] = (
     "retention",
 )
 RUNTIMES: tuple[str, ...] = ("net10", "net8")
+# Windows twins, run under Wine: the scenarios the Windows tests need.
+WINDOWS_RUNTIMES: tuple[str, ...] = ("win-net10", "win-net8")
+WINDOWS_SCENARIOS: tuple[str, ...] = ("blocked-finalizer", "deadlock", "healthy")
 KINDS: tuple[str, ...] = ("heap", "full")
+# dbghelp writes full-memory minidumps only, here.
+WINDOWS_KINDS: tuple[str, ...] = ("full",)
 
 BIG_HEAP_DEFAULT_OBJECTS = 1_000_000
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -44,7 +53,19 @@ SOURCE_DIR = Path(__file__).resolve().parent
 GENERATOR_VERSION = "3"
 
 _CREATEDUMP_FLAG = {"heap": "--withheap", "full": "--full"}
-_TFM = {"net10": "net10.0", "net8": "net8.0"}
+_TFM = {
+    "net10": "net10.0",
+    "net8": "net8.0",
+    "win-net10": "net10.0",
+    "win-net8": "net8.0",
+}
+# Wine commands that hang (dbghelp has, after writing) end after this long.
+# A dump takes 30-40 s on an idle machine: wineserver stops the process for
+# each 32 KB it reads, so a loaded machine makes that minutes.
+_WINE_TIMEOUT = 900.0
+# Every byte of a Windows twin goes through that slow read: its unmanaged
+# buffers are 256 KB instead of 2 MB (the facts say what was planted).
+_WINDOWS_ARGS = {"blocked-finalizer": ["--buffer-size", str(256 * 1024)]}
 _BUILD_ENV = {"DOTNET_CLI_TELEMETRY_OPTOUT": "1", "DOTNET_NOLOGO": "1"}
 # createdump writes every thread's whole stack mapping; 1 MB stacks instead of
 # the 8 MB ulimit default keep a dump of a dozen threads ~80 MB smaller.
@@ -62,9 +83,9 @@ class ScenarioError(RuntimeError):
 @dataclass(frozen=True)
 class ScenarioDump:
     name: str
-    runtime: str  # "net10" | "net8"
+    runtime: str  # "net10" | "net8" | "win-net10" | "win-net8"
     kind: str  # "heap" | "full"
-    path: Path  # the core dump
+    path: Path  # the core dump (a minidump for the Windows twins)
     facts: dict  # the planted facts (parsed facts.json)
     runtime_dir: Path  # folder holding libcoreclr.so / libmscordaccore.so (DAC) of that runtime
 
@@ -116,11 +137,19 @@ def ensure_dumps(
 def _check(name: str, runtime: str, kinds: Sequence[str], objects: int | None) -> None:
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    if runtime not in RUNTIMES + WINDOWS_RUNTIMES:
+        known = ", ".join(RUNTIMES + WINDOWS_RUNTIMES)
+        raise ValueError(f"unknown runtime {runtime!r}; known: {known}")
+    windows = is_windows(runtime)
+    if windows and name not in WINDOWS_SCENARIOS:
+        known = ", ".join(WINDOWS_SCENARIOS)
+        raise ValueError(f"{name} has no Windows twin; those that do: {known}")
     for kind in kinds:
-        if kind not in KINDS:
-            raise ValueError(f"unknown dump kind {kind!r}; known: {', '.join(KINDS)}")
+        allowed = WINDOWS_KINDS if windows else KINDS
+        if kind not in allowed:
+            raise ValueError(
+                f"unknown dump kind {kind!r} for {runtime}; known: {', '.join(allowed)}"
+            )
     if objects is not None and name != "big-heap":
         raise ValueError("objects applies to the big-heap scenario only")
     if objects is not None and objects < 1:
@@ -136,7 +165,16 @@ def _effective_objects(name: str, objects: int | None) -> int | None:
 def _dump_path(build: _Build, name: str, kind: str, objects: int | None) -> Path:
     key = _digest(build.key, name, kind, str(objects), GENERATOR_VERSION)[:16]
     suffix = f"-{objects}" if objects is not None else ""
-    return cache_dir() / "dumps" / f"{name}{suffix}-{build.runtime}-{kind}-{key}.core"
+    extension = "dmp" if is_windows(build.runtime) else "core"
+    return (
+        cache_dir()
+        / "dumps"
+        / f"{name}{suffix}-{build.runtime}-{kind}-{key}.{extension}"
+    )
+
+
+def is_windows(runtime: str) -> bool:
+    return runtime in WINDOWS_RUNTIMES
 
 
 def facts_path(dump: Path) -> Path:
@@ -202,7 +240,10 @@ class _Build:
     def __init__(self, runtime: str) -> None:
         self.runtime = runtime
         root = dotnet_root()
-        if runtime == "net10":
+        if runtime in WINDOWS_RUNTIMES:
+            # Self-contained from the win-x64 runtime pack the SDK picks.
+            identity = "win-x64-sdk-" + ",".join(_versions(root / "sdk"))
+        elif runtime == "net10":
             # Framework-dependent: the app runs on the newest 10.x shared runtime.
             shared = _versions(root / "shared" / "Microsoft.NETCore.App", "10.")
             if not shared:
@@ -221,6 +262,8 @@ class _Build:
         return self.out / ".built"
 
     def command(self, name: str, args: list[str]) -> list[str]:
+        if is_windows(self.runtime):
+            return [_wine64(), str(self.out / "Scenarios.exe"), name, *args]
         if self.runtime == "net10":
             return [
                 str(dotnet_root() / "dotnet"),
@@ -259,7 +302,11 @@ class _Build:
                 "quiet",
                 "-nologo",
             ]
-            if self.runtime == "net8":
+            if is_windows(self.runtime):
+                # No PDBs: Wine 8's dbghelp crashed after writing a dump of a
+                # .NET 8 exe whose PDB lay beside it, and the app then hung.
+                publish += ["-r", "win-x64", "--self-contained", "-p:DebugType=none"]
+            elif self.runtime == "net8":
                 publish += ["-r", "linux-x64", "--self-contained"]
             else:
                 publish += ["--no-self-contained"]
@@ -305,9 +352,28 @@ def _ready_timeout(objects: int | None) -> float:
     return 60.0 + (objects or 0) / 200_000
 
 
+def wine_prefix() -> Path:
+    """The lab's own Wine prefix: ending its processes (wineserver -k) never
+    touches an engine running in the user's prefix."""
+    return cache_dir() / "wine"
+
+
+def _wine64() -> str:
+    from analysis.managed.engines import WINE64
+
+    if not WINE64.is_file():
+        raise ScenarioError(
+            "the Windows scenarios run under Wine: install wine64 (apt-get install wine64)"
+        )
+    return str(WINE64)
+
+
 def _make(
     build: _Build, name: str, dumps: dict[str, Path], objects: int | None
 ) -> None:
+    if is_windows(build.runtime):
+        _make_under_wine(build, name, dumps)
+        return
     args = ["--objects", str(objects)] if objects is not None else []
     command = build.command(name, args)
     started = time.monotonic()
@@ -332,6 +398,94 @@ def _make(
         finally:
             process.kill()
             process.wait()
+
+
+def _make_under_wine(build: _Build, name: str, dumps: dict[str, Path]) -> None:
+    wine = _wine64()
+    prefix = wine_prefix()
+    # One scenario at a time in the lab's prefix: the `wineserver -k` that
+    # ends a run would kill another run's app mid-dump (and dbghelp then
+    # writes a short dump without complaint).
+    with _locked(prefix.with_suffix(".run.lock")):
+        _run_under_wine(build, name, dumps, wine, prefix)
+
+
+def _run_under_wine(
+    build: _Build, name: str, dumps: dict[str, Path], wine: str, prefix: Path
+) -> None:
+    from analysis.managed.engines import (
+        ensure_wine_prefix,
+        stop_wineserver,
+        wine_env,
+        wine_to_unix,
+    )
+
+    ensure_wine_prefix(wine, prefix)
+    env = {**os.environ, **wine_env(prefix)}
+    command = build.command(name, _WINDOWS_ARGS.get(name, []))
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
+            try:
+                # Wine starts a .NET app in a few seconds, more on a busy machine.
+                facts = _wait_ready(process, stderr, command, 120.0)
+                ready_seconds = time.monotonic() - started
+                windows_dir = facts["runtime_dir"]
+                facts["runtime_dir_windows"] = windows_dir
+                facts["runtime_dir"] = wine_to_unix(windows_dir, str(prefix))
+                for kind, dump in dumps.items():
+                    generator = _minidump(build, env, int(facts["pid"]), dump)
+                    generator["ready_seconds"] = round(ready_seconds, 3)
+                    _write_facts(
+                        dump,
+                        {**facts, "runtime": build.runtime, "kind": kind},
+                        generator,
+                    )
+            finally:
+                process.kill()
+                process.wait()
+    finally:
+        stop_wineserver(wine, prefix)
+
+
+def _minidump(build: _Build, env: dict[str, str], pid: int, dump: Path) -> dict:
+    dump.parent.mkdir(parents=True, exist_ok=True)
+    partial = dump.with_name(dump.name + ".partial")
+    partial.unlink(missing_ok=True)
+    # Z: is the prefix's drive for /, so this is the same file to Windows.
+    target = "Z:" + str(partial).replace("/", "\\")
+    command = build.command("dump", [str(pid), target])
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=_WINE_TIMEOUT, env=env
+        )
+    except subprocess.TimeoutExpired as e:
+        partial.unlink(missing_ok=True)
+        raise ScenarioError(
+            f"{' '.join(command)} did not end in {e.timeout:g} s"
+        ) from e
+    if result.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        raise ScenarioError(
+            f"MiniDumpWriteDump failed ({' '.join(command)}), status "
+            f"{result.returncode}:\n{result.stdout}\n{result.stderr[-4000:]}"
+        )
+    partial.replace(dump)
+    return {
+        "dumper": "dbghelp!MiniDumpWriteDump under Wine",
+        "minidump_type": "MiniDumpWithFullMemory",
+        "dump_seconds": round(time.monotonic() - started, 3),
+        "dump_bytes": dump.stat().st_size,
+        "generator_version": GENERATOR_VERSION,
+    }
 
 
 def _wait_ready(
@@ -408,7 +562,7 @@ def prune_cache() -> list[Path]:
     reading a stale dump it was handed before the sources changed.
     """
     root = cache_dir()
-    current_builds = {_Build(runtime).dir for runtime in RUNTIMES}
+    current_builds = {_Build(runtime).dir for runtime in RUNTIMES + WINDOWS_RUNTIMES}
     removed: list[Path] = []
     for entry in sorted((root / "build").glob("*")):
         if entry.is_dir() and entry not in current_builds:

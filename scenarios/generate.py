@@ -1,7 +1,11 @@
 """Make (or find in the cache) scenario dumps and print where they are.
 
     /usr/bin/python3 -m scenarios.generate [--scenario NAME ...]
-        [--runtime net10|net8|all] [--kind heap|full|all] [--objects N]
+        [--runtime net10|net8|all|win-net10|win-net8|windows]
+        [--kind heap|full|all] [--objects N]
+
+"all" is the Linux runtimes; "windows" the Windows twins (run under Wine,
+dumped with full memory; their scenarios only, unless --scenario names some).
     /usr/bin/python3 -m scenarios.generate --prune
 """
 
@@ -15,6 +19,9 @@ from scenarios.dumps import (
     KINDS,
     RUNTIMES,
     SCENARIOS,
+    WINDOWS_KINDS,
+    WINDOWS_RUNTIMES,
+    WINDOWS_SCENARIOS,
     ScenarioError,
     ensure_dumps,
     prune_cache,
@@ -28,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenario", action="append", choices=SCENARIOS, help="default: all"
     )
-    parser.add_argument("--runtime", choices=(*RUNTIMES, "all"), default="all")
+    parser.add_argument(
+        "--runtime",
+        choices=(*RUNTIMES, "all", *WINDOWS_RUNTIMES, "windows"),
+        default="all",
+    )
     parser.add_argument("--kind", choices=(*KINDS, "all"), default="heap")
     parser.add_argument(
         "--objects", type=int, help="live objects in big-heap (default 1000000)"
@@ -44,17 +55,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed {path}")
         return 0
 
-    names = options.scenario or list(SCENARIOS)
-    runtimes = RUNTIMES if options.runtime == "all" else (options.runtime,)
-    kinds = KINDS if options.kind == "all" else (options.kind,)
+    runtimes = {"all": RUNTIMES, "windows": WINDOWS_RUNTIMES}.get(
+        options.runtime, (options.runtime,)
+    )
     started = time.monotonic()
     for runtime in runtimes:
+        windows = runtime in WINDOWS_RUNTIMES
+        names = options.scenario or list(WINDOWS_SCENARIOS if windows else SCENARIOS)
+        kinds = KINDS if options.kind == "all" else (options.kind,)
+        if windows:
+            kinds = WINDOWS_KINDS
         for name in names:
             objects = options.objects if name == "big-heap" else None
             one = time.monotonic()
             try:
                 results = ensure_dumps(name, runtime, kinds, objects)
-            except ScenarioError as error:
+            except (ScenarioError, ValueError) as error:
                 print(f"error  {name} {runtime}: {error}", file=sys.stderr)
                 return 1
             seconds = time.monotonic() - one

@@ -14,6 +14,10 @@ debian_packages=(
   python3-pytest python3-pytestqt python3-hypothesis
   black flake8 mypy
 )
+# Windows dumps' managed heap is read by the win-x64 engine under Wine. Only
+# the 64-bit Wine: installing wine32:i386 upgrades dozens of amd64 libraries,
+# and a 32-bit engine cannot run where the kernel runs no 32-bit code.
+debian_packages+=(wine64)
 # Opt-in: what looking at the GUI and the HTML report needs (screenshots
 # under Xvfb, the report opened in headless Chromium).
 if [ "${DUMPSCOPE_GUI_TOOLS:-}" = 1 ]; then

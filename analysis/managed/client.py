@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+)
 
 from analysis.managed.results import (
     DominatorPage,
@@ -47,12 +57,21 @@ from analysis.managed.results import (
     from_json,
 )
 
+if TYPE_CHECKING:
+    from analysis.managed.engines import EngineLaunch
+
 PROTOCOL_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DLL = REPO_ROOT / "engine" / "out" / "DumpScope.Engine.dll"
 
 # progress(done, total, message); total 0 means unknown.
 Progress = Callable[[int, int, str], None]
+# Answer keys that hold paths on the engine's side (Z:\... under Wine).
+# A drive path in an error message (quoted or not; no spaces).
+WINDOWS_PATH = re.compile(r"\b[A-Za-z]:\\[^\s'\";,]*")
+PATH_KEYS = frozenset(
+    {"dac_path", "dac_candidates", "runtime_module", "module", "dac", "tried"}
+)
 
 T = TypeVar("T")
 
@@ -92,6 +111,7 @@ class ErrorCode:
     NO_HEAP_MEMORY = 1006
     DAC_LOAD_FAILED = 1007
     NOT_FOUND = 1008
+    DAC_NOT_TRUSTED = 1009
     # Client side: the engine cannot start, or stopped during a call.
     ENGINE_UNAVAILABLE = 2001
     ENGINE_DIED = 2002
@@ -100,12 +120,17 @@ class ErrorCode:
 
 
 class EngineError(Exception):
-    """An error from the engine (or about it), with a message for the user."""
+    """An error from the engine (or about it), with a message for the user.
+    data: the error's details for a program (PROTOCOL.md), e.g. {"dac": path}
+    for DAC_NOT_TRUSTED: the file a user may choose to trust."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(
+        self, message: str, code: int, data: Optional[dict[str, Any]] = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.data = data or {}
 
     def __repr__(self) -> str:
         return f"EngineError({self.message!r}, {self.code})"
@@ -182,13 +207,16 @@ class _EngineProcess:
     """One running engine: a reader thread turns stdout lines into a queue
     (None marks its end) and another keeps the last lines of stderr."""
 
-    def __init__(self, command: list[str]) -> None:
+    def __init__(
+        self, command: list[str], env: Optional[dict[str, str]] = None
+    ) -> None:
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=str(REPO_ROOT),
+            env=env,
         )
         self.messages: "queue.Queue[Optional[dict[str, Any]]]" = queue.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -256,16 +284,20 @@ class EngineClient:
         cancel_grace: float = 5.0,
         call_timeouts: Optional[Mapping[str, float]] = None,
         default_timeout: float = DEFAULT_CALL_TIMEOUT,
+        launch: Optional["EngineLaunch"] = None,
     ) -> None:
-        """engine_dll and dotnet default to the built engine and the dotnet
-        host found on this machine; cancel_grace is how long a cancelled call
-        may take to stop before the engine is killed (and restarted on the
-        next call). A call that gets neither its answer nor a progress
-        notification for its timeout (call_timeouts[method] over
-        DEFAULT_CALL_TIMEOUTS, else default_timeout; seconds) stops the
-        engine and raises EngineError ENGINE_STALLED."""
+        """launch: the engine that matches the dump (engines.engine_for_dump);
+        without it, the Linux engine: engine_dll and dotnet default to the
+        built engine and the dotnet host found on this machine. cancel_grace
+        is how long a cancelled call may take to stop before the engine is
+        killed (and restarted on the next call). A call that gets neither its
+        answer nor a progress notification for its timeout
+        (call_timeouts[method] over DEFAULT_CALL_TIMEOUTS, else
+        default_timeout; seconds) stops the engine and raises EngineError
+        ENGINE_STALLED."""
         self._engine_dll = Path(engine_dll) if engine_dll else ENGINE_DLL
         self._dotnet = dotnet
+        self._launch = launch
         self._cancel_grace = cancel_grace
         self._timeouts = {**DEFAULT_CALL_TIMEOUTS, **(call_timeouts or {})}
         self._default_timeout = default_timeout
@@ -278,7 +310,9 @@ class EngineClient:
 
     # ------------------------------------------------------------ lifecycle
 
-    def _start(self) -> _EngineProcess:
+    def _command(self) -> tuple[list[str], Optional[dict[str, str]]]:
+        if self._launch is not None:
+            return list(self._launch.command), {**os.environ, **self._launch.env}
         dotnet = self._dotnet or find_dotnet()
         if dotnet is None:
             raise EngineError(
@@ -292,8 +326,12 @@ class EngineClient:
                 "missing): run engine/build.sh.",
                 ErrorCode.ENGINE_UNAVAILABLE,
             )
+        return [dotnet, str(self._engine_dll)], None
+
+    def _start(self) -> _EngineProcess:
+        command, env = self._command()
         try:
-            process = _EngineProcess([dotnet, str(self._engine_dll)])
+            process = _EngineProcess(command, env)
         except OSError as e:
             raise EngineError(
                 f"The engine could not start ({e}).", ErrorCode.ENGINE_UNAVAILABLE
@@ -433,11 +471,40 @@ class EngineClient:
                 continue
             if "error" in message:
                 error = message["error"] or {}
+                data = error.get("data")
                 raise EngineError(
-                    str(error.get("message") or "unknown engine error"),
+                    self._host_paths_in(
+                        str(error.get("message") or "unknown engine error")
+                    ),
                     int(error.get("code") or ErrorCode.INTERNAL),
+                    self._host_paths(data, "data") if isinstance(data, dict) else None,
                 )
-            return message.get("result")
+            return self._host_paths(message.get("result"))
+
+    def _host_paths(self, value: Any, key: Optional[str] = None) -> Any:
+        """The answer with the engine's paths (PATH_KEYS) as host paths."""
+        if self._launch is None:
+            return value
+        if isinstance(value, dict):
+            return {k: self._host_paths(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._host_paths(v, key) for v in value]
+        if isinstance(value, str) and key in PATH_KEYS:
+            return self._launch.host_path(value)
+        return value
+
+    def _host_paths_in(self, message: str) -> str:
+        """An error message with the engine's paths (Z:\\...) as host paths."""
+        if self._launch is None:
+            return message
+        host_path = self._launch.host_path
+
+        def mapped(match: "re.Match[str]") -> str:
+            path = match.group(0)
+            end = len(path.rstrip(".)"))
+            return host_path(path[:end]) + path[end:]
+
+        return WINDOWS_PATH.sub(mapped, message)
 
     def _died(self, process: _EngineProcess, method: str) -> EngineError:
         try:
@@ -466,13 +533,20 @@ class EngineClient:
         dump_path: str,
         dac: Optional[str] = None,
         dac_folder: Optional[str] = None,
+        trust_dac: Optional[str] = None,
+        symbol_server: Optional[str] = None,
+        symbol_cache: Optional[str] = None,
         use_index: bool = True,
     ) -> RuntimeInfo:
         """Opens a dump (closing any other). dac: the exact DAC file of the
-        runtime build that wrote the dump; dac_folder: a folder holding it;
-        use_index False: neither load nor save this dump's heap graph in the
-        user's cache (PROTOCOL.md, "Heap graph"). When open fails, the dump
-        open before stays open (as in the engine).
+        runtime build that wrote the dump; dac_folder: a folder holding it.
+        trust_dac: one DAC file the user trusts although its signature check
+        failed (every other DAC is still checked). symbol_server: a symbol
+        server URL or a folder laid out as a symbol store, asked for a DAC
+        found nowhere else (off unless given); symbol_cache: where downloads
+        are kept. use_index False: neither load nor save this dump's heap
+        graph in the user's cache (PROTOCOL.md, "Heap graph"). When open
+        fails, the dump open before stays open (as in the engine).
 
         JSON text carries only Unicode, so a name holding bytes that are not
         UTF-8 (Python keeps them as lone surrogates) cannot reach the engine
@@ -489,6 +563,18 @@ class EngineClient:
             params["dac_folder"] = _speakable(
                 os.path.abspath(dac_folder), aliases, "dac-folder"
             )
+        if trust_dac is not None:
+            params["trust_dac"] = _speakable(
+                os.path.abspath(trust_dac), aliases, "trust-dac"
+            )
+        if symbol_server is not None:
+            params["symbol_server"] = (
+                symbol_server
+                if "://" in symbol_server
+                else os.path.abspath(symbol_server)
+            )
+        if symbol_cache is not None:
+            params["symbol_cache"] = os.path.abspath(symbol_cache)
         if not use_index:
             params["index"] = False
         with self._lock:

@@ -53,6 +53,9 @@ class RuntimeInfo:
     is_thread_safe: Optional[bool] = field(default=None, repr=False)
     # The dump file is damaged (truncated: what it lacks) but could be read.
     dump_damage: Optional[str] = None
+    # Which engine read the dump and where it ran ("win-x64 engine under
+    # Wine 8.0"): the report and the status bar say it.
+    engine: Optional[str] = None
 
 
 @dataclass(frozen=True)

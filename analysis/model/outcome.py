@@ -27,10 +27,13 @@ class Done(Generic[T_co]):
 @dataclass(frozen=True)
 class Unavailable:
     """The analysis could not run on this dump; reason says why and what to
-    do. code: the engine's error code when the engine said so."""
+    do. code: the engine's error code when the engine said so; dac: the
+    DAC file concerned (DAC_NOT_TRUSTED: the file whose signature check
+    failed, which the user may choose to trust with --trust-dac)."""
 
     reason: str
     code: Optional[int] = None
+    dac: Optional[str] = None
 
     @property
     def text(self) -> str:

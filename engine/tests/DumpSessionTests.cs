@@ -8,7 +8,7 @@ public class DumpSessionTests
     {
         var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
         string? dac = explicitDac ? Path.Combine(runtimeDir, "libmscordaccore.so") : null;
-        return DumpSession.Open(dump, dac, null, EngineLimits.Default);
+        return DumpSession.Open(dump, new DacOptions(Dac: dac), EngineLimits.Default);
     }
 
     [Fact]
@@ -35,7 +35,7 @@ public class DumpSessionTests
     public void An_explicit_dac_that_does_not_exist_is_named_in_the_error()
     {
         var (dump, _) = ScenarioDumps.Get("blocked-finalizer", "net10");
-        var error = Assert.Throws<EngineException>(() => DumpSession.Open(dump, "/nowhere/libmscordaccore.so", null, EngineLimits.Default));
+        var error = Assert.Throws<EngineException>(() => DumpSession.Open(dump, new DacOptions(Dac: "/nowhere/libmscordaccore.so"), EngineLimits.Default));
         Assert.Equal(ErrorCodes.DacNotFound, error.Code);
         Assert.Contains("/nowhere/libmscordaccore.so", error.Message);
         Assert.Contains("--dac", error.Message);
@@ -48,7 +48,7 @@ public class DumpSessionTests
         try
         {
             File.WriteAllText(path, "this is not a core dump");
-            var error = Assert.Throws<EngineException>(() => DumpSession.Open(path, null, null, EngineLimits.Default));
+            var error = Assert.Throws<EngineException>(() => DumpSession.Open(path, new DacOptions(), EngineLimits.Default));
             Assert.Equal(ErrorCodes.DumpUnreadable, error.Code);
         }
         finally

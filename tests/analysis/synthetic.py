@@ -471,6 +471,8 @@ class MinidumpBuilder:
         self._memory: list[tuple[int, bytes]] = []
         self._regions: list[RegionSpec] = []
         self._modules: list[tuple[str, int, int, bool]] = []
+        # Per module base: (file version, TimeDateStamp) when given.
+        self._module_versions: dict[int, tuple[tuple[int, int, int, int], int]] = {}
         self._threads: list[ThreadSpec] = []
         self._peb: Optional[_PebSpec] = None
         self._peb32: Optional[_PebSpec] = None
@@ -531,10 +533,21 @@ class MinidumpBuilder:
 
     # -- modules, threads, PEB -------------------------------------------
     def add_module(
-        self, name: str, base: int, size: int, *, image_region: bool = True
+        self,
+        name: str,
+        base: int,
+        size: int,
+        *,
+        image_region: bool = True,
+        version: Optional[tuple[int, int, int, int]] = None,
+        timestamp: int = 0,
     ) -> MinidumpBuilder:
-        """A ModuleList entry; `image_region` also describes [base, base+size) as MEM_IMAGE."""
+        """A ModuleList entry; `image_region` also describes [base, base+size) as MEM_IMAGE.
+        version: the file version in its VS_FIXEDFILEINFO; timestamp: the
+        PE TimeDateStamp (with SizeOfImage, what a symbol store indexes by)."""
         self._modules.append((name, base, size, image_region))
+        if version is not None or timestamp:
+            self._module_versions[base] = (version or (0, 0, 0, 0), timestamp)
         return self
 
     def set_peb(
@@ -1126,8 +1139,14 @@ class MinidumpBuilder:
         names = [string(name) for name, _, _, _ in self._modules]
         modules = bytearray(struct.pack("<I", len(self._modules)))
         for (name, base, size, _), name_rva in zip(self._modules, names):
-            version = struct.pack("<13I", 0xFEEF04BD, 0x10000, *([0] * 11))
-            modules += struct.pack("<QIIII", base, size, 0, 0, name_rva)
+            (major, minor, build, revision), stamp = self._module_versions.get(
+                base, ((0, 0, 0, 0), 0)
+            )
+            file_version = ((major << 16) | minor, (build << 16) | revision)
+            version = struct.pack(
+                "<13I", 0xFEEF04BD, 0x10000, *file_version, *file_version, *([0] * 7)
+            )
+            modules += struct.pack("<QIIII", base, size, 0, stamp, name_rva)
             modules += version + bytes(8) + bytes(8) + bytes(16)
         streams.append((MODULE_LIST, len(modules), append(bytes(modules))))
 

@@ -122,9 +122,10 @@ public sealed partial class DumpSession
         return new ExceptionInfo(ex.Address, TypeName(ex.Type), message, ex.HResult);
     }
 
-    // Thread names live in the managed Thread object (`_name`), which ClrMD
-    // does not link to ClrThread; every Thread object is finalizable, so the
-    // finalization queue finds them without a heap walk.
+    // Thread names live in the managed Thread object (`_name`; `m_Name` and
+    // `m_ManagedThreadId` in .NET Framework), which ClrMD does not link to
+    // ClrThread; every Thread object is finalizable, so the finalization
+    // queue finds them without a heap walk.
     private Dictionary<int, string> ThreadNames()
     {
         var names = new Dictionary<int, string>();
@@ -134,9 +135,11 @@ public sealed partial class DumpSession
         {
             if (obj.Type?.Name != "System.Threading.Thread")
                 continue;
-            if (!obj.TryReadField("_managedThreadId", out int id))
+            if (!obj.TryReadField("_managedThreadId", out int id) && !obj.TryReadField("m_ManagedThreadId", out id))
                 continue;
-            if (obj.TryReadStringField("_name", _limits.MaxStringChars, out string? name) && name is not null)
+            if ((obj.TryReadStringField("_name", _limits.MaxStringChars, out string? name)
+                    || obj.TryReadStringField("m_Name", _limits.MaxStringChars, out name))
+                && name is not null)
                 names[id] = name;
         }
         return names;

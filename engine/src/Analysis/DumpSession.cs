@@ -35,7 +35,7 @@ public sealed partial class DumpSession : IDisposable
         _limits = limits;
     }
 
-    public static DumpSession Open(string dumpPath, string? dacPath, string? dacFolder, EngineLimits limits)
+    public static DumpSession Open(string dumpPath, DacOptions dac, EngineLimits limits)
     {
         if (!File.Exists(dumpPath))
             throw new EngineException(ErrorCodes.DumpUnreadable, $"The dump file '{dumpPath}' does not exist: check the path.");
@@ -61,13 +61,20 @@ public sealed partial class DumpSession : IDisposable
         DataTarget target;
         try
         {
-            // Offline on purpose: no symbol server is asked for a DAC; the
-            // lock-free memory-mapped reader makes heap walks much faster.
+            // Offline on purpose: no symbol server is asked for a DAC unless
+            // the caller names one (DacLocator); the lock-free memory-mapped
+            // reader makes heap walks much faster. ClrMD checks every DAC's
+            // signature on Windows; only the one file the user said to trust
+            // is loaded without the check.
+            string? trusted = dac.TrustDac is null ? null : Path.GetFullPath(dac.TrustDac);
             target = DataTarget.LoadDump(dumpPath, new DataTargetOptions
             {
                 SymbolPaths = [],
                 UseLockFreeMemoryMapReader = true,
                 Limits = limits.ForClrMd(),
+                VerifyDacOnWindows = true,
+                DacSignatureVerificationOverride = path =>
+                    trusted is null || !string.Equals(Path.GetFullPath(path), trusted, StringComparison.OrdinalIgnoreCase),
             });
         }
         catch (Exception e)
@@ -80,7 +87,7 @@ public sealed partial class DumpSession : IDisposable
 
         try
         {
-            return OpenRuntime(dumpPath, target, dacPath, dacFolder, limits, check.Damage);
+            return OpenRuntime(dumpPath, target, dac, limits, check.Damage);
         }
         catch
         {
@@ -89,7 +96,7 @@ public sealed partial class DumpSession : IDisposable
         }
     }
 
-    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, string? dacPath, string? dacFolder, EngineLimits limits, string? damage)
+    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, DacOptions dac, EngineLimits limits, string? damage)
     {
         // On a damaged file the likely cause of a missing or unreadable
         // runtime is the damage, not the dump's process or the DAC.
@@ -105,12 +112,15 @@ public sealed partial class DumpSession : IDisposable
             throw new EngineException(ErrorCodes.WindowsDumpOnThisHost,
                 "This is a Windows dump: its .NET runtime can only be read with the Windows DAC (mscordaccore.dll), which does not load on this host. Open the dump on Windows for the managed analyses; the native analyses work here.");
 
-        var candidates = DacCandidates(clr, platform, dacPath, dacFolder);
-        string? chosen = candidates.FirstOrDefault(File.Exists);
+        var search = DacLocator.Find(target, clr, dac, dumpPath);
+        var candidates = search.Tried.Where(t => t.Where != "off").Select(t => t.Path).ToImmutableArray();
+        string? chosen = search.Found;
         if (chosen is null)
             throw new EngineException(ErrorCodes.DacNotFound,
-                $"The runtime's data-access library (DAC) for .NET {RuntimeVersion(clr).Item1} was not found. Looked in: {string.Join(", ", candidates)}. " +
-                "Pass the DAC of exactly this runtime build with --dac FILE, or set the DAC folder to the runtime folder of the machine that wrote the dump.");
+                $"The runtime's data-access library (DAC) was not found: this dump needs {search.Wanted}. " +
+                $"Looked in: {string.Join("; ", search.Tried)}. " +
+                "Pass the DAC of exactly this runtime build with --dac FILE, or set the DAC folder to the runtime folder of the machine that wrote the dump.",
+                new Dictionary<string, object?> { ["wanted"] = search.Wanted, ["tried"] = candidates });
 
         ClrRuntime runtime;
         try
@@ -118,6 +128,13 @@ public sealed partial class DumpSession : IDisposable
             // ELF dumps report the runtime as 0.0.0.0, so the version check
             // would refuse every DAC: the caller vouches for the file.
             runtime = clr.CreateRuntime(chosen, ignoreMismatch: true);
+        }
+        catch (Exception e) when (e is ClrDiagnosticsException && e.Message.Contains("not properly signed", StringComparison.Ordinal))
+        {
+            throw new EngineException(ErrorCodes.DacNotTrusted,
+                $"The DAC '{chosen}' was refused: it does not carry a valid Microsoft DAC signature, and the DAC runs inside the analyser. " +
+                $"If you trust this file, open the dump again with --trust-dac \"{chosen}\" (only that file then loads without the check).",
+                new Dictionary<string, object?> { ["dac"] = chosen });
         }
         catch (Exception e) when (damage is not null)
         {
@@ -131,7 +148,7 @@ public sealed partial class DumpSession : IDisposable
 
         try
         {
-            var info = Describe(target, clr, runtime, chosen, dacPath is not null || dacFolder is not null, candidates) with { DumpDamage = damage };
+            var info = Describe(target, clr, runtime, chosen, dac.Explicit, candidates) with { DumpDamage = damage };
             return new DumpSession(dumpPath, target, runtime, info, limits);
         }
         catch
@@ -139,31 +156,6 @@ public sealed partial class DumpSession : IDisposable
             runtime.Dispose();
             throw;
         }
-    }
-
-    private static ImmutableArray<string> DacCandidates(ClrInfo clr, OSPlatform platform, string? dacPath, string? dacFolder)
-    {
-        if (dacPath is not null)
-            return [Path.GetFullPath(dacPath)];
-
-        string dacName = clr.DebuggingLibraries
-            .Where(l => l.Kind == DebugLibraryKind.Dac)
-            .Select(l => Path.GetFileName(l.FileName))
-            .FirstOrDefault()
-            ?? (platform == OSPlatform.Windows ? "mscordaccore.dll" : platform == OSPlatform.OSX ? "libmscordaccore.dylib" : "libmscordaccore.so");
-
-        var list = ImmutableArray.CreateBuilder<string>();
-        if (dacFolder is not null)
-            list.Add(Path.Combine(Path.GetFullPath(dacFolder), dacName));
-        string? runtimeDir = Path.GetDirectoryName(clr.ModuleInfo.FileName);
-        if (!string.IsNullOrEmpty(runtimeDir))
-            list.Add(Path.Combine(runtimeDir, dacName));
-        foreach (var lib in clr.DebuggingLibraries)
-        {
-            if (lib.Kind == DebugLibraryKind.Dac && Path.IsPathRooted(lib.FileName) && !list.Contains(lib.FileName))
-                list.Add(lib.FileName);
-        }
-        return list.ToImmutable();
     }
 
     private static RuntimeInfo Describe(DataTarget target, ClrInfo clr, ClrRuntime runtime, string dac, bool dacExplicit, ImmutableArray<string> candidates)
@@ -189,7 +181,26 @@ public sealed partial class DumpSession : IDisposable
             CanWalkHeap: heap.CanWalkHeap,
             HeapReadable: readable,
             HeapProblem: problem,
-            IsThreadSafe: runtime.IsThreadSafe);
+            IsThreadSafe: runtime.IsThreadSafe,
+            Engine: EngineDescription());
+    }
+
+    private delegate IntPtr WineGetVersion();
+
+    /// <summary>Which engine this is and where it runs, for the report and
+    /// the status bar: "linux-x64 engine", "win-x64 engine under Wine 8.0".
+    /// Wine's ntdll exports wine_get_version; Windows' does not.</summary>
+    private static string EngineDescription()
+    {
+        string engine = $"{RuntimeInformation.RuntimeIdentifier} engine";
+        if (OperatingSystem.IsWindows()
+            && NativeLibrary.TryLoad("ntdll.dll", out IntPtr ntdll)
+            && NativeLibrary.TryGetExport(ntdll, "wine_get_version", out IntPtr export))
+        {
+            string? version = Marshal.PtrToStringAnsi(Marshal.GetDelegateForFunctionPointer<WineGetVersion>(export)());
+            return $"{engine} under Wine {version}";
+        }
+        return engine;
     }
 
     // ELF core dumps carry no version resource for libcoreclr (ClrMD says

@@ -17,10 +17,14 @@ public static class ErrorCodes
     public const int NoHeapMemory = 1006;
     public const int DacLoadFailed = 1007;
     public const int NotFound = 1008;
+    public const int DacNotTrusted = 1009;
 }
 
-/// <summary>An error the user can act on; the message says what to do.</summary>
-public sealed class EngineException(int code, string message) : Exception(message)
+/// <summary>An error the user can act on; the message says what to do.
+/// Details, when given, are sent as the error's <c>data</c> for a program
+/// (the refused DAC's path, the places a DAC was looked for).</summary>
+public sealed class EngineException(int code, string message, IReadOnlyDictionary<string, object?>? details = null) : Exception(message)
 {
     public int Code { get; } = code;
+    public IReadOnlyDictionary<string, object?>? Details { get; } = details;
 }

@@ -27,6 +27,7 @@ public readonly record struct RuntimeInfo(
     bool HeapReadable,
     string? HeapProblem,
     bool IsThreadSafe,
+    string Engine,
     string? DumpDamage = null);
 
 public readonly record struct TypeStat(ulong MethodTable, string Name, long Count, ulong Size);

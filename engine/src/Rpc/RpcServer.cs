@@ -177,7 +177,7 @@ public sealed class RpcServer
             }
             catch (EngineException e)
             {
-                SendError(id, e.Code, e.Message);
+                SendError(id, e.Code, e.Message, e.Details);
             }
             catch (OperationCanceledException)
             {
@@ -225,7 +225,9 @@ public sealed class RpcServer
                 bool useIndex = p.Bool("index", true);
                 // The open dump stays open until the new one is: a failed
                 // open leaves the client where it was.
-                DumpSession opened = DumpSession.Open(dump, dac, dacFolder, _limits);
+                var dacOptions = new DacOptions(dac, dacFolder, p.OptionalString("trust_dac"),
+                    p.OptionalString("symbol_server"), p.OptionalString("symbol_cache"));
+                DumpSession opened = DumpSession.Open(dump, dacOptions, _limits);
                 _session?.Dispose();
                 _session = opened;
                 _session.Index = useIndex ? _index : null;
@@ -328,13 +330,18 @@ public sealed class RpcServer
     public static string ClrMdVersion =>
         typeof(Microsoft.Diagnostics.Runtime.DataTarget).Assembly.GetName().Version?.ToString() ?? "unknown";
 
-    private void SendError(JsonElement? id, int code, string message) =>
+    private void SendError(JsonElement? id, int code, string message, IReadOnlyDictionary<string, object?>? data = null)
+    {
+        var error = new JsonObject { ["code"] = code, ["message"] = message };
+        if (data is not null)
+            error["data"] = JsonSerializer.SerializeToNode(data, Json);
         Send(new JsonObject
         {
             ["jsonrpc"] = "2.0",
             ["id"] = id is { } i ? JsonValue.Create(i) : null,
-            ["error"] = new JsonObject { ["code"] = code, ["message"] = message },
+            ["error"] = error,
         });
+    }
 
     private void Send(JsonObject message)
     {
