@@ -22,7 +22,7 @@ from analysis.key_facts import key_facts
 from analysis.locate import Hit, find, locate_native, parse_address
 from analysis.managed.client import EngineError, ErrorCode
 from analysis.managed.results import Instance, ObjectDetail
-from analysis.model.outcome import Done, Outcome
+from analysis.model.outcome import Done, Outcome, Unavailable
 from analysis.model.vocab import RowKind
 from analysis.pointers import object_pointers
 from analysis.session import DumpSession
@@ -417,6 +417,12 @@ class MainWindow(QtWidgets.QMainWindow):
     def show_result(self, analysis: Analysis[Any], outcome: Outcome[Any]) -> None:
         """An analysis ended: every tab it feeds shows its result, or its
         state instead."""
+        if (
+            isinstance(outcome, Unavailable)
+            and outcome.code == ErrorCode.DAC_NOT_TRUSTED
+            and outcome.dac
+        ):
+            QtCore.QTimer.singleShot(0, lambda: self.offer_to_trust(outcome))
         for tab, view in self.views.items():
             for part in tab.parts:
                 if part.analysis is not analysis:
@@ -438,6 +444,23 @@ class MainWindow(QtWidgets.QMainWindow):
                     view.note(f"{analysis.title}:", outcome.text)
         if self.session is not None:
             self.findings.set_key_facts(key_facts(self.session))
+
+    def offer_to_trust(self, refused: Unavailable) -> None:
+        """The DAC's signature check refused it: say which file and why, and
+        let the user trust that one file (every other DAC is still checked)."""
+        if self.session is None or not refused.dac:
+            return
+        answer = QtWidgets.QMessageBox.question(
+            self,
+            "Trust this DAC?",
+            f"The .NET data-access library\n\n{refused.dac}\n\nwas refused: "
+            f"{refused.reason}\n\nTrust this one file and analyse the managed heap "
+            "with it? Only do so if you know where it comes from: the DAC runs "
+            "inside DumpScope's engine.",
+        )
+        if answer == QtWidgets.QMessageBox.StandardButton.Yes:
+            self.trust_dac = refused.dac
+            self.open_dump(self.session.path)
 
     def show_evidence(self, row: RowKind, keys: tuple[Any, ...]) -> None:
         """Shows the tab for that kind of row with every row named selected."""

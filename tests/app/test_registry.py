@@ -13,7 +13,7 @@ from qtpy.QtCore import Qt
 
 from analysis.analyses import ANALYSES, MONITORS, RUNTIME
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
-from analysis.model.outcome import Done
+from analysis.model.outcome import Done, Unavailable
 from analysis.native.heaps import find_native_heaps
 from analysis.report import build_report, placed
 from analysis.session import DumpSession
@@ -266,3 +266,24 @@ def test_an_engine_that_dies_opening_the_dump_is_started_again(monkeypatch):
         outcome = session.outcome(RUNTIME)
     assert isinstance(outcome, Done), outcome
     assert len(calls) == 2 and outcome.value.version
+
+
+def test_a_refused_dac_is_named_and_can_be_trusted_for_this_dump(
+    window, qtbot, monkeypatch
+):
+    open_and_wait(window, qtbot, str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    asked = []
+    monkeypatch.setattr(
+        QtWidgets.QMessageBox,
+        "question",
+        lambda *a: asked.append(a[2]) or QtWidgets.QMessageBox.StandardButton.Yes,
+    )
+    reopened = []
+    monkeypatch.setattr(window, "open_dump", lambda path: reopened.append(path))
+    refused = Unavailable(
+        "the DAC is not properly signed", ErrorCode.DAC_NOT_TRUSTED, dac="/x/dac.so"
+    )
+    window.offer_to_trust(refused)
+    assert "/x/dac.so" in asked[0] and "not properly signed" in asked[0]
+    assert window.trust_dac == "/x/dac.so"
+    assert reopened == [window.session.path]
