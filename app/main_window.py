@@ -86,6 +86,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.dominators = self._view(DominatorsView)
         self.dominators.sig_children_wanted.connect(self._fetch_dominated)
         self.dominators.sig_object_activated.connect(self.go_to_address)
+        self.types.sig_why_alive.connect(self._fetch_why_alive)
         self.setCentralWidget(self.tabs)
         self.findings.sig_evidence_activated.connect(self.show_evidence)
         self.types.sig_type_selected.connect(self._fetch_instances)
@@ -412,6 +413,19 @@ class MainWindow(QtWidgets.QMainWindow):
             lambda message: self.types.show_drill_error(address, message)
         )
         self._roots_job = self.start_side_job(roots)
+
+    def _fetch_why_alive(self, address: int) -> None:
+        session = self.session
+        if session is None:
+            return
+        job = Job(
+            "why alive", lambda _r, cancel: session.why_alive(address, cancel), self
+        )
+        job.sig_job_finished.connect(lambda w: self.types.set_why_alive(address, w))
+        job.sig_job_failed.connect(
+            lambda message: self.types.show_drill_error(address, message)
+        )
+        self.start_side_job(job)
 
     # -- results into views -------------------------------------------------
     def show_result(self, analysis: Analysis[Any], outcome: Outcome[Any]) -> None:

@@ -11,7 +11,9 @@ from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt, Signal
 
 from analysis.managed.results import (
+    ChainLink,
     HeapStats,
+    RetentionPaths,
     ObjectDetail,
     RootPaths,
     TypeRetainedPage,
@@ -75,6 +77,12 @@ class CutTextTooltips(QtWidgets.QStyledItemDelegate):
         return super().helpEvent(event, view, option, index)
 
 
+def chain_link_text(link: ChainLink) -> str:
+    """`Entry[]@0x…`, or `Node@0x… ×1,000` for a run of one type (a list)."""
+    text = f"{short_type_name(link.type or '?')}@0x{int(link.address or 0):x}"
+    return text + (f" ×{link.repeat:,}" if link.repeat and link.repeat > 1 else "")
+
+
 def root_path_text(path: Any) -> str:
     root = (path.root_kind or RootKind.OTHER).label
     if path.thread_os_id:
@@ -101,6 +109,8 @@ class HeapStatsView(ResultView):
     # an address (of a listed object, or one a reference field opens):
     # Signal(int) would cut it to 32 bits
     sig_instance_selected = Signal(object)
+    # An address: what keeps that object alive, from the heap graph.
+    sig_why_alive = Signal(object)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -142,6 +152,13 @@ class HeapStatsView(ResultView):
         self.roots = QtWidgets.QListWidget(self)
         self.roots_label = QtWidgets.QLabel("Roots (gcroot)", self)
         self.roots_label.setWordWrap(True)
+        self.why_alive_button = QtWidgets.QPushButton("Why alive?", self)
+        self.why_alive_button.setToolTip(
+            "every kind of root that reaches the object, by its shortest path, and "
+            "the objects that must all go for it to go (the heap graph)"
+        )
+        self.why_alive_button.setEnabled(False)
+        self.why_alive_button.clicked.connect(self._ask_why_alive)
         self._cut_text = CutTextTooltips(self)
         for table in (self.instances, self.fields):
             table.view.setItemDelegate(self._cut_text)
@@ -158,7 +175,9 @@ class HeapStatsView(ResultView):
         bottom = QtWidgets.QSplitter(Qt.Orientation.Horizontal, self)
         bottom.addWidget(self._column(self.instances_label, self.instances))
         bottom.addWidget(self._column(self.object_label, self.fields))
-        bottom.addWidget(self._column(self.roots_label, self.roots))
+        bottom.addWidget(
+            self._column(self.roots_label, self.roots, self.why_alive_button)
+        )
         bottom.setSizes([250, 450, 500])
         split = QtWidgets.QSplitter(Qt.Orientation.Vertical, self)
         split.addWidget(top)
@@ -207,6 +226,7 @@ class HeapStatsView(ResultView):
         self.roots.clear()
         self._label(self.object_label, "Select an object to see its fields and roots.")
         self._label(self.roots_label, "Roots (gcroot)")
+        self.why_alive_button.setEnabled(False)
 
     @staticmethod
     def _label(label: QtWidgets.QLabel, text: str) -> None:
@@ -295,6 +315,7 @@ class HeapStatsView(ResultView):
         """The object pane shows that object: its fields, then its roots."""
         self._clear_drill(keep_instances=True)
         self._current_address = address
+        self.why_alive_button.setEnabled(True)
         self._label(self.object_label, f"Loading 0x{address:x}…")
         self._label(self.roots_label, "Roots (gcroot): searching…")
         self.sig_instance_selected.emit(address)
@@ -317,6 +338,46 @@ class HeapStatsView(ResultView):
             text += f"<br>{int(detail.length or 0):,} elements"
         self._label(self.object_label, text)
         self.fields.set_records(detail.fields + detail.elements)
+
+    def _ask_why_alive(self) -> None:
+        if self._current_address is not None:
+            self.roots.clear()
+            self._label(self.roots_label, "Why alive: searching the heap graph…")
+            self.sig_why_alive.emit(self._current_address)
+
+    def set_why_alive(self, address: int, why: RetentionPaths) -> None:
+        """The heap graph's answer: one shortest path per kind of root, then
+        the dominator chain."""
+        if address != self._current_address:
+            return
+        self.roots.clear()
+        if not why.reachable:
+            self._label(
+                self.roots_label,
+                "Why alive: no root reaches this object: it is garbage",
+            )
+            return
+        self._label(
+            self.roots_label,
+            f"Why alive: {len(why.by_root_kind)} kind(s) of root reach it; "
+            f"{max(len(why.dominator_chain) - 1, 0)} object(s) must go for it to go",
+        )
+        for path in why.by_root_kind:
+            root = path.root
+            where = (
+                (root.name or (root.kind.label if root.kind else "root"))
+                if root is not None
+                else "root"
+            )
+            text = " → ".join([where] + [chain_link_text(link) for link in path.chain])
+            item = QtWidgets.QListWidgetItem(text, self.roots)
+            item.setToolTip(text)
+        if why.dominator_chain:
+            text = "dominated by: " + " → ".join(
+                chain_link_text(link) for link in why.dominator_chain
+            )
+            item = QtWidgets.QListWidgetItem(text, self.roots)
+            item.setToolTip(text)
 
     def set_roots(self, address: int, roots: RootPaths) -> None:
         if address != self._current_address:

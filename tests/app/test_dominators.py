@@ -10,7 +10,7 @@ from qtpy import QtCore
 from analysis.analyses import HEAP_GRAPH
 from app.main_window import MainWindow
 from scenarios.dumps import ensure_dump
-from views.dominators_view import RETAINED_ROLE
+from views.dominators_view import ADDRESS_ROLE, RETAINED_ROLE
 
 
 @pytest.fixture
@@ -71,7 +71,30 @@ def test_the_event_leak_from_the_top_of_the_dominator_tree(window, qtbot):
     assert subscribers, "the subscribers sit under the event's invocation list"
 
     # Enter on an object opens it in the inspector.
+    address = subscribers[0].data(0, ADDRESS_ROLE)
     window.dominators._activated(subscribers[0], 0)
     qtbot.waitUntil(lambda: window.types.fields.row_count() > 0, timeout=60_000)
     assert window.tabs.currentWidget() is window.types
     assert facts["subscriber_type"] in window.types.object_label.text()
+
+    # Why alive? A path per kind of root, and what dominates the object.
+    inspector = window.types
+    qtbot.waitUntil(
+        lambda: "searching" not in inspector.roots_label.text(), timeout=120_000
+    )
+    inspector.why_alive_button.click()
+    qtbot.waitUntil(
+        lambda: inspector.roots_label.text().startswith("Why alive: ")
+        and "searching" not in inspector.roots_label.text(),
+        timeout=120_000,
+    )
+    qtbot.waitUntil(lambda: inspector.roots.count() > 0, timeout=60_000)
+    lines = [inspector.roots.item(i).text() for i in range(inspector.roots.count())]
+    # From a root through the event's invocation list to the subscriber.
+    assert any(
+        line.startswith("DumpScope.Scenarios.Publisher.PriceChanged → ")
+        and "Object[]@0x" in line
+        and line.endswith(f"Subscriber@0x{address:x}")
+        for line in lines
+    ), lines
+    assert lines[-1].startswith("dominated by: ")
