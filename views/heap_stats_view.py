@@ -124,7 +124,8 @@ class HeapStatsView(ResultView):
             "what would be freed if every object of the type went (dominator tree)",
         )
         self.types = FilterTable(
-            TYPE_COLUMNS + (retained,),
+            # Retained beside the sizes, before the (long) class name.
+            TYPE_COLUMNS[:-1] + (retained,) + TYPE_COLUMNS[-1:],
             placeholder="Filter types (e.g. Bitmap)",
             parent=self,
         )
