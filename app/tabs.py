@@ -4,7 +4,8 @@ Each tab has a primary analysis: until it is done the tab shows its state
 (progress, "not available: reason", "failed: reason", "cancelled") instead of
 a result. Its other parts fill the tab when they are done and add a note
 (or the view's own message) when they are not. Every declared analysis
-appears here once (a test checks).
+appears here at least once (a test checks); one that several tabs read
+(the native owners: per block, per type) is a part of each.
 """
 
 from __future__ import annotations
@@ -93,10 +94,17 @@ TABS: tuple[Tab, ...] = (
         (
             Part(HEAP_STATS, HeapStatsView.set_heap),
             Part(RETAINED_BY_TYPE, HeapStatsView.set_retained),
+            Part(NATIVE_OWNERS, HeapStatsView.set_native_owners),
         ),
     ),
     Tab(DominatorsView, (Part(HEAP_GRAPH, DominatorsView.set_graph),)),
-    Tab(FinalizerView, (Part(FINALIZER_QUEUE, FinalizerView.set_queue),)),
+    Tab(
+        FinalizerView,
+        (
+            Part(FINALIZER_QUEUE, FinalizerView.set_queue),
+            Part(NATIVE_OWNERS, FinalizerView.set_native_owners),
+        ),
+    ),
     Tab(
         ThreadsView,
         (

@@ -10,8 +10,9 @@ from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt, Signal
 
 from analysis.managed.results import FinalizerQueue
-from analysis.model.columns import TYPE_COUNT_COLUMNS
+from analysis.model.columns import TYPE_COUNT_COLUMNS, native_bytes_column
 from analysis.model.vocab import RowKind
+from analysis.ownership import NativeOwnership
 from analysis.values import human_size
 from views.base import ResultView
 from views.heap_stats_view import INSTANCE_COLUMNS
@@ -40,11 +41,18 @@ class FinalizerView(ResultView):
         super().__init__(parent)
         self.summary = QtWidgets.QLabel(self)
         self.summary.setWordWrap(True)
+        # Filled when the native-owner analysis ends.
+        self._owned: dict[str, int] = {}
+        owned = native_bytes_column(lambda: self._owned)
         self.ready = FilterTable(
-            TYPE_COUNT_COLUMNS, placeholder="Filter ready objects", parent=self
+            TYPE_COUNT_COLUMNS[:-1] + (owned,) + TYPE_COUNT_COLUMNS[-1:],
+            placeholder="Filter ready objects",
+            parent=self,
         )
         self.finalizable = FilterTable(
-            TYPE_COUNT_COLUMNS, placeholder="Filter finalizable objects", parent=self
+            TYPE_COUNT_COLUMNS[:-1] + (owned,) + TYPE_COUNT_COLUMNS[-1:],
+            placeholder="Filter finalizable objects",
+            parent=self,
         )
         ready_box = QtWidgets.QGroupBox(
             "Ready for finalization (f-reachable queue)", self
@@ -85,8 +93,16 @@ class FinalizerView(ResultView):
         )
         self.objects.view.activated.connect(self._open_object)
 
+    def set_native_owners(self, ownership: NativeOwnership) -> None:
+        """What each type's objects own in native memory."""
+        self._owned = {t.type: int(t.bytes) for t in ownership.by_type}
+        for table in (self.ready, self.finalizable):
+            table.model.layoutChanged.emit()
+            table.view.resizeColumnsToContents()
+
     def reset(self) -> None:
         super().reset()
+        self._owned = {}
         self.summary.setText("")
         self.ready.clear()
         self.finalizable.clear()

@@ -18,8 +18,14 @@ from analysis.managed.results import (
     RootPaths,
     TypeRetainedPage,
 )
-from analysis.model.columns import TYPE_COLUMNS, Column, ColumnKind
+from analysis.model.columns import (
+    TYPE_COLUMNS,
+    Column,
+    ColumnKind,
+    native_bytes_column,
+)
 from analysis.model.vocab import RootKind, RowKind
+from analysis.ownership import NativeOwnership
 from analysis.values import human_size
 from views.base import ResultView, chart_unit, short_type_name
 from views.paging import ScrollPager
@@ -117,6 +123,7 @@ class HeapStatsView(ResultView):
         self.totals = QtWidgets.QLabel(self)
         # Filled by the heap graph and the native-owner analyses when they end.
         self._retained: dict[int, int] = {}
+        self._owned: dict[str, int] = {}
         retained = Column(
             "Retained",
             lambda t: self._retained.get(int(t.method_table or 0)),
@@ -124,8 +131,11 @@ class HeapStatsView(ResultView):
             "what would be freed if every object of the type went (dominator tree)",
         )
         self.types = FilterTable(
-            # Retained beside the sizes, before the (long) class name.
-            TYPE_COLUMNS[:-1] + (retained,) + TYPE_COLUMNS[-1:],
+            # Retained and native owned beside the sizes, before the (long)
+            # class name.
+            TYPE_COLUMNS[:-1]
+            + (retained, native_bytes_column(lambda: self._owned))
+            + TYPE_COLUMNS[-1:],
             placeholder="Filter types (e.g. Bitmap)",
             parent=self,
         )
@@ -206,6 +216,7 @@ class HeapStatsView(ResultView):
         self._current_address = None
         self._pointers = {}
         self._retained = {}
+        self._owned = {}
         self.totals.setText("")
         self.chart.clear()
         for table in (self.types, self.instances, self.fields):
@@ -235,6 +246,12 @@ class HeapStatsView(ResultView):
         of it as its tooltip."""
         label.setText(text)
         label.setToolTip(text)
+
+    def set_native_owners(self, ownership: NativeOwnership) -> None:
+        """What each type's objects own in native memory (`gctonative`)."""
+        self._owned = {t.type: int(t.bytes) for t in ownership.by_type}
+        self.types.model.layoutChanged.emit()
+        self.types.view.resizeColumnsToContents()
 
     def set_retained(self, page: TypeRetainedPage) -> None:
         """Retained sizes by type, from the dominator tree."""

@@ -406,3 +406,20 @@ def test_from_the_headline_one_click_reaches_the_objects_that_own_the_blocks(
         for r in range(types.instances.row_count())
     }
     assert listed == owners and len(owners) == facts["buffer_count"]
+
+
+def test_the_native_memory_each_type_owns_beside_its_counts(window, qtbot):
+    dump = ensure_dump("blocked-finalizer")
+    facts = dump.facts
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    for table in (window.types.types, window.finalizer.ready):
+        assert table.select_where(lambda t: t.name == facts["buffer_type"])
+        row = table.view.currentIndex().row()
+        titles = [
+            table.model.headerData(c, Qt.Orientation.Horizontal)
+            for c in range(table.model.columnCount())
+        ]
+        owned = table.text_at(row, titles.index("Native owned"))
+        # 40 blocks of 2 MB (each a little more with its header).
+        assert owned.startswith("80."), owned
