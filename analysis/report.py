@@ -43,6 +43,7 @@ from analysis.model.columns import (
     waits_text,
 )
 from analysis.model.diagnosis import Diagnosis
+from analysis.model.native import DumpInfo
 from analysis.model.outcome import Done, Outcome, gaps_by_reason
 from analysis.model.threads import ThreadView
 from analysis.session import DumpSession
@@ -72,13 +73,9 @@ def _place(report: dict[str, Any], path: str, value: Any) -> None:
 def build_report(session: DumpSession) -> dict[str, Any]:
     info = session.info()
     outcomes = session.run_all()
-    problems: list[str] = [f"dump: {p}" for p in info.problems]
+    problems = all_problems(info, outcomes)
     report: dict[str, Any] = {"report_version": REPORT_VERSION}
     report["dump"] = to_jsonable(info)
-    problems += gaps_by_reason(
-        [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
-    )
-    problems += result_problems(outcomes)
     for analysis in ANALYSES:
         outcome = outcomes[analysis]
         if analysis.report is None:
@@ -100,6 +97,21 @@ def build_report(session: DumpSession) -> dict[str, Any]:
     report["analyses"] = {a.id: _state(outcomes[a]) for a in ANALYSES}
     report["problems"] = problems
     return report
+
+
+def all_problems(
+    info: DumpInfo, outcomes: dict[Analysis[object], Outcome[object]]
+) -> list[str]:
+    """What could not be read or analysed, one line per reason: the dump's
+    own gaps, the analyses that did not end done, and what the done ones
+    say they could not read."""
+    return (
+        [f"dump: {p}" for p in info.problems]
+        + gaps_by_reason(
+            [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
+        )
+        + result_problems(outcomes)
+    )
 
 
 def result_problems(outcomes: dict[Analysis[object], Outcome[object]]) -> list[str]:
@@ -198,13 +210,7 @@ def render_text(session: DumpSession) -> str:
         )
         out += ["", "Threads"] + _indent(table_text(THREAD_COLUMNS + waits, threads))
 
-    problems = (
-        [f"dump: {p}" for p in info.problems]
-        + gaps_by_reason(
-            [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
-        )
-        + result_problems(outcomes)
-    )
+    problems = all_problems(info, outcomes)
     if problems:
         out += ["", "Could not be read or analysed"] + [f"  - {p}" for p in problems]
     return "\n".join(out) + "\n"
@@ -446,13 +452,7 @@ def render_html(session: DumpSession) -> str:
         missing(MODULES) if modules is None else html_table(MODULE_COLUMNS, modules)
     )
 
-    problems = (
-        [f"dump: {p}" for p in info.problems]
-        + gaps_by_reason(
-            [(a.title, o) for a, o in outcomes.items() if not isinstance(o, Done)]
-        )
-        + result_problems(outcomes)
-    )
+    problems = all_problems(info, outcomes)
     if problems:
         out.append('<h2 id="problems">Could not be read or analysed</h2><ul>')
         out.extend(f"<li>{_e(p)}</li>" for p in problems)
