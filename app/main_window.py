@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
+import pyqtgraph as pg
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Signal
 
@@ -894,4 +895,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 job.wait(2.0)
         if self.session is not None:
             self.session.close()
+        # Results still queued from the jobs above reach nothing now.
+        self.job = None
+        self.session = None
+        # pyqtgraph's plots hold their scene, items and signal links in
+        # Python reference cycles; closing each one breaks them now, while
+        # its Qt objects exist. Left to the garbage collector, they were
+        # freed later, after Qt had deleted the window, and a later plot's
+        # construction crashed (AxisItem._updateWidth).
+        for plot in self.findChildren(pg.PlotWidget):
+            plot.close()
         super().closeEvent(event)

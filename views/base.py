@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from qtpy import QtWidgets
+import pyqtgraph as pg
+from qtpy import QtGui, QtWidgets
 
 from analysis.model.vocab import RowKind
 
@@ -91,6 +92,13 @@ class ResultView(QtWidgets.QWidget):
             self._notes.pop(part, None)
         self.notes.setText("<br>".join(f"{p} {t}" for p, t in self._notes.items()))
         self.notes.setVisible(bool(self._notes))
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        # A tab closed on its own (tests do this) breaks its plots' Python
+        # reference cycles too; see MainWindow.closeEvent.
+        for plot in self.findChildren(pg.PlotWidget):
+            plot.close()
+        super().closeEvent(event)
 
     def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
         """Selects every row that evidence points at (keys: the rows' keys);
