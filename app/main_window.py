@@ -447,8 +447,9 @@ class MainWindow(QtWidgets.QMainWindow):
                         view.show_state("")
                     if part.show is not None:
                         part.show(view, outcome.value)
+                    # Its own key, so a view's note on the part stays.
                     view.note(
-                        f"{analysis.title}:",
+                        f"{analysis.title}, not read:",
                         "; ".join(analysis.problems(outcome.value)),
                     )
                 elif part is tab.parts[0]:
