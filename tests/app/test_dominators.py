@@ -8,21 +8,15 @@ import pytest
 from qtpy import QtCore
 
 from analysis.analyses import HEAP_GRAPH
-from app.main_window import MainWindow
 from scenarios.dumps import ensure_dump
 from views.dominators_view import ADDRESS_ROLE, RETAINED_ROLE
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
+@pytest.fixture(autouse=True)
+def own_index(tmp_path, monkeypatch):
+    """A graph index of this test's own: built here, not loaded from a run
+    before."""
     monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path / "index"))
-    settings = QtCore.QSettings(
-        str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat
-    )
-    w = MainWindow(settings)
-    qtbot.addWidget(w)
-    yield w
-    w.close()
 
 
 def test_the_event_leak_from_the_top_of_the_dominator_tree(window, qtbot):

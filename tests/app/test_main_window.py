@@ -1,25 +1,11 @@
 """The whole window on a real dump: from the first number to the cause."""
 
-import pytest
-from qtpy import QtCore
 from qtpy.QtCore import Qt
 
 from analysis.analyses import DIAGNOSIS, NATIVE_OWNERS, RUNTIME
 from analysis.model.vocab import RowKind
-from app.main_window import MainWindow
 from scenarios.dumps import ensure_dump
 from views.base import CRITICAL, INFO
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = QtCore.QSettings(
-        str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat
-    )
-    w = MainWindow(settings)
-    qtbot.addWidget(w)
-    yield w
-    w.close()
 
 
 def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, qtbot):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 import pytest
-from qtpy import QtCore, QtWidgets
+from qtpy import QtWidgets
 from qtpy.QtCore import Qt
 
 from analysis.analyses import ANALYSES, MONITORS, RUNTIME
@@ -25,17 +25,6 @@ from tests.paths import MINIDUMPS
 from views.native_heaps_view import NativeHeapsView
 
 STATES = ("not available: ", "failed: ", "cancelled")
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = QtCore.QSettings(
-        str(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat
-    )
-    w = MainWindow(settings)
-    qtbot.addWidget(w)
-    yield w
-    w.close()
 
 
 def open_and_wait(window: MainWindow, qtbot, path: str) -> None:
