@@ -47,8 +47,10 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 Progress = Callable[[str, float], None]
 
+# The engine's largest page (EngineLimits.MaxPageSize).
+MAX_PAGE = 100_000
 # More types than any heap holds: one page brings them all.
-MAX_TYPES = 100_000
+MAX_TYPES = MAX_PAGE
 # Engine errors that say the analysis cannot run on this dump here, with a
 # reason the user can act on; any other error is a failure.
 UNAVAILABLE_CODES = frozenset(
@@ -543,7 +545,12 @@ def _pile_owners(
     count = int(entry.count or 0)
     try:
         page = client.finalizer_objects(
-            int(entry.method_table), "ready", limit=count, cancel=ctx.cancel
+            int(entry.method_table),
+            "ready",
+            # The engine's page limit: past it, the count is a lower bound
+            # rather than a refused call and a guess.
+            limit=max(1, min(count, MAX_PAGE)),
+            cancel=ctx.cancel,
         )
     except EngineError as error:
         if error.code == ErrorCode.CANCELLED:
