@@ -22,12 +22,11 @@ from analysis.analyses import (
     MODULES,
     MONITORS,
     NATIVE_HEAPS,
-    RETAINED_BY_TYPE,
     RUNTIME,
     THREADS,
     Analysis,
 )
-from analysis.managed.compare import compare_heaps
+from analysis.managed.compare import compare_sessions
 from analysis.model.columns import (
     BLOCK_COLUMNS,
     HEAP_COLUMNS,
@@ -44,7 +43,7 @@ from analysis.model.columns import (
 )
 from analysis.model.diagnosis import Diagnosis
 from analysis.model.native import DumpInfo
-from analysis.model.outcome import Done, Outcome, gaps_by_reason
+from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
 from analysis.model.threads import ThreadView
 from analysis.session import DumpSession
 from analysis.values import human_size, to_jsonable
@@ -464,14 +463,15 @@ def render_html(session: DumpSession) -> str:
 def growth_section(session: DumpSession, baseline: DumpSession) -> dict[str, Any]:
     """Per-type growth from an earlier dump of the same process to this one
     (count, shallow size, retained size), largest growth first; `types` is
-    null, with the reason, when either side's retained sizes are missing."""
-    before = baseline.outcome(RETAINED_BY_TYPE)
-    after = session.outcome(RETAINED_BY_TYPE)
+    null, with the reason, when the two cannot be compared (not the same
+    kind of process, retained sizes missing on either side)."""
+    compared = compare_sessions(session, baseline)
     section: dict[str, Any] = {"baseline": baseline.path}
-    if not isinstance(before, Done) or not isinstance(after, Done):
-        missing = before if not isinstance(before, Done) else after
+    if not isinstance(compared, Done):
         section["types"] = None
-        section["reason"] = f"retained sizes {missing.text}"
+        section["reason"] = (
+            compared.reason if isinstance(compared, Unavailable) else compared.text
+        )
         return section
     section["types"] = [
         {
@@ -486,7 +486,7 @@ def growth_section(session: DumpSession, baseline: DumpSession) -> dict[str, Any
             "retained_after": to_jsonable(d.retained_after),
             "retained_delta": d.retained_delta,
         }
-        for d in compare_heaps(before.value.items, after.value.items)
+        for d in compared.value.deltas
     ]
     return section
 
