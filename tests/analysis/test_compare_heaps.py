@@ -6,9 +6,16 @@ from __future__ import annotations
 import pytest
 
 from analysis.managed.client import EngineClient, engine_available
-from analysis.managed.compare import compare_heaps
-from analysis.managed.results import TypeRetained
-from analysis.values import Address, ByteSize
+from analysis.managed.compare import (
+    HeapComparison,
+    compare_heaps,
+    compared_rows,
+    mismatch,
+)
+from analysis.managed.results import TypeRetained, TypeStat
+from analysis.model.columns import type_change_columns
+from analysis.model.native import DumpInfo
+from analysis.values import Address, ByteSize, NotApplicable, Unknown
 from scenarios.dumps import ScenarioDump, ensure_dump, ensure_stages
 from scenarios.sos import parse_dumpheap_stat, run_sos
 
@@ -40,6 +47,53 @@ def test_unknown_retained_sizes_stay_unknown() -> None:
     (d,) = compare_heaps([_t("A", 1, 8, None)], [_t("A", 2, 16, 16)])
     assert d.retained_before is None and d.retained_delta is None
     assert d.size_delta == 8
+
+
+def test_rows_to_show_list_vanished_types_and_leave_free_space_last() -> None:
+    deltas = compare_heaps(
+        [_t("A", 10, 100, 100), _t("Gone", 5, 50, 50)],
+        [_t("A", 30, 300, 900), _t("New", 2, 40, 40)],
+    )
+    current = (
+        TypeStat("Free", Address(8), 3, ByteSize(999)),
+        TypeStat("New", Address(16), 2, ByteSize(40)),
+        TypeStat("A", Address(24), 30, ByteSize(300)),
+    )
+    rows = compared_rows(current, deltas)
+    assert [r.name for r in rows] == ["A", "New", "Gone", "Free"]
+    gone = rows[2]
+    assert (gone.method_table, gone.count, gone.size) == (None, 0, 0)
+
+    comparison = HeapComparison("before.core", deltas, rows)
+    count, size, retained = type_change_columns(lambda: comparison)
+    assert [count.text(r) for r in rows[:3]] == ["+20", "+2", "-5"]
+    assert size.text(rows[2]) == "-50 bytes"
+    assert retained.text(rows[0]) == "+800 bytes"
+    # Free space is no object: not compared, and the cell says why.
+    assert isinstance(count.get(rows[3]), NotApplicable)
+    assert count.gap_reason(rows[3])
+    # Nothing compared: blank cells, not zeros.
+    assert type_change_columns(lambda: None)[0].text(rows[0]) == ""
+
+
+def test_a_retained_size_unknown_on_one_side_is_an_unknown_change() -> None:
+    deltas = compare_heaps([_t("A", 1, 8, None)], [_t("A", 2, 16, 16)])
+    rows = (TypeStat("A", Address(8), 2, ByteSize(16)),)
+    comparison = HeapComparison("before.core", deltas, rows)
+    _count, size, retained = type_change_columns(lambda: comparison)
+    assert size.text(rows[0]) == "+8 bytes"
+    assert isinstance(retained.get(rows[0]), Unknown)
+
+
+def _info(os: str, arch: str, pointer_size: int) -> DumpInfo:
+    return DumpInfo("d", "elf core", os, arch, pointer_size, ByteSize(1))
+
+
+def test_dumps_of_another_os_or_architecture_are_not_compared() -> None:
+    assert mismatch(_info("linux", "x64", 8), _info("linux", "x64", 8)) is None
+    why = mismatch(_info("linux", "x64", 8), _info("windows", "x86", 4))
+    assert why is not None
+    assert "windows x86" in why and "linux x64" in why
 
 
 @pytest.mark.skipif(not engine_available(), reason="engine not built")

@@ -157,3 +157,15 @@ def test_report_with_a_baseline_of_the_same_process_gives_the_planted_changes(
     assert growth["types"][0]["name"] == "DumpScope.Scenarios.BasketItem[]"
     retained = [t["retained_delta"] for t in growth["types"]]
     assert retained == sorted(retained, reverse=True)
+
+
+def test_report_with_a_baseline_of_another_kind_of_process_says_why(tmp_path):
+    _before, after = ensure_stages("growth")
+    baseline = MINIDUMPS / "minidump2.dmp"
+    env = {**os.environ, "DUMPSCOPE_INDEX": str(tmp_path / "index")}
+    run = report(str(after.path), "--baseline", str(baseline), env=env)
+    assert run.returncode == 0, run.stderr
+    growth = json.loads(run.stdout)["growth"]
+    assert growth["types"] is None
+    assert "not the same process" in growth["reason"]
+    assert "windows" in growth["reason"] and "linux" in growth["reason"]

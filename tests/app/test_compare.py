@@ -110,3 +110,21 @@ def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot):
     assert table.row_count() > 0
     names = {table.record_at(r).name for r in range(table.row_count())}
     assert "DumpScope.Scenarios.Voucher" not in names
+
+
+def test_cancelling_the_baseline_leaves_this_dump_as_it_was(window, qtbot):
+    before, after = ensure_stages("growth")
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(after.path))
+    view, table = window.types, window.types.types
+    rows = table.row_count()
+    job = window.baseline.compare_with(str(before.path))
+    assert not view.baseline_bar.isHidden()
+    assert view.stop_comparing.text() == "Cancel"
+    view.stop_comparing.click()
+    assert job.cancel_event.is_set() and view.baseline_bar.isHidden()
+    job.wait(120)
+    # What the job still sends (its end) reaches nothing.
+    qtbot.wait(300)
+    assert view.comparison() is None and view.baseline_bar.isHidden()
+    assert "Δ Count" not in titles(table) and table.row_count() == rows
