@@ -135,17 +135,27 @@ class HeapStatsView(ResultView):
             "what would be freed if every object of the type went (dominator tree)",
         )
         # Retained and native owned beside the sizes, before the (long)
-        # class name; when a baseline is compared, the changes after them.
-        self._type_columns = (
-            TYPE_COLUMNS[:-1]
-            + (retained, native_bytes_column(lambda: self._owned))
-            + TYPE_COLUMNS[-1:]
-        )
+        # class name.
+        owned = native_bytes_column(lambda: self._owned)
+        mt, count, total_size, _bytes, name = TYPE_COLUMNS
+        self._type_columns = TYPE_COLUMNS[:-1] + (retained, owned, name)
         self._heap: Optional[HeapStats] = None
         self._comparison: Optional[HeapComparison] = None
-        changes = type_change_columns(lambda: self._comparison)
-        self._compared_columns = self._type_columns[:-1] + changes + TYPE_COLUMNS[-1:]
-        self._growth_column = self._compared_columns.index(changes[-1])
+        # Compared with a baseline, each value has its change beside it; the
+        # exact Bytes give way so that the class name keeps its room.
+        d_count, d_size, d_retained = type_change_columns(lambda: self._comparison)
+        self._compared_columns = (
+            mt,
+            count,
+            d_count,
+            total_size,
+            d_size,
+            retained,
+            d_retained,
+            owned,
+            name,
+        )
+        self._growth_column = self._compared_columns.index(d_retained)
         self.types = FilterTable(
             self._type_columns,
             placeholder="Filter types (e.g. Bitmap)",
