@@ -362,6 +362,16 @@ class HeapStatsView(ResultView):
     def _show_comparison(self, comparison: HeapComparison) -> None:
         self.types.set_columns(self._compared_columns)
         self.types.set_records(comparison.rows, sort_column=self._growth_column)
+        self._keep_selection()
+
+    def _keep_selection(self) -> None:
+        """The type selected before the rows changed stays selected, its
+        objects listed; a type no longer listed empties the panes below."""
+        current = self._current_type
+        if current is None or self.types.select_where(lambda t: t is current):
+            return
+        self._current_type = None
+        self._clear_drill()
 
     def show_baseline_problem(self, path: str, text: str) -> None:
         """The baseline could not be compared: why; no changes are shown."""
@@ -381,6 +391,7 @@ class HeapStatsView(ResultView):
         self.types.set_records(
             self._heap.types if self._heap is not None else (), sort_column=2
         )
+        self._keep_selection()
 
     def comparison(self) -> Optional[HeapComparison]:
         return self._comparison

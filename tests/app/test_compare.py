@@ -39,6 +39,8 @@ def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot):
         window.open_dump(str(after.path))
     view, table = window.types, window.types.types
     assert "Δ Count" not in titles(table)
+    item = "DumpScope.Scenarios.BasketItem"
+    assert table.select_where(lambda t: t.name == item)
 
     window.baseline.compare_with(str(before.path))
     assert window.tabs.currentWidget() is view
@@ -46,6 +48,8 @@ def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot):
     assert not view.baseline_bar.isHidden()
     assert str(before.path) in view.baseline_label.text()
     assert view.stop_comparing.text() == "Stop comparing"
+    # The type the user was on stays selected.
+    assert table.record_at(table.view.currentIndex().row()).name == item
 
     columns = titles(table)
     count, size, retained = (
@@ -70,6 +74,8 @@ def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot):
     assert table.record_at(gone).method_table is None
     assert table.text_at(gone, columns.index("Count")) == "0"
     assert table.text_at(gone, count) == "-1,500"
+    table.view.setCurrentIndex(table.proxy.index(gone, 0))
+    assert "no objects in this dump" in view.instances_label.text()
 
     # Largest growth first, and again after sorting by something else: the
     # array of the list that gained 12,000 basket items.
@@ -92,6 +98,9 @@ def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot):
     assert view.comparison() is None and view.baseline_bar.isHidden()
     assert "Δ Count" not in titles(table)
     assert all(table.record_at(r).method_table for r in range(table.row_count()))
+    # The vanished type selected is not listed any more: its panes are emptied.
+    assert not table.view.currentIndex().isValid()
+    assert view.instances_label.text().startswith("Select a type")
 
     # Not the same kind of process: said, and no changes shown.
     window.baseline.compare_with(str(MINIDUMPS / "minidump2.dmp"))
