@@ -125,7 +125,10 @@ def report_main(argv: Sequence[str]) -> int:
                     report["growth"] = growth_section(session, baseline)
                 text = render_json(report)
             elif args.format == "html":
-                text = render_html(session)
+                text = render_html(
+                    session,
+                    None if baseline is None else growth_section(session, baseline),
+                )
             else:
                 text = render_text(session)
                 if baseline is not None:

@@ -312,10 +312,11 @@ def svg_bars(title: str, bars: Sequence[tuple[str, int]]) -> str:
     return "".join(parts)
 
 
-def render_html(session: DumpSession) -> str:
+def render_html(session: DumpSession, growth: Optional[dict[str, Any]] = None) -> str:
     """The report as one HTML page that reads offline: the findings with
     their evidence and what was not examined, the tables through the
-    declared columns, the charts as inline SVG."""
+    declared columns, the charts as inline SVG; with `growth` (a
+    growth_section), each type's change since the baseline."""
     info = session.info()
     outcomes = session.run_all()
 
@@ -451,6 +452,15 @@ def render_html(session: DumpSession) -> str:
         missing(MODULES) if modules is None else html_table(MODULE_COLUMNS, modules)
     )
 
+    if growth is not None:
+        out.append(f'<h2 id="growth">Growth since {_e(growth["baseline"])}</h2>')
+        changes = growth.get("types")
+        out.append(
+            f'<p class="note">Not compared: {_e(growth.get("reason"))}</p>'
+            if changes is None
+            else html_table(GROWTH_COLUMNS, changes)
+        )
+
     problems = all_problems(info, outcomes)
     if problems:
         out.append('<h2 id="problems">Could not be read or analysed</h2><ul>')
@@ -458,6 +468,15 @@ def render_html(session: DumpSession) -> str:
         out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+# The rows of a growth section, in exact numbers, as the text report has them.
+GROWTH_COLUMNS: tuple[Column[dict[str, Any]], ...] = (
+    Column("Δ Count", lambda t: t["count_delta"], ColumnKind.INT_CHANGE),
+    Column("Δ Bytes", lambda t: t["size_delta"], ColumnKind.INT_CHANGE),
+    Column("Δ Retained bytes", lambda t: t["retained_delta"], ColumnKind.INT_CHANGE),
+    Column("Class Name", lambda t: t["name"]),
+)
 
 
 def growth_section(session: DumpSession, baseline: DumpSession) -> dict[str, Any]:

@@ -157,6 +157,11 @@ def test_report_with_a_baseline_of_the_same_process_gives_the_planted_changes(
     assert growth["types"][0]["name"] == "DumpScope.Scenarios.BasketItem[]"
     retained = [t["retained_delta"] for t in growth["types"]]
     assert retained == sorted(retained, reverse=True)
+    page = report(
+        str(after.path), "--baseline", str(before.path), "--format", "html", env=env
+    ).stdout
+    assert f"Growth since {before.path}" in page
+    assert "<td>+12,000</td>" in page.replace(' class="num"', "")
 
 
 def test_report_with_a_baseline_of_another_kind_of_process_says_why(tmp_path):
