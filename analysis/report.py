@@ -26,7 +26,7 @@ from analysis.analyses import (
     THREADS,
     Analysis,
 )
-from analysis.managed.compare import compare_sessions
+from analysis.managed.compare import HeapComparison, compare_sessions
 from analysis.model.columns import (
     BLOCK_COLUMNS,
     HEAP_COLUMNS,
@@ -485,29 +485,37 @@ def growth_section(session: DumpSession, baseline: DumpSession) -> dict[str, Any
     null, with the reason, when the two cannot be compared (not the same
     kind of process, retained sizes missing on either side)."""
     compared = compare_sessions(session, baseline)
-    section: dict[str, Any] = {"baseline": baseline.path}
-    if not isinstance(compared, Done):
-        section["types"] = None
-        section["reason"] = (
+    if isinstance(compared, Done):
+        return growth_of(compared.value)
+    return {
+        "baseline": baseline.path,
+        "types": None,
+        "reason": (
             compared.reason if isinstance(compared, Unavailable) else compared.text
-        )
-        return section
-    section["types"] = [
-        {
-            "name": d.name,
-            "count_before": d.count_before,
-            "count_after": d.count_after,
-            "count_delta": d.count_delta,
-            "size_before": int(d.size_before),
-            "size_after": int(d.size_after),
-            "size_delta": d.size_delta,
-            "retained_before": to_jsonable(d.retained_before),
-            "retained_after": to_jsonable(d.retained_after),
-            "retained_delta": d.retained_delta,
-        }
-        for d in compared.value.deltas
-    ]
-    return section
+        ),
+    }
+
+
+def growth_of(comparison: HeapComparison) -> dict[str, Any]:
+    """The growth section of a comparison already made (the GUI's)."""
+    return {
+        "baseline": comparison.baseline,
+        "types": [
+            {
+                "name": d.name,
+                "count_before": d.count_before,
+                "count_after": d.count_after,
+                "count_delta": d.count_delta,
+                "size_before": int(d.size_before),
+                "size_after": int(d.size_after),
+                "size_delta": d.size_delta,
+                "retained_before": to_jsonable(d.retained_before),
+                "retained_after": to_jsonable(d.retained_after),
+                "retained_delta": d.retained_delta,
+            }
+            for d in comparison.deltas
+        ],
+    }
 
 
 def growth_text(section: dict[str, Any], limit: int = 25) -> str:

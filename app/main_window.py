@@ -561,14 +561,17 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_report(self, path: str) -> Job:
         """Writes the HTML report off the GUI thread (what is not analysed
         yet is analysed first); sig_job_finished carries the path."""
-        from analysis.report import render_html
+        from analysis.report import growth_of, render_html
 
         session = self.session
         assert session is not None
         self.settings.setValue("export_folder", str(Path(path).parent))
+        # Compared with a baseline: the page ends with each type's change.
+        comparison = self.types.comparison()
+        growth = None if comparison is None else growth_of(comparison)
 
         def write(_report: Any, _cancelled: Any) -> str:
-            Path(path).write_text(render_html(session), encoding="utf-8")
+            Path(path).write_text(render_html(session, growth), encoding="utf-8")
             return path
 
         job = Job("export", write, self)

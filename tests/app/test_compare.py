@@ -33,7 +33,7 @@ def row_of(table, name: str) -> int:
     return row
 
 
-def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot):
+def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot, tmp_path):
     before, after = ensure_stages("growth")
     with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
         window.open_dump(str(after.path))
@@ -92,6 +92,17 @@ def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot):
         < row_of(table, "DumpScope.Scenarios.Voucher")
         < row_of(table, "DumpScope.Scenarios.PriceQuote")
     )
+
+    # The exported report ends with the same changes.
+    page = tmp_path / "compared.html"
+    window.export_report(str(page))
+    qtbot.waitUntil(
+        lambda: page.is_file() and "</html>" in page.read_text(encoding="utf-8"),
+        timeout=120_000,
+    )
+    html = page.read_text(encoding="utf-8").replace(' class="num"', "")
+    assert f"Growth since {before.path}" in html
+    assert "<td>+12,000</td><td>+576,000</td><td>+576,000</td>" in html
 
     # Stop comparing: this dump alone again, every one of its types once.
     view.stop_comparing.click()
