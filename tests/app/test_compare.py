@@ -119,6 +119,16 @@ def test_a_baseline_of_the_same_process_shows_what_changed(window, qtbot, tmp_pa
     assert "not the same process" in view.baseline_label.text()
     assert view.comparison() is None and "Δ Count" not in titles(table)
 
+    # A Linux dump with no .NET runtime: no managed heap to compare, said so.
+    window.baseline.compare_with(str(MINIDUMPS / "linux_raise_sigabrt.dmp"))
+    qtbot.waitUntil(
+        lambda: "No .NET runtime" in view.baseline_label.text(), timeout=60_000
+    )
+    assert "retained sizes of the baseline not available" in (
+        view.baseline_label.text()
+    )
+    assert view.comparison() is None and "Δ Count" not in titles(table)
+
     # Compared again, then another dump opened: nothing of the comparison stays.
     window.baseline.compare_with(str(before.path))
     qtbot.waitUntil(lambda: view.comparison() is not None, timeout=180_000)
