@@ -134,6 +134,8 @@ class HeapComparison:
 def compared_rows(
     types: Iterable[TypeStat], deltas: tuple[TypeDelta, ...]
 ) -> tuple[TypeStat, ...]:
+    """HeapComparison.rows: `types` (this dump's heap statistics) ordered as
+    `deltas`, with the types only the baseline had."""
     rank = {d.name: i for i, d in enumerate(deltas)}
     current = list(types)
     present = {t.name for t in current}
@@ -188,8 +190,10 @@ def compare_sessions(
     start = 0.0
     for step, share in _STEPS:
 
-        def report(message: str, fraction: float, at: float = start) -> None:
-            progress(f"baseline: {message}", at + share * fraction)
+        def report(
+            message: str, fraction: float, at: float = start, part: float = share
+        ) -> None:
+            progress(f"baseline: {message}", at + part * fraction)
 
         report(step.label, 0.0)
         if isinstance(baseline.outcome(step, report, cancel), Cancelled):
