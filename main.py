@@ -125,7 +125,10 @@ def report_main(argv: Sequence[str]) -> int:
                     report["growth"] = growth_section(session, baseline)
                 text = render_json(report)
             elif args.format == "html":
-                text = render_html(session)
+                text = render_html(
+                    session,
+                    None if baseline is None else growth_section(session, baseline),
+                )
             else:
                 text = render_text(session)
                 if baseline is not None:
@@ -193,9 +196,18 @@ def gui_main(argv: Sequence[str]) -> int:
         help="a folder of data-access libraries (remembered for later dumps)",
     )
     add_dac_trust_arguments(parser)
+    parser.add_argument(
+        "--baseline",
+        metavar="OLDER_DUMP",
+        help="an earlier dump of the same process: Managed types shows each "
+        "type's change since it",
+    )
     args = parser.parse_args(argv)
-    if args.dump and not Path(args.dump).exists():
-        parser.error(f"no such file: {args.dump}")
+    for given in (args.dump, args.baseline):
+        if given and not Path(given).exists():
+            parser.error(f"no such file: {given}")
+    if args.baseline and not args.dump:
+        parser.error("--baseline needs a dump to compare it with")
 
     from app.qt_binding import choose_binding
 
@@ -209,6 +221,7 @@ def gui_main(argv: Sequence[str]) -> int:
         trust_dac=args.trust_dac,
         symbol_server=args.symbol_server,
         symbol_cache=args.symbol_cache,
+        baseline=args.baseline,
     )
 
 

@@ -22,12 +22,11 @@ from analysis.analyses import (
     MODULES,
     MONITORS,
     NATIVE_HEAPS,
-    RETAINED_BY_TYPE,
     RUNTIME,
     THREADS,
     Analysis,
 )
-from analysis.managed.compare import compare_heaps
+from analysis.managed.compare import HeapComparison, compare_sessions
 from analysis.model.columns import (
     BLOCK_COLUMNS,
     HEAP_COLUMNS,
@@ -44,7 +43,7 @@ from analysis.model.columns import (
 )
 from analysis.model.diagnosis import Diagnosis
 from analysis.model.native import DumpInfo
-from analysis.model.outcome import Done, Outcome, gaps_by_reason
+from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
 from analysis.model.threads import ThreadView
 from analysis.session import DumpSession
 from analysis.values import human_size, to_jsonable
@@ -313,10 +312,11 @@ def svg_bars(title: str, bars: Sequence[tuple[str, int]]) -> str:
     return "".join(parts)
 
 
-def render_html(session: DumpSession) -> str:
+def render_html(session: DumpSession, growth: Optional[dict[str, Any]] = None) -> str:
     """The report as one HTML page that reads offline: the findings with
     their evidence and what was not examined, the tables through the
-    declared columns, the charts as inline SVG."""
+    declared columns, the charts as inline SVG; with `growth` (a
+    growth_section), each type's change since the baseline."""
     info = session.info()
     outcomes = session.run_all()
 
@@ -452,6 +452,15 @@ def render_html(session: DumpSession) -> str:
         missing(MODULES) if modules is None else html_table(MODULE_COLUMNS, modules)
     )
 
+    if growth is not None:
+        out.append(f'<h2 id="growth">Growth since {_e(growth["baseline"])}</h2>')
+        changes = growth.get("types")
+        out.append(
+            f'<p class="note">Not compared: {_e(growth.get("reason"))}</p>'
+            if changes is None
+            else html_table(GROWTH_COLUMNS, changes)
+        )
+
     problems = all_problems(info, outcomes)
     if problems:
         out.append('<h2 id="problems">Could not be read or analysed</h2><ul>')
@@ -461,34 +470,52 @@ def render_html(session: DumpSession) -> str:
     return "\n".join(out) + "\n"
 
 
+# The rows of a growth section, in exact numbers, as the text report has them.
+GROWTH_COLUMNS: tuple[Column[dict[str, Any]], ...] = (
+    Column("Δ Count", lambda t: t["count_delta"], ColumnKind.INT_CHANGE),
+    Column("Δ Bytes", lambda t: t["size_delta"], ColumnKind.INT_CHANGE),
+    Column("Δ Retained bytes", lambda t: t["retained_delta"], ColumnKind.INT_CHANGE),
+    Column("Class Name", lambda t: t["name"]),
+)
+
+
 def growth_section(session: DumpSession, baseline: DumpSession) -> dict[str, Any]:
     """Per-type growth from an earlier dump of the same process to this one
     (count, shallow size, retained size), largest growth first; `types` is
-    null, with the reason, when either side's retained sizes are missing."""
-    before = baseline.outcome(RETAINED_BY_TYPE)
-    after = session.outcome(RETAINED_BY_TYPE)
-    section: dict[str, Any] = {"baseline": baseline.path}
-    if not isinstance(before, Done) or not isinstance(after, Done):
-        missing = before if not isinstance(before, Done) else after
-        section["types"] = None
-        section["reason"] = f"retained sizes {missing.text}"
-        return section
-    section["types"] = [
-        {
-            "name": d.name,
-            "count_before": d.count_before,
-            "count_after": d.count_after,
-            "count_delta": d.count_delta,
-            "size_before": int(d.size_before),
-            "size_after": int(d.size_after),
-            "size_delta": d.size_delta,
-            "retained_before": to_jsonable(d.retained_before),
-            "retained_after": to_jsonable(d.retained_after),
-            "retained_delta": d.retained_delta,
-        }
-        for d in compare_heaps(before.value.items, after.value.items)
-    ]
-    return section
+    null, with the reason, when the two cannot be compared (not the same
+    kind of process, retained sizes missing on either side)."""
+    compared = compare_sessions(session, baseline)
+    if isinstance(compared, Done):
+        return growth_of(compared.value)
+    return {
+        "baseline": baseline.path,
+        "types": None,
+        "reason": (
+            compared.reason if isinstance(compared, Unavailable) else compared.text
+        ),
+    }
+
+
+def growth_of(comparison: HeapComparison) -> dict[str, Any]:
+    """The growth section of a comparison already made (the GUI's)."""
+    return {
+        "baseline": comparison.baseline,
+        "types": [
+            {
+                "name": d.name,
+                "count_before": d.count_before,
+                "count_after": d.count_after,
+                "count_delta": d.count_delta,
+                "size_before": int(d.size_before),
+                "size_after": int(d.size_after),
+                "size_delta": d.size_delta,
+                "retained_before": to_jsonable(d.retained_before),
+                "retained_after": to_jsonable(d.retained_after),
+                "retained_delta": d.retained_delta,
+            }
+            for d in comparison.deltas
+        ],
+    }
 
 
 def growth_text(section: dict[str, Any], limit: int = 25) -> str:

@@ -42,6 +42,7 @@ def run(
     trust_dac: Optional[str] = None,
     symbol_server: Optional[str] = None,
     symbol_cache: Optional[str] = None,
+    baseline: Optional[str] = None,
 ) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
     app.setApplicationName("DumpScope")
@@ -57,6 +58,8 @@ def run(
     window.show()
     if dump:
         window.open_dump(dump, dac=dac)
+        if baseline:
+            window.baseline.compare_with(baseline)
     else:
         window.start_job(demo_job(window))
     return int(app.exec())

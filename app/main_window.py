@@ -30,6 +30,7 @@ from analysis.session import DumpSession
 from analysis.values import Address
 from app.about import about_html
 from app.analyse import analyse
+from app.compare import BaselineCompare
 from app.find_dialog import FindDialog
 from app.jobs import Job
 from app.navigation import History, Place
@@ -112,6 +113,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._inspected: Optional[int] = None
         self._shown_tab = 0  # the tab of the current place
         self._find_dialog: Optional[FindDialog] = None
+        self.baseline = BaselineCompare(self)
         self._build_menus()
         self._build_navigation()
         self._wire_tables()
@@ -130,6 +132,9 @@ class MainWindow(QtWidgets.QMainWindow):
         open_action.triggered.connect(self._ask_open)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self._fill_recent()
+        file_menu.addAction("Compare with &baseline…").triggered.connect(
+            self.baseline.ask
+        )
         file_menu.addAction("Set &DAC folder…").triggered.connect(self._ask_dac_folder)
         file_menu.addSeparator()
         self.export_action = file_menu.addAction("&Export report…")
@@ -556,14 +561,17 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_report(self, path: str) -> Job:
         """Writes the HTML report off the GUI thread (what is not analysed
         yet is analysed first); sig_job_finished carries the path."""
-        from analysis.report import render_html
+        from analysis.report import growth_of, render_html
 
         session = self.session
         assert session is not None
         self.settings.setValue("export_folder", str(Path(path).parent))
+        # Compared with a baseline: the page ends with each type's change.
+        comparison = self.types.comparison()
+        growth = None if comparison is None else growth_of(comparison)
 
         def write(_report: Any, _cancelled: Any) -> str:
-            Path(path).write_text(render_html(session), encoding="utf-8")
+            Path(path).write_text(render_html(session, growth), encoding="utf-8")
             return path
 
         job = Job("export", write, self)

@@ -6,7 +6,10 @@ namespace DumpScope.Scenarios;
 
 /// <summary>
 /// Plants one scenario's state, prints <c>READY {facts}</c> on one line, then
-/// sleeps until the driver has written the dump and kills the process.
+/// sleeps until the driver has written the dump and kills the process. A
+/// scenario with later stages moves to the next one on each line the driver
+/// writes to its stdin (once it has dumped the stage before) and prints
+/// <c>READY</c> again with that stage's facts.
 /// </summary>
 internal static class Program
 {
@@ -20,6 +23,12 @@ internal static class Program
         ["healthy"] = Healthy.Plant,
         ["big-heap"] = BigHeap.Plant,
         ["retention"] = Retention.Plant,
+        ["growth"] = Growth.Plant,
+    };
+
+    private static readonly Dictionary<string, Func<Facts>[]> LaterStages = new()
+    {
+        ["growth"] = [Growth.Grow],
     };
 
     private static int Main(string[] args)
@@ -43,8 +52,30 @@ internal static class Program
             Console.Error.WriteLine("warning: prctl(PR_SET_PDEATHSIG) failed");
         }
 
-        Facts facts = plant(args[1..]);
-        facts["scenario"] = args[0];
+        Func<Facts>[] later = LaterStages.GetValueOrDefault(args[0], []);
+        Announce(args[0], plant(args[1..]), 1, later.Length + 1);
+        if (later.Length > 0)
+        {
+            using Stream stdin = Console.OpenStandardInput();
+            for (int i = 0; i < later.Length; i++)
+            {
+                if (!NextLine(stdin))
+                {
+                    Console.Error.WriteLine($"stdin closed before stage {i + 2}");
+                    return 1;
+                }
+                Announce(args[0], later[i](), i + 2, later.Length + 1);
+            }
+        }
+        Thread.Sleep(Timeout.Infinite);
+        return 0;
+    }
+
+    private static void Announce(string scenario, Facts facts, int stage, int stages)
+    {
+        facts["scenario"] = scenario;
+        facts["stage"] = stage;
+        facts["stages"] = stages;
         facts["pid"] = Environment.ProcessId;
         facts["runtime_version"] = Environment.Version.ToString();
         facts["framework_description"] = RuntimeInformation.FrameworkDescription;
@@ -56,13 +87,27 @@ internal static class Program
         // Straight to the stdout stream, not through Console.Out: its
         // SyncTextWriter holds a monitor while it writes, and a dump taken the
         // moment this line arrives could catch that monitor still held.
-        using (Stream stdout = Console.OpenStandardOutput())
+        using Stream stdout = Console.OpenStandardOutput();
+        stdout.Write(Encoding.UTF8.GetBytes("READY " + JsonSerializer.Serialize(facts) + "\n"));
+        stdout.Flush();
+    }
+
+    /// <summary>
+    /// Waits for the driver's next line; false when stdin ends. The raw
+    /// stream, not Console.In: its SyncTextReader would hold a monitor in the
+    /// dump of the stage that waits here.
+    /// </summary>
+    private static bool NextLine(Stream stdin)
+    {
+        int b;
+        while ((b = stdin.ReadByte()) != -1)
         {
-            stdout.Write(Encoding.UTF8.GetBytes("READY " + JsonSerializer.Serialize(facts) + "\n"));
-            stdout.Flush();
+            if (b == '\n')
+            {
+                return true;
+            }
         }
-        Thread.Sleep(Timeout.Infinite);
-        return 0;
+        return false;
     }
 }
 

@@ -9,6 +9,11 @@ under a name keyed by a hash of the scenario sources and the runtime, so a
 change to either makes a new dump and an unchanged tree reuses the old one
 without starting ``dotnet``. Each dump has ``<dump>.facts.json`` beside it: the
 facts the program reported when its planted state was in place.
+
+A scenario with stages (``STAGES``) is dumped at each of them from one run
+of its program: the driver dumps stage 1, writes a line to the program's
+stdin, waits for its next ``READY`` and dumps stage 2, and so on. Each stage
+has its own dump and facts (``stage`` says which).
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ SCENARIOS: tuple[str, ...] = (
     "healthy",
     "big-heap",
     "retention",
+    "growth",
 )
+# Scenarios dumped at several moments of one run: how many.
+STAGES: dict[str, int] = {"growth": 2}
 RUNTIMES: tuple[str, ...] = ("net10", "net8")
 # Windows twins, run under Wine: the scenarios the Windows tests need.
 WINDOWS_RUNTIMES: tuple[str, ...] = ("win-net10", "win-net8")
@@ -88,6 +96,7 @@ class ScenarioDump:
     path: Path  # the core dump (a minidump for the Windows twins)
     facts: dict  # the planted facts (parsed facts.json)
     runtime_dir: Path  # folder holding libcoreclr.so / libmscordaccore.so (DAC) of that runtime
+    stage: int = 1  # the moment of the run it was taken at (see STAGES)
 
 
 def cache_dir() -> Path:
@@ -98,16 +107,35 @@ def cache_dir() -> Path:
 
 
 def ensure_dump(
-    name: str, runtime: str = "net10", kind: str = "heap", objects: int | None = None
+    name: str,
+    runtime: str = "net10",
+    kind: str = "heap",
+    objects: int | None = None,
+    stage: int = 1,
 ) -> ScenarioDump:
-    """The dump of scenario ``name``, made now if it is not in the cache."""
-    return ensure_dumps(name, runtime, (kind,), objects)[0][0]
+    """The dump of scenario ``name`` (at ``stage`` of its run), made now if it
+    is not in the cache."""
+    if not 1 <= stage <= stages(name):
+        raise ValueError(f"{name} has {stages(name)} stage(s), not {stage}")
+    return ensure_stages(name, runtime, kind, objects)[stage - 1]
+
+
+def ensure_stages(
+    name: str, runtime: str = "net10", kind: str = "heap", objects: int | None = None
+) -> tuple[ScenarioDump, ...]:
+    """The dumps of every stage of one run of scenario ``name``, in order."""
+    return tuple(dump for dump, _made in ensure_dumps(name, runtime, (kind,), objects))
+
+
+def stages(name: str) -> int:
+    return STAGES.get(name, 1)
 
 
 def ensure_dumps(
     name: str, runtime: str, kinds: Sequence[str], objects: int | None = None
 ) -> list[tuple[ScenarioDump, bool]]:
-    """Dumps of several kinds of one scenario, each with whether it was made now.
+    """Dumps of several kinds of one scenario, each with whether it was made
+    now; for a scenario with stages, every kind of stage 1, then of stage 2...
 
     Kinds that are missing are written from one run of the program, so their
     facts (pids, thread ids) agree.
@@ -115,13 +143,24 @@ def ensure_dumps(
     _check(name, runtime, kinds, objects)
     effective_objects = _effective_objects(name, objects)
     build = _Build(runtime)
-    paths = {kind: _dump_path(build, name, kind, effective_objects) for kind in kinds}
-    missing = [kind for kind in kinds if not _complete(paths[kind])]
+    numbers = range(1, stages(name) + 1)
+    paths = {
+        kind: [
+            _dump_path(build, name, kind, effective_objects, _staged(name, stage))
+            for stage in numbers
+        ]
+        for kind in kinds
+    }
+
+    def whole(kind: str) -> bool:
+        return all(_complete(path) for path in paths[kind])
+
+    missing = [kind for kind in kinds if not whole(kind)]
     made: set[str] = set()
     if missing:
-        with _locked_all([paths[kind] for kind in sorted(missing)]):
+        with _locked_all([paths[kind][0] for kind in sorted(missing)]):
             # Another process may have made them while this one waited.
-            missing = [kind for kind in missing if not _complete(paths[kind])]
+            missing = [kind for kind in missing if not whole(kind)]
             if missing:
                 build.ensure()
                 _make(
@@ -131,7 +170,17 @@ def ensure_dumps(
                     effective_objects,
                 )
                 made.update(missing)
-    return [(_load(name, runtime, kind, paths[kind]), kind in made) for kind in kinds]
+    return [
+        (_load(name, runtime, kind, paths[kind][stage - 1], stage), kind in made)
+        for stage in numbers
+        for kind in kinds
+    ]
+
+
+def _staged(name: str, stage: int) -> int | None:
+    """The stage as it names a dump: None for a scenario of one stage, whose
+    dumps keep their names."""
+    return stage if stages(name) > 1 else None
 
 
 def _check(name: str, runtime: str, kinds: Sequence[str], objects: int | None) -> None:
@@ -162,9 +211,12 @@ def _effective_objects(name: str, objects: int | None) -> int | None:
     return BIG_HEAP_DEFAULT_OBJECTS if objects is None else objects
 
 
-def _dump_path(build: _Build, name: str, kind: str, objects: int | None) -> Path:
+def _dump_path(
+    build: _Build, name: str, kind: str, objects: int | None, stage: int | None = None
+) -> Path:
     key = _digest(build.key, name, kind, str(objects), GENERATOR_VERSION)[:16]
     suffix = f"-{objects}" if objects is not None else ""
+    suffix += f"-stage{stage}" if stage is not None else ""
     extension = "dmp" if is_windows(build.runtime) else "core"
     return (
         cache_dir()
@@ -186,7 +238,9 @@ def _complete(dump: Path) -> bool:
     return facts_path(dump).is_file() and dump.is_file()
 
 
-def _load(name: str, runtime: str, kind: str, dump: Path) -> ScenarioDump:
+def _load(
+    name: str, runtime: str, kind: str, dump: Path, stage: int = 1
+) -> ScenarioDump:
     facts = json.loads(facts_path(dump).read_text())
     return ScenarioDump(
         name=name,
@@ -195,6 +249,7 @@ def _load(name: str, runtime: str, kind: str, dump: Path) -> ScenarioDump:
         path=dump,
         facts=facts,
         runtime_dir=Path(facts["runtime_dir"]),
+        stage=stage,
     )
 
 
@@ -369,35 +424,51 @@ def _wine64() -> str:
 
 
 def _make(
-    build: _Build, name: str, dumps: dict[str, Path], objects: int | None
+    build: _Build, name: str, dumps: dict[str, list[Path]], objects: int | None
 ) -> None:
+    """Runs the program once and writes `dumps[kind][stage - 1]` at each stage."""
     if is_windows(build.runtime):
-        _make_under_wine(build, name, dumps)
+        # No Windows twin has stages (_check).
+        _make_under_wine(build, name, {kind: paths[0] for kind, paths in dumps.items()})
         return
     args = ["--objects", str(objects)] if objects is not None else []
     command = build.command(name, args)
-    started = time.monotonic()
     with tempfile.TemporaryFile() as stderr:
+        started = time.monotonic()
         process = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
             env={**os.environ, **_RUN_ENV},
         )
+        assert process.stdin is not None
         try:
-            facts = _wait_ready(process, stderr, command, _ready_timeout(objects))
-            ready_seconds = time.monotonic() - started
-            createdump = Path(facts["runtime_dir"]) / "createdump"
-            for kind, dump in dumps.items():
-                generator = _createdump(createdump, process.pid, kind, dump)
-                generator["ready_seconds"] = round(ready_seconds, 3)
-                _write_facts(
-                    dump, {**facts, "runtime": build.runtime, "kind": kind}, generator
-                )
+            for stage in range(stages(name)):
+                if stage > 0:
+                    # The program moves to its next stage on a line.
+                    started = time.monotonic()
+                    try:
+                        process.stdin.write(b"next\n")
+                        process.stdin.flush()
+                    except BrokenPipeError:
+                        pass  # it ended: _wait_ready says how
+                facts = _wait_ready(process, stderr, command, _ready_timeout(objects))
+                ready_seconds = time.monotonic() - started
+                createdump = Path(facts["runtime_dir"]) / "createdump"
+                for kind, paths in dumps.items():
+                    dump = paths[stage]
+                    generator = _createdump(createdump, process.pid, kind, dump)
+                    generator["ready_seconds"] = round(ready_seconds, 3)
+                    _write_facts(
+                        dump,
+                        {**facts, "runtime": build.runtime, "kind": kind},
+                        generator,
+                    )
         finally:
             process.kill()
             process.wait()
+            process.stdin.close()
 
 
 def _make_under_wine(build: _Build, name: str, dumps: dict[str, Path]) -> None:
@@ -576,7 +647,8 @@ def prune_cache() -> list[Path]:
         facts = json.loads(facts_file.read_text())
         objects = facts.get("objects") if facts["scenario"] == "big-heap" else None
         build = _Build(facts["runtime"])
-        if _dump_path(build, facts["scenario"], facts["kind"], objects) != dump:
+        stage = _staged(facts["scenario"], facts.get("stage", 1))
+        if _dump_path(build, facts["scenario"], facts["kind"], objects, stage) != dump:
             for path in (facts_file, dump, dump.with_suffix(".lock")):
                 if path.exists():
                     path.unlink()

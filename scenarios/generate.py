@@ -25,6 +25,7 @@ from scenarios.dumps import (
     ScenarioError,
     ensure_dumps,
     prune_cache,
+    stages,
 )
 
 
@@ -76,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.monotonic() - one
             for dump, made in results:
                 state = "made  " if made else "cached"
+                label = (
+                    name if stages(name) == 1 else f"{name} {dump.stage}/{stages(name)}"
+                )
                 print(
-                    f"{state} {name:22} {runtime:5} {dump.kind:4} {seconds:6.1f} s  {dump.path}"
+                    f"{state} {label:22} {runtime:5} {dump.kind:4} {seconds:6.1f} s  {dump.path}"
                 )
     print(f"total {time.monotonic() - started:.1f} s")
     return 0

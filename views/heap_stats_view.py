@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt, Signal
 
+from analysis.managed.compare import HeapComparison
 from analysis.managed.results import (
     ChainLink,
     HeapStats,
@@ -23,6 +24,7 @@ from analysis.model.columns import (
     Column,
     ColumnKind,
     native_bytes_column,
+    type_change_columns,
 )
 from analysis.model.vocab import RootKind, RowKind
 from analysis.ownership import NativeOwnership
@@ -117,6 +119,8 @@ class HeapStatsView(ResultView):
     sig_instance_selected = Signal(object)
     # An address: what keeps that object alive, from the heap graph.
     sig_why_alive = Signal(object)
+    # The user stops comparing with the baseline (or cancels opening it).
+    sig_comparison_dropped = Signal()
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -130,15 +134,47 @@ class HeapStatsView(ResultView):
             ColumnKind.SIZE,
             "what would be freed if every object of the type went (dominator tree)",
         )
+        # Retained and native owned beside the sizes, before the (long)
+        # class name.
+        owned = native_bytes_column(lambda: self._owned)
+        mt, count, total_size, _bytes, name = TYPE_COLUMNS
+        self._type_columns = TYPE_COLUMNS[:-1] + (retained, owned, name)
+        self._heap: Optional[HeapStats] = None
+        self._comparison: Optional[HeapComparison] = None
+        # Compared with a baseline, each value has its change beside it; the
+        # exact Bytes give way so that the class name keeps its room.
+        d_count, d_size, d_retained = type_change_columns(lambda: self._comparison)
+        self._compared_columns = (
+            mt,
+            count,
+            d_count,
+            total_size,
+            d_size,
+            retained,
+            d_retained,
+            owned,
+            name,
+        )
+        self._growth_column = self._compared_columns.index(d_retained)
         self.types = FilterTable(
-            # Retained and native owned beside the sizes, before the (long)
-            # class name.
-            TYPE_COLUMNS[:-1]
-            + (retained, native_bytes_column(lambda: self._owned))
-            + TYPE_COLUMNS[-1:],
+            self._type_columns,
             placeholder="Filter types (e.g. Bitmap)",
             parent=self,
         )
+        self.baseline_label = QtWidgets.QLabel(self)
+        self.baseline_label.setWordWrap(True)
+        self.baseline_progress = QtWidgets.QProgressBar(self)
+        self.baseline_progress.setRange(0, 1000)
+        self.baseline_progress.setMaximumWidth(200)
+        self.stop_comparing = QtWidgets.QPushButton("Stop comparing", self)
+        self.stop_comparing.clicked.connect(self.sig_comparison_dropped.emit)
+        self.baseline_bar = QtWidgets.QWidget(self)
+        bar = QtWidgets.QHBoxLayout(self.baseline_bar)
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.baseline_label, 1)
+        bar.addWidget(self.baseline_progress)
+        bar.addWidget(self.stop_comparing)
+        self.baseline_bar.hide()
         self.chart = pg.PlotWidget(self)
         self.chart.setBackground("w")
         self.chart.getPlotItem().hideAxis("left")
@@ -195,6 +231,7 @@ class HeapStatsView(ResultView):
         split.addWidget(bottom)
         split.setSizes([450, 250])
         self.body.addWidget(self.totals)
+        self.body.addWidget(self.baseline_bar)
         self.body.addWidget(split, 1)
         self._current_type: Any = None
         self._current_address: Optional[int] = None
@@ -217,6 +254,10 @@ class HeapStatsView(ResultView):
         self._pointers = {}
         self._retained = {}
         self._owned = {}
+        self._heap = None
+        self._comparison = None
+        self.types.set_columns(self._type_columns)
+        self.baseline_bar.hide()
         self.totals.setText("")
         self.chart.clear()
         for table in (self.types, self.instances, self.fields):
@@ -268,7 +309,11 @@ class HeapStatsView(ResultView):
             f"<b>{int(heap.total_objects):,} objects</b>, {human_size(int(heap.total_bytes))} "
             f"in {len(heap.types):,} types"
         )
-        self.types.set_records(heap.types, sort_column=2)
+        self._heap = heap
+        if self._comparison is not None:
+            self._show_comparison(self._comparison)
+        else:
+            self.types.set_records(heap.types, sort_column=2)
         self.chart.clear()
         top = sorted(heap.types, key=lambda t: int(t.size))[-TOP_TYPES_IN_CHART:]
         divisor, unit = chart_unit(max((int(t.size) for t in top), default=0))
@@ -290,12 +335,80 @@ class HeapStatsView(ResultView):
         self.chart.setXRange(0, max(widths, default=1.0) * 1.6, padding=0)
         self.chart.setYRange(-0.6, max(len(top), 1) - 0.4, padding=0)
 
+    # -- comparing with a baseline dump ------------------------------------------
+    def show_baseline_progress(self, path: str, step: str, fraction: float) -> None:
+        """The baseline is being opened and analysed."""
+        self._label(self.baseline_label, f"Comparing with the baseline {path}: {step}…")
+        self.baseline_progress.setValue(int(fraction * 1000))
+        self.baseline_progress.show()
+        self.stop_comparing.setText("Cancel")
+        self.baseline_bar.show()
+
+    def set_comparison(self, comparison: HeapComparison) -> None:
+        """Each type's change since the baseline, in columns beside its
+        values, largest growth first."""
+        self._comparison = comparison
+        self._label(
+            self.baseline_label,
+            f"<b>Compared with the baseline</b> {comparison.baseline}: Δ is this "
+            "dump minus the baseline, by type name; largest growth first "
+            "(types only the baseline had are listed with no objects).",
+        )
+        self.baseline_progress.hide()
+        self.stop_comparing.setText("Stop comparing")
+        self.baseline_bar.show()
+        self._show_comparison(comparison)
+
+    def _show_comparison(self, comparison: HeapComparison) -> None:
+        self.types.set_columns(self._compared_columns)
+        self.types.set_records(comparison.rows, sort_column=self._growth_column)
+        self._keep_selection()
+
+    def _keep_selection(self) -> None:
+        """The type selected before the rows changed stays selected, its
+        objects listed; a type no longer listed empties the panes below."""
+        current = self._current_type
+        if current is None or self.types.select_where(lambda t: t is current):
+            return
+        self._current_type = None
+        self._clear_drill()
+
+    def show_baseline_problem(self, path: str, text: str) -> None:
+        """The baseline could not be compared: why; no changes are shown."""
+        self.drop_comparison()
+        self._label(self.baseline_label, f"Not compared with {path}: {text}")
+        self.baseline_progress.hide()
+        self.stop_comparing.setText("Close")
+        self.baseline_bar.show()
+
+    def drop_comparison(self) -> None:
+        """Back to this dump alone."""
+        self.baseline_bar.hide()
+        if self._comparison is None:
+            return
+        self._comparison = None
+        self.types.set_columns(self._type_columns)
+        self.types.set_records(
+            self._heap.types if self._heap is not None else (), sort_column=2
+        )
+        self._keep_selection()
+
+    def comparison(self) -> Optional[HeapComparison]:
+        return self._comparison
+
     # -- drill-down ---------------------------------------------------------
     def _on_type(self, type_stat: Any) -> None:
         if type_stat is None or type_stat is self._current_type:
             return
         self._current_type = type_stat
         self._clear_drill()
+        if type_stat.method_table is None and self._comparison is not None:
+            self._label(
+                self.instances_label,
+                f"<b>{type_stat.name}</b>: no objects in this dump (only the "
+                "baseline had them)",
+            )
+            return
         self._label(self.instances_label, f"Loading the objects of {type_stat.name}…")
         self.sig_type_selected.emit(type_stat)
 

@@ -57,6 +57,11 @@ class RecordTableModel(QtCore.QAbstractTableModel):
     def columns(self) -> list[Column]:
         return self._columns
 
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        self.beginResetModel()
+        self._columns = list(columns)
+        self.endResetModel()
+
     def append_records(self, records: Sequence[Any]) -> None:
         """More rows at the end (the next page), without a reset: the view
         keeps its scroll position and selection."""
@@ -213,6 +218,12 @@ class FilterTable(QtWidgets.QWidget):
                 else Qt.SortOrder.AscendingOrder
             )
             self.view.sortByColumn(sort_column, order)
+        self.view.resizeColumnsToContents()
+
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        """Other columns for the same records (a view that shows more of
+        them in one mode)."""
+        self.model.set_columns(columns)
         self.view.resizeColumnsToContents()
 
     def clear(self) -> None:

@@ -2,18 +2,27 @@
 
 A baseline dump taken earlier and a current one: which types grew, in
 count, shallow size and retained size. Types are matched by name: method
-tables are addresses of one process run and differ between runs. Pure: takes
-the engine's `retained_by_type` items of each dump.
+tables are addresses of one process run and differ between runs.
+`compare_heaps` is pure: it takes the engine's `retained_by_type` items of
+each dump; `compare_sessions` gets them from two open dumps, after checking
+that the two can be compared at all.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional
 
-from analysis.managed.results import TypeRetained
+from analysis.analyses import HEAP_GRAPH, HEAP_STATS, RETAINED_BY_TYPE, RUNTIME
+from analysis.managed.results import TypeRetained, TypeStat
+from analysis.model.native import DumpInfo
+from analysis.model.outcome import Cancelled, Done, Outcome, Unavailable
 from analysis.values import ByteSize
+
+if TYPE_CHECKING:
+    from analysis.session import DumpSession
 
 
 @dataclass(frozen=True)
@@ -94,3 +103,115 @@ def compare_heaps(
         )
     )
     return tuple(deltas)
+
+
+@dataclass(frozen=True)
+class HeapComparison:
+    """The managed types of this dump against those of a baseline dump.
+
+    deltas: every type of either dump, largest growth first (compare_heaps).
+    rows: the Managed types rows to show against them: this dump's types
+    (one per method table, as heap statistics list them) in the deltas'
+    order, then the types only the baseline had, with no objects and no
+    method table here; free space and anything else not compared last."""
+
+    baseline: str
+    deltas: tuple[TypeDelta, ...]
+    rows: tuple[TypeStat, ...]
+    _by_name: dict[str, TypeDelta] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {d.name: d for d in self.deltas})
+
+    def delta(self, name: Optional[str]) -> Optional[TypeDelta]:
+        """The type's change since the baseline; None when it is not compared
+        (free space, which is no object)."""
+        return self._by_name.get(name or "")
+
+
+def compared_rows(
+    types: Iterable[TypeStat], deltas: tuple[TypeDelta, ...]
+) -> tuple[TypeStat, ...]:
+    """HeapComparison.rows: `types` (this dump's heap statistics) ordered as
+    `deltas`, with the types only the baseline had."""
+    rank = {d.name: i for i, d in enumerate(deltas)}
+    current = list(types)
+    present = {t.name for t in current}
+    gone = [
+        TypeStat(d.name, None, 0, ByteSize(0))
+        for d in deltas
+        if d.name not in present and d.count_after == 0
+    ]
+    return tuple(
+        sorted(current + gone, key=lambda t: rank.get(t.name or "", len(rank)))
+    )
+
+
+def mismatch(current: DumpInfo, baseline: DumpInfo) -> Optional[str]:
+    """Why the two dumps cannot be of one process, or None."""
+    now = (current.os, current.arch, current.pointer_size)
+    then = (baseline.os, baseline.arch, baseline.pointer_size)
+    if now == then:
+        return None
+    return (
+        f"the baseline is a dump of a {baseline.os} {baseline.arch} process and "
+        f"this one of a {current.os} {current.arch} process: not the same process"
+    )
+
+
+Progress = Callable[[str, float], None]
+
+
+def _no_progress(message: str, fraction: float) -> None:
+    pass
+
+
+# The baseline's steps and the share of the work each takes: the heap graph
+# is nearly all of it.
+_STEPS = ((RUNTIME, 0.1), (HEAP_GRAPH, 0.8), (RETAINED_BY_TYPE, 0.1))
+
+
+def compare_sessions(
+    current: "DumpSession",
+    baseline: "DumpSession",
+    progress: Progress = _no_progress,
+    cancel: Optional[threading.Event] = None,
+) -> Outcome[HeapComparison]:
+    """This dump's managed types against the baseline's: Done with the
+    comparison, Unavailable with the reason the two cannot be compared
+    (other OS or architecture, retained sizes missing on either side), or
+    Cancelled. Runs the baseline's heap graph (and this dump's, unless it
+    ran) first."""
+    why = mismatch(current.info(), baseline.info())
+    if why is not None:
+        return Unavailable(why)
+    start = 0.0
+    for step, share in _STEPS:
+
+        def report(
+            message: str, fraction: float, at: float = start, part: float = share
+        ) -> None:
+            progress(f"baseline: {message}", at + part * fraction)
+
+        report(step.label, 0.0)
+        if isinstance(baseline.outcome(step, report, cancel), Cancelled):
+            return Cancelled()
+        start += share
+    before = baseline.outcome(RETAINED_BY_TYPE)
+    if not isinstance(before, Done):
+        return Unavailable(f"retained sizes of the baseline {before.text}")
+    progress("this dump: retained sizes by type", 1.0)
+    after = current.outcome(RETAINED_BY_TYPE, cancel=cancel)
+    heap = current.outcome(HEAP_STATS, cancel=cancel)
+    if isinstance(after, Cancelled) or isinstance(heap, Cancelled):
+        return Cancelled()
+    if not isinstance(after, Done):
+        return Unavailable(f"retained sizes of this dump {after.text}")
+    if not isinstance(heap, Done):
+        return Unavailable(f"heap statistics of this dump {heap.text}")
+    deltas = compare_heaps(before.value.items, after.value.items)
+    return Done(
+        HeapComparison(baseline.path, deltas, compared_rows(heap.value.types, deltas))
+    )

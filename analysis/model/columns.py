@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Callable, Generic, Optional, Protocol, Sequence, TypeVar
 
 from analysis.dumpfile.base import Module, Region
+from analysis.managed.compare import HeapComparison, TypeDelta
 from analysis.managed.results import Monitor, TypeCount, TypeStat
 from analysis.model.native import (
     HeapSegment,
@@ -25,7 +26,7 @@ from analysis.model.native import (
     UsageRow,
 )
 from analysis.model.threads import ThreadView
-from analysis.values import GAPS, ByteSize, human_size
+from analysis.values import GAPS, ByteSize, NotApplicable, Unknown, human_size
 
 
 class ColumnKind(StrEnum):
@@ -34,6 +35,9 @@ class ColumnKind(StrEnum):
     SIZE = "size"
     ADDRESS = "address"
     PERCENT = "percent"
+    # A change between two dumps: signed, "+" shown.
+    INT_CHANGE = "int_change"
+    SIZE_CHANGE = "size_change"
 
     @property
     def numeric(self) -> bool:
@@ -53,6 +57,10 @@ def _format(kind: ColumnKind, value: object) -> str:
         return f"0x{int(value):x}"
     if kind is ColumnKind.PERCENT:
         return f"{float(value):.2f} %"
+    if kind is ColumnKind.INT_CHANGE:
+        return f"{int(value):+,}"
+    if kind is ColumnKind.SIZE_CHANGE:
+        return ("+" if value > 0 else "") + human_size(int(value))
     return str(value)
 
 
@@ -208,6 +216,54 @@ TYPE_COLUMNS: tuple[Column[TypeStat], ...] = (
     Column("Bytes", lambda t: t.size, ColumnKind.INT),
     Column("Class Name", lambda t: t.name),
 )
+
+
+def type_change_columns(
+    comparison: Callable[[], Optional[HeapComparison]],
+) -> tuple[Column[TypeStat], ...]:
+    """Each type's change since the baseline dump (`comparison()`, None when
+    none is compared): this dump's value minus the baseline's, by type name
+    (one name's method tables together)."""
+
+    def change(
+        get: Callable[[TypeDelta], Optional[int]]
+    ) -> Callable[[TypeStat], object]:
+        def value(t: TypeStat) -> object:
+            compared = comparison()
+            if compared is None:
+                return None
+            delta = compared.delta(t.name)
+            if delta is None:
+                return NotApplicable("not compared: free space is not an object")
+            found = get(delta)
+            if found is None:
+                return Unknown("the retained size is unknown in one of the dumps")
+            return found
+
+        return value
+
+    return (
+        Column(
+            "Δ Count",
+            change(lambda d: d.count_delta),
+            ColumnKind.INT_CHANGE,
+            "objects of the type in this dump minus in the baseline",
+        ),
+        Column(
+            "Δ Size",
+            change(lambda d: d.size_delta),
+            ColumnKind.SIZE_CHANGE,
+            "the type's total (shallow) size in this dump minus in the baseline",
+        ),
+        Column(
+            "Δ Retained",
+            change(lambda d: d.retained_delta),
+            ColumnKind.SIZE_CHANGE,
+            "what the type's objects keep alive in this dump minus in the baseline",
+        ),
+    )
+
+
 TYPE_COUNT_COLUMNS: tuple[Column[TypeCount], ...] = (
     Column("Count", lambda e: e.count, ColumnKind.INT),
     Column("TotalSize", lambda e: e.size, ColumnKind.SIZE),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from scenarios.dumps import ensure_dump
+from scenarios.dumps import ensure_dump, ensure_stages
 from tests.paths import MINIDUMPS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +131,46 @@ def test_report_with_a_baseline_gives_the_growth_of_each_type(tmp_path):
     )
     assert f"Growth since {smaller.path}" in text.stdout
     assert "+50,000" in text.stdout
+
+
+def test_report_with_a_baseline_of_the_same_process_gives_the_planted_changes(
+    tmp_path,
+):
+    before, after = ensure_stages("growth")
+    env = {**os.environ, "DUMPSCOPE_INDEX": str(tmp_path / "index")}
+    run = report(
+        str(after.path), "--baseline", str(before.path), "--format", "json", env=env
+    )
+    assert run.returncode == 0, run.stderr
+    growth = json.loads(run.stdout)["growth"]
+    assert growth["baseline"] == str(before.path)
+    by_name = {t["name"]: t for t in growth["types"]}
+    for name, count in before.facts["counts"].items():
+        planted = by_name[name]
+        assert planted["count_before"] == count
+        assert planted["count_after"] == after.facts["counts"][name]
+        assert planted["count_delta"] == after.facts["counts"][name] - count
+        assert planted["retained_delta"] == planted["size_delta"]
+    assert by_name["DumpScope.Scenarios.Voucher"]["count_delta"] == -1500
+    assert by_name["DumpScope.Scenarios.Refund"]["count_before"] == 0
+    # Largest growth first: the array of the list that gained 12,000 items.
+    assert growth["types"][0]["name"] == "DumpScope.Scenarios.BasketItem[]"
+    retained = [t["retained_delta"] for t in growth["types"]]
+    assert retained == sorted(retained, reverse=True)
+    page = report(
+        str(after.path), "--baseline", str(before.path), "--format", "html", env=env
+    ).stdout
+    assert f"Growth since {before.path}" in page
+    assert "<td>+12,000</td>" in page.replace(' class="num"', "")
+
+
+def test_report_with_a_baseline_of_another_kind_of_process_says_why(tmp_path):
+    _before, after = ensure_stages("growth")
+    baseline = MINIDUMPS / "minidump2.dmp"
+    env = {**os.environ, "DUMPSCOPE_INDEX": str(tmp_path / "index")}
+    run = report(str(after.path), "--baseline", str(baseline), env=env)
+    assert run.returncode == 0, run.stderr
+    growth = json.loads(run.stdout)["growth"]
+    assert growth["types"] is None
+    assert "not the same process" in growth["reason"]
+    assert "windows" in growth["reason"] and "linux" in growth["reason"]

@@ -18,6 +18,7 @@ from scenarios.dumps import (
     ScenarioDump,
     ensure_dump,
     ensure_dumps,
+    ensure_stages,
     facts_path,
 )
 from scenarios.sos import (
@@ -260,3 +261,30 @@ def test_big_heap(runtime: str) -> None:
     for type_name, count in facts["type_counts"].items():
         assert heap[type_name][0] == count
     assert heap["System.Object[]"][0] >= facts["root_chunks"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_growth_is_one_process_dumped_at_two_moments(runtime: str) -> None:
+    before, after = ensure_stages("growth", runtime)
+    assert (before.stage, after.stage) == (1, 2)
+    assert (before.facts["stage"], after.facts["stage"]) == (1, 2)
+    assert before.facts["pid"] == after.facts["pid"]
+    assert before.path != after.path
+    for dump in (before, after):
+        heap = parse_dumpheap_stat(run_sos(dump.path, "dumpheap -stat"))
+        for type_name, count in dump.facts["counts"].items():
+            assert heap.get(type_name, (0, 0))[0] == count, (dump.stage, type_name)
+    # Every kind of change between the two: grown, shrunk, gone, new.
+    counts = before.facts["counts"], after.facts["counts"]
+    change = {name: counts[1][name] - counts[0][name] for name in counts[0]}
+    assert change == {
+        "DumpScope.Scenarios.Basket": 3000,
+        "DumpScope.Scenarios.BasketItem": 12000,
+        "DumpScope.Scenarios.PriceQuote": -4000,
+        "DumpScope.Scenarios.Voucher": -1500,
+        "DumpScope.Scenarios.Refund": 700,
+    }
+    assert counts[1]["DumpScope.Scenarios.Voucher"] == 0
+    assert counts[0]["DumpScope.Scenarios.Refund"] == 0
+    with pytest.raises(ValueError, match="growth has 2 stage"):
+        ensure_dump("growth", runtime, stage=3)
