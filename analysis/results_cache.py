@@ -263,9 +263,13 @@ class ResultsCache:
         costs only the next open's time."""
         path = self.path_of(key)
         buffer = io.BytesIO()
-        _EnumsByValue(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(
-            (key, dict(outcomes))
-        )
+        try:
+            _EnumsByValue(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(
+                (key, dict(outcomes))
+            )
+        except Exception as error:  # a result that cannot be saved: not kept
+            log.warning("results cache: cannot save %s: %s", path, error)
+            return
         payload = buffer.getvalue()
         data = FORMAT + hashlib.sha256(payload).digest() + payload
         if len(data) > self.max_bytes:

@@ -145,8 +145,7 @@ class DumpSession:
                 identity = DumpIdentity.of(self.path)
                 self._cache_key = entry_key(identity, self._engine.options.key_text())
                 saved = self._cache.load(self._cache_key)
-            except OSError:
-                # The dump vanished or the folder cannot be read: no cache.
+            except Exception:  # an optimisation: failing, it is left out
                 self._cache_state = "off"
                 return
             if not saved:

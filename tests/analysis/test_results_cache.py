@@ -359,3 +359,10 @@ def test_no_index_writes_nothing_to_the_cache_folders(tmp_path):
     assert cold == warm
     assert report_facts(off) == report_facts(cold)
     assert any(f["title"] for f in warm["findings"])
+
+
+def test_a_result_that_cannot_be_saved_is_left_out_quietly(tmp_path):
+    cache = ResultsCache(tmp_path, 1 << 20)
+    cache.save("k", {"modules": Done(lambda: None)})
+    assert cache.load("k") is None
+    assert not list(tmp_path.iterdir())

@@ -51,7 +51,7 @@ def test_the_setting_is_kept_and_leaves_the_cache_folder_empty(window, qtbot, tm
     again.close()
 
     open_and_wait(window, qtbot, ensure_dump("healthy").path)
-    assert not cache_folder().exists()
+    assert not list(cache_folder().glob("*"))
     assert not (tmp_path / "index").exists()
 
 
