@@ -114,6 +114,11 @@ def child(dump: str) -> int:
     return 0
 
 
+def share(timings: dict, *names: str) -> str:
+    part = sum(timings["steps"][n] for n in names)
+    return f"{part:.1f} s ({part / timings['to_diagnosis']:.0%})"
+
+
 def extra(label: str, cold: float, warm: float) -> str:
     return f"| {label} | {cold:.2f} s | {warm * 1000:.1f} ms |"
 
@@ -206,6 +211,16 @@ tree's sum polled every 20 ms (the dump's mapped pages are file-backed).
   ({warm_steps['cpu_to_diagnosis']:.3f} s of CPU; the imports took
   {warm_steps['imports']:.2f} s, the JSON report after it
   {warm_steps['report']:.2f} s); no engine was started.
+  On an idle machine the whole warm process is mostly Python's own
+  start-up and imports: it used {warm.cpu_seconds:.2f} s of CPU in all,
+  and `python3 -c pass` alone took {python.seconds:.2f} s wall here.
+- Cold, where the time goes: the heap graph (the engine's walk,
+  references, dominators and retained sizes; see the heap-graph section) is
+  {share(cold_steps, "heap_graph")} of the in-process time; the two other
+  full walks of the heap, `heap_stats` and `native_owners`,
+  {share(cold_steps, "heap_stats", "native_owners")}; starting the engine
+  and loading the DAC (`runtime`) {share(cold_steps, "runtime")}. The
+  results cache does not make a first open faster, only every later one.
 - The results cache entry: {results_bytes / 1024:,.0f} KiB; the engine's
   graph index beside it is measured in the heap-graph section.
 
