@@ -218,9 +218,10 @@ tree's sum polled every 20 ms (the dump's mapped pages are file-backed).
   ({warm_steps['cpu_to_diagnosis']:.3f} s of CPU; the imports took
   {warm_steps['imports']:.2f} s, the JSON report after it
   {warm_steps['report']:.2f} s); no engine was started.
-  On an idle machine the whole warm process is mostly Python's own
-  start-up and imports: it used {warm.cpu_seconds:.2f} s of CPU in all,
-  and `python3 -c pass` alone took {python.seconds:.2f} s wall here.
+  The whole warm process used {warm.cpu_seconds:.2f} s of CPU, most of it
+  Python's start-up and imports (`python3 -c pass` alone took
+  {python.seconds:.2f} s wall here); its wall time is that CPU plus waiting
+  for a core on this busy machine (an idle one was not measured).
 - Cold, where the time goes: the heap graph (the engine's walk,
   references, dominators and retained sizes; see the heap-graph section) is
   {share(cold_steps, "heap_graph")} of the in-process time; the two other
