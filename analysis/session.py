@@ -8,10 +8,11 @@ cancelled (analysis/model/outcome.py); all but cancelled are kept, so asking
 again after a cancel reruns it.
 
 With the index on (the default), the outcomes worth keeping are saved in the
-results cache (analysis/results_cache.py) once every analysis has ended, and
-loaded on the next open of the same dump by the same code: its analyses
-then end at once, and the engine starts only when something asks it
-(a drill-down, or an analysis the cache did not hold).
+results cache (analysis/results_cache.py) once every analysis has ended (or
+at close, those that did), and loaded on the next open of the same dump by
+the same code: its analyses then end at once, and the engine starts only
+when something asks it (a drill-down, or an analysis the cache did not
+hold).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class DumpSession:
         self._locks: dict[Analysis[object], threading.Lock] = {}
         self._guard = threading.Lock()
         # The results cache is read on the first outcome asked (off the GUI
-        # thread), and written once when every analysis has ended.
+        # thread), and written once: when every analysis has ended, or at
+        # close.
         self._cache: Optional[ResultsCache] = None
         self._cache_key: Optional[str] = None
         self._cached_ids: frozenset[str] = frozenset()
@@ -310,6 +312,9 @@ class DumpSession:
         return self._engine_or_raise().why_alive(address, cancel=cancel)
 
     def close(self) -> None:
+        # What ended before the close (some analyses were never asked, or
+        # were cancelled) is kept too: only the rest runs next time.
+        self._write_cache()
         self._engine.close()
         self.reader.close()
 

@@ -366,3 +366,20 @@ def test_a_result_that_cannot_be_saved_is_left_out_quietly(tmp_path):
     cache.save("k", {"modules": Done(lambda: None)})
     assert cache.load("k") is None
     assert not list(tmp_path.iterdir())
+
+
+def test_what_ended_before_the_close_is_kept_and_the_rest_runs_next_time():
+    dump = ensure_dump("healthy")
+    with DumpSession(dump.path) as session:
+        first = session.outcome(HEAP_STATS)
+    with DumpSession(dump.path) as session:
+        assert session.outcome(HEAP_STATS) == first
+        assert session.from_cache(RUNTIME) and session.from_cache(HEAP_STATS)
+        assert session.engine_version() is None
+        assert not session.from_cache(MODULES)
+        session.run_all()
+        assert isinstance(session.peek(DIAGNOSIS), Done)
+    with DumpSession(dump.path) as session:
+        session.run_all()
+        assert all(session.from_cache(a) for a in ANALYSES)
+        assert session.engine_version() is None
