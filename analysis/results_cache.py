@@ -44,6 +44,7 @@ from typing import Mapping, Optional, Sequence
 
 from analysis.analyses import Analysis
 from analysis.managed.client import ErrorCode
+from analysis.managed.engines import ENGINE_DLL, ENGINE_OUT
 from analysis.model.outcome import Done, Outcome, Unavailable
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,6 @@ DEFAULT_MAX_BYTES = 1 << 30
 # A temporary file older than this was left by a process that died writing it.
 STALE_TEMPORARY_SECONDS = 3600.0
 ANALYSIS_ROOT = Path(__file__).resolve().parent
-ENGINE_OUT = ANALYSIS_ROOT.parent / "engine" / "out"
 # "Not available" for a reason of the dump itself; any other engine reason
 # (no DAC, no engine or Wine here, a DAC not trusted) may be gone next time.
 LASTING_UNAVAILABLE_CODES = frozenset(
@@ -115,17 +115,14 @@ def code_version() -> str:
     for source in sorted(ANALYSIS_ROOT.rglob("*.py")):
         digest.update(str(source.relative_to(ANALYSIS_ROOT)).encode() + b"\0")
         digest.update(source.read_bytes() + b"\0")
-    engines = [ENGINE_OUT / "DumpScope.Engine.dll"] + sorted(
-        ENGINE_OUT.glob("*/DumpScope.Engine.exe")
-    )
+    engines = [ENGINE_DLL] + sorted(ENGINE_OUT.glob("*/DumpScope.Engine.exe"))
     for engine in engines:
         try:
             status = engine.stat()
         except OSError:
             continue
-        digest.update(
-            f"{engine.name}\0{status.st_size}\0{status.st_mtime_ns}\0".encode()
-        )
+        name = engine.relative_to(ENGINE_OUT)
+        digest.update(f"{name}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 
