@@ -94,3 +94,17 @@ def test_settings_in_an_ini_file_read_back_as_text(qtbot, tmp_path):
         assert not window.keeps_index()
     finally:
         window.close()
+
+
+def test_with_the_setting_off_comparing_with_a_baseline_saves_nothing(
+    window, qtbot, tmp_path
+):
+    from scenarios.dumps import ensure_stages
+
+    before, after = ensure_stages("growth")
+    window.index_action.setChecked(False)
+    open_and_wait(window, qtbot, after.path)
+    window.baseline.compare_with(str(before.path))
+    qtbot.waitUntil(lambda: window.types.comparison() is not None, timeout=180_000)
+    assert not list(cache_folder().glob("*"))
+    assert not (tmp_path / "index").exists()
