@@ -38,6 +38,15 @@ def add_dac_trust_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_index_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-index",
+        action="store_true",
+        help="neither read nor write this dump's results and heap graph in the "
+        "user's cache folder (~/.cache/dumpscope): analyse it from scratch",
+    )
+
+
 def report_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="main.py report",
@@ -61,6 +70,7 @@ def report_main(argv: Sequence[str]) -> int:
         metavar="OLDER_DUMP",
         help="an earlier dump of the same process: report per-type growth since it",
     )
+    add_index_argument(parser)
     args = parser.parse_args(argv)
 
     from analysis.dumpfile.base import DumpFormatError
@@ -100,6 +110,7 @@ def report_main(argv: Sequence[str]) -> int:
                         trust_dac=args.trust_dac,
                         symbol_server=args.symbol_server,
                         symbol_cache=args.symbol_cache,
+                        index=not args.no_index,
                     )
                     session, baseline = (
                         (opened, None)
@@ -202,6 +213,7 @@ def gui_main(argv: Sequence[str]) -> int:
         help="an earlier dump of the same process: Managed types shows each "
         "type's change since it",
     )
+    add_index_argument(parser)
     args = parser.parse_args(argv)
     for given in (args.dump, args.baseline):
         if given and not Path(given).exists():
@@ -222,6 +234,7 @@ def gui_main(argv: Sequence[str]) -> int:
         symbol_server=args.symbol_server,
         symbol_cache=args.symbol_cache,
         baseline=args.baseline,
+        index=not args.no_index,
     )
 
 

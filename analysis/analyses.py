@@ -13,6 +13,8 @@ app/tabs.py (and a view in views/ if it needs a new one).
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar, cast
@@ -86,28 +88,129 @@ class EngineOptions:
     file to load although its signature check failed (every other DAC is
     still checked); symbol_server (opt-in): a symbol server URL or a folder
     laid out as a symbol store, asked for a DAC found nowhere else, with
-    downloads kept in symbol_cache."""
+    downloads kept in symbol_cache. index False: the engine neither loads
+    nor saves this dump's heap graph in the user's cache."""
 
     dac: Optional[str] = None
     dac_folder: Optional[str] = None
     trust_dac: Optional[str] = None
     symbol_server: Optional[str] = None
     symbol_cache: Optional[str] = None
+    index: bool = True
+
+    def key_text(self) -> str:
+        """How the engine is asked to read the dump, as a stable text (a
+        part of the results cache's key: results read with another DAC are
+        another entry)."""
+        paths = (self.dac, self.dac_folder, self.trust_dac, self.symbol_cache)
+        return json.dumps(
+            [os.path.abspath(p) if p else None for p in paths] + [self.symbol_server]
+        )
 
 
-@dataclass
 class EngineSlot:
-    """The session's engine: opened by the runtime analysis, used by every
-    engine call after it, closed with the session."""
+    """The session's engine: started by the runtime analysis or, when that
+    analysis's outcome was loaded from the results cache rather than
+    computed, by the first engine call that needs it (require); used by
+    every engine call after it, closed with the session."""
 
-    dump_path: str
-    options: EngineOptions
-    client: Optional[EngineClient] = None
+    def __init__(
+        self, dump_path: str, options: EngineOptions, dump_os: str, pointer_size: int
+    ) -> None:
+        self.dump_path = dump_path
+        self.options = options
+        self.dump_os = dump_os
+        self.pointer_size = pointer_size
+        self._client: Optional[EngineClient] = None
+        self._closed = False
+        # One start at a time; _state guards client and closed, briefly, so
+        # that closing never waits for a start (it may be slow: the DAC).
+        self._starting = threading.Lock()
+        self._state = threading.Lock()
+
+    @property
+    def client(self) -> Optional[EngineClient]:
+        """The running engine, None when none was started (never starts one)."""
+        with self._state:
+            return self._client
+
+    def open(self) -> RuntimeInfo:
+        """Starts the engine that matches the dump and opens the dump in it.
+        Raises Unavailability (a reason the user can act on: no engine for
+        this dump here, no DAC, ...), AnalysisCancelled, or the EngineError."""
+        with self._starting:
+            return self._open()
 
     def require(self) -> EngineClient:
-        if self.client is None:
-            raise Unavailability("the engine has no dump open")
-        return self.client
+        """The engine, started now if none runs yet."""
+        with self._starting:
+            client = self.client
+            if client is None:
+                self._open()
+                client = self.client
+            if client is None:
+                raise Unavailability("the engine has no dump open")
+            return client
+
+    def _open(self) -> RuntimeInfo:
+        from analysis.managed.engines import EngineUnavailable, engine_for_dump
+
+        if self.client is not None:
+            self.close_engine()
+        with self._state:
+            if self._closed:
+                raise Unavailability("the dump is closed")
+        # The engine that matches the dump's OS and bitness on this host.
+        launch = engine_for_dump(self.dump_os, self.pointer_size)
+        if isinstance(launch, EngineUnavailable):
+            raise Unavailability(launch.reason, ErrorCode.ENGINE_UNAVAILABLE)
+        client = EngineClient(launch=launch)
+        options = self.options
+        for attempt in (1, 2):
+            try:
+                runtime = client.open(
+                    self.dump_path,
+                    dac=options.dac,
+                    dac_folder=options.dac_folder,
+                    trust_dac=options.trust_dac,
+                    symbol_server=options.symbol_server,
+                    symbol_cache=options.symbol_cache,
+                    use_index=options.index,
+                )
+                break
+            except EngineError as error:
+                # An engine that died opening the dump gets one more try (the
+                # client starts a new one) before the managed half is given up.
+                if error.code == ErrorCode.ENGINE_DIED and attempt == 1:
+                    continue
+                client.close()
+                if error.code == ErrorCode.CANCELLED:
+                    raise AnalysisCancelled() from error
+                if error.code in UNAVAILABLE_CODES:
+                    raise Unavailability(
+                        error.message, error.code, error.data.get("dac")
+                    ) from error
+                raise
+        with self._state:
+            closed = self._closed
+            if not closed:
+                self._client = client
+        if closed:
+            client.close()
+            raise Unavailability("the dump is closed")
+        return runtime
+
+    def close_engine(self) -> None:
+        with self._state:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        """Stops the engine; none starts after this."""
+        with self._state:
+            self._closed = True
+        self.close_engine()
 
 
 class Context:
@@ -264,40 +367,7 @@ def _engine_call(ctx: Context, call: Callable[[EngineClient], T]) -> T:
 
 
 def _open_runtime(ctx: Context) -> RuntimeInfo:
-    from analysis.managed.engines import EngineUnavailable, engine_for_dump
-
-    # The engine that matches the dump's OS and bitness on this host.
-    launch = engine_for_dump(ctx.reader.os, ctx.reader.pointer_size)
-    if isinstance(launch, EngineUnavailable):
-        raise Unavailability(launch.reason, ErrorCode.ENGINE_UNAVAILABLE)
-    slot = ctx.engine
-    client = EngineClient(launch=launch)
-    for attempt in (1, 2):
-        try:
-            runtime = client.open(
-                slot.dump_path,
-                dac=slot.options.dac,
-                dac_folder=slot.options.dac_folder,
-                trust_dac=slot.options.trust_dac,
-                symbol_server=slot.options.symbol_server,
-                symbol_cache=slot.options.symbol_cache,
-            )
-            break
-        except EngineError as error:
-            # An engine that died opening the dump gets one more try (the
-            # client starts a new one) before the managed half is given up.
-            if error.code == ErrorCode.ENGINE_DIED and attempt == 1:
-                continue
-            client.close()
-            if error.code == ErrorCode.CANCELLED:
-                raise AnalysisCancelled() from error
-            if error.code in UNAVAILABLE_CODES:
-                raise Unavailability(
-                    error.message, error.code, error.data.get("dac")
-                ) from error
-            raise
-    slot.client = client
-    return runtime
+    return ctx.engine.open()
 
 
 def _heap_stats(ctx: Context) -> HeapStats:
@@ -539,12 +609,11 @@ def _pile_owners(
     ready_names = [e.name for e in queue.ready if e.name]
     first = pile_owners(ownership, addresses, ready_names)
     entry = next((e for e in queue.ready if e.name == first.owner_type), None)
-    client = ctx.engine.client
-    if entry is None or entry.method_table is None or client is None:
+    if entry is None or entry.method_table is None:
         return first
     count = int(entry.count or 0)
     try:
-        page = client.finalizer_objects(
+        page = ctx.engine.require().finalizer_objects(
             int(entry.method_table),
             "ready",
             # The engine's page limit: past it, the count is a lower bound
@@ -555,6 +624,8 @@ def _pile_owners(
     except EngineError as error:
         if error.code == ErrorCode.CANCELLED:
             raise AnalysisCancelled() from error
+        return first
+    except Unavailability:
         return first
     ready = [int(i.address) for i in page.items if i.address is not None]
     return pile_owners(ownership, addresses, ready_names, ready)

@@ -6,6 +6,13 @@ asks (the GUI from background jobs, the headless report from the main
 thread), after what it needs and uses. It ends done, unavailable, failed or
 cancelled (analysis/model/outcome.py); all but cancelled are kept, so asking
 again after a cancel reruns it.
+
+With the index on (the default), the outcomes worth keeping are saved in the
+results cache (analysis/results_cache.py) once every analysis has ended (or
+at close, those that did), and loaded on the next open of the same dump by
+the same code: its analyses then end at once, and the engine starts only
+when something asks it (a drill-down, or an analysis the cache did not
+hold).
 """
 
 from __future__ import annotations
@@ -34,6 +41,12 @@ from analysis.managed.results import (
     RootPaths,
 )
 from analysis.model.native import DumpInfo
+from analysis.results_cache import (
+    DumpIdentity,
+    ResultsCache,
+    cacheable,
+    entry_key,
+)
 from analysis.model.outcome import (
     AnalysisCancelled,
     Cancelled,
@@ -64,20 +77,33 @@ class DumpSession:
         trust_dac: Optional[str] = None,
         symbol_server: Optional[str] = None,
         symbol_cache: Optional[str] = None,
+        index: bool = True,
     ) -> None:
         """dac: the runtime's data-access library for this dump; dac_folder:
         a folder of DACs (e.g. copied from the machine that wrote the dump).
         Without either, the engine looks beside the runtime the dump names.
-        trust_dac, symbol_server, symbol_cache: see EngineOptions."""
+        trust_dac, symbol_server, symbol_cache: see EngineOptions. index
+        False: neither the results cache nor the engine's graph index is
+        read or written."""
         self.path = check_dump_path(str(path))
         self.reader: MemoryReader = open_dump(self.path)
+        options = EngineOptions(
+            dac, dac_folder, trust_dac, symbol_server, symbol_cache, index
+        )
         self._engine = EngineSlot(
-            self.path,
-            EngineOptions(dac, dac_folder, trust_dac, symbol_server, symbol_cache),
+            self.path, options, self.reader.os, self.reader.pointer_size
         )
         self._outcomes: dict[Analysis[object], Outcome[object]] = {}
         self._locks: dict[Analysis[object], threading.Lock] = {}
         self._guard = threading.Lock()
+        # The results cache is read on the first outcome asked (off the GUI
+        # thread), and written once: when every analysis has ended, or at
+        # close.
+        self._cache: Optional[ResultsCache] = None
+        self._cache_key: Optional[str] = None
+        self._cached_ids: frozenset[str] = frozenset()
+        self._cache_state = "off" if not index else "unread"
+        self._cache_lock = threading.Lock()
 
     # -- the scheduler --------------------------------------------------------
     def outcome(
@@ -88,6 +114,7 @@ class DumpSession:
     ) -> Outcome[T]:
         """How `analysis` ended, running it (and what it needs and uses)
         first if it has not run yet."""
+        self._read_cache()
         known = self.peek(analysis)
         if known is not None:
             return known
@@ -104,7 +131,51 @@ class DumpSession:
             if not isinstance(outcome, Cancelled):
                 with self._guard:
                     self._outcomes[analysis] = outcome
+                    ended = len(self._outcomes) == len(ANALYSES)
+                if ended:
+                    self._write_cache()
             return outcome
+
+    # -- the results cache ----------------------------------------------------
+    def _read_cache(self) -> None:
+        with self._cache_lock:
+            if self._cache_state != "unread":
+                return
+            self._cache_state = "read"
+            try:
+                self._cache = ResultsCache()
+                identity = DumpIdentity.of(self.path)
+                self._cache_key = entry_key(identity, self._engine.options.key_text())
+                saved = self._cache.load(self._cache_key)
+            except Exception:  # an optimisation: failing, it is left out
+                self._cache_state = "off"
+                return
+            if not saved:
+                return
+            by_id = {a.id: a for a in ANALYSES}
+            loaded = {by_id[i]: o for i, o in saved.items() if i in by_id}
+            # Only what would have been kept, should the entry hold more.
+            kept = cacheable(ANALYSES, loaded)
+            with self._guard:
+                for analysis_id, outcome in kept.items():
+                    self._outcomes.setdefault(by_id[analysis_id], outcome)
+            self._cached_ids = frozenset(kept)
+
+    def _write_cache(self) -> None:
+        with self._cache_lock:
+            if self._cache_state != "read" or self._cache_key is None:
+                return
+            self._cache_state = "written"
+            with self._guard:
+                outcomes = dict(self._outcomes)
+            kept = cacheable(ANALYSES, outcomes)
+            if self._cache is not None and not set(kept) <= self._cached_ids:
+                self._cache.save(self._cache_key, kept)
+
+    def from_cache(self, analysis: Analysis[object]) -> bool:
+        """Whether the outcome of `analysis` was loaded from the results
+        cache rather than computed in this session."""
+        return analysis.id in self._cached_ids
 
     def _run(
         self,
@@ -168,12 +239,15 @@ class DumpSession:
 
     # -- on demand: drill-down from a type to its objects and their roots ------
     def _engine_or_raise(self) -> EngineClient:
+        """The engine, started now when the runtime's outcome came from the
+        results cache."""
         outcome = self.outcome(RUNTIME)
-        client = self._engine.client
-        if not isinstance(outcome, Done) or client is None:
-            text = outcome.text if not isinstance(outcome, Done) else "no engine"
-            raise LookupError(f"the managed heap is {text}")
-        return client
+        if not isinstance(outcome, Done):
+            raise LookupError(f"the managed heap is {outcome.text}")
+        try:
+            return self._engine.require()
+        except Unavailability as gap:
+            raise LookupError(f"the managed heap is not available: {gap.reason}")
 
     def instances(
         self, method_table: int, offset: int = 0, limit: int = 200, sort: str = "size"
@@ -238,9 +312,10 @@ class DumpSession:
         return self._engine_or_raise().why_alive(address, cancel=cancel)
 
     def close(self) -> None:
-        if self._engine.client is not None:
-            self._engine.client.close()
-            self._engine.client = None
+        # What ended before the close (some analyses were never asked, or
+        # were cancelled) is kept too: only the rest runs next time.
+        self._write_cache()
+        self._engine.close()
         self.reader.close()
 
     def __enter__(self) -> "DumpSession":

@@ -43,6 +43,7 @@ def run(
     symbol_server: Optional[str] = None,
     symbol_cache: Optional[str] = None,
     baseline: Optional[str] = None,
+    index: bool = True,
 ) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv)
     app.setApplicationName("DumpScope")
@@ -53,6 +54,8 @@ def run(
     window.trust_dac = trust_dac
     window.symbol_server = symbol_server
     window.symbol_cache = symbol_cache
+    if not index:
+        window.turn_index_off_for_this_run()
     if dac_folder:
         window.set_dac_folder(dac_folder)
     window.show()

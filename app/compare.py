@@ -58,6 +58,7 @@ class BaselineCompare(QtCore.QObject):
         self.drop()
         window.tabs.setCurrentWidget(window.types)
         window.types.show_baseline_progress(path, "opening", 0.0)
+        index = window.keeps_index()
 
         def work(report: Report, cancelled: threading.Event) -> Outcome[Any]:
             try:
@@ -67,6 +68,7 @@ class BaselineCompare(QtCore.QObject):
                     trust_dac=window.trust_dac,
                     symbol_server=window.symbol_server,
                     symbol_cache=window.symbol_cache,
+                    index=index,
                 )
             except (DumpFormatError, OSError) as error:
                 return Unavailable(f"cannot read it: {error}")

@@ -11,6 +11,7 @@ from qtpy.QtCore import Signal
 
 from analysis.analyses import (
     ADDRESS_SUMMARY,
+    ANALYSES,
     FINALIZER_QUEUE,
     HEAP_STATS,
     MODULES,
@@ -69,6 +70,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trust_dac: Optional[str] = None
         self.symbol_server: Optional[str] = None
         self.symbol_cache: Optional[str] = None
+        # From the command line (--no-index): the setting stays as it was.
+        self.index_off_for_this_run = False
         self.setWindowTitle("DumpScope")
         self.resize(1280, 820)
         self.setAcceptDrops(True)
@@ -144,6 +147,15 @@ class MainWindow(QtWidgets.QMainWindow):
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
+        settings_menu = self.menuBar().addMenu("&Settings")
+        self.index_action = settings_menu.addAction("Keep an &index of opened dumps")
+        self.index_action.setCheckable(True)
+        self.index_action.setChecked(self.keeps_index())
+        self.index_action.setStatusTip(
+            "Save each dump's results and heap graph in the cache folder "
+            "(~/.cache/dumpscope), so that opening it again is instant"
+        )
+        self.index_action.toggled.connect(self.set_keep_index)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("&About DumpScope").triggered.connect(self._about)
 
@@ -172,6 +184,32 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(
             f"DAC folder: {folder} (used for the next dump opened)", 5000
         )
+
+    def keeps_index(self) -> bool:
+        """Whether the next dump opened reads and saves its index (the
+        results cache and the engine's graph index): the setting, kept
+        across runs, unless --no-index turned it off for this run."""
+        value = self.settings.value("keep_index", True)
+        kept = value if isinstance(value, bool) else str(value).lower() != "false"
+        return kept and not self.index_off_for_this_run
+
+    def set_keep_index(self, keep: bool) -> None:
+        self.settings.setValue("keep_index", keep)
+        self.statusBar().showMessage(
+            "Index of opened dumps: "
+            + ("on" if keep else "off")
+            + " (used for the next dump opened)",
+            5000,
+        )
+
+    def turn_index_off_for_this_run(self) -> None:
+        self.index_off_for_this_run = True
+        # Shown off, without changing the setting kept for later runs.
+        self.index_action.blockSignals(True)
+        self.index_action.setChecked(False)
+        self.index_action.blockSignals(False)
+        self.index_action.setEnabled(False)
+        self.index_action.setStatusTip("Off for this run (--no-index)")
 
     def recent_files(self) -> list[str]:
         value = self.settings.value("recent", [])
@@ -242,6 +280,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 trust_dac=self.trust_dac,
                 symbol_server=self.symbol_server,
                 symbol_cache=self.symbol_cache,
+                index=self.keeps_index(),
             )
         except (DumpFormatError, OSError) as error:
             self._show_empty()
@@ -301,11 +340,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._set_busy(False)
         runtime = self.session.peek(RUNTIME) if self.session else None
         engine = runtime.value.engine if isinstance(runtime, Done) else None
+        reopened = self.session is not None and all(
+            self.session.from_cache(a) for a in ANALYSES
+        )
         # Which engine read the managed heap (a Windows dump on Linux: Wine).
+        how = [f"managed heap read by the {engine}"] if engine else []
+        how += ["from this dump's index"] if reopened else []
         self.statusBar().showMessage(
-            f"Analysis complete (managed heap read by the {engine})"
-            if engine
-            else "Analysis complete"
+            f"Analysis complete ({'; '.join(how)})" if how else "Analysis complete"
         )
         self.sig_analysis_finished.emit()
 
