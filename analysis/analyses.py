@@ -406,9 +406,11 @@ RETAINED_BY_TYPE: Analysis[TypeRetainedPage] = Analysis(
 
 
 def _native_owners(ctx: Context) -> NativeOwnership:
+    from analysis.native.heaps import SegmentAllocations
     from analysis.ownership import block_ranges, native_blocks, native_ownership
 
-    blocks = native_blocks(ctx.need(NATIVE_HEAPS))
+    heaps = ctx.need(NATIVE_HEAPS)
+    blocks = native_blocks(heaps)
 
     def progress(done: int, total: int, message: str) -> None:
         ctx.progress(message or NATIVE_OWNERS.label, done / total if total else 0.0)
@@ -419,7 +421,7 @@ def _native_owners(ctx: Context) -> NativeOwnership:
             block_ranges(blocks), progress=progress, cancel=ctx.cancel
         ),
     )
-    return native_ownership(blocks, pointers)
+    return native_ownership(blocks, pointers, SegmentAllocations(ctx.reader, heaps))
 
 
 NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(

@@ -356,11 +356,13 @@ MONITOR_COLUMNS: tuple[Column[Monitor], ...] = (
 def native_bytes_column(owned: Callable[[], dict[str, int]]) -> Column[TypeCount]:
     """The native memory a type's objects own (SOS `gctonative`), looked up
     by type name in what the native-owner analysis found (`owned()`, empty
-    until it ends): the large blocks their native pointers point into."""
+    until it ends): the large blocks and heap allocations their native
+    pointers point into."""
     return Column(
         "Native owned",
         lambda t: owned().get(t.name or ""),
         ColumnKind.SIZE,
-        "native large blocks the type's objects point into (directly or through "
-        "one native structure), like SOS gctonative",
+        "native large blocks and heap allocations the type's objects point into "
+        "(directly or through one native structure), each counted once, like SOS "
+        "gctonative",
     )

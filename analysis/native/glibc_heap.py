@@ -81,9 +81,16 @@ class ChunkWalk:
     problem: str = ""
 
 
-def walk_chunks(data: bytes, start: int, end: int, limit: int) -> ChunkWalk:
+def walk_chunks(
+    data: bytes,
+    start: int,
+    end: int,
+    limit: int,
+    found: Optional[list[tuple[int, int]]] = None,
+) -> ChunkWalk:
     """Walks chunk headers in `data` (offsets relative to it) from `start`;
-    the chunk that reaches `end` is the top chunk."""
+    the chunk that reaches `end` is the top chunk. found: when given, gets
+    each chunk's (offset, size)."""
     offset, count, free = start, 0, 0
     previous_size = 0
     while True:
@@ -100,6 +107,8 @@ def walk_chunks(data: bytes, start: int, end: int, limit: int) -> ChunkWalk:
                 False, count, free, f"chunk at +0x{offset:x} has size 0x{size:x}"
             )
         count += 1
+        if found is not None:
+            found.append((offset, size))
         if offset + size == end:
             return ChunkWalk(True, count, free + size)
         if offset + size > end:
@@ -304,6 +313,30 @@ def _thread_arenas(
             )
         )
     return rows, used
+
+
+def segment_chunks(
+    reader: MemoryReader, segment: HeapSegment, limits: Limits = DEFAULT_LIMITS
+) -> Optional[tuple[tuple[int, int], ...]]:
+    """The chunks (address, size, header included) that tile one segment of
+    a glibc arena (the brk heap, or one heap of a thread arena), or None
+    when it is not in the dump or its chunks do not tile it. The first chunk
+    starts where the heap walk found it: at the brk heap's first byte, after
+    a thread heap's heap_info, and in an arena's first heap after its
+    malloc_state too."""
+    base, size = int(segment.address), int(segment.committed)
+    data = _read(reader, base, size)
+    if data is None:
+        return None
+    starts = [0] + [_align(info) for info in HEAP_INFO_SIZES]
+    starts += [
+        _align(info + state) for info in HEAP_INFO_SIZES for state in MALLOC_STATE_SIZES
+    ]
+    for start in starts:
+        found: list[tuple[int, int]] = []
+        if walk_chunks(data, start, size, limits.max_chunks_per_heap, found).ok:
+            return tuple((base + offset, length) for offset, length in found)
+    return None
 
 
 def _align(value: int) -> int:
