@@ -30,6 +30,7 @@ from analysis.model.vocab import RootKind, RowKind
 from analysis.ownership import NativeOwnership
 from analysis.values import human_size
 from views.base import ResultView, chart_unit, short_type_name
+from views.colours import Bars, paint_chart, theme
 from views.paging import ScrollPager
 from views.table_model import FilterTable
 
@@ -176,7 +177,6 @@ class HeapStatsView(ResultView):
         bar.addWidget(self.stop_comparing)
         self.baseline_bar.hide()
         self.chart = pg.PlotWidget(self)
-        self.chart.setBackground("w")
         self.chart.getPlotItem().hideAxis("left")
         self.chart.setMouseEnabled(x=False, y=False)
 
@@ -237,6 +237,11 @@ class HeapStatsView(ResultView):
         self._current_address: Optional[int] = None
         self.types.sig_record_selected.connect(self._on_type)
         self.instances.sig_record_selected.connect(self._on_instance)
+        self.paint_theme()
+
+    def paint_theme(self) -> None:
+        super().paint_theme()
+        paint_chart(self.chart)
 
     def _column(self, *widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget(self)
@@ -321,13 +326,17 @@ class HeapStatsView(ResultView):
         widths = [int(t.size) / divisor for t in top]
         self.chart.addItem(
             pg.BarGraphItem(
-                x0=0, y=list(range(len(top))), height=0.7, width=widths, brush="#9bbb59"
+                x0=0,
+                y=list(range(len(top))),
+                height=0.7,
+                width=widths,
+                brush=theme().bars[Bars.TYPES],
             )
         )
         for i, t in enumerate(top):
             label = pg.TextItem(
                 f"{short_type_name(t.name)}  {widths[i]:,.1f} {unit}",
-                color="k",
+                color=theme().chart.text,
                 anchor=(0, 0.5),
             )
             label.setPos(0, i)

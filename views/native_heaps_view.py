@@ -22,13 +22,14 @@ from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.ownership import NativeOwnership
 from analysis.model.vocab import RowKind
 from analysis.values import human_size
-from views.base import WARNING, ResultView
+from views.base import ResultView
+from views.colours import Bars, Tone, paint_chart, theme
 from views.table_model import FilterTable, RowStyle
 
 
 def _heap_style(heap: Any) -> Optional[RowStyle]:
     if len(heap.large_blocks) >= 16:
-        return RowStyle(background=WARNING, bold=True, tooltip="many large blocks")
+        return RowStyle(background=Tone.WARNING, bold=True, tooltip="many large blocks")
     return None
 
 
@@ -63,7 +64,6 @@ class NativeHeapsView(ResultView):
         )
         self.blocks_label = QtWidgets.QLabel(self)
         self.histogram = pg.PlotWidget(self)
-        self.histogram.setBackground("w")
         self.histogram.setLabel("bottom", "block size (MB)")
         self.histogram.setLabel("left", "blocks")
         self.histogram.setMinimumHeight(140)
@@ -85,6 +85,11 @@ class NativeHeapsView(ResultView):
                 self.heaps.selected_records()
             )
         )
+        self.paint_theme()
+
+    def paint_theme(self) -> None:
+        super().paint_theme()
+        paint_chart(self.histogram)
 
     def reset(self) -> None:
         super().reset()
@@ -147,7 +152,7 @@ class NativeHeapsView(ResultView):
                     x=[x / 2**20 for x in xs],
                     height=[sizes[x] for x in xs],
                     width=max(0.05, max(xs) / 2**20 / 40),
-                    brush="#c0504d",
+                    brush=theme().bars[Bars.BLOCKS],
                 )
             )
 
