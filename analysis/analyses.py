@@ -421,7 +421,15 @@ def _native_owners(ctx: Context) -> NativeOwnership:
             block_ranges(blocks), progress=progress, cancel=ctx.cancel
         ),
     )
-    return native_ownership(blocks, pointers, SegmentAllocations(ctx.reader, heaps))
+    # The owners come from a walk of the GC heap: where it is damaged,
+    # owners may be missing.
+    stats = ctx.use(HEAP_STATS)
+    return native_ownership(
+        blocks,
+        pointers,
+        SegmentAllocations(ctx.reader, heaps),
+        heap_damage_text(stats) if stats is not None else "",
+    )
 
 
 NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
@@ -431,6 +439,7 @@ NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
     _native_owners,
     report="native_owners",
     needs=(RUNTIME, NATIVE_HEAPS),
+    uses=(HEAP_STATS,),
     engine=True,
 )
 

@@ -94,7 +94,9 @@ class NativeOwnership:
     """blocks: every block asked about, in address order, owned or not;
     by_type: largest owned bytes first; owned_bytes/unowned_bytes: large
     blocks with and without an owner, owned adding the segment allocations
-    some object owns (each once); truncated: the engine stopped at its
+    some object owns (each once); heap_damage: what the GC heap walk that
+    found the owners could not walk ("" when nothing): owners in the damaged
+    ranges are missing, so the owned bytes are lower bounds; truncated: the engine stopped at its
     item limit, so some owners may be missing."""
 
     blocks: tuple[BlockOwners, ...]
@@ -103,6 +105,7 @@ class NativeOwnership:
     unowned_bytes: ByteSize
     objects_walked: Optional[int]
     truncated: bool
+    heap_damage: str = ""
 
     def owners_of(self, address: int) -> tuple[Owner, ...]:
         """The owners of the block holding `address` (none if no block does)."""
@@ -187,9 +190,11 @@ def native_ownership(
     blocks: Sequence[NativeBlock],
     pointers: NativePointers,
     allocations: Optional[Allocations] = None,
+    heap_damage: str = "",
 ) -> NativeOwnership:
     """Joins the blocks with the engine's answer for their ranges;
-    allocations sizes what pointers into heap segments own."""
+    allocations sizes what pointers into heap segments own; heap_damage:
+    what the GC heap walk could not walk."""
     by_start = {int(b.address): b for b in blocks}
     owners: dict[int, list[Owner]] = {int(b.address): [] for b in blocks}
     for item in pointers.items:
@@ -264,6 +269,7 @@ def native_ownership(
         unowned_bytes=ByteSize(sum(int(e.block.size) for e in large if not e.owners)),
         objects_walked=pointers.objects_walked,
         truncated=bool(pointers.truncated),
+        heap_damage=heap_damage,
     )
 
 

@@ -19,11 +19,11 @@ from analysis.managed.results import (
     RootPaths,
     TypeRetainedPage,
 )
+from analysis.analyses import heap_damage_text
 from analysis.model.columns import (
-    TYPE_COLUMNS,
     Column,
     ColumnKind,
-    native_bytes_column,
+    managed_type_columns,
     type_change_columns,
 )
 from analysis.model.vocab import RootKind, RowKind
@@ -129,17 +129,18 @@ class HeapStatsView(ResultView):
         # Filled by the heap graph and the native-owner analyses when they end.
         self._retained: dict[int, int] = {}
         self._owned: dict[str, int] = {}
-        retained = Column(
-            "Retained",
-            lambda t: self._retained.get(int(t.method_table or 0)),
-            ColumnKind.SIZE,
-            "what would be freed if every object of the type went (dominator tree)",
-        )
+        # What the heap walk could not walk: the sums are then lower bounds.
+        self._damage = ""
+        self._owned_damage = ""
         # Retained and native owned beside the sizes, before the (long)
         # class name.
-        owned = native_bytes_column(lambda: self._owned)
-        mt, count, total_size, _bytes, name = TYPE_COLUMNS
-        self._type_columns = TYPE_COLUMNS[:-1] + (retained, owned, name)
+        self._type_columns = managed_type_columns(
+            lambda: self._retained,
+            lambda: self._owned,
+            lambda: self._damage,
+            lambda: self._owned_damage,
+        )
+        mt, count, total_size, _bytes, retained, owned, name = self._type_columns
         self._heap: Optional[HeapStats] = None
         self._comparison: Optional[HeapComparison] = None
         # Compared with a baseline, each value has its change beside it; the
@@ -259,6 +260,8 @@ class HeapStatsView(ResultView):
         self._pointers = {}
         self._retained = {}
         self._owned = {}
+        self._damage = ""
+        self._owned_damage = ""
         self._heap = None
         self._comparison = None
         self.types.set_columns(self._type_columns)
@@ -296,6 +299,7 @@ class HeapStatsView(ResultView):
     def set_native_owners(self, ownership: NativeOwnership) -> None:
         """What each type's objects own in native memory (`gctonative`)."""
         self._owned = {t.type: int(t.bytes) for t in ownership.by_type}
+        self._owned_damage = ownership.heap_damage
         self.types.model.layoutChanged.emit()
         self.types.view.resizeColumnsToContents()
 
@@ -310,6 +314,7 @@ class HeapStatsView(ResultView):
         self.types.view.resizeColumnsToContents()
 
     def set_heap(self, heap: HeapStats) -> None:
+        self._damage = heap_damage_text(heap)
         self.totals.setText(
             f"<b>{int(heap.total_objects):,} objects</b>, {human_size(int(heap.total_bytes))} "
             f"in {len(heap.types):,} types"
