@@ -900,7 +900,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_layout()
         self.cancel()
         for job in list(self.side_jobs):
-            job.cancel()
+            job.retire()
         for job in [self.job, *self.side_jobs]:
             if job is not None:
                 job.wait(2.0)
