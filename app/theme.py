@@ -55,6 +55,8 @@ def follow_desktop(app: QtWidgets.QApplication) -> bool:
 def _refresh(app: QtWidgets.QApplication) -> None:
     use_dark_colours(desktop_is_dark(app))
     for widget in app.allWidgets():
-        if isinstance(widget, ResultView):
+        # A closed window's tabs may linger until Qt deletes them, their
+        # plots already closed: only what is on screen is painted again.
+        if isinstance(widget, ResultView) and widget.window().isVisible():
             widget.paint_theme()
         widget.update()

@@ -235,3 +235,45 @@ def test_every_colour_the_views_paint_comes_from_the_theme():
         if COLOUR_LITERAL.search(line)
     ]
     assert found == []
+
+
+def test_a_desktop_turning_dark_repaints_what_is_on_screen(qtbot, qapp):
+    """Where Qt reports the change (6.5+), the legend and the cards already
+    shown take the dark colours; app/theme.py connects this to
+    colorSchemeChanged."""
+    from app.theme import _refresh
+
+    before = qapp.palette()
+    view = ThreadsView()
+    qtbot.addWidget(view)
+    view.show()
+    findings = FindingsView()
+    qtbot.addWidget(findings)
+    findings.show()
+    findings.set_diagnosis(
+        Diagnosis(
+            (
+                Finding("r", Severity.CRITICAL, "t", "s", ()),
+                Finding("q", Severity.WARNING, "t", "s", ()),
+            )
+        )
+    )
+    light = [painted(s)[0].name() for s in view.legend_swatches.values()]
+    dark = QtGui.QPalette(before)
+    for role, colour in DESKTOPS["dark"].items():
+        dark.setColor(getattr(QtGui.QPalette.ColorRole, role), QtGui.QColor(colour))
+    qapp.setPalette(dark)
+    try:
+        scheme = getattr(qapp.styleHints(), "colorScheme", None)
+        if scheme is not None and scheme() != getattr(Qt, "ColorScheme").Unknown:
+            pytest.skip("Qt knows the desktop's scheme: the palette does not decide")
+        _refresh(qapp)
+        swatches = [painted(s) for s in view.legend_swatches.values()]
+        assert [b.name() for b, _ in swatches] != light
+        for background, text in swatches:
+            assert_readable(background, text, True, "legend after the change")
+        for card, _ in findings.finding_cards:
+            assert_readable(*painted(card), True, "card after the change")
+    finally:
+        use_dark_colours(False)
+        qapp.setPalette(before)
