@@ -15,7 +15,7 @@ from analysis.dumpfile.base import MemoryNotInDump, MemoryReader
 from analysis.model.native import HeapAllocation, NativeHeap
 from analysis.model.vocab import HeapKind
 from analysis.values import Address, ByteSize
-from analysis.native.glibc_heap import segment_chunks, walk_glibc_heaps
+from analysis.native.glibc_heap import Chunks, segment_chunks, walk_glibc_heaps
 from analysis.native.nt_heap import walk_process_heaps
 
 
@@ -46,7 +46,7 @@ class SegmentAllocations:
             ),
             key=lambda entry: entry[0],
         )
-        self._chunks: dict[int, Optional[tuple[tuple[int, int], ...]]] = {}
+        self._chunks: dict[int, Optional[Chunks]] = {}
 
     def containing(self, address: int) -> Optional[HeapAllocation]:
         """The allocation holding `address`; None when no walkable segment
@@ -62,10 +62,10 @@ class SegmentAllocations:
         chunks = self._chunks[key]
         if not chunks:
             return None
-        i = bisect_right(chunks, (address, float("inf"))) - 1
+        i = bisect_right(chunks.starts, address) - 1
         if i < 0:
             return None
-        start, size = chunks[i]
+        start, size = chunks.starts[i], chunks.sizes[i]
         if not start <= address < start + size:
             return None
         return HeapAllocation(Address(start), ByteSize(size))
