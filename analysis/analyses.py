@@ -476,9 +476,11 @@ RETAINED_BY_TYPE: Analysis[TypeRetainedPage] = Analysis(
 
 
 def _native_owners(ctx: Context) -> NativeOwnership:
+    from analysis.native.heaps import SegmentAllocations
     from analysis.ownership import block_ranges, native_blocks, native_ownership
 
-    blocks = native_blocks(ctx.need(NATIVE_HEAPS))
+    heaps = ctx.need(NATIVE_HEAPS)
+    blocks = native_blocks(heaps)
 
     def progress(done: int, total: int, message: str) -> None:
         ctx.progress(message or NATIVE_OWNERS.label, done / total if total else 0.0)
@@ -489,7 +491,15 @@ def _native_owners(ctx: Context) -> NativeOwnership:
             block_ranges(blocks), progress=progress, cancel=ctx.cancel
         ),
     )
-    return native_ownership(blocks, pointers)
+    # The owners come from a walk of the GC heap: where it is damaged,
+    # owners may be missing.
+    stats = ctx.use(HEAP_STATS)
+    return native_ownership(
+        blocks,
+        pointers,
+        SegmentAllocations(ctx.reader, heaps),
+        heap_damage_text(stats) if stats is not None else "",
+    )
 
 
 NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
@@ -499,6 +509,7 @@ NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
     _native_owners,
     report="native_owners",
     needs=(RUNTIME, NATIVE_HEAPS),
+    uses=(HEAP_STATS,),
     engine=True,
 )
 

@@ -8,20 +8,25 @@ answer: the objects whose native pointer fields (IntPtr, SafeHandle.handle,
 unmanaged pointers) point into a block, directly or through one small native
 structure (as a GDI+ Bitmap holds a native GpBitmap that holds the pixels).
 
-A block pointed at by objects of several types counts for each of them, so
-the per-type bytes may add up to more than the owned total; owned_bytes
-counts each block once. Heap segments count as pointers, not bytes: which
-allocation inside the segment an object owns, and its size, is not known.
+A pointer into a heap segment owns the allocation it points into (a glibc
+chunk, found by walking the segment's chunks), counted by its bytes once
+however many pointers lead there. Where the allocation cannot be found (NT
+heap segments, whose entries are not walked; a segment that does not tile)
+the owners are counted as pointers, not bytes.
+
+A block or allocation pointed at by objects of several types counts for
+each of them, so the per-type bytes may add up to more than the owned
+total; owned_bytes counts each once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Protocol, Sequence, Union
 
-from analysis.managed.results import NativePointers
-from analysis.model.native import NativeHeap
+from analysis.managed.results import NativePointer, NativePointers
+from analysis.model.native import HeapAllocation, NativeHeap
 from analysis.values import Address, ByteSize, Unknown
 
 
@@ -48,7 +53,10 @@ class NativeBlock:
 @dataclass(frozen=True)
 class Owner:
     """A managed object whose field points into a block; through: the native
-    structure in between (None when the field points into the block)."""
+    structure in between (None when the field points into the block).
+    allocation: in a heap segment, the allocation the pointer leads into
+    (None for a large block, which is one allocation, and where it is not
+    known)."""
 
     object: Address
     method_table: Optional[Address]
@@ -56,6 +64,7 @@ class Owner:
     field: str
     through: Optional[Address]
     through_offset: Optional[int]
+    allocation: Optional[HeapAllocation] = None
 
 
 @dataclass(frozen=True)
@@ -67,13 +76,15 @@ class BlockOwners:
 @dataclass(frozen=True)
 class TypeNativeBytes:
     """What the objects of one type own: objects (of this type owning at
-    least one block), large_blocks and their bytes, and pointers into heap
-    segments (allocations of unknown size)."""
+    least one block), large_blocks, allocations (inside heap segments),
+    bytes (of both, each counted once), and segment_pointers: objects
+    pointing into heap segments at allocations of unknown size."""
 
     type: str
     method_table: Optional[Address]
     objects: int
     large_blocks: int
+    allocations: int
     bytes: ByteSize
     segment_pointers: int
 
@@ -82,7 +93,10 @@ class TypeNativeBytes:
 class NativeOwnership:
     """blocks: every block asked about, in address order, owned or not;
     by_type: largest owned bytes first; owned_bytes/unowned_bytes: large
-    blocks with and without an owner; truncated: the engine stopped at its
+    blocks with and without an owner, owned adding the segment allocations
+    some object owns (each once); heap_damage: what the GC heap walk that
+    found the owners could not walk ("" when nothing): owners in the damaged
+    ranges are missing, so the owned bytes are lower bounds; truncated: the engine stopped at its
     item limit, so some owners may be missing."""
 
     blocks: tuple[BlockOwners, ...]
@@ -91,6 +105,7 @@ class NativeOwnership:
     unowned_bytes: ByteSize
     objects_walked: Optional[int]
     truncated: bool
+    heap_damage: str = ""
 
     def owners_of(self, address: int) -> tuple[Owner, ...]:
         """The owners of the block holding `address` (none if no block does)."""
@@ -146,10 +161,40 @@ def block_ranges(blocks: Sequence[NativeBlock]) -> tuple[tuple[int, int], ...]:
     return tuple((int(b.address), b.end) for b in blocks)
 
 
+class Allocations(Protocol):
+    """What sizes a pointer into a heap segment (analysis/native/heaps.py
+    SegmentAllocations)."""
+
+    def containing(self, address: int) -> Optional[HeapAllocation]:
+        ...
+
+    def pointer_at(self, address: int) -> Optional[int]:
+        ...
+
+
+def _allocation(
+    item: NativePointer, allocations: Optional[Allocations]
+) -> Optional[HeapAllocation]:
+    """The allocation a pointer leads into: the field's value, or through a
+    native structure the word it holds at through_offset."""
+    if allocations is None:
+        return None
+    if item.through is None:
+        target = None if item.value is None else int(item.value)
+    else:
+        target = allocations.pointer_at(int(item.through) + (item.through_offset or 0))
+    return None if target is None else allocations.containing(target)
+
+
 def native_ownership(
-    blocks: Sequence[NativeBlock], pointers: NativePointers
+    blocks: Sequence[NativeBlock],
+    pointers: NativePointers,
+    allocations: Optional[Allocations] = None,
+    heap_damage: str = "",
 ) -> NativeOwnership:
-    """Joins the blocks with the engine's answer for their ranges."""
+    """Joins the blocks with the engine's answer for their ranges;
+    allocations sizes what pointers into heap segments own; heap_damage:
+    what the GC heap walk could not walk."""
     by_start = {int(b.address): b for b in blocks}
     owners: dict[int, list[Owner]] = {int(b.address): [] for b in blocks}
     for item in pointers.items:
@@ -158,6 +203,7 @@ def native_ownership(
         start = int(item.range_start)
         if start not in by_start:
             continue
+        in_segment = by_start[start].kind is BlockKind.HEAP_SEGMENT
         owners[start].append(
             Owner(
                 object=item.object,
@@ -166,6 +212,7 @@ def native_ownership(
                 field=item.field or "<unknown field>",
                 through=item.through,
                 through_offset=item.through_offset,
+                allocation=_allocation(item, allocations) if in_segment else None,
             )
         )
     entries = tuple(
@@ -173,42 +220,69 @@ def native_ownership(
         for block in sorted(blocks, key=lambda b: int(b.address))
     )
 
-    per_type: dict[str, dict[str, set[int]]] = {}
+    per_type: dict[str, _Tally] = {}
     method_tables: dict[str, Optional[Address]] = {}
     for entry in entries:
         for owner in entry.owners:
-            tally = per_type.setdefault(
-                owner.type, {"objects": set(), "blocks": set(), "segments": set()}
-            )
+            tally = per_type.setdefault(owner.type, _Tally())
             method_tables.setdefault(owner.type, owner.method_table)
-            tally["objects"].add(int(owner.object))
+            tally.objects.add(int(owner.object))
             if entry.block.kind is BlockKind.LARGE_BLOCK:
-                tally["blocks"].add(int(entry.block.address))
+                tally.sizes[int(entry.block.address)] = int(entry.block.size)
+                tally.large_blocks += 1
+            elif owner.allocation is not None:
+                address = int(owner.allocation.address)
+                if address not in tally.sizes:
+                    tally.sizes[address] = int(owner.allocation.size)
+                    tally.allocations += 1
             else:
-                tally["segments"].add(int(owner.object))
+                tally.unsized.add(int(owner.object))
     by_type = sorted(
         (
             TypeNativeBytes(
                 type=name,
                 method_table=method_tables[name],
-                objects=len(tally["objects"]),
-                large_blocks=len(tally["blocks"]),
-                bytes=ByteSize(sum(int(by_start[a].size) for a in tally["blocks"])),
-                segment_pointers=len(tally["segments"]),
+                objects=len(tally.objects),
+                large_blocks=tally.large_blocks,
+                allocations=tally.allocations,
+                bytes=ByteSize(sum(tally.sizes.values())),
+                segment_pointers=len(tally.unsized),
             )
             for name, tally in per_type.items()
         ),
         key=lambda t: (-int(t.bytes), -t.segment_pointers, t.type),
     )
     large = [e for e in entries if e.block.kind is BlockKind.LARGE_BLOCK]
+    owned_allocations = {
+        int(o.allocation.address): int(o.allocation.size)
+        for e in entries
+        for o in e.owners
+        if o.allocation is not None
+    }
     return NativeOwnership(
         blocks=entries,
         by_type=tuple(by_type),
-        owned_bytes=ByteSize(sum(int(e.block.size) for e in large if e.owners)),
+        owned_bytes=ByteSize(
+            sum(int(e.block.size) for e in large if e.owners)
+            + sum(owned_allocations.values())
+        ),
         unowned_bytes=ByteSize(sum(int(e.block.size) for e in large if not e.owners)),
         objects_walked=pointers.objects_walked,
         truncated=bool(pointers.truncated),
+        heap_damage=heap_damage,
     )
+
+
+@dataclass
+class _Tally:
+    """One type's owners while they are counted: sizes by the address of the
+    block or allocation, so that each counts once."""
+
+    objects: set[int] = field(default_factory=set)
+    sizes: dict[int, int] = field(default_factory=dict)
+    large_blocks: int = 0
+    allocations: int = 0
+    unsized: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,12 @@ from analysis.analyses import (
     MODULES,
     MONITORS,
     NATIVE_HEAPS,
+    NATIVE_OWNERS,
+    RETAINED_BY_TYPE,
     RUNTIME,
     THREADS,
     Analysis,
+    heap_damage_text,
 )
 from analysis.managed.compare import HeapComparison, compare_sessions
 from analysis.model.columns import (
@@ -33,14 +36,15 @@ from analysis.model.columns import (
     MODULE_COLUMNS,
     MONITOR_COLUMNS,
     THREAD_COLUMNS,
-    TYPE_COLUMNS,
-    TYPE_COUNT_COLUMNS,
     USAGE_COLUMNS,
     Column,
     ColumnKind,
+    finalizer_type_columns,
+    managed_type_columns,
     table_text,
     waits_text,
 )
+from analysis.managed.results import TypeCount, TypeStat
 from analysis.model.diagnosis import Diagnosis
 from analysis.model.native import DumpInfo
 from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
@@ -136,6 +140,35 @@ def render_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2)
 
 
+def _type_columns(
+    session: DumpSession,
+) -> tuple[tuple[Column[TypeStat], ...], tuple[Column[TypeCount], ...]]:
+    """The Managed types and finalizer tables' columns as the GUI has them:
+    retained and native owned bytes beside the sizes, lower bounds where the
+    GC heap walk met damage."""
+
+    def value(analysis: Analysis[T]) -> Optional[T]:
+        outcome = session.peek(analysis)
+        return outcome.value if isinstance(outcome, Done) else None
+
+    heap, page, ownership = (
+        value(HEAP_STATS),
+        value(RETAINED_BY_TYPE),
+        value(NATIVE_OWNERS),
+    )
+    retained = {
+        int(t.method_table): int(t.retained or 0)
+        for t in (page.items if page is not None else ())
+        if t.method_table is not None
+    }
+    owned = {t.type: int(t.bytes) for t in ownership.by_type} if ownership else {}
+    damage = heap_damage_text(heap) if heap is not None else ""
+    owned_damage = ownership.heap_damage if ownership is not None else ""
+    return managed_type_columns(
+        lambda: retained, lambda: owned, lambda: damage, lambda: owned_damage
+    ), finalizer_type_columns(lambda: owned, lambda: owned_damage)
+
+
 def render_text(session: DumpSession) -> str:
     """The report for people, from the same results through the same
     columns as the GUI's tables."""
@@ -193,13 +226,13 @@ def render_text(session: DumpSession) -> str:
         if runtime is not None and runtime.engine:
             out.append(f"  read by the {runtime.engine}")
         types = sorted(heap.types, key=lambda t: t.size or 0, reverse=True)[:25]
-        out += _indent(table_text(TYPE_COLUMNS, types))
+        out += _indent(table_text(_type_columns(session)[0], types))
     queue = value(FINALIZER_QUEUE)
     if queue is not None:
         out.append("")
         out.append(f"Ready for finalization: {queue.ready_count or 0:,} objects")
         ready = sorted(queue.ready, key=lambda t: t.count or 0, reverse=True)[:10]
-        out += _indent(table_text(TYPE_COUNT_COLUMNS, ready))
+        out += _indent(table_text(_type_columns(session)[1], ready))
 
     threads = value(THREADS)
     if threads:
@@ -412,7 +445,7 @@ def render_html(session: DumpSession, growth: Optional[dict[str, Any]] = None) -
                 [(t.name or "?", int(t.size or 0)) for t in types],
             )
         )
-        out.append(html_table(TYPE_COLUMNS, types))
+        out.append(html_table(_type_columns(session)[0], types))
 
     out.append('<h2 id="finalizer">Finalizer queue</h2>')
     queue = value(FINALIZER_QUEUE)
@@ -423,12 +456,12 @@ def render_html(session: DumpSession, growth: Optional[dict[str, Any]] = None) -
             f"<p>Ready for finalization: {int(queue.ready_count or 0):,} objects</p>"
         )
         ready = sorted(queue.ready, key=lambda t: t.count or 0, reverse=True)
-        out.append(html_table(TYPE_COUNT_COLUMNS, ready))
+        out.append(html_table(_type_columns(session)[1], ready))
         out.append("<h3>All registered finalizable objects</h3>")
         finalizable = sorted(
             queue.finalizable, key=lambda t: t.count or 0, reverse=True
         )
-        out.append(html_table(TYPE_COUNT_COLUMNS, finalizable))
+        out.append(html_table(_type_columns(session)[1], finalizable))
 
     out.append('<h2 id="threads">Threads</h2>')
     threads = value(THREADS)

@@ -80,6 +80,19 @@ class Unknown:
 GAPS = (Unreadable, NotApplicable, Unknown)
 
 
+@dataclass(frozen=True)
+class AtLeast:
+    """A count or size that is a lower bound: what was counted where part of
+    the input could not be read (a damaged GC heap). reason names the damage;
+    the renderers show "≥ 12.00 MB" with the reason as its tooltip."""
+
+    value: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"≥ {self.value:,}"
+
+
 def to_jsonable(value: Any) -> Any:
     """Converts analysis results (frozen dataclasses, enums, value types) to
     plain JSON data: exact integers, gaps as null, field names as keys."""
@@ -91,6 +104,8 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(value.value)
     if isinstance(value, GAPS):
         return None
+    if isinstance(value, AtLeast):
+        return {"at_least": int(value.value), "reason": value.reason}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: to_jsonable(getattr(value, f.name))

@@ -256,9 +256,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _reset(self) -> None:
         """Nothing of the last dump stays on screen: every tab and every
         drill-down pane is emptied, every pending job forgotten."""
-        self.cancel()
+        if self.job is not None:
+            self.job.retire()
+            self._set_busy(False)
         for job in list(self.side_jobs):
-            job.cancel()
+            job.retire()
         self.side_jobs.clear()
         self._roots_job = None
         if self.session is not None:
@@ -940,7 +942,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_layout()
         self.cancel()
         for job in list(self.side_jobs):
-            job.cancel()
+            job.retire()
         for job in [self.job, *self.side_jobs]:
             if job is not None:
                 job.wait(2.0)

@@ -1,9 +1,11 @@
 """A dark theme when the desktop has one.
 
 Qt 6.5+ says what the desktop prefers (QStyleHints.colorScheme) and tells
-when it changes; older Qt only shows it through the palette the platform
-theme gave. Either way the story colours of the tables (views/base.py) take
-their dark variants, so a highlighted row keeps readable text.
+when it changes; older Qt (Debian's PyQt6 has Qt 6.4) only shows it through
+the palette the platform theme gave, read here by its window's lightness.
+Either way every colour the views paint (views/colours.py: row tones, the
+threads legend, finding cards, banners, links, charts) takes the matching
+variant, so text stays readable on it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Optional
 from qtpy import QtGui, QtWidgets
 from qtpy.QtCore import Qt
 
-from views.base import use_dark_colours
+from views.base import ResultView
+from views.colours import use_dark_colours
 
 
 def _scheme_says_dark(app: QtWidgets.QApplication) -> Optional[bool]:
@@ -52,4 +55,8 @@ def follow_desktop(app: QtWidgets.QApplication) -> bool:
 def _refresh(app: QtWidgets.QApplication) -> None:
     use_dark_colours(desktop_is_dark(app))
     for widget in app.allWidgets():
+        # A closed window's tabs may linger until Qt deletes them, their
+        # plots already closed: only what is on screen is painted again.
+        if isinstance(widget, ResultView) and widget.window().isVisible():
+            widget.paint_theme()
         widget.update()

@@ -9,26 +9,7 @@ import pyqtgraph as pg
 from qtpy import QtGui, QtWidgets
 
 from analysis.model.vocab import RowKind
-
-# Colours used to point at the story: the blocked finalizer and STA threads.
-CRITICAL = "#f8d0cc"
-WARNING = "#fbe7b5"
-INFO = "#d9e8fb"
-# The same three on a dark theme: dark enough for its light text.
-DARK_VARIANTS = {CRITICAL: "#6e2a24", WARNING: "#5e4a16", INFO: "#23405f"}
-_dark = False
-
-
-def use_dark_colours(dark: bool) -> None:
-    """The desktop's theme is dark (or light again): rows and banners shown
-    from now on take the matching variants."""
-    global _dark
-    _dark = dark
-
-
-def shown_colour(colour: str) -> str:
-    """The colour to paint for one of the story colours on this theme."""
-    return DARK_VARIANTS.get(colour, colour) if _dark else colour
+from views.colours import Tone, paint, tone
 
 
 class ResultView(QtWidgets.QWidget):
@@ -44,13 +25,11 @@ class ResultView(QtWidgets.QWidget):
         super().__init__(parent)
         self.state = QtWidgets.QLabel(self)
         self.state.setWordWrap(True)
-        self.state.setStyleSheet(
-            f"background: {shown_colour(WARNING)}; padding: 6px; border-radius: 3px;"
-        )
+        self.state.setMargin(6)
         self.state.hide()
         self.notes = QtWidgets.QLabel(self)
         self.notes.setWordWrap(True)
-        self.notes.setStyleSheet(f"background: {shown_colour(INFO)}; padding: 4px;")
+        self.notes.setMargin(4)
         self.notes.hide()
         self._notes: dict[str, str] = {}
         self.content = QtWidgets.QWidget(self)
@@ -67,6 +46,15 @@ class ResultView(QtWidgets.QWidget):
         layout.addWidget(self.content, 1)
         # Takes the room the content leaves when a state stands instead.
         layout.addStretch(0)
+        # Not self.paint_theme(): a subclass's parts do not exist yet; each
+        # subclass paints its own at the end of its __init__.
+        ResultView.paint_theme(self)
+
+    def paint_theme(self) -> None:
+        """Paints what this tab colours itself (views/colours.py) in the
+        desktop's current theme; subclasses add their own parts."""
+        paint(self.state, tone(Tone.WARNING))
+        paint(self.notes, tone(Tone.INFO))
 
     def reset(self) -> None:
         """Forget everything shown: called before another dump's results

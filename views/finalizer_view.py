@@ -10,7 +10,7 @@ from qtpy import QtCore, QtWidgets
 from qtpy.QtCore import Qt, Signal
 
 from analysis.managed.results import FinalizerQueue
-from analysis.model.columns import TYPE_COUNT_COLUMNS, native_bytes_column
+from analysis.model.columns import finalizer_type_columns
 from analysis.model.vocab import RowKind
 from analysis.ownership import NativeOwnership
 from analysis.values import human_size
@@ -43,14 +43,18 @@ class FinalizerView(ResultView):
         self.summary.setWordWrap(True)
         # Filled when the native-owner analysis ends.
         self._owned: dict[str, int] = {}
-        owned = native_bytes_column(lambda: self._owned)
+        # The damage the owners' heap walk met: the bytes are lower bounds.
+        self._owned_damage = ""
+        columns = finalizer_type_columns(
+            lambda: self._owned, lambda: self._owned_damage
+        )
         self.ready = FilterTable(
-            TYPE_COUNT_COLUMNS[:-1] + (owned,) + TYPE_COUNT_COLUMNS[-1:],
+            columns,
             placeholder="Filter ready objects",
             parent=self,
         )
         self.finalizable = FilterTable(
-            TYPE_COUNT_COLUMNS[:-1] + (owned,) + TYPE_COUNT_COLUMNS[-1:],
+            columns,
             placeholder="Filter finalizable objects",
             parent=self,
         )
@@ -96,6 +100,7 @@ class FinalizerView(ResultView):
     def set_native_owners(self, ownership: NativeOwnership) -> None:
         """What each type's objects own in native memory."""
         self._owned = {t.type: int(t.bytes) for t in ownership.by_type}
+        self._owned_damage = ownership.heap_damage
         for table in (self.ready, self.finalizable):
             table.model.layoutChanged.emit()
             table.view.resizeColumnsToContents()
@@ -103,6 +108,7 @@ class FinalizerView(ResultView):
     def reset(self) -> None:
         super().reset()
         self._owned = {}
+        self._owned_damage = ""
         self.summary.setText("")
         self.ready.clear()
         self.finalizable.clear()

@@ -11,12 +11,13 @@ from qtpy.QtCore import Qt, Signal
 from analysis.managed.results import RuntimeInfo
 from analysis.model.diagnosis import Diagnosis, Finding
 from analysis.model.vocab import Severity
-from views.base import CRITICAL, INFO, WARNING, ResultView
+from views.base import ResultView
+from views.colours import Tone, paint, paint_link, tone
 
-SEVERITY_COLOURS = {
-    Severity.CRITICAL: CRITICAL,
-    Severity.WARNING: WARNING,
-    Severity.INFO: INFO,
+SEVERITY_TONES = {
+    Severity.CRITICAL: Tone.CRITICAL,
+    Severity.WARNING: Tone.WARNING,
+    Severity.INFO: Tone.INFO,
 }
 
 
@@ -34,7 +35,7 @@ class FindingsView(ResultView):
         self.headline.setStyleSheet("font-size: 15px; padding: 4px;")
         self.facts = QtWidgets.QLabel(self)
         self.facts.setWordWrap(True)
-        self.facts.setStyleSheet("color: #333; padding: 4px;")
+        self.facts.setMargin(4)
         self.cards = QtWidgets.QVBoxLayout()
         container = QtWidgets.QWidget(self)
         inner = QtWidgets.QVBoxLayout(container)
@@ -48,6 +49,16 @@ class FindingsView(ResultView):
         self.body.addWidget(scroll)
         self.evidence_buttons: list[QtWidgets.QPushButton] = []
         self.remedies: list[QtWidgets.QLabel] = []
+        # Each finding's card and its tone, to paint again on a theme change.
+        self.finding_cards: list[tuple[QtWidgets.QFrame, Tone]] = []
+        self.paint_theme()
+
+    def paint_theme(self) -> None:
+        super().paint_theme()
+        for card, which in self.finding_cards:
+            paint(card, tone(which))
+        for button in self.evidence_buttons:
+            paint_link(button)
 
     def reset(self) -> None:
         super().reset()
@@ -62,6 +73,7 @@ class FindingsView(ResultView):
                 item.widget().deleteLater()
         self.evidence_buttons = []
         self.remedies = []
+        self.finding_cards = []
 
     def set_key_facts(self, lines: Sequence[str]) -> None:
         self.facts.setText("<br>".join(lines))
@@ -110,8 +122,9 @@ class FindingsView(ResultView):
 
     def _card(self, finding: Finding, show_statement: bool) -> QtWidgets.QWidget:
         card = QtWidgets.QFrame(self)
-        colour = SEVERITY_COLOURS.get(finding.severity, INFO)
-        card.setStyleSheet(f"QFrame {{ background: {colour}; border-radius: 4px; }}")
+        which = SEVERITY_TONES.get(finding.severity, Tone.INFO)
+        paint(card, tone(which))
+        self.finding_cards.append((card, which))
         layout = QtWidgets.QVBoxLayout(card)
         title = QtWidgets.QLabel(
             f"<b>{finding.severity.upper()}: {escape(finding.title, quote=False)}</b>",
@@ -130,16 +143,20 @@ class FindingsView(ResultView):
         for evidence in finding.evidence:
             button = QtWidgets.QPushButton(evidence.text, card)
             button.setFlat(True)
-            button.setStyleSheet(
-                "text-decoration: underline; color: #0645ad; text-align: left;"
+            # Left-aligned like the text around it (a style sheet would
+            # override the palette the link colour is set in).
+            button.setSizePolicy(
+                QtWidgets.QSizePolicy.Policy.Maximum,
+                QtWidgets.QSizePolicy.Policy.Fixed,
             )
+            paint_link(button)
             button.clicked.connect(
                 lambda _checked=False, e=evidence: self.sig_evidence_activated.emit(
                     e.row, e.keys
                 )
             )
             self.evidence_buttons.append(button)
-            flow.addWidget(button)
+            flow.addWidget(button, 0, Qt.AlignmentFlag.AlignLeft)
         evidence_box = QtWidgets.QWidget(card)
         evidence_box.setLayout(flow)
         layout.addWidget(evidence_box)

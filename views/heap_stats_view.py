@@ -19,17 +19,18 @@ from analysis.managed.results import (
     RootPaths,
     TypeRetainedPage,
 )
+from analysis.analyses import heap_damage_text
 from analysis.model.columns import (
-    TYPE_COLUMNS,
     Column,
     ColumnKind,
-    native_bytes_column,
+    managed_type_columns,
     type_change_columns,
 )
 from analysis.model.vocab import RootKind, RowKind
 from analysis.ownership import NativeOwnership
 from analysis.values import human_size
 from views.base import ResultView, chart_unit, short_type_name
+from views.colours import Bars, paint_chart, theme
 from views.paging import ScrollPager
 from views.table_model import FilterTable
 
@@ -128,17 +129,18 @@ class HeapStatsView(ResultView):
         # Filled by the heap graph and the native-owner analyses when they end.
         self._retained: dict[int, int] = {}
         self._owned: dict[str, int] = {}
-        retained = Column(
-            "Retained",
-            lambda t: self._retained.get(int(t.method_table or 0)),
-            ColumnKind.SIZE,
-            "what would be freed if every object of the type went (dominator tree)",
-        )
+        # What the heap walk could not walk: the sums are then lower bounds.
+        self._damage = ""
+        self._owned_damage = ""
         # Retained and native owned beside the sizes, before the (long)
         # class name.
-        owned = native_bytes_column(lambda: self._owned)
-        mt, count, total_size, _bytes, name = TYPE_COLUMNS
-        self._type_columns = TYPE_COLUMNS[:-1] + (retained, owned, name)
+        self._type_columns = managed_type_columns(
+            lambda: self._retained,
+            lambda: self._owned,
+            lambda: self._damage,
+            lambda: self._owned_damage,
+        )
+        mt, count, total_size, _bytes, retained, owned, name = self._type_columns
         self._heap: Optional[HeapStats] = None
         self._comparison: Optional[HeapComparison] = None
         # Compared with a baseline, each value has its change beside it; the
@@ -176,7 +178,6 @@ class HeapStatsView(ResultView):
         bar.addWidget(self.stop_comparing)
         self.baseline_bar.hide()
         self.chart = pg.PlotWidget(self)
-        self.chart.setBackground("w")
         self.chart.getPlotItem().hideAxis("left")
         self.chart.setMouseEnabled(x=False, y=False)
 
@@ -237,6 +238,11 @@ class HeapStatsView(ResultView):
         self._current_address: Optional[int] = None
         self.types.sig_record_selected.connect(self._on_type)
         self.instances.sig_record_selected.connect(self._on_instance)
+        self.paint_theme()
+
+    def paint_theme(self) -> None:
+        super().paint_theme()
+        paint_chart(self.chart)
 
     def _column(self, *widgets: QtWidgets.QWidget) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget(self)
@@ -254,6 +260,8 @@ class HeapStatsView(ResultView):
         self._pointers = {}
         self._retained = {}
         self._owned = {}
+        self._damage = ""
+        self._owned_damage = ""
         self._heap = None
         self._comparison = None
         self.types.set_columns(self._type_columns)
@@ -291,6 +299,7 @@ class HeapStatsView(ResultView):
     def set_native_owners(self, ownership: NativeOwnership) -> None:
         """What each type's objects own in native memory (`gctonative`)."""
         self._owned = {t.type: int(t.bytes) for t in ownership.by_type}
+        self._owned_damage = ownership.heap_damage
         self.types.model.layoutChanged.emit()
         self.types.view.resizeColumnsToContents()
 
@@ -305,6 +314,7 @@ class HeapStatsView(ResultView):
         self.types.view.resizeColumnsToContents()
 
     def set_heap(self, heap: HeapStats) -> None:
+        self._damage = heap_damage_text(heap)
         self.totals.setText(
             f"<b>{int(heap.total_objects):,} objects</b>, {human_size(int(heap.total_bytes))} "
             f"in {len(heap.types):,} types"
@@ -321,13 +331,17 @@ class HeapStatsView(ResultView):
         widths = [int(t.size) / divisor for t in top]
         self.chart.addItem(
             pg.BarGraphItem(
-                x0=0, y=list(range(len(top))), height=0.7, width=widths, brush="#9bbb59"
+                x0=0,
+                y=list(range(len(top))),
+                height=0.7,
+                width=widths,
+                brush=theme().bars[Bars.TYPES],
             )
         )
         for i, t in enumerate(top):
             label = pg.TextItem(
                 f"{short_type_name(t.name)}  {widths[i]:,.1f} {unit}",
-                color="k",
+                color=theme().chart.text,
                 anchor=(0, 0.5),
             )
             label.setPos(0, i)

@@ -20,6 +20,7 @@ from analysis.model.native import AddressSummary, Region
 from analysis.model.vocab import RegionUsage, RowKind
 from analysis.values import Unknown, human_size
 from views.base import ResultView, chart_unit
+from views.colours import Bars, paint_chart, theme
 from views.table_model import FilterTable
 
 
@@ -52,7 +53,6 @@ class MemoryView(ResultView):
             REGION_COLUMNS, placeholder="Filter regions", parent=self
         )
         self.chart = pg.PlotWidget(self)
-        self.chart.setBackground("w")
         self.chart.setMinimumHeight(160)
         self.chart.getPlotItem().hideAxis("left")
         self.chart.setMouseEnabled(x=False, y=False)
@@ -81,6 +81,11 @@ class MemoryView(ResultView):
         self.protect_table.sig_record_selected.connect(
             lambda r: self._show_regions("protect", r)
         )
+        self.paint_theme()
+
+    def paint_theme(self) -> None:
+        super().paint_theme()
+        paint_chart(self.chart)
 
     def reset(self) -> None:
         super().reset()
@@ -124,12 +129,18 @@ class MemoryView(ResultView):
         self.chart.setLabel("bottom", unit)
         heights = [int(r.bytes) / divisor for r in busy]
         bars = pg.BarGraphItem(
-            x0=0, y=list(range(len(busy))), height=0.7, width=heights, brush="#4a7ab5"
+            x0=0,
+            y=list(range(len(busy))),
+            height=0.7,
+            width=heights,
+            brush=theme().bars[Bars.MEMORY],
         )
         self.chart.addItem(bars)
         for i, row in enumerate(busy):
             label = pg.TextItem(
-                f"{row.usage}  {heights[i]:,.1f} {unit}", color="k", anchor=(0, 0.5)
+                f"{row.usage}  {heights[i]:,.1f} {unit}",
+                color=theme().chart.text,
+                anchor=(0, 0.5),
             )
             label.setPos(0, i)
             self.chart.addItem(label)

@@ -1,5 +1,6 @@
-"""Native heaps (`!heap -s`) and, for the selected heap, its segments and
-large blocks (`!heap -m`)."""
+"""Native heaps (`!heap -s`) and, for the selected heaps, their segments and
+large blocks (`!heap -m`): several heaps selected show their blocks in one
+list, so that evidence naming blocks of several heaps selects every one."""
 
 from __future__ import annotations
 
@@ -15,18 +16,20 @@ from analysis.model.columns import (
     HEAP_COLUMNS,
     SEGMENT_COLUMNS,
     Column,
+    ColumnKind,
 )
-from analysis.model.native import LargeBlock, NativeHeap
+from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.ownership import NativeOwnership
 from analysis.model.vocab import RowKind
 from analysis.values import human_size
-from views.base import WARNING, ResultView
+from views.base import ResultView
+from views.colours import Bars, Tone, paint_chart, theme
 from views.table_model import FilterTable, RowStyle
 
 
 def _heap_style(heap: Any) -> Optional[RowStyle]:
     if len(heap.large_blocks) >= 16:
-        return RowStyle(background=WARNING, bold=True, tooltip="many large blocks")
+        return RowStyle(background=Tone.WARNING, bold=True, tooltip="many large blocks")
     return None
 
 
@@ -41,17 +44,26 @@ class NativeHeapsView(ResultView):
             SEGMENT_COLUMNS, placeholder="Filter segments", parent=self
         )
         self._owners: Optional[NativeOwnership] = None
+        # The heap of each large block, by the block's address.
+        self._heap_of: dict[int, NativeHeap] = {}
         owners = Column(
             "Owned by",
             self._owner_text,
             tooltip="the managed objects whose native pointers point into the block",
         )
+        in_heap = Column(
+            "Heap",
+            lambda b: self._heap_of[int(b.address)].address,
+            ColumnKind.ADDRESS,
+            "the heap the block belongs to",
+        )
         self.blocks = FilterTable(
-            BLOCK_COLUMNS + (owners,), placeholder="Filter large blocks", parent=self
+            BLOCK_COLUMNS + (owners, in_heap),
+            placeholder="Filter large blocks",
+            parent=self,
         )
         self.blocks_label = QtWidgets.QLabel(self)
         self.histogram = pg.PlotWidget(self)
-        self.histogram.setBackground("w")
         self.histogram.setLabel("bottom", "block size (MB)")
         self.histogram.setLabel("left", "blocks")
         self.histogram.setMinimumHeight(140)
@@ -68,7 +80,16 @@ class NativeHeapsView(ResultView):
         split.addWidget(self.heaps)
         split.addWidget(lower)
         self.body.addWidget(split)
-        self.heaps.sig_record_selected.connect(self._show_heap)
+        self.heaps.view.selectionModel().selectionChanged.connect(
+            lambda _selected, _deselected: self._show_heaps(
+                self.heaps.selected_records()
+            )
+        )
+        self.paint_theme()
+
+    def paint_theme(self) -> None:
+        super().paint_theme()
+        paint_chart(self.histogram)
 
     def reset(self) -> None:
         super().reset()
@@ -76,11 +97,15 @@ class NativeHeapsView(ResultView):
             table.clear()
         self.blocks_label.setText("")
         self._owners = None
+        self._heap_of = {}
         self.histogram.clear()
 
     def set_heaps(self, heaps: Sequence[NativeHeap]) -> None:
         if not heaps:
             self.note("Native heaps:", "none was found in this dump.")
+        self._heap_of = {
+            int(block.address): heap for heap in heaps for block in heap.large_blocks
+        }
         self.heaps.set_records(heaps, sort_column=7)
         self.heaps.select_where(lambda h: True)
 
@@ -102,18 +127,24 @@ class NativeHeapsView(ResultView):
         more = f" (+{len(owners) - 1} more)" if len(owners) > 1 else ""
         return f"{', '.join(types)} 0x{int(first.object):x}.{first.field}{via}{more}"
 
-    def _show_heap(self, heap: Any) -> None:
-        if heap is None:
+    def _show_heaps(self, heaps: Sequence[NativeHeap]) -> None:
+        if not heaps:
             return
-        self.segments.set_records(heap.segments, sort_column=1)
-        self.blocks.set_records(heap.large_blocks, sort_column=1)
-        total = sum(int(b.size) for b in heap.large_blocks)
+        segments: list[HeapSegment] = [s for h in heaps for s in h.segments]
+        blocks: list[LargeBlock] = [b for h in heaps for b in h.large_blocks]
+        self.segments.set_records(segments, sort_column=1)
+        self.blocks.set_records(blocks, sort_column=1)
+        total = sum(int(b.size) for b in blocks)
+        where = (
+            f"heap 0x{int(heaps[0].address):x} ({heaps[0].kind})"
+            if len(heaps) == 1
+            else f"the {len(heaps)} selected heaps"
+        )
         self.blocks_label.setText(
-            f"<b>{len(heap.large_blocks):,} large blocks</b>, {human_size(total)} "
-            f"in heap 0x{int(heap.address):x} ({heap.kind})"
+            f"<b>{len(blocks):,} large blocks</b>, {human_size(total)} in {where}"
         )
         self.histogram.clear()
-        sizes = Counter(int(b.size) for b in heap.large_blocks)
+        sizes = Counter(int(b.size) for b in blocks)
         if sizes:
             xs = sorted(sizes)
             self.histogram.addItem(
@@ -121,21 +152,22 @@ class NativeHeapsView(ResultView):
                     x=[x / 2**20 for x in xs],
                     height=[sizes[x] for x in xs],
                     width=max(0.05, max(xs) / 2**20 / 40),
-                    brush="#c0504d",
+                    brush=theme().bars[Bars.BLOCKS],
                 )
             )
 
     def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
         """Selects large blocks by their addresses (every one the evidence
-        names, in the heap that holds the first), else heaps by their
-        addresses (a glibc mmapped-chunk "heap" starts where its first block
-        does)."""
-        wanted = set(keys)
-        for index in range(self.heaps.row_count()):
-            heap = self.heaps.record_at(index)
-            if any(int(b.address) in wanted for b in heap.large_blocks):
-                self.heaps.select_where(lambda h: h is heap)
-                return bool(
-                    self.blocks.select_all_where(lambda b: int(b.address) in wanted)
-                )
+        names, whichever heaps hold them: those heaps are selected together
+        and their blocks listed as one), else heaps by their addresses (a
+        glibc mmapped-chunk "heap" starts where its first block does)."""
+        wanted = {int(k) for k in keys}
+        holding = {id(self._heap_of[a]) for a in wanted if a in self._heap_of}
+        if holding:
+            self.heaps.filter.clear()
+            self.blocks.filter.clear()
+            self.heaps.select_all_where(lambda h: id(h) in holding)
+            return bool(
+                self.blocks.select_all_where(lambda b: int(b.address) in wanted)
+            )
         return bool(self.heaps.select_all_where(lambda h: int(h.address) in wanted))

@@ -21,7 +21,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 from qtpy.QtCore import Qt, Signal
 
 from analysis.model.columns import Column, ColumnKind
-from views.base import shown_colour
+from views.colours import Tone, tone
 
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 RECORD_ROLE = int(Qt.ItemDataRole.UserRole) + 2
@@ -29,7 +29,10 @@ RECORD_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 
 @dataclass(frozen=True)
 class RowStyle:
-    background: Optional[str] = None
+    """background: the story tone the row is painted in (its text takes the
+    tone's text colour)."""
+
+    background: Optional[Tone] = None
     bold: bool = False
     tooltip: str = ""
 
@@ -119,7 +122,9 @@ class RecordTableModel(QtCore.QAbstractTableModel):
         if style is None:
             return None
         if role == Qt.ItemDataRole.BackgroundRole and style.background:
-            return QtGui.QBrush(QtGui.QColor(shown_colour(style.background)))
+            return QtGui.QBrush(QtGui.QColor(tone(style.background).background))
+        if role == Qt.ItemDataRole.ForegroundRole and style.background:
+            return QtGui.QBrush(QtGui.QColor(tone(style.background).text))
         if role == Qt.ItemDataRole.FontRole and style.bold:
             font = QtGui.QFont()
             font.setBold(True)

@@ -23,7 +23,8 @@ from analysis.model.columns import (
 from analysis.model.native import NativeFrame
 from analysis.model.threads import Frame, ThreadView
 from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind
-from views.base import CRITICAL, INFO, WARNING, ResultView
+from views.base import ResultView
+from views.colours import Tone, paint, theme, tone
 from views.table_model import RECORD_ROLE, FilterTable, RowStyle
 
 
@@ -53,7 +54,11 @@ STACK_GROUP_COLUMNS: tuple[Column[StackGroup], ...] = (
         or "(no managed frames)",
     ),
 )
-LINK = "#0645ad"
+LEGEND = (
+    (Tone.CRITICAL, "blocked finalizer"),
+    (Tone.WARNING, "STA thread"),
+    (Tone.INFO, "blocked on a monitor or a task"),
+)
 
 
 class HolderLinks(QtWidgets.QStyledItemDelegate):
@@ -68,17 +73,21 @@ class HolderLinks(QtWidgets.QStyledItemDelegate):
         waits = thread.waits_for if thread is not None else None
         if waits is not None and waits.blocked and waits.owner_os_id:
             option.font.setUnderline(True)
-            option.palette.setColor(QtGui.QPalette.ColorRole.Text, QtGui.QColor(LINK))
+            option.palette.setColor(
+                QtGui.QPalette.ColorRole.Text, QtGui.QColor(theme().link)
+            )
 
 
 def thread_style(thread: ThreadView) -> Optional[RowStyle]:
     if thread.is_finalizer and thread.blocked:
-        return RowStyle(CRITICAL, bold=True, tooltip="the finalizer thread is blocked")
+        return RowStyle(
+            Tone.CRITICAL, bold=True, tooltip="the finalizer thread is blocked"
+        )
     if thread.apartment == Apartment.STA:
-        return RowStyle(WARNING, bold=True, tooltip="single-threaded apartment")
+        return RowStyle(Tone.WARNING, bold=True, tooltip="single-threaded apartment")
     if thread.blocked:
         return RowStyle(
-            INFO, tooltip="blocked: on a monitor another thread holds, or a task"
+            Tone.INFO, tooltip="blocked: on a monitor another thread holds, or a task"
         )
     return None
 
@@ -102,12 +111,17 @@ class ThreadsView(ResultView):
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
-        self.legend = QtWidgets.QLabel(
-            f"<span style='background:{CRITICAL}'>&nbsp;blocked finalizer&nbsp;</span> "
-            f"<span style='background:{WARNING}'>&nbsp;STA thread&nbsp;</span> "
-            f"<span style='background:{INFO}'>&nbsp;blocked on a monitor or a task&nbsp;</span>",
-            self,
-        )
+        # The row colours' meaning: one swatch per tone, in its colours.
+        self.legend = QtWidgets.QWidget(self)
+        swatches = QtWidgets.QHBoxLayout(self.legend)
+        swatches.setContentsMargins(0, 0, 0, 0)
+        self.legend_swatches: dict[Tone, QtWidgets.QLabel] = {}
+        for which, meaning in LEGEND:
+            swatch = QtWidgets.QLabel(meaning, self.legend)
+            swatch.setMargin(2)
+            swatches.addWidget(swatch)
+            self.legend_swatches[which] = swatch
+        swatches.addStretch(1)
         self._names: dict[int, str] = {}
         # The held or waited-for monitors; None until the lock table is read.
         self._monitors: Optional[tuple[Monitor, ...]] = None
@@ -138,7 +152,7 @@ class ThreadsView(ResultView):
         self.locks = FilterTable(
             MONITOR_COLUMNS[:2] + (owner,) + MONITOR_COLUMNS[2:],
             lambda m: (
-                RowStyle(INFO, tooltip="threads wait for it")
+                RowStyle(Tone.INFO, tooltip="threads wait for it")
                 if m.waiting_os_ids or m.waiter_count
                 else None
             ),
@@ -183,6 +197,12 @@ class ThreadsView(ResultView):
         self.body.addLayout(header)
         self.body.addWidget(split, 1)
         self.threads.sig_record_selected.connect(self._show_stacks)
+        self.paint_theme()
+
+    def paint_theme(self) -> None:
+        super().paint_theme()
+        for which, swatch in self.legend_swatches.items():
+            paint(swatch, tone(which))
 
     def reset(self) -> None:
         super().reset()

@@ -4,14 +4,16 @@ A column says what a user reads (title, tooltip), how to get the value from
 a record and what kind of value it is. The GUI tables, the text report and
 CSV export all render through `Column.text`, so a typed gap (a value the dump
 does not hold, one that does not apply, one we cannot know) reads the same
-everywhere: "unreadable", "n/a", "unknown", with its reason as the tooltip.
+everywhere: "unreadable", "n/a", "unknown", with its reason as the tooltip;
+a lower bound (a sum over a damaged heap) reads "≥ 12.00 MB", the damage
+named in its tooltip.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable, Generic, Optional, Protocol, Sequence, TypeVar
+from typing import Callable, Generic, Mapping, Optional, Protocol, Sequence, TypeVar
 
 from analysis.dumpfile.base import Module, Region
 from analysis.managed.compare import HeapComparison, TypeDelta
@@ -26,7 +28,14 @@ from analysis.model.native import (
     UsageRow,
 )
 from analysis.model.threads import ThreadView
-from analysis.values import GAPS, ByteSize, NotApplicable, Unknown, human_size
+from analysis.values import (
+    GAPS,
+    AtLeast,
+    ByteSize,
+    NotApplicable,
+    Unknown,
+    human_size,
+)
 
 
 class ColumnKind(StrEnum):
@@ -47,6 +56,8 @@ class ColumnKind(StrEnum):
 def _format(kind: ColumnKind, value: object) -> str:
     if value is None:
         return ""
+    if isinstance(value, AtLeast):
+        return f"≥ {_format(kind, value.value)}"
     if isinstance(value, GAPS) or not isinstance(value, (int, float)):
         return str(value)
     if kind is ColumnKind.INT:
@@ -83,8 +94,11 @@ class Column(Generic[R]):
         return _format(self.kind, self.get(record))
 
     def gap_reason(self, record: R) -> Optional[str]:
-        """Why the cell is a gap, for its tooltip; None when it is a value."""
+        """Why the cell is a gap or a lower bound, for its tooltip; None when
+        it is a value."""
         value = self.get(record)
+        if isinstance(value, AtLeast):
+            return f"at least this much: {value.reason}"
         if isinstance(value, GAPS):
             return getattr(value, "reason", "") or str(value)
         return None
@@ -96,6 +110,8 @@ class Column(Generic[R]):
         value = self.get(record)
         if self.kind is ColumnKind.TEXT:
             return "" if value is None else str(value).lower()
+        if isinstance(value, AtLeast):
+            return float(value.value)
         return float(value) if isinstance(value, (int, float)) else -1.0
 
 
@@ -353,14 +369,76 @@ MONITOR_COLUMNS: tuple[Column[Monitor], ...] = (
 )
 
 
-def native_bytes_column(owned: Callable[[], dict[str, int]]) -> Column[TypeCount]:
+def lower_bound(value: Optional[int], damage: str) -> object:
+    """A sum over the GC heap, as a lower bound when its walk met damage
+    (damage: what was not walked, "" when nothing)."""
+    if value is not None and damage:
+        return AtLeast(int(value), damage)
+    return value
+
+
+class NamedType(Protocol):
+    """A table row naming a managed type (TypeStat, TypeCount)."""
+
+    @property
+    def name(self) -> Optional[str]:
+        ...
+
+
+def native_bytes_column(
+    owned: Callable[[], Mapping[str, int]], damage: Callable[[], str]
+) -> Column[NamedType]:
     """The native memory a type's objects own (SOS `gctonative`), looked up
     by type name in what the native-owner analysis found (`owned()`, empty
-    until it ends): the large blocks their native pointers point into."""
+    until it ends): the large blocks and heap allocations their native
+    pointers point into; a lower bound when the GC heap walk that found the
+    owners met damage (`damage()`)."""
     return Column(
         "Native owned",
-        lambda t: owned().get(t.name or ""),
+        lambda t: lower_bound(owned().get(t.name or ""), damage()),
         ColumnKind.SIZE,
-        "native large blocks the type's objects point into (directly or through "
-        "one native structure), like SOS gctonative",
+        "native large blocks and heap allocations the type's objects point into "
+        "(directly or through one native structure), each counted once, like SOS "
+        "gctonative",
+    )
+
+
+def retained_column(
+    retained: Callable[[], Mapping[int, int]], damage: Callable[[], str]
+) -> Column[TypeStat]:
+    """What would be freed if every object of the type went, looked up by
+    method table in the dominator tree's sums (`retained()`, empty until
+    they are known); a lower bound when the GC heap walk met damage."""
+    return Column(
+        "Retained",
+        lambda t: lower_bound(retained().get(int(t.method_table or 0)), damage()),
+        ColumnKind.SIZE,
+        "what would be freed if every object of the type went (dominator tree)",
+    )
+
+
+def managed_type_columns(
+    retained: Callable[[], Mapping[int, int]],
+    owned: Callable[[], Mapping[str, int]],
+    damage: Callable[[], str],
+    owned_damage: Callable[[], str],
+) -> tuple[Column[TypeStat], ...]:
+    """The Managed types table (`dumpheap -stat` with retained and native
+    owned bytes beside the sizes, before the long class name), as the GUI
+    and the text report show it."""
+    return (
+        TYPE_COLUMNS[:-1]
+        + (retained_column(retained, damage), native_bytes_column(owned, owned_damage))
+        + TYPE_COLUMNS[-1:]
+    )
+
+
+def finalizer_type_columns(
+    owned: Callable[[], Mapping[str, int]], damage: Callable[[], str]
+) -> tuple[Column[TypeCount], ...]:
+    """A finalizer queue's types with the native bytes their objects own."""
+    return (
+        TYPE_COUNT_COLUMNS[:-1]
+        + (native_bytes_column(owned, damage),)
+        + TYPE_COUNT_COLUMNS[-1:]
     )

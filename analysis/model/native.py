@@ -51,6 +51,19 @@ class LargeBlock:
 
 
 @dataclass(frozen=True)
+class HeapAllocation:
+    """One allocation inside a heap segment (a glibc chunk): its header
+    included, as a large block's size is."""
+
+    address: Address
+    size: ByteSize
+
+    @property
+    def end(self) -> int:
+        return int(self.address) + int(self.size)
+
+
+@dataclass(frozen=True)
 class NativeHeap:
     """One native heap.
 

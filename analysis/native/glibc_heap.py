@@ -31,7 +31,8 @@ jemalloc), which this does not recognise.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
@@ -71,6 +72,15 @@ DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
+class Chunks:
+    """Chunks in address order: their starts and sizes (header included),
+    8 bytes each, as a heap can hold millions."""
+
+    starts: array[int] = field(default_factory=lambda: array("Q"))
+    sizes: array[int] = field(default_factory=lambda: array("Q"))
+
+
+@dataclass(frozen=True)
 class ChunkWalk:
     """A walk over consecutive chunks [start, end): ok when the chunks tile
     the range exactly; free = free chunks plus the top chunk."""
@@ -81,9 +91,16 @@ class ChunkWalk:
     problem: str = ""
 
 
-def walk_chunks(data: bytes, start: int, end: int, limit: int) -> ChunkWalk:
+def walk_chunks(
+    data: bytes,
+    start: int,
+    end: int,
+    limit: int,
+    found: Optional[Chunks] = None,
+) -> ChunkWalk:
     """Walks chunk headers in `data` (offsets relative to it) from `start`;
-    the chunk that reaches `end` is the top chunk."""
+    the chunk that reaches `end` is the top chunk. found: when given, gets
+    each chunk's offset and size."""
     offset, count, free = start, 0, 0
     previous_size = 0
     while True:
@@ -100,6 +117,9 @@ def walk_chunks(data: bytes, start: int, end: int, limit: int) -> ChunkWalk:
                 False, count, free, f"chunk at +0x{offset:x} has size 0x{size:x}"
             )
         count += 1
+        if found is not None:
+            found.starts.append(offset)
+            found.sizes.append(size)
         if offset + size == end:
             return ChunkWalk(True, count, free + size)
         if offset + size > end:
@@ -304,6 +324,30 @@ def _thread_arenas(
             )
         )
     return rows, used
+
+
+def segment_chunks(
+    reader: MemoryReader, segment: HeapSegment, limits: Limits = DEFAULT_LIMITS
+) -> Optional[Chunks]:
+    """The chunks (by address) that tile one segment of
+    a glibc arena (the brk heap, or one heap of a thread arena), or None
+    when it is not in the dump or its chunks do not tile it. The first chunk
+    starts where the heap walk found it: at the brk heap's first byte, after
+    a thread heap's heap_info, and in an arena's first heap after its
+    malloc_state too."""
+    base, size = int(segment.address), int(segment.committed)
+    data = _read(reader, base, size)
+    if data is None:
+        return None
+    starts = [0] + [_align(info) for info in HEAP_INFO_SIZES]
+    starts += [
+        _align(info + state) for info in HEAP_INFO_SIZES for state in MALLOC_STATE_SIZES
+    ]
+    for start in starts:
+        found = Chunks()
+        if walk_chunks(data, start, size, limits.max_chunks_per_heap, found).ok:
+            return Chunks(array("Q", (base + o for o in found.starts)), found.sizes)
+    return None
 
 
 def _align(value: int) -> int:

@@ -201,3 +201,30 @@ def test_any_corruption_of_chunk_headers_gives_rows_not_exceptions(patches):
     for heap in heaps:
         assert heap.kind in ("glibc-arena", "glibc-mmap")
         assert all(int(b.size) % PAGE == 0 for b in heap.large_blocks)
+
+
+def test_every_arena_segment_is_tiled_by_the_chunks_that_size_owned_memory(
+    blocked_finalizer,
+):
+    """What a pointer into a heap segment owns is the chunk around it: the
+    chunk table of each segment (the brk heap, each thread arena's heap)
+    covers it from its first chunk to its end without a gap, each size the
+    chunk's own size field."""
+    from analysis.native.glibc_heap import FLAG_BITS, segment_chunks
+
+    _, reader, heaps = blocked_finalizer
+    segments = [s for h in heaps if h.kind == "glibc-arena" for s in h.segments]
+    assert len(segments) > 1
+    for segment in segments:
+        chunks = segment_chunks(reader, segment)
+        assert chunks is not None
+        starts, sizes = list(chunks.starts), list(chunks.sizes)
+        base, end = int(segment.address), int(segment.address) + int(segment.committed)
+        # The brk heap starts with a chunk; a thread heap with its heap_info
+        # (and, in an arena's first heap, its malloc_state).
+        assert starts[0] == base or base < starts[0] < base + 0x1000
+        assert all(a + n == b for a, n, b in zip(starts, sizes, starts[1:]))
+        assert starts[-1] + sizes[-1] == end
+        for start, size in list(zip(starts, sizes))[:: max(1, len(starts) // 50)]:
+            field = struct.unpack("<Q", reader.read(start + 8, 8))[0]
+            assert field & ~FLAG_BITS == size

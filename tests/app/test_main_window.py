@@ -5,7 +5,7 @@ from qtpy.QtCore import Qt
 from analysis.analyses import DIAGNOSIS, NATIVE_OWNERS, RUNTIME
 from analysis.model.vocab import RowKind
 from scenarios.dumps import ensure_dump
-from views.base import CRITICAL, INFO
+from views.colours import Tone, tone
 
 
 def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, qtbot):
@@ -31,7 +31,7 @@ def test_blocked_finalizer_story_leads_from_the_finding_to_the_threads(window, q
     thread = table.record_at(row)
     assert thread.os_id == facts["finalizer_thread"]["os_thread_id"]
     brush = table.proxy.data(table.proxy.index(row, 0), Qt.ItemDataRole.BackgroundRole)
-    assert brush.color().name() == CRITICAL
+    assert brush.color().name() == tone(Tone.CRITICAL).background
     assert "LockHolder" not in (thread.name or "")
     holder = facts["lock_holder"]["os_thread_id"]
     assert table.text_at(row, 9) == (
@@ -205,7 +205,7 @@ def test_threads_tab_shows_the_thread_pool_at_its_limit(window, qtbot):
         brush = table.proxy.data(
             table.proxy.index(row, 0), Qt.ItemDataRole.BackgroundRole
         )
-        assert brush is not None and brush.color().name() == INFO
+        assert brush is not None and brush.color().name() == tone(Tone.INFO).background
     # Their stacks fall in two groups (waiting in .Result, in .Wait()), the
     # two largest; clicking one selects every thread in it.
     groups = window.threads.stack_groups

@@ -16,7 +16,7 @@ from tests.builders import (
     thread_view,
     type_count,
 )
-from views.base import CRITICAL, WARNING
+from views.colours import Tone, tone
 from views.finalizer_view import FinalizerView
 from views.findings_view import FindingsView
 from views.heap_stats_view import HeapStatsView
@@ -111,7 +111,12 @@ def test_threads_view_highlights_the_blocked_finalizer_and_sta_threads(qtbot):
         colours[view.threads.record_at(row).os_id] = (
             brush.color().name() if brush else None
         )
-    assert colours == {101: None, 102: CRITICAL, 103: WARNING, 104: None}
+    assert colours == {
+        101: None,
+        102: tone(Tone.CRITICAL).background,
+        103: tone(Tone.WARNING).background,
+        104: None,
+    }
     assert view.select(RowKind.THREAD, (102,))
     assert view.managed_stack.item(0).text() == finalize
     rows = {view.threads.record_at(r).os_id: r for r in range(4)}

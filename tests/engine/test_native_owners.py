@@ -14,7 +14,12 @@ from analysis.managed.client import (
     engine_available,
 )
 from analysis.native.heaps import find_native_heaps
-from analysis.ownership import block_ranges, native_blocks, native_ownership
+from analysis.ownership import (
+    BlockKind,
+    block_ranges,
+    native_blocks,
+    native_ownership,
+)
 from scenarios.dumps import ensure_dump
 
 pytestmark = pytest.mark.skipif(
@@ -164,3 +169,59 @@ def test_a_cancelled_scan_raises_cancelled_and_the_engine_serves_on():
         assert e.value.code == ErrorCode.CANCELLED
         assert reports and reports[0][1] > 0
         assert engine.native_pointers(limit=10).truncated
+
+
+def test_native_owned_bytes_count_each_owned_allocation_once():
+    """The session's native_owners on the blocked-finalizer dump: the 40
+    UnmanagedBuffer objects own 40 chunks of 2 MB; the objects pointing into
+    the brk heap own the chunks they point into, each chunk counted once (50
+    RuntimeParameterInfo objects share one), and each size is the chunk's
+    own size field in the dump."""
+    import struct
+
+    from analysis.analyses import NATIVE_OWNERS
+    from analysis.session import DumpSession
+
+    dump = ensure_dump("blocked-finalizer", "net10")
+    with DumpSession(dump.path) as session:
+        ownership = session.result(NATIVE_OWNERS)
+    by_type = {t.type: t for t in ownership.by_type}
+    buffers = by_type[dump.facts["buffer_type"]]
+    # Each buffer is one mmapped chunk: 2 MB plus its page of header.
+    assert buffers.bytes == dump.facts["buffer_count"] * (
+        dump.facts["buffer_size"] + 0x1000
+    )
+    assert (buffers.large_blocks, buffers.allocations) == (40, 0)
+
+    in_segments = [
+        (entry, owner)
+        for entry in ownership.blocks
+        for owner in entry.owners
+        if entry.block.kind is BlockKind.HEAP_SEGMENT
+    ]
+    assert len(in_segments) > 50
+    # Every pointer into the glibc brk heap was sized: none left as a pointer.
+    assert all(owner.allocation is not None for _, owner in in_segments)
+    assert all(t.segment_pointers == 0 for t in ownership.by_type)
+    reader = open_dump(str(dump.path))
+    try:
+        for entry, owner in in_segments:
+            chunk = owner.allocation
+            size_field = struct.unpack("<Q", reader.read(int(chunk.address) + 8, 8))[0]
+            assert size_field & ~0x7 == chunk.size
+            assert entry.block.address <= chunk.address
+            assert chunk.end <= entry.block.end
+    finally:
+        reader.close()
+    for name, tally in by_type.items():
+        chunks = {
+            owner.allocation
+            for _, owner in in_segments
+            if owner.type == name and owner.allocation is not None
+        }
+        if chunks:
+            assert tally.allocations == len(chunks)
+            assert tally.bytes == sum(int(c.size) for c in chunks)
+    parameters = by_type["System.Reflection.RuntimeParameterInfo"]
+    assert parameters.objects > parameters.allocations
+    assert ownership.owned_bytes >= buffers.bytes + parameters.bytes
