@@ -43,7 +43,7 @@ public sealed class DominatorTree
     /// <paramref name="edges"/> are the successors of the real nodes; the
     /// super-root's successors are <paramref name="roots"/>.
     /// </summary>
-    public static DominatorTree Compute(int nodeCount, int[] start, int[] edges, int[] roots,
+    public static DominatorTree Compute(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots,
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         int superRoot = nodeCount;
@@ -65,7 +65,8 @@ public sealed class DominatorTree
         // and a pass that changes nothing means every node's dominator is
         // the intersection over all its predecessors: the fixed point of
         // the original formulation.
-        var idom = new int[nodeCount + 1];
+        // Pinned: the graph keeps it as a column (HeapGraph.Storage.cs).
+        int[] idom = GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true);
         Array.Fill(idom, Unreachable);
         idom[superRoot] = superRoot;
         bool changed = true;
@@ -106,7 +107,7 @@ public sealed class DominatorTree
         // The search's numbering is garbage by now: free it before this
         // array, the largest per node, is made.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        var retained = new ulong[Idom.Length];
+        ulong[] retained = GC.AllocateArray<ulong>(Idom.Length, pinned: true);
         int superRoot = SuperRoot;
         foreach (int v in Postorder)
         {
@@ -133,10 +134,11 @@ public sealed class DominatorTree
         return a;
     }
 
-    private static ReadOnlySpan<int> Successors(int v, int superRoot, int[] start, int[] edges, int[] roots) =>
-        v == superRoot ? roots : edges.AsSpan(start[v], start[v + 1] - start[v]);
+    private static ReadOnlySpan<int> Successors(int v, int superRoot, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots) =>
+        v == superRoot ? roots : edges.Slice(start[v], start[v + 1] - start[v]);
 
-    private static int[] DepthFirstPostorder(int nodeCount, int[] start, int[] edges, int[] roots, int[] number, CancellationToken cancel)
+    private static int[] DepthFirstPostorder(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots, int[] number,
+        CancellationToken cancel)
     {
         int superRoot = nodeCount;
         var order = new int[nodeCount + 1];

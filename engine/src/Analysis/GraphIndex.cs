@@ -65,9 +65,11 @@ public sealed class GraphIndex
         if (!File.Exists(path))
             return null;
         HeapGraph? graph;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            // The graph maps the file: closing the stream leaves the mapping.
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
             graph = HeapGraph.Load(stream, key, cancel);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -81,6 +83,7 @@ public sealed class GraphIndex
             TryDelete(path);
             return null;
         }
+        Console.Error.WriteLine($"engine: index {path} loaded in {watch.Elapsed.TotalSeconds:F3} s");
         // Marks it as recently used for the eviction order.
         try
         {

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Microsoft.Diagnostics.Runtime;
@@ -27,20 +26,20 @@ public sealed partial class HeapGraph
     // many bytes (2^7): a bucket holds one to three objects.
     private const int BucketShift = 7;
 
-    private readonly int[] _type;
-    private readonly uint[] _size;
+    private readonly Column<int> _type;
+    private readonly Column<uint> _size;
     // Objects of 4 GB and more (arrays with gcAllowVeryLargeObjects) keep
     // their size here; _size holds uint.MaxValue for them.
     private readonly Dictionary<int, ulong> _hugeSizes;
-    private readonly int[] _edgeStart;
-    private readonly int[] _edges;
+    private readonly Column<int> _edgeStart;
+    private readonly Column<int> _edges;
     private readonly SegmentIndex[] _segments;
     private readonly GraphType[] _types;
     private readonly GraphRoot[] _roots;
     private readonly string[] _rootNames;
     private readonly int[] _rootTargets;
-    private readonly int[] _idom;
-    private readonly ulong[] _retained;
+    private readonly Column<int> _idom;
+    private readonly Column<ulong> _retained;
 
     /// <summary>Objects in the graph (free space excluded).</summary>
     public int ObjectCount => _type.Length;
@@ -55,7 +54,7 @@ public sealed partial class HeapGraph
 
     /// <summary>One segment's objects: their addresses, ascending, and a bucket
     /// table from (address - Start) >> BucketShift to the first object at or after it.</summary>
-    private sealed record SegmentIndex(ulong Start, ulong End, int First, ulong[] Address, int[] Buckets);
+    private sealed record SegmentIndex(ulong Start, ulong End, int First, Column<ulong> Address, Column<int> Buckets);
 
     /// <summary>A type of the graph: its method table and name, resolved once.</summary>
     internal readonly record struct GraphType(ulong MethodTable, string Name);
@@ -95,9 +94,9 @@ public sealed partial class HeapGraph
         _ => "other",
     };
 
-    private HeapGraph(int[] type, uint[] size, Dictionary<int, ulong> hugeSizes, int[] edgeStart, int[] edges,
+    private HeapGraph(Column<int> type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
         SegmentIndex[] segments, GraphType[] types, GraphRoot[] roots, string[] rootNames, int[] rootTargets,
-        int[] idom, ulong[] retained, int passes, double seconds)
+        Column<int> idom, Column<ulong> retained, int passes, double seconds)
     {
         _type = type;
         _size = size;
@@ -134,7 +133,7 @@ public sealed partial class HeapGraph
 
     public string TypeNameOf(int index) => _types[_type[index]].Name;
 
-    public ReadOnlySpan<int> ReferencesOf(int index) => _edges.AsSpan(_edgeStart[index], _edgeStart[index + 1] - _edgeStart[index]);
+    public ReadOnlySpan<int> ReferencesOf(int index) => _edges.Slice(_edgeStart[index], _edgeStart[index + 1] - _edgeStart[index]);
 
     /// <summary>The immediate dominator's index, SuperRoot, or DominatorTree.Unreachable.</summary>
     public int ImmediateDominator(int index) => _idom[index];
@@ -182,7 +181,7 @@ public sealed partial class HeapGraph
             hint = seg;
         }
         int bucket = (int)((address - seg.Start) >> BucketShift);
-        ulong[] addresses = seg.Address;
+        Column<ulong> addresses = seg.Address;
         int i = seg.Buckets[bucket];
         int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : addresses.Length;
         for (; i < end; i++)
@@ -227,18 +226,25 @@ public sealed partial class HeapGraph
     /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
     private sealed class TypeTable(IMemoryReader memory)
     {
-        private readonly ConcurrentDictionary<ulong, (int Index, ReferenceLayout Layout)> _byMt = new();
+        private readonly Dictionary<ulong, (int Index, ReferenceLayout Layout)> _byMt = [];
         private readonly List<ClrType> _types = [];
 
-        public (int Index, ReferenceLayout Layout) Of(ClrType type) => _byMt.GetOrAdd(type.MethodTable, _ =>
+        // One lock around lookup and insertion: two walkers meeting a new
+        // type at once must not both number it (the loser's number would
+        // be a second, empty entry of the same type). Each walker caches
+        // what it got, so the lock is taken about once per type and walker.
+        public (int Index, ReferenceLayout Layout) Of(ClrType type)
         {
-            var layout = ReferenceLayout.Of(type, memory);
             lock (_types)
             {
-                _types.Add(type);
-                return (_types.Count - 1, layout);
+                if (!_byMt.TryGetValue(type.MethodTable, out var known))
+                {
+                    _types.Add(type);
+                    _byMt[type.MethodTable] = known = (_types.Count - 1, ReferenceLayout.Of(type, memory));
+                }
+                return known;
             }
-        });
+        }
 
         public ClrType[] All()
         {
@@ -251,6 +257,7 @@ public sealed partial class HeapGraph
     private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected)
     {
         public Growing<ulong> Address = new(expected);
+        public Column<ulong> Kept;
         public Growing<int> Type = new(expected);
         public Growing<ulong> Size = new(expected);
         // Where each object's references start in Raw; then Raw holds the
@@ -339,6 +346,16 @@ public sealed partial class HeapGraph
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         var watch = Stopwatch.StartNew();
+        // Each step's wall and process CPU time, logged (stderr) to show
+        // where a build spends.
+        double lastWall = 0, lastCpu = Environment.CpuUsage.TotalTime.TotalSeconds;
+        var stages = new List<string>();
+        void Stage(string name)
+        {
+            double wall = watch.Elapsed.TotalSeconds, cpu = Environment.CpuUsage.TotalTime.TotalSeconds;
+            stages.Add($"{name} {wall - lastWall:F2} s (CPU {cpu - lastCpu:F2} s)");
+            (lastWall, lastCpu) = (wall, cpu);
+        }
         ClrHeap heap = runtime.Heap;
         var segments = heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start).ToArray();
         bool parallel = runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
@@ -364,8 +381,11 @@ public sealed partial class HeapGraph
             var walk = new SegmentWalk(memory.PointerSize, memory, dependents, expected);
             var visitor = new GraphVisitor(walk, types, freeMt);
             walker.WalkBytes(segments[s], ref visitor, cancel);
-            // Only the addresses are kept beyond the build: only they are trimmed.
-            walk.Address.Trim();
+            // Only the addresses are kept beyond the build: moved to a
+            // pinned array of their exact length.
+            walk.Kept = Column<ulong>.Allocate(walk.Address.Count, zeroed: false);
+            walk.Address.Items.AsSpan(0, walk.Address.Count).CopyTo(walk.Kept.Writable);
+            walk.Address = default;
             walks[s] = walk;
             long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
             progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
@@ -375,22 +395,14 @@ public sealed partial class HeapGraph
         int first = 0;
         for (int s = 0; s < segments.Length; s++)
         {
-            ulong[] addresses = walks[s].Address.Items;
+            Column<ulong> addresses = walks[s].Kept;
             ulong start = segments[s].ObjectRange.Start;
             ulong end = segments[s].ObjectRange.End;
-            var buckets = new int[(int)(((end - start) >> BucketShift) + 1)];
-            int at = 0;
-            for (int b = 0; b < buckets.Length; b++)
-            {
-                ulong bucketStart = start + ((ulong)b << BucketShift);
-                while (at < addresses.Length && addresses[at] < bucketStart)
-                    at++;
-                buckets[b] = at;
-            }
-            index[s] = new SegmentIndex(start, end, first, addresses, buckets);
+            index[s] = new SegmentIndex(start, end, first, addresses, Buckets(start, end, addresses.Span));
             first = checked(first + addresses.Length);
         }
         int n = first;
+        Stage("walk");
 
         // 2. Each segment's references resolved to indices, in place over
         //    its raw addresses (an int takes half a ulong's room); then the
@@ -427,17 +439,21 @@ public sealed partial class HeapGraph
         if (edgeCount > Array.MaxLength)
             throw new EngineException(ErrorCodes.Internal, $"The heap has {edgeCount:N0} references, more than one graph can hold.");
 
-        var type = new int[n];
-        var size = new uint[n];
+        var typeColumn = Column<int>.Allocate(n, zeroed: false);
+        var sizeColumn = Column<uint>.Allocate(n, zeroed: false);
         var huge = new Dictionary<int, ulong>();
-        var edgeStart = new int[n + 1];
-        var edges = new int[edgeCount];
+        var edgeStartColumn = Column<int>.Allocate(n + 1, zeroed: false);
+        var edgesColumn = Column<int>.Allocate((int)edgeCount, zeroed: false);
+        Span<int> type = typeColumn.Writable;
+        Span<uint> size = sizeColumn.Writable;
+        Span<int> edgeStart = edgeStartColumn.Writable;
+        Span<int> edges = edgesColumn.Writable;
         int edgeBase = 0;
         for (int s = 0; s < segments.Length; s++)
         {
             SegmentWalk walk = walks[s];
             int o = index[s].First;
-            Array.Copy(walk.Type.Items, 0, type, o, walk.Type.Count);
+            walk.Type.Items.AsSpan(0, walk.Type.Count).CopyTo(type[o..]);
             for (int k = 0; k < walk.Size.Count; k++)
             {
                 ulong sz = walk.Size.Items[k];
@@ -448,15 +464,17 @@ public sealed partial class HeapGraph
             for (int k = 0; k < walk.RefStart.Count; k++)
                 edgeStart[o + k] = edgeBase + walk.RefStart.Items[k];
             System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan())[..resolvedCounts[s]]
-                .CopyTo(edges.AsSpan(edgeBase));
+                .CopyTo(edges[edgeBase..]);
             edgeBase += resolvedCounts[s];
             walks[s] = null!;
         }
         edgeStart[n] = edgeBase;
+        Stage("resolve+join");
         walks = [];
         // The walk's arrays are garbage now, as big as the graph itself:
         // give their memory back before the dominators need more.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        Stage("gc");
         GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
@@ -464,12 +482,15 @@ public sealed partial class HeapGraph
         var rootNames = new List<string>();
         GraphRoot[] roots = Roots(runtime, index, rootNames, cancel);
         int[] rootTargets = roots.Select(r => r.Object).Distinct().Order().ToArray();
+        Stage("roots");
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
-        DominatorTree tree = DominatorTree.Compute(n, edgeStart, edges, rootTargets, sub, cancel);
-        ulong[] retained = tree.RetainedSizes(i => size[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : size[i]);
+        DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
+        ulong[] retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
+        Stage($"dominators ({tree.Passes} passes)+retained");
+        Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
-        return new HeapGraph(type, size, huge, edgeStart, edges, index, graphTypes, roots, [.. rootNames], rootTargets,
-            tree.Idom, retained, tree.Passes, watch.Elapsed.TotalSeconds);
+        return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
+            Column<int>.OfPinned(tree.Idom), Column<ulong>.OfPinned(retained), tree.Passes, watch.Elapsed.TotalSeconds);
     }
 
     /// <summary>Maps the dominator step's progress onto the last third of the build.</summary>
