@@ -50,7 +50,7 @@ public sealed class DominatorTree
         // Postorder number of each node; -1 unvisited. During the search it
         // holds the next edge to follow, as -2 - cursor, so the search needs
         // no second per-node array.
-        var number = new int[nodeCount + 1];
+        int[] number = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1));
         Array.Fill(number, -1);
         int[] postorder = DepthFirstPostorder(nodeCount, start, edges, roots, number, cancel);
         progress?.Report(new ProgressReport(1, 3, "computing dominators"));
@@ -66,7 +66,7 @@ public sealed class DominatorTree
         // the intersection over all its predecessors: the fixed point of
         // the original formulation.
         // Pinned: the graph keeps it as a column (HeapGraph.Storage.cs).
-        int[] idom = GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true);
+        int[] idom = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true));
         Array.Fill(idom, Unreachable);
         idom[superRoot] = superRoot;
         bool changed = true;
@@ -107,7 +107,8 @@ public sealed class DominatorTree
         // The search's numbering is garbage by now: free it before this
         // array, the largest per node, is made.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        ulong[] retained = GC.AllocateArray<ulong>(Idom.Length, pinned: true);
+        ulong[] retained = HugePages.Advise(GC.AllocateUninitializedArray<ulong>(Idom.Length, pinned: true));
+        Array.Clear(retained);
         int superRoot = SuperRoot;
         foreach (int v in Postorder)
         {
@@ -141,15 +142,18 @@ public sealed class DominatorTree
         CancellationToken cancel)
     {
         int superRoot = nodeCount;
-        var order = new int[nodeCount + 1];
+        int[] order = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1));
         int ordered = 0;
-        var stack = new Stack<int>();
-        stack.Push(superRoot);
+        // Each node is pushed once at most: the stack never outgrows this,
+        // and the pages it does not reach are never touched.
+        int[] stack = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1));
+        int depth = 0;
+        stack[depth++] = superRoot;
         number[superRoot] = -2;
         int visited = 0;
-        while (stack.Count > 0)
+        while (depth > 0)
         {
-            int v = stack.Peek();
+            int v = stack[depth - 1];
             int cursor = -2 - number[v];
             ReadOnlySpan<int> next = Successors(v, superRoot, start, edges, roots);
             while (cursor < next.Length && number[next[cursor]] != -1)
@@ -159,13 +163,13 @@ public sealed class DominatorTree
                 int w = next[cursor];
                 number[v] = -2 - (cursor + 1);
                 number[w] = -2;
-                stack.Push(w);
+                stack[depth++] = w;
                 if ((++visited & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
             }
             else
             {
-                stack.Pop();
+                depth--;
                 number[v] = ordered;
                 order[ordered++] = v;
             }

@@ -197,10 +197,10 @@ public sealed partial class HeapGraph
     // ------------------------------------------------------------- building
 
     /// <summary>A growing array; Trim() leaves it exactly as long as its content.</summary>
-    private struct Growing<T>(int capacity)
+    private struct Growing<T>(int capacity, bool pinned = false) where T : unmanaged
     {
         // Every slot is written before it is read: no need to zero them.
-        public T[] Items = GC.AllocateUninitializedArray<T>(capacity);
+        public T[] Items = HugePages.Advise(GC.AllocateUninitializedArray<T>(capacity, pinned));
         public int Count;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -208,19 +208,13 @@ public sealed partial class HeapGraph
         {
             if (Count == Items.Length)
             {
-                T[] bigger = GC.AllocateUninitializedArray<T>(Math.Max(16, Count * 2));
+                T[] bigger = HugePages.Advise(GC.AllocateUninitializedArray<T>(Math.Max(16, Count * 2), pinned));
                 Array.Copy(Items, bigger, Count);
                 Items = bigger;
             }
             Items[Count++] = item;
         }
 
-        public T[] Trim()
-        {
-            if (Items.Length != Count)
-                Array.Resize(ref Items, Count);
-            return Items;
-        }
     }
 
     /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
@@ -253,24 +247,49 @@ public sealed partial class HeapGraph
         }
     }
 
-    /// <summary>What the walk of one segment found: objects and raw reference values.</summary>
-    private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected)
+    private sealed class Freed(SegmentWalk?[] walks) : IDisposable
     {
-        public Growing<ulong> Address = new(expected);
-        public Column<ulong> Kept;
-        public Growing<int> Type = new(expected);
-        public Growing<ulong> Size = new(expected);
+        public void Dispose()
+        {
+            foreach (SegmentWalk? walk in walks)
+                walk?.Free();
+        }
+    }
+
+    /// <summary>What the walk of one run of segments found: objects and raw reference values.</summary>
+    private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
+        int segments)
+    {
+        // Pinned: the graph keeps the addresses, as columns over this array.
+        public Growing<ulong> Address = new(expected, pinned: true);
+        // Where each segment's objects start in the arrays (one more: the end).
+        public int[] SegmentStart = new int[segments + 1];
+        // The rest is temporary: outside the GC heap, freed as soon as joined.
+        public NativeGrowing<int> Type = new(expected);
+        public NativeGrowing<uint> Size = new(expected);
+        // Objects of 4 GiB and more: their size; Size holds uint.MaxValue.
+        public List<(int Object, ulong Size)> Huge = [];
         // Where each object's references start in Raw; then Raw holds the
         // referenced addresses, in object order.
-        public Growing<int> RefStart = new(expected);
-        public Growing<ulong> Raw = new(expected * 2);
+        public NativeGrowing<int> RefStart = new(expected);
+        public NativeGrowing<ulong> Raw = new(expected * 2);
         public int Dependent = -1;
+
+        public void Free()
+        {
+            Type.Free();
+            Size.Free();
+            RefStart.Free();
+            Raw.Free();
+        }
 
         public void Add(ulong address, int type, ulong size, ReferenceLayout layout, ReadOnlySpan<byte> bytes)
         {
+            if (size >= uint.MaxValue)
+                Huge.Add((Address.Count, size));
             Address.Add(address);
             Type.Add(type);
-            Size.Add(size);
+            Size.Add(size >= uint.MaxValue ? uint.MaxValue : (uint)size);
             RefStart.Add(Raw.Count);
             if (Dependent < 0)
                 Dependent = FirstAtOrAfter(dependents, address);
@@ -364,75 +383,92 @@ public sealed partial class HeapGraph
         long total = 3 * totalBytes;
         long doneBytes = 0;
 
-        // 1. Objects and the addresses they reference, segment by segment
-        //    (largest first so the workers end together).
+        // 1. Objects and the addresses they reference. The segments, in
+        //    address order, are cut into runs of about equal bytes, a few
+        //    per processor; a walker takes one run at a time (the largest
+        //    first, so that the workers end together) and keeps its objects
+        //    in address order in arrays of its own, big enough for huge
+        //    pages (a region is only a few MiB of heap).
         var types = new TypeTable(memory);
         ulong freeMt = heap.FreeType?.MethodTable ?? 0;
         (ulong, ulong)[] dependents = DependentHandles(runtime);
-        var walks = new SegmentWalk[segments.Length];
-        var bySize = Enumerable.Range(0, segments.Length).OrderByDescending(i => segments[i].ObjectRange.Length).ToArray();
-        Parallel.ForEach(bySize, options, s =>
+        (int First, int Count, long Bytes)[] runs = Runs(segments, 4 * options.MaxDegreeOfParallelism);
+        var walks = new SegmentWalk[runs.Length];
+        // A cancelled or failed build frees the walks' temporaries too.
+        using var freed = new Freed(walks);
+        var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
+        Parallel.ForEach(bySize, options, r =>
         {
             // Sized for objects of 32 bytes with two references each, more
             // than most heaps hold, so that arrays rarely grow (a copy);
             // unused capacity of an uninitialised array is never touched
             // and so takes no memory.
-            int expected = (int)Math.Min(1 << 24, segments[s].ObjectRange.Length / 32 + 16);
-            var walk = new SegmentWalk(memory.PointerSize, memory, dependents, expected);
+            int expected = (int)Math.Min(1 << 28, runs[r].Bytes / 32 + 16);
+            var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, runs[r].Count);
             var visitor = new GraphVisitor(walk, types, freeMt);
-            walker.WalkBytes(segments[s], ref visitor, cancel);
-            // Only the addresses are kept beyond the build: moved to a
-            // pinned array of their exact length.
-            walk.Kept = Column<ulong>.Allocate(walk.Address.Count, zeroed: false);
-            walk.Address.Items.AsSpan(0, walk.Address.Count).CopyTo(walk.Kept.Writable);
-            walk.Address = default;
-            walks[s] = walk;
-            long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
-            progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
+            for (int i = 0; i < runs[r].Count; i++)
+            {
+                ClrSegment segment = segments[runs[r].First + i];
+                walk.SegmentStart[i] = walk.Address.Count;
+                walker.WalkBytes(segment, ref visitor, cancel);
+                long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
+                progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
+            }
+            walk.SegmentStart[runs[r].Count] = walk.Address.Count;
         });
 
+        // The address lookup: each segment's addresses (a part of its run's
+        // pinned array, kept for good) and buckets.
         var index = new SegmentIndex[segments.Length];
+        var runFirst = new int[runs.Length];
         int first = 0;
-        for (int s = 0; s < segments.Length; s++)
+        for (int r = 0; r < runs.Length; r++)
         {
-            Column<ulong> addresses = walks[s].Kept;
-            ulong start = segments[s].ObjectRange.Start;
-            ulong end = segments[s].ObjectRange.End;
-            index[s] = new SegmentIndex(start, end, first, addresses, Buckets(start, end, addresses.Span));
-            first = checked(first + addresses.Length);
+            runFirst[r] = first;
+            var all = Column<ulong>.OfPinned(walks[r].Address.Items);
+            for (int i = 0; i < runs[r].Count; i++)
+            {
+                int s = runs[r].First + i;
+                int from = walks[r].SegmentStart[i];
+                Column<ulong> addresses = all.Part(from, walks[r].SegmentStart[i + 1] - from);
+                ulong start = segments[s].ObjectRange.Start;
+                ulong end = segments[s].ObjectRange.End;
+                index[s] = new SegmentIndex(start, end, first, addresses, Buckets(start, end, addresses.Span));
+                first = checked(first + addresses.Length);
+            }
         }
         int n = first;
         Stage("walk");
 
-        // 2. Each segment's references resolved to indices, in place over
-        //    its raw addresses (an int takes half a ulong's room); then the
+        // 2. Each run's references resolved to indices, in place over its
+        //    raw addresses (an int takes half a ulong's room); then the
         //    object arrays and rows joined.
-        var resolvedCounts = new int[segments.Length];
-        Parallel.ForEach(bySize, options, s =>
+        var resolvedCounts = new int[runs.Length];
+        Parallel.ForEach(bySize, options, r =>
         {
-            SegmentWalk walk = walks[s];
-            Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan());
-            int[] refStart = walk.RefStart.Items;
-            ulong[] raw = walk.Raw.Items;
+            SegmentWalk walk = walks[r];
+            Span<ulong> raw = walk.Raw.Span;
+            Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(raw);
+            Span<int> refStart = walk.RefStart.Span;
             int objects = walk.RefStart.Count;
             int written = 0;
             SegmentIndex? hint = null;
             for (int k = 0; k < objects; k++)
             {
                 int from = refStart[k];
-                int to = k + 1 < objects ? refStart[k + 1] : walk.Raw.Count;
+                int to = k + 1 < objects ? refStart[k + 1] : raw.Length;
                 refStart[k] = written;
-                for (int r = from; r < to; r++)
+                for (int i = from; i < to; i++)
                 {
-                    int target = IndexOf(index, raw[r], ref hint);
+                    int target = IndexOf(index, raw[i], ref hint);
                     if (target >= 0)
                         resolved[written++] = target;
                 }
                 if ((k & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
             }
-            resolvedCounts[s] = written;
-            long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
+            resolvedCounts[r] = written;
+            long done = Interlocked.Add(ref doneBytes, runs[r].Bytes);
             progress?.Report(new ProgressReport(done, total, "resolving references"));
         });
         long edgeCount = resolvedCounts.Sum(c => (long)c);
@@ -444,37 +480,31 @@ public sealed partial class HeapGraph
         var huge = new Dictionary<int, ulong>();
         var edgeStartColumn = Column<int>.Allocate(n + 1, zeroed: false);
         var edgesColumn = Column<int>.Allocate((int)edgeCount, zeroed: false);
-        Span<int> type = typeColumn.Writable;
-        Span<uint> size = sizeColumn.Writable;
         Span<int> edgeStart = edgeStartColumn.Writable;
-        Span<int> edges = edgesColumn.Writable;
         int edgeBase = 0;
-        for (int s = 0; s < segments.Length; s++)
+        // Each temporary is freed as soon as it is copied: the graph's
+        // arrays fill up as the walk's empty out.
+        for (int r = 0; r < runs.Length; r++)
         {
-            SegmentWalk walk = walks[s];
-            int o = index[s].First;
-            walk.Type.Items.AsSpan(0, walk.Type.Count).CopyTo(type[o..]);
-            for (int k = 0; k < walk.Size.Count; k++)
-            {
-                ulong sz = walk.Size.Items[k];
-                size[o + k] = sz >= uint.MaxValue ? uint.MaxValue : (uint)sz;
-                if (sz >= uint.MaxValue)
-                    huge[o + k] = sz;
-            }
-            for (int k = 0; k < walk.RefStart.Count; k++)
-                edgeStart[o + k] = edgeBase + walk.RefStart.Items[k];
-            System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan())[..resolvedCounts[s]]
-                .CopyTo(edges[edgeBase..]);
-            edgeBase += resolvedCounts[s];
-            walks[s] = null!;
+            SegmentWalk walk = walks[r];
+            int o = runFirst[r];
+            walk.Type.Span.CopyTo(typeColumn.Writable[o..]);
+            walk.Type.Free();
+            walk.Size.Span.CopyTo(sizeColumn.Writable[o..]);
+            walk.Size.Free();
+            foreach (var (k, sz) in walk.Huge)
+                huge[o + k] = sz;
+            ReadOnlySpan<int> refStart = walk.RefStart.Span;
+            for (int k = 0; k < refStart.Length; k++)
+                edgeStart[o + k] = edgeBase + refStart[k];
+            walk.RefStart.Free();
+            System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Span)[..resolvedCounts[r]]
+                .CopyTo(edgesColumn.Writable[edgeBase..]);
+            walk.Raw.Free();
+            edgeBase += resolvedCounts[r];
         }
         edgeStart[n] = edgeBase;
         Stage("resolve+join");
-        walks = [];
-        // The walk's arrays are garbage now, as big as the graph itself:
-        // give their memory back before the dominators need more.
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        Stage("gc");
         GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
@@ -491,6 +521,28 @@ public sealed partial class HeapGraph
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
             Column<int>.OfPinned(tree.Idom), Column<ulong>.OfPinned(retained), tree.Passes, watch.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>The segments (in address order) cut into about this many
+    /// runs of consecutive segments, of about equal bytes each.</summary>
+    private static (int First, int Count, long Bytes)[] Runs(ClrSegment[] segments, int wanted)
+    {
+        long total = segments.Sum(s => (long)s.ObjectRange.Length);
+        long target = Math.Max(1, total / Math.Max(1, wanted));
+        var runs = new List<(int, int, long)>();
+        int first = 0;
+        long bytes = 0;
+        for (int s = 0; s < segments.Length; s++)
+        {
+            bytes += (long)segments[s].ObjectRange.Length;
+            if (bytes >= target || s == segments.Length - 1)
+            {
+                runs.Add((first, s - first + 1, bytes));
+                first = s + 1;
+                bytes = 0;
+            }
+        }
+        return [.. runs];
     }
 
     /// <summary>Maps the dominator step's progress onto the last third of the build.</summary>
@@ -538,7 +590,7 @@ public sealed partial class HeapGraph
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Collect(ReadOnlySpan<byte> bytes, int pointerSize, ref Growing<ulong> into)
+        public void Collect(ReadOnlySpan<byte> bytes, int pointerSize, ref NativeGrowing<ulong> into)
         {
             if (!IsArray)
             {
@@ -563,7 +615,7 @@ public sealed partial class HeapGraph
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, ref Growing<ulong> into)
+        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, ref NativeGrowing<ulong> into)
         {
             if (offset + pointerSize > bytes.Length)
                 return;
