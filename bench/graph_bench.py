@@ -19,7 +19,9 @@ requests on stdin:
 Each process's wall time, CPU time (user + system), peak RSS (wait4) and
 peak anonymous RSS (polled from /proc every 20 ms; the dump is memory-mapped,
 its pages are file-backed) are recorded, with the engine's own timing of
-the walk and of the graph build. This is a script, not a test.
+the walk and of the graph build. Two more, untimed, processes give the
+engine's log: the time of each build step, and of loading the index. This
+is a script, not a test.
 """
 
 from __future__ import annotations
@@ -67,6 +69,25 @@ def engine(stdin: bytes, index: Path) -> Run:
     return timed(["dotnet", str(ENGINE)], stdin, {**ENV, "DUMPSCOPE_INDEX": str(index)})
 
 
+def engine_log(stdin: bytes, index: Path, prefix: str) -> str:
+    """One more (untimed) engine process: its log line starting with prefix
+    (the engine logs each build step's time, and the index's load time)."""
+    done = subprocess.run(
+        ["dotnet", str(ENGINE)],
+        input=stdin,
+        capture_output=True,
+        env={**ENV, "DUMPSCOPE_INDEX": str(index)},
+        cwd=REPO,
+        check=True,
+    )
+    lines = [
+        line.removeprefix(prefix)
+        for line in done.stderr.decode(errors="replace").splitlines()
+        if line.startswith(prefix)
+    ]
+    return lines[-1] if lines else "(not logged)"
+
+
 def measure(objects: int, runtime: str, index: Path) -> dict:
     dump = ensure_dump("big-heap", runtime, objects=objects)
     opened = {"dump": str(dump.path)}
@@ -75,7 +96,9 @@ def measure(objects: int, runtime: str, index: Path) -> dict:
     stats_script = requests(("open", opened), ("heap_stats", {}))
     engine(stats_script, index)  # warms the page cache
     stats = engine(stats_script, index)
-    built = engine(requests(("open", {**opened, "index": False}), ("graph", {})), index)
+    unindexed = requests(("open", {**opened, "index": False}), ("graph", {}))
+    built = engine(unindexed, index)
+    steps = engine_log(unindexed, index, "engine: heap graph of ")
     for old in index.glob("*"):
         old.unlink()
     saved = engine(requests(("open", opened), ("graph", {})), index)
@@ -95,6 +118,9 @@ def measure(objects: int, runtime: str, index: Path) -> dict:
     page = from_json(TypeRetainedPage, probe[3])
     reachable = int(probe[2]["reachable_bytes"])
     candidates = leak_candidates(page.items, reachable)
+    loaded = engine_log(
+        requests(("open", opened), ("graph", {})), index, "engine: index "
+    )
     reopened = engine(
         requests(
             ("open", opened),
@@ -124,6 +150,8 @@ def measure(objects: int, runtime: str, index: Path) -> dict:
         "index_bytes": index_bytes,
         "reopened": reopened,
         "candidates": len(candidates),
+        "steps": steps,
+        "loaded": loaded.split(" loaded in ")[-1],
     }
 
 
@@ -162,8 +190,11 @@ left out) and {m['references']:,} references.
   {process_ratio:.1f}x wall, {cpu_ratio:.1f}x CPU.
 - Peak anonymous memory of the building engine:
   **{m['built'].peak_anon_bytes / n:.0f} bytes per object** (goal: at most 40).
+- Where the build's time goes (the engine's log of one more, untimed,
+  build: wall, then the process's CPU time over the step): {m['steps']}.
 - Index file: {mib(m['index_bytes'])}, **{m['index_bytes'] / n:.0f} bytes per
-  object**.
+  object**; loading it (mapping it and checking every section's checksum),
+  as the engine logs it: **{m['loaded']}**.
 - Reopen with a warm index, to every answer the leak-suspect rule needs:
   **{m['reopened'].seconds:.2f} s** for the whole process (start, open, load).
 """

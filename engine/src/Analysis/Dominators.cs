@@ -110,10 +110,12 @@ public sealed class DominatorTree
         ulong[] retained = HugePages.Advise(GC.AllocateUninitializedArray<ulong>(Idom.Length, pinned: true));
         Array.Clear(retained);
         int superRoot = SuperRoot;
-        foreach (int v in Postorder)
+        // Own sizes in index order (memory order); then the sums, which
+        // need the postorder.
+        for (int v = 0; v < superRoot; v++)
         {
-            if (v != superRoot)
-                retained[v] += shallowSize(v);
+            if (Idom[v] != Unreachable)
+                retained[v] = shallowSize(v);
         }
         foreach (int v in Postorder)
         {

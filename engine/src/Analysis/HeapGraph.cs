@@ -258,7 +258,7 @@ public sealed partial class HeapGraph
 
     /// <summary>What the walk of one run of segments found: objects and raw reference values.</summary>
     private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
-        int segments)
+        int references, int segments)
     {
         // Pinned: the graph keeps the addresses, as columns over this array.
         public Growing<ulong> Address = new(expected, pinned: true);
@@ -272,7 +272,7 @@ public sealed partial class HeapGraph
         // Where each object's references start in Raw; then Raw holds the
         // referenced addresses, in object order.
         public NativeGrowing<int> RefStart = new(expected);
-        public NativeGrowing<ulong> Raw = new(expected * 2);
+        public NativeGrowing<ulong> Raw = new(references);
         public int Dependent = -1;
 
         public void Free()
@@ -399,12 +399,14 @@ public sealed partial class HeapGraph
         var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
         Parallel.ForEach(bySize, options, r =>
         {
-            // Sized for objects of 32 bytes with two references each, more
-            // than most heaps hold, so that arrays rarely grow (a copy);
-            // unused capacity of an uninitialised array is never touched
-            // and so takes no memory.
+            // Sized for objects of 32 bytes, more than most heaps hold, so
+            // that arrays rarely grow (a copy), and for as many references
+            // as the run has pointer-sized slots, so that they never grow:
+            // capacity that is never written is never touched and so takes
+            // no memory.
             int expected = (int)Math.Min(1 << 28, runs[r].Bytes / 32 + 16);
-            var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, runs[r].Count);
+            int references = (int)Math.Min(1 << 29, runs[r].Bytes / memory.PointerSize + 16);
+            var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, references, runs[r].Count);
             var visitor = new GraphVisitor(walk, types, freeMt);
             for (int i = 0; i < runs[r].Count; i++)
             {
