@@ -97,8 +97,11 @@ public sealed class GraphIndex
 
     /// <summary>Saves the graph (through a temporary file, so a crash leaves
     /// no half file under the real name), then evicts down to the cap.
-    /// Failing to save costs only the next open's time: it is logged.</summary>
-    public void Save(string dumpPath, HeapGraph graph)
+    /// Failing to save costs only the next open's time: it is logged.
+    /// Returns the saved graph mapped from its file, which takes no
+    /// anonymous memory (the built one's arrays can go), or, when it could
+    /// not be saved, the graph itself.</summary>
+    public HeapGraph Save(string dumpPath, HeapGraph graph)
     {
         byte[] key = KeyOf(dumpPath);
         string path = PathOf(key);
@@ -111,7 +114,7 @@ public sealed class GraphIndex
             if (new FileInfo(temporary).Length > MaxBytes)
             {
                 TryDelete(temporary);
-                return;
+                return graph;
             }
             File.Move(temporary, path, overwrite: true);
             Evict(keep: path);
@@ -120,7 +123,9 @@ public sealed class GraphIndex
         {
             Console.Error.WriteLine($"engine: could not save the index {path}: {e.Message}");
             TryDelete(temporary);
+            return graph;
         }
+        return TryLoad(dumpPath, CancellationToken.None) ?? graph;
     }
 
     private void Evict(string keep)

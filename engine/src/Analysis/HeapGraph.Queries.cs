@@ -21,24 +21,26 @@ public sealed partial class HeapGraph
             if (_dominated is { } d)
                 return d;
             int n = _idom.Length;
-            var startColumn = Column<int>.Allocate(n + 1, zeroed: true);
+            // Counted two places on, summed, then filled in place: each
+            // node's slot ends at the next node's start (no second array).
+            var startColumn = Column<int>.Allocate(n + 2, zeroed: true);
             Span<int> start = startColumn.Writable;
             ReadOnlySpan<int> idom = _idom.Span;
             for (int v = 0; v < n - 1; v++)
             {
                 if (idom[v] >= 0)
-                    start[idom[v] + 1]++;
+                    start[idom[v] + 2]++;
             }
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < n + 1; i++)
                 start[i + 1] += start[i];
-            var fill = start.ToArray();
-            var childrenColumn = Column<int>.Allocate(start[n], zeroed: false);
+            var childrenColumn = Column<int>.Allocate(start[n + 1], zeroed: false);
             Span<int> children = childrenColumn.Writable;
             for (int v = 0; v < n - 1; v++)
             {
                 if (idom[v] >= 0)
-                    children[fill[idom[v]]++] = v;
+                    children[start[idom[v] + 1]++] = v;
             }
+            startColumn = startColumn.Part(0, n + 1);
             _dominated = (startColumn, childrenColumn);
             return (startColumn, childrenColumn);
         }
