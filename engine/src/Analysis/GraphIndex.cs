@@ -72,7 +72,9 @@ public sealed class GraphIndex
             using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
             graph = HeapGraph.Load(stream, key, cancel);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        // ArgumentException: a view larger than the process can map (a
+        // 32-bit engine and a big index).
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
             Console.Error.WriteLine($"engine: index {path} unreadable ({e.Message}); rebuilding");
             return null;
