@@ -36,7 +36,7 @@ internal readonly unsafe struct Column<T> where T : unmanaged
         return new Column<T>((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), length, array);
     }
 
-    /// <summary>Wraps an array made with pinned: true (DominatorTree's).</summary>
+    /// <summary>Wraps an array made with pinned: true (the walk's addresses, DominatorTree's arrays).</summary>
     public static Column<T> OfPinned(T[] array) =>
         new((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), array.Length, array);
 
@@ -73,7 +73,7 @@ internal readonly unsafe struct Column<T> where T : unmanaged
 /// <summary>
 /// A whole file mapped into memory, read-only. Its pages belong to the page
 /// cache: the kernel reads them on first touch and may drop them again, so
-/// a loaded index costs no anonymous memory and no reading up front.
+/// a loaded index costs no anonymous memory and no copy.
 /// </summary>
 internal sealed unsafe class MappedFile
 {
@@ -82,15 +82,13 @@ internal sealed unsafe class MappedFile
 
     public byte* Base { get; }
 
-    public long Length { get; }
-
     public MappedFile(FileStream stream)
     {
-        Length = stream.Length;
+        long length = stream.Length;
         _file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
         try
         {
-            _view = _file.CreateViewAccessor(0, Length, MemoryMappedFileAccess.Read);
+            _view = _file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
             byte* pointer = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             Base = pointer + _view.PointerOffset;
@@ -217,8 +215,6 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         _capacity = Math.Max(16, capacity);
         _items = (T*)Allocate(_capacity * sizeof(T));
     }
-
-    public readonly T* Items => _items;
 
     public readonly Span<T> Span => new(_items, Count);
 

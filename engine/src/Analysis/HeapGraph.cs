@@ -196,7 +196,7 @@ public sealed partial class HeapGraph
 
     // ------------------------------------------------------------- building
 
-    /// <summary>A growing array; Trim() leaves it exactly as long as its content.</summary>
+    /// <summary>A growing array (the addresses, which the graph keeps).</summary>
     private struct Growing<T>(int capacity, bool pinned = false) where T : unmanaged
     {
         // Every slot is written before it is read: no need to zero them.
