@@ -233,6 +233,10 @@ public class GraphIndexTests : IDisposable
         HeapGraph? loaded = index.TryLoad(dump, CancellationToken.None);
         Assert.NotNull(loaded);
         Assert.Equal(Fingerprint(built), Fingerprint(loaded!));
+        // Saving hands back the graph read from its file, with the same answers.
+        HeapGraph saved = index.Save(dump, built);
+        Assert.NotSame(built, saved);
+        Assert.Equal(Fingerprint(built), Fingerprint(saved));
         // Records holding arrays compare them by reference: compare contents.
         Assert.Equal(built.Summary(false) with { FromIndex = true, RootsByKind = default }, loaded!.Summary(true) with { RootsByKind = default });
         Assert.Equal(built.Summary(false).RootsByKind.ToArray(), loaded.Summary(true).RootsByKind.ToArray());
@@ -259,6 +263,27 @@ public class GraphIndexTests : IDisposable
 
         File.WriteAllBytes(file, bytes[..(bytes.Length / 3)]);
         Assert.Null(index.TryLoad(dump, CancellationToken.None));
+    }
+
+    [Fact]
+    public void An_index_file_of_an_older_format_is_refused_and_deleted()
+    {
+        var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
+        var index = new GraphIndex(_folder, 1L << 30);
+        byte[] key = GraphIndex.KeyOf(dump);
+        string file = index.PathOf(key);
+        Directory.CreateDirectory(_folder);
+        // Format 2's start: magic, version, then the key as a length-prefixed section.
+        using (var writer = new BinaryWriter(File.Create(file)))
+        {
+            writer.Write("DSGRAPH1"u8.ToArray());
+            writer.Write(2);
+            writer.Write(key.Length);
+            writer.Write(key);
+            writer.Write(new byte[4096]);
+        }
+        Assert.Null(index.TryLoad(dump, CancellationToken.None));
+        Assert.False(File.Exists(file));
     }
 
     [Fact]

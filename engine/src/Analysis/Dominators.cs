@@ -43,14 +43,14 @@ public sealed class DominatorTree
     /// <paramref name="edges"/> are the successors of the real nodes; the
     /// super-root's successors are <paramref name="roots"/>.
     /// </summary>
-    public static DominatorTree Compute(int nodeCount, int[] start, int[] edges, int[] roots,
+    public static DominatorTree Compute(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots,
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         int superRoot = nodeCount;
         // Postorder number of each node; -1 unvisited. During the search it
         // holds the next edge to follow, as -2 - cursor, so the search needs
         // no second per-node array.
-        var number = new int[nodeCount + 1];
+        int[] number = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1));
         Array.Fill(number, -1);
         int[] postorder = DepthFirstPostorder(nodeCount, start, edges, roots, number, cancel);
         progress?.Report(new ProgressReport(1, 3, "computing dominators"));
@@ -65,7 +65,8 @@ public sealed class DominatorTree
         // and a pass that changes nothing means every node's dominator is
         // the intersection over all its predecessors: the fixed point of
         // the original formulation.
-        var idom = new int[nodeCount + 1];
+        // Pinned: the graph keeps it as a column (HeapGraph.Storage.cs).
+        int[] idom = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true));
         Array.Fill(idom, Unreachable);
         idom[superRoot] = superRoot;
         bool changed = true;
@@ -106,12 +107,15 @@ public sealed class DominatorTree
         // The search's numbering is garbage by now: free it before this
         // array, the largest per node, is made.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-        var retained = new ulong[Idom.Length];
+        ulong[] retained = HugePages.Advise(GC.AllocateUninitializedArray<ulong>(Idom.Length, pinned: true));
+        Array.Clear(retained);
         int superRoot = SuperRoot;
-        foreach (int v in Postorder)
+        // Own sizes in index order (memory order); then the sums, which
+        // need the postorder.
+        for (int v = 0; v < superRoot; v++)
         {
-            if (v != superRoot)
-                retained[v] += shallowSize(v);
+            if (Idom[v] != Unreachable)
+                retained[v] = shallowSize(v);
         }
         foreach (int v in Postorder)
         {
@@ -133,21 +137,25 @@ public sealed class DominatorTree
         return a;
     }
 
-    private static ReadOnlySpan<int> Successors(int v, int superRoot, int[] start, int[] edges, int[] roots) =>
-        v == superRoot ? roots : edges.AsSpan(start[v], start[v + 1] - start[v]);
+    private static ReadOnlySpan<int> Successors(int v, int superRoot, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots) =>
+        v == superRoot ? roots : edges.Slice(start[v], start[v + 1] - start[v]);
 
-    private static int[] DepthFirstPostorder(int nodeCount, int[] start, int[] edges, int[] roots, int[] number, CancellationToken cancel)
+    private static int[] DepthFirstPostorder(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots, int[] number,
+        CancellationToken cancel)
     {
         int superRoot = nodeCount;
-        var order = new int[nodeCount + 1];
+        int[] order = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1));
         int ordered = 0;
-        var stack = new Stack<int>();
-        stack.Push(superRoot);
+        // Each node is pushed once at most: the stack never outgrows this,
+        // and the pages it does not reach are never touched.
+        int[] stack = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1));
+        int depth = 0;
+        stack[depth++] = superRoot;
         number[superRoot] = -2;
         int visited = 0;
-        while (stack.Count > 0)
+        while (depth > 0)
         {
-            int v = stack.Peek();
+            int v = stack[depth - 1];
             int cursor = -2 - number[v];
             ReadOnlySpan<int> next = Successors(v, superRoot, start, edges, roots);
             while (cursor < next.Length && number[next[cursor]] != -1)
@@ -157,13 +165,13 @@ public sealed class DominatorTree
                 int w = next[cursor];
                 number[v] = -2 - (cursor + 1);
                 number[w] = -2;
-                stack.Push(w);
+                stack[depth++] = w;
                 if ((++visited & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
             }
             else
             {
-                stack.Pop();
+                depth--;
                 number[v] = ordered;
                 order[ordered++] = v;
             }

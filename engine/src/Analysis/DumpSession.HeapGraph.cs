@@ -23,7 +23,12 @@ public sealed partial class DumpSession
             return _graph = loaded;
         }
         graph = HeapGraph.Build(_runtime, Walker, _target.DataReader, progress, cancel);
-        Index?.Save(DumpPath, graph);
+        if (Index is not null)
+        {
+            // The saved file replaces the built arrays: give their memory back.
+            graph = Index.Save(DumpPath, graph);
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        }
         _graphFromIndex = false;
         return _graph = graph;
     }

@@ -65,12 +65,16 @@ public sealed class GraphIndex
         if (!File.Exists(path))
             return null;
         HeapGraph? graph;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            // The graph maps the file: closing the stream leaves the mapping.
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1);
             graph = HeapGraph.Load(stream, key, cancel);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        // ArgumentException: a view larger than the process can map (a
+        // 32-bit engine and a big index).
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
             Console.Error.WriteLine($"engine: index {path} unreadable ({e.Message}); rebuilding");
             return null;
@@ -81,6 +85,7 @@ public sealed class GraphIndex
             TryDelete(path);
             return null;
         }
+        Console.Error.WriteLine($"engine: index {path} loaded in {watch.Elapsed.TotalSeconds:F3} s");
         // Marks it as recently used for the eviction order.
         try
         {
@@ -94,8 +99,11 @@ public sealed class GraphIndex
 
     /// <summary>Saves the graph (through a temporary file, so a crash leaves
     /// no half file under the real name), then evicts down to the cap.
-    /// Failing to save costs only the next open's time: it is logged.</summary>
-    public void Save(string dumpPath, HeapGraph graph)
+    /// Failing to save costs only the next open's time: it is logged.
+    /// Returns the saved graph mapped from its file, which takes no
+    /// anonymous memory (the built one's arrays can go), or, when it could
+    /// not be saved, the graph itself.</summary>
+    public HeapGraph Save(string dumpPath, HeapGraph graph)
     {
         byte[] key = KeyOf(dumpPath);
         string path = PathOf(key);
@@ -108,7 +116,7 @@ public sealed class GraphIndex
             if (new FileInfo(temporary).Length > MaxBytes)
             {
                 TryDelete(temporary);
-                return;
+                return graph;
             }
             File.Move(temporary, path, overwrite: true);
             Evict(keep: path);
@@ -117,7 +125,9 @@ public sealed class GraphIndex
         {
             Console.Error.WriteLine($"engine: could not save the index {path}: {e.Message}");
             TryDelete(temporary);
+            return graph;
         }
+        return TryLoad(dumpPath, CancellationToken.None) ?? graph;
     }
 
     private void Evict(string keep)

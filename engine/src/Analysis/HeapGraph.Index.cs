@@ -1,160 +1,274 @@
-using System.Numerics;
-using System.Runtime.CompilerServices;
+using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text;
 
 namespace DumpScope.Engine.Analysis;
 
-// The graph as a file, for the index (GraphIndex): every array as raw
-// little-endian bytes, each section folded into a checksum written last. A
-// file whose checksum, format or counts do not add up is refused whole.
-public sealed partial class HeapGraph
+// The graph as a file, for the index (GraphIndex): a header with a table of
+// sections (offset, length, checksum) and its own checksum, then every array
+// as raw little-endian bytes, each section 64-byte aligned. Loading maps the
+// file read-only and uses the sections in place: nothing is copied, the
+// pages come from the page cache as they are touched. Every section's
+// checksum is verified at load (in parallel, at memory speed); a file whose
+// header, checksums, format or counts do not add up is refused whole.
+public sealed unsafe partial class HeapGraph
 {
     private static readonly byte[] Magic = "DSGRAPH1"u8.ToArray();
-    private const int FormatVersion = 2;
+    // 3: sections mapped in place (2: one stream, read and copied whole).
+    private const int FormatVersion = 3;
+    private const int KeyBytes = 32;
+    // Magic, version, section count, key.
+    private const int FixedHeaderBytes = 8 + 4 + 4 + KeyBytes;
+    private const int EntryBytes = 24;
+    private const int Alignment = 64;
 
-    /// <summary>Writes the graph; the caller names and places the file.</summary>
+    /// <summary>The sections every file has, in this order; then each
+    /// segment's addresses and buckets.</summary>
+    private enum Section
+    {
+        Segments,
+        Type,
+        Size,
+        HugeKeys,
+        HugeValues,
+        EdgeStart,
+        Edges,
+        TypeMethodTables,
+        TypeNameEnds,
+        TypeNameBytes,
+        Roots,
+        RootNameEnds,
+        RootNameBytes,
+        RootTargets,
+        Idom,
+        Retained,
+        Tail,
+        TotalCount,
+        TotalShallow,
+        TotalReachable,
+        TotalRetained,
+        DominatedStart,
+        DominatedChildren,
+        FirstSegment,
+    }
+
+    /// <summary>Writes the graph; the caller names and places the file (a seekable stream).</summary>
     public void Save(Stream stream, byte[] key)
     {
-        var sum = new Checksum();
-        using var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
-        void Raw<T>(T[] array) where T : struct
+        if (key.Length != KeyBytes)
+            throw new ArgumentException($"an index key has {KeyBytes} bytes", nameof(key));
+        int count = (int)Section.FirstSegment + 2 * _segments.Length;
+        var table = new (long Offset, long Bytes, ulong Sum)[count];
+        long headerBytes = FixedHeaderBytes + (long)count * EntryBytes + sizeof(ulong);
+        stream.Position = 0;
+        stream.Write(new byte[Align(headerBytes)]);
+
+        void Write(Section section, byte* bytes, long length)
         {
-            writer.Write(array.Length);
-            ReadOnlySpan<byte> bytes = MemoryMarshal.AsBytes(array.AsSpan());
-            sum.Add(bytes);
-            writer.Write(bytes);
+            long at = stream.Position;
+            table[(int)section] = (at, length, SectionChecksum.Of(bytes, length, CancellationToken.None));
+            for (long done = 0; done < length;)
+            {
+                int piece = (int)Math.Min(length - done, 1 << 30);
+                stream.Write(new ReadOnlySpan<byte>(bytes + done, piece));
+                done += piece;
+            }
+            stream.Write(new byte[Align(stream.Position) - stream.Position]);
         }
-        void Text(string s)
+        void WriteColumn<T>(Section section, Column<T> column) where T : unmanaged => Write(section, (byte*)column.Pointer, column.Bytes);
+        void WriteArray<T>(Section section, T[] array) where T : unmanaged
         {
-            byte[] bytes = Encoding.UTF8.GetBytes(s);
-            Raw(bytes);
+            fixed (T* p = array)
+                Write(section, (byte*)p, (long)array.Length * sizeof(T));
+        }
+        void Texts(Section ends, Section bytes, IEnumerable<string> texts)
+        {
+            var all = new List<byte>();
+            var end = new List<int>();
+            foreach (string text in texts)
+            {
+                all.AddRange(Encoding.UTF8.GetBytes(text));
+                end.Add(all.Count);
+            }
+            WriteArray(ends, end.ToArray());
+            WriteArray(bytes, all.ToArray());
         }
 
-        writer.Write(Magic);
-        writer.Write(FormatVersion);
-        Raw(key);
-        writer.Write(_segments.Length);
-        foreach (SegmentIndex seg in _segments)
-        {
-            Raw(new[] { seg.Start, seg.End, (ulong)seg.First });
-            Raw(seg.Address);
-        }
-        Raw(_type);
-        Raw(_size);
-        Raw(_hugeSizes.Keys.ToArray());
-        Raw(_hugeSizes.Values.ToArray());
-        Raw(_edgeStart);
-        Raw(_edges);
-        Raw(_types.Select(t => t.MethodTable).ToArray());
-        foreach (GraphType t in _types)
-            Text(t.Name);
-        Raw(_roots);
-        writer.Write(_rootNames.Length);
-        foreach (string name in _rootNames)
-            Text(name);
-        Raw(_rootTargets);
-        Raw(_idom);
-        Raw(_retained);
-        Raw(new[] { (long)DominatorPasses, BitConverter.DoubleToInt64Bits(BuildSeconds) });
+        WriteArray(Section.Segments, _segments.SelectMany(s => new[] { s.Start, s.End, (ulong)s.First }).ToArray());
+        WriteColumn(Section.Type, _type);
+        WriteColumn(Section.Size, _size);
+        WriteArray(Section.HugeKeys, _hugeSizes.Keys.ToArray());
+        WriteArray(Section.HugeValues, _hugeSizes.Values.ToArray());
+        WriteColumn(Section.EdgeStart, _edgeStart);
+        WriteColumn(Section.Edges, _edges);
+        WriteArray(Section.TypeMethodTables, _types.Select(t => t.MethodTable).ToArray());
+        Texts(Section.TypeNameEnds, Section.TypeNameBytes, _types.Select(t => t.Name));
+        WriteArray(Section.Roots, _roots);
+        Texts(Section.RootNameEnds, Section.RootNameBytes, _rootNames);
+        WriteArray(Section.RootTargets, _rootTargets);
+        WriteColumn(Section.Idom, _idom);
+        WriteColumn(Section.Retained, _retained);
+        WriteArray(Section.Tail, new[] { (long)DominatorPasses, BitConverter.DoubleToInt64Bits(BuildSeconds) });
         // Retained size per type takes a walk of the whole tree: saved too,
         // so a reopened dump answers at once.
         TypeTotals totals = Totals(CancellationToken.None);
-        Raw(totals.Count);
-        Raw(totals.Shallow);
-        Raw(totals.Reachable);
-        Raw(totals.Retained);
+        WriteArray(Section.TotalCount, totals.Count);
+        WriteArray(Section.TotalShallow, totals.Shallow);
+        WriteArray(Section.TotalReachable, totals.Reachable);
+        WriteArray(Section.TotalRetained, totals.Retained);
         _typeRetained ??= Sorted(totals);
-        writer.Write(sum.Value);
+        // Totals made the dominator tree's rows: saved, so that a reopened
+        // dump pages through the tree without a pass over every object.
+        var (dominatedStart, dominatedChildren) = Dominated;
+        WriteColumn(Section.DominatedStart, dominatedStart);
+        WriteColumn(Section.DominatedChildren, dominatedChildren);
+        for (int s = 0; s < _segments.Length; s++)
+        {
+            WriteColumn((Section)((int)Section.FirstSegment + 2 * s), _segments[s].Address);
+            WriteColumn((Section)((int)Section.FirstSegment + 2 * s + 1), _segments[s].Buckets);
+        }
+
+        var header = new byte[headerBytes];
+        Magic.CopyTo(header, 0);
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(8), FormatVersion);
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(12), count);
+        key.CopyTo(header, 16);
+        for (int i = 0; i < count; i++)
+        {
+            Span<byte> entry = header.AsSpan(FixedHeaderBytes + i * EntryBytes, EntryBytes);
+            BinaryPrimitives.WriteInt64LittleEndian(entry, table[i].Offset);
+            BinaryPrimitives.WriteInt64LittleEndian(entry[8..], table[i].Bytes);
+            BinaryPrimitives.WriteUInt64LittleEndian(entry[16..], table[i].Sum);
+        }
+        BinaryPrimitives.WriteUInt64LittleEndian(header.AsSpan((int)headerBytes - sizeof(ulong)), HeaderSum(header));
+        stream.Position = 0;
+        stream.Write(header);
+        stream.Position = stream.Length;
     }
 
-    /// <summary>Reads a graph written by Save for this key; null when the
-    /// file is of another dump, another format, cut short or damaged.</summary>
-    public static HeapGraph? Load(Stream stream, byte[] key, CancellationToken cancel)
+    /// <summary>Maps a graph written by Save for this key; null when the file
+    /// is of another dump, another format, cut short or damaged. The graph
+    /// reads the file in place: the stream may be closed afterwards.</summary>
+    public static HeapGraph? Load(FileStream stream, byte[] key, CancellationToken cancel)
     {
-        var sum = new Checksum();
-        using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
-        long left = stream.Length;
-        T[] Raw<T>() where T : struct
-        {
-            int length = reader.ReadInt32();
-            long bytes = (long)length * Unsafe.SizeOf<T>();
-            if (length < 0 || bytes > left)
-                throw new InvalidDataException("a section is longer than the file");
-            var array = new T[length];
-            Span<byte> span = MemoryMarshal.AsBytes(array.AsSpan());
-            stream.ReadExactly(span);
-            sum.Add(span);
-            left -= bytes;
-            cancel.ThrowIfCancellationRequested();
-            return array;
-        }
-        string Text() => Encoding.UTF8.GetString(Raw<byte>());
-
-        try
-        {
-            if (!reader.ReadBytes(Magic.Length).AsSpan().SequenceEqual(Magic) || reader.ReadInt32() != FormatVersion)
-                return null;
-            if (!Raw<byte>().AsSpan().SequenceEqual(key))
-                return null;
-            int segmentCount = reader.ReadInt32();
-            if (segmentCount < 0 || segmentCount > left)
-                return null;
-            var segments = new SegmentIndex[segmentCount];
-            for (int s = 0; s < segmentCount; s++)
-            {
-                ulong[] range = Raw<ulong>();
-                ulong[] addresses = Raw<ulong>();
-                if (range.Length != 3 || range[1] < range[0])
-                    return null;
-                segments[s] = new SegmentIndex(range[0], range[1], (int)range[2], addresses, Buckets(range[0], range[1], addresses));
-            }
-            int[] type = Raw<int>();
-            uint[] size = Raw<uint>();
-            int[] hugeKeys = Raw<int>();
-            ulong[] hugeValues = Raw<ulong>();
-            int[] edgeStart = Raw<int>();
-            int[] edges = Raw<int>();
-            ulong[] mts = Raw<ulong>();
-            var types = new GraphType[mts.Length];
-            for (int t = 0; t < mts.Length; t++)
-                types[t] = new GraphType(mts[t], Text());
-            GraphRoot[] roots = Raw<GraphRoot>();
-            int nameCount = reader.ReadInt32();
-            if (nameCount < 0 || nameCount > left)
-                return null;
-            var rootNames = new string[nameCount];
-            for (int i = 0; i < nameCount; i++)
-                rootNames[i] = Text();
-            int[] rootTargets = Raw<int>();
-            int[] idom = Raw<int>();
-            ulong[] retained = Raw<ulong>();
-            long[] tail = Raw<long>();
-            var totals = new TypeTotals(Raw<long>(), Raw<ulong>(), Raw<long>(), Raw<ulong>());
-            if (reader.ReadUInt64() != sum.Value || tail.Length != 2)
-                return null;
-            int n = type.Length;
-            bool consistent = size.Length == n && edgeStart.Length == n + 1 && idom.Length == n + 1 && retained.Length == n + 1
-                && hugeKeys.Length == hugeValues.Length && segments.Sum(s => (long)s.Address.Length) == n
-                && type.All(t => (uint)t < (uint)types.Length)
-                && new[] { totals.Count.Length, totals.Shallow.Length, totals.Reachable.Length, totals.Retained.Length }.All(l => l == types.Length);
-            if (!consistent)
-                return null;
-            var huge = hugeKeys.Zip(hugeValues).ToDictionary(p => p.First, p => p.Second);
-            var graph = new HeapGraph(type, size, huge, edgeStart, edges, segments, types, roots, rootNames, rootTargets,
-                idom, retained, (int)tail[0], BitConverter.Int64BitsToDouble(tail[1]));
-            graph._typeRetained = graph.Sorted(totals);
-            return graph;
-        }
-        catch (Exception e) when (e is EndOfStreamException or InvalidDataException or IOException or ArgumentException)
-        {
+        long length = stream.Length;
+        if (length < FixedHeaderBytes || key.Length != KeyBytes)
             return null;
+        var start = new byte[FixedHeaderBytes];
+        stream.Position = 0;
+        stream.ReadExactly(start);
+        int count = BinaryPrimitives.ReadInt32LittleEndian(start.AsSpan(12));
+        if (!start.AsSpan(0, 8).SequenceEqual(Magic) || BinaryPrimitives.ReadInt32LittleEndian(start.AsSpan(8)) != FormatVersion
+            || !start.AsSpan(16, KeyBytes).SequenceEqual(key))
+            return null;
+        if (count < (int)Section.FirstSegment || (count - (int)Section.FirstSegment) % 2 != 0
+            || count > (length - FixedHeaderBytes) / EntryBytes)
+            return null;
+        long headerBytes = FixedHeaderBytes + (long)count * EntryBytes + sizeof(ulong);
+        var header = new byte[headerBytes];
+        start.CopyTo(header, 0);
+        stream.ReadExactly(header.AsSpan(FixedHeaderBytes));
+        if (BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan((int)headerBytes - sizeof(ulong))) != HeaderSum(header))
+            return null;
+        var table = new (long Offset, long Bytes, ulong Sum)[count];
+        for (int i = 0; i < count; i++)
+        {
+            ReadOnlySpan<byte> entry = header.AsSpan(FixedHeaderBytes + i * EntryBytes, EntryBytes);
+            table[i] = (BinaryPrimitives.ReadInt64LittleEndian(entry), BinaryPrimitives.ReadInt64LittleEndian(entry[8..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(entry[16..]));
+            if (table[i].Offset < headerBytes || table[i].Offset % Alignment != 0 || table[i].Bytes < 0 || table[i].Bytes > length - table[i].Offset)
+                return null;
         }
+
+        var file = new MappedFile(stream);
+        foreach (var (offset, bytes, sum) in table)
+        {
+            if (SectionChecksum.Of(file.Base + offset, bytes, cancel) != sum)
+                return null;
+        }
+
+        // A section as a column of T; null when its length is not a whole number of T.
+        Column<T>? Part<T>(Section section) where T : unmanaged
+        {
+            var (offset, bytes, _) = table[(int)section];
+            return bytes % sizeof(T) != 0 || bytes / sizeof(T) > int.MaxValue
+                ? null
+                : new Column<T>((T*)(file.Base + offset), (int)(bytes / sizeof(T)), file);
+        }
+        T[]? Copy<T>(Section section) where T : unmanaged => Part<T>(section)?.Span.ToArray();
+        string[]? Texts(Section ends, Section bytes)
+        {
+            if (Copy<int>(ends) is not { } end || Part<byte>(bytes) is not { } all)
+                return null;
+            var texts = new string[end.Length];
+            int from = 0;
+            for (int i = 0; i < end.Length; i++)
+            {
+                if (end[i] < from || end[i] > all.Length)
+                    return null;
+                texts[i] = Encoding.UTF8.GetString(all.Slice(from, end[i] - from));
+                from = end[i];
+            }
+            return texts;
+        }
+
+        if (Copy<ulong>(Section.Segments) is not { } meta || meta.Length != 3 * ((count - (int)Section.FirstSegment) / 2)
+            || Part<int>(Section.Type) is not { } type || Part<uint>(Section.Size) is not { } size
+            || Copy<int>(Section.HugeKeys) is not { } hugeKeys || Copy<ulong>(Section.HugeValues) is not { } hugeValues
+            || Part<int>(Section.EdgeStart) is not { } edgeStart || Part<int>(Section.Edges) is not { } edges
+            || Copy<ulong>(Section.TypeMethodTables) is not { } mts || Texts(Section.TypeNameEnds, Section.TypeNameBytes) is not { } names
+            || Copy<GraphRoot>(Section.Roots) is not { } roots || Texts(Section.RootNameEnds, Section.RootNameBytes) is not { } rootNames
+            || Copy<int>(Section.RootTargets) is not { } rootTargets
+            || Part<int>(Section.Idom) is not { } idom || Part<ulong>(Section.Retained) is not { } retained
+            || Copy<long>(Section.Tail) is not { Length: 2 } tail
+            || Copy<long>(Section.TotalCount) is not { } totalCount || Copy<ulong>(Section.TotalShallow) is not { } totalShallow
+            || Copy<long>(Section.TotalReachable) is not { } totalReachable || Copy<ulong>(Section.TotalRetained) is not { } totalRetained
+            || Part<int>(Section.DominatedStart) is not { } dominatedStart || Part<int>(Section.DominatedChildren) is not { } dominatedChildren)
+            return null;
+
+        int n = type.Length;
+        var segments = new SegmentIndex[meta.Length / 3];
+        long objects = 0;
+        for (int s = 0; s < segments.Length; s++)
+        {
+            ulong segmentStart = meta[3 * s], end = meta[3 * s + 1];
+            if (Part<ulong>((Section)((int)Section.FirstSegment + 2 * s)) is not { } addresses
+                || Part<int>((Section)((int)Section.FirstSegment + 2 * s + 1)) is not { } buckets
+                || end < segmentStart || meta[3 * s + 2] != (ulong)objects
+                || buckets.Length != (long)((end - segmentStart) >> BucketShift) + 1)
+                return null;
+            segments[s] = new SegmentIndex(segmentStart, end, (int)objects, addresses, buckets);
+            objects += addresses.Length;
+        }
+        var types = mts.Zip(names, (mt, name) => new GraphType(mt, name)).ToArray();
+        bool consistent = objects == n && size.Length == n && edgeStart.Length == n + 1 && idom.Length == n + 1 && retained.Length == n + 1
+            && hugeKeys.Length == hugeValues.Length && mts.Length == names.Length
+            && dominatedStart.Length == n + 2 && dominatedStart[n + 1] == dominatedChildren.Length
+            && new[] { totalCount.Length, totalShallow.Length, totalReachable.Length, totalRetained.Length }.All(l => l == types.Length);
+        if (!consistent)
+            return null;
+        var huge = hugeKeys.Zip(hugeValues).ToDictionary(p => p.First, p => p.Second);
+        var graph = new HeapGraph(type, size, huge, edgeStart, edges, segments, types, roots, rootNames, rootTargets,
+            idom, retained, (int)tail[0], BitConverter.Int64BitsToDouble(tail[1]));
+        graph._typeRetained = graph.Sorted(new TypeTotals(totalCount, totalShallow, totalReachable, totalRetained));
+        graph._dominated = (dominatedStart, dominatedChildren);
+        return graph;
     }
 
-    private static int[] Buckets(ulong start, ulong end, ulong[] addresses)
+    private static long Align(long at) => (at + Alignment - 1) / Alignment * Alignment;
+
+    // Over the header up to its last 8 bytes, which hold the result.
+    private static ulong HeaderSum(byte[] header)
     {
-        var buckets = new int[(int)(((end - start) >> BucketShift) + 1)];
+        fixed (byte* p = header)
+            return SectionChecksum.Of(p, header.Length - sizeof(ulong), CancellationToken.None);
+    }
+
+    /// <summary>For each bucket of 2^BucketShift bytes from start, the first object at or after it.</summary>
+    private static Column<int> Buckets(ulong start, ulong end, ReadOnlySpan<ulong> addresses)
+    {
+        var column = Column<int>.Allocate((int)(((end - start) >> BucketShift) + 1), zeroed: false);
+        Span<int> buckets = column.Writable;
         int at = 0;
         for (int b = 0; b < buckets.Length; b++)
         {
@@ -163,27 +277,6 @@ public sealed partial class HeapGraph
                 at++;
             buckets[b] = at;
         }
-        return buckets;
-    }
-
-    /// <summary>A fast 64-bit checksum (not cryptographic: it guards against
-    /// damage, the key against a file of another dump).</summary>
-    private sealed class Checksum
-    {
-        private const ulong Prime1 = 0x9E3779B185EBCA87UL;
-        private const ulong Prime2 = 0xC2B2AE3D27D4EB4FUL;
-
-        public ulong Value { get; private set; } = 0x27D4EB2F165667C5UL;
-
-        public void Add(ReadOnlySpan<byte> bytes)
-        {
-            ulong h = Value ^ ((ulong)bytes.Length * Prime1);
-            ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(bytes);
-            foreach (ulong word in words)
-                h = BitOperations.RotateLeft(h ^ (word * Prime2), 31) * Prime1;
-            foreach (byte b in bytes[(words.Length * 8)..])
-                h = BitOperations.RotateLeft(h ^ (b * Prime2), 11) * Prime1;
-            Value = h;
-        }
+        return column;
     }
 }

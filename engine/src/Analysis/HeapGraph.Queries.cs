@@ -9,35 +9,40 @@ public sealed partial class HeapGraph
     private const int MaxRootsPerItem = 8;
 
     // Children of each node in the dominator tree, as compressed rows; made
-    // on the first question that needs them.
-    private (int[] Start, int[] Children)? _dominated;
+    // on the first question that needs them (saved in the index too).
+    private (Column<int> Start, Column<int> Children)? _dominated;
     private TypeRetained[]? _typeRetained;
     private ILookup<int, int>? _rootsByObject;
 
-    private (int[] Start, int[] Children) Dominated
+    private (Column<int> Start, Column<int> Children) Dominated
     {
         get
         {
             if (_dominated is { } d)
                 return d;
             int n = _idom.Length;
-            var start = new int[n + 1];
+            // Counted two places on, summed, then filled in place: each
+            // node's slot ends at the next node's start (no second array).
+            var startColumn = Column<int>.Allocate(n + 2, zeroed: true);
+            Span<int> start = startColumn.Writable;
+            ReadOnlySpan<int> idom = _idom.Span;
             for (int v = 0; v < n - 1; v++)
             {
-                if (_idom[v] >= 0)
-                    start[_idom[v] + 1]++;
+                if (idom[v] >= 0)
+                    start[idom[v] + 2]++;
             }
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < n + 1; i++)
                 start[i + 1] += start[i];
-            var fill = (int[])start.Clone();
-            var children = new int[start[n]];
+            var childrenColumn = Column<int>.Allocate(start[n + 1], zeroed: false);
+            Span<int> children = childrenColumn.Writable;
             for (int v = 0; v < n - 1; v++)
             {
-                if (_idom[v] >= 0)
-                    children[fill[_idom[v]]++] = v;
+                if (idom[v] >= 0)
+                    children[start[idom[v] + 1]++] = v;
             }
-            _dominated = (start, children);
-            return (start, children);
+            startColumn = startColumn.Part(0, n + 1);
+            _dominated = (startColumn, childrenColumn);
+            return (startColumn, childrenColumn);
         }
     }
 
@@ -108,7 +113,7 @@ public sealed partial class HeapGraph
         CheckPage(offset, limit, maxPage);
         int p = parent is { } a ? Resolve(a) : SuperRoot;
         var (start, children) = Dominated;
-        IEnumerable<int> items = children.AsSpan(start[p], start[p + 1] - start[p]).ToArray();
+        IEnumerable<int> items = children.Slice(start[p], start[p + 1] - start[p]).ToArray();
         if (!string.IsNullOrEmpty(typeFilter))
             items = items.Where(v => _types[_type[v]].Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
         int[] sorted = items.OrderByDescending(v => _retained[v]).ThenBy(v => AddressOf(v)).ToArray();

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Microsoft.Diagnostics.Runtime;
@@ -27,20 +26,20 @@ public sealed partial class HeapGraph
     // many bytes (2^7): a bucket holds one to three objects.
     private const int BucketShift = 7;
 
-    private readonly int[] _type;
-    private readonly uint[] _size;
+    private readonly Column<int> _type;
+    private readonly Column<uint> _size;
     // Objects of 4 GB and more (arrays with gcAllowVeryLargeObjects) keep
     // their size here; _size holds uint.MaxValue for them.
     private readonly Dictionary<int, ulong> _hugeSizes;
-    private readonly int[] _edgeStart;
-    private readonly int[] _edges;
+    private readonly Column<int> _edgeStart;
+    private readonly Column<int> _edges;
     private readonly SegmentIndex[] _segments;
     private readonly GraphType[] _types;
     private readonly GraphRoot[] _roots;
     private readonly string[] _rootNames;
     private readonly int[] _rootTargets;
-    private readonly int[] _idom;
-    private readonly ulong[] _retained;
+    private readonly Column<int> _idom;
+    private readonly Column<ulong> _retained;
 
     /// <summary>Objects in the graph (free space excluded).</summary>
     public int ObjectCount => _type.Length;
@@ -55,7 +54,7 @@ public sealed partial class HeapGraph
 
     /// <summary>One segment's objects: their addresses, ascending, and a bucket
     /// table from (address - Start) >> BucketShift to the first object at or after it.</summary>
-    private sealed record SegmentIndex(ulong Start, ulong End, int First, ulong[] Address, int[] Buckets);
+    private sealed record SegmentIndex(ulong Start, ulong End, int First, Column<ulong> Address, Column<int> Buckets);
 
     /// <summary>A type of the graph: its method table and name, resolved once.</summary>
     internal readonly record struct GraphType(ulong MethodTable, string Name);
@@ -95,9 +94,9 @@ public sealed partial class HeapGraph
         _ => "other",
     };
 
-    private HeapGraph(int[] type, uint[] size, Dictionary<int, ulong> hugeSizes, int[] edgeStart, int[] edges,
+    private HeapGraph(Column<int> type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
         SegmentIndex[] segments, GraphType[] types, GraphRoot[] roots, string[] rootNames, int[] rootTargets,
-        int[] idom, ulong[] retained, int passes, double seconds)
+        Column<int> idom, Column<ulong> retained, int passes, double seconds)
     {
         _type = type;
         _size = size;
@@ -134,7 +133,7 @@ public sealed partial class HeapGraph
 
     public string TypeNameOf(int index) => _types[_type[index]].Name;
 
-    public ReadOnlySpan<int> ReferencesOf(int index) => _edges.AsSpan(_edgeStart[index], _edgeStart[index + 1] - _edgeStart[index]);
+    public ReadOnlySpan<int> ReferencesOf(int index) => _edges.Slice(_edgeStart[index], _edgeStart[index + 1] - _edgeStart[index]);
 
     /// <summary>The immediate dominator's index, SuperRoot, or DominatorTree.Unreachable.</summary>
     public int ImmediateDominator(int index) => _idom[index];
@@ -182,7 +181,7 @@ public sealed partial class HeapGraph
             hint = seg;
         }
         int bucket = (int)((address - seg.Start) >> BucketShift);
-        ulong[] addresses = seg.Address;
+        Column<ulong> addresses = seg.Address;
         int i = seg.Buckets[bucket];
         int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : addresses.Length;
         for (; i < end; i++)
@@ -197,11 +196,11 @@ public sealed partial class HeapGraph
 
     // ------------------------------------------------------------- building
 
-    /// <summary>A growing array; Trim() leaves it exactly as long as its content.</summary>
-    private struct Growing<T>(int capacity)
+    /// <summary>A growing array (the addresses, which the graph keeps).</summary>
+    private struct Growing<T>(int capacity, bool pinned = false) where T : unmanaged
     {
         // Every slot is written before it is read: no need to zero them.
-        public T[] Items = GC.AllocateUninitializedArray<T>(capacity);
+        public T[] Items = HugePages.Advise(GC.AllocateUninitializedArray<T>(capacity, pinned));
         public int Count;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -209,36 +208,37 @@ public sealed partial class HeapGraph
         {
             if (Count == Items.Length)
             {
-                T[] bigger = GC.AllocateUninitializedArray<T>(Math.Max(16, Count * 2));
+                T[] bigger = HugePages.Advise(GC.AllocateUninitializedArray<T>(Math.Max(16, Count * 2), pinned));
                 Array.Copy(Items, bigger, Count);
                 Items = bigger;
             }
             Items[Count++] = item;
         }
 
-        public T[] Trim()
-        {
-            if (Items.Length != Count)
-                Array.Resize(ref Items, Count);
-            return Items;
-        }
     }
 
     /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
     private sealed class TypeTable(IMemoryReader memory)
     {
-        private readonly ConcurrentDictionary<ulong, (int Index, ReferenceLayout Layout)> _byMt = new();
+        private readonly Dictionary<ulong, (int Index, ReferenceLayout Layout)> _byMt = [];
         private readonly List<ClrType> _types = [];
 
-        public (int Index, ReferenceLayout Layout) Of(ClrType type) => _byMt.GetOrAdd(type.MethodTable, _ =>
+        // One lock around lookup and insertion: two walkers meeting a new
+        // type at once must not both number it (the loser's number would
+        // be a second, empty entry of the same type). Each walker caches
+        // what it got, so the lock is taken about once per type and walker.
+        public (int Index, ReferenceLayout Layout) Of(ClrType type)
         {
-            var layout = ReferenceLayout.Of(type, memory);
             lock (_types)
             {
-                _types.Add(type);
-                return (_types.Count - 1, layout);
+                if (!_byMt.TryGetValue(type.MethodTable, out var known))
+                {
+                    _types.Add(type);
+                    _byMt[type.MethodTable] = known = (_types.Count - 1, ReferenceLayout.Of(type, memory));
+                }
+                return known;
             }
-        });
+        }
 
         public ClrType[] All()
         {
@@ -247,23 +247,49 @@ public sealed partial class HeapGraph
         }
     }
 
-    /// <summary>What the walk of one segment found: objects and raw reference values.</summary>
-    private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected)
+    private sealed class Freed(SegmentWalk?[] walks) : IDisposable
     {
-        public Growing<ulong> Address = new(expected);
-        public Growing<int> Type = new(expected);
-        public Growing<ulong> Size = new(expected);
+        public void Dispose()
+        {
+            foreach (SegmentWalk? walk in walks)
+                walk?.Free();
+        }
+    }
+
+    /// <summary>What the walk of one run of segments found: objects and raw reference values.</summary>
+    private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
+        int references, int segments)
+    {
+        // Pinned: the graph keeps the addresses, as columns over this array.
+        public Growing<ulong> Address = new(expected, pinned: true);
+        // Where each segment's objects start in the arrays (one more: the end).
+        public int[] SegmentStart = new int[segments + 1];
+        // The rest is temporary: outside the GC heap, freed as soon as joined.
+        public NativeGrowing<int> Type = new(expected);
+        public NativeGrowing<uint> Size = new(expected);
+        // Objects of 4 GiB and more: their size; Size holds uint.MaxValue.
+        public List<(int Object, ulong Size)> Huge = [];
         // Where each object's references start in Raw; then Raw holds the
         // referenced addresses, in object order.
-        public Growing<int> RefStart = new(expected);
-        public Growing<ulong> Raw = new(expected * 2);
+        public NativeGrowing<int> RefStart = new(expected);
+        public NativeGrowing<ulong> Raw = new(references);
         public int Dependent = -1;
+
+        public void Free()
+        {
+            Type.Free();
+            Size.Free();
+            RefStart.Free();
+            Raw.Free();
+        }
 
         public void Add(ulong address, int type, ulong size, ReferenceLayout layout, ReadOnlySpan<byte> bytes)
         {
+            if (size >= uint.MaxValue)
+                Huge.Add((Address.Count, size));
             Address.Add(address);
             Type.Add(type);
-            Size.Add(size);
+            Size.Add(size >= uint.MaxValue ? uint.MaxValue : (uint)size);
             RefStart.Add(Raw.Count);
             if (Dependent < 0)
                 Dependent = FirstAtOrAfter(dependents, address);
@@ -339,6 +365,16 @@ public sealed partial class HeapGraph
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         var watch = Stopwatch.StartNew();
+        // Each step's wall and process CPU time, logged (stderr) to show
+        // where a build spends.
+        double lastWall = 0, lastCpu = Environment.CpuUsage.TotalTime.TotalSeconds;
+        var stages = new List<string>();
+        void Stage(string name)
+        {
+            double wall = watch.Elapsed.TotalSeconds, cpu = Environment.CpuUsage.TotalTime.TotalSeconds;
+            stages.Add($"{name} {wall - lastWall:F2} s (CPU {cpu - lastCpu:F2} s)");
+            (lastWall, lastCpu) = (wall, cpu);
+        }
         ClrHeap heap = runtime.Heap;
         var segments = heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start).ToArray();
         bool parallel = runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
@@ -347,116 +383,130 @@ public sealed partial class HeapGraph
         long total = 3 * totalBytes;
         long doneBytes = 0;
 
-        // 1. Objects and the addresses they reference, segment by segment
-        //    (largest first so the workers end together).
+        // 1. Objects and the addresses they reference. The segments, in
+        //    address order, are cut into runs of about equal bytes, a few
+        //    per processor; a walker takes one run at a time (the largest
+        //    first, so that the workers end together) and keeps its objects
+        //    in address order in arrays of its own, big enough for huge
+        //    pages (a region is only a few MiB of heap).
         var types = new TypeTable(memory);
         ulong freeMt = heap.FreeType?.MethodTable ?? 0;
         (ulong, ulong)[] dependents = DependentHandles(runtime);
-        var walks = new SegmentWalk[segments.Length];
-        var bySize = Enumerable.Range(0, segments.Length).OrderByDescending(i => segments[i].ObjectRange.Length).ToArray();
-        Parallel.ForEach(bySize, options, s =>
+        (int First, int Count, long Bytes)[] runs = Runs(segments, 4 * options.MaxDegreeOfParallelism);
+        var walks = new SegmentWalk[runs.Length];
+        // A cancelled or failed build frees the walks' temporaries too.
+        using var freed = new Freed(walks);
+        var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
+        Parallel.ForEach(bySize, options, r =>
         {
-            // Sized for objects of 32 bytes with two references each, more
-            // than most heaps hold, so that arrays rarely grow (a copy);
-            // unused capacity of an uninitialised array is never touched
-            // and so takes no memory.
-            int expected = (int)Math.Min(1 << 24, segments[s].ObjectRange.Length / 32 + 16);
-            var walk = new SegmentWalk(memory.PointerSize, memory, dependents, expected);
+            // Sized for objects of 32 bytes, more than most heaps hold, so
+            // that arrays rarely grow (a copy), and for as many references
+            // as the run has pointer-sized slots, so that they never grow:
+            // capacity that is never written is never touched and so takes
+            // no memory.
+            int expected = (int)Math.Min(1 << 28, runs[r].Bytes / 32 + 16);
+            int references = (int)Math.Min(1 << 29, runs[r].Bytes / memory.PointerSize + 16);
+            var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, references, runs[r].Count);
             var visitor = new GraphVisitor(walk, types, freeMt);
-            walker.WalkBytes(segments[s], ref visitor, cancel);
-            // Only the addresses are kept beyond the build: only they are trimmed.
-            walk.Address.Trim();
-            walks[s] = walk;
-            long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
-            progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
+            for (int i = 0; i < runs[r].Count; i++)
+            {
+                ClrSegment segment = segments[runs[r].First + i];
+                walk.SegmentStart[i] = walk.Address.Count;
+                walker.WalkBytes(segment, ref visitor, cancel);
+                long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
+                progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
+            }
+            walk.SegmentStart[runs[r].Count] = walk.Address.Count;
         });
 
+        // The address lookup: each segment's addresses (a part of its run's
+        // pinned array, kept for good) and buckets.
         var index = new SegmentIndex[segments.Length];
+        var runFirst = new int[runs.Length];
         int first = 0;
-        for (int s = 0; s < segments.Length; s++)
+        for (int r = 0; r < runs.Length; r++)
         {
-            ulong[] addresses = walks[s].Address.Items;
-            ulong start = segments[s].ObjectRange.Start;
-            ulong end = segments[s].ObjectRange.End;
-            var buckets = new int[(int)(((end - start) >> BucketShift) + 1)];
-            int at = 0;
-            for (int b = 0; b < buckets.Length; b++)
+            runFirst[r] = first;
+            var all = Column<ulong>.OfPinned(walks[r].Address.Items);
+            for (int i = 0; i < runs[r].Count; i++)
             {
-                ulong bucketStart = start + ((ulong)b << BucketShift);
-                while (at < addresses.Length && addresses[at] < bucketStart)
-                    at++;
-                buckets[b] = at;
+                int s = runs[r].First + i;
+                int from = walks[r].SegmentStart[i];
+                Column<ulong> addresses = all.Part(from, walks[r].SegmentStart[i + 1] - from);
+                ulong start = segments[s].ObjectRange.Start;
+                ulong end = segments[s].ObjectRange.End;
+                index[s] = new SegmentIndex(start, end, first, addresses, Buckets(start, end, addresses.Span));
+                first = checked(first + addresses.Length);
             }
-            index[s] = new SegmentIndex(start, end, first, addresses, buckets);
-            first = checked(first + addresses.Length);
         }
         int n = first;
+        Stage("walk");
 
-        // 2. Each segment's references resolved to indices, in place over
-        //    its raw addresses (an int takes half a ulong's room); then the
+        // 2. Each run's references resolved to indices, in place over its
+        //    raw addresses (an int takes half a ulong's room); then the
         //    object arrays and rows joined.
-        var resolvedCounts = new int[segments.Length];
-        Parallel.ForEach(bySize, options, s =>
+        var resolvedCounts = new int[runs.Length];
+        Parallel.ForEach(bySize, options, r =>
         {
-            SegmentWalk walk = walks[s];
-            Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan());
-            int[] refStart = walk.RefStart.Items;
-            ulong[] raw = walk.Raw.Items;
+            SegmentWalk walk = walks[r];
+            Span<ulong> raw = walk.Raw.Span;
+            Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(raw);
+            Span<int> refStart = walk.RefStart.Span;
             int objects = walk.RefStart.Count;
             int written = 0;
             SegmentIndex? hint = null;
             for (int k = 0; k < objects; k++)
             {
                 int from = refStart[k];
-                int to = k + 1 < objects ? refStart[k + 1] : walk.Raw.Count;
+                int to = k + 1 < objects ? refStart[k + 1] : raw.Length;
                 refStart[k] = written;
-                for (int r = from; r < to; r++)
+                for (int i = from; i < to; i++)
                 {
-                    int target = IndexOf(index, raw[r], ref hint);
+                    int target = IndexOf(index, raw[i], ref hint);
                     if (target >= 0)
                         resolved[written++] = target;
                 }
                 if ((k & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
             }
-            resolvedCounts[s] = written;
-            long done = Interlocked.Add(ref doneBytes, (long)segments[s].ObjectRange.Length);
+            resolvedCounts[r] = written;
+            long done = Interlocked.Add(ref doneBytes, runs[r].Bytes);
             progress?.Report(new ProgressReport(done, total, "resolving references"));
         });
         long edgeCount = resolvedCounts.Sum(c => (long)c);
         if (edgeCount > Array.MaxLength)
             throw new EngineException(ErrorCodes.Internal, $"The heap has {edgeCount:N0} references, more than one graph can hold.");
 
-        var type = new int[n];
-        var size = new uint[n];
+        var typeColumn = Column<int>.Allocate(n, zeroed: false);
+        var sizeColumn = Column<uint>.Allocate(n, zeroed: false);
         var huge = new Dictionary<int, ulong>();
-        var edgeStart = new int[n + 1];
-        var edges = new int[edgeCount];
+        var edgeStartColumn = Column<int>.Allocate(n + 1, zeroed: false);
+        var edgesColumn = Column<int>.Allocate((int)edgeCount, zeroed: false);
+        Span<int> edgeStart = edgeStartColumn.Writable;
         int edgeBase = 0;
-        for (int s = 0; s < segments.Length; s++)
+        // Each temporary is freed as soon as it is copied: the graph's
+        // arrays fill up as the walk's empty out.
+        for (int r = 0; r < runs.Length; r++)
         {
-            SegmentWalk walk = walks[s];
-            int o = index[s].First;
-            Array.Copy(walk.Type.Items, 0, type, o, walk.Type.Count);
-            for (int k = 0; k < walk.Size.Count; k++)
-            {
-                ulong sz = walk.Size.Items[k];
-                size[o + k] = sz >= uint.MaxValue ? uint.MaxValue : (uint)sz;
-                if (sz >= uint.MaxValue)
-                    huge[o + k] = sz;
-            }
-            for (int k = 0; k < walk.RefStart.Count; k++)
-                edgeStart[o + k] = edgeBase + walk.RefStart.Items[k];
-            System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Items.AsSpan())[..resolvedCounts[s]]
-                .CopyTo(edges.AsSpan(edgeBase));
-            edgeBase += resolvedCounts[s];
-            walks[s] = null!;
+            SegmentWalk walk = walks[r];
+            int o = runFirst[r];
+            walk.Type.Span.CopyTo(typeColumn.Writable[o..]);
+            walk.Type.Free();
+            walk.Size.Span.CopyTo(sizeColumn.Writable[o..]);
+            walk.Size.Free();
+            foreach (var (k, sz) in walk.Huge)
+                huge[o + k] = sz;
+            ReadOnlySpan<int> refStart = walk.RefStart.Span;
+            for (int k = 0; k < refStart.Length; k++)
+                edgeStart[o + k] = edgeBase + refStart[k];
+            walk.RefStart.Free();
+            System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Span)[..resolvedCounts[r]]
+                .CopyTo(edgesColumn.Writable[edgeBase..]);
+            walk.Raw.Free();
+            edgeBase += resolvedCounts[r];
         }
         edgeStart[n] = edgeBase;
-        walks = [];
-        // The walk's arrays are garbage now, as big as the graph itself:
-        // give their memory back before the dominators need more.
-        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        Stage("resolve+join");
         GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
@@ -464,12 +514,37 @@ public sealed partial class HeapGraph
         var rootNames = new List<string>();
         GraphRoot[] roots = Roots(runtime, index, rootNames, cancel);
         int[] rootTargets = roots.Select(r => r.Object).Distinct().Order().ToArray();
+        Stage("roots");
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
-        DominatorTree tree = DominatorTree.Compute(n, edgeStart, edges, rootTargets, sub, cancel);
-        ulong[] retained = tree.RetainedSizes(i => size[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : size[i]);
+        DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
+        ulong[] retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
+        Stage($"dominators ({tree.Passes} passes)+retained");
+        Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
-        return new HeapGraph(type, size, huge, edgeStart, edges, index, graphTypes, roots, [.. rootNames], rootTargets,
-            tree.Idom, retained, tree.Passes, watch.Elapsed.TotalSeconds);
+        return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
+            Column<int>.OfPinned(tree.Idom), Column<ulong>.OfPinned(retained), tree.Passes, watch.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>The segments (in address order) cut into about this many
+    /// runs of consecutive segments, of about equal bytes each.</summary>
+    private static (int First, int Count, long Bytes)[] Runs(ClrSegment[] segments, int wanted)
+    {
+        long total = segments.Sum(s => (long)s.ObjectRange.Length);
+        long target = Math.Max(1, total / Math.Max(1, wanted));
+        var runs = new List<(int, int, long)>();
+        int first = 0;
+        long bytes = 0;
+        for (int s = 0; s < segments.Length; s++)
+        {
+            bytes += (long)segments[s].ObjectRange.Length;
+            if (bytes >= target || s == segments.Length - 1)
+            {
+                runs.Add((first, s - first + 1, bytes));
+                first = s + 1;
+                bytes = 0;
+            }
+        }
+        return [.. runs];
     }
 
     /// <summary>Maps the dominator step's progress onto the last third of the build.</summary>
@@ -517,7 +592,7 @@ public sealed partial class HeapGraph
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Collect(ReadOnlySpan<byte> bytes, int pointerSize, ref Growing<ulong> into)
+        public void Collect(ReadOnlySpan<byte> bytes, int pointerSize, ref NativeGrowing<ulong> into)
         {
             if (!IsArray)
             {
@@ -542,7 +617,7 @@ public sealed partial class HeapGraph
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, ref Growing<ulong> into)
+        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, ref NativeGrowing<ulong> into)
         {
             if (offset + pointerSize > bytes.Length)
                 return;

@@ -1,0 +1,284 @@
+using System.IO.MemoryMappedFiles;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace DumpScope.Engine.Analysis;
+
+/// <summary>
+/// A fixed run of T that never moves: an array on the pinned object heap,
+/// or a section of a memory-mapped index file. Reads are bounds-checked, so
+/// a bad value used as an index fails as an exception, never as a stray
+/// read. The owner (the array or the mapping) is held so that the memory
+/// lives as long as any copy of the column.
+/// </summary>
+internal readonly unsafe struct Column<T> where T : unmanaged
+{
+    private readonly T* _items;
+    private readonly object? _owner;
+
+    public int Length { get; }
+
+    public Column(T* items, int length, object owner)
+    {
+        _items = items;
+        Length = length;
+        _owner = owner;
+    }
+
+    /// <summary>A new array on the pinned object heap (the GC never moves it).</summary>
+    public static Column<T> Allocate(int length, bool zeroed)
+    {
+        // Cleared after the advice, so that the first touch is already a huge page.
+        T[] array = HugePages.Advise(GC.AllocateUninitializedArray<T>(length, pinned: true));
+        if (zeroed)
+            Array.Clear(array);
+        return new Column<T>((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), length, array);
+    }
+
+    /// <summary>Wraps an array made with pinned: true (the walk's addresses, DominatorTree's arrays).</summary>
+    public static Column<T> OfPinned(T[] array) =>
+        new((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), array.Length, array);
+
+    public T this[int index]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get
+        {
+            if ((uint)index >= (uint)Length)
+                throw new IndexOutOfRangeException();
+            return _items[index];
+        }
+    }
+
+    public ReadOnlySpan<T> Span => new(_items, Length);
+
+    /// <summary>For the build only: a column read by queries is never written.</summary>
+    public Span<T> Writable => new(_items, Length);
+
+    public ReadOnlySpan<T> Slice(int start, int length) => Span.Slice(start, length);
+
+    public Column<T> Part(int start, int length)
+    {
+        if ((uint)start > (uint)Length || (uint)length > (uint)(Length - start))
+            throw new ArgumentOutOfRangeException(nameof(start));
+        return new Column<T>(_items + start, length, _owner!);
+    }
+
+    public T* Pointer => _items;
+
+    public long Bytes => (long)Length * sizeof(T);
+}
+
+/// <summary>
+/// A whole file mapped into memory, read-only. Its pages belong to the page
+/// cache: the kernel reads them on first touch and may drop them again, so
+/// a loaded index costs no anonymous memory and no copy.
+/// </summary>
+internal sealed unsafe class MappedFile
+{
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+
+    public byte* Base { get; }
+
+    public MappedFile(FileStream stream)
+    {
+        long length = stream.Length;
+        _file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
+        try
+        {
+            _view = _file.CreateViewAccessor(0, length, MemoryMappedFileAccess.Read);
+            byte* pointer = null;
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            Base = pointer + _view.PointerOffset;
+        }
+        catch
+        {
+            _file.Dispose();
+            throw;
+        }
+    }
+
+    // Columns point into the view: it is unmapped only once nothing holds
+    // this object (every column holds it as its owner).
+    ~MappedFile()
+    {
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _file.Dispose();
+    }
+}
+
+/// <summary>
+/// A fast 64-bit checksum of the index file's sections (not cryptographic:
+/// it guards against damage; the key guards against a file of another
+/// dump). The bytes are summed in chunks of 16 MiB, in parallel, with four
+/// independent lanes per chunk; the chunks' sums are then summed in order.
+/// </summary>
+internal static unsafe class SectionChecksum
+{
+    private const long ChunkBytes = 16L << 20;
+    private const ulong Prime1 = 0x9E3779B185EBCA87UL;
+    private const ulong Prime2 = 0xC2B2AE3D27D4EB4FUL;
+
+    public static ulong Of(byte* bytes, long length, CancellationToken cancel)
+    {
+        long chunks = Math.Max(1, (length + ChunkBytes - 1) / ChunkBytes);
+        var sums = new ulong[chunks];
+        if (chunks == 1)
+        {
+            sums[0] = Chunk(bytes, length);
+        }
+        else
+        {
+            var options = new ParallelOptions { CancellationToken = cancel };
+            Parallel.For(0, chunks, options, c =>
+            {
+                long from = c * ChunkBytes;
+                sums[c] = Chunk(bytes + from, Math.Min(ChunkBytes, length - from));
+            });
+        }
+        fixed (ulong* s = sums)
+            return Chunk((byte*)s, chunks * sizeof(ulong)) ^ (ulong)length;
+    }
+
+    private static ulong Chunk(byte* bytes, long length)
+    {
+        ulong a = 0x27D4EB2F165667C5UL, b = Prime1, c = Prime2, d = 0x165667B19E3779F9UL;
+        var words = (ulong*)bytes;
+        long blocks = length / 32;
+        for (long i = 0; i < blocks; i++, words += 4)
+        {
+            a = BitOperations.RotateLeft(a + words[0] * Prime2, 31) * Prime1;
+            b = BitOperations.RotateLeft(b + words[1] * Prime2, 31) * Prime1;
+            c = BitOperations.RotateLeft(c + words[2] * Prime2, 31) * Prime1;
+            d = BitOperations.RotateLeft(d + words[3] * Prime2, 31) * Prime1;
+        }
+        ulong h = BitOperations.RotateLeft(a, 1) + BitOperations.RotateLeft(b, 7) + BitOperations.RotateLeft(c, 12) + BitOperations.RotateLeft(d, 18);
+        for (long i = blocks * 32; i < length; i++)
+            h = BitOperations.RotateLeft(h ^ (bytes[i] * Prime2), 11) * Prime1;
+        return h;
+    }
+}
+
+/// <summary>
+/// Asks Linux to back a big, fresh array with 2 MiB pages (transparent huge
+/// pages, "madvise" mode): the graph's arrays are written once from end to
+/// end, and one fault per 2 MiB instead of per 4 KiB takes most of the
+/// kernel's time out of the build (a page fault costs most in a VM). Only
+/// the array's own whole huge pages are advised; elsewhere it does nothing.
+/// </summary>
+internal static unsafe class HugePages
+{
+    private const int AdviseHugePage = 14;
+    private const long Size = 2L << 20;
+
+
+    public static T[] Advise<T>(T[] array) where T : unmanaged
+    {
+        fixed (T* items = array)
+            Advise(items, (long)array.Length * sizeof(T));
+        return array;
+    }
+
+    public static void Advise(void* items, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes < 2 * Size)
+            return;
+        long start = ((long)items + Size - 1) & ~(Size - 1);
+        long end = ((long)items + bytes) & ~(Size - 1);
+        if (end > start)
+            Libc.Madvise((void*)start, (nuint)(end - start), AdviseHugePage);
+    }
+}
+
+/// <summary>
+/// A growing run of T outside the GC heap, for the build's temporaries: it
+/// is given back to the system the moment it is freed (no collection to
+/// wait for). Linux:
+/// its own anonymous mapping, advised for huge pages; elsewhere the C heap.
+/// The owner frees it exactly once.
+/// </summary>
+internal unsafe struct NativeGrowing<T> where T : unmanaged
+{
+    private const int ProtReadWrite = 3;
+    private const int MapPrivateAnonymous = 0x22;
+
+    private T* _items;
+    private long _capacity;
+
+    public int Count { get; private set; }
+
+    public NativeGrowing(int capacity)
+    {
+        _capacity = Math.Max(16, capacity);
+        _items = (T*)Allocate(_capacity * sizeof(T));
+    }
+
+    public readonly Span<T> Span => new(_items, Count);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Add(T item)
+    {
+        if (Count == _capacity)
+            Grow();
+        _items[Count++] = item;
+    }
+
+    private void Grow()
+    {
+        long bigger = Math.Min(Array.MaxLength, _capacity * 2);
+        if (bigger <= Count)
+            throw new OutOfMemoryException("a heap-graph array would exceed the largest array");
+        // A copy, not mremap: the advice for huge pages splits the mapping,
+        // which mremap cannot move. Growing is rare (sized from the heap).
+        T* items = (T*)Allocate(bigger * sizeof(T));
+        new Span<T>(_items, Count).CopyTo(new Span<T>(items, Count));
+        Release();
+        _items = items;
+        _capacity = bigger;
+    }
+
+    public void Free()
+    {
+        if (_items == null)
+            return;
+        Release();
+        _items = null;
+        _capacity = 0;
+        Count = 0;
+    }
+
+    private readonly void Release()
+    {
+        if (OperatingSystem.IsLinux())
+            Libc.Munmap(_items, (nuint)(_capacity * sizeof(T)));
+        else
+            NativeMemory.Free(_items);
+    }
+
+    private static void* Allocate(long bytes)
+    {
+        if (!OperatingSystem.IsLinux())
+            return NativeMemory.Alloc((nuint)bytes);
+        void* p = Libc.Mmap(null, (nuint)bytes, ProtReadWrite, MapPrivateAnonymous, -1, 0);
+        if ((long)p == -1)
+            throw new OutOfMemoryException("no memory for the heap graph's temporaries");
+        HugePages.Advise(p, bytes);
+        return p;
+    }
+}
+
+/// <summary>The Linux memory calls the graph's build uses (only called on Linux).</summary>
+internal static unsafe class Libc
+{
+    [DllImport("libc", EntryPoint = "madvise")]
+    public static extern int Madvise(void* address, nuint length, int advice);
+
+    [DllImport("libc", EntryPoint = "mmap")]
+    public static extern void* Mmap(void* address, nuint length, int protection, int flags, int fd, long offset);
+
+    [DllImport("libc", EntryPoint = "munmap")]
+    public static extern int Munmap(void* address, nuint length);
+}
