@@ -1,0 +1,362 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using DumpScope.Engine.Analysis;
+using DumpScope.Engine.Rpc;
+
+namespace DumpScope.Engine.Front;
+
+/// <summary>
+/// The process a client talks to. Everything that reads the dump (ClrMD and
+/// the runtime's DAC, native code that a damaged dump can crash, which .NET
+/// cannot catch) runs in a worker process; the front relays lines both ways
+/// and survives the worker. When the worker dies, the request it was running
+/// is answered with 1012 naming the crash, a new worker re-opens the last
+/// opened dump, and the requests queued behind are sent to it. A method that
+/// crashed two workers on one dump is answered at once from then on.
+/// The front never loads ClrMD.
+/// </summary>
+public sealed class EngineFront
+{
+    private const string ReplayPrefix = "dumpscope-front:reopen:";
+
+    private readonly Stream _input;
+    private readonly MessageWriter _output;
+    private readonly int _maxRequestBytes;
+    private readonly Func<WorkerProcess> _startWorker;
+    private readonly object _gate = new();
+    // Requests sent to the worker and not answered yet, oldest first: the
+    // worker runs them in this order, so the oldest is the one it was in.
+    private readonly List<Forwarded> _inFlight = [];
+    private readonly Dictionary<(string Dump, string Method), (int Count, string How)> _crashes = [];
+    private readonly ManualResetEventSlim _done = new();
+    private WorkerProcess? _worker;
+    private Opened? _open;
+    // Why the dump open before a crash could not be opened again.
+    private string? _lost;
+    private bool _inputEnded;
+    private bool _shutdown;
+    private int _replays;
+
+    // Dump: the dump an `open` opens (null for other methods).
+    private sealed record Forwarded(string Key, JsonElement Id, string Method, string? Dump, JsonElement? Params, byte[] Line, bool Replay);
+
+    private sealed record Opened(string Dump, JsonElement Params);
+
+    /// <param name="startWorker">starts a worker (WorkerProcess.Start with the front's flags).</param>
+    public EngineFront(Stream input, Stream output, int maxRequestBytes, Func<WorkerProcess> startWorker)
+    {
+        _input = input;
+        _output = new MessageWriter(output);
+        _maxRequestBytes = maxRequestBytes;
+        _startWorker = startWorker;
+    }
+
+    /// <summary>Serves until end of input or `shutdown`, whichever comes first.</summary>
+    public void Run()
+    {
+        lock (_gate)
+            TryEnsureWorker();
+        // As in the worker, the reader is a background thread: after
+        // `shutdown` the process exits though the client keeps stdin open.
+        new Thread(ReadLoop) { Name = "front-reader", IsBackground = true }.Start();
+        _done.Wait();
+    }
+
+    private void ReadLoop()
+    {
+        var lines = new LineReader(_input, _maxRequestBytes);
+        while (lines.ReadLine() is { } line)
+        {
+            try
+            {
+                Take(line);
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"engine: a request could not be read: {e}");
+                _output.SendError(null, ErrorCodes.Internal, $"The request could not be read: {e.GetType().Name}: {e.Message}");
+            }
+        }
+        lock (_gate)
+        {
+            _inputEnded = true;
+            if (_worker is null)
+                _done.Set();
+            else
+                _worker.CloseInput();
+        }
+    }
+
+    private void Take(InputLine line)
+    {
+        var (request, refusal) = IncomingRequest.Read(line, _maxRequestBytes);
+        if (refusal is { } refused)
+            _output.SendError(refused);
+        if (request is null)
+            return;
+        if (request.Method == "version")
+        {
+            if (request.Id is { } id)
+                Answer(id, JsonSerializer.SerializeToNode(EngineVersions.Info, RpcJson.Options));
+            return;
+        }
+        if (request.Method == IncomingRequest.CancelMethod)
+        {
+            Cancel(request, line.Bytes!);
+            return;
+        }
+        if (Forward(request, line.Bytes!) is { } answer && request.Id is not null)
+            _output.SendError(answer);
+    }
+
+    private void Cancel(IncomingRequest request, byte[] line)
+    {
+        if (request.CancelTarget is not { } target)
+        {
+            Console.Error.WriteLine("engine: $/cancelRequest without params {\"id\": number or string} ignored");
+            if (request.BadCancel() is { } refusal)
+                _output.SendError(refusal);
+            return;
+        }
+        string key = IncomingRequest.IdKey(target);
+        lock (_gate)
+        {
+            if (_worker is not null && _inFlight.Any(f => f.Key == key && !f.Replay))
+                _worker.Send(line);
+        }
+    }
+
+    /// <summary>Sends the request to the worker, or gives the error that answers it instead.</summary>
+    private Refusal? Forward(IncomingRequest request, byte[] line)
+    {
+        lock (_gate)
+        {
+            if (request.Key is { } key && _inFlight.Any(f => f.Key == key))
+                return request.AlreadyInUse();
+            if (request.Method == "shutdown" && _worker is null)
+            {
+                _shutdown = true;
+                if (request.Id is { } id)
+                    Answer(id, null);
+                _done.Set();
+                return null;
+            }
+            if (_lost is { } lost && request.Method is not ("open" or "close" or "shutdown"))
+                return new Refusal(request.Id, ErrorCodes.DumpCrashedReader, lost);
+            // The dump the request will run on: the one it opens, else the
+            // one the last open sent (and not answered yet) or done opened.
+            string? opens = request.Method == "open" ? DumpOf(request.Params) : null;
+            string? dump = opens ?? _inFlight.LastOrDefault(f => f.Method == "open")?.Dump ?? _open?.Dump;
+            if (GivenUp(request.Id, request.Method, dump) is { } givenUp)
+                return givenUp;
+            if (TryEnsureWorker() is { } failure)
+                return new Refusal(request.Id, ErrorCodes.Internal, failure);
+            if (request.Id is { } requestId)
+                _inFlight.Add(new Forwarded(request.Key!, requestId, request.Method, opens, request.Params, line, Replay: false));
+            // A worker that no longer reads has died: its end is handled
+            // where its output ends, this request with it.
+            _worker!.Send(line);
+            return null;
+        }
+    }
+
+    /// <summary>The answer to a method that crashed two workers on this dump: it is not tried again.</summary>
+    private Refusal? GivenUp(JsonElement? id, string method, string? dump) =>
+        dump is not null && _crashes.TryGetValue((dump, method), out var crashes) && crashes.Count >= 2
+            ? new Refusal(id, ErrorCodes.DumpCrashedReader, CrashMessage(method, crashes.How, crashes.Count, restarted: false))
+            : null;
+
+    private static string? DumpOf(JsonElement? parameters) =>
+        parameters is { ValueKind: JsonValueKind.Object } p && p.TryGetProperty("dump", out JsonElement d)
+        && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
+
+    /// <summary>Starts a worker if none runs, re-opening the open dump in it; the reason when it cannot start.</summary>
+    private string? TryEnsureWorker()
+    {
+        if (_worker is not null)
+            return null;
+        WorkerProcess worker;
+        try
+        {
+            worker = _startWorker();
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception or IOException)
+        {
+            Console.Error.WriteLine($"engine: the worker process could not start: {e}");
+            return $"The engine's worker process could not start: {e.Message}";
+        }
+        _worker = worker;
+        new Thread(() => Relay(worker)) { Name = $"front-relay-{worker.Id}", IsBackground = true }.Start();
+        if (_open is { } open)
+        {
+            var id = JsonSerializer.SerializeToElement($"{ReplayPrefix}{++_replays}");
+            byte[] line = JsonSerializer.SerializeToUtf8Bytes(new JsonObject
+            {
+                ["jsonrpc"] = "2.0",
+                ["id"] = JsonValue.Create(id),
+                ["method"] = "open",
+                ["params"] = JsonNode.Parse(open.Params.GetRawText()),
+            });
+            _inFlight.Add(new Forwarded(IncomingRequest.IdKey(id), id, "open", open.Dump, open.Params, line, Replay: true));
+            worker.Send(line);
+        }
+        return null;
+    }
+
+    private void Relay(WorkerProcess worker)
+    {
+        while (worker.ReadLine() is { } line)
+            FromWorker(line);
+        string how = worker.WaitForEnd();
+        worker.Dispose();
+        WorkerEnded(worker, how);
+    }
+
+    private void FromWorker(byte[] line)
+    {
+        string? key;
+        bool succeeded;
+        string? error;
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            JsonElement root = doc.RootElement;
+            key = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("id", out JsonElement id)
+                && id.ValueKind != JsonValueKind.Null ? IncomingRequest.IdKey(id) : null;
+            succeeded = key is not null && root.TryGetProperty("result", out _);
+            error = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("error", out JsonElement e)
+                && e.ValueKind == JsonValueKind.Object && e.TryGetProperty("message", out JsonElement m) ? m.ToString() : null;
+        }
+        catch (JsonException e)
+        {
+            Console.Error.WriteLine($"engine: the worker wrote a line that is not JSON, dropped: {e.Message}");
+            return;
+        }
+        lock (_gate)
+        {
+            int at = key is null ? -1 : _inFlight.FindIndex(f => f.Key == key);
+            if (at >= 0)
+            {
+                Forwarded answered = _inFlight[at];
+                _inFlight.RemoveAt(at);
+                if (answered.Replay)
+                {
+                    if (!succeeded)
+                    {
+                        _open = null;
+                        _lost = $"The engine's reader crashed earlier on this dump and could not open it again: {error}";
+                        Console.Error.WriteLine($"engine: {_lost}");
+                    }
+                    return;
+                }
+                Answered(answered, succeeded);
+            }
+        }
+        _output.SendLine(line);
+    }
+
+    private void Answered(Forwarded request, bool succeeded)
+    {
+        switch (request.Method)
+        {
+            case "open" when succeeded && request.Dump is not null && request.Params is { } parameters:
+                _open = new Opened(request.Dump, parameters);
+                _lost = null;
+                break;
+            case "close" when succeeded:
+                _open = null;
+                _lost = null;
+                break;
+            case "shutdown":
+                _shutdown = true;
+                break;
+        }
+    }
+
+    private void WorkerEnded(WorkerProcess worker, string how)
+    {
+        var answers = new List<Refusal>();
+        lock (_gate)
+        {
+            if (_worker == worker)
+                _worker = null;
+            if (_shutdown)
+            {
+                _done.Set();
+                return;
+            }
+            var pending = _inFlight.ToList();
+            _inFlight.Clear();
+            if (pending.Count == 0)
+            {
+                if (!_inputEnded)
+                    Console.Error.WriteLine($"engine: the worker process ended ({how}) while idle; the next request starts another");
+                else
+                    _done.Set();
+                return;
+            }
+            Forwarded crashed = pending[0];
+            // The worker answered in order up to the crash, so the dump open
+            // now is the one the crashed request ran on (or the one it opened).
+            var crashKey = (crashed.Dump ?? _open?.Dump ?? "", crashed.Method);
+            int count = _crashes.GetValueOrDefault(crashKey).Count + 1;
+            _crashes[crashKey] = (count, how);
+            Console.Error.WriteLine($"engine: the worker process ended ({how}) during {crashed.Method} (crash {count} of this method on this dump)");
+            if (crashed.Replay)
+            {
+                _open = null;
+                _lost = CrashMessage("open", how, count, restarted: false) + " The dump is no longer open: open it again.";
+            }
+            else
+            {
+                answers.Add(new Refusal(crashed.Id, ErrorCodes.DumpCrashedReader, CrashMessage(crashed.Method, how, count, restarted: !_inputEnded)));
+            }
+            var rest = pending.Skip(1).Where(f => !f.Replay).ToList();
+            if (_inputEnded)
+            {
+                // No new worker for a client that has gone: what was queued is told why it was not run.
+                answers.AddRange(rest.Select(f => new Refusal(f.Id, ErrorCodes.DumpCrashedReader,
+                    $"Not run: the engine's reader crashed ({how}) during {crashed.Method} before it.")));
+                _done.Set();
+            }
+            else if (rest.Count > 0)
+            {
+                if (TryEnsureWorker() is { } failure)
+                {
+                    answers.AddRange(rest.Select(f => new Refusal(f.Id, ErrorCodes.Internal, failure)));
+                }
+                else
+                {
+                    // The requests queued behind the crash did nothing wrong: the
+                    // new worker runs them, unless one is given up on this dump.
+                    foreach (Forwarded f in rest)
+                    {
+                        if (GivenUp(f.Id, f.Method, f.Dump ?? _open?.Dump) is { } givenUp)
+                        {
+                            answers.Add(givenUp);
+                            continue;
+                        }
+                        _inFlight.Add(f);
+                        _worker!.Send(f.Line);
+                    }
+                }
+            }
+        }
+        foreach (Refusal answer in answers)
+            _output.SendError(answer.Id, answer.Code, answer.Message);
+    }
+
+    private static string CrashMessage(string method, string how, int count, bool restarted)
+    {
+        string what = $"The runtime's debugging library (DAC) crashed reading this dump ({how} during {method}): the dump is probably damaged.";
+        if (count >= 2)
+            return $"{what} {method} crashed it {count} times on this dump and is not tried again; the rest of the dump can still be read. Take a new dump for this part.";
+        string goesOn = method == "open" ? "the dump open before stays open" : "the dump stays open and the rest of it can still be read";
+        return restarted
+            ? $"{what} The engine started a new reader ({goesOn}). Take a new dump if this part matters."
+            : what;
+    }
+
+    private void Answer(JsonElement id, JsonNode? result) =>
+        _output.Send(new JsonObject { ["jsonrpc"] = "2.0", ["id"] = JsonValue.Create(id), ["result"] = result });
+}
