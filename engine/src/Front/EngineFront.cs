@@ -105,8 +105,18 @@ public sealed class EngineFront
             Cancel(request, line.Bytes!);
             return;
         }
-        if (Forward(request, line.Bytes!) is { } answer && request.Id is not null)
-            _output.SendError(answer);
+        Refusal? answer;
+        try
+        {
+            answer = Forward(request, line.Bytes!);
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"engine: {request.Method} could not be passed on: {e}");
+            answer = new Refusal(request.Id, ErrorCodes.Internal, $"{request.Method} could not be passed on: {e.GetType().Name}: {e.Message}");
+        }
+        if (answer is { } instead && request.Id is not null)
+            _output.SendError(instead);
     }
 
     private void Cancel(IncomingRequest request, byte[] line)
@@ -166,9 +176,11 @@ public sealed class EngineFront
             ? new Refusal(id, ErrorCodes.DumpCrashedReader, CrashMessage(method, crashes.How, crashes.Count, restarted: false))
             : null;
 
+    // Which dump, as a key: its JSON text, which needs no decoding (text
+    // with a lone surrogate is the worker's to refuse).
     private static string? DumpOf(JsonElement? parameters) =>
         parameters is { ValueKind: JsonValueKind.Object } p && p.TryGetProperty("dump", out JsonElement d)
-        && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
+        && d.ValueKind == JsonValueKind.String ? d.GetRawText() : null;
 
     /// <summary>Starts a worker if none runs, re-opening the open dump in it; the reason when it cannot start.</summary>
     private string? TryEnsureWorker()
@@ -319,8 +331,10 @@ public sealed class EngineFront
                     $"Not run: the engine's reader crashed ({how}) during {crashed.Method} before it.")));
                 _done.Set();
             }
-            else if (rest.Count > 0)
+            else
             {
+                // At once, not on the next request: the dump is open again
+                // by the time the client asks its next question.
                 if (TryEnsureWorker() is { } failure)
                 {
                     answers.AddRange(rest.Select(f => new Refusal(f.Id, ErrorCodes.Internal, failure)));
