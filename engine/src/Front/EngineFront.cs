@@ -54,11 +54,15 @@ public sealed class EngineFront
     /// <summary>Serves until end of input or `shutdown`, whichever comes first.</summary>
     public void Run()
     {
-        lock (_gate)
-            TryEnsureWorker();
         // As in the worker, the reader is a background thread: after
         // `shutdown` the process exits though the client keeps stdin open.
+        // It starts first, so `version` need not wait for the worker.
         new Thread(ReadLoop) { Name = "front-reader", IsBackground = true }.Start();
+        lock (_gate)
+        {
+            if (!_inputEnded && !_shutdown)
+                TryEnsureWorker();
+        }
         _done.Wait();
     }
 
