@@ -18,12 +18,14 @@ from typing import Iterator
 
 import pytest
 
+from analysis.dumpfile import open_dump
 from analysis.managed.client import (
     EngineClient,
     EngineError,
     ErrorCode,
     engine_available,
 )
+from analysis.managed.engines import WINE64, EngineLaunch, engine_for_dump, engine_path
 from scenarios.dumps import ensure_dump
 
 pytestmark = pytest.mark.skipif(
@@ -181,3 +183,27 @@ def test_the_report_lists_the_crash_among_its_problems(dump: Path) -> None:
     # What the crash did not touch is there.
     assert report["analyses"]["managed_threads"]["state"] == "done"
     assert report["analyses"]["finalizer_queue"]["state"] == "done"
+
+
+@pytest.mark.skipif(
+    not os.access(WINE64, os.X_OK) or not engine_path("win-x64").is_file(),
+    reason="needs wine64 and the win-x64 engine (engine/build.sh)",
+)
+def test_under_wine_the_windows_engine_survives_its_reader_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(CRASH, "heap_stats")
+    dump = ensure_dump("healthy", "win-net10", "full").path
+    reader = open_dump(str(dump))
+    launch = engine_for_dump(reader.os, reader.pointer_size)
+    assert isinstance(launch, EngineLaunch) and launch.choice.how == "wine"
+    with EngineClient(launch=launch) as client:
+        client.open(str(dump))
+        engine = client._process
+        assert engine is not None
+        with pytest.raises(EngineError) as crash:
+            client.heap_stats()
+        assert crash.value.code == ErrorCode.DUMP_CRASHED_READER
+        assert "during heap_stats" in crash.value.message
+        assert client._process is engine and engine.alive()
+        assert client.threads()

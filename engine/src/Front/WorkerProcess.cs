@@ -110,6 +110,9 @@ public sealed class WorkerProcess : IDisposable
                 0xC0000005 => "access violation (0xC0000005)",
                 0xC00000FD => "stack overflow (0xC00000FD)",
                 0xC0000409 => "fail-fast (0xC0000409)",
+                // The runtime's own fail-fast after an access violation in
+                // native code it called (seen under Wine).
+                0xC0000602 => "fatal error (0xC0000602)",
                 0xE0434352 => "unhandled .NET exception (0xE0434352)",
                 uint code when code >= 0x80000000 => $"exit code 0x{code:X8}",
                 _ => $"exit code {exitCode}",
