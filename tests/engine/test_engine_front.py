@@ -143,6 +143,25 @@ def test_requests_queued_behind_the_crash_are_answered_by_the_new_reader(
         engine.close()
 
 
+def test_an_open_that_crashes_the_reader_is_answered_and_nothing_is_open(
+    monkeypatch: pytest.MonkeyPatch, dump: Path
+) -> None:
+    monkeypatch.setenv(CRASH, "open")
+    from tests.engine.test_protocol_fuzz import Engine, request
+
+    engine = Engine()
+    try:
+        crashed = engine.ask(request(1, "open", {"dump": str(dump)}))
+        assert crashed["error"]["code"] == ErrorCode.DUMP_CRASHED_READER
+        assert "during open" in crashed["error"]["message"]
+        engine.probe()
+        # The new reader was not given the dump that crashed the last one.
+        refused = engine.ask(request(2, "heap_stats"))
+        assert refused["error"]["code"] == ErrorCode.NO_DUMP_OPEN
+    finally:
+        engine.close()
+
+
 def test_the_front_never_loads_clrmd_and_its_worker_goes_with_it(
     dump: Path,
 ) -> None:

@@ -167,6 +167,9 @@ public sealed class EngineFront
                 return new Refusal(request.Id, ErrorCodes.Internal, failure);
             if (request.Id is { } requestId)
                 _inFlight.Add(new Forwarded(request.Key!, requestId, request.Method, opens, request.Params, line, Replay: false));
+            else if (request.Method == "shutdown")
+                // No answer will say it was done: the worker's end will.
+                _shutdown = true;
             // A worker that no longer reads has died: its end is handled
             // where its output ends, this request with it.
             _worker!.Send(line);
