@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +121,28 @@ def test_a_method_that_crashed_two_readers_is_answered_at_once(
     # No third reader was crashed: the worker is the one that ran before.
     assert worker_pid(client) == worker
     assert client.thread_pool() is not None
+
+
+def test_a_dump_the_new_reader_cannot_open_again_is_named_on_every_call(
+    crashing_client: EngineClient, dump: Path, tmp_path: Path
+) -> None:
+    client = crashing_client
+    copy = tmp_path / "gone.core"
+    shutil.copyfile(dump, copy)
+    client.open(str(copy))
+    # The first reader holds the file open; the next one cannot find it.
+    copy.unlink()
+    with pytest.raises(EngineError) as crash:
+        client.heap_stats()
+    assert crash.value.code == ErrorCode.DUMP_CRASHED_READER
+    with pytest.raises(EngineError) as lost:
+        client.threads()
+    assert lost.value.code == ErrorCode.DUMP_CRASHED_READER
+    assert "could not open it again" in lost.value.message
+    assert str(copy) in lost.value.message
+    # Opening a dump again is the way on.
+    client.open(str(dump))
+    assert client.gc_heap().segments
 
 
 def test_requests_queued_behind_the_crash_are_answered_by_the_new_reader(

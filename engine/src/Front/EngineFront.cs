@@ -27,6 +27,9 @@ public sealed class EngineFront
     // Requests sent to the worker and not answered yet, oldest first: the
     // worker runs them in this order, so the oldest is the one it was in.
     private readonly List<Forwarded> _inFlight = [];
+    // Requests that came while a new worker re-opens the dump: sent once
+    // it is open, or answered with why it is not.
+    private readonly List<Forwarded> _held = [];
     private readonly Dictionary<(string Dump, string Method), (int Count, string How)> _crashes = [];
     private readonly ManualResetEventSlim _done = new();
     private WorkerProcess? _worker;
@@ -37,8 +40,9 @@ public sealed class EngineFront
     private bool _shutdown;
     private int _replays;
 
-    // Dump: the dump an `open` opens (null for other methods).
-    private sealed record Forwarded(string Key, JsonElement Id, string Method, string? Dump, JsonElement? Params, byte[] Line, bool Replay);
+    // Key and Id null: a notification. Dump: the dump an `open` opens
+    // (null for other methods).
+    private sealed record Forwarded(string? Key, JsonElement? Id, string Method, string? Dump, JsonElement? Params, byte[] Line, bool Replay);
 
     private sealed record Opened(string Dump, JsonElement Params);
 
@@ -133,11 +137,17 @@ public sealed class EngineFront
             return;
         }
         string key = IncomingRequest.IdKey(target);
+        Forwarded? held;
         lock (_gate)
         {
             if (_worker is not null && _inFlight.Any(f => f.Key == key && !f.Replay))
                 _worker.Send(line);
+            held = _held.FirstOrDefault(f => f.Key == key);
+            if (held is not null)
+                _held.Remove(held);
         }
+        if (held is { Id: { } id })
+            _output.SendError(id, ErrorCodes.Cancelled, $"{held.Method} was cancelled.");
     }
 
     /// <summary>Sends the request to the worker, or gives the error that answers it instead.</summary>
@@ -145,7 +155,7 @@ public sealed class EngineFront
     {
         lock (_gate)
         {
-            if (request.Key is { } key && _inFlight.Any(f => f.Key == key))
+            if (request.Key is { } key && _inFlight.Concat(_held).Any(f => f.Key == key))
                 return request.AlreadyInUse();
             if (request.Method == "shutdown" && _worker is null)
             {
@@ -155,33 +165,64 @@ public sealed class EngineFront
                 _done.Set();
                 return null;
             }
-            if (_lost is { } lost && request.Method is not ("open" or "close" or "shutdown"))
-                return new Refusal(request.Id, ErrorCodes.DumpCrashedReader, lost);
-            // The dump the request will run on: the one it opens, else the
-            // one the last open sent (and not answered yet) or done opened.
-            string? opens = request.Method == "open" ? DumpOf(request.Params) : null;
-            string? dump = opens ?? _inFlight.LastOrDefault(f => f.Method == "open")?.Dump ?? _open?.Dump;
-            if (GivenUp(request.Id, request.Method, dump) is { } givenUp)
-                return givenUp;
             if (TryEnsureWorker() is { } failure)
                 return new Refusal(request.Id, ErrorCodes.Internal, failure);
-            if (request.Id is { } requestId)
-                _inFlight.Add(new Forwarded(request.Key!, requestId, request.Method, opens, request.Params, line, Replay: false));
-            else if (request.Method == "shutdown")
+            if (request.Id is null && request.Method == "shutdown")
                 // No answer will say it was done: the worker's end will.
                 _shutdown = true;
-            // A worker that no longer reads has died: its end is handled
-            // where its output ends, this request with it.
-            _worker!.Send(line);
-            return null;
+            string? opens = request.Method == "open" ? DumpOf(request.Params) : null;
+            return Submit(new Forwarded(request.Key, request.Id, request.Method, opens, request.Params, line, Replay: false));
         }
     }
 
-    /// <summary>The answer to a method that crashed two workers on this dump: it is not tried again.</summary>
-    private Refusal? GivenUp(JsonElement? id, string method, string? dump) =>
-        dump is not null && _crashes.TryGetValue((dump, method), out var crashes) && crashes.Count >= 2
+    /// <summary>Under the gate, with a worker: sends, holds, or gives the answer instead.</summary>
+    private Refusal? Submit(Forwarded request)
+    {
+        if (_inFlight.Any(f => f.Replay))
+        {
+            _held.Add(request);
+            return null;
+        }
+        // The dump the request will run on: the one it opens, else the
+        // one the last open sent (and not answered yet) or done opened.
+        string? dump = request.Dump ?? _inFlight.LastOrDefault(f => f.Method == "open")?.Dump ?? _open?.Dump;
+        if (Instead(request.Id, request.Method, dump) is { } instead)
+            return instead;
+        if (request.Key is not null)
+            _inFlight.Add(request);
+        // A worker that no longer reads has died: its end is handled
+        // where its output ends, this request with it.
+        _worker!.Send(request.Line);
+        return null;
+    }
+
+    /// <summary>Under the gate: submits `first` then what was held, in order; the answers due instead.</summary>
+    private List<Refusal> Release(IEnumerable<Forwarded> first)
+    {
+        var queue = first.Concat(_held).ToList();
+        _held.Clear();
+        var answers = new List<Refusal>();
+        foreach (Forwarded request in queue)
+        {
+            if (Submit(request) is { } instead && request.Id is not null)
+                answers.Add(instead);
+        }
+        return answers;
+    }
+
+    /// <summary>
+    /// The answer the front gives instead of the worker: to a request that
+    /// needs the dump a crash lost, and to a method that crashed two workers
+    /// on this dump (it is not tried again).
+    /// </summary>
+    private Refusal? Instead(JsonElement? id, string method, string? dump)
+    {
+        if (_lost is { } lost && method is not ("open" or "close" or "shutdown"))
+            return new Refusal(id, ErrorCodes.DumpCrashedReader, lost);
+        return dump is not null && _crashes.TryGetValue((dump, method), out var crashes) && crashes.Count >= 2
             ? new Refusal(id, ErrorCodes.DumpCrashedReader, CrashMessage(method, crashes.How, crashes.Count, restarted: false))
             : null;
+    }
 
     // Which dump, as a key: its JSON text, which needs no decoding (text
     // with a lone surrogate is the worker's to refuse).
@@ -251,6 +292,8 @@ public sealed class EngineFront
             Console.Error.WriteLine($"engine: the worker wrote a line that is not JSON, dropped: {e.Message}");
             return;
         }
+        bool relay = true;
+        List<Refusal> answers = [];
         lock (_gate)
         {
             int at = key is null ? -1 : _inFlight.FindIndex(f => f.Key == key);
@@ -260,18 +303,24 @@ public sealed class EngineFront
                 _inFlight.RemoveAt(at);
                 if (answered.Replay)
                 {
+                    relay = false;
                     if (!succeeded)
                     {
                         _open = null;
                         _lost = $"The engine's reader crashed earlier on this dump and could not open it again: {error}";
                         Console.Error.WriteLine($"engine: {_lost}");
                     }
-                    return;
+                    answers = Release([]);
                 }
-                Answered(answered, succeeded);
+                else
+                {
+                    Answered(answered, succeeded);
+                }
             }
         }
-        _output.SendLine(line);
+        if (relay)
+            _output.SendLine(line);
+        SendAll(answers);
     }
 
     private void Answered(Forwarded request, bool succeeded)
@@ -330,41 +379,38 @@ public sealed class EngineFront
             {
                 answers.Add(new Refusal(crashed.Id, ErrorCodes.DumpCrashedReader, CrashMessage(crashed.Method, how, count, restarted: !_inputEnded)));
             }
+            // Behind the crash: what was sent to the worker, then what waited
+            // for a re-open. They did nothing wrong.
             var rest = pending.Skip(1).Where(f => !f.Replay).ToList();
             if (_inputEnded)
             {
-                // No new worker for a client that has gone: what was queued is told why it was not run.
-                answers.AddRange(rest.Select(f => new Refusal(f.Id, ErrorCodes.DumpCrashedReader,
-                    $"Not run: the engine's reader crashed ({how}) during {crashed.Method} before it.")));
+                // No new worker for a client that has gone: each is told why it was not run.
+                answers.AddRange(rest.Concat(_held).Where(f => f.Id is not null).Select(f => new Refusal(f.Id,
+                    ErrorCodes.DumpCrashedReader, $"Not run: the engine's reader crashed ({how}) during {crashed.Method} before it.")));
+                _held.Clear();
                 _done.Set();
+            }
+            else if (TryEnsureWorker() is { } failure)
+            {
+                answers.AddRange(rest.Concat(_held).Where(f => f.Id is not null)
+                    .Select(f => new Refusal(f.Id, ErrorCodes.Internal, failure)));
+                _held.Clear();
             }
             else
             {
-                // At once, not on the next request: the dump is open again
-                // by the time the client asks its next question.
-                if (TryEnsureWorker() is { } failure)
-                {
-                    answers.AddRange(rest.Select(f => new Refusal(f.Id, ErrorCodes.Internal, failure)));
-                }
-                else
-                {
-                    // The requests queued behind the crash did nothing wrong: the
-                    // new worker runs them, unless one is given up on this dump.
-                    foreach (Forwarded f in rest)
-                    {
-                        if (GivenUp(f.Id, f.Method, f.Dump ?? _open?.Dump) is { } givenUp)
-                        {
-                            answers.Add(givenUp);
-                            continue;
-                        }
-                        _inFlight.Add(f);
-                        _worker!.Send(f.Line);
-                    }
-                }
+                // Started at once, not on the next request: the dump is open
+                // again by the time the client asks its next question. The new
+                // worker runs the rest, unless the front answers one instead.
+                answers.AddRange(Release(rest));
             }
         }
+        SendAll(answers);
+    }
+
+    private void SendAll(IEnumerable<Refusal> answers)
+    {
         foreach (Refusal answer in answers)
-            _output.SendError(answer.Id, answer.Code, answer.Message);
+            _output.SendError(answer);
     }
 
     private static string CrashMessage(string method, string how, int count, bool restarted)
