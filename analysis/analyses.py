@@ -63,6 +63,9 @@ UNAVAILABLE_CODES = frozenset(
         ErrorCode.NO_HEAP_MEMORY,
         ErrorCode.DAC_LOAD_FAILED,
         ErrorCode.DAC_NOT_TRUSTED,
+        # A property of the dump (damage that crashes the DAC), not of this
+        # run: asking again would crash the engine's reader again.
+        ErrorCode.DUMP_CRASHED_READER,
         ErrorCode.ENGINE_UNAVAILABLE,
         ErrorCode.PROTOCOL_MISMATCH,
     }

@@ -4,9 +4,11 @@ The engine is a separate process speaking JSON-RPC 2.0, one JSON message per
 line on stdin/stdout (engine/PROTOCOL.md). `EngineClient` starts it on first
 use, sends one request at a time (callers on several threads queue on a
 lock), turns results into the frozen dataclasses of `results.py` and errors
-into `EngineError`. A dead engine never takes the caller down: the call that
-saw it die raises EngineError, and the next call starts a new engine and
-re-opens the dump.
+into `EngineError`. The engine reads the dump in a worker process of its own,
+so a dump that crashes the runtime's DAC costs one call (DUMP_CRASHED_READER)
+and not the engine. A dead engine never takes the caller down either: the
+call that saw it die raises EngineError, and the next call starts a new
+engine and re-opens the dump.
 """
 
 from __future__ import annotations
@@ -112,6 +114,10 @@ class ErrorCode:
     DAC_LOAD_FAILED = 1007
     NOT_FOUND = 1008
     DAC_NOT_TRUSTED = 1009
+    # The engine's worker died reading the dump (the DAC crashed on damaged
+    # memory); the engine itself lives on with the dump open. Retrying does
+    # not help: the dump is what is wrong.
+    DUMP_CRASHED_READER = 1012
     # Client side: the engine cannot start, or stopped during a call.
     ENGINE_UNAVAILABLE = 2001
     ENGINE_DIED = 2002
@@ -515,9 +521,10 @@ class EngineClient:
         self._process = None
         code = process.proc.returncode
         if code is not None and code < 0:
-            # A signal: the DAC (native code) or the runtime crashed, which
-            # damaged dump memory can cause.
-            how = f"crashed ({_signal_name(-code)}; a damaged dump can cause this)"
+            # A signal. The DAC crashing on a damaged dump kills only the
+            # engine's worker (DUMP_CRASHED_READER), so this is the engine
+            # itself, or whoever killed it.
+            how = f"crashed ({_signal_name(-code)})"
         else:
             how = f"stopped (exit code {code})"
         return EngineError(

@@ -1,5 +1,8 @@
+using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using DumpScope.Engine.Analysis;
+using DumpScope.Engine.Front;
 using DumpScope.Engine.Rpc;
 
 // `--schema`: print every method's result record and its fields (as they go
@@ -15,7 +18,50 @@ if (args is ["--schema"])
 Stream protocolOut = Console.OpenStandardOutput();
 Console.SetOut(Console.Error);
 using Stream input = Console.OpenStandardInput();
-// --no-index: never read or write saved heap graphs (GraphIndex).
-GraphIndex? index = args.Contains("--no-index") ? null : GraphIndex.Default();
-new RpcServer(input, protocolOut, EngineLimits.Default, index).Run();
+if (args is [WorkerProcess.Flag, string front, .. var flags])
+    Worker.Serve(input, protocolOut, int.Parse(front, CultureInfo.InvariantCulture), flags);
+else
+    new EngineFront(input, protocolOut, IncomingRequest.DefaultMaxBytes, () => WorkerProcess.Start(args)).Run();
 return 0;
+
+/// <summary>
+/// The worker process (`--worker FRONT_PID FLAGS...`): the JSON-RPC server
+/// that reads the dump. Kept out of the front's code path so the front never
+/// loads ClrMD.
+/// </summary>
+internal static class Worker
+{
+    public static void Serve(Stream input, Stream output, int frontId, string[] flags)
+    {
+        WatchFront(frontId);
+        // --no-index: never read or write saved heap graphs (GraphIndex).
+        GraphIndex? index = flags.Contains("--no-index") ? null : GraphIndex.Default();
+        new RpcServer(input, output, EngineLimits.Default, index)
+        {
+            CrashOnMethod = Environment.GetEnvironmentVariable("DUMPSCOPE_ENGINE_TEST_CRASH"),
+        }.Run();
+    }
+
+    // A front that is killed (a stalled call, a cancel the DAC did not
+    // heed) cannot stop its worker: the worker goes with it instead of
+    // running on alone.
+    private static void WatchFront(int frontId)
+    {
+        Process front;
+        try
+        {
+            front = Process.GetProcessById(frontId);
+        }
+        catch (ArgumentException)
+        {
+            Environment.Exit(1);
+            return;
+        }
+        new Thread(() =>
+        {
+            front.WaitForExit();
+            Environment.Exit(1);
+        })
+        { Name = "front-watch", IsBackground = true }.Start();
+    }
+}

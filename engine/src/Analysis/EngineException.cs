@@ -18,6 +18,8 @@ public static class ErrorCodes
     public const int DacLoadFailed = 1007;
     public const int NotFound = 1008;
     public const int DacNotTrusted = 1009;
+    // Sent by the engine's front process: its worker died reading the dump.
+    public const int DumpCrashedReader = 1012;
 }
 
 /// <summary>An error the user can act on; the message says what to do.

@@ -19,7 +19,7 @@ public sealed record EngineLimits
     public int MaxFields { get; init; } = 2_000;
     public int MaxArrayElements { get; init; } = 256;
     public int MaxSyncBlocks { get; init; } = 1_000_000;
-    public int MaxRequestBytes { get; init; } = 1 << 20;
+    public int MaxRequestBytes { get; init; } = Rpc.IncomingRequest.DefaultMaxBytes;
     public int MaxNativeRanges { get; init; } = 20_000;
     public int MaxNativePointers { get; init; } = 1_000_000;
     // The bytes of a native structure searched for a pointer (one indirection).

@@ -17,37 +17,26 @@ public sealed class RpcServer
 {
     public const int ProtocolVersion = 1;
 
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = false,
-    };
+    public static readonly JsonSerializerOptions Json = RpcJson.Options;
 
     private readonly Stream _input;
-    private readonly Stream _output;
+    private readonly MessageWriter _output;
     private readonly EngineLimits _limits;
     private readonly GraphIndex? _index;
-    private readonly object _writeLock = new();
-    private readonly BlockingCollection<Request> _queue = new();
+    private readonly BlockingCollection<IncomingRequest> _queue = new();
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new();
     private DumpSession? _session;
     private bool _shutdown;
 
-    // Duplicate keys are refused: which of two "id"s or "address"es was
-    // meant is a guess the engine does not make.
-    private static readonly JsonDocumentOptions ParseOptions = new() { AllowDuplicateProperties = false, MaxDepth = 64 };
-
-    /// <summary>A request as validated by the reader: `Id` null for a notification.</summary>
-    private sealed record Request(JsonElement? Id, string Method, JsonElement? Params)
-    {
-        public string? Key => Id is { } id ? IdKey(id) : null;
-    }
+    /// <summary>Test hook (the engine's worker process only): the method whose
+    /// call crashes the process natively, as a DAC reading a damaged dump can.</summary>
+    public string? CrashOnMethod { get; init; }
 
     /// <param name="index">where heap graphs are saved for reopening (null: nowhere).</param>
     public RpcServer(Stream input, Stream output, EngineLimits limits, GraphIndex? index = null)
     {
         _input = input;
-        _output = output;
+        _output = new MessageWriter(output);
         _limits = limits;
         _index = index;
     }
@@ -83,51 +72,19 @@ public sealed class RpcServer
             catch (Exception e)
             {
                 Console.Error.WriteLine($"engine: a request could not be read: {e}");
-                SendError(null, ErrorCodes.Internal, $"The request could not be read: {e.GetType().Name}: {e.Message}");
+                _output.SendError(null, ErrorCodes.Internal, $"The request could not be read: {e.GetType().Name}: {e.Message}");
             }
         }
     }
 
     private void Take(InputLine line)
     {
-        if (line.TooLong)
-        {
-            SendError(null, ErrorCodes.InvalidRequest,
-                $"Request of {line.Length} bytes refused: the limit is {_limits.MaxRequestBytes} bytes.");
+        var (request, refusal) = IncomingRequest.Read(line, _limits.MaxRequestBytes);
+        if (refusal is { } refused)
+            _output.SendError(refused);
+        if (request is null)
             return;
-        }
-        if (line.Bytes!.All(b => b is (byte)' ' or (byte)'\t' or (byte)'\r'))
-            return;
-        JsonElement message;
-        try
-        {
-            using var doc = JsonDocument.Parse(line.Bytes, ParseOptions);
-            message = doc.RootElement.Clone();
-        }
-        catch (JsonException e)
-        {
-            SendError(null, ErrorCodes.ParseError, $"Not JSON (UTF-8, one message per line, no duplicate keys): {e.Message}");
-            return;
-        }
-        if (message.ValueKind != JsonValueKind.Object)
-        {
-            SendError(null, ErrorCodes.InvalidRequest, "A request is a JSON object.");
-            return;
-        }
-        JsonElement? id = message.TryGetProperty("id", out JsonElement i) && i.ValueKind != JsonValueKind.Null ? i : null;
-        if (id is { ValueKind: not (JsonValueKind.Number or JsonValueKind.String) })
-        {
-            SendError(null, ErrorCodes.InvalidRequest, "A request \"id\" is a number or a string.");
-            return;
-        }
-        if (!message.TryGetProperty("method", out JsonElement m) || m.ValueKind != JsonValueKind.String)
-        {
-            SendError(id, ErrorCodes.InvalidRequest, "A request needs a string \"method\".");
-            return;
-        }
-        JsonElement? parameters = message.TryGetProperty("params", out JsonElement p) ? p : null;
-        var request = new Request(id, m.GetString()!, parameters);
-        if (request.Method == "$/cancelRequest")
+        if (request.Method == IncomingRequest.CancelMethod)
         {
             Cancel(request);
             return;
@@ -136,7 +93,7 @@ public sealed class RpcServer
         // sent right after the request is never lost.
         if (request.Key is { } key && !_running.TryAdd(key, new CancellationTokenSource()))
         {
-            SendError(id, ErrorCodes.InvalidRequest, $"Request id {key} is already in use by a request that has not been answered.");
+            _output.SendError(request.AlreadyInUse());
             return;
         }
         _queue.Add(request);
@@ -144,56 +101,54 @@ public sealed class RpcServer
 
     // A cancel is a notification: one that names no request is dropped (a
     // cancel sent as a request gets its error).
-    private void Cancel(Request request)
+    private void Cancel(IncomingRequest request)
     {
-        JsonElement? target = request.Params is { ValueKind: JsonValueKind.Object } p && p.TryGetProperty("id", out JsonElement t)
-            && t.ValueKind is JsonValueKind.Number or JsonValueKind.String ? t : null;
-        if (target is null)
+        if (request.CancelTarget is not { } target)
         {
             Console.Error.WriteLine("engine: $/cancelRequest without params {\"id\": number or string} ignored");
-            if (request.Id is not null)
-                SendError(request.Id, ErrorCodes.InvalidParams, "$/cancelRequest takes params {\"id\": the id of the request to cancel}.");
+            if (request.BadCancel() is { } refusal)
+                _output.SendError(refusal);
             return;
         }
-        if (_running.TryGetValue(IdKey(target.Value), out var cts))
+        if (_running.TryGetValue(IncomingRequest.IdKey(target), out var cts))
             cts.Cancel();
     }
 
-    private static string IdKey(JsonElement id) => id.GetRawText();
-
     private void WorkLoop()
     {
-        foreach (Request request in _queue.GetConsumingEnumerable())
+        foreach (IncomingRequest request in _queue.GetConsumingEnumerable())
         {
             JsonElement? id = request.Id;
             string method = request.Method;
             var cts = request.Key is { } key ? _running.GetValueOrDefault(key) ?? new CancellationTokenSource() : new CancellationTokenSource();
             try
             {
-                var progress = id is { } progressId ? new ProgressSink(this, progressId) : null;
+                var progress = id is { } progressId ? new ProgressSink(_output, progressId) : null;
+                if (method == CrashOnMethod)
+                    NativeCrash.Now();
                 object? result = Dispatch(method, Params.From(request.Params), progress, cts.Token);
                 if (id is { } replyId)
-                    Send(new JsonObject { ["jsonrpc"] = "2.0", ["id"] = JsonValue.Create(replyId), ["result"] = JsonSerializer.SerializeToNode(result, Json) });
+                    _output.Send(new JsonObject { ["jsonrpc"] = "2.0", ["id"] = JsonValue.Create(replyId), ["result"] = JsonSerializer.SerializeToNode(result, Json) });
             }
             catch (EngineException e)
             {
-                SendError(id, e.Code, e.Message, e.Details);
+                _output.SendError(id, e.Code, e.Message, e.Details);
             }
             catch (OperationCanceledException)
             {
-                SendError(id, ErrorCodes.Cancelled, $"{method} was cancelled.");
+                _output.SendError(id, ErrorCodes.Cancelled, $"{method} was cancelled.");
             }
             catch (OutOfMemoryException e)
             {
                 // ClrMD raises it for dumps whose headers ask for more than
                 // can be mapped; the engine itself goes on.
                 Console.Error.WriteLine($"engine: {method} ran out of memory: {e}");
-                SendError(id, ErrorCodes.Internal, $"{method} ran out of memory: {e.Message}");
+                _output.SendError(id, ErrorCodes.Internal, $"{method} ran out of memory: {e.Message}");
             }
             catch (Exception e)
             {
                 Console.Error.WriteLine($"engine: {method} failed: {e}");
-                SendError(id, ErrorCodes.Internal, $"{method} failed inside the engine: {e.GetType().Name}: {e.Message}");
+                _output.SendError(id, ErrorCodes.Internal, $"{method} failed inside the engine: {e.GetType().Name}: {e.Message}");
             }
             finally
             {
@@ -216,7 +171,7 @@ public sealed class RpcServer
         switch (method)
         {
             case "version":
-                return new VersionInfo(ProtocolVersion, EngineVersion, ClrMdVersion);
+                return EngineVersions.Info;
             case "open":
             {
                 string dump = p.RequiredString("dump");
@@ -325,36 +280,8 @@ public sealed class RpcServer
         }
     }
 
-    public static string EngineVersion => typeof(RpcServer).Assembly.GetName().Version?.ToString() ?? "0";
-
-    public static string ClrMdVersion =>
-        typeof(Microsoft.Diagnostics.Runtime.DataTarget).Assembly.GetName().Version?.ToString() ?? "unknown";
-
-    private void SendError(JsonElement? id, int code, string message, IReadOnlyDictionary<string, object?>? data = null)
-    {
-        var error = new JsonObject { ["code"] = code, ["message"] = message };
-        if (data is not null)
-            error["data"] = JsonSerializer.SerializeToNode(data, Json);
-        Send(new JsonObject
-        {
-            ["jsonrpc"] = "2.0",
-            ["id"] = id is { } i ? JsonValue.Create(i) : null,
-            ["error"] = error,
-        });
-    }
-
-    private void Send(JsonObject message)
-    {
-        byte[] bytes = Encoding.UTF8.GetBytes(message.ToJsonString() + "\n");
-        lock (_writeLock)
-        {
-            _output.Write(bytes);
-            _output.Flush();
-        }
-    }
-
     /// <summary>Sends `$/progress` notifications, at most ten a second.</summary>
-    private sealed class ProgressSink(RpcServer server, JsonElement id) : IProgress<ProgressReport>
+    private sealed class ProgressSink(MessageWriter output, JsonElement id) : IProgress<ProgressReport>
     {
         private readonly Stopwatch _since = Stopwatch.StartNew();
         private long _lastMs = -1000;
@@ -366,7 +293,7 @@ public sealed class RpcServer
             if (!final && now - Interlocked.Read(ref _lastMs) < 100)
                 return;
             Interlocked.Exchange(ref _lastMs, now);
-            server.Send(new JsonObject
+            output.Send(new JsonObject
             {
                 ["jsonrpc"] = "2.0",
                 ["method"] = "$/progress",

@@ -1,0 +1,49 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace DumpScope.Engine.Rpc;
+
+/// <summary>Writes whole protocol lines to one stream; several threads may write.</summary>
+public sealed class MessageWriter(Stream output)
+{
+    private readonly object _lock = new();
+
+    public void Send(JsonObject message) => SendLine(Encoding.UTF8.GetBytes(message.ToJsonString()));
+
+    public void SendError(JsonElement? id, int code, string message, IReadOnlyDictionary<string, object?>? data = null)
+    {
+        var error = new JsonObject { ["code"] = code, ["message"] = message };
+        if (data is not null)
+            error["data"] = JsonSerializer.SerializeToNode(data, RpcJson.Options);
+        Send(new JsonObject
+        {
+            ["jsonrpc"] = "2.0",
+            ["id"] = id is { } i ? JsonValue.Create(i) : null,
+            ["error"] = error,
+        });
+    }
+
+    public void SendError(Refusal refusal) => SendError(refusal.Id, refusal.Code, refusal.Message);
+
+    /// <summary>One message already serialised, without its `\n`.</summary>
+    public void SendLine(ReadOnlySpan<byte> line)
+    {
+        lock (_lock)
+        {
+            output.Write(line);
+            output.WriteByte((byte)'\n');
+            output.Flush();
+        }
+    }
+}
+
+/// <summary>The serialiser options every answer is written with.</summary>
+public static class RpcJson
+{
+    public static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = false,
+    };
+}
