@@ -118,12 +118,22 @@ class EngineSlot:
     every engine call after it, closed with the session."""
 
     def __init__(
-        self, dump_path: str, options: EngineOptions, dump_os: str, pointer_size: int
+        self,
+        dump_path: str,
+        options: EngineOptions,
+        dump_os: str,
+        pointer_size: int,
+        modules: Callable[[], Sequence[Module]] = tuple,
     ) -> None:
+        """modules: the dump reader's modules, asked for when the engine
+        starts (NT_FILE's and, when it is damaged, those found in memory):
+        the engine's own list is NT_FILE alone, and a damaged one may lack
+        the runtime."""
         self.dump_path = dump_path
         self.options = options
         self.dump_os = dump_os
         self.pointer_size = pointer_size
+        self._modules = modules
         self._client: Optional[EngineClient] = None
         self._closed = False
         # One start at a time; _state guards client and closed, briefly, so
@@ -169,6 +179,7 @@ class EngineSlot:
             raise Unavailability(launch.reason, ErrorCode.ENGINE_UNAVAILABLE)
         client = EngineClient(launch=launch)
         options = self.options
+        modules = [(m.path, int(m.base)) for m in self._modules() if m.path]
         for attempt in (1, 2):
             try:
                 runtime = client.open(
@@ -179,6 +190,7 @@ class EngineSlot:
                     symbol_server=options.symbol_server,
                     symbol_cache=options.symbol_cache,
                     use_index=options.index,
+                    modules=modules,
                 )
                 break
             except EngineError as error:
@@ -373,6 +385,24 @@ def _open_runtime(ctx: Context) -> RuntimeInfo:
     return ctx.engine.open()
 
 
+def _runtime_problems(runtime: RuntimeInfo) -> tuple[str, ...]:
+    found: tuple[str, ...] = ()
+    if runtime.dump_damage:
+        found += (f"the dump is damaged: {runtime.dump_damage}",)
+    if runtime.runtime_module_source == "hint":
+        at = (
+            f" at 0x{int(runtime.runtime_module_base):x}"
+            if runtime.runtime_module_base is not None
+            else ""
+        )
+        found += (
+            "the dump's own module list (a core's NT_FILE note, a minidump's "
+            "module list) lacks the .NET runtime: the managed analysis read "
+            f"{runtime.runtime_module}{at}, found in the dump's memory",
+        )
+    return found
+
+
 def _heap_stats(ctx: Context) -> HeapStats:
     def progress(done: int, total: int, message: str) -> None:
         ctx.progress(message or HEAP_STATS.label, done / total if total else 0.0)
@@ -387,9 +417,7 @@ RUNTIME: Analysis[RuntimeInfo] = Analysis(
     _open_runtime,
     report="managed.runtime",
     engine=True,
-    problems=lambda runtime: (
-        (f"the dump is damaged: {runtime.dump_damage}",) if runtime.dump_damage else ()
-    ),
+    problems=_runtime_problems,
 )
 HEAP_STATS: Analysis[HeapStats] = Analysis(
     "heap_stats",

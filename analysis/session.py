@@ -91,7 +91,11 @@ class DumpSession:
             dac, dac_folder, trust_dac, symbol_server, symbol_cache, index
         )
         self._engine = EngineSlot(
-            self.path, options, self.reader.os, self.reader.pointer_size
+            self.path,
+            options,
+            self.reader.os,
+            self.reader.pointer_size,
+            self.reader.modules,
         )
         self._outcomes: dict[Analysis[object], Outcome[object]] = {}
         self._locks: dict[Analysis[object], threading.Lock] = {}

@@ -731,8 +731,8 @@ class ElfCoreReader(ReaderBase):
         dynamic linker's list in memory (r_debug's link_map: each object's
         load address and path; the main program's path from AT_EXECFN), then
         ELF headers at the start of PT_LOAD segments, named by DT_SONAME or,
-        without one in the dump, by their GNU build id. Said as a problem, as
-        the managed engine reads only NT_FILE and may then miss the runtime."""
+        without one in the dump, by their GNU build id. Said as a problem;
+        the managed engine, whose own list is NT_FILE, is given them."""
         spans = sorted((int(m.base), int(m.base) + int(m.size)) for m in listed)
         starts = [lo for lo, _ in spans]
         ends: List[int] = list(itertools.accumulate((hi for _, hi in spans), max))
@@ -783,8 +783,7 @@ class ElfCoreReader(ReaderBase):
         self._problem(
             f"{state}: {len(found)} more modules found in memory ({how}){among}; "
             "mapped files that are no ELF objects (.NET assemblies, data) are not "
-            "listed, and the managed analysis, which reads NT_FILE, may not find "
-            "the runtime"
+            "listed; the managed analysis is given the modules found"
         )
         return found
 

@@ -741,8 +741,8 @@ class MinidumpReader(ReaderBase):
     def _modules_from_images(self, listed: List[Module]) -> List[Module]:
         """The PE images the module list misses, found by their headers at
         allocation boundaries of the memory the dump holds (and of MEM_IMAGE
-        regions) and named by their export directory. Said as a problem: the
-        managed analysis reads only the module list and may miss the runtime."""
+        regions) and named by their export directory. Said as a problem; the
+        managed engine, whose own list is the module list, is given them."""
         spans = sorted((int(m.base), int(m.base) + int(m.size)) for m in listed)
         starts = [lo for lo, _ in spans]
         memory = self._memory()
@@ -785,8 +785,7 @@ class MinidumpReader(ReaderBase):
         )
         self._problem(
             f"{state}; {len(found)} more modules found by their PE headers in "
-            f"memory{among}; the managed analysis, which reads the module list, "
-            "may not find the runtime"
+            f"memory{among}; the managed analysis is given the modules found"
         )
         return found
 

@@ -182,14 +182,19 @@ def find_dotnet() -> Optional[str]:
     return None
 
 
+def _is_text(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(name) and "\0" not in name
+
+
 def _speakable(path: str, folder: str, role: str) -> str:
     """`path` itself when it is valid Unicode, else a symlink to it (or, where
     symlinks need privileges, a hard link) named `role` in `folder`."""
-    try:
-        path.encode("utf-8")
+    if _is_text(path):
         return path
-    except UnicodeEncodeError:
-        pass
     alias = os.path.join(folder, role)
     try:
         os.symlink(path, alias)
@@ -544,6 +549,7 @@ class EngineClient:
         symbol_server: Optional[str] = None,
         symbol_cache: Optional[str] = None,
         use_index: bool = True,
+        modules: Sequence[tuple[str, int]] = (),
     ) -> RuntimeInfo:
         """Opens a dump (closing any other). dac: the exact DAC file of the
         runtime build that wrote the dump; dac_folder: a folder holding it.
@@ -552,8 +558,12 @@ class EngineClient:
         server URL or a folder laid out as a symbol store, asked for a DAC
         found nowhere else (off unless given); symbol_cache: where downloads
         are kept. use_index False: neither load nor save this dump's heap
-        graph in the user's cache (PROTOCOL.md, "Heap graph"). When open
-        fails, the dump open before stays open (as in the engine).
+        graph in the user's cache (PROTOCOL.md, "Heap graph"). modules:
+        (path, base address) of the modules the dump reader found, which
+        the engine looks through for the runtime when its own module list
+        (a core's NT_FILE note) holds none; a path that is not Unicode text
+        is left out. When open fails, the dump open before stays open (as
+        in the engine).
 
         JSON text carries only Unicode, so a name holding bytes that are not
         UTF-8 (Python keeps them as lone surrogates) cannot reach the engine
@@ -584,6 +594,11 @@ class EngineClient:
             params["symbol_cache"] = os.path.abspath(symbol_cache)
         if not use_index:
             params["index"] = False
+        hints = [
+            {"path": path, "base": base} for path, base in modules if _is_text(path)
+        ]
+        if hints:
+            params["modules"] = hints
         with self._lock:
             before, self._opened = self._opened, None
             running = self._process if self._process and self._process.alive() else None

@@ -40,6 +40,7 @@ class RuntimeInfo:
     dac_explicit: Optional[bool]
     dac_candidates: tuple[str, ...]
     runtime_module: Optional[str]
+    runtime_module_base: Optional[Address]
     pointer_size: Optional[int]
     target_platform: Optional[str]
     architecture: Optional[str]
@@ -56,6 +57,10 @@ class RuntimeInfo:
     # Which engine read the dump and where it ran ("win-x64 engine under
     # Wine 8.0"): the report and the status bar say it.
     engine: Optional[str] = None
+    # "module_list": the runtime module is in the dump's own list (a core's
+    # NT_FILE note, a minidump's module list); "hint": only among the
+    # modules the dump reader found in memory (the list is damaged).
+    runtime_module_source: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,13 @@ public class RpcServerTests
     [InlineData("open", """{"dump":""}""", "dump")]
     [InlineData("open", """{"dump":"/x.core","dac":["a"]}""", "dac")]
     [InlineData("open", """{"dump":"/tmp/a\udcff.core"}""", "dump")]
+    [InlineData("open", """{"dump":"/x.core","modules":{"path":"/a.so","base":1}}""", "modules")]
+    [InlineData("open", """{"dump":"/x.core","modules":[{"path":"/a.so"}]}""", "modules[0]")]
+    [InlineData("open", """{"dump":"/x.core","modules":[{"path":"/a.so","base":-1}]}""", "modules[0]")]
+    [InlineData("open", """{"dump":"/x.core","modules":[{"path":"/a.so","base":"0x10"}]}""", "modules[0]")]
+    [InlineData("open", """{"dump":"/x.core","modules":[{"path":"","base":1}]}""", "modules[0]")]
+    [InlineData("open", """{"dump":"/x.core","modules":[{"path":"/a\udcff.so","base":1}]}""", "modules[0]")]
+    [InlineData("open", """{"dump":"/x.core","modules":[{"path":"/a.so","base":1},7]}""", "modules[1]")]
     [InlineData("heap_stats", "[1]", "params")]
     [InlineData("heap_stats", "5", "params")]
     public void Every_bad_parameter_is_refused_with_invalid_params_naming_it(string method, string parameters, string name)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from analysis.dumpfile import open_dump
+from analysis.managed.client import engine_available
 from scenarios.dumps import ensure_dump
 from tests.analysis.corrupt import nt_file, notes, time_bound
 
@@ -100,10 +101,11 @@ def test_a_zeroed_note_header_loses_only_that_note(healthy, tmp_path):
         assert "libcoreclr.so" in {m.name for m in reader.modules()}
 
 
-def test_the_report_of_a_dump_with_damaged_nt_file_says_why(healthy, tmp_path):
-    source, _, _, _ = healthy
+@pytest.fixture(scope="module")
+def damaged_report(healthy, tmp_path_factory):
+    source = healthy[0]
     at, size = nt_file_offsets(source)["a page of file names"]
-    damaged = damaged_copy(source, tmp_path, at, size)
+    damaged = damaged_copy(source, tmp_path_factory.mktemp("nt-file"), at, size)
     run = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "report", str(damaged)],
         capture_output=True,
@@ -112,9 +114,26 @@ def test_the_report_of_a_dump_with_damaged_nt_file_says_why(healthy, tmp_path):
         cwd=ROOT,
     )
     assert run.returncode == 0, run.stderr
-    report = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_the_report_of_a_dump_with_damaged_nt_file_says_why(damaged_report):
+    report = damaged_report
     assert any(m["name"] == "libcoreclr.so" for m in report["modules"])
     assert any("NT_FILE" in p and "libcoreclr.so" in p for p in report["problems"])
+
+
+@pytest.mark.skipif(not engine_available(), reason="engine not built")
+def test_the_engine_finds_the_runtime_of_a_dump_with_damaged_nt_file(damaged_report):
+    # Given the modules found in memory, the engine reads the runtime too
+    # (it used to say "No .NET runtime in this dump", and nothing else).
+    report = damaged_report
+    assert report["managed"]["available"] is True
+    assert report["managed"]["heap"]["total_objects"] > 0
+    assert any(
+        "module list" in p and "found in the dump's memory" in p
+        for p in report["problems"]
+    ), report["problems"]
 
 
 def test_a_zero_filled_file_with_a_real_elf_header_is_said_to_hold_nothing(

@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from analysis.dumpfile import open_dump
 from analysis.managed.client import (
     EngineClient,
     EngineError,
@@ -20,6 +21,7 @@ from analysis.managed.client import (
 )
 from analysis.managed.results import GcHeap, HeapStats
 from scenarios.dumps import ScenarioDump, ensure_dump
+from tests.analysis.corrupt import nt_file
 
 pytestmark = pytest.mark.skipif(
     not engine_available(), reason="engine not built: run engine/build.sh"
@@ -153,3 +155,47 @@ def test_a_core_cut_inside_its_headers_is_refused_and_the_engine_serves_on(
     assert e.value.code == ErrorCode.DUMP_UNREADABLE
     assert named in e.value.message
     assert client.open(str(dump.path)).flavor == "Core"
+
+
+def test_a_core_whose_nt_file_is_damaged_still_gives_its_runtime_and_heap(
+    client: EngineClient, tmp_path: Path
+) -> None:
+    """A zeroed page of NT_FILE's names used to leave the engine (which
+    reads only NT_FILE) with no runtime: "No .NET runtime in this dump".
+    Given the modules the dump reader found in memory, it reads the same
+    heap as from the undamaged core and says where the runtime came from."""
+    dump = ensure_dump("event-leak", "net10")
+    before, _ = heap_of(dump.path)
+    data = dump.path.read_bytes()
+    note = nt_file(data)
+    (count,) = struct.unpack_from("<Q", data, note.desc_at)
+    names = note.desc_at + 16 + 24 * count
+    damaged = tmp_path / "damaged.core"
+    shutil.copyfile(dump.path, damaged)
+    with damaged.open("r+b") as f:
+        f.seek(names + 200)
+        f.write(bytes(4096))
+    with open_dump(str(damaged)) as reader:
+        modules = [(m.path, int(m.base)) for m in reader.modules() if m.path]
+        runtime = next(m for m in reader.modules() if m.name == "libcoreclr.so")
+
+    with pytest.raises(EngineError) as refused:
+        client.open(str(damaged))
+    assert refused.value.code == ErrorCode.NO_RUNTIME
+
+    info = client.open(str(damaged), modules=modules)
+    assert info.runtime_module_source == "hint"
+    assert info.runtime_module == runtime.path
+    assert info.runtime_module_base == runtime.base
+    after = client.heap_stats()
+    assert (after.total_objects, after.total_bytes) == (
+        before.total_objects,
+        before.total_bytes,
+    )
+    assert [(t.name, t.count) for t in after.types] == [
+        (t.name, t.count) for t in before.types
+    ]
+    # The undamaged core's own list has the runtime: the hints change nothing.
+    assert client.open(str(dump.path), modules=modules).runtime_module_source == (
+        "module_list"
+    )

@@ -19,6 +19,8 @@ public readonly record struct ProgressReport(long Done, long Total, string Messa
 public sealed partial class DumpSession : IDisposable
 {
     private readonly DataTarget _target;
+    // The target whose reader _target reads through (module hints), disposed after it.
+    private readonly DataTarget? _readerOwner;
     private readonly ClrRuntime _runtime;
     private readonly EngineLimits _limits;
     private HeapWalker? _walker;
@@ -26,16 +28,19 @@ public sealed partial class DumpSession : IDisposable
     public RuntimeInfo Info { get; }
     public string DumpPath { get; }
 
-    private DumpSession(string dumpPath, DataTarget target, ClrRuntime runtime, RuntimeInfo info, EngineLimits limits)
+    private DumpSession(string dumpPath, DataTarget target, DataTarget? readerOwner, ClrRuntime runtime, RuntimeInfo info, EngineLimits limits)
     {
         DumpPath = dumpPath;
         _target = target;
+        _readerOwner = readerOwner;
         _runtime = runtime;
         Info = info;
         _limits = limits;
     }
 
-    public static DumpSession Open(string dumpPath, DacOptions dac, EngineLimits limits)
+    /// <param name="hints">modules the client found in the dump another way
+    /// (ModuleHint), used only when ClrMD's own module list holds no runtime.</param>
+    public static DumpSession Open(string dumpPath, DacOptions dac, EngineLimits limits, ImmutableArray<ModuleHint> hints = default)
     {
         if (!File.Exists(dumpPath))
             throw new EngineException(ErrorCodes.DumpUnreadable, $"The dump file '{dumpPath}' does not exist: check the path.");
@@ -59,6 +64,7 @@ public sealed partial class DumpSession : IDisposable
             throw new EngineException(ErrorCodes.DumpUnreadable, $"'{dumpPath}': {refusal}");
 
         DataTarget target;
+        DataTargetOptions options;
         try
         {
             // Offline on purpose: no symbol server is asked for a DAC unless
@@ -67,7 +73,7 @@ public sealed partial class DumpSession : IDisposable
             // signature on Windows; only the one file the user said to trust
             // is loaded without the check.
             string? trusted = dac.TrustDac is null ? null : Path.GetFullPath(dac.TrustDac);
-            target = DataTarget.LoadDump(dumpPath, new DataTargetOptions
+            options = new DataTargetOptions
             {
                 SymbolPaths = [],
                 UseLockFreeMemoryMapReader = true,
@@ -75,7 +81,8 @@ public sealed partial class DumpSession : IDisposable
                 VerifyDacOnWindows = true,
                 DacSignatureVerificationOverride = path =>
                     trusted is null || !string.Equals(Path.GetFullPath(path), trusted, StringComparison.OrdinalIgnoreCase),
-            });
+            };
+            target = DataTarget.LoadDump(dumpPath, options);
         }
         catch (Exception e)
         {
@@ -85,28 +92,48 @@ public sealed partial class DumpSession : IDisposable
                 + (check.Damage is { } damage ? $" {damage}" : ""));
         }
 
+        DataTarget? hinted = null;
         try
         {
-            return OpenRuntime(dumpPath, target, dac, limits, check.Damage);
+            (hinted, ImmutableArray<ModuleInfo> added) = WithHints(target, options, hints);
+            return OpenRuntime(dumpPath, hinted ?? target, hinted is null ? null : target, added, hints, dac, limits, check.Damage);
         }
         catch
         {
+            hinted?.Dispose();
             target.Dispose();
             throw;
         }
     }
 
-    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, DacOptions dac, EngineLimits limits, string? damage)
+    /// <summary>
+    /// A target over the same reader with the client's module hints added,
+    /// when ClrMD's own module list holds no runtime and a hint adds a
+    /// module (a core whose NT_FILE note is damaged lists only part of its
+    /// files); otherwise none, and ClrMD's list stands as it is.
+    /// </summary>
+    private static (DataTarget?, ImmutableArray<ModuleInfo>) WithHints(DataTarget target, DataTargetOptions options, ImmutableArray<ModuleHint> hints)
+    {
+        if (hints.IsDefaultOrEmpty || target.ClrVersions.Length > 0)
+            return (null, []);
+        var reader = new HintedDataReader(target.DataReader, hints, options.Limits);
+        return reader.Added.IsEmpty ? (null, []) : (new DataTarget(reader, options), reader.Added);
+    }
+
+    private static DumpSession OpenRuntime(string dumpPath, DataTarget target, DataTarget? readerOwner, ImmutableArray<ModuleInfo> hinted,
+        ImmutableArray<ModuleHint> hints, DacOptions dac, EngineLimits limits, string? damage)
     {
         // On a damaged file the likely cause of a missing or unreadable
         // runtime is the damage, not the dump's process or the DAC.
+        string among = hints.IsDefaultOrEmpty ? "" : $", neither in the dump's module list nor among the {hints.Length} modules the client found in it";
         if (target.ClrVersions.Length == 0)
             throw damage is null
                 ? new EngineException(ErrorCodes.NoRuntime,
-                    "No .NET runtime in this dump (no coreclr or clr module was found): only the native analyses apply.")
-                : new EngineException(ErrorCodes.DumpUnreadable, $"{damage} No .NET runtime was found in what remains.");
+                    $"No .NET runtime in this dump (no coreclr or clr module was found{among}): only the native analyses apply.")
+                : new EngineException(ErrorCodes.DumpUnreadable, $"{damage} No .NET runtime was found in what remains{among}.");
 
         ClrInfo clr = target.ClrVersions[0];
+        string moduleSource = hinted.Contains(clr.ModuleInfo) ? "hint" : "module_list";
         OSPlatform platform = target.DataReader.TargetPlatform;
         if (platform == OSPlatform.Windows && !OperatingSystem.IsWindows())
             throw new EngineException(ErrorCodes.WindowsDumpOnThisHost,
@@ -148,8 +175,8 @@ public sealed partial class DumpSession : IDisposable
 
         try
         {
-            var info = Describe(target, clr, runtime, chosen, dac.Explicit, candidates) with { DumpDamage = damage };
-            return new DumpSession(dumpPath, target, runtime, info, limits);
+            var info = Describe(target, clr, runtime, chosen, dac.Explicit, candidates) with { DumpDamage = damage, RuntimeModuleSource = moduleSource };
+            return new DumpSession(dumpPath, target, readerOwner, runtime, info, limits);
         }
         catch
         {
@@ -171,6 +198,7 @@ public sealed partial class DumpSession : IDisposable
             DacExplicit: dacExplicit,
             DacCandidates: candidates,
             RuntimeModule: clr.ModuleInfo.FileName,
+            RuntimeModuleBase: clr.ModuleInfo.ImageBase,
             PointerSize: target.DataReader.PointerSize,
             TargetPlatform: target.DataReader.TargetPlatform.ToString(),
             Architecture: target.DataReader.Architecture.ToString(),
@@ -250,5 +278,6 @@ public sealed partial class DumpSession : IDisposable
         _graph = null;
         _runtime.Dispose();
         _target.Dispose();
+        _readerOwner?.Dispose();
     }
 }

@@ -16,6 +16,7 @@ public readonly record struct RuntimeInfo(
     bool DacExplicit,
     ImmutableArray<string> DacCandidates,
     string RuntimeModule,
+    ulong RuntimeModuleBase,
     int PointerSize,
     string TargetPlatform,
     string Architecture,
@@ -28,7 +29,8 @@ public readonly record struct RuntimeInfo(
     string? HeapProblem,
     bool IsThreadSafe,
     string Engine,
-    string? DumpDamage = null);
+    string? DumpDamage = null,
+    string RuntimeModuleSource = "module_list");
 
 public readonly record struct TypeStat(ulong MethodTable, string Name, long Count, ulong Size);
 

@@ -182,7 +182,8 @@ public sealed class RpcServer
                 // open leaves the client where it was.
                 var dacOptions = new DacOptions(dac, dacFolder, p.OptionalString("trust_dac"),
                     p.OptionalString("symbol_server"), p.OptionalString("symbol_cache"));
-                DumpSession opened = DumpSession.Open(dump, dacOptions, _limits);
+                var hints = ModuleHints.Parse(p.Node("modules"), _limits);
+                DumpSession opened = DumpSession.Open(dump, dacOptions, _limits, hints);
                 _session?.Dispose();
                 _session = opened;
                 _session.Index = useIndex ? _index : null;
