@@ -328,8 +328,12 @@ def _modules(ctx: Context) -> tuple[Module, ...]:
 
 def _native_heaps(ctx: Context) -> tuple[NativeHeap, ...]:
     from analysis.native.heaps import find_native_heaps
+    from analysis.native.nt_heap import NoHeapList
 
-    return find_native_heaps(ctx.reader)
+    try:
+        return find_native_heaps(ctx.reader)
+    except NoHeapList as gap:
+        raise Unavailability(f"the dump does not say where the heaps are: {gap}")
 
 
 def _native_threads(ctx: Context) -> tuple[NativeThread, ...]:
@@ -559,7 +563,8 @@ def _address_summary(ctx: Context) -> AddressSummary:
             ]
             if start is not None and end is not None and end > start
         )
-    heaps = ctx.need(NATIVE_HEAPS)
+    # Without the heaps, their regions keep the kind the dump gives them.
+    heaps = ctx.use(NATIVE_HEAPS) or ()
     return summarize(ctx.reader, heaps=heaps, gc_ranges=gc_ranges)
 
 
@@ -679,8 +684,7 @@ ADDRESS_SUMMARY: Analysis[AddressSummary] = Analysis(
     "summarising the address space",
     _address_summary,
     report="memory",
-    needs=(NATIVE_HEAPS,),
-    uses=(GC_HEAP,),
+    uses=(NATIVE_HEAPS, GC_HEAP),
 )
 THREADS: Analysis[tuple[ThreadView, ...]] = Analysis(
     "threads",

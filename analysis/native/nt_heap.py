@@ -199,12 +199,18 @@ def process_heap_addresses(
         return (), (
             f"PEB.NumberOfHeaps is {count}: more than {limits.max_heaps}, not read",
         )
-    try:
-        return mem.ptrs(array, count), ()
-    except MemoryNotInDump:
-        problem = (
-            f"PEB.ProcessHeaps ({count} pointers at 0x{array:x}) is not in the dump"
-        )
+    if count == 0:
+        # Wine's PEB, for one, says NumberOfHeaps 0 while its default heap
+        # exists: an empty list is not "no heap".
+        problem = "PEB.NumberOfHeaps is 0"
+    else:
+        try:
+            return mem.ptrs(array, count), ()
+        except MemoryNotInDump:
+            problem = (
+                f"PEB.ProcessHeaps ({count} pointers at 0x{array:x}) "
+                "is not in the dump"
+            )
     try:
         default = mem.ptr(peb + peb_layout(mem.bits.pointer_size).process_heap)
     except MemoryNotInDump:
@@ -223,12 +229,17 @@ def _os_build(mem: _Memory, peb: Optional[int]) -> Optional[int]:
         return None
 
 
+class NoHeapList(Exception):
+    """The dump does not say where any of the process's heaps is: not the
+    same as a process without heaps."""
+
+
 def walk_process_heaps(
     reader: MemoryReader, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[NativeHeap, ...]:
-    """One row per PEB.ProcessHeaps entry (nothing when the PEB is
-    unreadable); a WOW64 process's 32-bit heaps (its PEB32's) follow its
-    64-bit ones."""
+    """One row per PEB.ProcessHeaps entry; a WOW64 process's 32-bit heaps
+    (its PEB32's) follow its 64-bit ones. Raises NoHeapList, with why, when
+    not even the default heap can be found."""
     heaps: list[NativeHeap] = []
     budget = _Budget(limits.max_list_entries)
     for wow64 in (False, True):
@@ -247,6 +258,8 @@ def walk_process_heaps(
         walked = [_walk(reader, a, limits, build, bits, budget) for a in distinct]
         if walked and problems:
             walked[0] = replace(walked[0], problems=problems + walked[0].problems)
+        elif not walked and not wow64:
+            raise NoHeapList("; ".join(problems) or "PEB.ProcessHeaps is empty")
         heaps += walked
     return tuple(heaps)
 

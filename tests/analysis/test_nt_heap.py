@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from analysis.dumpfile import open_dump
 from analysis.native.heaps import find_native_heaps
-from analysis.native.nt_heap import walk_process_heaps
+from analysis.native.nt_heap import NoHeapList, walk_process_heaps
 from analysis.values import Unknown, to_jsonable
 from tests.analysis.synthetic import VIRTUAL_ALLOC_OFFSETS, MinidumpBuilder
 
@@ -225,7 +225,18 @@ def test_implausible_block_sizes_are_skipped():
 def test_absurd_heap_count_is_not_read():
     b = process("x64", "win10")
     b.patch(PROCESS["x64"]["peb"] + 0xE8, (10**9).to_bytes(4, "little"))
-    assert find_native_heaps(b.reader()) == ()
+    with pytest.raises(NoHeapList, match="NumberOfHeaps is 1000000000: more than"):
+        find_native_heaps(b.reader())
+
+
+def test_a_peb_listing_no_heap_lists_its_default_heap_and_says_so():
+    # Wine's PEB says NumberOfHeaps 0 although its default heap exists: that
+    # is not "no heap in this process".
+    b = process("x64", "win10", blocks=1)
+    b.patch(PROCESS["x64"]["peb"] + 0xE8, (0).to_bytes(4, "little"))
+    (heap,) = find_native_heaps(b.reader())
+    assert heap.address == PROCESS["x64"]["heap"] and heap.kind == "nt"
+    assert heap.problems[0] == "PEB.NumberOfHeaps is 0: only PEB.ProcessHeap is listed"
 
 
 def test_default_heap_is_listed_when_the_heap_array_is_not_in_the_dump():
@@ -251,6 +262,10 @@ def test_real_minidumps_without_heap_memory_walk_without_exceptions(name):
     reader = open_dump(str(MINIDUMPS / name))
     try:
         heaps = find_native_heaps(reader)
+    except NoHeapList as gap:
+        # Not even the heap list: why, never "no heap".
+        assert str(gap)
+        heaps = ()
     finally:
         reader.close()
     # None of these dumps holds heap memory: every row it yields says why.
