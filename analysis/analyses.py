@@ -329,10 +329,15 @@ def _graph_problems(graph: GraphSummary) -> tuple[str, ...]:
         found += (walked,)
     dangling = int(graph.dangling_references or 0)
     if dangling:
+        these, them = (
+            ("1 reference in the GC heap points", "it")
+            if dangling == 1
+            else (f"{dangling:,} references in the GC heap point", "them")
+        )
         found += (
-            f"{dangling:,} references in the GC heap point at no object (a damaged "
-            "field, or an object in a damaged range): the graph leaves them out, so "
-            "reachability and retained sizes are lower bounds",
+            f"{these} at no object (a damaged field, or an object in a damaged "
+            f"range): the graph leaves {them} out, so reachability and retained "
+            "sizes are lower bounds",
         )
     return found
 

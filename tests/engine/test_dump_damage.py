@@ -247,3 +247,32 @@ def test_the_graph_and_the_native_owners_name_the_damage_they_walked_around(
     assert NATIVE_OWNERS.problems(owners.value) == (owners.value.heap_damage,)
     assert "GC heap is damaged" in owners.value.heap_damage
     assert "owners found are lower bounds" in owners.value.heap_damage
+
+
+def test_a_reference_that_names_no_object_is_counted_and_said(
+    client: EngineClient, tmp_path: Path
+) -> None:
+    """One element of the array that holds the event-leak's 10,000
+    subscribers made to point eight bytes into its object: the graph used to
+    drop the reference without a word (the leak finding then read 9,999);
+    now it counts it and says retained sizes are lower bounds."""
+    dump = ensure_dump("event-leak", "net10")
+    client.open(str(dump.path), use_index=False)
+    array = next(t for t in client.heap_stats().types if t.name == "System.Object[]")
+    assert array.method_table is not None
+    largest = client.instances(int(array.method_table), limit=1, sort="size")
+    at = int(largest.items[0].address) + 16  # method table, length, element 0
+    assert client.graph().dangling_references == 0
+    with open_dump(str(dump.path)) as reader:
+        (element,) = struct.unpack("<Q", reader.read(at, 8))
+    damaged = damaged_copy(dump, tmp_path, at, struct.pack("<Q", element + 8))
+
+    client.open(str(damaged), use_index=False)
+    graph = client.graph()
+    assert graph.dangling_references == 1
+    assert graph.unwalked_bytes == 0
+    assert HEAP_GRAPH.problems(graph) == (
+        "1 reference in the GC heap points at no object (a damaged field, or an "
+        "object in a damaged range): the graph leaves it out, so reachability "
+        "and retained sizes are lower bounds",
+    )
