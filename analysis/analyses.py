@@ -638,6 +638,7 @@ def _diagnosis(ctx: Context) -> Diagnosis:
         thread_pool=ctx.use(THREAD_POOL),
         leak_suspects=leaks,
         pile_owners=owners,
+        graph=graph,
     )
     return Diagnosis(diagnose(facts), tuple(not_examined))
 
