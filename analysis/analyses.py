@@ -31,6 +31,7 @@ from analysis.managed.results import (
     RuntimeInfo,
     ThreadPoolInfo,
     TypeRetainedPage,
+    WalkDamage,
 )
 from analysis.model.diagnosis import Diagnosis, Finding, NotExamined
 from analysis.model.native import (
@@ -299,9 +300,11 @@ def _first_problems(problems: Iterable[str], limit: int = 5) -> tuple[str, ...]:
     return tuple(items[:limit]) + (f"and {len(items) - limit} more like these",)
 
 
-def heap_damage_text(heap: HeapStats) -> str:
-    """What the heap walk could not walk ("" when nothing): the counts and
-    sizes of the managed heap are then lower bounds."""
+def heap_damage_text(
+    heap: WalkDamage, lower_bounds: str = "managed counts and sizes"
+) -> str:
+    """What a walk of the GC heap could not walk ("" when nothing): what it
+    counted (`lower_bounds`) is then a lower bound."""
     unwalked = int(heap.unwalked_bytes or 0)
     ranges = int(heap.corrupt_range_count or len(heap.corrupt_ranges))
     if not unwalked and not ranges:
@@ -315,8 +318,28 @@ def heap_damage_text(heap: HeapStats) -> str:
     )
     return (
         f"the GC heap is damaged: {ranges:,} range(s), {human_size(unwalked)} not "
-        f"walked{where}; managed counts and sizes are lower bounds"
+        f"walked{where}; {lower_bounds} are lower bounds"
     )
+
+
+def _graph_problems(graph: GraphSummary) -> tuple[str, ...]:
+    found: tuple[str, ...] = ()
+    walked = heap_damage_text(graph, "reachability and retained sizes")
+    if walked:
+        found += (walked,)
+    dangling = int(graph.dangling_references or 0)
+    if dangling:
+        these, them = (
+            ("1 reference in the GC heap points", "it")
+            if dangling == 1
+            else (f"{dangling:,} references in the GC heap point", "them")
+        )
+        found += (
+            f"{these} at no object (a damaged field, or an object in a damaged "
+            f"range): the graph leaves {them} out, so reachability and retained "
+            "sizes are lower bounds",
+        )
+    return found
 
 
 # -- native: straight from the dump file ------------------------------------
@@ -494,6 +517,7 @@ HEAP_GRAPH: Analysis[GraphSummary] = Analysis(
     report="managed.graph",
     needs=(RUNTIME,),
     engine=True,
+    problems=_graph_problems,
 )
 RETAINED_BY_TYPE: Analysis[TypeRetainedPage] = Analysis(
     "retained_by_type",
@@ -526,14 +550,13 @@ def _native_owners(ctx: Context) -> NativeOwnership:
             block_ranges(blocks), progress=progress, cancel=ctx.cancel
         ),
     )
-    # The owners come from a walk of the GC heap: where it is damaged,
-    # owners may be missing.
-    stats = ctx.use(HEAP_STATS)
+    # The owners come from the engine's walk of the GC heap: where it went
+    # around damage, owners may be missing (the walk says where).
     return native_ownership(
         blocks,
         pointers,
         SegmentAllocations(ctx.reader, heaps),
-        heap_damage_text(stats) if stats is not None else "",
+        heap_damage_text(pointers, "the managed owners found"),
     )
 
 
@@ -544,8 +567,8 @@ NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
     _native_owners,
     report="native_owners",
     needs=(RUNTIME, NATIVE_HEAPS),
-    uses=(HEAP_STATS,),
     engine=True,
+    problems=lambda owners: (owners.heap_damage,) if owners.heap_damage else (),
 )
 
 
@@ -620,6 +643,7 @@ def _diagnosis(ctx: Context) -> Diagnosis:
         thread_pool=ctx.use(THREAD_POOL),
         leak_suspects=leaks,
         pile_owners=owners,
+        graph=graph,
     )
     return Diagnosis(diagnose(facts), tuple(not_examined))
 

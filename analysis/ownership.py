@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Iterable, Optional, Protocol, Sequence, Union
 
-from analysis.managed.results import NativePointer, NativePointers
+from analysis.managed.results import CorruptRange, NativePointer, NativePointers
 from analysis.model.native import HeapAllocation, NativeHeap
 from analysis.values import Address, ByteSize, Unknown
 
@@ -94,10 +94,12 @@ class NativeOwnership:
     """blocks: every block asked about, in address order, owned or not;
     by_type: largest owned bytes first; owned_bytes/unowned_bytes: large
     blocks with and without an owner, owned adding the segment allocations
-    some object owns (each once); heap_damage: what the GC heap walk that
-    found the owners could not walk ("" when nothing): owners in the damaged
-    ranges are missing, so the owned bytes are lower bounds; truncated: the engine stopped at its
-    item limit, so some owners may be missing."""
+    some object owns (each once); corrupt_ranges, corrupt_range_count,
+    unwalked_bytes: the damaged ranges the GC heap walk that found the owners
+    went around, and heap_damage the same said for people ("" when nothing):
+    owners in the damaged ranges are missing, so the owned bytes are lower
+    bounds; truncated: the engine stopped at its item limit, so some owners
+    may be missing."""
 
     blocks: tuple[BlockOwners, ...]
     by_type: tuple[TypeNativeBytes, ...]
@@ -106,6 +108,9 @@ class NativeOwnership:
     objects_walked: Optional[int]
     truncated: bool
     heap_damage: str = ""
+    corrupt_ranges: tuple[CorruptRange, ...] = ()
+    corrupt_range_count: Optional[int] = None
+    unwalked_bytes: Optional[ByteSize] = None
 
     def owners_of(self, address: int) -> tuple[Owner, ...]:
         """The owners of the block holding `address` (none if no block does)."""
@@ -270,6 +275,9 @@ def native_ownership(
         objects_walked=pointers.objects_walked,
         truncated=bool(pointers.truncated),
         heap_damage=heap_damage,
+        corrupt_ranges=pointers.corrupt_ranges,
+        corrupt_range_count=pointers.corrupt_range_count,
+        unwalked_bytes=pointers.unwalked_bytes,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from analysis.managed.results import (
     FinalizerQueue,
+    GraphSummary,
     HeapStats,
     ThreadPoolInfo,
     TypeCount,
@@ -56,6 +57,8 @@ class Facts:
     leak_suspects: tuple[Finding, ...] = ()
     # Who owns the largest pile of same-size native blocks, when known.
     pile_owners: Optional[PileOwners] = None
+    # The heap graph the leak suspects come from, for its damage.
+    graph: Optional[GraphSummary] = None
 
     def thread(self, os_id: Optional[int]) -> Optional[ThreadView]:
         return next((t for t in self.threads if t.os_id == os_id), None)
@@ -467,6 +470,17 @@ def fragmentation(facts: Facts) -> Iterator[Finding]:
 
 def heap_is_damaged(heap: HeapStats) -> bool:
     return bool(heap.unwalked_bytes or heap.corrupt_range_count or heap.corrupt_ranges)
+
+
+def graph_is_damaged(graph: GraphSummary) -> bool:
+    """The graph walked around damaged ranges or dropped references that
+    name no object: what it retains and reaches is then a lower bound."""
+    return bool(
+        graph.unwalked_bytes
+        or graph.corrupt_range_count
+        or graph.corrupt_ranges
+        or graph.dangling_references
+    )
 
 
 def heap_damage(facts: Facts) -> Iterator[Finding]:

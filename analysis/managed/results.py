@@ -14,7 +14,7 @@ import types
 from types import NoneType
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union
 
 from analysis.model.vocab import Apartment, ManagedFrameKind, RootKind, WaitKind
 from analysis.values import Address, ByteSize
@@ -437,13 +437,18 @@ class NativePointer:
 class NativePointers:
     """The result of one heap walk for native pointers (`native_pointers`):
     pointer_fields counts every non-zero native field read; truncated: more
-    matched than the limit allowed."""
+    matched than the limit allowed. unwalked_bytes > 0: the walk went around
+    damaged heap ranges (as HeapStats says), so the pointers found are a
+    lower bound."""
 
     items: tuple[NativePointer, ...]
     objects_walked: Optional[int]
     pointer_fields: Optional[int]
     range_count: Optional[int]
     truncated: Optional[bool]
+    corrupt_ranges: tuple[CorruptRange, ...] = ()
+    corrupt_range_count: Optional[int] = None
+    unwalked_bytes: Optional[ByteSize] = None
 
 
 # ------------------------------------------------------------ heap graph
@@ -459,11 +464,31 @@ class RootKindCount:
     count: Optional[int]
 
 
+class WalkDamage(Protocol):
+    """What a walk of the GC heap went around (HeapStats, GraphSummary,
+    NativePointers): the first ranges, how many there are, their bytes."""
+
+    @property
+    def corrupt_ranges(self) -> tuple[CorruptRange, ...]:
+        ...
+
+    @property
+    def corrupt_range_count(self) -> Optional[int]:
+        ...
+
+    @property
+    def unwalked_bytes(self) -> Optional[ByteSize]:
+        ...
+
+
 @dataclass(frozen=True)
 class GraphSummary:
     """The graph of one dump: objects (free space excluded), how many the
     roots reach and their bytes (the live heap, the denominator of every
-    share), the references, the roots by kind."""
+    share), the references, the roots by kind. unwalked_bytes > 0: the
+    build went around damaged heap ranges (corrupt_ranges, as HeapStats);
+    dangling_references: non-null references that name no object of the
+    graph. Either makes reachability and retained sizes lower bounds."""
 
     objects: Optional[int]
     reachable_objects: Optional[int]
@@ -476,6 +501,10 @@ class GraphSummary:
     dominator_passes: Optional[int] = field(default=None, repr=False)
     elapsed_seconds: Optional[float] = field(default=None, repr=False)
     from_index: Optional[bool] = field(default=None, repr=False)
+    corrupt_ranges: tuple[CorruptRange, ...] = ()
+    corrupt_range_count: Optional[int] = None
+    unwalked_bytes: Optional[ByteSize] = None
+    dangling_references: Optional[int] = None
 
 
 @dataclass(frozen=True)

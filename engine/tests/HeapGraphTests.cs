@@ -238,7 +238,8 @@ public class GraphIndexTests : IDisposable
         Assert.NotSame(built, saved);
         Assert.Equal(Fingerprint(built), Fingerprint(saved));
         // Records holding arrays compare them by reference: compare contents.
-        Assert.Equal(built.Summary(false) with { FromIndex = true, RootsByKind = default }, loaded!.Summary(true) with { RootsByKind = default });
+        Assert.Equal(built.Summary(false) with { FromIndex = true, RootsByKind = default, CorruptRanges = default },
+            loaded!.Summary(true) with { RootsByKind = default, CorruptRanges = default });
         Assert.Equal(built.Summary(false).RootsByKind.ToArray(), loaded.Summary(true).RootsByKind.ToArray());
         Assert.Equal(built.Children(null, 0, 20, null, 100).Items.Select(i => (i.Address, i.Retained, i.Type, i.Dominated, string.Join(",", i.Roots))),
             loaded.Children(null, 0, 20, null, 100).Items.Select(i => (i.Address, i.Retained, i.Type, i.Dominated, string.Join(",", i.Roots))));
@@ -246,6 +247,39 @@ public class GraphIndexTests : IDisposable
         var loadedTypes = loaded.RetainedByType(0, 50, 100, CancellationToken.None).Items;
         for (int i = 0; i < types.Length; i++)
             Assert.True(types[i] == loadedTypes[i], $"type {i}: {types[i]} then {loadedTypes[i]}");
+    }
+
+    // Eight zero bytes over the first object of the largest region: the
+    // build walks around it, as heap_stats does, and says so; a reopened
+    // dump's graph, loaded from the index, says the same.
+    [Fact]
+    public void A_graph_built_over_a_damaged_heap_reports_the_damage_and_the_index_keeps_it()
+    {
+        var (dump, runtimeDir) = ScenarioDumps.Get("deadlock", "net10");
+        GraphSummary sound = HeapGraphTests.Graph("deadlock").Summary(false);
+        Assert.Equal((0L, 0UL, 0L), (sound.CorruptRangeCount, sound.UnwalkedBytes, sound.DanglingReferences));
+        Assert.Empty(sound.CorruptRanges);
+
+        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        ulong first = clr.Heap.Segments.Where(s => s.Kind is not (GCSegmentKind.Large or GCSegmentKind.Frozen))
+            .OrderByDescending(s => s.ObjectRange.Length).First().FirstObjectAddress;
+        var memory = new DamagedMemory(target.DataReader, first, new byte[8], 8);
+        HeapGraph damaged = HeapGraph.Build(clr, new HeapWalker(clr, memory), memory, null, CancellationToken.None);
+        GraphSummary summary = damaged.Summary(false);
+        CorruptRange range = Assert.Single(summary.CorruptRanges);
+        Assert.Equal(first, range.Start);
+        Assert.Contains("method table 0x0", range.Reason);
+        Assert.Equal(1, summary.CorruptRangeCount);
+        Assert.Equal(range.End - range.Start, summary.UnwalkedBytes);
+        Assert.True(summary.Objects < sound.Objects);
+
+        var index = new GraphIndex(_folder, 1L << 30);
+        index.Save(dump, damaged);
+        GraphSummary loaded = index.TryLoad(dump, CancellationToken.None)!.Summary(true);
+        Assert.Equal(summary.CorruptRanges.ToArray(), loaded.CorruptRanges.ToArray());
+        Assert.Equal((summary.CorruptRangeCount, summary.UnwalkedBytes, summary.DanglingReferences),
+            (loaded.CorruptRangeCount, loaded.UnwalkedBytes, loaded.DanglingReferences));
     }
 
     [Fact]
@@ -282,6 +316,23 @@ public class GraphIndexTests : IDisposable
             writer.Write(key);
             writer.Write(new byte[4096]);
         }
+        Assert.Null(index.TryLoad(dump, CancellationToken.None));
+        Assert.False(File.Exists(file));
+    }
+
+    // Format 4 added the damage sections: a format-3 file (no damage kept)
+    // must be rebuilt, not read as a graph of a sound heap.
+    [Fact]
+    public void An_index_file_of_format_3_is_refused_and_deleted()
+    {
+        var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
+        var index = new GraphIndex(_folder, 1L << 30);
+        index.Save(dump, HeapGraphTests.Graph("event-leak"));
+        string file = index.PathOf(GraphIndex.KeyOf(dump));
+        byte[] bytes = File.ReadAllBytes(file);
+        Assert.Equal(4, BitConverter.ToInt32(bytes, 8));
+        BitConverter.GetBytes(3).CopyTo(bytes, 8);
+        File.WriteAllBytes(file, bytes);
         Assert.Null(index.TryLoad(dump, CancellationToken.None));
         Assert.False(File.Exists(file));
     }

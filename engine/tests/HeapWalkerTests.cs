@@ -3,6 +3,51 @@ using Microsoft.Diagnostics.Runtime;
 
 namespace DumpScope.Engine.Tests;
 
+/// <summary>
+/// The dump as a walker sees it with bytes changed (replacement) or missing
+/// (replacement null: holeLength bytes from start); ClrMD (the truth) reads
+/// it whole.
+/// </summary>
+internal sealed class DamagedMemory(IMemoryReader inner, ulong start, byte[]? replacement, ulong holeLength) : IMemoryReader
+{
+    public int PointerSize => inner.PointerSize;
+
+    public int Read(ulong address, Span<byte> buffer)
+    {
+        ulong holeEnd = start + holeLength;
+        if (replacement is null && address < holeEnd && address + (ulong)buffer.Length > start)
+        {
+            if (address >= start)
+                return 0;
+            buffer = buffer[..(int)(start - address)];
+        }
+        int read = inner.Read(address, buffer);
+        if (replacement is not null)
+        {
+            for (int i = 0; i < replacement.Length; i++)
+            {
+                ulong at = start + (ulong)i;
+                if (at >= address && at < address + (ulong)read)
+                    buffer[(int)(at - address)] = replacement[i];
+            }
+        }
+        return read;
+    }
+
+    public bool Read<T>(ulong address, out T value) where T : unmanaged => throw new NotSupportedException();
+    public T Read<T>(ulong address) where T : unmanaged => throw new NotSupportedException();
+
+    public bool ReadPointer(ulong address, out ulong value)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        bool read = Read(address, bytes[..PointerSize]) == PointerSize;
+        value = read ? (PointerSize == 8 ? BitConverter.ToUInt64(bytes) : BitConverter.ToUInt32(bytes)) : 0;
+        return read;
+    }
+
+    public ulong ReadPointer(ulong address) => ReadPointer(address, out ulong value) ? value : 0;
+}
+
 public class HeapWalkerTests
 {
     private struct Collect() : IObjectVisitor
@@ -38,40 +83,6 @@ public class HeapWalkerTests
             Assert.Equal(expected, visitor.Objects);
         }
     }
-    // The dump as the walker sees it with bytes changed or missing; ClrMD
-    // (the truth) reads it whole.
-    private sealed class Damaged(IMemoryReader inner, ulong start, byte[]? replacement, ulong holeLength) : IMemoryReader
-    {
-        public int PointerSize => inner.PointerSize;
-
-        public int Read(ulong address, Span<byte> buffer)
-        {
-            ulong holeEnd = start + holeLength;
-            if (replacement is null && address < holeEnd && address + (ulong)buffer.Length > start)
-            {
-                if (address >= start)
-                    return 0;
-                buffer = buffer[..(int)(start - address)];
-            }
-            int read = inner.Read(address, buffer);
-            if (replacement is not null)
-            {
-                for (int i = 0; i < replacement.Length; i++)
-                {
-                    ulong at = start + (ulong)i;
-                    if (at >= address && at < address + (ulong)read)
-                        buffer[(int)(at - address)] = replacement[i];
-                }
-            }
-            return read;
-        }
-
-        public bool Read<T>(ulong address, out T value) where T : unmanaged => throw new NotSupportedException();
-        public T Read<T>(ulong address) where T : unmanaged => throw new NotSupportedException();
-        public bool ReadPointer(ulong address, out ulong value) => throw new NotSupportedException();
-        public ulong ReadPointer(ulong address) => throw new NotSupportedException();
-    }
-
     public enum Where { FirstObjectOfLargestRegion, PageInsideLargestLoh, ArrayLengthInLargestRegion }
 
     // Damages one place of a real dump and walks it: every real object
@@ -99,7 +110,7 @@ public class HeapWalkerTests
                 .First(o => o.IsArray && o.AsArray().Length > 4).Address + (ulong)target.DataReader.PointerSize,
         };
         byte[]? replacement = hole ? null : where == Where.ArrayLengthInLargestRegion ? [0xff, 0xff, 0xff, 0x7f] : new byte[length];
-        var walker = new HeapWalker(clr, new Damaged(target.DataReader, at, replacement, (ulong)length));
+        var walker = new HeapWalker(clr, new DamagedMemory(target.DataReader, at, replacement, (ulong)length));
         var damage = new HeapDamageLog(1000);
         long found = 0, missedTotal = 0;
         foreach (ClrSegment segment in segments)

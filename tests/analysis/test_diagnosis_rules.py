@@ -11,7 +11,7 @@ from analysis.diagnosis.rules import (
     threadpool_starvation,
 )
 from analysis.model.threads import WaitTarget
-from analysis.model.vocab import RowKind
+from analysis.model.vocab import RowKind, Severity
 from tests.builders import (
     finalizer_queue,
     heap_stats,
@@ -261,3 +261,27 @@ def test_the_ready_queue_beyond_five_types_is_one_more_link():
     (finding,) = finalization_backlog(facts)
     assert [e.text for e in finding.evidence][-1] == "and 4 more types"
     assert finding.evidence[-1].keys == ("T4", "T5", "T6", "T7")
+
+
+def test_a_leak_suspect_from_a_damaged_graph_says_its_counts_are_lower_bounds():
+    from dataclasses import replace
+
+    from analysis.diagnosis import diagnose
+    from analysis.managed.results import GraphSummary
+    from analysis.model.diagnosis import Finding
+
+    suspect = Finding(
+        rule="leak-suspect",
+        severity=Severity.WARNING,
+        title="10,000 Subscriber objects accumulate in one Object[]",
+        statement="One Object[] holds 10,000 Subscriber objects.",
+        evidence=(),
+    )
+    graph = GraphSummary(1, 1, None, 0, None, 1, 1, ())
+    sound = diagnose(Facts((), None, None, (), leak_suspects=(suspect,), graph=graph))
+    assert sound[0].statement == suspect.statement
+    dangling = replace(graph, dangling_references=1)
+    (finding,) = diagnose(
+        Facts((), None, None, (), leak_suspects=(suspect,), graph=dangling)
+    )
+    assert finding.statement.endswith("these counts are lower bounds.)")

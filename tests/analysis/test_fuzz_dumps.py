@@ -282,9 +282,10 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 
 NATIVE = ("threads", "modules")
 ENGINE_SILENT = (
-    "the managed heap walk changes counts without a word (the engine ends a "
-    "segment's walk at a bad method table, HeapWalker.cs): heap integrity "
-    "checks are the engine hardening of issue 11"
+    "a managed result changes without a word: the heap walk, the graph and the "
+    "native-pointer walk report the damage they walk around, but damage outside "
+    "the GC heap is not detected (seen: a zeroed data page of a managed module's "
+    "image, after which a thread's managed stack walk ends early)"
 )
 MANAGED_NOT_IN_PROBLEMS = (
     "the managed analysis failed and its reason is in `managed.reason` but not "

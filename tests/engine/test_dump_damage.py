@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from analysis.analyses import HEAP_GRAPH, NATIVE_OWNERS
 from analysis.dumpfile import open_dump
 from analysis.managed.client import (
     EngineClient,
@@ -20,6 +21,8 @@ from analysis.managed.client import (
     engine_available,
 )
 from analysis.managed.results import GcHeap, HeapStats
+from analysis.model.outcome import Done
+from analysis.session import DumpSession
 from scenarios.dumps import ScenarioDump, ensure_dump
 from tests.analysis.corrupt import nt_file
 
@@ -198,4 +201,79 @@ def test_a_core_whose_nt_file_is_damaged_still_gives_its_runtime_and_heap(
     # The undamaged core's own list has the runtime: the hints change nothing.
     assert client.open(str(dump.path), modules=modules).runtime_module_source == (
         "module_list"
+    )
+
+
+def test_the_graph_and_the_native_owners_name_the_damage_they_walked_around(
+    tmp_path: Path,
+) -> None:
+    """A zeroed page at the start of a GC region (its first objects): the
+    graph and the search for the owners of native memory walk around it as
+    heap_stats does, and their
+    problems say so (they used to drop the page's objects without a word,
+    so retained sizes and owners shrank silently)."""
+    dump = ensure_dump("deadlock", "net10")
+    with EngineClient() as c:
+        c.open(str(dump.path), use_index=False)
+        gc = c.gc_heap()
+        sound = c.graph()
+    assert (sound.corrupt_range_count, sound.dangling_references) == (0, 0)
+    region = max(
+        (s for s in gc.segments if s.kind not in ("loh", "poh", "frozen")),
+        key=lambda s: s.allocated_size or 0,
+    )
+    first = region.start or 0
+    damaged = damaged_copy(dump, tmp_path, first, bytes(4096))
+
+    with DumpSession(str(damaged)) as session:
+        graph = session.outcome(HEAP_GRAPH)
+        owners = session.outcome(NATIVE_OWNERS)
+    assert isinstance(graph, Done) and isinstance(owners, Done)
+    summary = graph.value
+    assert summary.corrupt_range_count == 1
+    assert summary.corrupt_ranges[0].kind == region.kind
+    assert summary.corrupt_ranges[0].start == first
+    assert summary.unwalked_bytes and summary.unwalked_bytes >= 4096 - 64
+    assert (summary.objects or 0) < (sound.objects or 0)
+    said = HEAP_GRAPH.problems(summary)
+    assert any(
+        "GC heap is damaged" in p
+        and f"0x{int(summary.corrupt_ranges[0].start):x}" in p
+        and "retained sizes are lower bounds" in p
+        for p in said
+    ), said
+    assert owners.value.unwalked_bytes == summary.unwalked_bytes
+    # The damage the owners' walk met is the one said in the problems and
+    # in the tooltips of the "Native owned" columns (heap_damage).
+    assert NATIVE_OWNERS.problems(owners.value) == (owners.value.heap_damage,)
+    assert "GC heap is damaged" in owners.value.heap_damage
+    assert "owners found are lower bounds" in owners.value.heap_damage
+
+
+def test_a_reference_that_names_no_object_is_counted_and_said(
+    client: EngineClient, tmp_path: Path
+) -> None:
+    """One element of the array that holds the event-leak's 10,000
+    subscribers made to point eight bytes into its object: the graph used to
+    drop the reference without a word (the leak finding then read 9,999);
+    now it counts it and says retained sizes are lower bounds."""
+    dump = ensure_dump("event-leak", "net10")
+    client.open(str(dump.path), use_index=False)
+    array = next(t for t in client.heap_stats().types if t.name == "System.Object[]")
+    assert array.method_table is not None
+    largest = client.instances(int(array.method_table), limit=1, sort="size")
+    at = int(largest.items[0].address) + 16  # method table, length, element 0
+    assert client.graph().dangling_references == 0
+    with open_dump(str(dump.path)) as reader:
+        (element,) = struct.unpack("<Q", reader.read(at, 8))
+    damaged = damaged_copy(dump, tmp_path, at, struct.pack("<Q", element + 8))
+
+    client.open(str(damaged), use_index=False)
+    graph = client.graph()
+    assert graph.dangling_references == 1
+    assert graph.unwalked_bytes == 0
+    assert HEAP_GRAPH.problems(graph) == (
+        "1 reference in the GC heap points at no object (a damaged field, or an "
+        "object in a damaged range): the graph leaves it out, so reachability "
+        "and retained sizes are lower bounds",
     )

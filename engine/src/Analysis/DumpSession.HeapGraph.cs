@@ -22,7 +22,7 @@ public sealed partial class DumpSession
             _graphFromIndex = true;
             return _graph = loaded;
         }
-        graph = HeapGraph.Build(_runtime, Walker, _target.DataReader, progress, cancel);
+        graph = HeapGraph.Build(_runtime, Walker, _target.DataReader, progress, cancel, _limits);
         if (Index is not null)
         {
             // The saved file replaces the built arrays: give their memory back.

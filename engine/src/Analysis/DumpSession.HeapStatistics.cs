@@ -123,7 +123,7 @@ public sealed partial class DumpSession
                 .Select(kv => new FreeSpace(kv.Key, kv.Value.Count, kv.Value.Size)).ToImmutableArray(),
             parallel,
             watch.Elapsed.TotalSeconds,
-            damage.Ranges.Select(d => new CorruptRange(d.Start, d.End, KindName(d.Segment), d.Reason)).ToImmutableArray(),
+            damage.CorruptRanges,
             damage.Count,
             damage.Bytes);
         _heapStats = result;
@@ -166,7 +166,7 @@ public sealed partial class DumpSession
             segments.Aggregate(0UL, (a, s) => a + s.CommittedSize));
     }
 
-    private static string KindName(GCSegmentKind kind) => kind switch
+    internal static string KindName(GCSegmentKind kind) => kind switch
     {
         GCSegmentKind.Generation0 => "gen0",
         GCSegmentKind.Generation1 => "gen1",

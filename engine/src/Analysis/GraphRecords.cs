@@ -18,7 +18,11 @@ public readonly record struct GraphSummary(
     ImmutableArray<RootKindCount> RootsByKind,
     int DominatorPasses,
     double ElapsedSeconds,
-    bool FromIndex);
+    bool FromIndex,
+    ImmutableArray<CorruptRange> CorruptRanges,
+    long CorruptRangeCount,
+    ulong UnwalkedBytes,
+    long DanglingReferences);
 
 /// <summary>One GC root: its kind, the static field's name, the handle or stack slot, the thread.</summary>
 public readonly record struct RootRef(string Kind, string? Name, ulong Address, uint? ThreadOsId);

@@ -14,8 +14,9 @@ namespace DumpScope.Engine.Analysis;
 public sealed unsafe partial class HeapGraph
 {
     private static readonly byte[] Magic = "DSGRAPH1"u8.ToArray();
-    // 3: sections mapped in place (2: one stream, read and copied whole).
-    private const int FormatVersion = 3;
+    // 4: the damage the build walked around (GraphDamage); 3: sections
+    // mapped in place (2: one stream, read and copied whole).
+    private const int FormatVersion = 4;
     private const int KeyBytes = 32;
     // Magic, version, section count, key.
     private const int FixedHeaderBytes = 8 + 4 + 4 + KeyBytes;
@@ -49,6 +50,13 @@ public sealed unsafe partial class HeapGraph
         TotalRetained,
         DominatedStart,
         DominatedChildren,
+        DamageCounts,
+        DamageStarts,
+        DamageEnds,
+        DamageKindEnds,
+        DamageKindBytes,
+        DamageReasonEnds,
+        DamageReasonBytes,
         FirstSegment,
     }
 
@@ -122,6 +130,11 @@ public sealed unsafe partial class HeapGraph
         var (dominatedStart, dominatedChildren) = Dominated;
         WriteColumn(Section.DominatedStart, dominatedStart);
         WriteColumn(Section.DominatedChildren, dominatedChildren);
+        WriteArray(Section.DamageCounts, new[] { _damage.RangeCount, (long)_damage.UnwalkedBytes, _damage.DanglingReferences });
+        WriteArray(Section.DamageStarts, _damage.Ranges.Select(r => r.Start).ToArray());
+        WriteArray(Section.DamageEnds, _damage.Ranges.Select(r => r.End).ToArray());
+        Texts(Section.DamageKindEnds, Section.DamageKindBytes, _damage.Ranges.Select(r => r.Kind));
+        Texts(Section.DamageReasonEnds, Section.DamageReasonBytes, _damage.Ranges.Select(r => r.Reason));
         for (int s = 0; s < _segments.Length; s++)
         {
             WriteColumn((Section)((int)Section.FirstSegment + 2 * s), _segments[s].Address);
@@ -223,7 +236,11 @@ public sealed unsafe partial class HeapGraph
             || Copy<long>(Section.Tail) is not { Length: 2 } tail
             || Copy<long>(Section.TotalCount) is not { } totalCount || Copy<ulong>(Section.TotalShallow) is not { } totalShallow
             || Copy<long>(Section.TotalReachable) is not { } totalReachable || Copy<ulong>(Section.TotalRetained) is not { } totalRetained
-            || Part<int>(Section.DominatedStart) is not { } dominatedStart || Part<int>(Section.DominatedChildren) is not { } dominatedChildren)
+            || Part<int>(Section.DominatedStart) is not { } dominatedStart || Part<int>(Section.DominatedChildren) is not { } dominatedChildren
+            || Copy<long>(Section.DamageCounts) is not { Length: 3 } damageCounts
+            || Copy<ulong>(Section.DamageStarts) is not { } damageStarts || Copy<ulong>(Section.DamageEnds) is not { } damageEnds
+            || Texts(Section.DamageKindEnds, Section.DamageKindBytes) is not { } damageKinds
+            || Texts(Section.DamageReasonEnds, Section.DamageReasonBytes) is not { } damageReasons)
             return null;
 
         int n = type.Length;
@@ -244,12 +261,17 @@ public sealed unsafe partial class HeapGraph
         bool consistent = objects == n && size.Length == n && edgeStart.Length == n + 1 && idom.Length == n + 1 && retained.Length == n + 1
             && hugeKeys.Length == hugeValues.Length && mts.Length == names.Length
             && dominatedStart.Length == n + 2 && dominatedStart[n + 1] == dominatedChildren.Length
-            && new[] { totalCount.Length, totalShallow.Length, totalReachable.Length, totalRetained.Length }.All(l => l == types.Length);
+            && new[] { totalCount.Length, totalShallow.Length, totalReachable.Length, totalRetained.Length }.All(l => l == types.Length)
+            && new[] { damageEnds.Length, damageKinds.Length, damageReasons.Length }.All(l => l == damageStarts.Length)
+            && damageCounts.All(c => c >= 0) && damageStarts.Length <= damageCounts[0];
         if (!consistent)
             return null;
         var huge = hugeKeys.Zip(hugeValues).ToDictionary(p => p.First, p => p.Second);
         var graph = new HeapGraph(type, size, huge, edgeStart, edges, segments, types, roots, rootNames, rootTargets,
-            idom, retained, (int)tail[0], BitConverter.Int64BitsToDouble(tail[1]));
+            idom, retained, (int)tail[0], BitConverter.Int64BitsToDouble(tail[1]),
+            new GraphDamage(
+                [.. damageStarts.Select((start, i) => new CorruptRange(start, damageEnds[i], damageKinds[i], damageReasons[i]))],
+                damageCounts[0], (ulong)damageCounts[1], damageCounts[2]));
         graph._typeRetained = graph.Sorted(new TypeTotals(totalCount, totalShallow, totalReachable, totalRetained));
         graph._dominated = (dominatedStart, dominatedChildren);
         return graph;

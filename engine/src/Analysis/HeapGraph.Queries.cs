@@ -92,7 +92,8 @@ public sealed partial class HeapGraph
         var byKind = _roots.GroupBy(r => r.Kind).OrderBy(g => g.Key)
             .Select(g => new RootKindCount(KindName(g.Key), g.Count())).ToImmutableArray();
         return new GraphSummary(ObjectCount, reachable, ReachableBytes, ObjectCount - reachable, unreachableBytes,
-            _edges.Length, _roots.Length, byKind, DominatorPasses, BuildSeconds, fromIndex);
+            _edges.Length, _roots.Length, byKind, DominatorPasses, BuildSeconds, fromIndex,
+            [.. _damage.Ranges], _damage.RangeCount, _damage.UnwalkedBytes, _damage.DanglingReferences);
     }
 
     private DominatorItem Item(int v)

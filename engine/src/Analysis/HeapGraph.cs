@@ -40,6 +40,7 @@ public sealed partial class HeapGraph
     private readonly int[] _rootTargets;
     private readonly Column<int> _idom;
     private readonly Column<ulong> _retained;
+    private readonly GraphDamage _damage;
 
     /// <summary>Objects in the graph (free space excluded).</summary>
     public int ObjectCount => _type.Length;
@@ -51,6 +52,15 @@ public sealed partial class HeapGraph
     public double BuildSeconds { get; }
 
     public int DominatorPasses { get; }
+
+    /// <summary>
+    /// What the build could not follow: heap ranges that hold no valid
+    /// object (the walk went around them, as heap_stats does) and non-null
+    /// references that name no object of the graph (into such a range, or
+    /// a damaged field). Reachability and retained sizes are lower bounds
+    /// when either is not zero.
+    /// </summary>
+    internal readonly record struct GraphDamage(CorruptRange[] Ranges, long RangeCount, ulong UnwalkedBytes, long DanglingReferences);
 
     /// <summary>One segment's objects: their addresses, ascending, and a bucket
     /// table from (address - Start) >> BucketShift to the first object at or after it.</summary>
@@ -96,8 +106,9 @@ public sealed partial class HeapGraph
 
     private HeapGraph(Column<int> type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
         SegmentIndex[] segments, GraphType[] types, GraphRoot[] roots, string[] rootNames, int[] rootTargets,
-        Column<int> idom, Column<ulong> retained, int passes, double seconds)
+        Column<int> idom, Column<ulong> retained, int passes, double seconds, GraphDamage damage)
     {
+        _damage = damage;
         _type = type;
         _size = size;
         _hugeSizes = hugeSizes;
@@ -362,8 +373,9 @@ public sealed partial class HeapGraph
     /// honours cancellation within every step.
     /// </summary>
     public static HeapGraph Build(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory,
-        IProgress<ProgressReport>? progress, CancellationToken cancel)
+        IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null)
     {
+        var damage = new HeapDamageLog((limits ?? EngineLimits.Default).MaxCorruptRanges);
         var watch = Stopwatch.StartNew();
         // Each step's wall and process CPU time, logged (stderr) to show
         // where a build spends.
@@ -412,7 +424,7 @@ public sealed partial class HeapGraph
             {
                 ClrSegment segment = segments[runs[r].First + i];
                 walk.SegmentStart[i] = walk.Address.Count;
-                walker.WalkBytes(segment, ref visitor, cancel);
+                walker.WalkBytes(segment, ref visitor, cancel, damage);
                 long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
                 progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
             }
@@ -446,6 +458,7 @@ public sealed partial class HeapGraph
         //    raw addresses (an int takes half a ulong's room); then the
         //    object arrays and rows joined.
         var resolvedCounts = new int[runs.Length];
+        var dangling = new long[runs.Length];
         Parallel.ForEach(bySize, options, r =>
         {
             SegmentWalk walk = walks[r];
@@ -465,6 +478,8 @@ public sealed partial class HeapGraph
                     int target = IndexOf(index, raw[i], ref hint);
                     if (target >= 0)
                         resolved[written++] = target;
+                    else
+                        dangling[r]++;
                 }
                 if ((k & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
@@ -522,7 +537,8 @@ public sealed partial class HeapGraph
         Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
-            Column<int>.OfPinned(tree.Idom), Column<ulong>.OfPinned(retained), tree.Passes, watch.Elapsed.TotalSeconds);
+            Column<int>.OfPinned(tree.Idom), Column<ulong>.OfPinned(retained), tree.Passes, watch.Elapsed.TotalSeconds,
+            new GraphDamage([.. damage.CorruptRanges], damage.Count, damage.Bytes, dangling.Sum()));
     }
 
     /// <summary>The segments (in address order) cut into about this many

@@ -57,6 +57,10 @@ public sealed class HeapDamageLog(int maxRanges)
     {
         get { lock (_ranges) return [.. _ranges.OrderBy(r => r.Start)]; }
     }
+
+    /// <summary>The kept ranges as every result reports them.</summary>
+    public ImmutableArray<CorruptRange> CorruptRanges =>
+        [.. Ranges.Select(d => new CorruptRange(d.Start, d.End, DumpSession.KindName(d.Segment), d.Reason))];
 }
 
 /// <summary>

@@ -29,7 +29,10 @@ public readonly record struct NativePointers(
     long ObjectsWalked,
     long PointerFields,
     int RangeCount,
-    bool Truncated);
+    bool Truncated,
+    ImmutableArray<CorruptRange> CorruptRanges,
+    long CorruptRangeCount,
+    ulong UnwalkedBytes);
 
 /// <summary>
 /// One walk of the GC heap that reads every pointer-sized native field
@@ -110,14 +113,16 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
         long total = segments.Sum(s => (long)s.ObjectRange.Length);
         long done = 0;
         var visitor = new Visitor(this, indirect && _ranges.Length > 0, maxItems);
+        var damage = new HeapDamageLog(limits.MaxCorruptRanges);
         foreach (ClrSegment segment in segments)
         {
             cancel.ThrowIfCancellationRequested();
-            walker.Walk(segment, ref visitor, cancel);
+            walker.Walk(segment, ref visitor, cancel, damage);
             done += (long)segment.ObjectRange.Length;
             progress?.Report(new ProgressReport(done, total, "looking for native pointers"));
         }
-        return new NativePointers(_found.ToImmutableArray(), visitor.Objects, _fields, _ranges.Length, _truncated);
+        return new NativePointers(_found.ToImmutableArray(), visitor.Objects, _fields, _ranges.Length, _truncated,
+            damage.CorruptRanges, damage.Count, damage.Bytes);
     }
 
     private struct Visitor(NativePointerScan scan, bool indirect, int maxItems) : IObjectVisitor
