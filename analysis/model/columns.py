@@ -28,6 +28,7 @@ from analysis.model.native import (
     UsageRow,
 )
 from analysis.model.threads import ThreadView
+from analysis.model.vocab import HeapKind
 from analysis.values import (
     GAPS,
     AtLeast,
@@ -151,15 +152,27 @@ def _heap_lfh(heap: NativeHeap) -> str:
     return {True: "yes", False: "no"}.get(heap.lfh, "") if heap.lfh is not None else ""
 
 
+def _walked(heap: NativeHeap, value: object) -> object:
+    """A count of what the heap's walk found; unknown, not 0, for a heap
+    whose header could not be read (its walk never ran)."""
+    if heap.kind == HeapKind.UNKNOWN:
+        return Unknown(heap.problems[-1] if heap.problems else "the heap was not read")
+    return value
+
+
 HEAP_COLUMNS: tuple[Column[NativeHeap], ...] = (
     Column("Heap", lambda h: h.address, ColumnKind.ADDRESS),
     Column("Kind", lambda h: h.kind),
     Column("Reserved", lambda h: h.reserved, ColumnKind.SIZE),
     Column("Committed", lambda h: h.committed, ColumnKind.SIZE),
     Column("Free", lambda h: h.free, ColumnKind.SIZE),
-    Column("Segments", lambda h: len(h.segments), ColumnKind.INT),
-    Column("Large blocks", lambda h: len(h.large_blocks), ColumnKind.INT),
-    Column("Large-block bytes", lambda h: h.large_block_bytes, ColumnKind.SIZE),
+    Column("Segments", lambda h: _walked(h, len(h.segments)), ColumnKind.INT),
+    Column("Large blocks", lambda h: _walked(h, len(h.large_blocks)), ColumnKind.INT),
+    Column(
+        "Large-block bytes",
+        lambda h: _walked(h, h.large_block_bytes),
+        ColumnKind.SIZE,
+    ),
     Column("LFH", _heap_lfh, tooltip="the NT low-fragmentation front end"),
 )
 SEGMENT_COLUMNS: tuple[Column[HeapSegment], ...] = (

@@ -376,3 +376,16 @@ def test_any_corruption_of_heap_headers_gives_rows_not_exceptions(arch_layout, p
     (heap,) = heaps
     assert heap.address == PROCESS[arch]["heap"]
     assert len(heap.large_blocks) <= 3 and len(heap.segments) <= 3
+
+
+def test_a_heap_whose_header_was_not_read_shows_its_counts_as_unknown():
+    from analysis.model.columns import HEAP_COLUMNS
+
+    b = process("x64", "win10", blocks=1)
+    b.drop_memory(PROCESS["x64"]["heap"], 0x1000)
+    (heap,) = find_native_heaps(b.reader())
+    cells = {c.title: c for c in HEAP_COLUMNS}
+    for title in ("Segments", "Large blocks", "Large-block bytes"):
+        # Its walk never ran: "0 large blocks" would be a claim.
+        assert cells[title].text(heap) == "unknown"
+        assert "not in the dump" in (cells[title].gap_reason(heap) or "")
