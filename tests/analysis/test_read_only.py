@@ -8,28 +8,7 @@ from analysis.analyses import HEAP_STATS, NATIVE_HEAPS
 from analysis.model.outcome import Done
 from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below pid: the engine's front and the worker it
-    starts to read the dump."""
-    found = []
-    for child in children(pid):
-        found += [child, *descendants(child)]
-    return found
+from tests.procs import descendants
 
 
 def opened_modes(pid: int, target: Path) -> list[str]:

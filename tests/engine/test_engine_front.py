@@ -28,6 +28,7 @@ from analysis.managed.client import (
 )
 from analysis.managed.engines import WINE64, EngineLaunch, engine_for_dump, engine_path
 from scenarios.dumps import ensure_dump
+from tests.procs import children
 
 pytestmark = pytest.mark.skipif(
     not engine_available(), reason="engine not built: run engine/build.sh"
@@ -40,22 +41,6 @@ CRASH = "DUMPSCOPE_ENGINE_TEST_CRASH"
 @pytest.fixture(scope="module")
 def dump() -> Path:
     return ensure_dump("blocked-finalizer", "net10").path
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is pid."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def mapped_files(pid: int) -> str:
