@@ -59,17 +59,17 @@ class BaselineCompare(QtCore.QObject):
         window.tabs.setCurrentWidget(window.types)
         window.types.show_baseline_progress(path, "opening", 0.0)
         index = window.keeps_index()
+        # QSettings and the window's fields are read here, on the GUI thread.
+        options = dict(
+            dac_folder=window.dac_folder(),
+            trust_dac=window.trust_dac,
+            symbol_server=window.symbol_server,
+            symbol_cache=window.symbol_cache,
+        )
 
         def work(report: Report, cancelled: threading.Event) -> Outcome[Any]:
             try:
-                baseline = DumpSession(
-                    path,
-                    dac_folder=window.dac_folder(),
-                    trust_dac=window.trust_dac,
-                    symbol_server=window.symbol_server,
-                    symbol_cache=window.symbol_cache,
-                    index=index,
-                )
+                baseline = DumpSession(path, index=index, **options)
             except (DumpFormatError, OSError) as error:
                 return Unavailable(f"cannot read it: {error}")
             try:
