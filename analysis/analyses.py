@@ -322,6 +322,12 @@ def heap_damage_text(
     )
 
 
+def graph_damage_text(graph: GraphSummary) -> str:
+    """What the graph's walk could not follow ("" when nothing): retained
+    sizes are then lower bounds."""
+    return "; ".join(_graph_problems(graph))
+
+
 def _graph_problems(graph: GraphSummary) -> tuple[str, ...]:
     found: tuple[str, ...] = ()
     walked = heap_damage_text(graph, "reachability and retained sizes")

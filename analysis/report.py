@@ -18,6 +18,7 @@ from analysis.analyses import (
     ANALYSES,
     DIAGNOSIS,
     FINALIZER_QUEUE,
+    HEAP_GRAPH,
     HEAP_STATS,
     MODULES,
     MONITORS,
@@ -27,7 +28,7 @@ from analysis.analyses import (
     RUNTIME,
     THREADS,
     Analysis,
-    heap_damage_text,
+    graph_damage_text,
 )
 from analysis.managed.compare import HeapComparison, compare_sessions
 from analysis.model.columns import (
@@ -151,8 +152,8 @@ def _type_columns(
         outcome = session.peek(analysis)
         return outcome.value if isinstance(outcome, Done) else None
 
-    heap, page, ownership = (
-        value(HEAP_STATS),
+    graph, page, ownership = (
+        value(HEAP_GRAPH),
         value(RETAINED_BY_TYPE),
         value(NATIVE_OWNERS),
     )
@@ -162,7 +163,7 @@ def _type_columns(
         if t.method_table is not None
     }
     owned = {t.type: int(t.bytes) for t in ownership.by_type} if ownership else {}
-    damage = heap_damage_text(heap) if heap is not None else ""
+    damage = graph_damage_text(graph) if graph is not None else ""
     owned_damage = ownership.heap_damage if ownership is not None else ""
     return managed_type_columns(
         lambda: retained, lambda: owned, lambda: damage, lambda: owned_damage

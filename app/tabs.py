@@ -93,6 +93,7 @@ TABS: tuple[Tab, ...] = (
         HeapStatsView,
         (
             Part(HEAP_STATS, HeapStatsView.set_heap),
+            Part(HEAP_GRAPH, HeapStatsView.set_graph, HeapStatsView.graph_missing),
             Part(RETAINED_BY_TYPE, HeapStatsView.set_retained),
             Part(NATIVE_OWNERS, HeapStatsView.set_native_owners),
         ),

@@ -13,13 +13,14 @@ from qtpy.QtCore import Qt, Signal
 from analysis.managed.compare import HeapComparison
 from analysis.managed.results import (
     ChainLink,
+    GraphSummary,
     HeapStats,
     RetentionPaths,
     ObjectDetail,
     RootPaths,
     TypeRetainedPage,
 )
-from analysis.analyses import heap_damage_text
+from analysis.analyses import graph_damage_text
 from analysis.model.columns import (
     Column,
     ColumnKind,
@@ -313,8 +314,18 @@ class HeapStatsView(ResultView):
         self.types.model.layoutChanged.emit()
         self.types.view.resizeColumnsToContents()
 
+    def set_graph(self, graph: GraphSummary) -> None:
+        """The heap graph's walk: where it met damage, retained sizes are
+        lower bounds (its own damage, dangling references included)."""
+        self._damage = graph_damage_text(graph)
+        self.types.model.layoutChanged.emit()
+
+    def graph_missing(self, _text: str) -> None:
+        # Without the graph there are no retained sizes: the Retained
+        # part's own note says why.
+        self._damage = ""
+
     def set_heap(self, heap: HeapStats) -> None:
-        self._damage = heap_damage_text(heap)
         self.totals.setText(
             f"<b>{int(heap.total_objects):,} objects</b>, {human_size(int(heap.total_bytes))} "
             f"in {len(heap.types):,} types"
