@@ -50,7 +50,7 @@ public sealed partial class HeapGraph
 
     private bool IsReachable(int v) => _idom[v] != DominatorTree.Unreachable;
 
-    public ulong ReachableBytes => _retained[SuperRoot];
+    public ulong ReachableBytes => RetainedSize(SuperRoot);
 
     private RootRef RootOf(int r)
     {
@@ -100,7 +100,7 @@ public sealed partial class HeapGraph
     {
         var (start, _) = Dominated;
         GraphType type = _types[_type[v]];
-        return new DominatorItem(AddressOf(v), type.MethodTable, type.Name, SizeOf(v), _retained[v], start[v + 1] - start[v],
+        return new DominatorItem(AddressOf(v), type.MethodTable, type.Name, SizeOf(v), RetainedSize(v), start[v + 1] - start[v],
             _idom[v] == SuperRoot ? RootsOf(v) : []);
     }
 
@@ -117,9 +117,9 @@ public sealed partial class HeapGraph
         IEnumerable<int> items = children.Slice(start[p], start[p + 1] - start[p]).ToArray();
         if (!string.IsNullOrEmpty(typeFilter))
             items = items.Where(v => _types[_type[v]].Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
-        int[] sorted = items.OrderByDescending(v => _retained[v]).ThenBy(v => AddressOf(v)).ToArray();
+        int[] sorted = items.OrderByDescending(v => RetainedSize(v)).ThenBy(v => AddressOf(v)).ToArray();
         var page = sorted.Skip(offset).Take(limit).Select(Item).ToImmutableArray();
-        return new DominatorPage(parent, _retained[p], ReachableBytes, sorted.Length, offset, page);
+        return new DominatorPage(parent, RetainedSize(p), ReachableBytes, sorted.Length, offset, page);
     }
 
     /// <summary>
@@ -172,7 +172,7 @@ public sealed partial class HeapGraph
                 int w = children[next];
                 int t = _type[w];
                 if (above[t] == 0)
-                    retained[t] += _retained[w];
+                    retained[t] += RetainedSize(w);
                 above[t]++;
                 stack.Push((w, start[w]));
                 if ((++steps & 0xFFFF) == 0)
@@ -340,7 +340,7 @@ public sealed partial class HeapGraph
             groups.TryGetValue(key, out var g);
             // No instance lies between an instance and its holder (it would
             // have been the holder), so their retained sizes add up exactly.
-            groups[key] = (g.Count + 1, g.Size + SizeOf(v), g.Retained + _retained[v], g.Count == 0 ? top : g.Top);
+            groups[key] = (g.Count + 1, g.Size + SizeOf(v), g.Retained + RetainedSize(v), g.Count == 0 ? top : g.Top);
         }
 
         var ordered = groups.OrderByDescending(kv => kv.Value.Count).ThenBy(kv => kv.Key.Holder).ToList();
@@ -361,8 +361,8 @@ public sealed partial class HeapGraph
             chain.Reverse();
             // A holder of the type itself (the head of a list of them)
             // retains the instances inside its own retained size.
-            ulong groupRetained = _type[holder] == t ? _retained[holder] : g.Retained;
-            result.Add(new HolderGroup(AddressOf(holder), _types[_type[holder]].Name, _retained[holder], g.Count, g.Size, groupRetained,
+            ulong groupRetained = _type[holder] == t ? RetainedSize(holder) : g.Retained;
+            result.Add(new HolderGroup(AddressOf(holder), _types[_type[holder]].Name, RetainedSize(holder), g.Count, g.Size, groupRetained,
                 RootsOf(chain[0]), Links(chain, maxPathLength)));
         }
         return new InstanceHolders(methodTable, _types[t].Name, count, reachableCount, size, ReachableBytes, ordered.Count, result.ToImmutable());

@@ -216,7 +216,14 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         _items = (T*)Allocate(_capacity * sizeof(T));
     }
 
+    /// <summary>A fixed run of this many slots, not cleared (untouched
+    /// pages take no memory).</summary>
+    public static NativeGrowing<T> OfLength(int length) => new(length) { Count = length };
+
     public readonly Span<T> Span => new(_items, Count);
+
+    /// <summary>The same memory, seen as its first count slots (the owner frees one of the two).</summary>
+    public readonly NativeGrowing<T> Prefix(int count) => this with { Count = Math.Min(count, Count) };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Add(T item)

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using Microsoft.Diagnostics.Runtime;
 
@@ -16,9 +17,10 @@ namespace DumpScope.Engine.Analysis;
 /// One parallel walk reads each object and its references together (the
 /// references straight from the walker's buffer, through each type's
 /// pointer layout); the references are then resolved to indices. Memory per
-/// object, kept: address 8 (in per-segment arrays, which also serve the
-/// address lookup), type 4, size 4, row start 4, idom 4, retained 8, plus 4
-/// per reference. Immutable once built.
+/// object, kept: address 4 (its offset in its segment, in units of the
+/// segment's alignment, in per-segment arrays, which also serve the address
+/// lookup), type 4, size 4, row start 4, idom 4, retained 4 (sizes of 4 GiB
+/// and more aside), plus 4 per reference. Immutable once built.
 /// </summary>
 public sealed partial class HeapGraph
 {
@@ -39,7 +41,9 @@ public sealed partial class HeapGraph
     private readonly string[] _rootNames;
     private readonly int[] _rootTargets;
     private readonly Column<int> _idom;
-    private readonly Column<ulong> _retained;
+    private readonly Column<uint> _retained;
+    // Retained sizes of 4 GiB and more; _retained holds uint.MaxValue for them.
+    private readonly Dictionary<int, ulong> _hugeRetained;
     private readonly GraphDamage _damage;
 
     /// <summary>Objects in the graph (free space excluded).</summary>
@@ -62,9 +66,14 @@ public sealed partial class HeapGraph
     /// </summary>
     internal readonly record struct GraphDamage(CorruptRange[] Ranges, long RangeCount, ulong UnwalkedBytes, long DanglingReferences);
 
-    /// <summary>One segment's objects: their addresses, ascending, and a bucket
-    /// table from (address - Start) >> BucketShift to the first object at or after it.</summary>
-    private sealed record SegmentIndex(ulong Start, ulong End, int First, Column<ulong> Address, Column<int> Buckets);
+    /// <summary>One segment's objects: their addresses, ascending, as offsets
+    /// from Start shifted right by Shift (the alignment every object of the
+    /// segment has: 4 bytes of an address instead of 8), and a bucket table
+    /// from (address - Start) >> BucketShift to the first object at or after it.</summary>
+    private sealed record SegmentIndex(ulong Start, ulong End, int First, int Shift, Column<uint> Offset, Column<int> Buckets)
+    {
+        public ulong AddressAt(int i) => Start + ((ulong)Offset[i] << Shift);
+    }
 
     /// <summary>A type of the graph: its method table and name, resolved once.</summary>
     internal readonly record struct GraphType(ulong MethodTable, string Name);
@@ -106,7 +115,7 @@ public sealed partial class HeapGraph
 
     private HeapGraph(Column<int> type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
         SegmentIndex[] segments, GraphType[] types, GraphRoot[] roots, string[] rootNames, int[] rootTargets,
-        Column<int> idom, Column<ulong> retained, int passes, double seconds, GraphDamage damage)
+        Column<int> idom, Column<uint> retained, Dictionary<int, ulong> hugeRetained, int passes, double seconds, GraphDamage damage)
     {
         _damage = damage;
         _type = type;
@@ -121,6 +130,7 @@ public sealed partial class HeapGraph
         _rootTargets = rootTargets;
         _idom = idom;
         _retained = retained;
+        _hugeRetained = hugeRetained;
         DominatorPasses = passes;
         BuildSeconds = seconds;
     }
@@ -137,7 +147,7 @@ public sealed partial class HeapGraph
             else
                 hi = mid - 1;
         }
-        return _segments[lo].Address[index - _segments[lo].First];
+        return _segments[lo].AddressAt(index - _segments[lo].First);
     }
 
     public ulong SizeOf(int index) => _size[index] == uint.MaxValue && _hugeSizes.TryGetValue(index, out ulong huge) ? huge : _size[index];
@@ -149,7 +159,7 @@ public sealed partial class HeapGraph
     /// <summary>The immediate dominator's index, SuperRoot, or DominatorTree.Unreachable.</summary>
     public int ImmediateDominator(int index) => _idom[index];
 
-    public ulong RetainedSize(int index) => _retained[index];
+    public ulong RetainedSize(int index) => _retained[index] == uint.MaxValue ? _hugeRetained[index] : _retained[index];
 
     /// <summary>Indices of the objects the GC roots hold, each once.</summary>
     public ReadOnlySpan<int> RootObjects => _rootTargets;
@@ -191,42 +201,26 @@ public sealed partial class HeapGraph
                 return -1;
             hint = seg;
         }
-        int bucket = (int)((address - seg.Start) >> BucketShift);
-        Column<ulong> addresses = seg.Address;
+        ulong offset = address - seg.Start;
+        // Not at the segment's alignment: no object starts there.
+        if ((offset & ((1UL << seg.Shift) - 1)) != 0)
+            return -1;
+        uint key = (uint)(offset >> seg.Shift);
+        int bucket = (int)(offset >> BucketShift);
+        Column<uint> offsets = seg.Offset;
         int i = seg.Buckets[bucket];
-        int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : addresses.Length;
+        int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : offsets.Length;
         for (; i < end; i++)
         {
-            if (addresses[i] == address)
+            if (offsets[i] == key)
                 return seg.First + i;
-            if (addresses[i] > address)
+            if (offsets[i] > key)
                 break;
         }
         return -1;
     }
 
     // ------------------------------------------------------------- building
-
-    /// <summary>A growing array (the addresses, which the graph keeps).</summary>
-    private struct Growing<T>(int capacity, bool pinned = false) where T : unmanaged
-    {
-        // Every slot is written before it is read: no need to zero them.
-        public T[] Items = HugePages.Advise(GC.AllocateUninitializedArray<T>(capacity, pinned));
-        public int Count;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Add(T item)
-        {
-            if (Count == Items.Length)
-            {
-                T[] bigger = HugePages.Advise(GC.AllocateUninitializedArray<T>(Math.Max(16, Count * 2), pinned));
-                Array.Copy(Items, bigger, Count);
-                Items = bigger;
-            }
-            Items[Count++] = item;
-        }
-
-    }
 
     /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
     private sealed class TypeTable(IMemoryReader memory)
@@ -271,11 +265,10 @@ public sealed partial class HeapGraph
     private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
         int references, int segments)
     {
-        // Pinned: the graph keeps the addresses, as columns over this array.
-        public Growing<ulong> Address = new(expected, pinned: true);
+        public NativeGrowing<ulong> Address = new(expected);
         // Where each segment's objects start in the arrays (one more: the end).
         public int[] SegmentStart = new int[segments + 1];
-        // The rest is temporary: outside the GC heap, freed as soon as joined.
+        // All temporary: outside the GC heap, freed as soon as joined.
         public NativeGrowing<int> Type = new(expected);
         public NativeGrowing<uint> Size = new(expected);
         // Objects of 4 GiB and more: their size; Size holds uint.MaxValue.
@@ -288,6 +281,7 @@ public sealed partial class HeapGraph
 
         public void Free()
         {
+            Address.Free();
             Type.Free();
             Size.Free();
             RefStart.Free();
@@ -431,28 +425,30 @@ public sealed partial class HeapGraph
             walk.SegmentStart[runs[r].Count] = walk.Address.Count;
         });
 
-        // The address lookup: each segment's addresses (a part of its run's
-        // pinned array, kept for good) and buckets.
+        Stage("walk");
+
+        // The address lookup: each segment's addresses as 32-bit offsets (a
+        // part of its run's array, kept for good) and buckets; each run's
+        // 64-bit addresses are freed as soon as converted.
         var index = new SegmentIndex[segments.Length];
         var runFirst = new int[runs.Length];
         int first = 0;
         for (int r = 0; r < runs.Length; r++)
         {
             runFirst[r] = first;
-            var all = Column<ulong>.OfPinned(walks[r].Address.Items);
+            ReadOnlySpan<ulong> addresses = walks[r].Address.Span;
+            var all = Column<uint>.Allocate(addresses.Length, zeroed: false);
             for (int i = 0; i < runs[r].Count; i++)
             {
                 int s = runs[r].First + i;
-                int from = walks[r].SegmentStart[i];
-                Column<ulong> addresses = all.Part(from, walks[r].SegmentStart[i + 1] - from);
-                ulong start = segments[s].ObjectRange.Start;
-                ulong end = segments[s].ObjectRange.End;
-                index[s] = new SegmentIndex(start, end, first, addresses, Buckets(start, end, addresses.Span));
-                first = checked(first + addresses.Length);
+                int from = walks[r].SegmentStart[i], count = walks[r].SegmentStart[i + 1] - from;
+                index[s] = Offsets(segments[s].ObjectRange.Start, segments[s].ObjectRange.End, first, addresses.Slice(from, count),
+                    all.Part(from, count));
+                first = checked(first + count);
             }
+            walks[r].Address.Free();
         }
         int n = first;
-        Stage("walk");
 
         // 2. Each run's references resolved to indices, in place over its
         //    raw addresses (an int takes half a ulong's room); then the
@@ -531,14 +527,36 @@ public sealed partial class HeapGraph
         int[] rootTargets = roots.Select(r => r.Object).Distinct().Order().ToArray();
         Stage("roots");
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
-        DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
-        ulong[] retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
+        using DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
+        RetainedSizes retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
         Stage($"dominators ({tree.Passes} passes)+retained");
         Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
-            Column<int>.OfPinned(tree.Idom), Column<ulong>.OfPinned(retained), tree.Passes, watch.Elapsed.TotalSeconds,
+            Column<int>.OfPinned(tree.Idom), Column<uint>.OfPinned(retained.Small), retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
             new GraphDamage([.. damage.CorruptRanges], damage.Count, damage.Bytes, dangling.Sum()));
+    }
+
+    /// <summary>
+    /// One segment's entry of the address lookup: its objects' addresses
+    /// written into <paramref name="into"/> as offsets from the segment's
+    /// start in units of the largest alignment (up to 8 bytes) they all
+    /// share, which fits 32 bits for any segment below 32 GiB (16 GiB at an
+    /// alignment of 4, and so on).
+    /// </summary>
+    private static SegmentIndex Offsets(ulong start, ulong end, int first, ReadOnlySpan<ulong> addresses, Column<uint> into)
+    {
+        ulong all = 0;
+        foreach (ulong address in addresses)
+            all |= address - start;
+        int shift = Math.Min(3, BitOperations.TrailingZeroCount(all | 8));
+        if (end > start && (end - start - 1) >> shift > uint.MaxValue)
+            throw new EngineException(ErrorCodes.Internal,
+                $"The GC heap segment at 0x{start:x} spans {end - start:N0} bytes, more than the heap graph can index (32 GiB).");
+        Span<uint> offsets = into.Writable;
+        for (int i = 0; i < addresses.Length; i++)
+            offsets[i] = (uint)((addresses[i] - start) >> shift);
+        return new SegmentIndex(start, end, first, shift, into, Buckets(end - start, shift, into.Span));
     }
 
     /// <summary>The segments (in address order) cut into about this many
