@@ -15,7 +15,7 @@ public sealed unsafe partial class HeapGraph
 {
     private static readonly byte[] Magic = "DSGRAPH1"u8.ToArray();
     // 5: addresses as 32-bit offsets within their segment, retained sizes
-    // in 32 bits (4 GiB and more aside); 4: the damage the build walked
+    // in 32 bits (4 GiB and more aside), types in 16 bits when they fit; 4: the damage the build walked
     // around (GraphDamage); 3: sections mapped in place (2: one stream,
     // read and copied whole).
     private const int FormatVersion = 5;
@@ -109,7 +109,7 @@ public sealed unsafe partial class HeapGraph
         }
 
         WriteArray(Section.Segments, _segments.SelectMany(s => new[] { s.Start, s.End, (ulong)s.First, (ulong)s.Shift }).ToArray());
-        WriteColumn(Section.Type, _type);
+        Write(Section.Type, _type.Pointer, _type.Bytes);
         WriteColumn(Section.Size, _size);
         WriteArray(Section.HugeKeys, _hugeSizes.Keys.ToArray());
         WriteArray(Section.HugeValues, _hugeSizes.Values.ToArray());
@@ -234,7 +234,7 @@ public sealed unsafe partial class HeapGraph
         }
 
         if (Copy<ulong>(Section.Segments) is not { } meta || meta.Length != SegmentFields * ((count - (int)Section.FirstSegment) / 2)
-            || Part<int>(Section.Type) is not { } type || Part<uint>(Section.Size) is not { } size
+            || Part<uint>(Section.Size) is not { } size
             || Copy<int>(Section.HugeKeys) is not { } hugeKeys || Copy<ulong>(Section.HugeValues) is not { } hugeValues
             || Part<int>(Section.EdgeStart) is not { } edgeStart || Part<int>(Section.Edges) is not { } edges
             || Copy<ulong>(Section.TypeMethodTables) is not { } mts || Texts(Section.TypeNameEnds, Section.TypeNameBytes) is not { } names
@@ -253,7 +253,15 @@ public sealed unsafe partial class HeapGraph
             || Texts(Section.DamageReasonEnds, Section.DamageReasonBytes) is not { } damageReasons)
             return null;
 
-        int n = type.Length;
+        int n = edgeStart.Length - 1;
+        // Two bytes per object, or four for more than 65,536 types.
+        TypeColumn type;
+        if (table[(int)Section.Type].Bytes == 2L * n && Part<ushort>(Section.Type) is { } narrow)
+            type = new TypeColumn(narrow);
+        else if (table[(int)Section.Type].Bytes == 4L * n && Part<int>(Section.Type) is { } wide)
+            type = new TypeColumn(wide);
+        else
+            return null;
         var segments = new SegmentIndex[meta.Length / SegmentFields];
         long objects = 0;
         for (int s = 0; s < segments.Length; s++)

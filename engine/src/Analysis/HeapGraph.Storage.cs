@@ -71,6 +71,51 @@ internal readonly unsafe struct Column<T> where T : unmanaged
 }
 
 /// <summary>
+/// The type index of every object: 2 bytes each while the graph has at most
+/// 65,536 types (nearly every heap), else 4. Saved as it is: the section's
+/// length tells the width.
+/// </summary>
+internal readonly unsafe struct TypeColumn
+{
+    private readonly Column<ushort> _narrow;
+    private readonly Column<int> _wide;
+    private readonly bool _isWide;
+
+    public TypeColumn(Column<ushort> narrow) => _narrow = narrow;
+
+    public TypeColumn(Column<int> wide) => (_wide, _isWide) = (wide, true);
+
+    public int Length => _isWide ? _wide.Length : _narrow.Length;
+
+    public int this[int index]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _isWide ? _wide[index] : _narrow[index];
+    }
+
+    public byte* Pointer => _isWide ? (byte*)_wide.Pointer : (byte*)_narrow.Pointer;
+
+    public long Bytes => _isWide ? _wide.Bytes : _narrow.Bytes;
+
+    /// <summary>A new column for this many objects of this many types.</summary>
+    public static TypeColumn Allocate(int length, int types) =>
+        types <= ushort.MaxValue + 1 ? new(Column<ushort>.Allocate(length, zeroed: false)) : new(Column<int>.Allocate(length, zeroed: false));
+
+    /// <summary>For the build only: writes types from <paramref name="at"/> on.</summary>
+    public void Write(int at, ReadOnlySpan<int> types)
+    {
+        if (_isWide)
+        {
+            types.CopyTo(_wide.Writable[at..]);
+            return;
+        }
+        Span<ushort> into = _narrow.Writable.Slice(at, types.Length);
+        for (int i = 0; i < types.Length; i++)
+            into[i] = (ushort)types[i];
+    }
+}
+
+/// <summary>
 /// A whole file mapped into memory, read-only. Its pages belong to the page
 /// cache: the kernel reads them on first touch and may drop them again, so
 /// a loaded index costs no anonymous memory and no copy.
@@ -204,6 +249,8 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
 {
     private const int ProtReadWrite = 3;
     private const int MapPrivateAnonymous = 0x22;
+    // A multiple of every T's size: a mapping is cut at page boundaries.
+    private const long PageBytes = 4096;
 
     private T* _items;
     private long _capacity;
@@ -245,6 +292,19 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         Release();
         _items = items;
         _capacity = bigger;
+    }
+
+    /// <summary>Gives back the memory past the first <paramref name="bytes"/>
+    /// bytes (Linux; elsewhere it stays until freed); the run keeps the slots
+    /// that hold them.</summary>
+    public void Keep(long bytes)
+    {
+        long kept = Math.Min(_capacity, (bytes + PageBytes - 1) / PageBytes * PageBytes / sizeof(T));
+        Count = (int)Math.Min(Count, (bytes + sizeof(T) - 1) / sizeof(T));
+        if (!OperatingSystem.IsLinux() || kept >= _capacity || _items == null)
+            return;
+        Libc.Munmap(_items + kept, (nuint)((_capacity - kept) * sizeof(T)));
+        _capacity = kept;
     }
 
     public void Free()

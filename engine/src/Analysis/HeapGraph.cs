@@ -19,16 +19,18 @@ namespace DumpScope.Engine.Analysis;
 /// pointer layout); the references are then resolved to indices. Memory per
 /// object, kept: address 4 (its offset in its segment, in units of the
 /// segment's alignment, in per-segment arrays, which also serve the address
-/// lookup), type 4, size 4, row start 4, idom 4, retained 4 (sizes of 4 GiB
-/// and more aside), plus 4 per reference. Immutable once built.
+/// lookup), type 2 (4 beyond 65,536 types), size 4, row start 4, idom 4,
+/// retained 4 (sizes of 4 GiB and more aside), plus 4 per reference.
+/// Immutable once built.
 /// </summary>
 public sealed partial class HeapGraph
 {
     // Objects are looked up by address through per-segment buckets of this
-    // many bytes (2^7): a bucket holds one to three objects.
-    private const int BucketShift = 7;
+    // many bytes (2^8): a bucket holds a few objects, whose offsets share a
+    // cache line or two; the table costs under a byte per object.
+    private const int BucketShift = 8;
 
-    private readonly Column<int> _type;
+    private readonly TypeColumn _type;
     private readonly Column<uint> _size;
     // Objects of 4 GB and more (arrays with gcAllowVeryLargeObjects) keep
     // their size here; _size holds uint.MaxValue for them.
@@ -113,7 +115,7 @@ public sealed partial class HeapGraph
         _ => "other",
     };
 
-    private HeapGraph(Column<int> type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
+    private HeapGraph(TypeColumn type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
         SegmentIndex[] segments, GraphType[] types, GraphRoot[] roots, string[] rootNames, int[] rootTargets,
         Column<int> idom, Column<uint> retained, Dictionary<int, ulong> hugeRetained, int passes, double seconds, GraphDamage damage)
     {
@@ -378,7 +380,7 @@ public sealed partial class HeapGraph
         void Stage(string name)
         {
             double wall = watch.Elapsed.TotalSeconds, cpu = Environment.CpuUsage.TotalTime.TotalSeconds;
-            stages.Add($"{name} {wall - lastWall:F2} s (CPU {cpu - lastCpu:F2} s)");
+            stages.Add($"{name} {wall - lastWall:F2} s (CPU {cpu - lastCpu:F2} s{AnonymousMemory()})");
             (lastWall, lastCpu) = (wall, cpu);
         }
         ClrHeap heap = runtime.Heap;
@@ -400,6 +402,7 @@ public sealed partial class HeapGraph
         (ulong, ulong)[] dependents = DependentHandles(runtime);
         (int First, int Count, long Bytes)[] runs = Runs(segments, 4 * options.MaxDegreeOfParallelism);
         var walks = new SegmentWalk[runs.Length];
+        var index = new SegmentIndex[segments.Length];
         // A cancelled or failed build frees the walks' temporaries too.
         using var freed = new Freed(walks);
         var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
@@ -423,32 +426,23 @@ public sealed partial class HeapGraph
                 progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
             }
             walk.SegmentStart[runs[r].Count] = walk.Address.Count;
+            Lookup(walk, segments, runs[r].First, index);
         });
-
-        Stage("walk");
-
-        // The address lookup: each segment's addresses as 32-bit offsets (a
-        // part of its run's array, kept for good) and buckets; each run's
-        // 64-bit addresses are freed as soon as converted.
-        var index = new SegmentIndex[segments.Length];
+        // Each run numbered its objects from 0: now they follow each other.
         var runFirst = new int[runs.Length];
         int first = 0;
         for (int r = 0; r < runs.Length; r++)
         {
             runFirst[r] = first;
-            ReadOnlySpan<ulong> addresses = walks[r].Address.Span;
-            var all = Column<uint>.Allocate(addresses.Length, zeroed: false);
             for (int i = 0; i < runs[r].Count; i++)
             {
                 int s = runs[r].First + i;
-                int from = walks[r].SegmentStart[i], count = walks[r].SegmentStart[i + 1] - from;
-                index[s] = Offsets(segments[s].ObjectRange.Start, segments[s].ObjectRange.End, first, addresses.Slice(from, count),
-                    all.Part(from, count));
-                first = checked(first + count);
+                index[s] = index[s] with { First = first + index[s].First };
             }
-            walks[r].Address.Free();
+            first = checked(first + walks[r].SegmentStart[runs[r].Count]);
         }
         int n = first;
+        Stage("walk");
 
         // 2. Each run's references resolved to indices, in place over its
         //    raw addresses (an int takes half a ulong's room); then the
@@ -481,14 +475,19 @@ public sealed partial class HeapGraph
                     cancel.ThrowIfCancellationRequested();
             }
             resolvedCounts[r] = written;
+            // The indices take the first half of the raw addresses' room:
+            // the rest goes back now, before the join needs new memory.
+            walk.Raw.Keep((long)written * sizeof(int));
             long done = Interlocked.Add(ref doneBytes, runs[r].Bytes);
             progress?.Report(new ProgressReport(done, total, "resolving references"));
         });
+        Stage("resolve");
         long edgeCount = resolvedCounts.Sum(c => (long)c);
         if (edgeCount > Array.MaxLength)
             throw new EngineException(ErrorCodes.Internal, $"The heap has {edgeCount:N0} references, more than one graph can hold.");
 
-        var typeColumn = Column<int>.Allocate(n, zeroed: false);
+        ClrType[] walkedTypes = types.All();
+        var typeColumn = TypeColumn.Allocate(n, walkedTypes.Length);
         var sizeColumn = Column<uint>.Allocate(n, zeroed: false);
         var huge = new Dictionary<int, ulong>();
         var edgeStartColumn = Column<int>.Allocate(n + 1, zeroed: false);
@@ -501,7 +500,7 @@ public sealed partial class HeapGraph
         {
             SegmentWalk walk = walks[r];
             int o = runFirst[r];
-            walk.Type.Span.CopyTo(typeColumn.Writable[o..]);
+            typeColumn.Write(o, walk.Type.Span);
             walk.Type.Free();
             walk.Size.Span.CopyTo(sizeColumn.Writable[o..]);
             walk.Size.Free();
@@ -517,8 +516,8 @@ public sealed partial class HeapGraph
             edgeBase += resolvedCounts[r];
         }
         edgeStart[n] = edgeBase;
-        Stage("resolve+join");
-        GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
+        Stage("join");
+        GraphType[] graphTypes = walkedTypes.Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
         // 3. Roots, then dominators and retained sizes.
@@ -528,13 +527,34 @@ public sealed partial class HeapGraph
         Stage("roots");
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
         using DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
+        Stage($"dominators ({tree.Passes} passes)");
         RetainedSizes retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
-        Stage($"dominators ({tree.Passes} passes)+retained");
+        Stage("retained");
         Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
             Column<int>.OfPinned(tree.Idom), Column<uint>.OfPinned(retained.Small), retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
             new GraphDamage([.. damage.CorruptRanges], damage.Count, damage.Bytes, dangling.Sum()));
+    }
+
+    /// <summary>
+    /// The address lookup's entries of one walked run's segments (objects
+    /// numbered from the run's first), made as soon as the run is walked:
+    /// its 64-bit addresses become 32-bit offsets (kept for good) and are
+    /// freed, so that the walk's peak holds no run's addresses twice.
+    /// </summary>
+    private static void Lookup(SegmentWalk walk, ClrSegment[] segments, int firstSegment, SegmentIndex[] index)
+    {
+        ReadOnlySpan<ulong> addresses = walk.Address.Span;
+        var all = Column<uint>.Allocate(addresses.Length, zeroed: false);
+        for (int i = 0; i + 1 < walk.SegmentStart.Length; i++)
+        {
+            ClrSegment segment = segments[firstSegment + i];
+            int from = walk.SegmentStart[i], count = walk.SegmentStart[i + 1] - from;
+            index[firstSegment + i] = Offsets(segment.ObjectRange.Start, segment.ObjectRange.End, from, addresses.Slice(from, count),
+                all.Part(from, count));
+        }
+        walk.Address.Free();
     }
 
     /// <summary>
@@ -557,6 +577,22 @@ public sealed partial class HeapGraph
         for (int i = 0; i < addresses.Length; i++)
             offsets[i] = (uint)((addresses[i] - start) >> shift);
         return new SegmentIndex(start, end, first, shift, into, Buckets(end - start, shift, into.Span));
+    }
+
+    /// <summary>", anonymous N MiB": the process's anonymous resident memory
+    /// now (Linux), for the build's log of where its memory goes.</summary>
+    private static string AnonymousMemory()
+    {
+        if (!OperatingSystem.IsLinux())
+            return "";
+        foreach (string line in File.ReadLines("/proc/self/status"))
+        {
+            // "RssAnon:     123456 kB"
+            if (line.StartsWith("RssAnon:", StringComparison.Ordinal)
+                && long.TryParse(line["RssAnon:".Length..].Trim().Split(' ')[0], out long kib))
+                return $", anonymous {kib >> 10:N0} MiB";
+        }
+        return "";
     }
 
     /// <summary>The segments (in address order) cut into about this many
