@@ -10,9 +10,9 @@ namespace DumpScope.Engine.Analysis;
 /// number the nodes in depth-first postorder, then repeat "idom(b) = the
 /// nearest common dominator of b's predecessors" in reverse postorder until
 /// nothing changes (here pushed along the successors, see Compute). Heap
-/// graphs settle in two or three passes. Every loop is iterative with explicit arrays, so no stack depth
-/// depends on the heap's shape (a linked list of a million nodes is a
-/// million-deep depth-first search).
+/// graphs settle in one or two passes. Every loop is iterative with explicit
+/// arrays, so no stack depth depends on the heap's shape (a linked list of a
+/// million nodes is a million-deep depth-first search).
 /// </summary>
 public sealed class DominatorTree : IDisposable
 {
@@ -27,7 +27,8 @@ public sealed class DominatorTree : IDisposable
     /// <summary>Immediate dominator of each node; the super-root's is itself.</summary>
     public int[] Idom { get; }
 
-    /// <summary>How many passes the iteration took to settle (the last one changes nothing).</summary>
+    /// <summary>How many passes the iteration took to settle (the last one changed
+    /// no node's dominator after that node's turn).</summary>
     public int Passes { get; }
 
     public int SuperRoot => Idom.Length - 1;
@@ -76,6 +77,13 @@ public sealed class DominatorTree : IDisposable
             // and a pass that changes nothing means every node's dominator is
             // the intersection over all its predecessors: the fixed point of
             // the original formulation.
+            // A pass needs no successor unless a node's dominator changed
+            // after its own turn (along an edge back up the order): every
+            // other change is made before the node passes its dominator on,
+            // and every dominator is earlier in the order than its nodes,
+            // so the values each turn used were already the pass's last; a
+            // pass with no such change has reached the fixed point, and the
+            // pass that would only confirm it is left out.
             // Pinned: the graph keeps it as a column (HeapGraph.Storage.cs).
             int[] idom = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true));
             Array.Fill(idom, Unreachable);
@@ -98,7 +106,8 @@ public sealed class DominatorTree : IDisposable
                         if (folded != current)
                         {
                             idom[b] = folded;
-                            changed = true;
+                            // Postorder numbers: b has had its turn when its number is at least p's.
+                            changed |= number[b] >= number[p];
                         }
                     }
                     if ((k & 0xFFFF) == 0)

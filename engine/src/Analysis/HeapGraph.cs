@@ -254,6 +254,21 @@ public sealed partial class HeapGraph
         }
     }
 
+    /// <summary>Waits for a task on leaving, whatever it ended with (its result or failure is taken elsewhere).</summary>
+    private sealed class Awaited(Task task) : IDisposable
+    {
+        public void Dispose()
+        {
+            try
+            {
+                task.Wait();
+            }
+            catch (AggregateException)
+            {
+            }
+        }
+    }
+
     private sealed class Freed(SegmentWalk?[] walks) : IDisposable
     {
         public void Dispose()
@@ -444,6 +459,17 @@ public sealed partial class HeapGraph
         int n = first;
         Stage("walk");
 
+        // The roots need only the address lookup: with processors to spare
+        // they are enumerated (through ClrMD, which the walk has shown to be
+        // thread-safe here) while the references are resolved and joined.
+        // A failed build waits for them before it leaves: the caller may
+        // use the runtime again at once.
+        var rootNames = new List<string>();
+        Task<GraphRoot[]> rootsTask = parallel
+            ? Task.Run(() => Roots(runtime, index, rootNames, cancel), cancel)
+            : Task.FromResult(Roots(runtime, index, rootNames, cancel));
+        using var rootsDone = new Awaited(rootsTask);
+
         // 2. Each run's references resolved to indices, in place over its
         //    raw addresses (an int takes half a ulong's room); then the
         //    object arrays and rows joined.
@@ -492,11 +518,17 @@ public sealed partial class HeapGraph
         var huge = new Dictionary<int, ulong>();
         var edgeStartColumn = Column<int>.Allocate(n + 1, zeroed: false);
         var edgesColumn = Column<int>.Allocate((int)edgeCount, zeroed: false);
-        Span<int> edgeStart = edgeStartColumn.Writable;
-        int edgeBase = 0;
-        // Each temporary is freed as soon as it is copied: the graph's
-        // arrays fill up as the walk's empty out.
+        var edgeFirst = new int[runs.Length + 1];
         for (int r = 0; r < runs.Length; r++)
+        {
+            edgeFirst[r + 1] = edgeFirst[r] + resolvedCounts[r];
+            foreach (var (k, sz) in walks[r].Huge)
+                huge[runFirst[r] + k] = sz;
+        }
+        // The runs are joined in parallel, each into its own part of the
+        // graph's arrays; each temporary is freed as soon as it is copied:
+        // the graph's arrays fill up as the walk's empty out.
+        Parallel.ForEach(bySize, options, r =>
         {
             SegmentWalk walk = walks[r];
             int o = runFirst[r];
@@ -504,27 +536,25 @@ public sealed partial class HeapGraph
             walk.Type.Free();
             walk.Size.Span.CopyTo(sizeColumn.Writable[o..]);
             walk.Size.Free();
-            foreach (var (k, sz) in walk.Huge)
-                huge[o + k] = sz;
             ReadOnlySpan<int> refStart = walk.RefStart.Span;
+            Span<int> edgeStart = edgeStartColumn.Writable.Slice(o, refStart.Length);
             for (int k = 0; k < refStart.Length; k++)
-                edgeStart[o + k] = edgeBase + refStart[k];
+                edgeStart[k] = edgeFirst[r] + refStart[k];
             walk.RefStart.Free();
             System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Span)[..resolvedCounts[r]]
-                .CopyTo(edgesColumn.Writable[edgeBase..]);
+                .CopyTo(edgesColumn.Writable[edgeFirst[r]..]);
             walk.Raw.Free();
-            edgeBase += resolvedCounts[r];
-        }
-        edgeStart[n] = edgeBase;
+        });
+        int edgeBase = edgeFirst[runs.Length];
+        edgeStartColumn.Writable[n] = edgeBase;
         Stage("join");
         GraphType[] graphTypes = walkedTypes.Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
         // 3. Roots, then dominators and retained sizes.
-        var rootNames = new List<string>();
-        GraphRoot[] roots = Roots(runtime, index, rootNames, cancel);
+        GraphRoot[] roots = rootsTask.GetAwaiter().GetResult();
         int[] rootTargets = roots.Select(r => r.Object).Distinct().Order().ToArray();
-        Stage("roots");
+        Stage("roots (the rest, beside resolve+join)");
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
         using DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
         Stage($"dominators ({tree.Passes} passes)");
