@@ -202,6 +202,30 @@ public class HeapGraphTests
         Assert.Equal(["System.EventHandler", "System.Object[]", "System.EventHandler"], why.DominatorChain.Select(l => l.Type));
     }
 
+    // Addresses are kept as 32-bit offsets within their segment and types
+    // as 16-bit indices: every object must still come back as ClrMD sees
+    // it, found at its address and nowhere inside it.
+    [Fact]
+    public void Every_object_has_the_address_size_and_type_ClrMD_gives_it()
+    {
+        HeapGraph graph = Graph("event-leak");
+        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
+        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        var objects = clr.Heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree).OrderBy(o => o.Address).ToArray();
+        Assert.Equal(objects.Length, graph.ObjectCount);
+        for (int i = 0; i < objects.Length; i++)
+        {
+            ClrObject o = objects[i];
+            Assert.Equal(o.Address, graph.AddressOf(i));
+            Assert.Equal(i, graph.IndexOf(o.Address));
+            Assert.Equal(-1, graph.IndexOf(o.Address + 4));
+            Assert.Equal(-1, graph.IndexOf(o.Address + 8));
+            Assert.Equal(o.Size, graph.SizeOf(i));
+            Assert.Equal(DumpSession.TypeName(o.Type!), graph.TypeNameOf(i));
+        }
+    }
+
     [Fact]
     public void Bad_parameters_are_refused_and_unknown_addresses_are_not_found()
     {

@@ -14,36 +14,34 @@ public sealed partial class HeapGraph
     private TypeRetained[]? _typeRetained;
     private ILookup<int, int>? _rootsByObject;
 
-    private (Column<int> Start, Column<int> Children) Dominated
+    private (Column<int> Start, Column<int> Children) Dominated =>
+        _dominated ??= DominatedRows(length => Column<int>.Allocate(length, zeroed: false));
+
+    /// <summary>The dominator tree's rows, in columns that <paramref name="allocate"/> gives.</summary>
+    private (Column<int> Start, Column<int> Children) DominatedRows(Func<int, Column<int>> allocate)
     {
-        get
+        int n = _idom.Length;
+        // Counted two places on, summed, then filled in place: each
+        // node's slot ends at the next node's start (no second array).
+        Column<int> startColumn = allocate(n + 2);
+        Span<int> start = startColumn.Writable;
+        start.Clear();
+        ReadOnlySpan<int> idom = _idom.Span;
+        for (int v = 0; v < n - 1; v++)
         {
-            if (_dominated is { } d)
-                return d;
-            int n = _idom.Length;
-            // Counted two places on, summed, then filled in place: each
-            // node's slot ends at the next node's start (no second array).
-            var startColumn = Column<int>.Allocate(n + 2, zeroed: true);
-            Span<int> start = startColumn.Writable;
-            ReadOnlySpan<int> idom = _idom.Span;
-            for (int v = 0; v < n - 1; v++)
-            {
-                if (idom[v] >= 0)
-                    start[idom[v] + 2]++;
-            }
-            for (int i = 0; i < n + 1; i++)
-                start[i + 1] += start[i];
-            var childrenColumn = Column<int>.Allocate(start[n + 1], zeroed: false);
-            Span<int> children = childrenColumn.Writable;
-            for (int v = 0; v < n - 1; v++)
-            {
-                if (idom[v] >= 0)
-                    children[start[idom[v] + 1]++] = v;
-            }
-            startColumn = startColumn.Part(0, n + 1);
-            _dominated = (startColumn, childrenColumn);
-            return (startColumn, childrenColumn);
+            if (idom[v] >= 0)
+                start[idom[v] + 2]++;
         }
+        for (int i = 0; i < n + 1; i++)
+            start[i + 1] += start[i];
+        Column<int> childrenColumn = allocate(start[n + 1]);
+        Span<int> children = childrenColumn.Writable;
+        for (int v = 0; v < n - 1; v++)
+        {
+            if (idom[v] >= 0)
+                children[start[idom[v] + 1]++] = v;
+        }
+        return (startColumn.Part(0, n + 1), childrenColumn);
     }
 
     private ILookup<int, int> RootsByObject => _rootsByObject ??= Enumerable.Range(0, _roots.Length).ToLookup(r => _roots[r].Object);
@@ -138,9 +136,9 @@ public sealed partial class HeapGraph
     /// <summary>Per type index: instances, shallow bytes, reachable instances, retained bytes.</summary>
     private readonly record struct TypeTotals(long[] Count, ulong[] Shallow, long[] Reachable, ulong[] Retained);
 
-    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(cancel));
+    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(Dominated, cancel));
 
-    private TypeTotals Totals(CancellationToken cancel)
+    private TypeTotals Totals((Column<int> Start, Column<int> Children) dominated, CancellationToken cancel)
     {
         int typeCount = _types.Length;
         var count = new long[typeCount];
@@ -158,7 +156,7 @@ public sealed partial class HeapGraph
         // Down the dominator tree, counting for each type how many of its
         // instances are above the current node: a node adds its retained
         // size to its type only when none is.
-        var (start, children) = Dominated;
+        var (start, children) = dominated;
         var above = new int[typeCount];
         var stack = new Stack<(int Node, int Next)>();
         stack.Push((SuperRoot, start[SuperRoot]));

@@ -156,6 +156,69 @@ internal sealed unsafe class MappedFile
 }
 
 /// <summary>
+/// A temporary file mapped read-write, handed out as columns: memory whose
+/// pages are file-backed (the kernel may write them out and drop them)
+/// rather than anonymous. The file has no name once mapped (Windows: from
+/// when it is closed), so a process that dies leaves none behind; no column
+/// may be used after Dispose.
+/// </summary>
+internal sealed unsafe class ScratchFile : IDisposable
+{
+    private readonly FileStream _stream;
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _base;
+    private readonly long _bytes;
+    private long _used;
+
+    public ScratchFile(string folder, long bytes)
+    {
+        _bytes = Math.Max(1, bytes);
+        string path = Path.Combine(folder, $"scratch-{Environment.ProcessId}-{Guid.NewGuid():n}.tmp");
+        _stream = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1,
+            OperatingSystem.IsWindows() ? FileOptions.DeleteOnClose : FileOptions.None);
+        try
+        {
+            if (!OperatingSystem.IsWindows())
+                File.Delete(path);
+            _stream.SetLength(_bytes);
+            _file = MemoryMappedFile.CreateFromFile(_stream, null, _bytes, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None,
+                leaveOpen: true);
+            _view = _file.CreateViewAccessor(0, _bytes, MemoryMappedFileAccess.ReadWrite);
+            byte* pointer = null;
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            _base = pointer + _view.PointerOffset;
+        }
+        catch
+        {
+            _view?.Dispose();
+            _file?.Dispose();
+            _stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The next length ints of the file, as a column.</summary>
+    public Column<int> Ints(int length)
+    {
+        long bytes = (long)length * sizeof(int);
+        if (_used + bytes > _bytes)
+            throw new InvalidOperationException("the scratch file is full");
+        var column = new Column<int>((int*)(_base + _used), length, this);
+        _used += bytes;
+        return column;
+    }
+
+    public void Dispose()
+    {
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _file.Dispose();
+        _stream.Dispose();
+    }
+}
+
+/// <summary>
 /// A fast 64-bit checksum of the index file's sections (not cryptographic:
 /// it guards against damage; the key guards against a file of another
 /// dump). The bytes are summed in chunks of 16 MiB, in parallel, with four
