@@ -52,8 +52,8 @@ public sealed class DominatorTree : IDisposable
     {
         int superRoot = nodeCount;
         // The temporaries live outside the GC heap, so that each one's
-        // memory goes back the moment it is freed: the build's peak is
-        // set here, and a collection to reclaim them would come too late.
+        // memory goes back the moment it is freed: one of the build's two
+        // peaks of memory is here, and a collection would come too late.
         // Postorder number of each node; -1 unvisited. During the search it
         // holds the next edge to follow, as -2 - cursor, so the search needs
         // no second per-node array.

@@ -400,6 +400,7 @@ public sealed partial class HeapGraph
         }
         ClrHeap heap = runtime.Heap;
         var segments = heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start).ToArray();
+        CheckOffsetsFit(segments);
         bool parallel = runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 };
         long totalBytes = Math.Max(1, segments.Sum(s => (long)s.ObjectRange.Length));
@@ -587,6 +588,19 @@ public sealed partial class HeapGraph
         walk.Address.Free();
     }
 
+    /// <summary>Refuses, before the walk, a segment too big for 32-bit offsets
+    /// at an alignment of 8 (beyond 32 GiB; regions are a few MiB).</summary>
+    private static void CheckOffsetsFit(ClrSegment[] segments)
+    {
+        foreach (ClrSegment segment in segments)
+        {
+            if ((segment.ObjectRange.Length - 1) >> 3 > uint.MaxValue)
+                throw new EngineException(ErrorCodes.Internal,
+                    $"The GC heap segment at 0x{segment.ObjectRange.Start:x} spans {segment.ObjectRange.Length:N0} bytes, "
+                    + "more than the heap graph can index (32 GiB per segment).");
+        }
+    }
+
     /// <summary>
     /// One segment's entry of the address lookup: its objects' addresses
     /// written into <paramref name="into"/> as offsets from the segment's
@@ -600,9 +614,12 @@ public sealed partial class HeapGraph
         foreach (ulong address in addresses)
             all |= address - start;
         int shift = Math.Min(3, BitOperations.TrailingZeroCount(all | 8));
+        // Only objects off the pointer alignment (a damaged heap) in a
+        // segment of 4 GiB or more get here: CheckOffsetsFit took the rest.
         if (end > start && (end - start - 1) >> shift > uint.MaxValue)
             throw new EngineException(ErrorCodes.Internal,
-                $"The GC heap segment at 0x{start:x} spans {end - start:N0} bytes, more than the heap graph can index (32 GiB).");
+                $"The GC heap segment at 0x{start:x} holds objects off the pointer alignment: its {end - start:N0} bytes are more "
+                + "than the heap graph can index at that alignment.");
         Span<uint> offsets = into.Writable;
         for (int i = 0; i < addresses.Length; i++)
             offsets[i] = (uint)((addresses[i] - start) >> shift);
