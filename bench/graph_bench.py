@@ -46,27 +46,41 @@ HEADING = "# Performance: the heap graph"
 
 # What the numbers come from, and what is left: true of the engine's design,
 # not of one run.
-NOTES = """## How the build spends, and what is left
+NOTES = """## How the build spends its memory and time, and what is left
 
-- The walk reads the segments in runs of about equal bytes, a few per
-  processor, each into arrays of its own sized from its bytes; the arrays
-  outside the GC heap are freed as soon as they are joined. The big arrays
-  are advised for transparent huge pages: on a virtual machine the kernel's
-  first-touch work (a fault and the zeroing of every new page) was most of
-  the build's system time, and zeroing is still its largest single cost
-  after the walk itself.
-- Memory: the finished graph itself takes about 41 bytes per object at two
-  references per object (address 8, retained size 8, references 2 x 4, and
-  4 each for type, size, row start and immediate dominator, plus about 1.4
-  for the address buckets), so while it is held in anonymous memory the
-  build's peak cannot get down to 40. The next step is to build those
-  columns straight into the index file (a file-backed shared mapping),
-  which the warm reopen already maps: then the walk's temporaries alone
-  (about 37 bytes per object) would set the peak.
-- Once saved, the graph is answered from its mapped index file, and the
-  built arrays are given back; the warm reopen maps the file read-only and
-  checks each section's checksum (in parallel, at memory speed) instead of
-  reading and copying it: its anonymous memory is about 1 byte per object.
+- The finished graph takes about 31 bytes per object at two references per
+  object: address 4 (its offset within its segment in units of the
+  segment's alignment, 8 bytes on 64-bit: 32 bits cover any segment below
+  32 GiB; a bigger one is refused with a clear error), type 2 (4 beyond
+  65,536 types), size 4, row start 4, references 2 x 4, immediate
+  dominator 4, retained size 4 (4 GiB and more kept aside, per object),
+  plus under 1 for the address buckets (one per 256 bytes of heap).
+- The build has two peaks of about the same height (the engine logs its
+  anonymous memory after each step): the end of the walk (each reference
+  is an 8-byte address until it is resolved; each run's 64-bit addresses
+  become 32-bit offsets as soon as it is walked) and the dominators (the
+  graph's 25 bytes per object, plus postorder numbers 4, the postorder 4,
+  which the depth-first search's stack shares, and the dominators 4).
+  Resolving the references to indices halves their room in place and the
+  other half is given back at once; every temporary lives outside the GC
+  heap, so its memory goes back the moment it is freed. The join and the
+  steps after it stay below both peaks.
+- Anonymous and file-backed: with the index on, saving it needs the
+  dominator tree's rows (8 bytes per object) and builds them in a scratch
+  file mapped beside the index (file-backed pages: in the peak RSS column,
+  not in the anonymous one); then the graph is answered from the mapped
+  index file and the built arrays are given back. With the index off
+  (`open {index: false}`) nothing is file-backed: the rows are made in
+  anonymous memory when a question first needs them (after the build:
+  8 bytes per object more then). The warm reopen maps the file read-only
+  and checks each section's checksum (in parallel, at memory speed) instead
+  of reading and copying it: its anonymous memory is about 1 byte per
+  object.
+- Time: the roots are enumerated beside the resolution and the join, the
+  runs are joined in parallel, and the dominators take one pass plus one
+  only when a dominator moved after its node's turn (no pass just to
+  confirm). What is left is mostly the walk, which reads every object and
+  its references (about 1.5 times the `heap_stats` walk).
 """
 
 
@@ -225,6 +239,37 @@ left out) and {m['references']:,} references.
 """
 
 
+def growth(results: list[dict]) -> str:
+    """How the largest point compares with the smallest: per object, time
+    and memory should stay about the same if the build grows linearly."""
+    if len(results) < 2:
+        return ""
+    small, big = results[0], results[-1]
+    rows = []
+    for m in (small, big):
+        n = m["graph_objects"]
+        rows.append(
+            f"| {n:,} | {m['graph_seconds'] / n * 1e6:.2f} s "
+            f"| {m['built'].cpu_seconds / n * 1e6:.2f} s "
+            f"| {m['built'].peak_anon_bytes / n:.1f} "
+            f"| {m['saved'].peak_anon_bytes / n:.1f} "
+            f"| {m['index_bytes'] / n:.1f} |"
+        )
+    header = (
+        "| objects | build (engine's timing) | build process CPU "
+        "| peak anonymous, built | peak anonymous, built and saved | index file |"
+    )
+    return f"""## Growth: {small['graph_objects']:,} to {big['graph_objects']:,} objects
+
+Per million graph objects (time) and per object (bytes), from the rows above:
+
+{header}
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.graph_bench")
     parser.add_argument(
@@ -269,7 +314,7 @@ kernel's maximum resident set; peak anonymous RSS is polled from
 `/proc/PID/status` every 20 ms (the dump is memory-mapped read-only: its
 pages are file-backed, the engine's own memory is the anonymous part).
 
-{''.join(section(m) + chr(10) for m in results)}{NOTES}
+{''.join(section(m) + chr(10) for m in results)}{growth(results)}{NOTES}
 Reproduce (from the repository root; makes the dumps on first use):
 
     {command}

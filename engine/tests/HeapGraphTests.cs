@@ -83,7 +83,9 @@ public class DominatorTreeTests
         var (start, edges) = Rows(7, [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (5, 4)]);
         var tree = DominatorTree.Compute(7, start, edges, [0, 5], null, CancellationToken.None);
         Assert.Equal([7, 0, 0, 0, 7, 7, DominatorTree.Unreachable, 7], tree.Idom);
-        ulong[] retained = tree.RetainedSizes(v => 10);
+        // No edge goes back up the order: one pass, none to confirm it.
+        Assert.Equal(1, tree.Passes);
+        var retained = tree.RetainedSizes(v => 10);
         Assert.Equal(40UL, retained[0]);
         Assert.Equal(10UL, retained[4]);
         Assert.Equal(60UL, retained[7]);
@@ -91,22 +93,59 @@ public class DominatorTreeTests
     }
 
     [Fact]
+    public void A_dominator_moved_up_after_its_turn_takes_a_second_pass()
+    {
+        // 0 -> 1 -> 2 <-> 3 <- 0, and 1 -> 4 <- 2: the search meets 2
+        // through 1 first, so 2 hands 1 on to 4 before 3's edge back up
+        // shows that 2 is reached without 1 (a loop with two entries); only
+        // a second pass then finds 4 reached without 1 too.
+        var (start, edges) = Rows(5, [(0, 1), (0, 3), (1, 2), (1, 4), (2, 3), (2, 4), (3, 2)]);
+        var tree = DominatorTree.Compute(5, start, edges, [0], null, CancellationToken.None);
+        Assert.Equal([5, 0, 0, 0, 0, 5], tree.Idom);
+        Assert.Equal(2, tree.Passes);
+    }
+
+    [Fact]
     public void Random_graphs_agree_with_a_reachability_recount()
     {
         var random = new Random(1234);
-        for (int round = 0; round < 30; round++)
+        for (int round = 0; round < 300; round++)
         {
             int n = random.Next(5, 80);
             var pairs = new List<(int, int)>();
-            for (int e = 0; e < n * 2; e++)
+            // From nearly trees to dense tangles: loops with several
+            // entries are where the passes' stopping rule could go wrong.
+            int per = random.Next(1, 4);
+            for (int e = 0; e < n * per; e++)
                 pairs.Add((random.Next(n), random.Next(n)));
             int[] roots = Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(n)).Distinct().ToArray();
             var (start, edges) = Rows(n, pairs);
             var tree = DominatorTree.Compute(n, start, edges, roots, null, CancellationToken.None);
-            ulong[] retained = tree.RetainedSizes(v => (ulong)(v + 1));
+            var retained = tree.RetainedSizes(v => (ulong)(v + 1));
             AssertRemovalRecount(n, v => edges[start[v]..start[v + 1]], roots, v => tree.Idom[v], v => (ulong)(v + 1), v => retained[v],
                 Enumerable.Range(0, n));
         }
+    }
+
+    [Fact]
+    public void Retained_sizes_of_4_GiB_and_more_are_kept_whole()
+    {
+        // 0 -> 1 -> 2, each 3 GiB: 9, 6 and 3 GiB retained.
+        var (start, edges) = Rows(3, [(0, 1), (1, 2)]);
+        var tree = DominatorTree.Compute(3, start, edges, [0], null, CancellationToken.None);
+        var retained = tree.RetainedSizes(_ => 3UL << 30);
+        Assert.Equal([9UL << 30, 6UL << 30, 3UL << 30, 9UL << 30], Enumerable.Range(0, 4).Select(v => retained[v]));
+    }
+
+    [Theory]
+    [InlineData(65_536, 2)]
+    [InlineData(65_537, 4)]
+    public void Types_take_two_bytes_each_up_to_65536_of_them(int types, int bytes)
+    {
+        var column = TypeColumn.Allocate(3, types);
+        column.Write(0, [0, types - 1, 7]);
+        Assert.Equal(3L * bytes, column.Bytes);
+        Assert.Equal([0, types - 1, 7], Enumerable.Range(0, 3).Select(i => column[i]));
     }
 
     [Fact]
@@ -135,12 +174,17 @@ public class HeapGraphTests
         {
             if (Built.TryGetValue((scenario, runtime), out var graph))
                 return graph;
-            var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
-            using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-            using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
-            graph = HeapGraph.Build(clr, new HeapWalker(clr, target.DataReader), target.DataReader, null, CancellationToken.None);
-            return Built[(scenario, runtime)] = graph;
+            return Built[(scenario, runtime)] = Fresh(scenario, runtime);
         }
+    }
+
+    /// <summary>A graph no question has been asked of yet (nothing made on demand).</summary>
+    internal static HeapGraph Fresh(string scenario, string runtime = "net10")
+    {
+        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
+        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        return HeapGraph.Build(clr, new HeapWalker(clr, target.DataReader), target.DataReader, null, CancellationToken.None);
     }
 
     [Theory]
@@ -184,6 +228,30 @@ public class HeapGraphTests
         Assert.Equal(["System.EventHandler", "System.Object[]", "System.EventHandler"], why.DominatorChain.Select(l => l.Type));
     }
 
+    // Addresses are kept as 32-bit offsets within their segment and types
+    // as 16-bit indices: every object must still come back as ClrMD sees
+    // it, found at its address and nowhere inside it.
+    [Fact]
+    public void Every_object_has_the_address_size_and_type_ClrMD_gives_it()
+    {
+        HeapGraph graph = Graph("event-leak");
+        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
+        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        var objects = clr.Heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree).OrderBy(o => o.Address).ToArray();
+        Assert.Equal(objects.Length, graph.ObjectCount);
+        for (int i = 0; i < objects.Length; i++)
+        {
+            ClrObject o = objects[i];
+            Assert.Equal(o.Address, graph.AddressOf(i));
+            Assert.Equal(i, graph.IndexOf(o.Address));
+            Assert.Equal(-1, graph.IndexOf(o.Address + 4));
+            Assert.Equal(-1, graph.IndexOf(o.Address + 8));
+            Assert.Equal(o.Size, graph.SizeOf(i));
+            Assert.Equal(DumpSession.TypeName(o.Type!), graph.TypeNameOf(i));
+        }
+    }
+
     [Fact]
     public void Bad_parameters_are_refused_and_unknown_addresses_are_not_found()
     {
@@ -224,10 +292,12 @@ public class GraphIndexTests : IDisposable
     public void A_saved_graph_loads_with_identical_answers_and_never_beside_the_dump()
     {
         var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
-        HeapGraph built = HeapGraphTests.Graph("event-leak");
+        // Fresh: saving makes the dominator tree's rows in a scratch file
+        // (no question has made them), which must leave nothing behind.
+        HeapGraph built = HeapGraphTests.Fresh("event-leak");
         var index = new GraphIndex(_folder, 1L << 30);
         index.Save(dump, built);
-        Assert.Single(Directory.GetFiles(_folder, "*.graph"));
+        Assert.Equal([index.PathOf(GraphIndex.KeyOf(dump))], Directory.GetFiles(_folder));
         Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(dump)!, "*.graph"));
 
         HeapGraph? loaded = index.TryLoad(dump, CancellationToken.None);
@@ -321,17 +391,26 @@ public class GraphIndexTests : IDisposable
     }
 
     // Format 4 added the damage sections: a format-3 file (no damage kept)
-    // must be rebuilt, not read as a graph of a sound heap.
-    [Fact]
-    public void An_index_file_of_format_3_is_refused_and_deleted()
+    // must be rebuilt, not read as a graph of a sound heap. Format 5 keeps
+    // addresses and retained sizes in 32 bits: a format-4 file read as 5
+    // would give wrong addresses and sizes, so it is refused too.
+    [Theory]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void An_index_file_of_an_earlier_sectioned_format_is_refused_and_deleted(int version)
     {
         var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
         var index = new GraphIndex(_folder, 1L << 30);
         index.Save(dump, HeapGraphTests.Graph("event-leak"));
         string file = index.PathOf(GraphIndex.KeyOf(dump));
         byte[] bytes = File.ReadAllBytes(file);
-        Assert.Equal(4, BitConverter.ToInt32(bytes, 8));
-        BitConverter.GetBytes(3).CopyTo(bytes, 8);
+        Assert.Equal(5, BitConverter.ToInt32(bytes, 8));
+        BitConverter.GetBytes(version).CopyTo(bytes, 8);
+        // With its header's checksum made right again, as the older engine
+        // wrote it: only the version tells the formats apart.
+        int headerBytes = 48 + BitConverter.ToInt32(bytes, 12) * 24 + 8;
+        byte[] header = bytes[..headerBytes];
+        BitConverter.GetBytes(HeapGraph.HeaderSum(header)).CopyTo(bytes, headerBytes - 8);
         File.WriteAllBytes(file, bytes);
         Assert.Null(index.TryLoad(dump, CancellationToken.None));
         Assert.False(File.Exists(file));

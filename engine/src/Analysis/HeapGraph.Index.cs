@@ -14,17 +14,21 @@ namespace DumpScope.Engine.Analysis;
 public sealed unsafe partial class HeapGraph
 {
     private static readonly byte[] Magic = "DSGRAPH1"u8.ToArray();
-    // 4: the damage the build walked around (GraphDamage); 3: sections
-    // mapped in place (2: one stream, read and copied whole).
-    private const int FormatVersion = 4;
+    // 5: addresses as 32-bit offsets within their segment, retained sizes
+    // in 32 bits (4 GiB and more aside), types in 16 bits when they fit; 4: the damage the build walked
+    // around (GraphDamage); 3: sections mapped in place (2: one stream,
+    // read and copied whole).
+    private const int FormatVersion = 5;
     private const int KeyBytes = 32;
     // Magic, version, section count, key.
     private const int FixedHeaderBytes = 8 + 4 + 4 + KeyBytes;
     private const int EntryBytes = 24;
     private const int Alignment = 64;
+    // Per segment in the Segments section: start, end, first object, shift.
+    private const int SegmentFields = 4;
 
     /// <summary>The sections every file has, in this order; then each
-    /// segment's addresses and buckets.</summary>
+    /// segment's address offsets and buckets.</summary>
     private enum Section
     {
         Segments,
@@ -57,6 +61,8 @@ public sealed unsafe partial class HeapGraph
         DamageKindBytes,
         DamageReasonEnds,
         DamageReasonBytes,
+        HugeRetainedKeys,
+        HugeRetainedValues,
         FirstSegment,
     }
 
@@ -102,8 +108,8 @@ public sealed unsafe partial class HeapGraph
             WriteArray(bytes, all.ToArray());
         }
 
-        WriteArray(Section.Segments, _segments.SelectMany(s => new[] { s.Start, s.End, (ulong)s.First }).ToArray());
-        WriteColumn(Section.Type, _type);
+        WriteArray(Section.Segments, _segments.SelectMany(s => new[] { s.Start, s.End, (ulong)s.First, (ulong)s.Shift }).ToArray());
+        Write(Section.Type, _type.Pointer, _type.Bytes);
         WriteColumn(Section.Size, _size);
         WriteArray(Section.HugeKeys, _hugeSizes.Keys.ToArray());
         WriteArray(Section.HugeValues, _hugeSizes.Values.ToArray());
@@ -116,18 +122,29 @@ public sealed unsafe partial class HeapGraph
         WriteArray(Section.RootTargets, _rootTargets);
         WriteColumn(Section.Idom, _idom);
         WriteColumn(Section.Retained, _retained);
+        WriteArray(Section.HugeRetainedKeys, _hugeRetained.Keys.ToArray());
+        WriteArray(Section.HugeRetainedValues, _hugeRetained.Values.ToArray());
         WriteArray(Section.Tail, new[] { (long)DominatorPasses, BitConverter.DoubleToInt64Bits(BuildSeconds) });
+        // The dominator tree's rows (8 bytes per object), when no question
+        // has made them yet, are made for the file only: in a scratch file
+        // beside it, mapped, so that saving costs the built graph no more
+        // anonymous memory (their pages are file-backed and go back with
+        // the scratch file).
+        using ScratchFile? scratch = _dominated is null && stream is FileStream file
+            ? new ScratchFile(Path.GetDirectoryName(Path.GetFullPath(file.Name))!, 2L * (_idom.Length + 2) * sizeof(int))
+            : null;
+        var dominated = scratch is null ? Dominated : DominatedRows(scratch.Ints);
         // Retained size per type takes a walk of the whole tree: saved too,
         // so a reopened dump answers at once.
-        TypeTotals totals = Totals(CancellationToken.None);
+        TypeTotals totals = Totals(dominated, CancellationToken.None);
         WriteArray(Section.TotalCount, totals.Count);
         WriteArray(Section.TotalShallow, totals.Shallow);
         WriteArray(Section.TotalReachable, totals.Reachable);
         WriteArray(Section.TotalRetained, totals.Retained);
         _typeRetained ??= Sorted(totals);
-        // Totals made the dominator tree's rows: saved, so that a reopened
-        // dump pages through the tree without a pass over every object.
-        var (dominatedStart, dominatedChildren) = Dominated;
+        // The rows saved, so that a reopened dump pages through the tree
+        // without a pass over every object.
+        var (dominatedStart, dominatedChildren) = dominated;
         WriteColumn(Section.DominatedStart, dominatedStart);
         WriteColumn(Section.DominatedChildren, dominatedChildren);
         WriteArray(Section.DamageCounts, new[] { _damage.RangeCount, (long)_damage.UnwalkedBytes, _damage.DanglingReferences });
@@ -137,7 +154,7 @@ public sealed unsafe partial class HeapGraph
         Texts(Section.DamageReasonEnds, Section.DamageReasonBytes, _damage.Ranges.Select(r => r.Reason));
         for (int s = 0; s < _segments.Length; s++)
         {
-            WriteColumn((Section)((int)Section.FirstSegment + 2 * s), _segments[s].Address);
+            WriteColumn((Section)((int)Section.FirstSegment + 2 * s), _segments[s].Offset);
             WriteColumn((Section)((int)Section.FirstSegment + 2 * s + 1), _segments[s].Buckets);
         }
 
@@ -225,14 +242,16 @@ public sealed unsafe partial class HeapGraph
             return texts;
         }
 
-        if (Copy<ulong>(Section.Segments) is not { } meta || meta.Length != 3 * ((count - (int)Section.FirstSegment) / 2)
-            || Part<int>(Section.Type) is not { } type || Part<uint>(Section.Size) is not { } size
+        if (Copy<ulong>(Section.Segments) is not { } meta || meta.Length != SegmentFields * ((count - (int)Section.FirstSegment) / 2)
+            || Part<uint>(Section.Size) is not { } size
             || Copy<int>(Section.HugeKeys) is not { } hugeKeys || Copy<ulong>(Section.HugeValues) is not { } hugeValues
             || Part<int>(Section.EdgeStart) is not { } edgeStart || Part<int>(Section.Edges) is not { } edges
             || Copy<ulong>(Section.TypeMethodTables) is not { } mts || Texts(Section.TypeNameEnds, Section.TypeNameBytes) is not { } names
             || Copy<GraphRoot>(Section.Roots) is not { } roots || Texts(Section.RootNameEnds, Section.RootNameBytes) is not { } rootNames
             || Copy<int>(Section.RootTargets) is not { } rootTargets
-            || Part<int>(Section.Idom) is not { } idom || Part<ulong>(Section.Retained) is not { } retained
+            || Part<int>(Section.Idom) is not { } idom || Part<uint>(Section.Retained) is not { } retained
+            || Copy<int>(Section.HugeRetainedKeys) is not { } hugeRetainedKeys
+            || Copy<ulong>(Section.HugeRetainedValues) is not { } hugeRetainedValues
             || Copy<long>(Section.Tail) is not { Length: 2 } tail
             || Copy<long>(Section.TotalCount) is not { } totalCount || Copy<ulong>(Section.TotalShallow) is not { } totalShallow
             || Copy<long>(Section.TotalReachable) is not { } totalReachable || Copy<ulong>(Section.TotalRetained) is not { } totalRetained
@@ -243,23 +262,32 @@ public sealed unsafe partial class HeapGraph
             || Texts(Section.DamageReasonEnds, Section.DamageReasonBytes) is not { } damageReasons)
             return null;
 
-        int n = type.Length;
-        var segments = new SegmentIndex[meta.Length / 3];
+        int n = edgeStart.Length - 1;
+        // Two bytes per object, or four for more than 65,536 types.
+        TypeColumn type;
+        if (table[(int)Section.Type].Bytes == 2L * n && Part<ushort>(Section.Type) is { } narrow)
+            type = new TypeColumn(narrow);
+        else if (table[(int)Section.Type].Bytes == 4L * n && Part<int>(Section.Type) is { } wide)
+            type = new TypeColumn(wide);
+        else
+            return null;
+        var segments = new SegmentIndex[meta.Length / SegmentFields];
         long objects = 0;
         for (int s = 0; s < segments.Length; s++)
         {
-            ulong segmentStart = meta[3 * s], end = meta[3 * s + 1];
-            if (Part<ulong>((Section)((int)Section.FirstSegment + 2 * s)) is not { } addresses
+            ReadOnlySpan<ulong> fields = meta.AsSpan(SegmentFields * s, SegmentFields);
+            ulong segmentStart = fields[0], end = fields[1];
+            if (Part<uint>((Section)((int)Section.FirstSegment + 2 * s)) is not { } offsets
                 || Part<int>((Section)((int)Section.FirstSegment + 2 * s + 1)) is not { } buckets
-                || end < segmentStart || meta[3 * s + 2] != (ulong)objects
+                || end < segmentStart || fields[2] != (ulong)objects || fields[3] > 3
                 || buckets.Length != (long)((end - segmentStart) >> BucketShift) + 1)
                 return null;
-            segments[s] = new SegmentIndex(segmentStart, end, (int)objects, addresses, buckets);
-            objects += addresses.Length;
+            segments[s] = new SegmentIndex(segmentStart, end, (int)objects, (int)fields[3], offsets, buckets);
+            objects += offsets.Length;
         }
         var types = mts.Zip(names, (mt, name) => new GraphType(mt, name)).ToArray();
         bool consistent = objects == n && size.Length == n && edgeStart.Length == n + 1 && idom.Length == n + 1 && retained.Length == n + 1
-            && hugeKeys.Length == hugeValues.Length && mts.Length == names.Length
+            && hugeKeys.Length == hugeValues.Length && hugeRetainedKeys.Length == hugeRetainedValues.Length && mts.Length == names.Length
             && dominatedStart.Length == n + 2 && dominatedStart[n + 1] == dominatedChildren.Length
             && new[] { totalCount.Length, totalShallow.Length, totalReachable.Length, totalRetained.Length }.All(l => l == types.Length)
             && new[] { damageEnds.Length, damageKinds.Length, damageReasons.Length }.All(l => l == damageStarts.Length)
@@ -267,8 +295,9 @@ public sealed unsafe partial class HeapGraph
         if (!consistent)
             return null;
         var huge = hugeKeys.Zip(hugeValues).ToDictionary(p => p.First, p => p.Second);
+        var hugeRetained = hugeRetainedKeys.Zip(hugeRetainedValues).ToDictionary(p => p.First, p => p.Second);
         var graph = new HeapGraph(type, size, huge, edgeStart, edges, segments, types, roots, rootNames, rootTargets,
-            idom, retained, (int)tail[0], BitConverter.Int64BitsToDouble(tail[1]),
+            idom, retained, hugeRetained, (int)tail[0], BitConverter.Int64BitsToDouble(tail[1]),
             new GraphDamage(
                 [.. damageStarts.Select((start, i) => new CorruptRange(start, damageEnds[i], damageKinds[i], damageReasons[i]))],
                 damageCounts[0], (ulong)damageCounts[1], damageCounts[2]));
@@ -280,22 +309,23 @@ public sealed unsafe partial class HeapGraph
     private static long Align(long at) => (at + Alignment - 1) / Alignment * Alignment;
 
     // Over the header up to its last 8 bytes, which hold the result.
-    private static ulong HeaderSum(byte[] header)
+    internal static ulong HeaderSum(byte[] header)
     {
         fixed (byte* p = header)
             return SectionChecksum.Of(p, header.Length - sizeof(ulong), CancellationToken.None);
     }
 
-    /// <summary>For each bucket of 2^BucketShift bytes from start, the first object at or after it.</summary>
-    private static Column<int> Buckets(ulong start, ulong end, ReadOnlySpan<ulong> addresses)
+    /// <summary>For each bucket of 2^BucketShift bytes of a segment of this
+    /// many bytes, the first object at or after it (offsets as in SegmentIndex).</summary>
+    private static Column<int> Buckets(ulong bytes, int shift, ReadOnlySpan<uint> offsets)
     {
-        var column = Column<int>.Allocate((int)(((end - start) >> BucketShift) + 1), zeroed: false);
+        var column = Column<int>.Allocate((int)((bytes >> BucketShift) + 1), zeroed: false);
         Span<int> buckets = column.Writable;
         int at = 0;
         for (int b = 0; b < buckets.Length; b++)
         {
-            ulong bucketStart = start + ((ulong)b << BucketShift);
-            while (at < addresses.Length && addresses[at] < bucketStart)
+            ulong bucketStart = (ulong)b << BucketShift;
+            while (at < offsets.Length && (ulong)offsets[at] << shift < bucketStart)
                 at++;
             buckets[b] = at;
         }

@@ -14,43 +14,41 @@ public sealed partial class HeapGraph
     private TypeRetained[]? _typeRetained;
     private ILookup<int, int>? _rootsByObject;
 
-    private (Column<int> Start, Column<int> Children) Dominated
+    private (Column<int> Start, Column<int> Children) Dominated =>
+        _dominated ??= DominatedRows(length => Column<int>.Allocate(length, zeroed: false));
+
+    /// <summary>The dominator tree's rows, in columns that <paramref name="allocate"/> gives.</summary>
+    private (Column<int> Start, Column<int> Children) DominatedRows(Func<int, Column<int>> allocate)
     {
-        get
+        int n = _idom.Length;
+        // Counted two places on, summed, then filled in place: each
+        // node's slot ends at the next node's start (no second array).
+        Column<int> startColumn = allocate(n + 2);
+        Span<int> start = startColumn.Writable;
+        start.Clear();
+        ReadOnlySpan<int> idom = _idom.Span;
+        for (int v = 0; v < n - 1; v++)
         {
-            if (_dominated is { } d)
-                return d;
-            int n = _idom.Length;
-            // Counted two places on, summed, then filled in place: each
-            // node's slot ends at the next node's start (no second array).
-            var startColumn = Column<int>.Allocate(n + 2, zeroed: true);
-            Span<int> start = startColumn.Writable;
-            ReadOnlySpan<int> idom = _idom.Span;
-            for (int v = 0; v < n - 1; v++)
-            {
-                if (idom[v] >= 0)
-                    start[idom[v] + 2]++;
-            }
-            for (int i = 0; i < n + 1; i++)
-                start[i + 1] += start[i];
-            var childrenColumn = Column<int>.Allocate(start[n + 1], zeroed: false);
-            Span<int> children = childrenColumn.Writable;
-            for (int v = 0; v < n - 1; v++)
-            {
-                if (idom[v] >= 0)
-                    children[start[idom[v] + 1]++] = v;
-            }
-            startColumn = startColumn.Part(0, n + 1);
-            _dominated = (startColumn, childrenColumn);
-            return (startColumn, childrenColumn);
+            if (idom[v] >= 0)
+                start[idom[v] + 2]++;
         }
+        for (int i = 0; i < n + 1; i++)
+            start[i + 1] += start[i];
+        Column<int> childrenColumn = allocate(start[n + 1]);
+        Span<int> children = childrenColumn.Writable;
+        for (int v = 0; v < n - 1; v++)
+        {
+            if (idom[v] >= 0)
+                children[start[idom[v] + 1]++] = v;
+        }
+        return (startColumn.Part(0, n + 1), childrenColumn);
     }
 
     private ILookup<int, int> RootsByObject => _rootsByObject ??= Enumerable.Range(0, _roots.Length).ToLookup(r => _roots[r].Object);
 
     private bool IsReachable(int v) => _idom[v] != DominatorTree.Unreachable;
 
-    public ulong ReachableBytes => _retained[SuperRoot];
+    public ulong ReachableBytes => RetainedSize(SuperRoot);
 
     private RootRef RootOf(int r)
     {
@@ -100,7 +98,7 @@ public sealed partial class HeapGraph
     {
         var (start, _) = Dominated;
         GraphType type = _types[_type[v]];
-        return new DominatorItem(AddressOf(v), type.MethodTable, type.Name, SizeOf(v), _retained[v], start[v + 1] - start[v],
+        return new DominatorItem(AddressOf(v), type.MethodTable, type.Name, SizeOf(v), RetainedSize(v), start[v + 1] - start[v],
             _idom[v] == SuperRoot ? RootsOf(v) : []);
     }
 
@@ -117,9 +115,9 @@ public sealed partial class HeapGraph
         IEnumerable<int> items = children.Slice(start[p], start[p + 1] - start[p]).ToArray();
         if (!string.IsNullOrEmpty(typeFilter))
             items = items.Where(v => _types[_type[v]].Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
-        int[] sorted = items.OrderByDescending(v => _retained[v]).ThenBy(v => AddressOf(v)).ToArray();
+        int[] sorted = items.OrderByDescending(v => RetainedSize(v)).ThenBy(v => AddressOf(v)).ToArray();
         var page = sorted.Skip(offset).Take(limit).Select(Item).ToImmutableArray();
-        return new DominatorPage(parent, _retained[p], ReachableBytes, sorted.Length, offset, page);
+        return new DominatorPage(parent, RetainedSize(p), ReachableBytes, sorted.Length, offset, page);
     }
 
     /// <summary>
@@ -138,9 +136,9 @@ public sealed partial class HeapGraph
     /// <summary>Per type index: instances, shallow bytes, reachable instances, retained bytes.</summary>
     private readonly record struct TypeTotals(long[] Count, ulong[] Shallow, long[] Reachable, ulong[] Retained);
 
-    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(cancel));
+    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(Dominated, cancel));
 
-    private TypeTotals Totals(CancellationToken cancel)
+    private TypeTotals Totals((Column<int> Start, Column<int> Children) dominated, CancellationToken cancel)
     {
         int typeCount = _types.Length;
         var count = new long[typeCount];
@@ -158,7 +156,7 @@ public sealed partial class HeapGraph
         // Down the dominator tree, counting for each type how many of its
         // instances are above the current node: a node adds its retained
         // size to its type only when none is.
-        var (start, children) = Dominated;
+        var (start, children) = dominated;
         var above = new int[typeCount];
         var stack = new Stack<(int Node, int Next)>();
         stack.Push((SuperRoot, start[SuperRoot]));
@@ -172,7 +170,7 @@ public sealed partial class HeapGraph
                 int w = children[next];
                 int t = _type[w];
                 if (above[t] == 0)
-                    retained[t] += _retained[w];
+                    retained[t] += RetainedSize(w);
                 above[t]++;
                 stack.Push((w, start[w]));
                 if ((++steps & 0xFFFF) == 0)
@@ -340,7 +338,7 @@ public sealed partial class HeapGraph
             groups.TryGetValue(key, out var g);
             // No instance lies between an instance and its holder (it would
             // have been the holder), so their retained sizes add up exactly.
-            groups[key] = (g.Count + 1, g.Size + SizeOf(v), g.Retained + _retained[v], g.Count == 0 ? top : g.Top);
+            groups[key] = (g.Count + 1, g.Size + SizeOf(v), g.Retained + RetainedSize(v), g.Count == 0 ? top : g.Top);
         }
 
         var ordered = groups.OrderByDescending(kv => kv.Value.Count).ThenBy(kv => kv.Key.Holder).ToList();
@@ -361,8 +359,8 @@ public sealed partial class HeapGraph
             chain.Reverse();
             // A holder of the type itself (the head of a list of them)
             // retains the instances inside its own retained size.
-            ulong groupRetained = _type[holder] == t ? _retained[holder] : g.Retained;
-            result.Add(new HolderGroup(AddressOf(holder), _types[_type[holder]].Name, _retained[holder], g.Count, g.Size, groupRetained,
+            ulong groupRetained = _type[holder] == t ? RetainedSize(holder) : g.Retained;
+            result.Add(new HolderGroup(AddressOf(holder), _types[_type[holder]].Name, RetainedSize(holder), g.Count, g.Size, groupRetained,
                 RootsOf(chain[0]), Links(chain, maxPathLength)));
         }
         return new InstanceHolders(methodTable, _types[t].Name, count, reachableCount, size, ReachableBytes, ordered.Count, result.ToImmutable());

@@ -71,6 +71,51 @@ internal readonly unsafe struct Column<T> where T : unmanaged
 }
 
 /// <summary>
+/// The type index of every object: 2 bytes each while the graph has at most
+/// 65,536 types (nearly every heap), else 4. Saved as it is: the section's
+/// length tells the width.
+/// </summary>
+internal readonly unsafe struct TypeColumn
+{
+    private readonly Column<ushort> _narrow;
+    private readonly Column<int> _wide;
+    private readonly bool _isWide;
+
+    public TypeColumn(Column<ushort> narrow) => _narrow = narrow;
+
+    public TypeColumn(Column<int> wide) => (_wide, _isWide) = (wide, true);
+
+    public int Length => _isWide ? _wide.Length : _narrow.Length;
+
+    public int this[int index]
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _isWide ? _wide[index] : _narrow[index];
+    }
+
+    public byte* Pointer => _isWide ? (byte*)_wide.Pointer : (byte*)_narrow.Pointer;
+
+    public long Bytes => _isWide ? _wide.Bytes : _narrow.Bytes;
+
+    /// <summary>A new column for this many objects of this many types.</summary>
+    public static TypeColumn Allocate(int length, int types) =>
+        types <= ushort.MaxValue + 1 ? new(Column<ushort>.Allocate(length, zeroed: false)) : new(Column<int>.Allocate(length, zeroed: false));
+
+    /// <summary>For the build only: writes types from <paramref name="at"/> on.</summary>
+    public void Write(int at, ReadOnlySpan<int> types)
+    {
+        if (_isWide)
+        {
+            types.CopyTo(_wide.Writable[at..]);
+            return;
+        }
+        Span<ushort> into = _narrow.Writable.Slice(at, types.Length);
+        for (int i = 0; i < types.Length; i++)
+            into[i] = (ushort)types[i];
+    }
+}
+
+/// <summary>
 /// A whole file mapped into memory, read-only. Its pages belong to the page
 /// cache: the kernel reads them on first touch and may drop them again, so
 /// a loaded index costs no anonymous memory and no copy.
@@ -107,6 +152,69 @@ internal sealed unsafe class MappedFile
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();
+    }
+}
+
+/// <summary>
+/// A temporary file mapped read-write, handed out as columns: memory whose
+/// pages are file-backed (the kernel may write them out and drop them)
+/// rather than anonymous. The file has no name once mapped (Windows: from
+/// when it is closed), so a process that dies leaves none behind; no column
+/// may be used after Dispose.
+/// </summary>
+internal sealed unsafe class ScratchFile : IDisposable
+{
+    private readonly FileStream _stream;
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _base;
+    private readonly long _bytes;
+    private long _used;
+
+    public ScratchFile(string folder, long bytes)
+    {
+        _bytes = Math.Max(1, bytes);
+        string path = Path.Combine(folder, $"scratch-{Environment.ProcessId}-{Guid.NewGuid():n}.tmp");
+        _stream = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1,
+            OperatingSystem.IsWindows() ? FileOptions.DeleteOnClose : FileOptions.None);
+        try
+        {
+            if (!OperatingSystem.IsWindows())
+                File.Delete(path);
+            _stream.SetLength(_bytes);
+            _file = MemoryMappedFile.CreateFromFile(_stream, null, _bytes, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None,
+                leaveOpen: true);
+            _view = _file.CreateViewAccessor(0, _bytes, MemoryMappedFileAccess.ReadWrite);
+            byte* pointer = null;
+            _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            _base = pointer + _view.PointerOffset;
+        }
+        catch
+        {
+            _view?.Dispose();
+            _file?.Dispose();
+            _stream.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The next length ints of the file, as a column.</summary>
+    public Column<int> Ints(int length)
+    {
+        long bytes = (long)length * sizeof(int);
+        if (_used + bytes > _bytes)
+            throw new InvalidOperationException("the scratch file is full");
+        var column = new Column<int>((int*)(_base + _used), length, this);
+        _used += bytes;
+        return column;
+    }
+
+    public void Dispose()
+    {
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _file.Dispose();
+        _stream.Dispose();
     }
 }
 
@@ -204,6 +312,8 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
 {
     private const int ProtReadWrite = 3;
     private const int MapPrivateAnonymous = 0x22;
+    // A multiple of every T's size: a mapping is cut at page boundaries.
+    private const long PageBytes = 4096;
 
     private T* _items;
     private long _capacity;
@@ -216,7 +326,14 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         _items = (T*)Allocate(_capacity * sizeof(T));
     }
 
+    /// <summary>A fixed run of this many slots, not cleared (untouched
+    /// pages take no memory).</summary>
+    public static NativeGrowing<T> OfLength(int length) => new(length) { Count = length };
+
     public readonly Span<T> Span => new(_items, Count);
+
+    /// <summary>The same memory, seen as its first count slots (the owner frees one of the two).</summary>
+    public readonly NativeGrowing<T> Prefix(int count) => this with { Count = Math.Min(count, Count) };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Add(T item)
@@ -238,6 +355,19 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         Release();
         _items = items;
         _capacity = bigger;
+    }
+
+    /// <summary>Gives back the memory past the first <paramref name="bytes"/>
+    /// bytes (Linux; elsewhere it stays until freed); the run keeps the slots
+    /// that hold them.</summary>
+    public void Keep(long bytes)
+    {
+        long kept = Math.Min(_capacity, (bytes + PageBytes - 1) / PageBytes * PageBytes / sizeof(T));
+        Count = (int)Math.Min(Count, (bytes + sizeof(T) - 1) / sizeof(T));
+        if (!OperatingSystem.IsLinux() || kept >= _capacity || _items == null)
+            return;
+        Libc.Munmap(_items + kept, (nuint)((_capacity - kept) * sizeof(T)));
+        _capacity = kept;
     }
 
     public void Free()

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using Microsoft.Diagnostics.Runtime;
 
@@ -16,17 +17,20 @@ namespace DumpScope.Engine.Analysis;
 /// One parallel walk reads each object and its references together (the
 /// references straight from the walker's buffer, through each type's
 /// pointer layout); the references are then resolved to indices. Memory per
-/// object, kept: address 8 (in per-segment arrays, which also serve the
-/// address lookup), type 4, size 4, row start 4, idom 4, retained 8, plus 4
-/// per reference. Immutable once built.
+/// object, kept: address 4 (its offset in its segment, in units of the
+/// segment's alignment, in per-segment arrays, which also serve the address
+/// lookup), type 2 (4 beyond 65,536 types), size 4, row start 4, idom 4,
+/// retained 4 (sizes of 4 GiB and more aside), plus 4 per reference.
+/// Immutable once built.
 /// </summary>
 public sealed partial class HeapGraph
 {
     // Objects are looked up by address through per-segment buckets of this
-    // many bytes (2^7): a bucket holds one to three objects.
-    private const int BucketShift = 7;
+    // many bytes (2^8): a bucket holds a few objects, whose offsets share a
+    // cache line or two; the table costs under a byte per object.
+    private const int BucketShift = 8;
 
-    private readonly Column<int> _type;
+    private readonly TypeColumn _type;
     private readonly Column<uint> _size;
     // Objects of 4 GB and more (arrays with gcAllowVeryLargeObjects) keep
     // their size here; _size holds uint.MaxValue for them.
@@ -39,7 +43,9 @@ public sealed partial class HeapGraph
     private readonly string[] _rootNames;
     private readonly int[] _rootTargets;
     private readonly Column<int> _idom;
-    private readonly Column<ulong> _retained;
+    private readonly Column<uint> _retained;
+    // Retained sizes of 4 GiB and more; _retained holds uint.MaxValue for them.
+    private readonly Dictionary<int, ulong> _hugeRetained;
     private readonly GraphDamage _damage;
 
     /// <summary>Objects in the graph (free space excluded).</summary>
@@ -62,9 +68,14 @@ public sealed partial class HeapGraph
     /// </summary>
     internal readonly record struct GraphDamage(CorruptRange[] Ranges, long RangeCount, ulong UnwalkedBytes, long DanglingReferences);
 
-    /// <summary>One segment's objects: their addresses, ascending, and a bucket
-    /// table from (address - Start) >> BucketShift to the first object at or after it.</summary>
-    private sealed record SegmentIndex(ulong Start, ulong End, int First, Column<ulong> Address, Column<int> Buckets);
+    /// <summary>One segment's objects: their addresses, ascending, as offsets
+    /// from Start shifted right by Shift (the alignment every object of the
+    /// segment has: 4 bytes of an address instead of 8), and a bucket table
+    /// from (address - Start) >> BucketShift to the first object at or after it.</summary>
+    private sealed record SegmentIndex(ulong Start, ulong End, int First, int Shift, Column<uint> Offset, Column<int> Buckets)
+    {
+        public ulong AddressAt(int i) => Start + ((ulong)Offset[i] << Shift);
+    }
 
     /// <summary>A type of the graph: its method table and name, resolved once.</summary>
     internal readonly record struct GraphType(ulong MethodTable, string Name);
@@ -104,9 +115,9 @@ public sealed partial class HeapGraph
         _ => "other",
     };
 
-    private HeapGraph(Column<int> type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
+    private HeapGraph(TypeColumn type, Column<uint> size, Dictionary<int, ulong> hugeSizes, Column<int> edgeStart, Column<int> edges,
         SegmentIndex[] segments, GraphType[] types, GraphRoot[] roots, string[] rootNames, int[] rootTargets,
-        Column<int> idom, Column<ulong> retained, int passes, double seconds, GraphDamage damage)
+        Column<int> idom, Column<uint> retained, Dictionary<int, ulong> hugeRetained, int passes, double seconds, GraphDamage damage)
     {
         _damage = damage;
         _type = type;
@@ -121,6 +132,7 @@ public sealed partial class HeapGraph
         _rootTargets = rootTargets;
         _idom = idom;
         _retained = retained;
+        _hugeRetained = hugeRetained;
         DominatorPasses = passes;
         BuildSeconds = seconds;
     }
@@ -137,7 +149,7 @@ public sealed partial class HeapGraph
             else
                 hi = mid - 1;
         }
-        return _segments[lo].Address[index - _segments[lo].First];
+        return _segments[lo].AddressAt(index - _segments[lo].First);
     }
 
     public ulong SizeOf(int index) => _size[index] == uint.MaxValue && _hugeSizes.TryGetValue(index, out ulong huge) ? huge : _size[index];
@@ -149,7 +161,7 @@ public sealed partial class HeapGraph
     /// <summary>The immediate dominator's index, SuperRoot, or DominatorTree.Unreachable.</summary>
     public int ImmediateDominator(int index) => _idom[index];
 
-    public ulong RetainedSize(int index) => _retained[index];
+    public ulong RetainedSize(int index) => _retained[index] == uint.MaxValue ? _hugeRetained[index] : _retained[index];
 
     /// <summary>Indices of the objects the GC roots hold, each once.</summary>
     public ReadOnlySpan<int> RootObjects => _rootTargets;
@@ -191,42 +203,26 @@ public sealed partial class HeapGraph
                 return -1;
             hint = seg;
         }
-        int bucket = (int)((address - seg.Start) >> BucketShift);
-        Column<ulong> addresses = seg.Address;
+        ulong offset = address - seg.Start;
+        // Not at the segment's alignment: no object starts there.
+        if ((offset & ((1UL << seg.Shift) - 1)) != 0)
+            return -1;
+        uint key = (uint)(offset >> seg.Shift);
+        int bucket = (int)(offset >> BucketShift);
+        Column<uint> offsets = seg.Offset;
         int i = seg.Buckets[bucket];
-        int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : addresses.Length;
+        int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : offsets.Length;
         for (; i < end; i++)
         {
-            if (addresses[i] == address)
+            if (offsets[i] == key)
                 return seg.First + i;
-            if (addresses[i] > address)
+            if (offsets[i] > key)
                 break;
         }
         return -1;
     }
 
     // ------------------------------------------------------------- building
-
-    /// <summary>A growing array (the addresses, which the graph keeps).</summary>
-    private struct Growing<T>(int capacity, bool pinned = false) where T : unmanaged
-    {
-        // Every slot is written before it is read: no need to zero them.
-        public T[] Items = HugePages.Advise(GC.AllocateUninitializedArray<T>(capacity, pinned));
-        public int Count;
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Add(T item)
-        {
-            if (Count == Items.Length)
-            {
-                T[] bigger = HugePages.Advise(GC.AllocateUninitializedArray<T>(Math.Max(16, Count * 2), pinned));
-                Array.Copy(Items, bigger, Count);
-                Items = bigger;
-            }
-            Items[Count++] = item;
-        }
-
-    }
 
     /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
     private sealed class TypeTable(IMemoryReader memory)
@@ -258,6 +254,21 @@ public sealed partial class HeapGraph
         }
     }
 
+    /// <summary>Waits for a task on leaving, whatever it ended with (its result or failure is taken elsewhere).</summary>
+    private sealed class Awaited(Task task) : IDisposable
+    {
+        public void Dispose()
+        {
+            try
+            {
+                task.Wait();
+            }
+            catch (AggregateException)
+            {
+            }
+        }
+    }
+
     private sealed class Freed(SegmentWalk?[] walks) : IDisposable
     {
         public void Dispose()
@@ -271,11 +282,10 @@ public sealed partial class HeapGraph
     private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
         int references, int segments)
     {
-        // Pinned: the graph keeps the addresses, as columns over this array.
-        public Growing<ulong> Address = new(expected, pinned: true);
+        public NativeGrowing<ulong> Address = new(expected);
         // Where each segment's objects start in the arrays (one more: the end).
         public int[] SegmentStart = new int[segments + 1];
-        // The rest is temporary: outside the GC heap, freed as soon as joined.
+        // All temporary: outside the GC heap, freed as soon as joined.
         public NativeGrowing<int> Type = new(expected);
         public NativeGrowing<uint> Size = new(expected);
         // Objects of 4 GiB and more: their size; Size holds uint.MaxValue.
@@ -288,6 +298,7 @@ public sealed partial class HeapGraph
 
         public void Free()
         {
+            Address.Free();
             Type.Free();
             Size.Free();
             RefStart.Free();
@@ -384,11 +395,12 @@ public sealed partial class HeapGraph
         void Stage(string name)
         {
             double wall = watch.Elapsed.TotalSeconds, cpu = Environment.CpuUsage.TotalTime.TotalSeconds;
-            stages.Add($"{name} {wall - lastWall:F2} s (CPU {cpu - lastCpu:F2} s)");
+            stages.Add($"{name} {wall - lastWall:F2} s (CPU {cpu - lastCpu:F2} s{AnonymousMemory()})");
             (lastWall, lastCpu) = (wall, cpu);
         }
         ClrHeap heap = runtime.Heap;
         var segments = heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start).ToArray();
+        CheckOffsetsFit(segments);
         bool parallel = runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 };
         long totalBytes = Math.Max(1, segments.Sum(s => (long)s.ObjectRange.Length));
@@ -406,6 +418,7 @@ public sealed partial class HeapGraph
         (ulong, ulong)[] dependents = DependentHandles(runtime);
         (int First, int Count, long Bytes)[] runs = Runs(segments, 4 * options.MaxDegreeOfParallelism);
         var walks = new SegmentWalk[runs.Length];
+        var index = new SegmentIndex[segments.Length];
         // A cancelled or failed build frees the walks' temporaries too.
         using var freed = new Freed(walks);
         var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
@@ -429,30 +442,34 @@ public sealed partial class HeapGraph
                 progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
             }
             walk.SegmentStart[runs[r].Count] = walk.Address.Count;
+            Lookup(walk, segments, runs[r].First, index);
         });
-
-        // The address lookup: each segment's addresses (a part of its run's
-        // pinned array, kept for good) and buckets.
-        var index = new SegmentIndex[segments.Length];
+        // Each run numbered its objects from 0: now they follow each other.
         var runFirst = new int[runs.Length];
         int first = 0;
         for (int r = 0; r < runs.Length; r++)
         {
             runFirst[r] = first;
-            var all = Column<ulong>.OfPinned(walks[r].Address.Items);
             for (int i = 0; i < runs[r].Count; i++)
             {
                 int s = runs[r].First + i;
-                int from = walks[r].SegmentStart[i];
-                Column<ulong> addresses = all.Part(from, walks[r].SegmentStart[i + 1] - from);
-                ulong start = segments[s].ObjectRange.Start;
-                ulong end = segments[s].ObjectRange.End;
-                index[s] = new SegmentIndex(start, end, first, addresses, Buckets(start, end, addresses.Span));
-                first = checked(first + addresses.Length);
+                index[s] = index[s] with { First = first + index[s].First };
             }
+            first = checked(first + walks[r].SegmentStart[runs[r].Count]);
         }
         int n = first;
         Stage("walk");
+
+        // The roots need only the address lookup: with processors to spare
+        // they are enumerated (through ClrMD, which the walk has shown to be
+        // thread-safe here) while the references are resolved and joined.
+        // A failed build waits for them before it leaves: the caller may
+        // use the runtime again at once.
+        var rootNames = new List<string>();
+        Task<GraphRoot[]> rootsTask = parallel
+            ? Task.Run(() => Roots(runtime, index, rootNames, cancel), cancel)
+            : Task.FromResult(Roots(runtime, index, rootNames, cancel));
+        using var rootsDone = new Awaited(rootsTask);
 
         // 2. Each run's references resolved to indices, in place over its
         //    raw addresses (an int takes half a ulong's room); then the
@@ -485,60 +502,144 @@ public sealed partial class HeapGraph
                     cancel.ThrowIfCancellationRequested();
             }
             resolvedCounts[r] = written;
+            // The indices take the first half of the raw addresses' room:
+            // the rest goes back now, before the join needs new memory.
+            walk.Raw.Keep((long)written * sizeof(int));
             long done = Interlocked.Add(ref doneBytes, runs[r].Bytes);
             progress?.Report(new ProgressReport(done, total, "resolving references"));
         });
+        Stage("resolve");
         long edgeCount = resolvedCounts.Sum(c => (long)c);
         if (edgeCount > Array.MaxLength)
             throw new EngineException(ErrorCodes.Internal, $"The heap has {edgeCount:N0} references, more than one graph can hold.");
 
-        var typeColumn = Column<int>.Allocate(n, zeroed: false);
+        ClrType[] walkedTypes = types.All();
+        var typeColumn = TypeColumn.Allocate(n, walkedTypes.Length);
         var sizeColumn = Column<uint>.Allocate(n, zeroed: false);
         var huge = new Dictionary<int, ulong>();
         var edgeStartColumn = Column<int>.Allocate(n + 1, zeroed: false);
         var edgesColumn = Column<int>.Allocate((int)edgeCount, zeroed: false);
-        Span<int> edgeStart = edgeStartColumn.Writable;
-        int edgeBase = 0;
-        // Each temporary is freed as soon as it is copied: the graph's
-        // arrays fill up as the walk's empty out.
+        var edgeFirst = new int[runs.Length + 1];
         for (int r = 0; r < runs.Length; r++)
+        {
+            edgeFirst[r + 1] = edgeFirst[r] + resolvedCounts[r];
+            foreach (var (k, sz) in walks[r].Huge)
+                huge[runFirst[r] + k] = sz;
+        }
+        // The runs are joined in parallel, each into its own part of the
+        // graph's arrays; each temporary is freed as soon as it is copied:
+        // the graph's arrays fill up as the walk's empty out.
+        Parallel.ForEach(bySize, options, r =>
         {
             SegmentWalk walk = walks[r];
             int o = runFirst[r];
-            walk.Type.Span.CopyTo(typeColumn.Writable[o..]);
+            typeColumn.Write(o, walk.Type.Span);
             walk.Type.Free();
             walk.Size.Span.CopyTo(sizeColumn.Writable[o..]);
             walk.Size.Free();
-            foreach (var (k, sz) in walk.Huge)
-                huge[o + k] = sz;
             ReadOnlySpan<int> refStart = walk.RefStart.Span;
+            Span<int> edgeStart = edgeStartColumn.Writable.Slice(o, refStart.Length);
             for (int k = 0; k < refStart.Length; k++)
-                edgeStart[o + k] = edgeBase + refStart[k];
+                edgeStart[k] = edgeFirst[r] + refStart[k];
             walk.RefStart.Free();
             System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Span)[..resolvedCounts[r]]
-                .CopyTo(edgesColumn.Writable[edgeBase..]);
+                .CopyTo(edgesColumn.Writable[edgeFirst[r]..]);
             walk.Raw.Free();
-            edgeBase += resolvedCounts[r];
-        }
-        edgeStart[n] = edgeBase;
-        Stage("resolve+join");
-        GraphType[] graphTypes = types.All().Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
+        });
+        int edgeBase = edgeFirst[runs.Length];
+        edgeStartColumn.Writable[n] = edgeBase;
+        Stage("join");
+        GraphType[] graphTypes = walkedTypes.Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
         // 3. Roots, then dominators and retained sizes.
-        var rootNames = new List<string>();
-        GraphRoot[] roots = Roots(runtime, index, rootNames, cancel);
+        GraphRoot[] roots = rootsTask.GetAwaiter().GetResult();
         int[] rootTargets = roots.Select(r => r.Object).Distinct().Order().ToArray();
-        Stage("roots");
+        Stage("roots (the rest, beside resolve+join)");
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
-        DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
-        ulong[] retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
-        Stage($"dominators ({tree.Passes} passes)+retained");
+        using DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
+        Stage($"dominators ({tree.Passes} passes)");
+        RetainedSizes retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
+        Stage("retained");
         Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
-            Column<int>.OfPinned(tree.Idom), Column<ulong>.OfPinned(retained), tree.Passes, watch.Elapsed.TotalSeconds,
+            Column<int>.OfPinned(tree.Idom), Column<uint>.OfPinned(retained.Small), retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
             new GraphDamage([.. damage.CorruptRanges], damage.Count, damage.Bytes, dangling.Sum()));
+    }
+
+    /// <summary>
+    /// The address lookup's entries of one walked run's segments (objects
+    /// numbered from the run's first), made as soon as the run is walked:
+    /// its 64-bit addresses become 32-bit offsets (kept for good) and are
+    /// freed, so that the walk's peak holds no run's addresses twice.
+    /// </summary>
+    private static void Lookup(SegmentWalk walk, ClrSegment[] segments, int firstSegment, SegmentIndex[] index)
+    {
+        ReadOnlySpan<ulong> addresses = walk.Address.Span;
+        var all = Column<uint>.Allocate(addresses.Length, zeroed: false);
+        for (int i = 0; i + 1 < walk.SegmentStart.Length; i++)
+        {
+            ClrSegment segment = segments[firstSegment + i];
+            int from = walk.SegmentStart[i], count = walk.SegmentStart[i + 1] - from;
+            index[firstSegment + i] = Offsets(segment.ObjectRange.Start, segment.ObjectRange.End, from, addresses.Slice(from, count),
+                all.Part(from, count));
+        }
+        walk.Address.Free();
+    }
+
+    /// <summary>Refuses, before the walk, a segment too big for 32-bit offsets
+    /// at an alignment of 8 (beyond 32 GiB; regions are a few MiB).</summary>
+    private static void CheckOffsetsFit(ClrSegment[] segments)
+    {
+        foreach (ClrSegment segment in segments)
+        {
+            if ((segment.ObjectRange.Length - 1) >> 3 > uint.MaxValue)
+                throw new EngineException(ErrorCodes.Internal,
+                    $"The GC heap segment at 0x{segment.ObjectRange.Start:x} spans {segment.ObjectRange.Length:N0} bytes, "
+                    + "more than the heap graph can index (32 GiB per segment).");
+        }
+    }
+
+    /// <summary>
+    /// One segment's entry of the address lookup: its objects' addresses
+    /// written into <paramref name="into"/> as offsets from the segment's
+    /// start in units of the largest alignment (up to 8 bytes) they all
+    /// share, which fits 32 bits for any segment below 32 GiB (16 GiB at an
+    /// alignment of 4, and so on).
+    /// </summary>
+    private static SegmentIndex Offsets(ulong start, ulong end, int first, ReadOnlySpan<ulong> addresses, Column<uint> into)
+    {
+        ulong all = 0;
+        foreach (ulong address in addresses)
+            all |= address - start;
+        int shift = Math.Min(3, BitOperations.TrailingZeroCount(all | 8));
+        // Only objects off the pointer alignment (a damaged heap) in a
+        // segment of 4 GiB or more get here: CheckOffsetsFit took the rest.
+        if (end > start && (end - start - 1) >> shift > uint.MaxValue)
+            throw new EngineException(ErrorCodes.Internal,
+                $"The GC heap segment at 0x{start:x} holds objects off the pointer alignment: its {end - start:N0} bytes are more "
+                + "than the heap graph can index at that alignment.");
+        Span<uint> offsets = into.Writable;
+        for (int i = 0; i < addresses.Length; i++)
+            offsets[i] = (uint)((addresses[i] - start) >> shift);
+        return new SegmentIndex(start, end, first, shift, into, Buckets(end - start, shift, into.Span));
+    }
+
+    /// <summary>", anonymous N MiB": the process's anonymous resident memory
+    /// now (Linux), for the build's log of where its memory goes.</summary>
+    private static string AnonymousMemory()
+    {
+        if (!OperatingSystem.IsLinux())
+            return "";
+        foreach (string line in File.ReadLines("/proc/self/status"))
+        {
+            // "RssAnon:     123456 kB"
+            if (line.StartsWith("RssAnon:", StringComparison.Ordinal)
+                && long.TryParse(line["RssAnon:".Length..].Trim().Split(' ')[0], out long kib))
+                return $", anonymous {kib >> 10:N0} MiB";
+        }
+        return "";
     }
 
     /// <summary>The segments (in address order) cut into about this many
