@@ -113,10 +113,16 @@ public sealed class HeapWalker
             .DistinctBy(c => c.Start).OrderBy(c => c.Start).ToArray();
     }
 
+    // Asked whenever the walk meets another type than the last object's,
+    // often once per object: a type already met costs one lookup, without
+    // the delegate GetOrAdd's lambda would allocate on every call.
     private Shape? ShapeOf(ulong mt) =>
-        _shapes.GetOrAdd(mt, m => CouldBeMethodTable(m) && _runtime.GetTypeByMethodTable(m) is { } type
-            ? new Shape(type, type.MethodTable, (ulong)(uint)type.StaticSize, (ulong)type.ComponentSize, m == _stringMt)
-            : null);
+        _shapes.TryGetValue(mt, out Shape? known) ? known : _shapes.GetOrAdd(mt, NewShape);
+
+    private Shape? NewShape(ulong mt) =>
+        CouldBeMethodTable(mt) && _runtime.GetTypeByMethodTable(mt) is { } type
+            ? new Shape(type, type.MethodTable, (ulong)(uint)type.StaticSize, (ulong)type.ComponentSize, mt == _stringMt)
+            : null;
 
     // Checked before the DAC is asked about a value read from a damaged
     // heap: the DAC is native code, and garbage it is handed can crash the
