@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Microsoft.Diagnostics.Runtime;
 
 namespace DumpScope.Engine.Analysis;
@@ -29,6 +30,9 @@ public sealed partial class DumpSession
         private ulong _lastMt;
         private Tally? _last;
 
+        // Once per object, from the first: compiled optimised at once rather
+        // than first as tier-0 code, which the walk would run for a while.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
         {
             if (methodTable == freeMt)

@@ -91,6 +91,7 @@ public sealed class HeapWalker
     // most this many times per resynchronisation; beyond it only types
     // already met are trusted, so a large corrupt range costs no DAC storm.
     private const int UnknownTypeProbes = 256;
+    private const int ShapeSlots = 256;
 
     private readonly ClrRuntime _runtime;
     private readonly IMemoryReader _memory;
@@ -275,6 +276,11 @@ public sealed class HeapWalker
         long count = 0;
         ulong lastMt = 0;
         Shape? last = null;
+        // The types met, in a small direct-mapped table (see GraphVisitor):
+        // consecutive objects often differ in type, and the shared
+        // dictionary's lookup costs more than the rest of the step.
+        var cachedMt = new ulong[ShapeSlots];
+        var cachedShape = new Shape?[ShapeSlots];
         try
         {
             while (obj < c.End)
@@ -287,7 +293,11 @@ public sealed class HeapWalker
                 ulong mt = PointerAt(ref w, obj);
                 if (mt != lastMt || last is null)
                 {
-                    if (ShapeOf(mt) is not { } shape)
+                    int slot = (int)((mt >> 3) ^ (mt >> 11)) & (ShapeSlots - 1);
+                    Shape? shape = cachedMt[slot] == mt ? cachedShape[slot] : null;
+                    if (shape is null && (shape = ShapeOf(mt)) is not null)
+                        (cachedMt[slot], cachedShape[slot]) = (mt, shape);
+                    if (shape is null)
                     {
                         obj = Resynchronise(ref w, ref c, obj, $"method table 0x{mt:x} is not a type", damage, cancel);
                         continue;

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Diagnostics.Runtime;
@@ -129,6 +130,9 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
     {
         public long Objects;
 
+        // Once per object, from the first: compiled optimised at once rather
+        // than first as tier-0 code, which the walk would run for a while.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
         {
             Objects++;
@@ -153,6 +157,7 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
 
     private IMemoryReader Memory => memory;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Slot[] SlotsOf(ulong methodTable, ClrType type)
     {
         if (_slots.TryGetValue(methodTable, out Slot[]? known))
