@@ -66,9 +66,6 @@ from analysis.values import ByteSize
 T = TypeVar("T")
 Progress = Callable[[str, float], None]
 
-# How long closing waits for the runtime started early to end.
-EARLY_JOIN_SECONDS = 30.0
-
 
 def _no_progress(message: str, fraction: float) -> None:
     pass
@@ -356,12 +353,10 @@ class DumpSession:
         # What ended before the close (some analyses were never asked, or
         # were cancelled) is kept too: only the rest runs next time.
         self._write_cache()
+        # The runtime started early is not waited for (the GUI closes on its
+        # own thread): an open under way ends on its own, and the slot,
+        # closed here, then stops the engine it started.
         self._closing.set()
-        if self._early is not None:
-            # Opening the dump in the engine is not cancellable: it ends on
-            # its own (an engine it started is stopped below or, started
-            # after this, by the slot's close).
-            self._early.join(timeout=EARLY_JOIN_SECONDS)
         self._engine.close()
         self.reader.close()
 
