@@ -319,6 +319,13 @@ tree's sum polled every 20 ms (the dump's mapped pages are file-backed).
   results cache does not make a first open faster, only every later one.
 - The results cache entry: {results_bytes / 1024:,.0f} KiB; the engine's
   graph index beside it is measured in the heap-graph section.
+- What a cold open still does that SOS's `dumpheap -stat` does not: it
+  walks the heap three times (statistics, native owners, the graph, each
+  answered on its own so that the GUI shows each as it comes), reads every
+  object's references, resolves them, computes dominators and retained
+  sizes (the graph, about half of the time), and writes the index for the
+  next open; the engine runs on two cores of a machine SOS shares the same
+  way, and the Python analyses run beside the engine only while it starts.
 
 Where the time goes (`--child`: the same steps as `report --format json`
 in one process, timed per analysis; cold {cold_child.seconds:.2f} s and warm
