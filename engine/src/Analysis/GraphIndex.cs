@@ -115,7 +115,9 @@ public sealed class GraphIndex
         {
             Directory.CreateDirectory(Folder);
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-                graph.Save(new CancellableStream(stream, cancel), key);
+                // Only a save that can be cancelled goes through the wrapper:
+                // HeapGraph.Save makes its scratch rows beside a FileStream.
+                graph.Save(cancel.CanBeCanceled ? new CancellableStream(stream, cancel) : stream, key);
             if (new FileInfo(temporary).Length > MaxBytes)
             {
                 TryDelete(temporary);
