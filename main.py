@@ -144,14 +144,19 @@ def report_main(argv: Sequence[str]) -> int:
                 text = render_text(session)
                 if baseline is not None:
                     text += growth_text(growth_section(session, baseline))
+            # Out before the close: closing lets the engine finish saving
+            # the heap graph's index (for the next open), which the report
+            # does not wait for.
+            if out is None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
+                    out.truncate(0)
+                out.write(text)
+                out.flush()
         if baseline is not None:
             baseline.close()
-        if out is None:
-            sys.stdout.write(text)
-        else:
-            if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
-                out.truncate(0)
-            out.write(text)
     finally:
         if out is not None:
             out.close()

@@ -13,6 +13,11 @@ at close, those that did), and loaded on the next open of the same dump by
 the same code: its analyses then end at once, and the engine starts only
 when something asks it (a drill-down, or an analysis the cache did not
 hold).
+
+When the runtime's outcome is not known (a first open), the first question
+also starts the runtime analysis on a thread of its own: the engine starts
+and loads the DAC while the Python analyses (modules, native heaps and
+threads) run, instead of after them.
 """
 
 from __future__ import annotations
@@ -108,6 +113,10 @@ class DumpSession:
         self._cached_ids: frozenset[str] = frozenset()
         self._cache_state = "off" if not index else "unread"
         self._cache_lock = threading.Lock()
+        # The runtime analysis started early (see the module's text); set on
+        # close, which it then ends with.
+        self._early: Optional[threading.Thread] = None
+        self._closing = threading.Event()
 
     # -- the scheduler --------------------------------------------------------
     def outcome(
@@ -119,6 +128,7 @@ class DumpSession:
         """How `analysis` ended, running it (and what it needs and uses)
         first if it has not run yet."""
         self._read_cache()
+        self._start_runtime_early()
         known = self.peek(analysis)
         if known is not None:
             return known
@@ -127,7 +137,12 @@ class DumpSession:
                 return Cancelled()
         with self._guard:
             lock = self._locks.setdefault(analysis, threading.Lock())
-        with lock:
+        # Another thread may be running it (the runtime started early): a
+        # cancel ends the wait.
+        while not lock.acquire(timeout=0.05):
+            if cancel is not None and cancel.is_set():
+                return Cancelled()
+        try:
             known = self.peek(analysis)
             if known is not None:
                 return known
@@ -139,6 +154,25 @@ class DumpSession:
                 if ended:
                     self._write_cache()
             return outcome
+        finally:
+            lock.release()
+
+    def _start_runtime_early(self) -> None:
+        with self._guard:
+            if (
+                self._early is not None
+                or self._closing.is_set()
+                or RUNTIME in self._outcomes
+            ):
+                return
+            self._early = threading.Thread(
+                target=self.outcome,
+                args=(RUNTIME, _no_progress, self._closing),
+                name="runtime-early",
+                daemon=True,
+            )
+            # Started under the guard, so that close never joins it unstarted.
+            self._early.start()
 
     # -- the results cache ----------------------------------------------------
     def _read_cache(self) -> None:
@@ -319,6 +353,10 @@ class DumpSession:
         # What ended before the close (some analyses were never asked, or
         # were cancelled) is kept too: only the rest runs next time.
         self._write_cache()
+        # The runtime started early is not waited for (the GUI closes on its
+        # own thread): an open under way ends on its own, and the slot,
+        # closed here, then stops the engine it started.
+        self._closing.set()
         self._engine.close()
         self.reader.close()
 

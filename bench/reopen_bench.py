@@ -10,7 +10,9 @@ On the big-heap scenario dump, in one run, each a fresh process:
    (after one untimed run that puts the dump in the page cache);
 2. cold: `/usr/bin/python3 main.py report DUMP --format json` with an empty
    results cache and an empty engine graph index (both in a temporary
-   folder, through $DUMPSCOPE_RESULTS and $DUMPSCOPE_INDEX);
+   folder, through $DUMPSCOPE_RESULTS and $DUMPSCOPE_INDEX); timed to the
+   whole report on its standard output and to the end of the process
+   (which waits for its engine to finish saving the graph index);
 3. warm: the same command again, both caches now filled by 2; its JSON
    must equal the cold one;
 4. the in-process breakdown: the caches emptied, then this script's
@@ -19,7 +21,8 @@ On the big-heap scenario dump, in one run, each a fresh process:
    and then warm, for where the time goes and for the time from
    DumpSession() to the diagnosis without Python's start-up.
 
-Wall time is around each process; peak RSS is the largest resident set of
+Wall time is around each process (and, for the report, also up to the
+moment its whole JSON has come out); peak RSS is the largest resident set of
 any process of its tree (wait4: ours is Python plus the engine it starts);
 peak anonymous RSS is the tree's sum, polled every 20 ms. This is a
 script, not a test: it takes minutes and a half-gigabyte dump.
@@ -35,21 +38,85 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.heap_stats_bench import ENV, REPO, Run, _cpu, mib, sos_run, timed
+from bench.heap_stats_bench import (
+    ENV,
+    REPO,
+    Run,
+    _anon_rss,
+    _cpu,
+    _tree,
+    mib,
+    sos_run,
+    timed,
+)
 from scenarios.dumps import ensure_dump
 
 HEADING = "# Performance: open to diagnosis, cold and reopened"
+# DumpSession.SaveGrace in the engine.
+SAVE_GRACE = 3.0
 PYTHON = "/usr/bin/python3"
 
 
-def report_run(dump: Path, caches: Path) -> Run:
-    return timed(
-        [PYTHON, str(REPO / "main.py"), "report", str(dump), "--format", "json"],
+@dataclass(frozen=True)
+class ReportRun:
+    run: Run
+    # From the start to the moment the whole report had come out: the
+    # process goes on after it while its engine saves the graph index.
+    output_seconds: float
+
+
+def report_run(dump: Path, caches: Path) -> ReportRun:
+    """As heap_stats_bench.timed, also noting when the output is whole."""
+    argv = [PYTHON, str(REPO / "main.py"), "report", str(dump), "--format", "json"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
         env=_env(caches),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
+    assert proc.stdout is not None
+    peak_anon = 0
+    stop = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak_anon
+        while not stop.wait(0.02):
+            peak_anon = max(peak_anon, _anon_rss(_tree(proc.pid)))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    output = b""
+    output_at = None
+    while chunk := proc.stdout.read1(1 << 16):
+        output += chunk
+        if output_at is None and output.rstrip().endswith(b"}"):
+            try:
+                json.loads(output)
+            except ValueError:
+                continue
+            output_at = time.perf_counter() - started
+    stop.set()
+    poller.join()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0 or output_at is None:
+        raise SystemExit(f"{' '.join(argv)} failed with status {status}")
+    run = Run(
+        seconds,
+        usage.ru_maxrss * 1024,
+        peak_anon,
+        output,
+        usage.ru_utime + usage.ru_stime,
+    )
+    return ReportRun(run, output_at)
 
 
 def child_run(dump: Path, caches: Path) -> tuple[Run, dict]:
@@ -150,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.child:
         return child(options.child)
 
-    subprocess.run([str(REPO / "engine" / "build.sh")], check=True)
+    # Only the Linux engine runs here.
+    subprocess.run([str(REPO / "engine" / "build.sh"), "--linux-only"], check=True)
     dump = ensure_dump("big-heap", options.runtime, objects=options.objects).path
     print(f"dump {dump} ({mib(dump.stat().st_size)})", file=sys.stderr)
     load_before = os.getloadavg()
@@ -162,10 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dumpscope-bench-reopen-") as folder:
         caches = Path(folder) / "caches"
         _empty(caches)
-        cold = report_run(dump, caches)
-        print(f"cold report {cold.seconds:.2f} s", file=sys.stderr)
+        cold_report = report_run(dump, caches)
+        cold = cold_report.run
+        print(
+            f"cold report {cold_report.output_seconds:.2f} s to its output, "
+            f"{cold.seconds:.2f} s to its end",
+            file=sys.stderr,
+        )
         results_bytes = sum(f.stat().st_size for f in (caches / "results").iterdir())
-        warm = report_run(dump, caches)
+        index_files = sorted((caches / "index").glob("*.graph"))
+        warm_report = report_run(dump, caches)
+        warm = warm_report.run
         print(f"warm report {warm.seconds:.2f} s", file=sys.stderr)
         if json.loads(cold.output) != json.loads(warm.output):
             raise SystemExit("the warm report differs from the cold one: not timing")
@@ -184,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = f"/usr/bin/python3 -m bench.reopen_bench --objects {options.objects}" + (
         f" --write {options.write}" if options.write else ""
+    )
+    output_row = (
+        "| the same cold run, up to its whole report on standard output "
+        f"| {cold_report.output_seconds:.2f} s | | | |"
     )
     report = f"""{HEADING}
 
@@ -206,11 +285,17 @@ tree's sum polled every 20 ms (the dump's mapped pages are file-backed).
 |---|---|---|---|---|
 {row('SOS `dotnet-dump analyze DUMP -c "dumpheap -stat"`', sos)}
 {row('`main.py report DUMP --format json`, cold (empty results cache and graph index)', cold)}
+{output_row}
 {row('the same, warm (both filled by the cold run)', warm)}
 {row('`python3 -c pass` (the start-up of any Python process)', python)}
 
-- Cold, open to the full diagnosis: **{cold.seconds / sos.seconds:.1f}x** SOS's
-  `dumpheap -stat` time (goal: at most 1x).
+- Cold, open to the full diagnosis: **{cold_report.output_seconds / sos.seconds:.1f}x**
+  SOS's `dumpheap -stat` time to the whole report on standard output
+  ({cold_report.output_seconds:.2f} s), **{cold.seconds / sos.seconds:.1f}x** to the
+  end of the process ({cold.seconds:.2f} s: after its output, the report
+  waits for its engine to finish saving the heap graph's index in the
+  background, at most {SAVE_GRACE:.0f} s more; the index was
+  {"saved" if index_files else "NOT saved (abandoned)"}). Goal: at most 1x.
 - Warm, open to the full diagnosis: **{warm.seconds:.2f} s** for the whole
   process, Python's start-up and imports included (goal: under 0.5 s);
   {warm.seconds / sos.seconds:.2f}x SOS. In the process, from `DumpSession()`
@@ -227,10 +312,20 @@ tree's sum polled every 20 ms (the dump's mapped pages are file-backed).
   {share(cold_steps, "heap_graph")} of the in-process time; the two other
   full walks of the heap, `heap_stats` and `native_owners`,
   {share(cold_steps, "heap_stats", "native_owners")}; starting the engine
-  and loading the DAC (`runtime`) {share(cold_steps, "runtime")}. The
+  and loading the DAC (`runtime`) {share(cold_steps, "runtime")}, the part
+  of it left after the native analyses it runs beside (it starts with the
+  first question, on a thread of its own). The heap graph's step ends when
+  the graph is built; its index is saved in the background after it. The
   results cache does not make a first open faster, only every later one.
 - The results cache entry: {results_bytes / 1024:,.0f} KiB; the engine's
   graph index beside it is measured in the heap-graph section.
+- What a cold open still does that SOS's `dumpheap -stat` does not: it
+  walks the heap three times (statistics, native owners, the graph, each
+  answered on its own so that the GUI shows each as it comes), reads every
+  object's references, resolves them, computes dominators and retained
+  sizes (the graph, about half of the time), and writes the index for the
+  next open; the engine runs on two cores of a machine SOS shares the same
+  way, and the Python analyses run beside the engine only while it starts.
 
 Where the time goes (`--child`: the same steps as `report --format json`
 in one process, timed per analysis; cold {cold_child.seconds:.2f} s and warm

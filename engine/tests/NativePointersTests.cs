@@ -114,6 +114,29 @@ public class NativePointersTests
         Assert.Equal(5, page.Items.Length);
     }
 
+    // The segments are walked in parallel; the answer is the one a walk of
+    // them in ClrMD's order gives: each limit's items are the first ones of
+    // the whole list, which is in that order, and the counts do not change.
+    [Fact]
+    public void A_limited_scan_lists_the_first_items_of_the_whole_scan_in_segment_order()
+    {
+        using var opened = Open("blocked-finalizer");
+        NativePointers all = opened.Scan().Scan([], indirect: true, 1_000_000, null, CancellationToken.None);
+        ClrSegment[] segments = [.. opened.Runtime.Heap.Segments];
+        int SegmentOf(ulong address) => Array.FindIndex(segments, s => s.ObjectRange.Contains(address));
+        var order = all.Items.Select(i => (SegmentOf(i.Object), i.Object)).ToArray();
+        Assert.All(order, o => Assert.True(o.Item1 >= 0));
+        Assert.Equal(order.OrderBy(o => o.Item1).ThenBy(o => o.Object), order);
+        Assert.True(all.Items.Length > 10);
+        foreach (int limit in new[] { 1, 7, all.Items.Length - 1, all.Items.Length })
+        {
+            NativePointers page = opened.Scan().Scan([], indirect: true, limit, null, CancellationToken.None);
+            Assert.Equal(all.Items.Take(limit), page.Items);
+            Assert.Equal(limit < all.Items.Length, page.Truncated);
+            Assert.Equal((all.ObjectsWalked, all.PointerFields), (page.ObjectsWalked, page.PointerFields));
+        }
+    }
+
     [Fact]
     public void Bad_ranges_are_refused_with_a_clear_message()
     {

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Microsoft.Diagnostics.Runtime;
 
 namespace DumpScope.Engine.Analysis;
@@ -18,17 +19,22 @@ public sealed partial class DumpSession
         public ClrType? Type;
     }
 
-    // Aggregates by method table; consecutive objects often share a type,
-    // so the last tally is kept at hand. Free space is also counted apart,
-    // so each segment's share of it is known.
+    // Aggregates by method table; the tallies met are kept at hand in a
+    // small direct-mapped table (objects of a few types alternate, and the
+    // dictionary's lookup cost more than the rest of the step). Free space
+    // is also counted apart, so each segment's share of it is known.
     private struct StatsVisitor(ulong freeMt) : IObjectVisitor
     {
+        private const int CacheSlots = 256;
         public readonly Dictionary<ulong, Tally> Tallies = new();
         public long FreeCount;
         public ulong FreeSize;
-        private ulong _lastMt;
-        private Tally? _last;
+        private readonly ulong[] _cachedMt = new ulong[CacheSlots];
+        private readonly Tally?[] _cached = new Tally?[CacheSlots];
 
+        // Once per object, from the first: compiled optimised at once rather
+        // than first as tier-0 code, which the walk would run for a while.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
         {
             if (methodTable == freeMt)
@@ -36,14 +42,16 @@ public sealed partial class DumpSession
                 FreeCount++;
                 FreeSize += size;
             }
-            if (methodTable != _lastMt || _last is null)
+            int slot = (int)((methodTable >> 3) ^ (methodTable >> 11)) & (CacheSlots - 1);
+            Tally? tally = _cachedMt[slot] == methodTable ? _cached[slot] : null;
+            if (tally is null)
             {
-                if (!Tallies.TryGetValue(methodTable, out _last))
-                    Tallies[methodTable] = _last = new Tally { Type = type };
-                _lastMt = methodTable;
+                if (!Tallies.TryGetValue(methodTable, out tally))
+                    Tallies[methodTable] = tally = new Tally { Type = type };
+                (_cachedMt[slot], _cached[slot]) = (methodTable, tally);
             }
-            _last.Count++;
-            _last.Size += size;
+            tally.Count++;
+            tally.Size += size;
         }
     }
 

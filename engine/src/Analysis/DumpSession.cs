@@ -275,6 +275,8 @@ public sealed partial class DumpSession : IDisposable
 
     public void Dispose()
     {
+        FinishSaving(SaveGrace);
+        _stopSaving.Dispose();
         _graph = null;
         _runtime.Dispose();
         _target.Dispose();

@@ -102,8 +102,11 @@ public sealed class GraphIndex
     /// Failing to save costs only the next open's time: it is logged.
     /// Returns the saved graph mapped from its file, which takes no
     /// anonymous memory (the built one's arrays can go), or, when it could
-    /// not be saved, the graph itself.</summary>
-    public HeapGraph Save(string dumpPath, HeapGraph graph)
+    /// not be saved, the graph itself. A save cancelled while writing
+    /// deletes its temporary file and returns the graph itself; cancelled
+    /// while mapping the saved file, it throws OperationCanceledException
+    /// (the file is complete).</summary>
+    public HeapGraph Save(string dumpPath, HeapGraph graph, CancellationToken cancel = default)
     {
         byte[] key = KeyOf(dumpPath);
         string path = PathOf(key);
@@ -112,7 +115,9 @@ public sealed class GraphIndex
         {
             Directory.CreateDirectory(Folder);
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-                graph.Save(stream, key);
+                // Only a save that can be cancelled goes through the wrapper:
+                // HeapGraph.Save makes its scratch rows beside a FileStream.
+                graph.Save(cancel.CanBeCanceled ? new CancellableStream(stream, cancel) : stream, key);
             if (new FileInfo(temporary).Length > MaxBytes)
             {
                 TryDelete(temporary);
@@ -127,7 +132,13 @@ public sealed class GraphIndex
             TryDelete(temporary);
             return graph;
         }
-        return TryLoad(dumpPath, CancellationToken.None) ?? graph;
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine($"engine: saving the index {path} was abandoned; the next open builds the graph again");
+            TryDelete(temporary);
+            return graph;
+        }
+        return TryLoad(dumpPath, cancel) ?? graph;
     }
 
     private void Evict(string keep)
@@ -155,5 +166,42 @@ public sealed class GraphIndex
         {
             Console.Error.WriteLine($"engine: could not delete {path}: {e.Message}");
         }
+    }
+
+    /// <summary>A file being written that stops at the next write once
+    /// cancelled: a save that is abandoned ends within one piece.</summary>
+    private sealed class CancellableStream(Stream inner, CancellationToken cancel) : Stream
+    {
+        private const int Piece = 16 << 20;
+
+        public override bool CanRead => false;
+        public override bool CanSeek => inner.CanSeek;
+        public override bool CanWrite => true;
+        public override long Length => inner.Length;
+
+        public override long Position
+        {
+            get => inner.Position;
+            set => inner.Position = value;
+        }
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            for (int done = 0; done < buffer.Length; done += Piece)
+            {
+                cancel.ThrowIfCancellationRequested();
+                inner.Write(buffer.Slice(done, Math.Min(Piece, buffer.Length - done)));
+            }
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Flush() => inner.Flush();
+
+        public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
+
+        public override void SetLength(long value) => inner.SetLength(value);
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -91,6 +91,7 @@ public sealed class HeapWalker
     // most this many times per resynchronisation; beyond it only types
     // already met are trusted, so a large corrupt range costs no DAC storm.
     private const int UnknownTypeProbes = 256;
+    private const int ShapeSlots = 256;
 
     private readonly ClrRuntime _runtime;
     private readonly IMemoryReader _memory;
@@ -113,10 +114,16 @@ public sealed class HeapWalker
             .DistinctBy(c => c.Start).OrderBy(c => c.Start).ToArray();
     }
 
+    // Asked whenever the walk meets another type than the last object's,
+    // often once per object: a type already met costs one lookup, without
+    // the delegate GetOrAdd's lambda would allocate on every call.
     private Shape? ShapeOf(ulong mt) =>
-        _shapes.GetOrAdd(mt, m => CouldBeMethodTable(m) && _runtime.GetTypeByMethodTable(m) is { } type
-            ? new Shape(type, type.MethodTable, (ulong)(uint)type.StaticSize, (ulong)type.ComponentSize, m == _stringMt)
-            : null);
+        _shapes.TryGetValue(mt, out Shape? known) ? known : _shapes.GetOrAdd(mt, NewShape);
+
+    private Shape? NewShape(ulong mt) =>
+        CouldBeMethodTable(mt) && _runtime.GetTypeByMethodTable(mt) is { } type
+            ? new Shape(type, type.MethodTable, (ulong)(uint)type.StaticSize, (ulong)type.ComponentSize, mt == _stringMt)
+            : null;
 
     // Checked before the DAC is asked about a value read from a damaged
     // heap: the DAC is native code, and garbage it is handed can crash the
@@ -269,6 +276,11 @@ public sealed class HeapWalker
         long count = 0;
         ulong lastMt = 0;
         Shape? last = null;
+        // The types met, in a small direct-mapped table (see GraphVisitor):
+        // consecutive objects often differ in type, and the shared
+        // dictionary's lookup costs more than the rest of the step.
+        var cachedMt = new ulong[ShapeSlots];
+        var cachedShape = new Shape?[ShapeSlots];
         try
         {
             while (obj < c.End)
@@ -281,7 +293,11 @@ public sealed class HeapWalker
                 ulong mt = PointerAt(ref w, obj);
                 if (mt != lastMt || last is null)
                 {
-                    if (ShapeOf(mt) is not { } shape)
+                    int slot = (int)((mt >> 3) ^ (mt >> 11)) & (ShapeSlots - 1);
+                    Shape? shape = cachedMt[slot] == mt ? cachedShape[slot] : null;
+                    if (shape is null && (shape = ShapeOf(mt)) is not null)
+                        (cachedMt[slot], cachedShape[slot]) = (mt, shape);
+                    if (shape is null)
                     {
                         obj = Resynchronise(ref w, ref c, obj, $"method table 0x{mt:x} is not a type", damage, cancel);
                         continue;

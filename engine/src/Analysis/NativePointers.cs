@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Diagnostics.Runtime;
@@ -46,12 +47,19 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
 {
     private readonly record struct Slot(int Offset, string Name);
 
+    // Shared by the walkers of the segments, each behind its own lock.
     private readonly Dictionary<ulong, Slot[]> _slots = new();
     private readonly Dictionary<ulong, (int Offset, ulong RangeStart)?> _through = new();
-    private readonly List<NativePointer> _found = [];
     private NativeRange[] _ranges = [];
-    private long _fields;
-    private bool _truncated;
+
+    /// <summary>What the walk of one segment found: its first maxItems hits, in walk order.</summary>
+    private sealed class Found
+    {
+        public readonly List<NativePointer> Hits = [];
+        public long Objects;
+        public long Fields;
+        public bool Overflow;
+    }
 
     private static bool IsNativePointer(ClrElementType kind) =>
         kind is ClrElementType.NativeInt or ClrElementType.NativeUInt
@@ -112,41 +120,76 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
         var segments = heap.Segments.ToArray();
         long total = segments.Sum(s => (long)s.ObjectRange.Length);
         long done = 0;
-        var visitor = new Visitor(this, indirect && _ranges.Length > 0, maxItems);
+        bool through = indirect && _ranges.Length > 0;
         var damage = new HeapDamageLog(limits.MaxCorruptRanges);
-        foreach (ClrSegment segment in segments)
+        var found = new Found[segments.Length];
+
+        void Walk(int s)
         {
-            cancel.ThrowIfCancellationRequested();
-            walker.Walk(segment, ref visitor, cancel, damage);
-            done += (long)segment.ObjectRange.Length;
-            progress?.Report(new ProgressReport(done, total, "looking for native pointers"));
+            var visitor = new Visitor(this, found[s] = new Found(), through, maxItems);
+            walker.Walk(segments[s], ref visitor, cancel, damage);
+            long now = Interlocked.Add(ref done, (long)segments[s].ObjectRange.Length);
+            progress?.Report(new ProgressReport(now, total, "looking for native pointers"));
         }
-        return new NativePointers(_found.ToImmutableArray(), visitor.Objects, _fields, _ranges.Length, _truncated,
+
+        // As the heap statistics: segments in parallel, largest first.
+        if (runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1)
+        {
+            var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = Environment.ProcessorCount };
+            Parallel.ForEach(Enumerable.Range(0, segments.Length).OrderByDescending(s => segments[s].ObjectRange.Length), options, Walk);
+        }
+        else
+        {
+            for (int s = 0; s < segments.Length; s++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                Walk(s);
+            }
+        }
+
+        // In segment order, as one walk of them all would have found them:
+        // the first maxItems hits, and whether there were more.
+        var hits = found.SelectMany(f => f.Hits).ToList();
+        bool truncated = hits.Count > maxItems || found.Any(f => f.Overflow);
+        return new NativePointers([.. hits.Take(maxItems)], found.Sum(f => f.Objects), found.Sum(f => f.Fields), _ranges.Length, truncated,
             damage.CorruptRanges, damage.Count, damage.Bytes);
     }
 
-    private struct Visitor(NativePointerScan scan, bool indirect, int maxItems) : IObjectVisitor
+    private struct Visitor(NativePointerScan scan, Found into, bool indirect, int maxItems) : IObjectVisitor
     {
-        public long Objects;
+        // The layouts this walker met, in a small direct-mapped table: the
+        // shared one is behind a lock.
+        private const int CacheSlots = 256;
+        private readonly ulong[] _cachedMt = new ulong[CacheSlots];
+        private readonly Slot[]?[] _cachedSlots = new Slot[]?[CacheSlots];
 
+        // Once per object, from the first: compiled optimised at once rather
+        // than first as tier-0 code, which the walk would run for a while.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Visit(ulong address, ulong methodTable, ClrType type, ulong size)
         {
-            Objects++;
-            Slot[] slots = scan.SlotsOf(methodTable, type);
+            into.Objects++;
+            int cached = (int)((methodTable >> 3) ^ (methodTable >> 11)) & (CacheSlots - 1);
+            Slot[]? slots = _cachedMt[cached] == methodTable ? _cachedSlots[cached] : null;
+            if (slots is null)
+            {
+                slots = _cachedSlots[cached] = scan.SlotsOf(methodTable, type);
+                _cachedMt[cached] = methodTable;
+            }
             foreach (Slot slot in slots)
             {
                 if (!scan.Memory.ReadPointer(address + (ulong)scan.Memory.PointerSize + (ulong)slot.Offset, out ulong value) || value == 0)
                     continue;
-                scan._fields++;
+                into.Fields++;
                 NativePointer? hit = scan.Match(address, methodTable, type, slot.Name, value, indirect);
                 if (hit is null)
                     continue;
-                if (scan._found.Count >= maxItems)
+                if (into.Hits.Count >= maxItems)
                 {
-                    scan._truncated = true;
+                    into.Overflow = true;
                     continue;
                 }
-                scan._found.Add(hit.Value);
+                into.Hits.Add(hit.Value);
             }
         }
     }
@@ -155,8 +198,12 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
 
     private Slot[] SlotsOf(ulong methodTable, ClrType type)
     {
-        if (_slots.TryGetValue(methodTable, out Slot[]? known))
-            return known;
+        lock (_slots)
+            return _slots.TryGetValue(methodTable, out Slot[]? known) ? known : _slots[methodTable] = NewSlots(type);
+    }
+
+    private static Slot[] NewSlots(ClrType type)
+    {
         var slots = new List<Slot>();
         if (!type.IsArray && !type.IsString && !type.IsFree)
         {
@@ -178,9 +225,7 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
                 }
             }
         }
-        Slot[] result = slots.ToArray();
-        _slots[methodTable] = result;
-        return result;
+        return [.. slots];
     }
 
     private NativePointer? Match(ulong address, ulong methodTable, ClrType type, string field, ulong value, bool indirect)
@@ -217,8 +262,11 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
     /// </summary>
     private (int Offset, ulong RangeStart)? ThroughStructure(ulong value)
     {
-        if (_through.TryGetValue(value, out var known))
-            return known;
+        lock (_through)
+        {
+            if (_through.TryGetValue(value, out var known))
+                return known;
+        }
         (int, ulong)? result = null;
         int pointerSize = memory.PointerSize;
         if (value % (ulong)pointerSize == 0 && runtime.Heap.GetSegmentByAddress(value) is null)
@@ -237,7 +285,8 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
                 }
             }
         }
-        _through[value] = result;
+        lock (_through)
+            _through[value] = result;
         return result;
     }
 }
