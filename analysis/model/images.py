@@ -19,6 +19,15 @@ class ImageState(StrEnum):
     NOT_CHECKED = "not checked"
 
 
+class ImageKind(StrEnum):
+    """What a module is to the managed analysis: the runtime and managed
+    assemblies are read by the DAC (stack walks go through them)."""
+
+    RUNTIME = "runtime"
+    MANAGED = "managed"
+    NATIVE = "native"
+
+
 @dataclass(frozen=True)
 class DamagedPages:
     """Consecutive pages of one part of a module (a PE section, an ELF
@@ -45,6 +54,7 @@ class ImageCheck:
     damaged: tuple[DamagedPages, ...]
     affects: str
     reason: str = ""
+    kind: ImageKind = ImageKind.NATIVE
 
     @property
     def damaged_bytes(self) -> int:

@@ -38,7 +38,13 @@ import numpy as np
 from analysis.dumpfile._common import open_regular
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module
 from analysis.dumpfile.elfcore import gnu_build_id
-from analysis.model.images import DamagedPages, ImageCheck, ImageChecks, ImageState
+from analysis.model.images import (
+    DamagedPages,
+    ImageCheck,
+    ImageChecks,
+    ImageKind,
+    ImageState,
+)
 from analysis.values import Address, ByteSize
 
 PAGE = 0x1000
@@ -79,6 +85,11 @@ RUNTIME_AFFECTS = (
     "runtime's frames and helpers) and what the managed analysis reads from it"
 )
 NATIVE_AFFECTS = "its code and constants: native stacks through it"
+AFFECTS = {
+    ImageKind.MANAGED: MANAGED_AFFECTS,
+    ImageKind.RUNTIME: RUNTIME_AFFECTS,
+    ImageKind.NATIVE: NATIVE_AFFECTS,
+}
 UNDETECTABLE = (
     "Writable pages (data sections, heaps, stacks, the runtime's own data) "
     "cannot be compared with any file, nor can the pages of modules whose file "
@@ -148,7 +159,7 @@ class _File:
         GC over the code at start, and patches the card table and heap
         bounds into it; in the file their constants are placeholders
         0xF0F0F0F0F0F0F0F0. The code around each placeholder is left out."""
-        ranges = []
+        ranges: list[tuple[int, int]] = []
         at = self.data.find(WRITE_BARRIER_PLACEHOLDER)
         while at != -1 and len(ranges) < 4096:
             ranges.append((max(0, at - WRITE_BARRIER_REACH), at + WRITE_BARRIER_REACH))
@@ -260,8 +271,10 @@ def _pe_header(
     count_at = optional + (108 if magic == 0x20B else 92)
     (count,) = struct.unpack_from("<I", header, count_at)
     count = min(count, 16, (optional + optional_size - count_at - 4) // 8)
-    directories = [
-        struct.unpack_from("<II", header, count_at + 4 + 8 * i) for i in range(count)
+    directories: list[tuple[int, int]] = [
+        (int(rva), int(size))
+        for i in range(count)
+        for rva, size in [struct.unpack_from("<II", header, count_at + 4 + 8 * i)]
     ]
     identity = f"{stamp:08X}{size_of_image:x}"
     return identity, size_of_headers, directories, optional + optional_size, sections
@@ -443,7 +456,12 @@ def _check_module(
     folders: Sequence[str],
     check_cancel: Callable[[], None],
 ) -> ImageCheck:
-    def unchecked(reason: str, file: str = "", affects: str = "") -> ImageCheck:
+    def unchecked(
+        reason: str,
+        file: str = "",
+        affects: str = "",
+        kind: ImageKind = ImageKind.NATIVE,
+    ) -> ImageCheck:
         return ImageCheck(
             module.name,
             module.path,
@@ -454,6 +472,7 @@ def _check_module(
             (),
             affects,
             reason,
+            kind,
         )
 
     header = _header_in_dump(reader, module)
@@ -485,10 +504,14 @@ def _check_module(
         return unchecked("its file is not at hand (no file at the path the dump names)")
     try:
         file.runtime = _is_runtime(module)
-        affects = _affects(module, file)
+        kind = _kind(file)
+        affects = AFFECTS[kind]
         if file.textrel:
             return unchecked(
-                "the loader relocates its code (text relocations)", file.path, affects
+                "the loader relocates its code (text relocations)",
+                file.path,
+                affects,
+                kind,
             )
         spans = (
             _core_spans(reader, module, file, mappings)
@@ -500,7 +523,7 @@ def _check_module(
         file.data.close()
     if compared == 0:
         return unchecked(
-            "the dump holds none of its read-only pages", file.path, affects
+            "the dump holds none of its read-only pages", file.path, affects, kind
         )
     state = ImageState.DAMAGED if damaged else ImageState.CHECKED
     return ImageCheck(
@@ -512,6 +535,7 @@ def _check_module(
         ByteSize(compared),
         tuple(damaged),
         affects,
+        kind=kind,
     )
 
 
@@ -526,10 +550,10 @@ def _is_runtime(module: Module) -> bool:
     return module.path.replace("\\", "/").rsplit("/", 1)[-1].lower() in RUNTIME_FILES
 
 
-def _affects(module: Module, file: _File) -> str:
+def _kind(file: _File) -> ImageKind:
     if file.runtime:
-        return RUNTIME_AFFECTS
-    return MANAGED_AFFECTS if file.managed else NATIVE_AFFECTS
+        return ImageKind.RUNTIME
+    return ImageKind.MANAGED if file.managed else ImageKind.NATIVE
 
 
 def _core_spans(
