@@ -20,6 +20,7 @@ from analysis.analyses import (
     GC_HEAP,
     HEAP_GRAPH,
     HEAP_STATS,
+    IMAGE_CHECK,
     MANAGED_THREADS,
     MODULES,
     MONITORS,
@@ -115,7 +116,15 @@ TABS: tuple[Tab, ...] = (
             Part(MONITORS, ThreadsView.set_monitors, ThreadsView.show_locks_state),
             Part(THREAD_POOL, ThreadsView.set_thread_pool),
             Part(STACK_GROUPS, ThreadsView.set_stack_groups),
+            # Damaged module images a stack walk reads: a note on the tab.
+            Part(IMAGE_CHECK, None),
         ),
     ),
-    Tab(ModulesView, (Part(MODULES, ModulesView.set_modules),)),
+    Tab(
+        ModulesView,
+        (
+            Part(MODULES, ModulesView.set_modules),
+            Part(IMAGE_CHECK, ModulesView.set_images),
+        ),
+    ),
 )

@@ -69,6 +69,7 @@ DIR_IAT = 12
 DIR_CLR = 14
 REL_HIGHLOW = 3
 REL_DIR64 = 10
+MAGICS = (b"MZ", b"\x7fELF")
 WRITE_BARRIER_PLACEHOLDER = b"\xf0" * 8
 WRITE_BARRIER_REACH = 0x100
 
@@ -105,7 +106,6 @@ class _Span:
     address: int
     offset: int
     size: int
-    part: str
 
 
 @dataclass
@@ -481,13 +481,19 @@ def _check_module(
         if module.build_id
         else (pe_identity(header) if header is not None else None)
     )
+    # A module's first page starts with its file's magic in any build: one
+    # the dump holds without it was damaged, and is compared (and named)
+    # rather than taken for another build.
+    header_damaged = header is not None and not header.startswith(MAGICS)
     other_build = ""
     file: Optional[_File] = None
     for candidate in dict.fromkeys(file_candidates(module.path, folders)):
         opened = _open_file(candidate)
         if opened is None:
             continue
-        if dump_identity is not None and opened.identity == dump_identity:
+        if header_damaged or (
+            dump_identity is not None and opened.identity == dump_identity
+        ):
             file = opened
             break
         other_build = other_build or candidate
@@ -579,7 +585,7 @@ def _core_spans(
             a, b = max(start, low), min(stop, high)
             if a < b:
                 at = offset + (a - start)
-                spans.append(_Span(a, at, b - a, file.part_at(at)))
+                spans.append(_Span(a, at, b - a))
     return spans
 
 
@@ -592,15 +598,16 @@ def _pe_spans(module: Module, file: _File, header: Optional[bytes]) -> list[_Spa
         return []
     base = int(module.base)
     spans = []
-    if header is not None and _optional_magic(header) == _optional_magic(
-        bytes(file.data[:HEADER_BYTES])
+    if header is not None and (
+        not header.startswith(MAGICS)
+        or _optional_magic(header) == _optional_magic(bytes(file.data[:HEADER_BYTES]))
     ):
-        spans.append(_Span(base, 0, file.headers_size, "headers"))
-    for name, va, vsize, raw, raw_size, flags in file.sections:
+        spans.append(_Span(base, 0, file.headers_size))
+    for _name, va, vsize, raw, raw_size, flags in file.sections:
         size = min(vsize or raw_size, raw_size)
         if flags & IMAGE_SCN_MEM_WRITE or size <= 0:
             continue
-        spans.append(_Span(base + va, raw, size, name or "section"))
+        spans.append(_Span(base + va, raw, size))
     return spans
 
 
@@ -637,8 +644,8 @@ def _compare(
                 except MemoryNotInDump:
                     break
                 if held != file.data[at : at + n]:
-                    for page, count in _differing_pages(held, file, address, at):
-                        differing[page] = (span.part, count)
+                    for page, count, first in _differing_pages(held, file, address, at):
+                        differing[page] = (file.part_at(first), count)
                 compared += n
                 done += n
     return _runs(differing), compared
@@ -646,9 +653,9 @@ def _compare(
 
 def _differing_pages(
     held: bytes, file: _File, address: int, at: int
-) -> Iterator[tuple[int, int]]:
-    """(page address, differing bytes) of a buffer, outside the loader's
-    slots."""
+) -> Iterator[tuple[int, int, int]]:
+    """(page address, differing bytes, file offset of the first) of a
+    buffer, outside the loader's slots."""
     mine = np.frombuffer(held, dtype=np.uint8)
     theirs = np.frombuffer(file.data, dtype=np.uint8, count=len(held), offset=at)
     where = np.flatnonzero(mine != theirs).astype(np.int64)
@@ -662,9 +669,11 @@ def _differing_pages(
         where = where[~file.written_once(where + at)]
     if not len(where):
         return
-    pages, counts = np.unique((where + address) // PAGE, return_counts=True)
-    for page, count in zip(pages.tolist(), counts.tolist()):
-        yield page * PAGE, count
+    pages, firsts, counts = np.unique(
+        (where + address) // PAGE, return_index=True, return_counts=True
+    )
+    for page, first, count in zip(pages.tolist(), firsts.tolist(), counts.tolist()):
+        yield page * PAGE, count, at + int(where[first])
 
 
 def _runs(differing: dict[int, tuple[str, int]]) -> list[DamagedPages]:
