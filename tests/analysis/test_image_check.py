@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from analysis.analyses import DIAGNOSIS, IMAGE_CHECK
+from analysis.analyses import DIAGNOSIS, IMAGE_CHECK, THREADS
 from analysis.dumpfile import open_dump
 from analysis.managed.client import engine_available
 from analysis.managed.engines import WINE64
 from analysis.model.images import ImageChecks, ImageKind, ImageState
-from analysis.native.image_check import check_images, pe_identity
+from analysis.native.image_check import check_images
 from analysis.report import all_problems
 from analysis.session import DumpSession
 from scenarios.dumps import ScenarioDump, ensure_dump
+from tests.analysis.metadata import method_def_rows, string_offset
 from tests.analysis.test_fuzz_dumps import Run, parse, run_report, verdict
 
 PAGE = 0x1000
@@ -37,11 +38,20 @@ WINDOWS_DUMPS = [
     ("healthy", "win-net10", "full"),
     ("blocked-finalizer", "win-net8", "full"),
 ]
-# Pages of System.Private.CoreLib (by file offset, in the build named by its
-# PE time stamp and image size) whose zeroing in the blocked-finalizer core
-# leaves the finalizer's frames unnamed, so that its wait on the monitor is
-# not seen: found by zeroing the image pages the dump holds, in halves.
-SILENCING_PAGES = {"9AE0F223f28800": (0x88E000, 0xA80000)}
+# The pages of System.Private.CoreLib whose zeroing in the blocked-finalizer
+# core leaves the finalizer's Monitor frames unnamed, so its wait on the
+# monitor is not seen and the blocked-finalizer finding goes: found by
+# zeroing the image pages the core holds, in halves (the fuzz campaign met
+# the same class). They hold Monitor.Enter_Slowpath's MethodDef row and the
+# "System.Threading" namespace string.
+SILENCING = {
+    "MethodDef row of Monitor.Enter_Slowpath": lambda data: method_def_rows(
+        data, "Enter_Slowpath"
+    )[0],
+    "#Strings page of System.Threading": lambda data: string_offset(
+        data, "System.Threading"
+    ),
+}
 
 
 def checks_of(dump: ScenarioDump) -> ImageChecks:
@@ -169,14 +179,11 @@ def test_a_zeroed_writable_page_is_beyond_the_check_and_says_so(tmp_path):
     assert "Writable pages" in checks.undetectable
 
 
-def corelib_identity(dump: ScenarioDump) -> str:
+def silencing_copy(dump: ScenarioDump, tmp: Path, anchor: str) -> Path:
+    """A copy of the core with the page of CoreLib's loaded image that
+    holds `anchor` (a key of SILENCING) zeroed."""
     with open(dump.runtime_dir / CORELIB, "rb") as f:
-        return pe_identity(f.read(PAGE)) or ""
-
-
-def silencing_copy(dump: ScenarioDump, tmp: Path, file_offset: int) -> Path:
-    """A copy of the core with CoreLib's image page at `file_offset` (of
-    the CoreLib file) zeroed."""
+        file_offset = SILENCING[anchor](f.read()) & ~(PAGE - 1)
     with open_dump(str(dump.path)) as reader:
         image = next(
             m
@@ -196,35 +203,34 @@ def silencing_copy(dump: ScenarioDump, tmp: Path, file_offset: int) -> Path:
 
 
 @pytest.mark.skipif(not engine_available(), reason="engine not built")
-@pytest.mark.parametrize("offset", [0x88E000, 0xA80000])
+@pytest.mark.parametrize("anchor", sorted(SILENCING))
 def test_a_zeroed_corelib_page_that_hides_the_blocked_finalizer_is_named(
-    tmp_path, offset
+    tmp_path, anchor
 ):
     dump = ensure_dump("blocked-finalizer", "net10", "heap")
-    identity = corelib_identity(dump)
-    if offset not in SILENCING_PAGES.get(identity, ()):
-        pytest.skip(
-            f"the silencing pages are known for CoreLib {sorted(SILENCING_PAGES)}, "
-            f"this runtime's is {identity}: find them again by zeroing CoreLib's "
-            "held image pages in halves"
-        )
-    damaged = silencing_copy(dump, tmp_path, offset)
+    damaged = silencing_copy(dump, tmp_path, anchor)
     with DumpSession(damaged, index=False) as session:
         outcomes = session.run_all()
         findings = session.result(DIAGNOSIS).findings
         problems = all_problems(session.info(), outcomes)
         checks = session.result(IMAGE_CHECK)
+        finalizer = next(t for t in session.result(THREADS) if t.is_finalizer)
     rules = {f.rule for f in findings}
-    # The damage this test is about: the finding is gone...
+    # The damage this test is about: the finalizer's wait, and with it the
+    # finding, are gone without an error...
+    assert finalizer.waits_for is None
     assert "blocked-finalizer" not in rules
     # ...and the report says why: CoreLib's page, named in problems and in a
     # finding that says stacks may be cut short.
     (module,) = checks.damaged
     assert module.module == CORELIB
+    (pages,) = module.damaged
+    assert int(pages.size) == PAGE
     assert any(
-        p.startswith("Module images: System.Private.CoreLib.dll") for p in problems
-    )
-    assert "image-damaged" in rules
+        p.startswith(f"Module images: {CORELIB} at 0x{int(module.base):x}")
+        and f"0x{int(pages.address):x}" in p
+        for p in problems
+    ), problems
     image = next(f for f in findings if f.rule == "image-damaged")
     assert "stack walk" in image.statement
 
@@ -234,9 +240,6 @@ def test_the_fuzz_verdict_passes_the_silenced_finalizer_because_problems_say_why
     tmp_path,
 ):
     dump = ensure_dump("blocked-finalizer", "net10", "heap")
-    identity = corelib_identity(dump)
-    if identity not in SILENCING_PAGES:
-        pytest.skip(f"no silencing page known for CoreLib {identity}")
     baseline_copy = tmp_path / "baseline" / dump.path.name
     baseline_copy.parent.mkdir()
     shutil.copyfile(dump.path, baseline_copy)
@@ -245,7 +248,7 @@ def test_the_fuzz_verdict_passes_the_silenced_finalizer_because_problems_say_why
     before = parse(baseline.stdout)
     assert "The finalizer thread is blocked" in str(before["findings"])
     assert not any(p.startswith("Module images") for p in before["problems"])
-    damaged = silencing_copy(dump, tmp_path, SILENCING_PAGES[identity][0])
+    damaged = silencing_copy(dump, tmp_path, sorted(SILENCING)[0])
     run = run_report(damaged)
     kind, why = verdict(Run(run.returncode, run.stdout, run.stderr, 0.0), before)
     assert (kind, why) == ("pass", "report changed, problems say why")
