@@ -18,12 +18,24 @@ from analysis.analyses import DIAGNOSIS, IMAGE_CHECK, THREADS
 from analysis.dumpfile import open_dump
 from analysis.managed.client import engine_available
 from analysis.managed.engines import WINE64
-from analysis.model.images import ImageChecks, ImageKind, ImageState
-from analysis.native.image_check import check_images
+from analysis.diagnosis import diagnose
+from analysis.diagnosis.rules import Facts
+from analysis.model.images import (
+    DamagedPages,
+    ImageCheck,
+    ImageChecks,
+    ImageKind,
+    ImageState,
+)
+from analysis.model.threads import WaitTarget
+from analysis.model.vocab import RowKind
+from analysis.native.image_check import AFFECTS, UNDETECTABLE, check_images
+from analysis.values import Address, ByteSize
 from analysis.report import all_problems
 from analysis.session import DumpSession
 from scenarios.dumps import ScenarioDump, ensure_dump
 from tests.analysis.metadata import method_def_rows, string_offset
+from tests.builders import finalizer_queue, thread_view, type_count
 from tests.analysis.test_fuzz_dumps import Run, parse, run_report, verdict
 
 PAGE = 0x1000
@@ -252,3 +264,61 @@ def test_the_fuzz_verdict_passes_the_silenced_finalizer_because_problems_say_why
     run = run_report(damaged)
     kind, why = verdict(Run(run.returncode, run.stdout, run.stderr, 0.0), before)
     assert (kind, why) == ("pass", "report changed, problems say why")
+
+
+def damaged_image(module: str, kind: ImageKind) -> ImageCheck:
+    return ImageCheck(
+        module,
+        f"/runtime/{module}",
+        Address(0x7F0000000000),
+        ImageState.DAMAGED,
+        f"/runtime/{module}",
+        ByteSize(64 * PAGE),
+        (DamagedPages(Address(0x7F0000010000), ByteSize(PAGE), ".text", 3000),),
+        AFFECTS[kind],
+        kind=kind,
+    )
+
+
+def blocked_finalizer_facts(*damaged: ImageCheck) -> Facts:
+    return Facts(
+        threads=(
+            thread_view(10, name="LockHolder"),
+            thread_view(
+                11, finalizer=True, waits=WaitTarget(0x7000, "System.Object", 10)
+            ),
+        ),
+        finalizer=finalizer_queue((type_count("Font", 500, 500 * 40),)),
+        heap=None,
+        native_heaps=(),
+        images=ImageChecks(damaged, UNDETECTABLE),
+    )
+
+
+def test_findings_from_stacks_are_marked_when_a_module_the_walk_reads_is_damaged():
+    findings = diagnose(
+        blocked_finalizer_facts(damaged_image(CORELIB, ImageKind.MANAGED))
+    )
+    by_rule = {f.rule: f for f in findings}
+    assert (
+        "Module images the stack walks read are damaged in this dump: "
+        f"{CORELIB}." in by_rule["blocked-finalizer"].statement
+    )
+    image = by_rule["image-damaged"]
+    assert image.severity == "warning"
+    assert [(e.row, e.key) for e in image.evidence] == [(RowKind.MODULE, CORELIB)]
+    assert "0x7f0000010000 in .text" in image.statement
+
+
+def test_a_damaged_native_module_marks_no_stack_finding():
+    findings = diagnose(
+        blocked_finalizer_facts(damaged_image("libssl.so.3", ImageKind.NATIVE))
+    )
+    by_rule = {f.rule: f for f in findings}
+    assert "Module images" not in by_rule["blocked-finalizer"].statement
+    assert "libssl.so.3" in by_rule["image-damaged"].statement
+
+
+def test_no_damage_no_image_finding():
+    findings = diagnose(blocked_finalizer_facts())
+    assert [f.rule for f in findings] == ["blocked-finalizer"]
