@@ -35,6 +35,7 @@ from analysis.managed.results import (
 )
 from analysis.model.diagnosis import Diagnosis, Finding, NotExamined
 from analysis.model.images import ImageChecks
+from analysis.model.walks import CutShortWalk
 from analysis.model.native import (
     AddressSummary,
     LargeBlock,
@@ -683,6 +684,7 @@ def _diagnosis(ctx: Context) -> Diagnosis:
         pile_owners=owners,
         graph=graph,
         images=ctx.use(IMAGE_CHECK),
+        cut_walks=ctx.use(STACK_WALKS) or (),
     )
     return Diagnosis(diagnose(facts), tuple(not_examined))
 
@@ -761,6 +763,25 @@ THREADS: Analysis[tuple[ThreadView, ...]] = Analysis(
 )
 
 
+def _stack_walks(ctx: Context) -> tuple[CutShortWalk, ...]:
+    from analysis.managed.stack_walks import cut_short_walks
+
+    return cut_short_walks(ctx.need(MANAGED_THREADS))
+
+
+STACK_WALKS: Analysis[tuple[CutShortWalk, ...]] = Analysis(
+    "stack_walks",
+    "Managed stack walks",
+    "checking managed stack walks",
+    _stack_walks,
+    report="stack_walks",
+    needs=(MANAGED_THREADS,),
+    problems=lambda walks: _first_problems(
+        f"{w.text}. The dump may be damaged there (see Module images)" for w in walks
+    ),
+)
+
+
 def _stack_groups(ctx: Context) -> tuple[StackGroup, ...]:
     from analysis.managed.locks_and_stacks import identical_stacks
 
@@ -791,6 +812,7 @@ DIAGNOSIS: Analysis[Diagnosis] = Analysis(
         HEAP_GRAPH,
         RETAINED_BY_TYPE,
         IMAGE_CHECK,
+        STACK_WALKS,
     ),
 )
 
@@ -813,5 +835,6 @@ ANALYSES: tuple[Analysis[object], ...] = (
     ADDRESS_SUMMARY,
     THREADS,
     STACK_GROUPS,
+    STACK_WALKS,
     DIAGNOSIS,
 )

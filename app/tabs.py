@@ -30,6 +30,7 @@ from analysis.analyses import (
     RETAINED_BY_TYPE,
     RUNTIME,
     STACK_GROUPS,
+    STACK_WALKS,
     THREAD_POOL,
     THREADS,
     Analysis,
@@ -116,7 +117,9 @@ TABS: tuple[Tab, ...] = (
             Part(MONITORS, ThreadsView.set_monitors, ThreadsView.show_locks_state),
             Part(THREAD_POOL, ThreadsView.set_thread_pool),
             Part(STACK_GROUPS, ThreadsView.set_stack_groups),
-            # Damaged module images a stack walk reads: a note on the tab.
+            # Walks cut short, and damaged module images a stack walk
+            # reads: notes on the tab.
+            Part(STACK_WALKS, None),
             Part(IMAGE_CHECK, None),
         ),
     ),

@@ -19,6 +19,10 @@ GRAPH_RULES = frozenset({"leak-suspect"})
 # through module images (a damaged image can end a walk early, silently).
 STACK_RULES = frozenset({"blocked-finalizer", "deadlock", "threadpool-starvation"})
 HEAP_NOTE = " (The GC heap is damaged in this dump: these counts are lower bounds.)"
+WALK_NOTE = (
+    " (The managed stack walks of threads {threads} could not name every frame: "
+    "waits and locks those frames would show may be missing.)"
+)
 IMAGE_NOTE = (
     " (Module images the stack walks read are damaged in this dump: {modules}. "
     "A stack may be cut short, so waits and frames may be missing.)"
@@ -40,6 +44,10 @@ def diagnose(facts: Facts) -> tuple[Finding, ...]:
     if walked:
         for rule in STACK_RULES:
             notes[rule] = notes.get(rule, "") + IMAGE_NOTE.format(modules=walked)
+    if facts.cut_walks:
+        threads = ", ".join(str(w.os_id) for w in facts.cut_walks)
+        for rule in STACK_RULES:
+            notes[rule] = notes.get(rule, "") + WALK_NOTE.format(threads=threads)
     found = [
         replace(f, statement=f.statement + notes[f.rule]) if f.rule in notes else f
         for f in found

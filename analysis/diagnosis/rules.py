@@ -19,6 +19,7 @@ from analysis.managed.results import (
 from analysis.model.columns import waits_text
 from analysis.model.diagnosis import Evidence, EvidenceKey, Finding
 from analysis.model.images import ImageChecks
+from analysis.model.walks import CutShortWalk
 from analysis.model.native import LargeBlock, NativeHeap
 from analysis.model.threads import ThreadView
 from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind, Severity
@@ -62,6 +63,8 @@ class Facts:
     graph: Optional[GraphSummary] = None
     # Module images compared with their files, for their damage.
     images: Optional[ImageChecks] = None
+    # Managed stack walks that met frames they could not name.
+    cut_walks: tuple[CutShortWalk, ...] = ()
 
     def thread(self, os_id: Optional[int]) -> Optional[ThreadView]:
         return next((t for t in self.threads if t.os_id == os_id), None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.analyses import DIAGNOSIS, IMAGE_CHECK, THREADS
+from analysis.analyses import DIAGNOSIS, IMAGE_CHECK, STACK_WALKS, THREADS
 from analysis.dumpfile import open_dump
 from analysis.managed.client import engine_available
 from analysis.managed.engines import WINE64
@@ -64,6 +64,8 @@ SILENCING = {
         data, "System.Threading"
     ),
 }
+# Those after which the walk cannot name the frames at all.
+UNNAMED_FRAMES = {"MethodDef row of Monitor.Enter_Slowpath"}
 
 
 def checks_of(dump: ScenarioDump) -> ImageChecks:
@@ -227,6 +229,7 @@ def test_a_zeroed_corelib_page_that_hides_the_blocked_finalizer_is_named(
         problems = all_problems(session.info(), outcomes)
         checks = session.result(IMAGE_CHECK)
         finalizer = next(t for t in session.result(THREADS) if t.is_finalizer)
+        walks = session.result(STACK_WALKS)
     rules = {f.rule for f in findings}
     # The damage this test is about: the finalizer's wait, and with it the
     # finding, are gone without an error...
@@ -245,6 +248,19 @@ def test_a_zeroed_corelib_page_that_hides_the_blocked_finalizer_is_named(
     ), problems
     image = next(f for f in findings if f.rule == "image-damaged")
     assert "stack walk" in image.statement
+    if anchor not in UNNAMED_FRAMES:
+        # The frames are named (wrongly: their namespace is gone), so only
+        # the image check can tell.
+        assert walks == ()
+        return
+    # The walks themselves say they were cut short, thread by thread (the
+    # finalizer's, and others' through the same methods).
+    walk = next(w for w in walks if w.is_finalizer)
+    assert walk.os_id == finalizer.os_id
+    assert walk.modules == (CORELIB,) and walk.unresolved >= 1
+    assert any(
+        p.startswith("Managed stack walks: the finalizer thread") for p in problems
+    ), problems
 
 
 @pytest.mark.skipif(not engine_available(), reason="engine not built")
@@ -259,7 +275,11 @@ def test_the_fuzz_verdict_passes_the_silenced_finalizer_because_problems_say_why
     assert baseline.returncode == 0, baseline.stderr
     before = parse(baseline.stdout)
     assert "The finalizer thread is blocked" in str(before["findings"])
-    assert not any(p.startswith("Module images") for p in before["problems"])
+    assert not any(
+        p.startswith(("Module images", "Managed stack walks"))
+        for p in before["problems"]
+    ), before["problems"]
+    assert before["stack_walks"] == []
     damaged = silencing_copy(dump, tmp_path, sorted(SILENCING)[0])
     run = run_report(damaged)
     kind, why = verdict(Run(run.returncode, run.stdout, run.stderr, 0.0), before)
