@@ -407,7 +407,7 @@ def file_candidates(path: str, folders: Sequence[str]) -> Iterator[str]:
     """Where the file of a module the dump names at `path` may be here: that
     path; a Windows path on Wine's Z: drive (the host's root); its name in
     each folder given (the DAC folder, the runtime's folder)."""
-    if path.startswith("/"):
+    if os.path.isabs(path):
         yield path
     windows = path.replace("\\", "/")
     if len(windows) > 2 and windows[1] == ":" and windows[0] in "zZ":
