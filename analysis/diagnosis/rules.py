@@ -537,9 +537,7 @@ def image_damage(facts: Facts) -> Iterator[Finding]:
         statement=(
             "Read-only pages of these modules hold other bytes than their files "
             f"do: {named}{more}. What is read from them may be wrong without any "
-            "error: a managed stack walk through a damaged module can end early, "
-            "so frames, waits and locks may be missing from the threads and the "
-            "findings."
+            "error."
         ),
         evidence=tuple(
             Evidence(RowKind.MODULE, m.module, f"{m.module}: {m.path}")
