@@ -501,8 +501,8 @@ def _check_module(
     if file is None:
         if other_build and dump_identity is None:
             return unchecked(
-                "the dump does not hold the module's header (build id, time stamp), "
-                f"so {other_build} cannot be told to be the same build",
+                "the dump does not show which build the module is (its build id or "
+                f"time stamp is not readable), so {other_build} may be another",
                 other_build,
             )
         if other_build:
