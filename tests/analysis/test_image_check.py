@@ -17,6 +17,8 @@ import pytest
 from analysis.analyses import DIAGNOSIS, IMAGE_CHECK, STACK_WALKS, THREADS
 from analysis.dumpfile import open_dump
 from analysis.managed.client import engine_available
+from analysis.managed.results import ManagedThread, StackFrame
+from analysis.managed.stack_walks import cut_short_walks
 from analysis.managed.engines import WINE64
 from analysis.diagnosis import diagnose
 from analysis.diagnosis.rules import Facts
@@ -28,7 +30,7 @@ from analysis.model.images import (
     ImageState,
 )
 from analysis.model.threads import WaitTarget
-from analysis.model.vocab import RowKind
+from analysis.model.vocab import ManagedFrameKind, RowKind
 from analysis.native.image_check import AFFECTS, UNDETECTABLE, check_images
 from analysis.values import Address, ByteSize
 from analysis.report import all_problems
@@ -342,3 +344,55 @@ def test_a_damaged_native_module_marks_no_stack_finding():
 def test_no_damage_no_image_finding():
     findings = diagnose(blocked_finalizer_facts())
     assert [f.rule for f in findings] == ["blocked-finalizer"]
+
+
+def managed_thread(os_id: int, *names: str, finalizer: bool = False) -> ManagedThread:
+    frames = tuple(
+        StackFrame(
+            ManagedFrameKind.RUNTIME if n.startswith("[") else ManagedFrameKind.MANAGED,
+            Address(0x7F0000001000 + i),
+            Address(0x7FFF00000000 + 0x100 * i),
+            n,
+            None if n.startswith(("[", "0x")) else CORELIB,
+        )
+        for i, n in enumerate(names)
+    )
+    return ManagedThread(
+        os_id,
+        os_id,
+        None,
+        None,
+        finalizer,
+        False,
+        False,
+        -1,
+        0,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        frames,
+    )
+
+
+def test_walks_with_unnamed_frames_are_named_thread_by_thread():
+    healthy = managed_thread(
+        5,
+        "[InlinedCallFrame]",
+        "System.Threading.Monitor.Enter_Slowpath(System.Object)",
+        "System.GC.RunFinalizers()",
+        finalizer=True,
+    )
+    cut = managed_thread(
+        6,
+        "[InlinedCallFrame]",
+        f"{CORELIB}!Unknown",
+        "0x7f0000001234",
+        "Program.Main()",
+    )
+    (walk,) = cut_short_walks((healthy, cut))
+    assert (walk.os_id, walk.unresolved, walk.first, walk.frames) == (6, 2, 1, 4)
+    assert walk.modules == (CORELIB,)
+    assert "could not name 2 of its 4 frames (the first at #1" in walk.text
