@@ -15,10 +15,13 @@ module's base, so a PE section at VirtualAddress is compared with its file
 bytes at PointerToRawData. The file must be the same build as the dump's
 module: the ELF build id, the PE TimeDateStamp and SizeOfImage.
 
-Bytes the loader writes before a page turns read-only are left out of the
-comparison: a PE's base-relocation slots and its import address table, an
-ELF's RELRO range. Writable pages are not compared at all: nothing says
-what they should hold.
+Bytes written legitimately before a page turns read-only are left out of
+the comparison: the loader's (a PE's base-relocation slots and import
+address table, an ELF's RELRO range, the headers of an IL-only PE32
+assembly the loader turned PE32+) and the .NET runtime's own (its write
+barriers, patched at start over placeholder constants, and a few 8-byte
+variables that are zero in its file and set once at start). Writable pages
+are not compared at all: nothing says what they should hold.
 
 The work is bounded by the read-only bytes the dump holds of modules whose
 file is at hand; pages are compared as whole buffers, and only a buffer
