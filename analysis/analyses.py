@@ -34,6 +34,8 @@ from analysis.managed.results import (
     WalkDamage,
 )
 from analysis.model.diagnosis import Diagnosis, Finding, NotExamined
+from analysis.model.images import ImageChecks
+from analysis.model.walks import CutShortWalk
 from analysis.model.native import (
     AddressSummary,
     LargeBlock,
@@ -384,6 +386,37 @@ NATIVE_HEAPS: Analysis[tuple[NativeHeap, ...]] = Analysis(
         f"heap 0x{int(h.address):x}: {p}" for h in heaps for p in h.problems
     ),
 )
+
+
+def _image_check(ctx: Context) -> ImageChecks:
+    from analysis.native.image_check import check_images
+
+    # Besides the path the dump names: the folders the engine looks in for
+    # the runtime's files (a dump from another machine comes with them).
+    options = ctx.engine.options
+    folders = [f for f in (options.dac_folder,) if f]
+    folders += [os.path.dirname(p) for p in (options.dac, options.trust_dac) if p]
+    return check_images(ctx.reader, folders, ctx.check_cancel, ctx.progress)
+
+
+def _image_problems(checks: ImageChecks) -> tuple[str, ...]:
+    return _first_problems(
+        f"{m.module} at 0x{int(m.base):x} differs from {m.file} in "
+        f"{human_size(m.damaged_bytes)} of read-only pages (the first at "
+        f"0x{int(m.damaged[0].address):x}, {m.damaged[0].part}); this may be wrong: "
+        f"{m.affects}. Take the dump again if you can"
+        for m in checks.damaged
+    )
+
+
+IMAGE_CHECK: Analysis[ImageChecks] = Analysis(
+    "image_check",
+    "Module images",
+    "checking module images against their files",
+    _image_check,
+    report="image_check",
+    problems=_image_problems,
+)
 NATIVE_THREADS: Analysis[tuple[NativeThread, ...]] = Analysis(
     "native_threads",
     "Threads (OS view)",
@@ -650,6 +683,8 @@ def _diagnosis(ctx: Context) -> Diagnosis:
         leak_suspects=leaks,
         pile_owners=owners,
         graph=graph,
+        images=ctx.use(IMAGE_CHECK),
+        cut_walks=ctx.use(STACK_WALKS) or (),
     )
     return Diagnosis(diagnose(facts), tuple(not_examined))
 
@@ -728,6 +763,25 @@ THREADS: Analysis[tuple[ThreadView, ...]] = Analysis(
 )
 
 
+def _stack_walks(ctx: Context) -> tuple[CutShortWalk, ...]:
+    from analysis.managed.stack_walks import cut_short_walks
+
+    return cut_short_walks(ctx.need(MANAGED_THREADS))
+
+
+STACK_WALKS: Analysis[tuple[CutShortWalk, ...]] = Analysis(
+    "stack_walks",
+    "Managed stack walks",
+    "checking managed stack walks",
+    _stack_walks,
+    report="stack_walks",
+    needs=(MANAGED_THREADS,),
+    problems=lambda walks: _first_problems(
+        f"{w.text}. The dump may be damaged there (see Module images)" for w in walks
+    ),
+)
+
+
 def _stack_groups(ctx: Context) -> tuple[StackGroup, ...]:
     from analysis.managed.locks_and_stacks import identical_stacks
 
@@ -757,12 +811,15 @@ DIAGNOSIS: Analysis[Diagnosis] = Analysis(
         NATIVE_OWNERS,
         HEAP_GRAPH,
         RETAINED_BY_TYPE,
+        IMAGE_CHECK,
+        STACK_WALKS,
     ),
 )
 
 # Every analysis, in the order they run: each after what it needs and uses.
 ANALYSES: tuple[Analysis[object], ...] = (
     MODULES,
+    IMAGE_CHECK,
     NATIVE_HEAPS,
     NATIVE_THREADS,
     RUNTIME,
@@ -778,5 +835,6 @@ ANALYSES: tuple[Analysis[object], ...] = (
     ADDRESS_SUMMARY,
     THREADS,
     STACK_GROUPS,
+    STACK_WALKS,
     DIAGNOSIS,
 )

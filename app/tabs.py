@@ -20,6 +20,7 @@ from analysis.analyses import (
     GC_HEAP,
     HEAP_GRAPH,
     HEAP_STATS,
+    IMAGE_CHECK,
     MANAGED_THREADS,
     MODULES,
     MONITORS,
@@ -29,6 +30,7 @@ from analysis.analyses import (
     RETAINED_BY_TYPE,
     RUNTIME,
     STACK_GROUPS,
+    STACK_WALKS,
     THREAD_POOL,
     THREADS,
     Analysis,
@@ -115,7 +117,17 @@ TABS: tuple[Tab, ...] = (
             Part(MONITORS, ThreadsView.set_monitors, ThreadsView.show_locks_state),
             Part(THREAD_POOL, ThreadsView.set_thread_pool),
             Part(STACK_GROUPS, ThreadsView.set_stack_groups),
+            # Walks cut short, and damaged module images a stack walk
+            # reads: notes on the tab.
+            Part(STACK_WALKS, None),
+            Part(IMAGE_CHECK, None),
         ),
     ),
-    Tab(ModulesView, (Part(MODULES, ModulesView.set_modules),)),
+    Tab(
+        ModulesView,
+        (
+            Part(MODULES, ModulesView.set_modules),
+            Part(IMAGE_CHECK, ModulesView.set_images),
+        ),
+    ),
 )

@@ -18,6 +18,8 @@ from analysis.managed.results import (
 )
 from analysis.model.columns import waits_text
 from analysis.model.diagnosis import Evidence, EvidenceKey, Finding
+from analysis.model.images import ImageChecks
+from analysis.model.walks import CutShortWalk
 from analysis.model.native import LargeBlock, NativeHeap
 from analysis.model.threads import ThreadView
 from analysis.model.vocab import Apartment, ManagedFrameKind, RowKind, Severity
@@ -59,6 +61,10 @@ class Facts:
     pile_owners: Optional[PileOwners] = None
     # The heap graph the leak suspects come from, for its damage.
     graph: Optional[GraphSummary] = None
+    # Module images compared with their files, for their damage.
+    images: Optional[ImageChecks] = None
+    # Managed stack walks that met frames they could not name.
+    cut_walks: tuple[CutShortWalk, ...] = ()
 
     def thread(self, os_id: Optional[int]) -> Optional[ThreadView]:
         return next((t for t in self.threads if t.os_id == os_id), None)
@@ -512,6 +518,40 @@ def heap_damage(facts: Facts) -> Iterator[Finding]:
     )
 
 
+def image_damage(facts: Facts) -> Iterator[Finding]:
+    """Like `!chkimg`: read-only module pages that differ from the file."""
+    damaged = facts.images.damaged if facts.images is not None else ()
+    if not damaged:
+        return
+    named = "; ".join(
+        f"{m.module} ({len(m.damaged)} run(s) of pages, {human_size(m.damaged_bytes)}"
+        f", first at 0x{int(m.damaged[0].address):x} in {m.damaged[0].part}): "
+        f"{m.affects}"
+        for m in damaged[:3]
+    )
+    more = f"; and {len(damaged) - 3} more module(s)" if len(damaged) > 3 else ""
+    yield Finding(
+        rule="image-damaged",
+        severity=Severity.WARNING,
+        title="Module images in this dump differ from their files",
+        statement=(
+            "Read-only pages of these modules hold other bytes than their files "
+            f"do: {named}{more}. What is read from them may be wrong without any "
+            "error."
+        ),
+        evidence=tuple(
+            Evidence(RowKind.MODULE, m.module, f"{m.module}: {m.path}")
+            for m in damaged[:EVIDENCE_ITEMS]
+        ),
+        remedy=(
+            "Take the dump again if you can (damage in a module's code or metadata "
+            "is rare in a live process: check the disk or the copy the dump came "
+            "through); until then, read stacks and waits of this dump as possibly "
+            "incomplete."
+        ),
+    )
+
+
 def leak_suspects(facts: Facts) -> Iterator[Finding]:
     """Objects piling up under one holder (a static collection, an event, a
     GC handle, a store inside the runtime), found in the dominator tree."""
@@ -546,5 +586,6 @@ RULES: tuple[Callable[[Facts], Iterator[Finding]], ...] = (
     fragmentation,
     leak_suspects,
     heap_damage,
+    image_damage,
     apartment_disagreement,
 )

@@ -18,6 +18,7 @@ from typing import Callable, Generic, Mapping, Optional, Protocol, Sequence, Typ
 from analysis.dumpfile.base import Module, Region
 from analysis.managed.compare import HeapComparison, TypeDelta
 from analysis.managed.results import Monitor, TypeCount, TypeStat
+from analysis.model.images import ImageCheck
 from analysis.model.native import (
     HeapSegment,
     LargeBlock,
@@ -145,6 +146,29 @@ MODULE_COLUMNS: tuple[Column[Module], ...] = (
     Column("Version", lambda m: m.version),
     Column("Build id", lambda m: m.build_id),
     Column("Path", lambda m: m.path),
+)
+
+IMAGE_COLUMNS: tuple[Column[ImageCheck], ...] = (
+    Column("Module", lambda c: c.module),
+    Column("Base", lambda c: c.base, ColumnKind.ADDRESS),
+    Column(
+        "Image check",
+        lambda c: c.state,
+        tooltip="its read-only pages in the dump compared with its file (!chkimg)",
+    ),
+    Column("Compared", lambda c: c.compared, ColumnKind.SIZE),
+    Column("Differs", lambda c: ByteSize(c.damaged_bytes), ColumnKind.SIZE),
+    Column(
+        "First differing page",
+        lambda c: c.damaged[0].address if c.damaged else None,
+        ColumnKind.ADDRESS,
+    ),
+    Column("In", lambda c: c.damaged[0].part if c.damaged else None),
+    Column(
+        "Why not checked / what it affects",
+        lambda c: c.reason or (c.affects if c.damaged else ""),
+    ),
+    Column("File", lambda c: c.file),
 )
 
 

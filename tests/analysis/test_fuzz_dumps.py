@@ -283,9 +283,9 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 NATIVE = ("threads", "modules")
 ENGINE_SILENT = (
     "a managed result changes without a word: the heap walk, the graph and the "
-    "native-pointer walk report the damage they walk around, but damage outside "
-    "the GC heap is not detected (seen: a zeroed data page of a managed module's "
-    "image, after which a thread's managed stack walk ends early)"
+    "native-pointer walk report the damage they walk around, and read-only module "
+    "pages are checked against their files, but damage in writable memory outside "
+    "the GC heap (the runtime's data, its loader heaps) is not detected"
 )
 MANAGED_NOT_IN_PROBLEMS = (
     "the managed analysis failed and its reason is in `managed.reason` but not "
