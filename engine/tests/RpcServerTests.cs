@@ -73,7 +73,7 @@ public class RpcServerTests
     }
 
     // Input that never ends, as a client that keeps its pipe open.
-    private sealed class OpenEndedStream(string firstLine) : Stream
+    private sealed class OpenEndedStream(string firstLine) : ReadOnlyStream
     {
         private readonly byte[] _line = Encoding.UTF8.GetBytes(firstLine + "\n");
         private bool _sent;
@@ -89,16 +89,6 @@ public class RpcServerTests
             Thread.Sleep(Timeout.Infinite);
             return 0;
         }
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     [Fact]
