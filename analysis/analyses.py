@@ -265,6 +265,15 @@ class Context:
         if self.cancel is not None and self.cancel.is_set():
             raise AnalysisCancelled()
 
+    def engine_progress(self, label: str) -> Callable[[int, int, str], None]:
+        """The engine's (done, total, step) progress as this computation's,
+        saying `label` where the engine names no step."""
+
+        def progress(done: int, total: int, message: str) -> None:
+            self.progress(message or label, done / total if total else 0.0)
+
+        return progress
+
 
 @dataclass(frozen=True, eq=False)
 class Analysis(Generic[T_co]):
@@ -470,9 +479,7 @@ def _runtime_problems(runtime: RuntimeInfo) -> tuple[str, ...]:
 
 
 def _heap_stats(ctx: Context) -> HeapStats:
-    def progress(done: int, total: int, message: str) -> None:
-        ctx.progress(message or HEAP_STATS.label, done / total if total else 0.0)
-
+    progress = ctx.engine_progress(HEAP_STATS.label)
     return _engine_call(ctx, lambda c: c.heap_stats(progress, ctx.cancel))
 
 
@@ -542,9 +549,7 @@ THREAD_POOL: Analysis[ThreadPoolInfo] = Analysis(
 
 
 def _heap_graph(ctx: Context) -> GraphSummary:
-    def progress(done: int, total: int, message: str) -> None:
-        ctx.progress(message or HEAP_GRAPH.label, done / total if total else 0.0)
-
+    progress = ctx.engine_progress(HEAP_GRAPH.label)
     return _engine_call(ctx, lambda c: c.graph(progress, ctx.cancel))
 
 
@@ -580,9 +585,7 @@ def _native_owners(ctx: Context) -> NativeOwnership:
     heaps = ctx.need(NATIVE_HEAPS)
     blocks = native_blocks(heaps)
 
-    def progress(done: int, total: int, message: str) -> None:
-        ctx.progress(message or NATIVE_OWNERS.label, done / total if total else 0.0)
-
+    progress = ctx.engine_progress(NATIVE_OWNERS.label)
     pointers = _engine_call(
         ctx,
         lambda c: c.native_pointers(
