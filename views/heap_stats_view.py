@@ -13,14 +13,12 @@ from qtpy.QtCore import Qt, Signal
 from analysis.managed.compare import HeapComparison
 from analysis.managed.results import (
     ChainLink,
-    GraphSummary,
     HeapStats,
     RetentionPaths,
     ObjectDetail,
     RootPaths,
     TypeRetainedPage,
 )
-from analysis.analyses import graph_damage_text
 from analysis.model.columns import (
     Column,
     ColumnKind,
@@ -314,10 +312,10 @@ class HeapStatsView(ResultView):
         self.types.model.layoutChanged.emit()
         self.types.view.resizeColumnsToContents()
 
-    def set_graph(self, graph: GraphSummary) -> None:
-        """The heap graph's walk: where it met damage, retained sizes are
-        lower bounds (its own damage, dangling references included)."""
-        self._damage = graph_damage_text(graph)
+    def set_retained_damage(self, damage: str) -> None:
+        """What the heap graph's walk could not follow ("" when nothing):
+        retained sizes are then lower bounds, and their tooltip says why."""
+        self._damage = damage
         self.types.model.layoutChanged.emit()
 
     def graph_missing(self, _text: str) -> None:
