@@ -22,6 +22,7 @@ from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar, cas
 from analysis.dumpfile.base import MemoryReader, Module
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.managed.results import (
+    DominatorPage,
     FinalizerQueue,
     GcHeap,
     GraphSummary,
@@ -56,6 +57,9 @@ Progress = Callable[[str, float], None]
 MAX_PAGE = 100_000
 # More types than any heap holds: one page brings them all.
 MAX_TYPES = MAX_PAGE
+# The top of the dominator tree kept with the other results, so that a
+# reopened dump shows it without the engine: the Dominators tab's first page.
+TOP_DOMINATORS_LIMIT = 200
 # Engine errors that say the analysis cannot run on this dump here, with a
 # reason the user can act on; any other error is a failure.
 UNAVAILABLE_CODES = frozenset(
@@ -574,6 +578,17 @@ RETAINED_BY_TYPE: Analysis[TypeRetainedPage] = Analysis(
     needs=(HEAP_GRAPH,),
     engine=True,
 )
+TOP_DOMINATORS: Analysis[DominatorPage] = Analysis(
+    "top_dominators",
+    "Top dominators",
+    "listing the objects that keep the most memory alive",
+    lambda ctx: _engine_call(
+        ctx, lambda c: c.dominators(limit=TOP_DOMINATORS_LIMIT, cancel=ctx.cancel)
+    ),
+    report="managed.top_dominators",
+    needs=(HEAP_GRAPH,),
+    engine=True,
+)
 
 # -- combined -------------------------------------------------------------------
 
@@ -835,6 +850,7 @@ ANALYSES: tuple[Analysis[object], ...] = (
     NATIVE_OWNERS,
     HEAP_GRAPH,
     RETAINED_BY_TYPE,
+    TOP_DOMINATORS,
     ADDRESS_SUMMARY,
     THREADS,
     STACK_GROUPS,

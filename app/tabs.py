@@ -33,6 +33,7 @@ from analysis.analyses import (
     STACK_WALKS,
     THREAD_POOL,
     THREADS,
+    TOP_DOMINATORS,
     Analysis,
     graph_damage_text,
 )
@@ -108,7 +109,13 @@ TABS: tuple[Tab, ...] = (
             Part(NATIVE_OWNERS, HeapStatsView.set_native_owners),
         ),
     ),
-    Tab(DominatorsView, (Part(HEAP_GRAPH, DominatorsView.set_graph),)),
+    Tab(
+        DominatorsView,
+        (
+            Part(HEAP_GRAPH, DominatorsView.set_graph),
+            Part(TOP_DOMINATORS, DominatorsView.set_top),
+        ),
+    ),
     Tab(
         FinalizerView,
         (
