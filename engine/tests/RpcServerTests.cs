@@ -7,17 +7,7 @@ namespace DumpScope.Engine.Tests;
 
 public class RpcServerTests
 {
-    // Runs the server over in-memory streams and returns every line it wrote.
-    private static List<JsonElement> Converse(params string[] lines)
-    {
-        var input = new MemoryStream(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n"));
-        var output = new MemoryStream();
-        new RpcServer(input, output, EngineLimits.Default).Run();
-        return Encoding.UTF8.GetString(output.ToArray())
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => JsonDocument.Parse(l).RootElement.Clone())
-            .ToList();
-    }
+    private static List<JsonElement> Converse(params string[] lines) => ServerConversation.Converse(lines);
 
     private static JsonElement Reply(List<JsonElement> replies, int id) =>
         replies.Single(r => r.TryGetProperty("id", out var i) && i.ValueKind == JsonValueKind.Number && i.GetInt32() == id);
