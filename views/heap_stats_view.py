@@ -28,7 +28,7 @@ from analysis.model.columns import (
 from analysis.model.vocab import RootKind, RowKind
 from analysis.ownership import NativeOwnership
 from analysis.values import human_size
-from views.base import ResultView, chart_unit, short_type_name
+from views.base import ResultView, short_type_name, size_bars
 from views.colours import Bars, paint_chart, theme
 from views.paging import ScrollPager
 from views.table_model import FilterTable
@@ -333,30 +333,12 @@ class HeapStatsView(ResultView):
             self._show_comparison(self._comparison)
         else:
             self.types.set_records(heap.types, sort_column=2)
-        self.chart.clear()
         top = sorted(heap.types, key=lambda t: int(t.size))[-TOP_TYPES_IN_CHART:]
-        divisor, unit = chart_unit(max((int(t.size) for t in top), default=0))
-        self.chart.setLabel("bottom", unit)
-        widths = [int(t.size) / divisor for t in top]
-        self.chart.addItem(
-            pg.BarGraphItem(
-                x0=0,
-                y=list(range(len(top))),
-                height=0.7,
-                width=widths,
-                brush=theme().bars[Bars.TYPES],
-            )
+        size_bars(
+            self.chart,
+            [(short_type_name(t.name), int(t.size)) for t in top],
+            theme().bars[Bars.TYPES],
         )
-        for i, t in enumerate(top):
-            label = pg.TextItem(
-                f"{short_type_name(t.name)}  {widths[i]:,.1f} {unit}",
-                color=theme().chart.text,
-                anchor=(0, 0.5),
-            )
-            label.setPos(0, i)
-            self.chart.addItem(label)
-        self.chart.setXRange(0, max(widths, default=1.0) * 1.6, padding=0)
-        self.chart.setYRange(-0.6, max(len(top), 1) - 0.4, padding=0)
 
     # -- comparing with a baseline dump ------------------------------------------
     def show_baseline_progress(self, path: str, step: str, fraction: float) -> None:
