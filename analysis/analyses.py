@@ -22,6 +22,7 @@ from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar, cas
 from analysis.dumpfile.base import MemoryReader, Module
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.managed.results import (
+    DominatorPage,
     FinalizerQueue,
     GcHeap,
     GraphSummary,
@@ -56,6 +57,9 @@ Progress = Callable[[str, float], None]
 MAX_PAGE = 100_000
 # More types than any heap holds: one page brings them all.
 MAX_TYPES = MAX_PAGE
+# The top of the dominator tree kept with the other results, so that a
+# reopened dump shows it without the engine: the Dominators tab's first page.
+TOP_DOMINATORS_LIMIT = 200
 # Engine errors that say the analysis cannot run on this dump here, with a
 # reason the user can act on; any other error is a failure.
 UNAVAILABLE_CODES = frozenset(
@@ -265,6 +269,15 @@ class Context:
         if self.cancel is not None and self.cancel.is_set():
             raise AnalysisCancelled()
 
+    def engine_progress(self, label: str) -> Callable[[int, int, str], None]:
+        """The engine's (done, total, step) progress as this computation's,
+        saying `label` where the engine names no step."""
+
+        def progress(done: int, total: int, message: str) -> None:
+            self.progress(message or label, done / total if total else 0.0)
+
+        return progress
+
 
 @dataclass(frozen=True, eq=False)
 class Analysis(Generic[T_co]):
@@ -470,9 +483,7 @@ def _runtime_problems(runtime: RuntimeInfo) -> tuple[str, ...]:
 
 
 def _heap_stats(ctx: Context) -> HeapStats:
-    def progress(done: int, total: int, message: str) -> None:
-        ctx.progress(message or HEAP_STATS.label, done / total if total else 0.0)
-
+    progress = ctx.engine_progress(HEAP_STATS.label)
     return _engine_call(ctx, lambda c: c.heap_stats(progress, ctx.cancel))
 
 
@@ -542,9 +553,7 @@ THREAD_POOL: Analysis[ThreadPoolInfo] = Analysis(
 
 
 def _heap_graph(ctx: Context) -> GraphSummary:
-    def progress(done: int, total: int, message: str) -> None:
-        ctx.progress(message or HEAP_GRAPH.label, done / total if total else 0.0)
-
+    progress = ctx.engine_progress(HEAP_GRAPH.label)
     return _engine_call(ctx, lambda c: c.graph(progress, ctx.cancel))
 
 
@@ -569,6 +578,17 @@ RETAINED_BY_TYPE: Analysis[TypeRetainedPage] = Analysis(
     needs=(HEAP_GRAPH,),
     engine=True,
 )
+TOP_DOMINATORS: Analysis[DominatorPage] = Analysis(
+    "top_dominators",
+    "Top dominators",
+    "listing the objects that keep the most memory alive",
+    lambda ctx: _engine_call(
+        ctx, lambda c: c.dominators(limit=TOP_DOMINATORS_LIMIT, cancel=ctx.cancel)
+    ),
+    report="managed.top_dominators",
+    needs=(HEAP_GRAPH,),
+    engine=True,
+)
 
 # -- combined -------------------------------------------------------------------
 
@@ -580,9 +600,7 @@ def _native_owners(ctx: Context) -> NativeOwnership:
     heaps = ctx.need(NATIVE_HEAPS)
     blocks = native_blocks(heaps)
 
-    def progress(done: int, total: int, message: str) -> None:
-        ctx.progress(message or NATIVE_OWNERS.label, done / total if total else 0.0)
-
+    progress = ctx.engine_progress(NATIVE_OWNERS.label)
     pointers = _engine_call(
         ctx,
         lambda c: c.native_pointers(
@@ -832,6 +850,7 @@ ANALYSES: tuple[Analysis[object], ...] = (
     NATIVE_OWNERS,
     HEAP_GRAPH,
     RETAINED_BY_TYPE,
+    TOP_DOMINATORS,
     ADDRESS_SUMMARY,
     THREADS,
     STACK_GROUPS,

@@ -33,8 +33,11 @@ from analysis.analyses import (
     STACK_WALKS,
     THREAD_POOL,
     THREADS,
+    TOP_DOMINATORS,
     Analysis,
+    graph_damage_text,
 )
+from analysis.managed.results import GraphSummary
 from views.base import ResultView
 from views.dominators_view import DominatorsView
 from views.findings_view import FindingsView
@@ -69,6 +72,12 @@ class Tab:
         return self.parts[0].analysis
 
 
+def _retained_damage(view: HeapStatsView, graph: GraphSummary) -> None:
+    # Retained sizes come from the graph, so its walk's damage (not the heap
+    # statistics walk's) makes them lower bounds.
+    view.set_retained_damage(graph_damage_text(graph))
+
+
 TABS: tuple[Tab, ...] = (
     Tab(
         FindingsView,
@@ -95,12 +104,18 @@ TABS: tuple[Tab, ...] = (
         HeapStatsView,
         (
             Part(HEAP_STATS, HeapStatsView.set_heap),
-            Part(HEAP_GRAPH, HeapStatsView.set_graph, HeapStatsView.graph_missing),
+            Part(HEAP_GRAPH, _retained_damage, HeapStatsView.graph_missing),
             Part(RETAINED_BY_TYPE, HeapStatsView.set_retained),
             Part(NATIVE_OWNERS, HeapStatsView.set_native_owners),
         ),
     ),
-    Tab(DominatorsView, (Part(HEAP_GRAPH, DominatorsView.set_graph),)),
+    Tab(
+        DominatorsView,
+        (
+            Part(HEAP_GRAPH, DominatorsView.set_graph),
+            Part(TOP_DOMINATORS, DominatorsView.set_top),
+        ),
+    ),
     Tab(
         FinalizerView,
         (

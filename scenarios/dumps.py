@@ -19,6 +19,7 @@ has its own dump and facts (``stage`` says which).
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,42 +434,28 @@ def _make(
         return
     args = ["--objects", str(objects)] if objects is not None else []
     command = build.command(name, args)
-    with tempfile.TemporaryFile() as stderr:
-        started = time.monotonic()
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env={**os.environ, **_RUN_ENV},
-        )
+    started = time.monotonic()
+    env = {**os.environ, **_RUN_ENV}
+    with _running(command, env, subprocess.PIPE) as (process, stderr):
         assert process.stdin is not None
-        try:
-            for stage in range(stages(name)):
-                if stage > 0:
-                    # The program moves to its next stage on a line.
-                    started = time.monotonic()
-                    try:
-                        process.stdin.write(b"next\n")
-                        process.stdin.flush()
-                    except BrokenPipeError:
-                        pass  # it ended: _wait_ready says how
-                facts = _wait_ready(process, stderr, command, _ready_timeout(objects))
-                ready_seconds = time.monotonic() - started
-                createdump = Path(facts["runtime_dir"]) / "createdump"
-                for kind, paths in dumps.items():
-                    dump = paths[stage]
-                    generator = _createdump(createdump, process.pid, kind, dump)
-                    generator["ready_seconds"] = round(ready_seconds, 3)
-                    _write_facts(
-                        dump,
-                        {**facts, "runtime": build.runtime, "kind": kind},
-                        generator,
-                    )
-        finally:
-            process.kill()
-            process.wait()
-            process.stdin.close()
+        for stage in range(stages(name)):
+            if stage > 0:
+                # The program moves to its next stage on a line.
+                started = time.monotonic()
+                try:
+                    process.stdin.write(b"next\n")
+                    process.stdin.flush()
+                except BrokenPipeError:
+                    pass  # it ended: _wait_ready says how
+            facts = _wait_ready(process, stderr, command, _ready_timeout(objects))
+            _dump_ready(
+                [(kind, paths[stage]) for kind, paths in dumps.items()],
+                functools.partial(
+                    _createdump, Path(facts["runtime_dir"]) / "createdump", process.pid
+                ),
+                {**facts, "runtime": build.runtime},
+                time.monotonic() - started,
+            )
 
 
 def _make_under_wine(build: _Build, name: str, dumps: dict[str, Path]) -> None:
@@ -496,34 +483,56 @@ def _run_under_wine(
     command = build.command(name, _WINDOWS_ARGS.get(name, []))
     started = time.monotonic()
     try:
-        with tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=env,
+        with _running(command, env, subprocess.DEVNULL) as (process, stderr):
+            # Wine starts a .NET app in a few seconds, more on a busy machine.
+            facts = _wait_ready(process, stderr, command, 120.0)
+            ready_seconds = time.monotonic() - started
+            windows_dir = facts["runtime_dir"]
+            facts["runtime_dir_windows"] = windows_dir
+            facts["runtime_dir"] = wine_to_unix(windows_dir, str(prefix))
+            pid = int(facts["pid"])
+            _dump_ready(
+                list(dumps.items()),
+                lambda _kind, dump: _minidump(build, env, pid, dump),
+                {**facts, "runtime": build.runtime},
+                ready_seconds,
             )
-            try:
-                # Wine starts a .NET app in a few seconds, more on a busy machine.
-                facts = _wait_ready(process, stderr, command, 120.0)
-                ready_seconds = time.monotonic() - started
-                windows_dir = facts["runtime_dir"]
-                facts["runtime_dir_windows"] = windows_dir
-                facts["runtime_dir"] = wine_to_unix(windows_dir, str(prefix))
-                for kind, dump in dumps.items():
-                    generator = _minidump(build, env, int(facts["pid"]), dump)
-                    generator["ready_seconds"] = round(ready_seconds, 3)
-                    _write_facts(
-                        dump,
-                        {**facts, "runtime": build.runtime, "kind": kind},
-                        generator,
-                    )
-            finally:
-                process.kill()
-                process.wait()
     finally:
         stop_wineserver(wine, prefix)
+
+
+@contextmanager
+def _running(
+    command: list[str], env: dict[str, str], stdin: int
+) -> Iterator[tuple[subprocess.Popen[bytes], IO[bytes]]]:
+    """The scenario program, started, and the file its stderr goes to (for
+    _wait_ready's message); the program is killed when the block ends,
+    however it ends."""
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            command, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr, env=env
+        )
+        try:
+            yield process, stderr
+        finally:
+            process.kill()
+            process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
+
+
+def _dump_ready(
+    dumps: list[tuple[str, Path]],
+    dump_one: Callable[[str, Path], dict],
+    facts: dict,
+    ready_seconds: float,
+) -> None:
+    """Dumps the ready program into each (kind, path) with `dump_one`, which
+    returns how it did it, and writes the facts beside each dump."""
+    for kind, dump in dumps:
+        generator = dump_one(kind, dump)
+        generator["ready_seconds"] = round(ready_seconds, 3)
+        _write_facts(dump, {**facts, "kind": kind}, generator)
 
 
 def _minidump(build: _Build, env: dict[str, str], pid: int, dump: Path) -> dict:

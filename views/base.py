@@ -3,13 +3,13 @@ progress), notes on the parts that are missing, and evidence selection."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pyqtgraph as pg
 from qtpy import QtGui, QtWidgets
 
 from analysis.model.vocab import RowKind
-from views.colours import Tone, paint, tone
+from views.colours import Tone, paint, theme, tone
 
 
 class ResultView(QtWidgets.QWidget):
@@ -100,6 +100,32 @@ def chart_unit(largest: int) -> tuple[float, str]:
         if largest >= 2 * divisor:
             return float(divisor), unit
     return 1.0, "bytes"
+
+
+def size_bars(
+    chart: pg.PlotWidget, bars: Sequence[tuple[str, int]], brush: Any
+) -> None:
+    """One horizontal bar per (name, bytes), in the order given from the
+    bottom up, each labelled with its name and size in the chart's unit."""
+    chart.clear()
+    divisor, unit = chart_unit(max((size for _, size in bars), default=0))
+    chart.setLabel("bottom", unit)
+    widths = [size / divisor for _, size in bars]
+    chart.addItem(
+        pg.BarGraphItem(
+            x0=0, y=list(range(len(bars))), height=0.7, width=widths, brush=brush
+        )
+    )
+    for i, (name, _) in enumerate(bars):
+        label = pg.TextItem(
+            f"{name}  {widths[i]:,.1f} {unit}",
+            color=theme().chart.text,
+            anchor=(0, 0.5),
+        )
+        label.setPos(0, i)
+        chart.addItem(label)
+    chart.setXRange(0, max(widths, default=1.0) * 1.6, padding=0)
+    chart.setYRange(-0.6, max(len(bars), 1) - 0.4, padding=0)
 
 
 def short_type_name(name: str) -> str:

@@ -21,8 +21,9 @@ PLACEHOLDER = "loading…"
 
 
 class DominatorsView(ResultView):
-    """sig_children_wanted(parent address or None, type filter or None) asks
-    the window for one page of the tree; sig_object_activated(address)
+    """The top of the tree comes with the other results (set_top);
+    sig_children_wanted(parent address or None, type filter or None) asks
+    the window for any other page of it; sig_object_activated(address)
     opens an object in the inspector."""
 
     title = "Dominators"
@@ -51,6 +52,10 @@ class DominatorsView(ResultView):
         self.body.addWidget(self.tree, 1)
         self._reachable = 0
         self._items: dict[int, QtWidgets.QTreeWidgetItem] = {}
+        # The unfiltered top, shown again when the filter is cleared; the
+        # filter the tree shows (Enter applies it).
+        self._top: Optional[DominatorPage] = None
+        self._applied: Optional[str] = None
 
     def reset(self) -> None:
         super().reset()
@@ -59,6 +64,8 @@ class DominatorsView(ResultView):
         self.tree.clear()
         self._items.clear()
         self._reachable = 0
+        self._top = None
+        self._applied = None
 
     def set_graph(self, graph: GraphSummary) -> None:
         self._reachable = int(graph.reachable_bytes or 0)
@@ -74,14 +81,21 @@ class DominatorsView(ResultView):
             "reaches. Expand an object to see what it keeps alive; Enter or "
             "double-click opens it."
         )
-        self.tree.clear()
-        self._items.clear()
-        self.sig_children_wanted.emit(None, None)
+
+    def set_top(self, page: DominatorPage) -> None:
+        """The objects that keep the most alive: the top of the tree."""
+        self._top = page
+        if self._applied is None:
+            self.add_children(page)
 
     def _refilter(self) -> None:
         self.tree.clear()
         self._items.clear()
-        self.sig_children_wanted.emit(None, self.filter.text().strip() or None)
+        self._applied = self.filter.text().strip() or None
+        if self._applied is None and self._top is not None:
+            self.add_children(self._top)
+        else:
+            self.sig_children_wanted.emit(None, self._applied)
 
     def add_children(self, page: DominatorPage) -> None:
         """A page of one node's children (the top of the tree when

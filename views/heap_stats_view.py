@@ -13,14 +13,12 @@ from qtpy.QtCore import Qt, Signal
 from analysis.managed.compare import HeapComparison
 from analysis.managed.results import (
     ChainLink,
-    GraphSummary,
     HeapStats,
     RetentionPaths,
     ObjectDetail,
     RootPaths,
     TypeRetainedPage,
 )
-from analysis.analyses import graph_damage_text
 from analysis.model.columns import (
     Column,
     ColumnKind,
@@ -30,7 +28,7 @@ from analysis.model.columns import (
 from analysis.model.vocab import RootKind, RowKind
 from analysis.ownership import NativeOwnership
 from analysis.values import human_size
-from views.base import ResultView, chart_unit, short_type_name
+from views.base import ResultView, short_type_name, size_bars
 from views.colours import Bars, paint_chart, theme
 from views.paging import ScrollPager
 from views.table_model import FilterTable
@@ -314,10 +312,10 @@ class HeapStatsView(ResultView):
         self.types.model.layoutChanged.emit()
         self.types.view.resizeColumnsToContents()
 
-    def set_graph(self, graph: GraphSummary) -> None:
-        """The heap graph's walk: where it met damage, retained sizes are
-        lower bounds (its own damage, dangling references included)."""
-        self._damage = graph_damage_text(graph)
+    def set_retained_damage(self, damage: str) -> None:
+        """What the heap graph's walk could not follow ("" when nothing):
+        retained sizes are then lower bounds, and their tooltip says why."""
+        self._damage = damage
         self.types.model.layoutChanged.emit()
 
     def graph_missing(self, _text: str) -> None:
@@ -335,30 +333,12 @@ class HeapStatsView(ResultView):
             self._show_comparison(self._comparison)
         else:
             self.types.set_records(heap.types, sort_column=2)
-        self.chart.clear()
         top = sorted(heap.types, key=lambda t: int(t.size))[-TOP_TYPES_IN_CHART:]
-        divisor, unit = chart_unit(max((int(t.size) for t in top), default=0))
-        self.chart.setLabel("bottom", unit)
-        widths = [int(t.size) / divisor for t in top]
-        self.chart.addItem(
-            pg.BarGraphItem(
-                x0=0,
-                y=list(range(len(top))),
-                height=0.7,
-                width=widths,
-                brush=theme().bars[Bars.TYPES],
-            )
+        size_bars(
+            self.chart,
+            [(short_type_name(t.name), int(t.size)) for t in top],
+            theme().bars[Bars.TYPES],
         )
-        for i, t in enumerate(top):
-            label = pg.TextItem(
-                f"{short_type_name(t.name)}  {widths[i]:,.1f} {unit}",
-                color=theme().chart.text,
-                anchor=(0, 0.5),
-            )
-            label.setPos(0, i)
-            self.chart.addItem(label)
-        self.chart.setXRange(0, max(widths, default=1.0) * 1.6, padding=0)
-        self.chart.setYRange(-0.6, max(len(top), 1) - 0.4, padding=0)
 
     # -- comparing with a baseline dump ------------------------------------------
     def show_baseline_progress(self, path: str, step: str, fraction: float) -> None:

@@ -19,7 +19,7 @@ from analysis.model.columns import (
 from analysis.model.native import AddressSummary, Region
 from analysis.model.vocab import RegionUsage, RowKind
 from analysis.values import Unknown, human_size
-from views.base import ResultView, chart_unit
+from views.base import ResultView, size_bars
 from views.colours import Bars, paint_chart, theme
 from views.table_model import FilterTable
 
@@ -121,31 +121,14 @@ class MemoryView(ResultView):
         self.summary.select_where(lambda r: r.usage != RegionUsage.FREE)
 
     def _draw_chart(self, rows: Any) -> None:
-        self.chart.clear()
         busy = sorted(
             (r for r in rows if r.usage != RegionUsage.FREE), key=lambda r: int(r.bytes)
         )
-        divisor, unit = chart_unit(max((int(r.bytes) for r in busy), default=0))
-        self.chart.setLabel("bottom", unit)
-        heights = [int(r.bytes) / divisor for r in busy]
-        bars = pg.BarGraphItem(
-            x0=0,
-            y=list(range(len(busy))),
-            height=0.7,
-            width=heights,
-            brush=theme().bars[Bars.MEMORY],
+        size_bars(
+            self.chart,
+            [(f"{r.usage}", int(r.bytes)) for r in busy],
+            theme().bars[Bars.MEMORY],
         )
-        self.chart.addItem(bars)
-        for i, row in enumerate(busy):
-            label = pg.TextItem(
-                f"{row.usage}  {heights[i]:,.1f} {unit}",
-                color=theme().chart.text,
-                anchor=(0, 0.5),
-            )
-            label.setPos(0, i)
-            self.chart.addItem(label)
-        self.chart.setXRange(0, max(heights, default=1.0) * 1.6, padding=0)
-        self.chart.setYRange(-0.6, max(len(busy), 1) - 0.4, padding=0)
 
     def _show_regions(self, table: str, row: Any) -> None:
         if self._summary is None or row is None:

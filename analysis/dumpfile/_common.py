@@ -10,10 +10,28 @@ import os
 import stat
 import struct
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Set, Sized, Tuple, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Sequence,
+    Set,
+    Sized,
+    Tuple,
+    TypeVar,
+)
 
-from analysis.dumpfile.base import DumpFormatError, MemoryNotInDump
+from analysis.dumpfile.base import (
+    DumpFormatError,
+    MemoryNotInDump,
+    Module,
+    Region,
+    ThreadInfo,
+)
 
 
 @dataclass(frozen=True)
@@ -37,11 +55,15 @@ DEFAULT_LIMITS = Limits()
 
 
 T = TypeVar("T")
+R = TypeVar("R", bound="ReaderBase")
 
 
-class ReaderBase:
+class ReaderBase(ABC):
     """What both readers share: the problem log, lazily built and cached
-    results, and the count check every list goes through."""
+    results, the count check every list goes through, and the protocol's
+    methods over the threads, modules, regions and memory each one builds."""
+
+    _file: MappedFile
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -50,6 +72,50 @@ class ReaderBase:
         self._suppressed = 0
         self._cache: Dict[str, Any] = {}
         self._lock = threading.RLock()
+
+    def threads(self) -> Sequence[ThreadInfo]:
+        return self._cached("threads", self._make_threads)
+
+    def modules(self) -> Sequence[Module]:
+        return self._cached("modules", self._make_modules)
+
+    def regions(self) -> Sequence[Region]:
+        return self._cached("regions", self._make_regions)
+
+    def read(self, address: int, size: int) -> bytes:
+        return self._memory().read(address, size)
+
+    def held_ranges(self, address: int, size: int) -> Sequence[Tuple[int, int]]:
+        return self._memory().held(address, size)
+
+    def memory_ranges(self) -> Sequence[Tuple[int, int]]:
+        """(start, size) of every address range whose bytes the dump holds."""
+        return [(start, size) for start, size, _ in self._memory().ranges()]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self: R) -> R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def _make_threads(self) -> List[ThreadInfo]:
+        """The dump's threads, built once (threads() caches them)."""
+
+    @abstractmethod
+    def _make_modules(self) -> List[Module]:
+        """The dump's modules, built once (modules() caches them)."""
+
+    @abstractmethod
+    def _make_regions(self) -> List[Region]:
+        """The dump's address space, built once (regions() caches it)."""
+
+    @abstractmethod
+    def _memory(self) -> MemoryIndex:
+        """The ranges of memory the file holds, and where."""
 
     def _problem(self, text: str) -> None:
         if len(self._problems) >= self.limits.max_problems:

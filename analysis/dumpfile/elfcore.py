@@ -186,7 +186,7 @@ class ElfCoreReader(ReaderBase):
         # then incomplete and modules are also looked for in memory.
         self._nt_file_damage: List[str] = []
         self._read_notes()
-        self._memory = MemoryIndex(
+        self._index = MemoryIndex(
             self._file,
             [(s.vaddr, s.filesz, s.offset) for s in self._segments if s.filesz],
         )
@@ -201,29 +201,8 @@ class ElfCoreReader(ReaderBase):
         self.regions()
         return self._problem_list()
 
-    def threads(self) -> Sequence[ThreadInfo]:
-        return self._cached("threads", self._make_threads)
-
-    def modules(self) -> Sequence[Module]:
-        return self._cached("modules", self._make_modules)
-
-    def regions(self) -> Sequence[Region]:
-        return self._cached("regions", self._make_regions)
-
-    def read(self, address: int, size: int) -> bytes:
-        return self._memory.read(address, size)
-
-    def held_ranges(self, address: int, size: int) -> Sequence[Tuple[int, int]]:
-        return self._memory.held(address, size)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> "ElfCoreReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _memory(self) -> MemoryIndex:
+        return self._index
 
     # -- what else the core holds ------------------------------------------
 
@@ -242,9 +221,6 @@ class ElfCoreReader(ReaderBase):
 
     def elf_threads(self) -> Sequence[ElfThread]:
         return list(self._threads_raw)
-
-    def memory_ranges(self) -> Sequence[Tuple[int, int]]:
-        return [(start, size) for start, size, _ in self._memory.ranges()]
 
     # -- headers -----------------------------------------------------------
 
@@ -551,7 +527,7 @@ class ElfCoreReader(ReaderBase):
                 self._problem("the notes hold no thread (NT_PRSTATUS)")
         if not self._segments:
             self._problem("no PT_LOAD program header: the dump holds no memory")
-        elif not len(self._memory):
+        elif not len(self._index):
             self._problem("the file holds none of the bytes its PT_LOAD segments list")
 
     # -- threads -----------------------------------------------------------
@@ -721,7 +697,7 @@ class ElfCoreReader(ReaderBase):
                         ),
                     )
                 )
-        if (self._nt_file_damage or not self._nt_file_found) and len(self._memory):
+        if (self._nt_file_damage or not self._nt_file_found) and len(self._index):
             modules += self._modules_from_memory(modules)
         modules.sort(key=lambda m: m.base)
         return modules
@@ -909,7 +885,7 @@ class ElfCoreReader(ReaderBase):
     def _c_string(self, address: int, limit: int = 4096) -> Optional[str]:
         """The NUL-terminated string at `address`, within the held range
         around it; None when it is not in the dump or does not end there."""
-        held = self._memory.containing(address)
+        held = self._index.containing(address)
         if held is None:
             return None
         start, size = held

@@ -265,30 +265,6 @@ class MinidumpReader(ReaderBase):
         self.misc_info()
         return self._problem_list()
 
-    def threads(self) -> Sequence[ThreadInfo]:
-        return self._cached("threads", self._make_threads)
-
-    def modules(self) -> Sequence[Module]:
-        return self._cached("modules", self._make_modules)
-
-    def regions(self) -> Sequence[Region]:
-        return self._cached("regions", self._make_regions)
-
-    def read(self, address: int, size: int) -> bytes:
-        return self._memory().read(address, size)
-
-    def held_ranges(self, address: int, size: int) -> Sequence[Tuple[int, int]]:
-        return self._memory().held(address, size)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> "MinidumpReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- streams ---------------------------------------------------------
 
     def streams(self) -> Sequence[StreamEntry]:
@@ -325,10 +301,6 @@ class MinidumpReader(ReaderBase):
 
     def thread_names(self) -> Mapping[int, str]:
         return self._cached("thread_names", self._parse_thread_names)
-
-    def memory_ranges(self) -> Sequence[Tuple[int, int]]:
-        """(start, size) of every address range whose bytes the dump holds."""
-        return [(start, size) for start, size, _ in self._memory().ranges()]
 
     def linux_maps(self) -> Optional[Sequence[LinuxMapping]]:
         return self._cached("linux_maps", self._parse_linux_maps)

@@ -11,7 +11,20 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Tuple
+from typing import ClassVar, Tuple, Type, TypeVar
+
+S = TypeVar("S", bound="_Packed")
+
+
+class _Packed:
+    """A structure whose fields are FORMAT's values, in its order."""
+
+    FORMAT: ClassVar[struct.Struct]
+
+    @classmethod
+    def parse(cls: Type[S], data: bytes) -> S:
+        return cls(*cls.FORMAT.unpack(data))
+
 
 MINIDUMP_SIGNATURE = 0x504D444D  # "MDMP"
 MINIDUMP_VERSION = 0xA793
@@ -119,7 +132,7 @@ MISC4_BUILDSTRING = 0x100
 
 
 @dataclass(frozen=True)
-class MINIDUMP_HEADER:
+class MINIDUMP_HEADER(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<IIIIIIQ")
     SIZE: ClassVar[int] = 32
     signature: int
@@ -130,21 +143,13 @@ class MINIDUMP_HEADER:
     time_date_stamp: int
     flags: int
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_HEADER":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 @dataclass(frozen=True)
-class MINIDUMP_LOCATION_DESCRIPTOR:
+class MINIDUMP_LOCATION_DESCRIPTOR(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<II")
     SIZE: ClassVar[int] = 8
     data_size: int
     rva: int
-
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_LOCATION_DESCRIPTOR":
-        return cls(*cls.FORMAT.unpack(data))
 
 
 @dataclass(frozen=True)
@@ -174,29 +179,21 @@ class MINIDUMP_MEMORY_DESCRIPTOR:
 
 
 @dataclass(frozen=True)
-class MINIDUMP_MEMORY_DESCRIPTOR64:
+class MINIDUMP_MEMORY_DESCRIPTOR64(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<QQ")
     SIZE: ClassVar[int] = 16
     start_of_memory_range: int
     data_size: int
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_MEMORY_DESCRIPTOR64":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 @dataclass(frozen=True)
-class MINIDUMP_MEMORY64_LIST_HEADER:
+class MINIDUMP_MEMORY64_LIST_HEADER(_Packed):
     """MINIDUMP_MEMORY64_LIST without its trailing descriptor array."""
 
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<QQ")
     SIZE: ClassVar[int] = 16
     number_of_memory_ranges: int
     base_rva: int
-
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_MEMORY64_LIST_HEADER":
-        return cls(*cls.FORMAT.unpack(data))
 
 
 @dataclass(frozen=True)
@@ -253,7 +250,7 @@ class MINIDUMP_THREAD_EX:
 
 
 @dataclass(frozen=True)
-class VS_FIXEDFILEINFO:
+class VS_FIXEDFILEINFO(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<13I")
     SIZE: ClassVar[int] = 52
     signature: int
@@ -269,10 +266,6 @@ class VS_FIXEDFILEINFO:
     file_subtype: int
     file_date_ms: int
     file_date_ls: int
-
-    @classmethod
-    def parse(cls, data: bytes) -> "VS_FIXEDFILEINFO":
-        return cls(*cls.FORMAT.unpack(data))
 
 
 @dataclass(frozen=True)
@@ -346,7 +339,7 @@ class MINIDUMP_EXCEPTION_STREAM:
 
 
 @dataclass(frozen=True)
-class MINIDUMP_SYSTEM_INFO:
+class MINIDUMP_SYSTEM_INFO(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<HHHBBIIIIIHH24s")
     SIZE: ClassVar[int] = 56
     processor_architecture: int
@@ -363,13 +356,9 @@ class MINIDUMP_SYSTEM_INFO:
     reserved2: int
     cpu: bytes
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_SYSTEM_INFO":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 @dataclass(frozen=True)
-class MINIDUMP_MISC_INFO:
+class MINIDUMP_MISC_INFO(_Packed):
     """The fields common to every MINIDUMP_MISC_INFO_N version (1..5); the
     later versions' fields are decoded by the reader as far as SizeOfInfo
     reaches."""
@@ -383,10 +372,6 @@ class MINIDUMP_MISC_INFO:
     process_user_time: int
     process_kernel_time: int
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_MISC_INFO":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 # Offsets inside MINIDUMP_MISC_INFO_2..4 of the fields the reader reports.
 MISC_INFO_2_SIZE = 44
@@ -398,17 +383,13 @@ MISC_INFO_4_DBG_BLD_STR = 752  # WCHAR[40]
 
 
 @dataclass(frozen=True)
-class MINIDUMP_HANDLE_DATA_STREAM:
+class MINIDUMP_HANDLE_DATA_STREAM(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<IIII")
     SIZE: ClassVar[int] = 16
     size_of_header: int
     size_of_descriptor: int
     number_of_descriptors: int
     reserved: int
-
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_HANDLE_DATA_STREAM":
-        return cls(*cls.FORMAT.unpack(data))
 
 
 @dataclass(frozen=True)
@@ -446,20 +427,16 @@ class MINIDUMP_HANDLE_DESCRIPTOR:
 
 
 @dataclass(frozen=True)
-class MINIDUMP_UNLOADED_MODULE_LIST:
+class MINIDUMP_UNLOADED_MODULE_LIST(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<III")
     SIZE: ClassVar[int] = 12
     size_of_header: int
     size_of_entry: int
     number_of_entries: int
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_UNLOADED_MODULE_LIST":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 @dataclass(frozen=True)
-class MINIDUMP_UNLOADED_MODULE:
+class MINIDUMP_UNLOADED_MODULE(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<QIIII")
     SIZE: ClassVar[int] = 24
     base_of_image: int
@@ -468,22 +445,14 @@ class MINIDUMP_UNLOADED_MODULE:
     time_date_stamp: int
     module_name_rva: int
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_UNLOADED_MODULE":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 @dataclass(frozen=True)
-class MINIDUMP_MEMORY_INFO_LIST:
+class MINIDUMP_MEMORY_INFO_LIST(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<IIQ")
     SIZE: ClassVar[int] = 16
     size_of_header: int
     size_of_entry: int
     number_of_entries: int
-
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_MEMORY_INFO_LIST":
-        return cls(*cls.FORMAT.unpack(data))
 
 
 @dataclass(frozen=True)
@@ -515,20 +484,16 @@ class MINIDUMP_MEMORY_INFO:
 
 
 @dataclass(frozen=True)
-class MINIDUMP_THREAD_INFO_LIST:
+class MINIDUMP_THREAD_INFO_LIST(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<III")
     SIZE: ClassVar[int] = 12
     size_of_header: int
     size_of_entry: int
     number_of_entries: int
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_THREAD_INFO_LIST":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 @dataclass(frozen=True)
-class MINIDUMP_THREAD_INFO:
+class MINIDUMP_THREAD_INFO(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<IIIIQQQQQQ")
     SIZE: ClassVar[int] = 64
     thread_id: int
@@ -542,21 +507,13 @@ class MINIDUMP_THREAD_INFO:
     start_address: int
     affinity: int
 
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_THREAD_INFO":
-        return cls(*cls.FORMAT.unpack(data))
-
 
 @dataclass(frozen=True)
-class MINIDUMP_THREAD_NAME:
+class MINIDUMP_THREAD_NAME(_Packed):
     FORMAT: ClassVar[struct.Struct] = struct.Struct("<IQ")
     SIZE: ClassVar[int] = 12
     thread_id: int
     rva_of_thread_name: int
-
-    @classmethod
-    def parse(cls, data: bytes) -> "MINIDUMP_THREAD_NAME":
-        return cls(*cls.FORMAT.unpack(data))
 
 
 # Where the registers the reader reports sit in each CONTEXT record, with the

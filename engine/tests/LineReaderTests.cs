@@ -7,7 +7,7 @@ public class LineReaderTests
 {
     // A stream of `length` bytes of 'x' then "\n" and a short line, made as
     // it is read: the test itself holds none of it.
-    private sealed class Flood(long length) : Stream
+    private sealed class Flood(long length) : ReadOnlyStream
     {
         private readonly byte[] _tail = Encoding.UTF8.GetBytes("\nnext\n");
         private long _position;
@@ -20,16 +20,6 @@ public class LineReaderTests
                 buffer[offset + i] = _position < length ? (byte)'x' : _tail[_position - length];
             return n;
         }
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     [Fact]

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using DumpScope.Engine.Analysis;
@@ -13,17 +12,9 @@ public class ResultSchemaTests
     private static readonly JsonElement Schema =
         JsonDocument.Parse(ResultSchema.Describe(RpcServer.Json).ToJsonString()).RootElement.Clone();
 
-    private static List<JsonElement> Converse(IEnumerable<string> lines)
-    {
-        var input = new MemoryStream(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n"));
-        var output = new MemoryStream();
-        new RpcServer(input, output, EngineLimits.Default).Run();
-        return Encoding.UTF8.GetString(output.ToArray())
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => JsonDocument.Parse(l).RootElement.Clone())
-            .Where(r => r.TryGetProperty("id", out _))
-            .ToList();
-    }
+    // The answers only: progress notifications have no id.
+    private static List<JsonElement> Converse(IEnumerable<string> lines) =>
+        ServerConversation.Converse(lines).Where(r => r.TryGetProperty("id", out _)).ToList();
 
     private static string Request(int id, string method, string parameters = "{}") =>
         $$"""{"jsonrpc":"2.0","id":{{id}},"method":"{{method}}","params":{{parameters}}}""";

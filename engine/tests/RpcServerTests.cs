@@ -7,17 +7,7 @@ namespace DumpScope.Engine.Tests;
 
 public class RpcServerTests
 {
-    // Runs the server over in-memory streams and returns every line it wrote.
-    private static List<JsonElement> Converse(params string[] lines)
-    {
-        var input = new MemoryStream(Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n"));
-        var output = new MemoryStream();
-        new RpcServer(input, output, EngineLimits.Default).Run();
-        return Encoding.UTF8.GetString(output.ToArray())
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => JsonDocument.Parse(l).RootElement.Clone())
-            .ToList();
-    }
+    private static List<JsonElement> Converse(params string[] lines) => ServerConversation.Converse(lines);
 
     private static JsonElement Reply(List<JsonElement> replies, int id) =>
         replies.Single(r => r.TryGetProperty("id", out var i) && i.ValueKind == JsonValueKind.Number && i.GetInt32() == id);
@@ -73,7 +63,7 @@ public class RpcServerTests
     }
 
     // Input that never ends, as a client that keeps its pipe open.
-    private sealed class OpenEndedStream(string firstLine) : Stream
+    private sealed class OpenEndedStream(string firstLine) : ReadOnlyStream
     {
         private readonly byte[] _line = Encoding.UTF8.GetBytes(firstLine + "\n");
         private bool _sent;
@@ -89,16 +79,6 @@ public class RpcServerTests
             Thread.Sleep(Timeout.Infinite);
             return 0;
         }
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     [Fact]

@@ -171,8 +171,8 @@ SEGMENT_OFFSETS = {
 # Windows 10+ front-end offsets, "win8" the same with Windows 8/8.1's (before
 # CommitLimitData); "win7" has PointerKey after Encoding, which moves every
 # later field by one pointer.
-HEAP_OFFSETS = {
-    ("x86", "win10"): dict(
+_HEAP_WIN10 = {
+    "x86": dict(
         flags=0x40,
         encode_mask=0x4C,
         encoding=0x50,
@@ -184,18 +184,22 @@ HEAP_OFFSETS = {
         front_end_heap=0xE4,
         front_end_type=0xEA,
     ),
-    ("x86", "win8"): dict(
-        flags=0x40,
-        encode_mask=0x4C,
-        encoding=0x50,
-        vm_threshold=0x5C,
-        signature=0x60,
-        total_free=0x74,
-        virtual_allocd=0x9C,
-        segment_list=0xA4,
-        front_end_heap=0xD0,
-        front_end_type=0xD6,
+    "x64": dict(
+        flags=0x70,
+        encode_mask=0x7C,
+        encoding=0x80,
+        vm_threshold=0x94,
+        signature=0x98,
+        total_free=0xC0,
+        virtual_allocd=0x110,
+        segment_list=0x120,
+        front_end_heap=0x198,
+        front_end_type=0x1A2,
     ),
+}
+HEAP_OFFSETS = {
+    ("x86", "win10"): _HEAP_WIN10["x86"],
+    ("x86", "win8"): dict(_HEAP_WIN10["x86"], front_end_heap=0xD0, front_end_type=0xD6),
     ("x86", "win7"): dict(
         flags=0x40,
         encode_mask=0x4C,
@@ -208,29 +212,9 @@ HEAP_OFFSETS = {
         front_end_heap=0xD4,
         front_end_type=0xDA,
     ),
-    ("x64", "win10"): dict(
-        flags=0x70,
-        encode_mask=0x7C,
-        encoding=0x80,
-        vm_threshold=0x94,
-        signature=0x98,
-        total_free=0xC0,
-        virtual_allocd=0x110,
-        segment_list=0x120,
-        front_end_heap=0x198,
-        front_end_type=0x1A2,
-    ),
+    ("x64", "win10"): _HEAP_WIN10["x64"],
     ("x64", "win8"): dict(
-        flags=0x70,
-        encode_mask=0x7C,
-        encoding=0x80,
-        vm_threshold=0x94,
-        signature=0x98,
-        total_free=0xC0,
-        virtual_allocd=0x110,
-        segment_list=0x120,
-        front_end_heap=0x170,
-        front_end_type=0x17A,
+        _HEAP_WIN10["x64"], front_end_heap=0x170, front_end_type=0x17A
     ),
     ("x64", "win7"): dict(
         flags=0x70,

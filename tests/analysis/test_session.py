@@ -5,9 +5,11 @@ import pytest
 
 from analysis.analyses import (
     ADDRESS_SUMMARY,
+    Context,
     FINALIZER_QUEUE,
     HEAP_STATS,
     NATIVE_HEAPS,
+    NATIVE_OWNERS,
     THREADS,
 )
 from analysis.key_facts import key_facts
@@ -78,3 +80,31 @@ def test_key_facts_give_the_first_numbers_from_what_is_computed(blocked):
     managed = next(line for line in lines if line.startswith("Managed heap: "))
     assert managed.endswith(f"; {ready:,} ready for finalization")
     assert lines[-1] == f"Threads: {len(session.result(THREADS))}, of which STA: 0"
+
+
+def test_an_engine_walk_shows_its_own_steps_up_to_the_end():
+    dump = ensure_dump("blocked-finalizer")
+    with DumpSession(dump.path) as session:
+        for analysis, step in (
+            (HEAP_STATS, "walking the GC heap"),
+            (NATIVE_OWNERS, "looking for native pointers"),
+        ):
+            seen = []
+            session.outcome(analysis, progress=lambda m, f: seen.append((m, f)))
+            assert seen and {m for m, _ in seen} == {step}
+            fractions = [f for _, f in seen]
+            assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_an_engine_step_without_a_name_shows_the_analysis_label():
+    seen = []
+    ctx = Context(None, None, lambda a: None, lambda m, f: seen.append((m, f)), None)
+    progress = ctx.engine_progress("walking the managed heap")
+    progress(0, 0, "")
+    progress(3, 12, "walking the GC heap")
+    progress(12, 12, "")
+    assert seen == [
+        ("walking the managed heap", 0.0),
+        ("walking the GC heap", 0.25),
+        ("walking the managed heap", 1.0),
+    ]

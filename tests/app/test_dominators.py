@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from qtpy import QtCore
 
-from analysis.analyses import HEAP_GRAPH
+from analysis.analyses import ANALYSES, HEAP_GRAPH
 from scenarios.dumps import ensure_dump
 from views.dominators_view import ADDRESS_ROLE, RETAINED_ROLE
 
@@ -92,3 +92,38 @@ def test_the_event_leak_from_the_top_of_the_dominator_tree(window, qtbot):
         for line in lines
     ), lines
     assert lines[-1].startswith("dominated by: ")
+
+
+def rows(tree):
+    return [
+        [tree.topLevelItem(r).text(c) for c in range(tree.columnCount())]
+        for r in range(tree.topLevelItemCount())
+    ]
+
+
+def test_a_reopened_dump_shows_the_top_of_the_tree_without_the_engine(window, qtbot):
+    dump = ensure_dump("event-leak")
+    tree = window.dominators.tree
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    qtbot.waitUntil(lambda: tree.topLevelItemCount() > 0, timeout=60_000)
+    first = rows(tree)
+
+    # Opening it again closes the first session, which saves the results.
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=180_000):
+        window.open_dump(str(dump.path))
+    session = window.session
+    assert all(session.from_cache(a) for a in ANALYSES)
+    qtbot.waitUntil(lambda: tree.topLevelItemCount() > 0, timeout=10_000)
+    assert rows(tree) == first
+    # No engine process was started for the top of the tree.
+    assert session.engine_version() is None
+
+    # What the top object keeps alive comes from the engine, started now.
+    top = tree.topLevelItem(0)
+    top.setExpanded(True)
+    qtbot.waitUntil(
+        lambda: top.childCount() > 0 and top.child(0).text(0) != "loading…",
+        timeout=120_000,
+    )
+    assert session.engine_version() is not None

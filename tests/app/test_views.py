@@ -6,7 +6,7 @@ from qtpy.QtCore import Qt
 
 from analysis.model.diagnosis import Diagnosis, Evidence, Finding
 from analysis.model.threads import WaitTarget
-from analysis.model.vocab import RowKind
+from analysis.model.vocab import RegionUsage, RowKind
 from tests.builders import (
     finalizer_queue,
     heap_stats,
@@ -325,3 +325,51 @@ def test_a_cut_off_field_value_shows_all_of_it_as_its_tooltip(qtbot):
     assert tooltip_at(rows["_path"]) == table.text_at(rows["_path"], 2)
     assert long_text.strip() in tooltip_at(rows["_path"])
     assert tooltip_at(rows["_id"]) == ""  # "7" fits: no tooltip
+
+
+def chart_labels(chart):
+    """The bars' labels, bottom first, and the unit on the size axis."""
+    import pyqtgraph as pg
+
+    items = chart.getPlotItem().items
+    texts = [i for i in items if isinstance(i, pg.TextItem)]
+    labels = [t.toPlainText() for t in sorted(texts, key=lambda t: t.pos().y())]
+    return labels, chart.getPlotItem().getAxis("bottom").labelText
+
+
+def test_the_charts_label_each_bar_with_its_size_largest_on_top(qtbot):
+    from analysis.native.address_summary import summarize
+    from analysis.native.heaps import find_native_heaps
+    from tests.analysis.test_address_summary import heap_exhausted_x86
+    from views.memory_view import MemoryView
+
+    types = HeapStatsView()
+    qtbot.addWidget(types)
+    types.set_heap(
+        heap_stats(
+            [
+                ("System.String", 132, 3 << 20),
+                ("System.Collections.Generic.List<System.Byte[]>", 2, 5 << 20),
+                ("Free", 12, 900_000),
+            ]
+        )
+    )
+    assert chart_labels(types.chart) == (
+        ["Free  0.9 MB", "String  3.0 MB", "List<…>  5.0 MB"],
+        "MB",
+    )
+
+    reader = heap_exhausted_x86(False, 0x7FFF_0000).reader()
+    summary = summarize(reader, heaps=find_native_heaps(reader))
+    memory = MemoryView()
+    qtbot.addWidget(memory)
+    memory.set_summary(summary)
+    labels, unit = chart_labels(memory.chart)
+    busy = sorted(
+        (r for r in summary.usage if r.usage != RegionUsage.FREE),
+        key=lambda r: int(r.bytes),
+    )
+    assert [label.split("  ")[0] for label in labels] == [r.usage for r in busy]
+    assert unit == "MB" and labels[-1].endswith(
+        f"{int(busy[-1].bytes) / 2**20:,.1f} MB"
+    )

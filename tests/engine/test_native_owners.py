@@ -13,6 +13,7 @@ from analysis.managed.client import (
     ErrorCode,
     engine_available,
 )
+from analysis.model.native import NativeHeap
 from analysis.native.heaps import find_native_heaps
 from analysis.ownership import (
     BlockKind,
@@ -20,21 +21,26 @@ from analysis.ownership import (
     native_blocks,
     native_ownership,
 )
-from scenarios.dumps import ensure_dump
+from scenarios.dumps import ScenarioDump, ensure_dump
 
 pytestmark = pytest.mark.skipif(
     not engine_available(), reason="engine not built: run engine/build.sh"
 )
 
 
+def heaps_of(dump: ScenarioDump) -> tuple[NativeHeap, ...]:
+    """The dump's native heaps; its reader is closed again at once."""
+    reader = open_dump(str(dump.path))
+    try:
+        return find_native_heaps(reader)
+    finally:
+        reader.close()
+
+
 def test_the_40_planted_blocks_are_owned_by_the_40_unmanaged_buffers():
     dump = ensure_dump("blocked-finalizer", "net10")
     facts = dump.facts
-    reader = open_dump(str(dump.path))
-    try:
-        blocks = native_blocks(find_native_heaps(reader))
-    finally:
-        reader.close()
+    blocks = native_blocks(heaps_of(dump))
     with EngineClient() as engine:
         engine.open(str(dump.path), dac_folder=str(dump.runtime_dir))
         pointers = engine.native_pointers(block_ranges(blocks))
@@ -80,11 +86,7 @@ def test_the_blocked_finalizer_pile_is_owned_by_a_type_waiting_for_finalization(
     from analysis.ownership import pile_owners
 
     dump = ensure_dump("blocked-finalizer", "net10")
-    reader = open_dump(str(dump.path))
-    try:
-        heaps = find_native_heaps(reader)
-    finally:
-        reader.close()
+    heaps = heaps_of(dump)
     blocks = native_blocks(heaps)
     with EngineClient() as engine:
         engine.open(str(dump.path), dac_folder=str(dump.runtime_dir))
@@ -111,11 +113,7 @@ def test_the_blocked_finalizer_pile_is_owned_by_a_type_waiting_for_finalization(
 
 def test_the_owners_are_the_objects_in_the_ready_queue():
     dump = ensure_dump("blocked-finalizer", "net10")
-    reader = open_dump(str(dump.path))
-    try:
-        blocks = native_blocks(find_native_heaps(reader))
-    finally:
-        reader.close()
+    blocks = native_blocks(heaps_of(dump))
     with EngineClient() as engine:
         engine.open(str(dump.path), dac_folder=str(dump.runtime_dir))
         ownership = native_ownership(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.dumps import SOURCE_DIR, ScenarioError, _wait_ready, ensure_dump
+from scenarios.dumps import (
+    SOURCE_DIR,
+    ScenarioError,
+    _dump_ready,
+    _running,
+    _wait_ready,
+    ensure_dump,
+    facts_path,
+)
 
 REPO_ROOT = SOURCE_DIR.parent
 
@@ -89,3 +98,41 @@ def test_ready_line_gives_the_facts() -> None:
     finally:
         program.kill()
         program.wait()
+
+
+def test_each_dump_gets_its_facts_and_the_program_ends_when_one_fails(
+    tmp_path: Path,
+) -> None:
+    # Linux (createdump) and Wine (dbghelp) runs both go through these two.
+    ready = json.dumps({"pid": 7, "planted": 3})
+    code = f"import time; print('READY ' + {ready!r}, flush=True); time.sleep(60)"
+    heap, full = tmp_path / "a.heap.dmp", tmp_path / "a.full.dmp"
+
+    def dump_one(kind: str, dump: Path) -> dict:
+        if kind == "full":
+            raise ScenarioError("createdump failed")
+        dump.write_bytes(b"MDMP")
+        return {"dumper": "test"}
+
+    env = dict(os.environ)
+    with pytest.raises(ScenarioError, match="createdump failed"):
+        with _running([sys.executable, "-c", code], env, subprocess.DEVNULL) as (
+            program,
+            stderr,
+        ):
+            facts = _wait_ready(program, stderr, ["Scenarios", "x"], timeout=30)
+            _dump_ready(
+                [("heap", heap), ("full", full)],
+                dump_one,
+                {**facts, "runtime": "net10"},
+                1.23456,
+            )
+    assert program.poll() is not None
+    assert json.loads(facts_path(heap).read_text()) == {
+        "pid": 7,
+        "planted": 3,
+        "runtime": "net10",
+        "kind": "heap",
+        "generator": {"dumper": "test", "ready_seconds": 1.235},
+    }
+    assert not full.exists() and not facts_path(full).exists()

@@ -69,19 +69,7 @@ public sealed class EngineFront
 
     private void ReadLoop()
     {
-        var lines = new LineReader(_input, _maxRequestBytes);
-        while (lines.ReadLine() is { } line)
-        {
-            try
-            {
-                Take(line);
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine($"engine: a request could not be read: {e}");
-                _output.SendError(null, ErrorCodes.Internal, $"The request could not be read: {e.GetType().Name}: {e.Message}");
-            }
-        }
+        IncomingRequest.ReadAll(_input, _maxRequestBytes, _output, Take);
         lock (_gate)
         {
             _inputEnded = true;
@@ -92,13 +80,8 @@ public sealed class EngineFront
         }
     }
 
-    private void Take(InputLine line)
+    private void Take(IncomingRequest request, byte[] line)
     {
-        var (request, refusal) = IncomingRequest.Read(line, _maxRequestBytes);
-        if (refusal is { } refused)
-            _output.SendError(refused);
-        if (request is null)
-            return;
         if (request.Method == "version")
         {
             if (request.Id is { } id)
@@ -107,13 +90,13 @@ public sealed class EngineFront
         }
         if (request.Method == IncomingRequest.CancelMethod)
         {
-            Cancel(request, line.Bytes!);
+            Cancel(request, line);
             return;
         }
         Refusal? answer;
         try
         {
-            answer = Forward(request, line.Bytes!);
+            answer = Forward(request, line);
         }
         catch (Exception e)
         {

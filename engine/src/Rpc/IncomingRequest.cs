@@ -58,6 +58,33 @@ public sealed record IncomingRequest(JsonElement? Id, string Method, JsonElement
         return (new IncomingRequest(id, m.GetString()!, parameters), null);
     }
 
+    /// <summary>
+    /// Reads lines from `input` until it ends: a line that is not a request
+    /// is answered with its refusal, a request goes to `take` with its line.
+    /// Nothing a client sends may end the loop: a failure answers that line
+    /// and the next one is read.
+    /// </summary>
+    public static void ReadAll(Stream input, int maxBytes, MessageWriter output, Action<IncomingRequest, byte[]> take)
+    {
+        var lines = new LineReader(input, maxBytes);
+        while (lines.ReadLine() is { } line)
+        {
+            try
+            {
+                var (request, refusal) = Read(line, maxBytes);
+                if (refusal is { } refused)
+                    output.SendError(refused);
+                if (request is not null)
+                    take(request, line.Bytes!);
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"engine: a request could not be read: {e}");
+                output.SendError(null, ErrorCodes.Internal, $"The request could not be read: {e.GetType().Name}: {e.Message}");
+            }
+        }
+    }
+
     public Refusal AlreadyInUse() =>
         new(Id, ErrorCodes.InvalidRequest, $"Request id {Key} is already in use by a request that has not been answered.");
 

@@ -48,7 +48,7 @@ public sealed class RpcServer
         // exits even though the client has not closed stdin.
         var reader = new Thread(() =>
         {
-            ReadLoop();
+            IncomingRequest.ReadAll(_input, _limits.MaxRequestBytes, _output, (request, _) => Take(request));
             _queue.CompleteAdding();
         })
         { Name = "rpc-reader", IsBackground = true };
@@ -58,32 +58,8 @@ public sealed class RpcServer
         _session = null;
     }
 
-    private void ReadLoop()
+    private void Take(IncomingRequest request)
     {
-        var lines = new LineReader(_input, _limits.MaxRequestBytes);
-        while (lines.ReadLine() is { } line)
-        {
-            // Nothing a client sends may end the reader: a failure here
-            // answers that line and the next one is read.
-            try
-            {
-                Take(line);
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine($"engine: a request could not be read: {e}");
-                _output.SendError(null, ErrorCodes.Internal, $"The request could not be read: {e.GetType().Name}: {e.Message}");
-            }
-        }
-    }
-
-    private void Take(InputLine line)
-    {
-        var (request, refusal) = IncomingRequest.Read(line, _limits.MaxRequestBytes);
-        if (refusal is { } refused)
-            _output.SendError(refused);
-        if (request is null)
-            return;
         if (request.Method == IncomingRequest.CancelMethod)
         {
             Cancel(request);
