@@ -337,17 +337,26 @@ def heap_damage_text(
     )
 
 
+# What a damaged graph does to retained sizes: a lost reference leaves the
+# objects behind it out of every sum, or puts them in the sum of the one
+# holder left (which then looks as if it kept them alone).
+APPROXIMATE_RETAINED = (
+    "retained sizes are approximate (an object behind a lost reference counts "
+    "for no holder, or for another one)"
+)
+
+
 def graph_damage_text(graph: GraphSummary) -> str:
-    """What the graph's walk could not follow ("" when nothing): retained
-    sizes are then lower bounds."""
+    """What the graph's walk could not follow ("" when nothing): reachability
+    is then a lower bound and retained sizes approximate."""
     return "; ".join(_graph_problems(graph))
 
 
 def _graph_problems(graph: GraphSummary) -> tuple[str, ...]:
     found: tuple[str, ...] = ()
-    walked = heap_damage_text(graph, "reachability and retained sizes")
+    walked = heap_damage_text(graph, "reachable objects")
     if walked:
-        found += (walked,)
+        found += (f"{walked}, and {APPROXIMATE_RETAINED}",)
     dangling = int(graph.dangling_references or 0)
     if dangling:
         these, them = (
@@ -357,8 +366,8 @@ def _graph_problems(graph: GraphSummary) -> tuple[str, ...]:
         )
         found += (
             f"{these} at no object (a damaged field, or an object in a damaged "
-            f"range): the graph leaves {them} out, so reachability and retained "
-            "sizes are lower bounds",
+            f"range): the graph leaves {them} out, so reachable objects are lower "
+            f"bounds and {APPROXIMATE_RETAINED}",
         )
     return found
 

@@ -93,6 +93,21 @@ class AtLeast:
         return f"≥ {self.value:,}"
 
 
+@dataclass(frozen=True)
+class Approximate:
+    """A size computed over a damaged graph: a reference that was lost can
+    leave an object out of its holder's sum, or put it in another holder's
+    (the only one left), so the value may be too low or too high. reason
+    names the damage; the renderers show "≈ 12.00 MB" with the reason as
+    its tooltip."""
+
+    value: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"≈ {self.value:,}"
+
+
 def to_jsonable(value: Any) -> Any:
     """Converts analysis results (frozen dataclasses, enums, value types) to
     plain JSON data: exact integers, gaps as null, field names as keys."""

@@ -314,7 +314,7 @@ class HeapStatsView(ResultView):
 
     def set_retained_damage(self, damage: str) -> None:
         """What the heap graph's walk could not follow ("" when nothing):
-        retained sizes are then lower bounds, and their tooltip says why."""
+        retained sizes are then approximate, and their tooltip says why."""
         self._damage = damage
         self.types.model.layoutChanged.emit()
 

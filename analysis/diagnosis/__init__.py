@@ -19,6 +19,13 @@ GRAPH_RULES = frozenset({"leak-suspect"})
 # through module images (a damaged image can end a walk early, silently).
 STACK_RULES = frozenset({"blocked-finalizer", "deadlock", "threadpool-starvation"})
 HEAP_NOTE = " (The GC heap is damaged in this dump: these counts are lower bounds.)"
+# A finding from the dominator tree: a lost reference can move objects into
+# a holder's sum as well as out of it.
+GRAPH_NOTE = (
+    " (The GC heap is damaged in this dump: objects behind a lost reference are "
+    "left out of these counts, or counted under the one holder left, so they "
+    "may be too low or too high.)"
+)
 WALK_NOTE = (
     " (The managed stack walks of threads {threads} could not name every frame: "
     "waits and locks those frames would show may be missing.)"
@@ -31,15 +38,15 @@ IMAGE_NOTE = (
 
 def diagnose(facts: Facts) -> tuple[Finding, ...]:
     """Every rule's findings, most severe first. On a damaged heap (or a
-    graph that met damage), the findings that rest on its counts say that
-    they are lower bounds."""
+    graph that met damage), the findings that rest on its counts say how far
+    to trust them."""
     found = [finding for rule in RULES for finding in rule(facts)]
     affected: frozenset[str] = frozenset()
     if facts.heap is not None and heap_is_damaged(facts.heap):
         affected |= HEAP_COUNT_RULES
-    if facts.graph is not None and graph_is_damaged(facts.graph):
-        affected |= GRAPH_RULES
     notes = {rule: HEAP_NOTE for rule in affected}
+    if facts.graph is not None and graph_is_damaged(facts.graph):
+        notes.update({rule: GRAPH_NOTE for rule in GRAPH_RULES})
     walked = stack_damage(facts)
     if walked:
         for rule in STACK_RULES:

@@ -488,7 +488,8 @@ class GraphSummary:
     share), the references, the roots by kind. unwalked_bytes > 0: the
     build went around damaged heap ranges (corrupt_ranges, as HeapStats);
     dangling_references: non-null references that name no object of the
-    graph. Either makes reachability and retained sizes lower bounds."""
+    graph. Either makes reachability a lower bound and retained sizes
+    approximate (a lost reference can move an object to another holder)."""
 
     objects: Optional[int]
     reachable_objects: Optional[int]

@@ -32,6 +32,7 @@ from analysis.model.threads import ThreadView
 from analysis.model.vocab import HeapKind
 from analysis.values import (
     GAPS,
+    Approximate,
     AtLeast,
     ByteSize,
     NotApplicable,
@@ -60,6 +61,8 @@ def _format(kind: ColumnKind, value: object) -> str:
         return ""
     if isinstance(value, AtLeast):
         return f"≥ {_format(kind, value.value)}"
+    if isinstance(value, Approximate):
+        return f"≈ {_format(kind, value.value)}"
     if isinstance(value, GAPS) or not isinstance(value, (int, float)):
         return str(value)
     if kind is ColumnKind.INT:
@@ -101,6 +104,8 @@ class Column(Generic[R]):
         value = self.get(record)
         if isinstance(value, AtLeast):
             return f"at least this much: {value.reason}"
+        if isinstance(value, Approximate):
+            return f"approximately this much: {value.reason}"
         if isinstance(value, GAPS):
             return getattr(value, "reason", "") or str(value)
         return None
@@ -112,7 +117,7 @@ class Column(Generic[R]):
         value = self.get(record)
         if self.kind is ColumnKind.TEXT:
             return "" if value is None else str(value).lower()
-        if isinstance(value, AtLeast):
+        if isinstance(value, (AtLeast, Approximate)):
             return float(value.value)
         return float(value) if isinstance(value, (int, float)) else -1.0
 
@@ -414,6 +419,14 @@ def lower_bound(value: Optional[int], damage: str) -> object:
     return value
 
 
+def approximate(value: Optional[int], damage: str) -> object:
+    """A size computed over the heap graph, as approximate when the graph
+    met damage (damage: what it could not follow, "" when nothing)."""
+    if value is not None and damage:
+        return Approximate(int(value), damage)
+    return value
+
+
 class NamedType(Protocol):
     """A table row naming a managed type (TypeStat, TypeCount)."""
 
@@ -445,10 +458,11 @@ def retained_column(
 ) -> Column[TypeStat]:
     """What would be freed if every object of the type went, looked up by
     method table in the dominator tree's sums (`retained()`, empty until
-    they are known); a lower bound when the GC heap walk met damage."""
+    they are known); approximate when the graph met damage (a lost reference
+    can move an object to another holder's sum as well as out of all)."""
     return Column(
         "Retained",
-        lambda t: lower_bound(retained().get(int(t.method_table or 0)), damage()),
+        lambda t: approximate(retained().get(int(t.method_table or 0)), damage()),
         ColumnKind.SIZE,
         "what would be freed if every object of the type went (dominator tree)",
     )

@@ -263,7 +263,7 @@ def test_the_ready_queue_beyond_five_types_is_one_more_link():
     assert finding.evidence[-1].keys == ("T4", "T5", "T6", "T7")
 
 
-def test_a_leak_suspect_from_a_damaged_graph_says_its_counts_are_lower_bounds():
+def test_a_leak_suspect_from_a_damaged_graph_says_its_counts_may_be_off():
     from dataclasses import replace
 
     from analysis.diagnosis import diagnose
@@ -284,4 +284,4 @@ def test_a_leak_suspect_from_a_damaged_graph_says_its_counts_are_lower_bounds():
     (finding,) = diagnose(
         Facts((), None, None, (), leak_suspects=(suspect,), graph=dangling)
     )
-    assert finding.statement.endswith("these counts are lower bounds.)")
+    assert finding.statement.endswith("so they may be too low or too high.)")
