@@ -41,7 +41,10 @@ public sealed partial class DumpSession
             // Saving reads the caches a query makes on first use (the
             // dominator tree's rows, the retained sizes per type): made
             // here, before the saving thread starts, no two threads ever
-            // make them at once; the next question needs them anyway.
+            // make them at once; the next question needs them anyway. The
+            // rows go to a scratch file beside the index, as the save
+            // would make them, not to anonymous memory.
+            graph.RowsIn(index.Folder);
             graph.RetainedByType(0, 0, _limits.MaxPageSize, cancel);
             // Set before the save starts, which replaces it when done.
             Volatile.Write(ref _graph, graph);

@@ -14,8 +14,36 @@ public sealed partial class HeapGraph
     private TypeRetained[]? _typeRetained;
     private ILookup<int, int>? _rootsByObject;
 
-    private (Column<int> Start, Column<int> Children) Dominated =>
-        _dominated ??= DominatedRows(length => Column<int>.Allocate(length, zeroed: false));
+    // Where the rows are made when set (RowsIn): a scratch file there.
+    private string? _rowsFolder;
+
+    private (Column<int> Start, Column<int> Children) Dominated => _dominated ??= MakeDominated();
+
+    /// <summary>Makes the dominator tree's rows, when first needed, in a
+    /// scratch file in <paramref name="folder"/> (the index's): 8 bytes per
+    /// object whose pages are file-backed, not anonymous, while the built
+    /// graph answers before its index is saved.</summary>
+    internal void RowsIn(string folder) => _rowsFolder = folder;
+
+    private (Column<int> Start, Column<int> Children) MakeDominated()
+    {
+        if (_rowsFolder is { } folder)
+        {
+            try
+            {
+                // The columns hold the scratch file: it is unmapped when
+                // the graph they belong to is collected.
+                Directory.CreateDirectory(folder);
+                var scratch = new ScratchFile(folder, 2L * (_idom.Length + 2) * sizeof(int));
+                return DominatedRows(scratch.Ints);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"engine: no scratch file in {folder} ({e.Message}); the dominator rows take anonymous memory");
+            }
+        }
+        return DominatedRows(length => Column<int>.Allocate(length, zeroed: false));
+    }
 
     /// <summary>The dominator tree's rows, in columns that <paramref name="allocate"/> gives.</summary>
     private (Column<int> Start, Column<int> Children) DominatedRows(Func<int, Column<int>> allocate)

@@ -160,7 +160,8 @@ internal sealed unsafe class MappedFile
 /// pages are file-backed (the kernel may write them out and drop them)
 /// rather than anonymous. The file has no name once mapped (Windows: from
 /// when it is closed), so a process that dies leaves none behind; no column
-/// may be used after Dispose.
+/// may be used after Dispose. Not disposed, it is unmapped once collected:
+/// its columns hold it, so that is when no column is left.
 /// </summary>
 internal sealed unsafe class ScratchFile : IDisposable
 {
@@ -170,6 +171,9 @@ internal sealed unsafe class ScratchFile : IDisposable
     private readonly byte* _base;
     private readonly long _bytes;
     private long _used;
+    // Set once the constructor has mapped the file: a constructor that
+    // threw leaves the finalizer nothing to release.
+    private readonly bool _mapped;
 
     public ScratchFile(string folder, long bytes)
     {
@@ -188,6 +192,7 @@ internal sealed unsafe class ScratchFile : IDisposable
             byte* pointer = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             _base = pointer + _view.PointerOffset;
+            _mapped = true;
         }
         catch
         {
@@ -211,6 +216,16 @@ internal sealed unsafe class ScratchFile : IDisposable
 
     public void Dispose()
     {
+        Release();
+        GC.SuppressFinalize(this);
+    }
+
+    ~ScratchFile() => Release();
+
+    private void Release()
+    {
+        if (!_mapped)
+            return;
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
         _file.Dispose();
