@@ -82,6 +82,11 @@ T = TypeVar("T")
 # opening a large dump (the DAC reads the runtime's data structures) or
 # walking one huge segment (progress comes per segment) is slow, not stuck.
 DEFAULT_CALL_TIMEOUT = 120.0
+# How long an engine told to shut down is given to exit before it is killed:
+# beyond the 20 s it gives a heap-graph index still being saved (ExitSaveGrace
+# in engine/src/Analysis/DumpSession.HeapGraph.cs), so that a large dump's
+# index is not abandoned just because the report or the window ended first.
+ENGINE_EXIT_WAIT = 25.0
 DEFAULT_CALL_TIMEOUTS: Mapping[str, float] = {
     "version": 60.0,
     "open": 300.0,
@@ -268,7 +273,7 @@ class _EngineProcess:
         self.proc.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
         self.proc.stdin.flush()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = ENGINE_EXIT_WAIT) -> None:
         if self.alive():
             try:
                 self.send({"jsonrpc": "2.0", "id": 0, "method": "shutdown"})

@@ -54,7 +54,11 @@ public sealed class RpcServer
         { Name = "rpc-reader", IsBackground = true };
         reader.Start();
         WorkLoop();
-        _session?.Dispose();
+        if (_session is { } last)
+        {
+            last.SaveGrace = DumpSession.ExitSaveGrace;
+            last.Dispose();
+        }
         _session = null;
     }
 
