@@ -18,6 +18,7 @@ ADDRESS_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 RETAINED_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 COLUMNS = ("Object", "Type", "Retained", "% of live heap", "Shallow", "Dominates")
 PLACEHOLDER = "loading…"
+TYPE_CHARS = 60
 
 
 class DominatorsView(ResultView):
@@ -120,6 +121,12 @@ class DominatorsView(ResultView):
         if page.parent is None:
             for column in range(len(COLUMNS)):
                 self.tree.resizeColumnToContents(column)
+            # A long generic type name would push the sizes out of sight:
+            # the type column is cut at about 60 characters (elided; its
+            # tooltip holds the whole name).
+            widest = self.tree.fontMetrics().averageCharWidth() * TYPE_CHARS
+            if self.tree.columnWidth(1) > widest:
+                self.tree.setColumnWidth(1, widest)
 
     def _item(self, node: DominatorItem) -> QtWidgets.QTreeWidgetItem:
         retained = int(node.retained or 0)
