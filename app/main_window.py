@@ -498,7 +498,7 @@ class MainWindow(QtWidgets.QMainWindow):
                         part.show(view, outcome.value)
                     # Its own key, so a view's note on the part stays.
                     view.note(
-                        f"{analysis.title}, not read:",
+                        f"{analysis.title}, problems:",
                         "; ".join(analysis.problems(outcome.value)),
                     )
                 elif part is tab.parts[0]:
