@@ -46,6 +46,27 @@ public class GraphSaveTests : IDisposable
     }
 
     [Fact]
+    public void A_save_deletes_the_temporary_files_of_engines_that_are_gone_and_keeps_a_running_ones()
+    {
+        Directory.CreateDirectory(_folder);
+        // An engine killed while it wrote (no process has this pid: Linux
+        // caps pids far below it, Windows uses multiples of 4), and one
+        // still writing (this process).
+        string dead = Path.Combine(_folder, "00ff.graph.2147483647.tmp");
+        string running = Path.Combine(_folder, $"00fe.graph.{Environment.ProcessId}.tmp");
+        File.WriteAllBytes(dead, new byte[16]);
+        File.WriteAllBytes(running, new byte[16]);
+        using (var session = Open("retention"))
+        {
+            session.Graph(null, CancellationToken.None);
+            session.SaveTask?.Wait();
+        }
+        Assert.False(File.Exists(dead));
+        Assert.True(File.Exists(running));
+        Assert.Single(Directory.GetFiles(_folder, "*.graph"));
+    }
+
+    [Fact]
     public async Task Queries_during_the_background_save_answer_as_the_saved_graph_does_after_it()
     {
         using var session = Open("event-leak");

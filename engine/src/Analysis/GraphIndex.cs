@@ -143,6 +143,14 @@ public sealed class GraphIndex
 
     private void Evict(string keep)
     {
+        // A save's temporary file whose engine is gone (killed while it
+        // wrote): nothing else would ever delete it. One whose engine
+        // still runs may be a save under way in another process.
+        foreach (FileInfo temporary in new DirectoryInfo(Folder).GetFiles("*" + Extension + ".*.tmp"))
+        {
+            if (WriterGone(temporary.Name))
+                TryDelete(temporary.FullName);
+        }
         var files = new DirectoryInfo(Folder).GetFiles("*" + Extension).OrderBy(f => f.LastWriteTimeUtc).ToList();
         long total = files.Sum(f => f.Length);
         foreach (FileInfo file in files)
@@ -153,6 +161,28 @@ public sealed class GraphIndex
                 continue;
             total -= file.Length;
             TryDelete(file.FullName);
+        }
+    }
+
+    /// <summary>Whether the process that named a temporary file
+    /// (KEY.graph.PID.tmp) has ended; false when the name holds no pid.</summary>
+    internal static bool WriterGone(string name)
+    {
+        string[] parts = name.Split('.');
+        if (parts.Length < 4 || !int.TryParse(parts[^2], out int pid) || pid <= 0)
+            return false;
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
         }
     }
 
