@@ -48,8 +48,8 @@ public sealed partial class DumpSession
             // dominator tree's rows, the retained sizes per type): made
             // here, before the saving thread starts, no two threads ever
             // make them at once; the next question needs them anyway. The
-            // rows go to a scratch file beside the index, as the save
-            // would make them, not to anonymous memory.
+            // rows go to a scratch file beside the index (as the save puts
+            // them), not to anonymous memory.
             graph.RowsIn(index.Folder);
             graph.RetainedByType(0, 0, _limits.MaxPageSize, cancel);
             // Set before the save starts, which replaces it when done.

@@ -114,9 +114,11 @@ public sealed class GraphIndex
         try
         {
             Directory.CreateDirectory(Folder);
+            // The rows saving needs, if no question has made them yet, take
+            // file-backed pages here rather than anonymous memory.
+            graph.RowsIn(Folder);
             using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-                // Only a save that can be cancelled goes through the wrapper:
-                // HeapGraph.Save makes its scratch rows beside a FileStream.
+                // Only a save that can be cancelled goes through the wrapper.
                 graph.Save(cancel.CanBeCanceled ? new CancellableStream(stream, cancel) : stream, key);
             if (new FileInfo(temporary).Length > MaxBytes)
             {

@@ -125,15 +125,9 @@ public sealed unsafe partial class HeapGraph
         WriteArray(Section.HugeRetainedKeys, _hugeRetained.Keys.ToArray());
         WriteArray(Section.HugeRetainedValues, _hugeRetained.Values.ToArray());
         WriteArray(Section.Tail, new[] { (long)DominatorPasses, BitConverter.DoubleToInt64Bits(BuildSeconds) });
-        // The dominator tree's rows (8 bytes per object), when no question
-        // has made them yet, are made for the file only: in a scratch file
-        // beside it, mapped, so that saving costs the built graph no more
-        // anonymous memory (their pages are file-backed and go back with
-        // the scratch file).
-        using ScratchFile? scratch = _dominated is null && stream is FileStream file
-            ? new ScratchFile(Path.GetDirectoryName(Path.GetFullPath(file.Name))!, 2L * (_idom.Length + 2) * sizeof(int))
-            : null;
-        var dominated = scratch is null ? Dominated : DominatedRows(scratch.Ints);
+        // The dominator tree's rows: made in a scratch file beside the index
+        // when no question has made them yet (GraphIndex.Save says where).
+        var dominated = Dominated;
         // Retained size per type takes a walk of the whole tree: saved too,
         // so a reopened dump answers at once.
         TypeTotals totals = Totals(dominated, CancellationToken.None);
