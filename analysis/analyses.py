@@ -302,6 +302,11 @@ class Analysis(Generic[T_co]):
     problems: Callable[[T_co], tuple[str, ...]] = field(
         default=lambda _result: (), repr=False
     )
+    # Whether a result kept in the results cache still holds: false when it
+    # rests on more than the dump (files on this machine) and that changed.
+    still_valid: Callable[[T_co], bool] = field(
+        default=lambda _result: True, repr=False
+    )
 
     def __repr__(self) -> str:
         return f"Analysis({self.id})"
@@ -431,6 +436,12 @@ def _image_problems(checks: ImageChecks) -> tuple[str, ...]:
     )
 
 
+def _images_unchanged(checks: ImageChecks) -> bool:
+    from analysis.native.image_check import files_unchanged
+
+    return files_unchanged(checks)
+
+
 IMAGE_CHECK: Analysis[ImageChecks] = Analysis(
     "image_check",
     "Module images",
@@ -438,6 +449,7 @@ IMAGE_CHECK: Analysis[ImageChecks] = Analysis(
     _image_check,
     report="image_check",
     problems=_image_problems,
+    still_valid=_images_unchanged,
 )
 NATIVE_THREADS: Analysis[tuple[NativeThread, ...]] = Analysis(
     "native_threads",

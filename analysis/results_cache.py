@@ -6,8 +6,10 @@ time in nanoseconds, a SHA-256 of its first 64 KiB), by the version of the
 code that computed it (a hash of the analysis/ sources and the identity of
 the built engines) and by how the engine was asked to read the dump (DAC,
 DAC folder, ...): a changed dump, newer code or other options find no entry
-and recompute. Never beside the dump: dumps are read-only and may sit on
-read-only media.
+and recompute. A kept outcome that rests on more than the dump (the image
+check reads module files of this machine) is recomputed when its
+Analysis.still_valid says those changed, and so is what needs or uses it.
+Never beside the dump: dumps are read-only and may sit on read-only media.
 
 The folder is $DUMPSCOPE_RESULTS, else $DUMPSCOPE_CACHE/results, else
 ~/.cache/dumpscope/results (the engine's graph index lives beside it, in

@@ -71,6 +71,18 @@ def _no_progress(message: str, fraction: float) -> None:
     pass
 
 
+def _still_valid(analysis: Analysis[object], outcome: Outcome[object]) -> bool:
+    """Whether a kept outcome still holds (a check of files on this machine
+    may not); one that does not is recomputed, and so is everything that
+    needs or uses it (cacheable drops those)."""
+    if not isinstance(outcome, Done):
+        return True
+    try:
+        return analysis.still_valid(outcome.value)
+    except Exception:  # a check that fails says nothing: recompute
+        return False
+
+
 class DumpSession:
     """Opens a dump read-only and runs its analyses on demand."""
 
@@ -191,7 +203,11 @@ class DumpSession:
             if not saved:
                 return
             by_id = {a.id: a for a in ANALYSES}
-            loaded = {by_id[i]: o for i, o in saved.items() if i in by_id}
+            loaded = {
+                by_id[i]: o
+                for i, o in saved.items()
+                if i in by_id and _still_valid(by_id[i], o)
+            }
             # Only what would have been kept, should the entry hold more.
             kept = cacheable(ANALYSES, loaded)
             with self._guard:

@@ -62,12 +62,24 @@ class ImageCheck:
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """A file the check looked for, as it was then: size and modification
+    time in nanoseconds, or both -1 when there was no readable file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
 class ImageChecks:
     """Every module of the dump; undetectable: the damage this check
-    cannot see, in a sentence."""
+    cannot see, in a sentence; files: every file the check looked for (at
+    hand or not), so that a kept result can tell whether they changed."""
 
     modules: tuple[ImageCheck, ...]
     undetectable: str
+    files: tuple[FileStamp, ...] = ()
 
     @property
     def damaged(self) -> tuple[ImageCheck, ...]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
@@ -42,6 +43,7 @@ from analysis.dumpfile._common import open_regular
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module
 from analysis.dumpfile.elfcore import gnu_build_id
 from analysis.model.images import (
+    FileStamp,
     DamagedPages,
     ImageCheck,
     ImageChecks,
@@ -435,12 +437,32 @@ def check_images(
     `folders`."""
     modules = [m for m in reader.modules() if m.path]
     mappings = _file_mappings(reader)
+    looked: dict[str, FileStamp] = {}
     results = []
     for index, module in enumerate(modules):
         check_cancel()
         progress(f"checking {module.name} against its file", index / len(modules))
-        results.append(_check_module(reader, module, mappings, folders, check_cancel))
-    return ImageChecks(tuple(results), UNDETECTABLE)
+        results.append(
+            _check_module(reader, module, mappings, folders, check_cancel, looked)
+        )
+    return ImageChecks(tuple(results), UNDETECTABLE, tuple(looked.values()))
+
+
+def file_stamp(path: str) -> FileStamp:
+    """The file at `path` as it is now (-1, -1: none, or not a regular file)."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return FileStamp(path, -1, -1)
+    if not stat.S_ISREG(status.st_mode):
+        return FileStamp(path, -1, -1)
+    return FileStamp(path, status.st_size, status.st_mtime_ns)
+
+
+def files_unchanged(checks: ImageChecks) -> bool:
+    """Whether every file the check looked for is as it was then: a module
+    file updated, removed or put in place since makes a kept check stale."""
+    return all(file_stamp(seen.path) == seen for seen in checks.files)
 
 
 def _file_mappings(reader: MemoryReader) -> Optional[list[tuple[int, int, int, str]]]:
@@ -458,6 +480,7 @@ def _check_module(
     mappings: Optional[list[tuple[int, int, int, str]]],
     folders: Sequence[str],
     check_cancel: Callable[[], None],
+    looked: dict[str, FileStamp],
 ) -> ImageCheck:
     def unchecked(
         reason: str,
@@ -491,6 +514,9 @@ def _check_module(
     other_build = ""
     file: Optional[_File] = None
     for candidate in dict.fromkeys(file_candidates(module.path, folders)):
+        # Taken before the file is read: a change in between makes the
+        # stamp differ next time, never match a file it was not.
+        looked.setdefault(candidate, file_stamp(candidate))
         opened = _open_file(candidate)
         if opened is None:
             continue

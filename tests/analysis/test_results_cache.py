@@ -12,6 +12,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,15 @@ from analysis.analyses import (
     DIAGNOSIS,
     HEAP_GRAPH,
     HEAP_STATS,
+    IMAGE_CHECK,
     MODULES,
     NATIVE_HEAPS,
     RUNTIME,
     THREAD_POOL,
 )
+from analysis.dumpfile import open_dump
 from analysis.managed.client import EngineClient, ErrorCode
+from analysis.model.images import ImageState
 from analysis.model.outcome import Done, Failed, Unavailable
 from analysis.results_cache import (
     FORMAT,
@@ -383,3 +387,63 @@ def test_what_ended_before_the_close_is_kept_and_the_rest_runs_next_time():
         session.run_all()
         assert all(session.from_cache(a) for a in ANALYSES)
         assert session.engine_version() is None
+
+
+@pytest.fixture
+def short_folder():
+    """A folder with a short path (the tests' own can be longer than the
+    paths a dump names)."""
+    folder = Path(tempfile.mkdtemp(prefix="ds-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_kept_image_check_is_redone_when_a_module_file_changed(
+    tmp_path, short_folder
+):
+    """The image check compares the dump with module files on this machine,
+    so a kept check is only as good as those files: once the application's
+    assembly is gone from where the dump names it (an application updated,
+    a runtime reinstalled elsewhere), the reopened dump says it is not at
+    hand rather than "checked"; what does not read the check is still
+    served from the cache."""
+    dump = ensure_dump("healthy")
+    with open_dump(str(dump.path)) as reader:
+        named = next(
+            m.path for m in reader.modules() if m.path.endswith("/Scenarios.dll")
+        )
+    # A copy of the dump that names a copy of that file, at a path of the
+    # same length: the dump's bytes keep their offsets.
+    pad = len(named) - len(str(short_folder)) - len("/Scenarios.dll") - 1
+    assert pad > 0, named
+    assembly = short_folder / ("x" * pad) / "Scenarios.dll"
+    assembly.parent.mkdir()
+    shutil.copyfile(named, assembly)
+    assert len(str(assembly)) == len(named)
+    data = dump.path.read_bytes()
+    assert named.encode() in data
+    copy = tmp_path / "healthy.core"
+    copy.write_bytes(data.replace(named.encode(), str(assembly).encode()))
+
+    def scenarios_check(session):
+        checks = session.result(IMAGE_CHECK)
+        (module,) = [m for m in checks.modules if m.path == str(assembly)]
+        return module
+
+    with DumpSession(copy) as session:
+        session.run_all()
+        assert scenarios_check(session).state is ImageState.CHECKED
+    # Unchanged: served as kept.
+    with DumpSession(copy) as session:
+        assert scenarios_check(session).state is ImageState.CHECKED
+        assert session.from_cache(IMAGE_CHECK)
+    assembly.unlink()
+    with DumpSession(copy) as session:
+        module = scenarios_check(session)
+        assert module.state is ImageState.NOT_CHECKED
+        assert "not at hand" in module.reason
+        assert not session.from_cache(IMAGE_CHECK)
+        # The diagnosis, which reads the check, is made again too.
+        session.run_all()
+        assert session.from_cache(MODULES) and session.from_cache(HEAP_STATS)
+        assert not session.from_cache(DIAGNOSIS)
