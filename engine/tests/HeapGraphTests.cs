@@ -19,6 +19,10 @@ public class DominatorTreeTests
         return (start, flat);
     }
 
+    private static readonly Dictionary<int, ulong> NoHugeSizes = [];
+
+    private static uint[] Sizes(int n, Func<int, uint> size) => Enumerable.Range(0, n).Select(size).ToArray();
+
     // What the tree claims, checked the plain way: remove x, recount what the
     // roots still reach; exactly x's dominated subtree must have gone.
     private static HashSet<int> ReachableWithout(int n, int[] start, int[] edges, int[] roots, int removed)
@@ -85,7 +89,7 @@ public class DominatorTreeTests
         Assert.Equal([7, 0, 0, 0, 7, 7, DominatorTree.Unreachable, 7], tree.Idom);
         // No edge goes back up the order: one pass, none to confirm it.
         Assert.Equal(1, tree.Passes);
-        var retained = tree.RetainedSizes(v => 10);
+        var retained = tree.RetainedSizes(Sizes(7, _ => 10), NoHugeSizes);
         Assert.Equal(40UL, retained[0]);
         Assert.Equal(10UL, retained[4]);
         Assert.Equal(60UL, retained[7]);
@@ -121,7 +125,7 @@ public class DominatorTreeTests
             int[] roots = Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(n)).Distinct().ToArray();
             var (start, edges) = Rows(n, pairs);
             var tree = DominatorTree.Compute(n, start, edges, roots, null, CancellationToken.None);
-            var retained = tree.RetainedSizes(v => (ulong)(v + 1));
+            var retained = tree.RetainedSizes(Sizes(n, v => (uint)(v + 1)), NoHugeSizes);
             AssertRemovalRecount(n, v => edges[start[v]..start[v + 1]], roots, v => tree.Idom[v], v => (ulong)(v + 1), v => retained[v],
                 Enumerable.Range(0, n));
         }
@@ -133,7 +137,7 @@ public class DominatorTreeTests
         // 0 -> 1 -> 2, each 3 GiB: 9, 6 and 3 GiB retained.
         var (start, edges) = Rows(3, [(0, 1), (1, 2)]);
         var tree = DominatorTree.Compute(3, start, edges, [0], null, CancellationToken.None);
-        var retained = tree.RetainedSizes(_ => 3UL << 30);
+        var retained = tree.RetainedSizes(Sizes(3, _ => uint.MaxValue), Enumerable.Range(0, 3).ToDictionary(v => v, _ => 3UL << 30));
         Assert.Equal([9UL << 30, 6UL << 30, 3UL << 30, 9UL << 30], Enumerable.Range(0, 4).Select(v => retained[v]));
     }
 
@@ -160,7 +164,7 @@ public class DominatorTreeTests
             edges[v] = v + 1;
         var tree = DominatorTree.Compute(n, start, edges, [0], null, CancellationToken.None);
         Assert.Equal(n - 2, tree.Idom[n - 1]);
-        Assert.Equal((ulong)n * 8, tree.RetainedSizes(_ => 8)[0]);
+        Assert.Equal((ulong)n * 8, tree.RetainedSizes(Sizes(n, _ => 8), NoHugeSizes)[0]);
     }
 }
 
