@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace DumpScope.Engine.Analysis;
 
 /// <summary>
@@ -47,6 +49,7 @@ public sealed class DominatorTree : IDisposable
     /// <paramref name="edges"/> are the successors of the real nodes; the
     /// super-root's successors are <paramref name="roots"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static DominatorTree Compute(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots,
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
@@ -98,6 +101,9 @@ public sealed class DominatorTree : IDisposable
     /// the tree reads one array; each node's number is looked up once per
     /// edge. Returns how many passes it took.
     /// </summary>
+    // Once per node and edge: optimised at once, not first as tier-0 code
+    // (a loop run once gets optimised code only by on-stack replacement).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Iterate(ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots, int superRoot, ReadOnlySpan<int> number,
         ReadOnlySpan<int> postorder, Span<int> idom, IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
@@ -169,8 +175,10 @@ public sealed class DominatorTree : IDisposable
         return passes;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsSet(ulong[] bits, int k) => (bits[k >> 6] & (1UL << k)) != 0;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Set(ulong[] bits, int k) => bits[k >> 6] |= 1UL << k;
 
     /// <summary>
@@ -180,6 +188,7 @@ public sealed class DominatorTree : IDisposable
     /// for one of 4 GiB and more, whose size <paramref name="hugeSizes"/>
     /// holds. Frees the postorder: call once.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public RetainedSizes RetainedSizes(ReadOnlySpan<uint> size, IReadOnlyDictionary<int, ulong> hugeSizes)
     {
         if (_postorder.Span.IsEmpty && Idom.Length > 0)
@@ -222,6 +231,7 @@ public sealed class DominatorTree : IDisposable
     }
 
     // Over postorder numbers: a dominator's number is above its nodes'.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Intersect(int a, int b, ReadOnlySpan<int> idom)
     {
         while (a != b)
@@ -234,12 +244,14 @@ public sealed class DominatorTree : IDisposable
         return a;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ReadOnlySpan<int> Successors(int v, int superRoot, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots) =>
         v == superRoot ? roots : edges.Slice(start[v], start[v + 1] - start[v]);
 
     /// <summary>Numbers the reachable nodes in postorder into
     /// <paramref name="number"/> and lists them in <paramref name="order"/>;
     /// returns how many there are.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int DepthFirstPostorder(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots, Span<int> number,
         Span<int> order, CancellationToken cancel)
     {
