@@ -252,6 +252,50 @@ public class HeapGraphTests
             graph.ImmediateDominator, graph.SizeOf, graph.RetainedSize, top.Concat(spread).Distinct());
     }
 
+    // One reference field of an object early in the heap overwritten with
+    // an address inside the object it named: the reference names no object
+    // now. Its row leaves it out and the rows of every later object, in
+    // every later run of the build, keep exactly their references.
+    [Fact]
+    public void A_reference_that_names_no_object_is_left_out_of_its_row_and_counted()
+    {
+        HeapGraph whole = Graph("deadlock");
+        var (dump, runtimeDir) = ScenarioDumps.Get("deadlock", "net10");
+        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        (int holder, ulong slot, ulong named) = (-1, 0, 0);
+        for (int i = whole.ObjectCount / 8; holder < 0 && i < whole.ObjectCount; i++)
+        {
+            if (whole.ReferencesOf(i).IsEmpty || whole.SizeOf(i) > 4096)
+                continue;
+            ulong address = whole.AddressOf(i), first = whole.AddressOf(whole.ReferencesOf(i)[0]);
+            var bytes = new byte[whole.SizeOf(i)];
+            target.DataReader.Read(address, bytes);
+            for (int at = 8; at + 8 <= bytes.Length; at += 8)
+            {
+                if (BitConverter.ToUInt64(bytes, at) == first)
+                {
+                    (holder, slot, named) = (i, address + (ulong)at, first);
+                    break;
+                }
+            }
+        }
+        Assert.True(holder >= 0);
+        var memory = new DamagedMemory(target.DataReader, slot, BitConverter.GetBytes(named + 8), 8);
+        HeapGraph damaged = HeapGraph.Build(clr, new HeapWalker(clr, memory), memory, null, CancellationToken.None);
+
+        Assert.Equal(1, damaged.Summary(false).DanglingReferences);
+        Assert.Equal(whole.ObjectCount, damaged.ObjectCount);
+        Assert.Equal(whole.EdgeCount - 1, damaged.EdgeCount);
+        for (int i = 0; i < whole.ObjectCount; i++)
+        {
+            int[] expected = whole.ReferencesOf(i).ToArray();
+            if (i == holder)
+                expected = expected[1..];
+            Assert.Equal(expected, damaged.ReferencesOf(i).ToArray());
+        }
+    }
+
     [Fact]
     public void The_static_events_invocation_list_retains_the_ten_thousand_subscribers()
     {
