@@ -295,7 +295,7 @@ internal static unsafe class SectionChecksum
 internal static unsafe class HugePages
 {
     private const int AdviseHugePage = 14;
-    public const long Size = 2L << 20;
+    private const long Size = 2L << 20;
 
 
     public static T[] Advise<T>(T[] array) where T : unmanaged
@@ -327,11 +327,11 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
 {
     private const int ProtReadWrite = 3;
     private const int MapPrivateAnonymous = 0x22;
+    // A multiple of every T's size: a mapping is cut at page boundaries.
+    private const long PageBytes = 4096;
 
     private T* _items;
     private long _capacity;
-    // Bytes at the front given back already (ReleaseBefore).
-    private long _released;
 
     public int Count { get; private set; }
 
@@ -372,18 +372,17 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         _capacity = bigger;
     }
 
-    /// <summary>Gives back the whole huge pages before slot
-    /// <paramref name="count"/> (Linux; elsewhere they stay until freed),
-    /// which the owner reads no more: a run read once from front to end
-    /// shrinks as it is read. It grows no more after this.</summary>
-    public void ReleaseBefore(int count)
+    /// <summary>Gives back the memory past the first <paramref name="bytes"/>
+    /// bytes (Linux; elsewhere it stays until freed); the run keeps the slots
+    /// that hold them.</summary>
+    public void Keep(long bytes)
     {
-        // Up to a huge page's boundary: a huge page cut in two is split first.
-        long end = (((long)_items + (long)Math.Min(count, Count) * sizeof(T)) & ~(HugePages.Size - 1)) - (long)_items;
-        if (!OperatingSystem.IsLinux() || _items == null || end <= _released)
+        long kept = Math.Min(_capacity, (bytes + PageBytes - 1) / PageBytes * PageBytes / sizeof(T));
+        Count = (int)Math.Min(Count, (bytes + sizeof(T) - 1) / sizeof(T));
+        if (!OperatingSystem.IsLinux() || kept >= _capacity || _items == null)
             return;
-        Libc.Munmap((byte*)_items + _released, (nuint)(end - _released));
-        _released = end;
+        Libc.Munmap(_items + kept, (nuint)((_capacity - kept) * sizeof(T)));
+        _capacity = kept;
     }
 
     public void Free()
@@ -393,14 +392,13 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         Release();
         _items = null;
         _capacity = 0;
-        _released = 0;
         Count = 0;
     }
 
     private readonly void Release()
     {
         if (OperatingSystem.IsLinux())
-            Libc.Munmap((byte*)_items + _released, (nuint)(_capacity * sizeof(T) - _released));
+            Libc.Munmap(_items, (nuint)(_capacity * sizeof(T)));
         else
             NativeMemory.Free(_items);
     }

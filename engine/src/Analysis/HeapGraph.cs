@@ -490,43 +490,84 @@ public sealed partial class HeapGraph
             : Task.FromResult(Roots(runtime, index, rootNames, cancel));
         using var rootsDone = new Awaited(rootsTask);
 
-        // 2. Each run's references resolved to indices straight into the
-        //    graph's array of references, and its objects' columns copied
-        //    into the graph's, a run per worker: every value is read and
-        //    written once. Each temporary is freed as soon as it is copied
-        //    (the raw addresses as they are read), so the graph's arrays
-        //    fill up as the walk's empty out.
+        // 2. Each run's references resolved to indices, in place over its
+        //    raw addresses (an int takes half a ulong's room); then the
+        //    object arrays and rows joined.
+        var resolvedCounts = new int[runs.Length];
+        var dangling = new long[runs.Length];
+        Parallel.ForEach(bySize, options, r =>
+        {
+            SegmentWalk walk = walks[r];
+            Span<ulong> raw = walk.Raw.Span;
+            Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(raw);
+            Span<int> refStart = walk.RefStart.Span;
+            int objects = walk.RefStart.Count;
+            int written = 0;
+            SegmentIndex? hint = null;
+            for (int k = 0; k < objects; k++)
+            {
+                int from = refStart[k];
+                int to = k + 1 < objects ? refStart[k + 1] : raw.Length;
+                refStart[k] = written;
+                for (int i = from; i < to; i++)
+                {
+                    int target = IndexOf(index, raw[i], ref hint);
+                    if (target >= 0)
+                        resolved[written++] = target;
+                    else
+                        dangling[r]++;
+                }
+                if ((k & 0xFFFF) == 0)
+                    cancel.ThrowIfCancellationRequested();
+            }
+            resolvedCounts[r] = written;
+            // The indices take the first half of the raw addresses' room:
+            // the rest goes back now, before the join needs new memory.
+            walk.Raw.Keep((long)written * sizeof(int));
+            long done = Interlocked.Add(ref doneBytes, runs[r].Bytes);
+            progress?.Report(new ProgressReport(done, total, "resolving references"));
+        });
+        Stage("resolve");
+        long edgeCount = resolvedCounts.Sum(c => (long)c);
+        if (edgeCount > Array.MaxLength)
+            throw new EngineException(ErrorCodes.Internal, $"The heap has {edgeCount:N0} references, more than one graph can hold.");
+
         ClrType[] walkedTypes = types.All();
         var typeColumn = TypeColumn.Allocate(n, walkedTypes.Length);
         var sizeColumn = Column<uint>.Allocate(n, zeroed: false);
         var huge = new Dictionary<int, ulong>();
         var edgeStartColumn = Column<int>.Allocate(n + 1, zeroed: false);
-        // Each run's references start where they would if none dangled
-        // (nearly always so); those that do leave gaps, closed afterwards.
-        var edgeFirst = new long[runs.Length + 1];
+        var edgesColumn = Column<int>.Allocate((int)edgeCount, zeroed: false);
+        var edgeFirst = new int[runs.Length + 1];
         for (int r = 0; r < runs.Length; r++)
         {
-            edgeFirst[r + 1] = edgeFirst[r] + walks[r].Raw.Count;
+            edgeFirst[r + 1] = edgeFirst[r] + resolvedCounts[r];
             foreach (var (k, sz) in walks[r].Huge)
                 huge[runFirst[r] + k] = sz;
         }
-        if (edgeFirst[runs.Length] > Array.MaxLength)
-            throw new EngineException(ErrorCodes.Internal,
-                $"The heap has {edgeFirst[runs.Length]:N0} references, more than one graph can hold.");
-        var edgesColumn = Column<int>.Allocate((int)edgeFirst[runs.Length], zeroed: false);
-        var resolvedCounts = new int[runs.Length];
-        var dangling = new long[runs.Length];
+        // The runs are joined in parallel, each into its own part of the
+        // graph's arrays; each temporary is freed as soon as it is copied:
+        // the graph's arrays fill up as the walk's empty out.
         Parallel.ForEach(bySize, options, r =>
         {
-            (resolvedCounts[r], dangling[r]) = Join(walks[r], runFirst[r], (int)edgeFirst[r], index, typeColumn, sizeColumn, edgeStartColumn,
-                edgesColumn, cancel);
-            long done = Interlocked.Add(ref doneBytes, runs[r].Bytes);
-            progress?.Report(new ProgressReport(done, total, "resolving references"));
+            SegmentWalk walk = walks[r];
+            int o = runFirst[r];
+            typeColumn.Write(o, walk.Type.Span);
+            walk.Type.Free();
+            walk.Size.Span.CopyTo(sizeColumn.Writable[o..]);
+            walk.Size.Free();
+            ReadOnlySpan<int> refStart = walk.RefStart.Span;
+            Span<int> edgeStart = edgeStartColumn.Writable.Slice(o, refStart.Length);
+            for (int k = 0; k < refStart.Length; k++)
+                edgeStart[k] = edgeFirst[r] + refStart[k];
+            walk.RefStart.Free();
+            System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Span)[..resolvedCounts[r]]
+                .CopyTo(edgesColumn.Writable[edgeFirst[r]..]);
+            walk.Raw.Free();
         });
-        long edgeCount = CloseGaps(runFirst, n, edgeFirst, resolvedCounts, edgeStartColumn, edgesColumn);
-        edgesColumn = edgesColumn.Part(0, (int)edgeCount);
-        edgeStartColumn.Writable[n] = (int)edgeCount;
-        Stage("resolve and join");
+        int edgeBase = edgeFirst[runs.Length];
+        edgeStartColumn.Writable[n] = edgeBase;
+        Stage("join");
         GraphType[] graphTypes = walkedTypes.Select(t => new GraphType(t.MethodTable, DumpSession.TypeName(t))).ToArray();
         cancel.ThrowIfCancellationRequested();
 
@@ -544,80 +585,6 @@ public sealed partial class HeapGraph
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
             Column<int>.OfPinned(tree.Idom), Column<uint>.OfPinned(retained.Small), retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
             new GraphDamage([.. damage.CorruptRanges], damage.Count, damage.Bytes, dangling.Sum()));
-    }
-
-    /// <summary>
-    /// One walked run into the graph's columns, from object
-    /// <paramref name="first"/> and reference <paramref name="edgeFirst"/>
-    /// on: types and sizes copied, references resolved to indices (one that
-    /// names no object is left out and counted). Frees the run's
-    /// temporaries. Returns the references written and those left out.
-    /// </summary>
-    // Once per object and reference: optimised at once (see SegmentWalk.Add).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static (int Resolved, long Dangling) Join(SegmentWalk walk, int first, int edgeFirst, SegmentIndex[] index, TypeColumn typeColumn,
-        Column<uint> sizeColumn, Column<int> edgeStartColumn, Column<int> edgesColumn, CancellationToken cancel)
-    {
-        typeColumn.Write(first, walk.Type.Span);
-        walk.Type.Free();
-        walk.Size.Span.CopyTo(sizeColumn.Writable[first..]);
-        walk.Size.Free();
-        ReadOnlySpan<ulong> raw = walk.Raw.Span;
-        ReadOnlySpan<int> refStart = walk.RefStart.Span;
-        Span<int> edgeStart = edgeStartColumn.Writable.Slice(first, refStart.Length);
-        Span<int> edges = edgesColumn.Writable.Slice(edgeFirst, raw.Length);
-        int written = 0;
-        long dangling = 0;
-        SegmentIndex? hint = null;
-        for (int k = 0; k < refStart.Length; k++)
-        {
-            int from = refStart[k];
-            int to = k + 1 < refStart.Length ? refStart[k + 1] : raw.Length;
-            edgeStart[k] = edgeFirst + written;
-            for (int i = from; i < to; i++)
-            {
-                int target = IndexOf(index, raw[i], ref hint);
-                if (target >= 0)
-                    edges[written++] = target;
-                else
-                    dangling++;
-            }
-            if ((k & 0xFFFF) == 0)
-            {
-                cancel.ThrowIfCancellationRequested();
-                walk.Raw.ReleaseBefore(from);
-            }
-        }
-        walk.RefStart.Free();
-        walk.Raw.Free();
-        return (written, dangling);
-    }
-
-    /// <summary>
-    /// Moves each run's references down over the gaps that references
-    /// naming no object left before them (none, nearly always), and its
-    /// rows' starts with them. Returns how many references there are.
-    /// </summary>
-    private static long CloseGaps(int[] runFirst, int n, long[] edgeFirst, int[] resolvedCounts, Column<int> edgeStartColumn,
-        Column<int> edgesColumn)
-    {
-        Span<int> edges = edgesColumn.Writable;
-        Span<int> edgeStart = edgeStartColumn.Writable;
-        int to = 0;
-        for (int r = 0; r < resolvedCounts.Length; r++)
-        {
-            int from = (int)edgeFirst[r];
-            if (from != to)
-            {
-                // Overlapping and downwards: CopyTo moves as memmove does.
-                edges.Slice(from, resolvedCounts[r]).CopyTo(edges[to..]);
-                int end = r + 1 < runFirst.Length ? runFirst[r + 1] : n;
-                for (int k = runFirst[r]; k < end; k++)
-                    edgeStart[k] -= from - to;
-            }
-            to += resolvedCounts[r];
-        }
-        return to;
     }
 
     /// <summary>
