@@ -11,8 +11,10 @@ namespace DumpScope.Engine.Analysis;
 /// Cooper, Harvey and Kennedy, "A Simple, Fast Dominance Algorithm" (2001):
 /// number the nodes in depth-first postorder, then repeat "idom(b) = the
 /// nearest common dominator of b's predecessors" in reverse postorder until
-/// nothing changes (here pushed along the successors, see Compute). Heap
-/// graphs settle in one or two passes. Every loop is iterative with explicit
+/// nothing changes (here over postorder numbers and pushed along the
+/// successors, see Iterate). Heap graphs settle in one or two passes, and a
+/// pass after the first folds again only the nodes whose chain of
+/// dominators changed (big-heap: a few dozen). Every loop is iterative with explicit
 /// arrays, so no stack depth depends on the heap's shape (a linked list of a
 /// million nodes is a million-deep depth-first search).
 /// </summary>
