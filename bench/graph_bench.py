@@ -359,8 +359,10 @@ load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) whil
 ran: on a shared machine the CPU column is the steadier comparison.
 
 Dumps: the `big-heap` scenario, {options.runtime}. Every row is one fresh
-engine process given one script of requests (one run, after a warm-up run
-of `heap_stats` that puts the dump in the page cache). Wall time is around
+engine process given one script of requests, after a warm-up run of
+`heap_stats` that puts the dump in the page cache; the first two rows are
+the runs of median engine time of {options.repeat} alternated runs each, the
+others one run. Wall time is around
 the process; CPU is its user + system time (wait4); peak RSS is the
 kernel's maximum resident set; peak anonymous RSS is polled from
 `/proc/PID/status` every 20 ms (the dump is memory-mapped read-only: its
