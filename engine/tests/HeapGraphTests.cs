@@ -181,11 +181,12 @@ public class DominatorTreeTests
     [Fact]
     public void Retained_sizes_of_4_GiB_and_more_are_kept_whole()
     {
-        // 0 -> 1 -> 2, each 3 GiB: 9, 6 and 3 GiB retained.
-        var (start, edges) = Rows(3, [(0, 1), (1, 2)]);
-        var tree = DominatorTree.Compute(3, start, edges, [0], null, CancellationToken.None);
-        var retained = tree.RetainedSizes(Sizes(3, _ => uint.MaxValue), Enumerable.Range(0, 3).ToDictionary(v => v, _ => 3UL << 30));
-        Assert.Equal([9UL << 30, 6UL << 30, 3UL << 30, 9UL << 30], Enumerable.Range(0, 4).Select(v => retained[v]));
+        // 0 -> 1 -> 2 -> 3: 3 GiB, 3 GiB, an array of 5 GiB (its size kept
+        // aside too) and 1 GiB: 12, 9, 6 and 1 GiB retained.
+        var (start, edges) = Rows(4, [(0, 1), (1, 2), (2, 3)]);
+        var tree = DominatorTree.Compute(4, start, edges, [0], null, CancellationToken.None);
+        var retained = tree.RetainedSizes([3u << 30, 3u << 30, uint.MaxValue, 1u << 30], new Dictionary<int, ulong> { [2] = 5UL << 30 });
+        Assert.Equal([12UL << 30, 9UL << 30, 6UL << 30, 1UL << 30, 12UL << 30], Enumerable.Range(0, 5).Select(v => retained[v]));
     }
 
     [Theory]
