@@ -2,7 +2,7 @@
 sizes) against its own heap statistics, and reopening with a warm index.
 
     /usr/bin/python3 -m bench.graph_bench [--objects 10000000 ...]
-        [--runtime net10] [--write docs/PERFORMANCE-GRAPH.md]
+        [--runtime net10] [--repeat 3] [--write docs/PERFORMANCE-GRAPH.md]
 
 For each object count, on the big-heap scenario dump, each a fresh engine
 process (`dotnet engine/out/DumpScope.Engine.dll`) fed one script of
@@ -11,6 +11,9 @@ requests on stdin:
 1. `open`, `heap_stats`: the baseline (after one untimed warm-up run, so
    the dump is in the page cache);
 2. `open {index: false}`, `graph`: the graph built, no index involved;
+   1 and 2 alternate `--repeat` times (default 3) and the run of median
+   engine time of each is kept: on a shared machine one pair of runs can
+   be far off either way;
 3. `open`, `graph` with an empty index folder: built and saved;
 4. `open`, `graph`, `retained_by_type`, then `holders` of every type the
    leak rule would look at: reopened from the warm index, up to what the
@@ -59,17 +62,20 @@ NOTES = """## How the build spends its memory and time, and what is left
   anonymous memory after each step): the end of the walk (each reference
   is an 8-byte address until it is resolved; each run's 64-bit addresses
   become 32-bit offsets as soon as it is walked) and the dominators (the
-  graph's 25 bytes per object, plus postorder numbers 4, the postorder 4,
-  which the depth-first search's stack shares, and the dominators 4).
-  Resolving the references to indices halves their room in place and the
-  other half is given back at once; every temporary lives outside the GC
-  heap, so its memory goes back the moment it is freed. The join and the
-  steps after it stay below both peaks.
-- Anonymous and file-backed: with the index on, saving it needs the
-  dominator tree's rows (8 bytes per object) and builds them in a scratch
-  file mapped beside the index (file-backed pages: in the peak RSS column,
-  not in the anonymous one); then the graph is answered from the mapped
-  index file and the built arrays are given back. With the index off
+  graph's 25 bytes per object, plus the postorder 4, which the
+  depth-first search's stack shares, the dominators by postorder number 4,
+  and the dominators by object 4, which hold the postorder numbers until
+  the dominators are known). Resolving the references to indices halves
+  their room in place and the other half is given back at once; every
+  temporary lives outside the GC heap, so its memory goes back the moment
+  it is freed. The join and the steps after it stay below both peaks.
+- Anonymous and file-backed: with the index on, the graph is answered as
+  soon as it is built and saved in the background; the dominator tree's
+  rows (8 bytes per object), which the first questions and the save both
+  need, are made in a scratch file mapped beside the index (file-backed
+  pages: in the peak RSS column, not in the anonymous one). Once saved, the
+  graph is answered from the mapped index file and the built arrays are
+  given back. With the index off
   (`open {index: false}`) nothing is file-backed: the rows are made in
   anonymous memory when a question first needs them (after the build:
   8 bytes per object more then). The warm reopen maps the file read-only
@@ -77,10 +83,19 @@ NOTES = """## How the build spends its memory and time, and what is left
   of reading and copying it: its anonymous memory is about 1 byte per
   object.
 - Time: the roots are enumerated beside the resolution and the join, the
-  runs are joined in parallel, and the dominators take one pass plus one
-  only when a dominator moved after its node's turn (no pass just to
-  confirm). What is left is mostly the walk, which reads every object and
-  its references (about 1.5 times the `heap_stats` walk).
+  runs are resolved and joined in parallel (in one pass per run instead,
+  straight into the graph's array, they took a fifth more CPU: measured
+  and left out). The dominators iterate over postorder numbers (a walk
+  up the tree reads one array, "which is higher" needs no lookup); after
+  the first pass only the nodes whose chain of dominators changed fold
+  again (big-heap: a few dozen of 10 million), so a second pass costs a
+  scan of one bit per node; the retained sizes are one loop over the size
+  column and one up the postorder. What is left is mostly the walk, which
+  reads every object and its references (about 1.4 times the `heap_stats`
+  walk on a quiet machine), then the resolution (an address lookup per
+  reference) and the depth-first search and first pass of the dominators
+  (single-threaded, bound by memory latency: each edge looks up its
+  target's number and dominator).
 """
 
 
@@ -127,16 +142,29 @@ def engine_log(stdin: bytes, index: Path, prefix: str) -> str:
     return lines[-1] if lines else "(not logged)"
 
 
-def measure(objects: int, runtime: str, index: Path) -> dict:
+def median(runs: list[Run]) -> tuple[Run, list[float]]:
+    """The run whose engine time (of its second request) is the median, and
+    every run's engine time in the order they ran."""
+    seconds = [answers(run)[2]["elapsed_seconds"] for run in runs]
+    middle = sorted(range(len(runs)), key=lambda i: seconds[i])[len(runs) // 2]
+    return runs[middle], seconds
+
+
+def measure(objects: int, runtime: str, index: Path, repeat: int) -> dict:
     dump = ensure_dump("big-heap", runtime, objects=objects)
     opened = {"dump": str(dump.path)}
     if runtime == "net8":
         opened["dac"] = str(dump.runtime_dir / "libmscordaccore.so")
     stats_script = requests(("open", opened), ("heap_stats", {}))
     engine(stats_script, index)  # warms the page cache
-    stats = engine(stats_script, index)
     unindexed = requests(("open", {**opened, "index": False}), ("graph", {}))
-    built = engine(unindexed, index)
+    stats_runs, built_runs, loads = [], [], []
+    for _ in range(repeat):
+        loads.append(os.getloadavg()[0])
+        stats_runs.append(engine(stats_script, index))
+        built_runs.append(engine(unindexed, index))
+    stats, stats_all = median(stats_runs)
+    built, built_all = median(built_runs)
     steps = engine_log(unindexed, index, "engine: heap graph of ")
     for old in index.glob("*"):
         old.unlink()
@@ -182,6 +210,10 @@ def measure(objects: int, runtime: str, index: Path) -> dict:
         "graph_objects": built_answer["objects"],
         "references": built_answer["references"],
         "stats": stats,
+        "stats_all": stats_all,
+        "built_all": built_all,
+        "loads": loads,
+        "built_peak_anon": max(run.peak_anon_bytes for run in built_runs),
         "stats_walk_seconds": stats_answer["elapsed_seconds"],
         "built": built,
         "graph_seconds": built_answer["elapsed_seconds"],
@@ -225,10 +257,13 @@ left out) and {m['references']:,} references.
 
 - Graph + dominators + retained sizes, as the engine times them:
   {m['graph_seconds']:.2f} s, against {m['stats_walk_seconds']:.2f} s for the
-  `heap_stats` walk: **{ratio:.1f}x** (goal: at most 2x). Whole processes:
-  {process_ratio:.1f}x wall, {cpu_ratio:.1f}x CPU.
-- Peak anonymous memory of the building engine:
-  **{m['built'].peak_anon_bytes / n:.0f} bytes per object** (goal: at most 40).
+  `heap_stats` walk: **{ratio:.1f}x** (goal: at most 2x), medians of
+  {len(m['built_all'])} alternated runs each (`heap_stats` {seconds(m['stats_all'])};
+  `graph` {seconds(m['built_all'])}; load average {loads(m['loads'])} before
+  each pair). Whole processes (the median runs): {process_ratio:.1f}x wall,
+  {cpu_ratio:.1f}x CPU.
+- Peak anonymous memory of the building engine, the highest of its runs:
+  **{m['built_peak_anon'] / n:.0f} bytes per object** (goal: at most 40).
 - Where the build's time goes (the engine's log of one more, untimed,
   build: wall, then the process's CPU time over the step): {m['steps']}.
 - Index file: {mib(m['index_bytes'])}, **{m['index_bytes'] / n:.0f} bytes per
@@ -237,6 +272,14 @@ left out) and {m['references']:,} references.
 - Reopen with a warm index, to every answer the leak-suspect rule needs:
   **{m['reopened'].seconds:.2f} s** for the whole process (start, open, load).
 """
+
+
+def seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) + " s"
+
+
+def loads(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
 
 
 def growth(results: list[dict]) -> str:
@@ -251,7 +294,7 @@ def growth(results: list[dict]) -> str:
         rows.append(
             f"| {n:,} | {m['graph_seconds'] / n * 1e6:.2f} s "
             f"| {m['built'].cpu_seconds / n * 1e6:.2f} s "
-            f"| {m['built'].peak_anon_bytes / n:.1f} "
+            f"| {m['built_peak_anon'] / n:.1f} "
             f"| {m['saved'].peak_anon_bytes / n:.1f} "
             f"| {m['index_bytes'] / n:.1f} |"
         )
@@ -277,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runtime", choices=("net10", "net8"), default="net10")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="alternated heap_stats and graph runs per dump (default 3)",
+    )
+    parser.add_argument(
         "--write",
         type=Path,
         help="put the results in this Markdown file, replacing its heap-graph "
@@ -289,13 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="dumpscope-bench-index-") as folder:
         for objects in counts:
-            results.append(measure(objects, options.runtime, Path(folder)))
+            results.append(
+                measure(objects, options.runtime, Path(folder), options.repeat)
+            )
             print(section(results[-1]), file=sys.stderr)
 
     command = (
         "/usr/bin/python3 -m bench.graph_bench "
         + " ".join(f"--objects {c}" for c in counts)
         + f" --runtime {options.runtime}"
+        + (f" --repeat {options.repeat}" if options.repeat != 3 else "")
         + (f" --write {options.write}" if options.write else "")
     )
     load = os.getloadavg()
@@ -307,8 +359,10 @@ load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) whil
 ran: on a shared machine the CPU column is the steadier comparison.
 
 Dumps: the `big-heap` scenario, {options.runtime}. Every row is one fresh
-engine process given one script of requests (one run, after a warm-up run
-of `heap_stats` that puts the dump in the page cache). Wall time is around
+engine process given one script of requests, after a warm-up run of
+`heap_stats` that puts the dump in the page cache; the first two rows are
+the runs of median engine time of {options.repeat} alternated runs each, the
+others one run. Wall time is around
 the process; CPU is its user + system time (wait4); peak RSS is the
 kernel's maximum resident set; peak anonymous RSS is polled from
 `/proc/PID/status` every 20 ms (the dump is memory-mapped read-only: its

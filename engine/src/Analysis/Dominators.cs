@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace DumpScope.Engine.Analysis;
 
 /// <summary>
@@ -9,8 +11,10 @@ namespace DumpScope.Engine.Analysis;
 /// Cooper, Harvey and Kennedy, "A Simple, Fast Dominance Algorithm" (2001):
 /// number the nodes in depth-first postorder, then repeat "idom(b) = the
 /// nearest common dominator of b's predecessors" in reverse postorder until
-/// nothing changes (here pushed along the successors, see Compute). Heap
-/// graphs settle in one or two passes. Every loop is iterative with explicit
+/// nothing changes (here over postorder numbers and pushed along the
+/// successors, see Iterate). Heap graphs settle in one or two passes, and a
+/// pass after the first folds again only the nodes whose chain of
+/// dominators changed (big-heap: a few dozen). Every loop is iterative with explicit
 /// arrays, so no stack depth depends on the heap's shape (a linked list of a
 /// million nodes is a million-deep depth-first search).
 /// </summary>
@@ -47,73 +51,37 @@ public sealed class DominatorTree : IDisposable
     /// <paramref name="edges"/> are the successors of the real nodes; the
     /// super-root's successors are <paramref name="roots"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static DominatorTree Compute(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots,
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         int superRoot = nodeCount;
+        // The immediate dominators' array first holds each node's postorder
+        // number (-1 unvisited; during the search the next edge to follow,
+        // as -2 - cursor), and is turned into the dominators in place at the
+        // end: the number array costs no memory of its own.
+        // Pinned: the graph keeps it as a column (HeapGraph.Storage.cs).
+        int[] idom = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true));
         // The temporaries live outside the GC heap, so that each one's
         // memory goes back the moment it is freed: one of the build's two
         // peaks of memory is here, and a collection would come too late.
-        // Postorder number of each node; -1 unvisited. During the search it
-        // holds the next edge to follow, as -2 - cursor, so the search needs
-        // no second per-node array.
-        var numbers = NativeGrowing<int>.OfLength(nodeCount + 1);
         var order = NativeGrowing<int>.OfLength(nodeCount + 1);
+        var byNumber = default(NativeGrowing<int>);
         try
         {
-            Span<int> number = numbers.Span;
+            Span<int> number = idom;
             number.Fill(-1);
             int ordered = DepthFirstPostorder(nodeCount, start, edges, roots, number, order.Span, cancel);
             progress?.Report(new ProgressReport(1, 3, "computing dominators"));
             ReadOnlySpan<int> postorder = order.Span[..ordered];
-
-            // The iteration, turned around so that it needs no predecessor
-            // lists (which would cost as much memory as the references): in
-            // reverse postorder, each node, once its own dominator is known for
-            // this pass, folds itself into the dominator of each successor.
-            // Approximations only ever move up the tree towards the true
-            // dominators (the intersection of two approximate chains is at or
-            // below the true one), so folding into the previous value is sound,
-            // and a pass that changes nothing means every node's dominator is
-            // the intersection over all its predecessors: the fixed point of
-            // the original formulation.
-            // A pass needs no successor unless a node's dominator changed
-            // after its own turn (along an edge back up the order): every
-            // other change is made before the node passes its dominator on,
-            // and every dominator is earlier in the order than its nodes,
-            // so the values each turn used were already the pass's last; a
-            // pass with no such change has reached the fixed point, and the
-            // pass that would only confirm it is left out.
-            // Pinned: the graph keeps it as a column (HeapGraph.Storage.cs).
-            int[] idom = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true));
-            Array.Fill(idom, Unreachable);
-            idom[superRoot] = superRoot;
-            bool changed = true;
-            int passes = 0;
-            while (changed)
+            byNumber = NativeGrowing<int>.OfLength(ordered);
+            int passes = Iterate(start, edges, roots, superRoot, number, postorder, byNumber.Span, progress, cancel);
+            // Numbers back to nodes, in place: each slot is read before it is written.
+            ReadOnlySpan<int> dominatorNumber = byNumber.Span;
+            for (int v = 0; v <= superRoot; v++)
             {
-                changed = false;
-                passes++;
-                for (int k = postorder.Length - 1; k >= 0; k--)
-                {
-                    int p = postorder[k];
-                    if (idom[p] == Unreachable)
-                        continue;
-                    foreach (int b in Successors(p, superRoot, start, edges, roots))
-                    {
-                        int current = idom[b];
-                        int folded = current == Unreachable ? p : Intersect(p, current, idom, number);
-                        if (folded != current)
-                        {
-                            idom[b] = folded;
-                            // Postorder numbers: b has had its turn when its number is at least p's.
-                            changed |= number[b] >= number[p];
-                        }
-                    }
-                    if ((k & 0xFFFF) == 0)
-                        cancel.ThrowIfCancellationRequested();
-                }
-                progress?.Report(new ProgressReport(2, 3, "computing dominators"));
+                int k = idom[v];
+                idom[v] = k < 0 ? Unreachable : postorder[dominatorNumber[k]];
             }
             return new DominatorTree(idom, order.Prefix(ordered), passes);
         }
@@ -124,16 +92,106 @@ public sealed class DominatorTree : IDisposable
         }
         finally
         {
-            numbers.Free();
+            byNumber.Free();
         }
     }
 
     /// <summary>
+    /// The iteration, over postorder numbers: <paramref name="idom"/>[k] is
+    /// the number of the dominator of the node numbered k. With numbers,
+    /// "which of two is higher in the order" needs no lookup and a walk up
+    /// the tree reads one array; each node's number is looked up once per
+    /// edge. Returns how many passes it took.
+    /// </summary>
+    // Once per node and edge: optimised at once, not first as tier-0 code
+    // (a loop run once gets optimised code only by on-stack replacement).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Iterate(ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots, int superRoot, ReadOnlySpan<int> number,
+        ReadOnlySpan<int> postorder, Span<int> idom, IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
+        // Turned around so that it needs no predecessor lists (which would
+        // cost as much memory as the references): in reverse postorder, each
+        // node, once its own dominator is known for this pass, folds itself
+        // into the dominator of each successor. Approximations only ever
+        // move up the tree towards the true dominators (the intersection of
+        // two approximate chains is at or below the true one), so folding
+        // into the previous value is sound, and a pass that changes nothing
+        // means every node's dominator is the intersection over all its
+        // predecessors: the fixed point of the original formulation.
+        //
+        // A fold can only change something if the folding node's chain of
+        // dominators changed since its last fold: otherwise the successor's
+        // dominator, which since then has only moved up that same chain, is
+        // already on it. So after the first pass a node folds again only if
+        // a node of its chain changed after its own turn (in the last pass,
+        // or in this one before the node's turn): "dirty", one bit per node,
+        // inherited down the chain at each node's turn (its dominator's turn
+        // came first). A pass that changes no node after its turn leaves no
+        // dirt: the fixed point, and no pass is made only to confirm it.
+        int count = postorder.Length;
+        idom.Fill(Unreachable);
+        idom[count - 1] = count - 1;
+        var dirty = new ulong[(count + 63) >> 6];
+        var next = new ulong[dirty.Length];
+        Array.Fill(dirty, ulong.MaxValue);
+        int passes = 0;
+        bool again = true;
+        while (again)
+        {
+            again = false;
+            passes++;
+            for (int k = count - 1; k >= 0; k--)
+            {
+                if ((k & 0xFFFF) == 0)
+                    cancel.ThrowIfCancellationRequested();
+                int up = idom[k];
+                if (!IsSet(dirty, k))
+                {
+                    if (!IsSet(dirty, up))
+                        continue;
+                    Set(dirty, k);
+                }
+                foreach (int b in Successors(postorder[k], superRoot, start, edges, roots))
+                {
+                    int nb = number[b];
+                    int current = idom[nb];
+                    int folded = current == Unreachable ? k : Intersect(k, current, idom);
+                    if (folded == current)
+                        continue;
+                    idom[nb] = folded;
+                    if (nb > k)
+                    {
+                        Set(next, nb);
+                        again = true;
+                    }
+                    else
+                    {
+                        Set(dirty, nb);
+                    }
+                }
+            }
+            (dirty, next) = (next, dirty);
+            Array.Clear(next);
+            progress?.Report(new ProgressReport(2, 3, "computing dominators"));
+        }
+        return passes;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsSet(ulong[] bits, int k) => (bits[k >> 6] & (1UL << k)) != 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Set(ulong[] bits, int k) => bits[k >> 6] |= 1UL << k;
+
+    /// <summary>
     /// Retained size of every node: its own size plus the retained sizes of
     /// the nodes it immediately dominates (postorder visits those first).
-    /// Frees the postorder: call once.
+    /// <paramref name="size"/> holds each real node's own size, uint.MaxValue
+    /// for one of 4 GiB and more, whose size <paramref name="hugeSizes"/>
+    /// holds. Frees the postorder: call once.
     /// </summary>
-    public RetainedSizes RetainedSizes(Func<int, ulong> shallowSize)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public RetainedSizes RetainedSizes(ReadOnlySpan<uint> size, IReadOnlyDictionary<int, ulong> hugeSizes)
     {
         if (_postorder.Span.IsEmpty && Idom.Length > 0)
             throw new InvalidOperationException("the retained sizes are computed once");
@@ -141,17 +199,30 @@ public sealed class DominatorTree : IDisposable
         {
             var sizes = new RetainedSizes(Idom.Length);
             int superRoot = SuperRoot;
+            ReadOnlySpan<int> idom = Idom;
+            Span<uint> small = sizes.Small;
             // Own sizes in index order (memory order); then the sums, which
             // need the postorder.
-            for (int v = 0; v < superRoot; v++)
+            ReadOnlySpan<uint> own = size[..superRoot];
+            for (int v = 0; v < own.Length; v++)
             {
-                if (Idom[v] != Unreachable)
-                    sizes.Add(v, shallowSize(v));
+                uint bytes = idom[v] == Unreachable ? 0 : own[v];
+                small[v] = bytes;
+                if (bytes == uint.MaxValue)
+                    sizes.Huge[v] = hugeSizes[v];
             }
+            small[superRoot] = 0;
             foreach (int v in _postorder.Span)
             {
-                if (v != superRoot)
-                    sizes.Add(Idom[v], sizes[v]);
+                if (v == superRoot)
+                    continue;
+                int up = idom[v];
+                // A sum below the mark has neither part kept aside.
+                ulong sum = (ulong)small[v] + small[up];
+                if (sum < uint.MaxValue)
+                    small[up] = (uint)sum;
+                else
+                    sizes.Add(up, sizes[v]);
             }
             return sizes;
         }
@@ -161,24 +232,28 @@ public sealed class DominatorTree : IDisposable
         }
     }
 
-    private static int Intersect(int a, int b, int[] idom, ReadOnlySpan<int> number)
+    // Over postorder numbers: a dominator's number is above its nodes'.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Intersect(int a, int b, ReadOnlySpan<int> idom)
     {
         while (a != b)
         {
-            while (number[a] < number[b])
+            while (a < b)
                 a = idom[a];
-            while (number[b] < number[a])
+            while (b < a)
                 b = idom[b];
         }
         return a;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ReadOnlySpan<int> Successors(int v, int superRoot, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots) =>
         v == superRoot ? roots : edges.Slice(start[v], start[v + 1] - start[v]);
 
     /// <summary>Numbers the reachable nodes in postorder into
     /// <paramref name="number"/> and lists them in <paramref name="order"/>;
     /// returns how many there are.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int DepthFirstPostorder(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots, Span<int> number,
         Span<int> order, CancellationToken cancel)
     {
@@ -234,8 +309,8 @@ public sealed class RetainedSizes
 
     internal RetainedSizes(int length)
     {
+        // Not cleared: DominatorTree.RetainedSizes writes every slot first.
         Small = HugePages.Advise(GC.AllocateUninitializedArray<uint>(length, pinned: true));
-        Array.Clear(Small);
     }
 
     public ulong this[int v] => Small[v] == uint.MaxValue ? Huge[v] : Small[v];

@@ -578,7 +578,7 @@ public sealed partial class HeapGraph
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
         using DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
         Stage($"dominators ({tree.Passes} passes)");
-        RetainedSizes retained = tree.RetainedSizes(i => sizeColumn[i] == uint.MaxValue && huge.TryGetValue(i, out ulong h) ? h : sizeColumn[i]);
+        RetainedSizes retained = tree.RetainedSizes(sizeColumn.Span, huge);
         Stage("retained");
         Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
