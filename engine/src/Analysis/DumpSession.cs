@@ -275,6 +275,7 @@ public sealed partial class DumpSession : IDisposable
 
     public void Dispose()
     {
+        StopBuilding();
         FinishSaving(SaveGrace);
         _stopSaving.Dispose();
         _graph = null;

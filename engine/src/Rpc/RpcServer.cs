@@ -179,7 +179,10 @@ public sealed class RpcServer
                 _shutdown = true;
                 return null;
             case "heap_stats":
-                return Session.HeapStatistics(progress, cancel);
+            {
+                bool graph = p.Bool("graph", false);
+                return Session.HeapStatistics(progress, cancel, graph);
+            }
             case "gc_heap":
                 return Session.GcHeapLayout();
             case "finalizer_queue":

@@ -1,0 +1,165 @@
+using System.Diagnostics;
+using DumpScope.Engine.Analysis;
+
+namespace DumpScope.Engine.Tests;
+
+/// <summary>heap_stats with `graph`: one walk of the heap serves the
+/// statistics and the heap graph, whose build goes on in the background.</summary>
+public class SharedWalkTests
+{
+    private static DumpSession Open(string scenario, string runtime = "net10")
+    {
+        var (dump, _) = ScenarioDumps.Get(scenario, runtime);
+        return DumpSession.Open(dump, new DacOptions(), EngineLimits.Default);
+    }
+
+    // Everything heap_stats answers but its time, in its order.
+    private static string Text(HeapStats stats) => string.Join("\n", [
+        $"{stats.TotalObjects} {stats.TotalBytes} {stats.Parallel} {stats.CorruptRangeCount} {stats.UnwalkedBytes}",
+        .. stats.Types.Select(t => t.ToString()),
+        .. stats.FreeByKind.Select(f => f.ToString()),
+        .. stats.CorruptRanges.Select(c => c.ToString())]);
+
+    // What the graph answers, its build's time aside.
+    private static string Answers(DumpSession session)
+    {
+        var summary = session.GraphSummary(null, CancellationToken.None) with { ElapsedSeconds = 0 };
+        var top = session.Dominators(null, 0, 50, null, null, CancellationToken.None).Items
+            .Select(i => $"{i.Address:x} {i.Type} {i.Size} {i.Retained} {i.Dominated} {string.Join(",", i.Roots)}");
+        var types = session.RetainedByType(0, 200, null, CancellationToken.None).Items.Select(t => t.ToString());
+        return string.Join("\n", [
+            $"{summary.Objects} {summary.ReachableObjects} {summary.ReachableBytes} {summary.UnreachableObjects} {summary.UnreachableBytes} "
+                + $"{summary.References} {summary.RootCount} {summary.DominatorPasses} {summary.FromIndex} {summary.DanglingReferences}",
+            string.Join(",", summary.RootsByKind), .. top, .. types]);
+    }
+
+    [Theory]
+    [InlineData("blocked-finalizer", "net10")]
+    [InlineData("blocked-finalizer", "net8")]
+    [InlineData("event-leak", "net10")]
+    [InlineData("loh-fragmentation", "net10")]
+    [InlineData("deadlock", "net10")]
+    [InlineData("retention", "net10")]
+    public void The_shared_walk_answers_heap_stats_and_the_graph_exactly_as_separate_walks(string scenario, string runtime)
+    {
+        string separateStats, separateGraph;
+        using (var separate = Open(scenario, runtime))
+        {
+            separateStats = Text(separate.HeapStatistics(null, CancellationToken.None));
+            separateGraph = Answers(separate);
+        }
+        using var shared = Open(scenario, runtime);
+        var reports = new List<ProgressReport>();
+        HeapStats stats = shared.HeapStatistics(new SyncProgress(reports), CancellationToken.None, graph: true);
+
+        Assert.Equal(separateStats, Text(stats));
+        Assert.Contains(stats.Types, t => t.Name == "Free" && t.Count > 0);
+        // heap_stats's own progress: bytes of the heap, ending at the whole.
+        long heapBytes = (long)shared.GcHeapLayout().TotalAllocated;
+        Assert.All(reports, r => Assert.Equal(heapBytes, r.Total));
+        Assert.Equal(heapBytes, reports.Max(r => r.Done));
+        Assert.Equal(separateGraph, Answers(shared));
+        // Asked again, heap_stats answers the same, walking nothing.
+        Assert.Equal(Text(stats), Text(shared.HeapStatistics(null, CancellationToken.None, graph: true)));
+    }
+
+    [Fact]
+    public void A_cancelled_shared_walk_leaves_nothing_and_the_graph_is_built_on_its_own_next()
+    {
+        string expected;
+        using (var separate = Open("event-leak"))
+            expected = Answers(separate);
+        using var session = Open("event-leak");
+        using (var cts = new CancellationTokenSource())
+        {
+            cts.Cancel();
+            Assert.ThrowsAny<OperationCanceledException>(() => session.HeapStatistics(null, cts.Token, graph: true));
+        }
+        Assert.Equal(expected, Answers(session));
+    }
+
+    [Fact]
+    public void A_cancelled_wait_for_the_background_build_leaves_no_half_graph()
+    {
+        string expected;
+        using (var separate = Open("event-leak"))
+            expected = Answers(separate);
+        using var session = Open("event-leak");
+        session.HeapStatistics(null, CancellationToken.None, graph: true);
+        using (var cts = new CancellationTokenSource())
+        {
+            cts.Cancel();
+            try
+            {
+                // The build may already be done: then the graph is answered.
+                session.GraphSummary(null, cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+        Assert.Equal(expected, Answers(session));
+    }
+
+    [Fact]
+    public void Other_calls_are_answered_while_the_rest_of_the_build_runs()
+    {
+        using var session = Open("event-leak");
+        HeapStats stats = session.HeapStatistics(null, CancellationToken.None, graph: true);
+        ulong methodTable = stats.Types.Last(t => t.Name != "Free").MethodTable;
+        // Through ClrMD beside the build: threads, objects, the finalizer queue.
+        Assert.NotEmpty(session.Threads(CancellationToken.None));
+        Instances page = session.InstancesOf(methodTable, 0, 10, "size", null, CancellationToken.None);
+        Assert.Equal(stats.Types.Last(t => t.Name != "Free").Count, page.Total);
+        Assert.Equal(page.Items[0].Address, session.ObjectAt(page.Items[0].Address).Address);
+        session.FinalizerQueueInfo(CancellationToken.None);
+        Assert.True(session.GraphSummary(null, CancellationToken.None).Objects > 0);
+    }
+
+    [Fact]
+    public void Closing_the_dump_stops_the_background_build_and_saves_nothing()
+    {
+        // 10 M objects: the rest of the build takes about a second.
+        var (dump, _) = ScenarioDumps.Get("big-heap", "net10", objects: 10_000_000);
+        string folder = Path.Combine(Path.GetTempPath(), "dumpscope-shared-walk-" + Guid.NewGuid().ToString("n"));
+        try
+        {
+            var session = DumpSession.Open(dump, new DacOptions(), EngineLimits.Default);
+            session.Index = new GraphIndex(folder, 1L << 30);
+            // A build that ended would have its save waited for to its end.
+            session.SaveGrace = TimeSpan.FromMinutes(1);
+            session.HeapStatistics(null, CancellationToken.None, graph: true);
+            var watch = Stopwatch.StartNew();
+            session.Dispose();
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"closing took {watch.Elapsed}");
+            // Stopped before it ended: no graph was saved.
+            Assert.False(Directory.Exists(folder) && Directory.EnumerateFiles(folder, "*.graph").Any());
+        }
+        finally
+        {
+            if (Directory.Exists(folder))
+                Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Without_graph_or_with_a_graph_built_heap_stats_walks_on_its_own()
+    {
+        using var session = Open("retention");
+        session.GraphSummary(null, CancellationToken.None);
+        string withGraph = Text(session.HeapStatistics(null, CancellationToken.None, graph: true));
+        using var other = Open("retention");
+        Assert.Equal(Text(other.HeapStatistics(null, CancellationToken.None)), withGraph);
+    }
+
+    // Progress<T> posts to the thread pool; the walk's reports are wanted in
+    // full when the call returns.
+    private sealed class SyncProgress(List<ProgressReport> into) : IProgress<ProgressReport>
+    {
+        public void Report(ProgressReport value)
+        {
+            lock (into)
+                into.Add(value);
+        }
+    }
+}
