@@ -63,6 +63,62 @@ public class SharedWalkTests
         Assert.Equal(Text(stats), Text(shared.HeapStatistics(null, CancellationToken.None, graph: true)));
     }
 
+    // Everything native_pointers answers, in its order.
+    private static string Text(NativePointers found) => string.Join("\n", [
+        $"{found.ObjectsWalked} {found.PointerFields} {found.RangeCount} {found.Truncated} {found.CorruptRangeCount} {found.UnwalkedBytes}",
+        .. found.Items.Select(i => i.ToString()),
+        .. found.CorruptRanges.Select(c => c.ToString())]);
+
+    public static TheoryData<string, string> NativeQuestions() => new()
+    {
+        { "blocked-finalizer", "buffers" },
+        { "blocked-finalizer", "coreclr" },
+        { "blocked-finalizer", "coreclr direct" },
+        { "blocked-finalizer", "all" },
+        { "blocked-finalizer", "first 5" },
+        { "event-leak", "all" },
+        { "loh-fragmentation", "coreclr" },
+    };
+
+    // The native pointer fields the shared walk recorded answer
+    // native_pointers exactly as a walk of its own.
+    [Theory]
+    [MemberData(nameof(NativeQuestions))]
+    public void Native_pointers_from_the_shared_walk_equal_a_scan_of_their_own(string scenario, string question)
+    {
+        var (dump, _) = ScenarioDumps.Get(scenario, "net10");
+        NativeRange[] ranges = [];
+        if (question == "buffers")
+        {
+            using var facts = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dump + ".facts.json"));
+            ulong size = facts.RootElement.GetProperty("buffer_size").GetUInt64();
+            ranges = [.. facts.RootElement.GetProperty("buffer_addresses").EnumerateArray()
+                .Select(a => Convert.ToUInt64(a.GetString()![2..], 16)).Select(a => new NativeRange(a, a + size))];
+        }
+        else if (question.StartsWith("coreclr", StringComparison.Ordinal))
+        {
+            using var target = Microsoft.Diagnostics.Runtime.DataTarget.LoadDump(dump);
+            var coreclr = target.DataReader.EnumerateModules().First(m => Path.GetFileName(m.FileName) == "libcoreclr.so");
+            ranges = [new NativeRange(coreclr.ImageBase, coreclr.ImageBase + (ulong)coreclr.ImageSize)];
+        }
+        bool indirect = question != "coreclr direct";
+        int limit = question == "first 5" ? 5 : 1_000_000;
+
+        NativePointers alone;
+        using (var separate = Open(scenario))
+            alone = separate.NativePointersInto(ranges, indirect, limit, null, CancellationToken.None);
+        Assert.NotEmpty(alone.Items);
+        using var shared = Open(scenario);
+        shared.HeapStatistics(null, CancellationToken.None, graph: true);
+        var reports = new List<ProgressReport>();
+        NativePointers fromWalk = shared.NativePointersInto(ranges, indirect, limit, new SyncProgress(reports), CancellationToken.None);
+
+        Assert.Equal(Text(alone), Text(fromWalk));
+        Assert.Equal(question == "first 5", fromWalk.Truncated);
+        // No walk of its own: one report, of the whole heap.
+        Assert.Equal(reports[^1].Total, reports[^1].Done);
+    }
+
     [Fact]
     public void A_cancelled_shared_walk_leaves_nothing_and_the_graph_is_built_on_its_own_next()
     {

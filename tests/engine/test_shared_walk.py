@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from analysis.managed.client import EngineClient, engine_available
-from analysis.managed.results import GraphSummary, HeapStats
+from analysis.managed.results import GraphSummary, HeapStats, NativePointers
 from scenarios.dumps import ensure_dump
 from tests.engine.test_dump_damage import damaged_copy
 
@@ -19,22 +19,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def without_time(value: HeapStats | GraphSummary) -> dict[str, Any]:
+def without_time(value: HeapStats | GraphSummary | NativePointers) -> dict[str, Any]:
     return {k: v for k, v in vars(value).items() if k != "elapsed_seconds"}
 
 
-def answers(dump: Path, shared: bool) -> tuple[HeapStats, GraphSummary, list[str]]:
-    """heap_stats then the graph and its top retainers, with one walk
-    (shared) or one each."""
+Answers = tuple[HeapStats, NativePointers, GraphSummary, list[str]]
+
+
+def answers(dump: Path, shared: bool) -> Answers:
+    """heap_stats, every native pointer field, then the graph and its top
+    retainers, with one walk (shared) or one each."""
     with EngineClient() as client:
         client.open(str(dump), use_index=False)
         stats = client.heap_stats(graph=shared)
+        native = client.native_pointers()
         graph = client.graph()
         top = [
             f"{i.address:x} {i.type} {i.retained}"
             for i in client.dominators(limit=20).items
         ]
-    return stats, graph, top
+    return stats, native, graph, top
 
 
 @pytest.mark.parametrize(
@@ -48,10 +52,11 @@ def answers(dump: Path, shared: bool) -> tuple[HeapStats, GraphSummary, list[str
 )
 def test_one_walk_answers_as_two(scenario: str, runtime: str) -> None:
     dump = ensure_dump(scenario, runtime)
-    stats, graph, top = answers(dump.path, shared=True)
-    alone_stats, alone_graph, alone_top = answers(dump.path, shared=False)
+    stats, native, graph, top = answers(dump.path, shared=True)
+    alone_stats, alone_native, alone_graph, alone_top = answers(dump.path, shared=False)
     assert without_time(stats) == without_time(alone_stats)
     assert any(t.name == "Free" and (t.count or 0) > 0 for t in stats.types)
+    assert native == alone_native and native.items
     assert without_time(graph) == without_time(alone_graph)
     assert top == alone_top
 
@@ -69,10 +74,12 @@ def test_one_walk_of_a_damaged_heap_names_the_same_damage(tmp_path: Path) -> Non
     )
     damaged = damaged_copy(dump, tmp_path, region.start or 0, bytes(4096))
 
-    stats, graph, top = answers(damaged, shared=True)
-    alone_stats, alone_graph, alone_top = answers(damaged, shared=False)
+    stats, native, graph, top = answers(damaged, shared=True)
+    alone_stats, alone_native, alone_graph, alone_top = answers(damaged, shared=False)
     assert stats.corrupt_range_count == 1 and (stats.unwalked_bytes or 0) >= 4096 - 64
     assert without_time(stats) == without_time(alone_stats)
+    assert native == alone_native
+    assert native.corrupt_ranges == stats.corrupt_ranges
     assert graph.corrupt_ranges == stats.corrupt_ranges
     assert without_time(graph) == without_time(alone_graph)
     assert top == alone_top

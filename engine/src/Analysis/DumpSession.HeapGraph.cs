@@ -101,7 +101,8 @@ public sealed partial class DumpSession
     {
         var watch = Stopwatch.StartNew();
         var tally = new HeapTally(heap.FreeType?.MethodTable ?? 0);
-        HeapGraph.Walked walked = HeapGraph.Walk(_runtime, Walker, _target.DataReader, progress, cancel, _limits, tally);
+        var native = new NativeFieldRecord(_target.DataReader, _limits.MaxRecordedNativeFields);
+        HeapGraph.Walked walked = HeapGraph.Walk(_runtime, Walker, _target.DataReader, progress, cancel, _limits, tally, native);
         HeapStats stats;
         try
         {
@@ -112,6 +113,9 @@ public sealed partial class DumpSession
             walked.Dispose();
             throw;
         }
+        // An incomplete record is no use: native_pointers then walks.
+        if (native.Complete)
+            _nativeFields = (native, stats.TotalObjects, walked.Damage);
         var stop = new CancellationTokenSource();
         _stopBuilding = stop;
         _building = Task.Factory.StartNew(() =>

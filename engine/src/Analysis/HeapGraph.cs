@@ -224,8 +224,10 @@ public sealed partial class HeapGraph
 
     // ------------------------------------------------------------- building
 
-    /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
-    internal sealed class TypeTable(IMemoryReader memory)
+    /// <summary>Assigns one type index (and pointer layout) per method table,
+    /// shared by the walkers; with `native`, the layout holds the type's
+    /// native pointer slots too.</summary>
+    internal sealed class TypeTable(IMemoryReader memory, NativeFieldRecord? native = null)
     {
         private readonly Dictionary<ulong, (int Index, ReferenceLayout Layout)> _byMt = [];
         private readonly List<ClrType> _types = [];
@@ -241,7 +243,10 @@ public sealed partial class HeapGraph
                 if (!_byMt.TryGetValue(type.MethodTable, out var known))
                 {
                     _types.Add(type);
-                    _byMt[type.MethodTable] = known = (_types.Count - 1, ReferenceLayout.Of(type, memory));
+                    ReferenceLayout layout = ReferenceLayout.Of(type, memory);
+                    if (native is not null)
+                        layout.Native = native.SlotsOf(type);
+                    _byMt[type.MethodTable] = known = (_types.Count - 1, layout);
                 }
                 return known;
             }
@@ -365,11 +370,15 @@ public sealed partial class HeapGraph
         }
     }
 
-    private struct GraphVisitor(SegmentWalk into, TypeTable types, ulong freeMt, HeapTally? tally) : IObjectBytesVisitor
+    private struct GraphVisitor(SegmentWalk into, TypeTable types, ulong freeMt, HeapTally? tally, NativeFieldRecord? native)
+        : IObjectBytesVisitor
     {
         // heap_stats's counts, free space included, when the walk serves it too.
         public StatsVisitor Stats = tally?.NewVisitor() ?? default;
         private readonly bool _counting = tally is not null;
+        // Where the native pointer fields of the segment walked go, when
+        // they are recorded (NativeFieldRecord).
+        public List<NativeFieldRecord.Field>? NativeInto;
         // The types this walker met, by method table, in a small
         // direct-mapped table: objects of a few types alternate, and a
         // dictionary's lookup (generic library code, run first as tier-0
@@ -405,6 +414,8 @@ public sealed partial class HeapGraph
                 _cachedMt[slot] = methodTable;
             }
             into.Add(address, _cachedType[slot], size, layout, bytes);
+            if (layout.Native.Length > 0)
+                native!.Add(NativeInto!, address, bytes, layout.Native);
         }
     }
 
@@ -472,10 +483,12 @@ public sealed partial class HeapGraph
     /// references, and the address lookup. With `tally`, the walk also
     /// counts every object for heap_stats (free space included, which the
     /// graph leaves out), and its progress is heap_stats's: bytes walked out
-    /// of the heap's; else out of the whole build's (Build).
+    /// of the heap's; else out of the whole build's (Build). With `native`,
+    /// it records every object's non-zero native pointer fields there.
     /// </summary>
     internal static Walked Walk(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory,
-        IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null, HeapTally? tally = null)
+        IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null, HeapTally? tally = null,
+        NativeFieldRecord? native = null)
     {
         var damage = new HeapDamageLog((limits ?? EngineLimits.Default).MaxCorruptRanges);
         var log = new StageLog();
@@ -494,7 +507,7 @@ public sealed partial class HeapGraph
         //    first, so that the workers end together) and keeps its objects
         //    in address order in arrays of its own, big enough for huge
         //    pages (a region is only a few MiB of heap).
-        var types = new TypeTable(memory);
+        var types = new TypeTable(memory, native);
         ulong freeMt = heap.FreeType?.MethodTable ?? 0;
         (ulong, ulong)[] dependents = DependentHandles(runtime);
         (int First, int Count, long Bytes)[] runs = Runs(segments, 4 * options.MaxDegreeOfParallelism);
@@ -513,12 +526,13 @@ public sealed partial class HeapGraph
             int expected = (int)Math.Min(1 << 28, runs[r].Bytes / 32 + 16);
             int references = (int)Math.Min(1 << 29, runs[r].Bytes / memory.PointerSize + 16);
             var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, references, runs[r].Count);
-            var visitor = new GraphVisitor(walk, types, freeMt, tally);
+            var visitor = new GraphVisitor(walk, types, freeMt, tally, native);
             for (int i = 0; i < runs[r].Count; i++)
             {
                 ClrSegment segment = segments[runs[r].First + i];
                 walk.SegmentStart[i] = walk.Address.Count;
                 (long freeCount, ulong freeSize) = (visitor.Stats.FreeCount, visitor.Stats.FreeSize);
+                visitor.NativeInto = native?.Segment(segment);
                 walker.WalkBytes(segment, ref visitor, cancel, damage);
                 tally?.Segment(segment.Kind, visitor.Stats.FreeCount - freeCount, visitor.Stats.FreeSize - freeSize);
                 long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
@@ -794,6 +808,9 @@ public sealed partial class HeapGraph
         // The LoaderAllocator object of a collectible type's instances,
         // which keeps their assembly loaded (as ClrMD's references do).
         public ulong LoaderAllocator;
+        // Native pointer slots (offset in the object's data, number in the
+        // NativeFieldRecord), when the walk records them.
+        public (int Offset, int Id)[] Native = [];
 
         public bool HasReferences => Offsets.Length > 0;
 
