@@ -158,6 +158,23 @@ public class SharedWalkTests
     }
 
     [Fact]
+    public void The_graph_call_waiting_for_the_build_is_told_its_progress_to_the_end()
+    {
+        using var session = Open("event-leak");
+        session.HeapStatistics(null, CancellationToken.None, graph: true);
+        var reports = new List<ProgressReport>();
+        session.GraphSummary(new SyncProgress(reports), CancellationToken.None);
+        // The build's progress: the whole build's bytes (walk, resolution,
+        // dominators), from past the walk (or its last report, when it
+        // ended before the call) to its end.
+        long build = 3 * (long)session.GcHeapLayout().TotalAllocated;
+        Assert.NotEmpty(reports);
+        Assert.All(reports, r => Assert.Equal(build, r.Total));
+        Assert.True(reports[0].Done > build / 3);
+        Assert.Equal(build, reports[^1].Done);
+    }
+
+    [Fact]
     public void Other_calls_are_answered_while_the_rest_of_the_build_runs()
     {
         using var session = Open("event-leak");

@@ -178,7 +178,8 @@ public sealed partial class DumpSession
 
     /// <summary>The background build's progress, passed on to the graph
     /// call waiting for it (none waits: dropped); a call that starts waiting
-    /// is told the last report at once.</summary>
+    /// is told the last report at once. Reports are passed on under the
+    /// lock, so none reaches a call after it stopped waiting (and answered).</summary>
     private sealed class RelayedProgress : IProgress<ProgressReport>
     {
         private readonly System.Threading.Lock _lock = new();
@@ -189,20 +190,22 @@ public sealed partial class DumpSession
         {
             set
             {
-                ProgressReport? last;
                 lock (_lock)
-                    (_target, last) = (value, _last);
-                if (last is { } report)
-                    value?.Report(report);
+                {
+                    _target = value;
+                    if (_last is { } report)
+                        value?.Report(report);
+                }
             }
         }
 
         public void Report(ProgressReport value)
         {
-            IProgress<ProgressReport>? target;
             lock (_lock)
-                (_last, target) = (value, _target);
-            target?.Report(value);
+            {
+                _last = value;
+                _target?.Report(value);
+            }
         }
     }
 
