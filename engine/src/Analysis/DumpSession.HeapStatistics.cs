@@ -79,6 +79,9 @@ public sealed class HeapTally(ulong freeMt)
     /// <summary>One walking thread done: its counts.</summary>
     internal void Add(StatsVisitor visitor) => _partials.Add(visitor.Tallies);
 
+    /// <summary>One walking thread done: its counts, by method table.</summary>
+    internal void Add(Dictionary<ulong, Tally> tallies) => _partials.Add(tallies);
+
     /// <summary>
     /// The answer, once every thread is done. `segments`: all the heap's,
     /// empty ones included: each kind of segment is listed in free_by_kind,

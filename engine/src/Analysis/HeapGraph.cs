@@ -373,9 +373,14 @@ public sealed partial class HeapGraph
     private struct GraphVisitor(SegmentWalk into, TypeTable types, ulong freeMt, HeapTally? tally, NativeFieldRecord? native)
         : IObjectBytesVisitor
     {
-        // heap_stats's counts, free space included, when the walk serves it too.
-        public StatsVisitor Stats = tally?.NewVisitor() ?? default;
+        // heap_stats's counts, when the walk serves it too: by the walk's
+        // own type number (found for the graph anyway), free space apart.
         private readonly bool _counting = tally is not null;
+        private long[] _counts = [];
+        private ulong[] _sizes = [];
+        public long FreeCount;
+        public ulong FreeSize;
+        private ClrType? _freeType;
         // Where the native pointer fields of the segment walked go, when
         // they are recorded (NativeFieldRecord).
         public List<NativeFieldRecord.Field>? NativeInto;
@@ -395,10 +400,12 @@ public sealed partial class HeapGraph
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Visit(ulong address, ulong methodTable, ClrType type, ulong size, ReadOnlySpan<byte> bytes)
         {
-            if (_counting)
-                Stats.Visit(address, methodTable, type, size);
             if (methodTable == freeMt)
+            {
+                if (_counting)
+                    (FreeCount, FreeSize, _freeType) = (FreeCount + 1, FreeSize + size, type);
                 return;
+            }
             _cachedMt ??= new ulong[CacheSlots];
             _cachedType ??= new int[CacheSlots];
             _cachedLayout ??= new ReferenceLayout?[CacheSlots];
@@ -413,9 +420,36 @@ public sealed partial class HeapGraph
                 _cachedLayout[slot] = layout;
                 _cachedMt[slot] = methodTable;
             }
-            into.Add(address, _cachedType[slot], size, layout, bytes);
+            int number = _cachedType[slot];
+            if (_counting)
+            {
+                if (number >= _counts.Length)
+                {
+                    int length = Math.Max(number + 1, 2 * _counts.Length);
+                    Array.Resize(ref _counts, length);
+                    Array.Resize(ref _sizes, length);
+                }
+                _counts[number]++;
+                _sizes[number] += size;
+            }
+            into.Add(address, number, size, layout, bytes);
             if (layout.Native.Length > 0)
                 native!.Add(NativeInto!, address, bytes, layout.Native);
+        }
+
+        /// <summary>Hands this walker's counts to heap_stats, by method table.</summary>
+        public readonly void Count(HeapTally tally, ulong freeMt)
+        {
+            var tallies = new Dictionary<ulong, HeapTally.Tally>();
+            if (FreeCount > 0)
+                tallies[freeMt] = new HeapTally.Tally { Type = _freeType, Count = FreeCount, Size = FreeSize };
+            ClrType[] met = types.All();
+            for (int t = 0; t < _counts.Length; t++)
+            {
+                if (_counts[t] > 0)
+                    tallies[met[t].MethodTable] = new HeapTally.Tally { Type = met[t], Count = _counts[t], Size = _sizes[t] };
+            }
+            tally.Add(tallies);
         }
     }
 
@@ -531,16 +565,17 @@ public sealed partial class HeapGraph
             {
                 ClrSegment segment = segments[runs[r].First + i];
                 walk.SegmentStart[i] = walk.Address.Count;
-                (long freeCount, ulong freeSize) = (visitor.Stats.FreeCount, visitor.Stats.FreeSize);
+                (long freeCount, ulong freeSize) = (visitor.FreeCount, visitor.FreeSize);
                 visitor.NativeInto = native?.Segment(segment);
                 walker.WalkBytes(segment, ref visitor, cancel, damage);
-                tally?.Segment(segment.Kind, visitor.Stats.FreeCount - freeCount, visitor.Stats.FreeSize - freeSize);
+                tally?.Segment(segment.Kind, visitor.FreeCount - freeCount, visitor.FreeSize - freeSize);
                 long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
                 progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
             }
             walk.SegmentStart[runs[r].Count] = walk.Address.Count;
             Lookup(walk, segments, runs[r].First, index);
-            tally?.Add(visitor.Stats);
+            if (tally is not null)
+                visitor.Count(tally, freeMt);
         });
         // Each run numbered its objects from 0: now they follow each other.
         var runFirst = new int[runs.Length];
