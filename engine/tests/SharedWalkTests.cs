@@ -175,6 +175,22 @@ public class SharedWalkTests
     }
 
     [Fact]
+    public void A_build_that_fails_after_heap_stats_fails_the_graph_call_with_its_error_and_the_next_builds_again()
+    {
+        string expected;
+        using (var separate = Open("event-leak"))
+            expected = Answers(separate);
+        using var session = Open("event-leak");
+        session.FinishBuild = (walked, _, _) => throw new EngineException(ErrorCodes.Internal, "The heap has too many references.");
+        Assert.True(session.HeapStatistics(null, CancellationToken.None, graph: true).TotalObjects > 0);
+
+        var error = Assert.Throws<EngineException>(() => session.GraphSummary(null, CancellationToken.None));
+        Assert.Equal(ErrorCodes.Internal, error.Code);
+        Assert.Equal("The heap has too many references.", error.Message);
+        Assert.Equal(expected, Answers(session));
+    }
+
+    [Fact]
     public void Other_calls_are_answered_while_the_rest_of_the_build_runs()
     {
         using var session = Open("event-leak");

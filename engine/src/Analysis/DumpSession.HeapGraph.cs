@@ -37,6 +37,10 @@ public sealed partial class DumpSession
     private CancellationTokenSource? _stopBuilding;
     private readonly RelayedProgress _buildProgress = new();
 
+    /// <summary>The rest of a build after heap_stats' walk; tests replace
+    /// it to make the background build fail.</summary>
+    internal Func<HeapGraph.Walked, IProgress<ProgressReport>?, CancellationToken, HeapGraph> FinishBuild { get; set; } = HeapGraph.Finish;
+
     /// <summary>The graph, built or loaded once. A built graph is answered
     /// from at once and saved to the index in the background (SaveTask);
     /// once saved, the file's mapping replaces the built arrays. A cancelled
@@ -122,7 +126,7 @@ public sealed partial class DumpSession
         {
             HeapGraph graph;
             using (walked)
-                graph = HeapGraph.Finish(walked, _buildProgress, stop.Token);
+                graph = FinishBuild(walked, _buildProgress, stop.Token);
             Publish(graph, stop.Token);
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         return stats;
