@@ -505,7 +505,9 @@ def _runtime_problems(runtime: RuntimeInfo) -> tuple[str, ...]:
 
 def _heap_stats(ctx: Context) -> HeapStats:
     progress = ctx.engine_progress(HEAP_STATS.label)
-    return _engine_call(ctx, lambda c: c.heap_stats(progress, ctx.cancel))
+    # The heap graph is always wanted next (HEAP_GRAPH runs in every run):
+    # one walk of the heap serves both.
+    return _engine_call(ctx, lambda c: c.heap_stats(progress, ctx.cancel, graph=True))
 
 
 RUNTIME: Analysis[RuntimeInfo] = Analysis(

@@ -625,9 +625,15 @@ class EngineClient:
         self,
         progress: Optional[Progress] = None,
         cancel: Optional[threading.Event] = None,
+        graph: bool = False,
     ) -> HeapStats:
-        """`dumpheap -stat`: every type with its count and total size."""
-        return from_json(HeapStats, self._call("heap_stats", {}, progress, cancel))
+        """`dumpheap -stat`: every type with its count and total size.
+
+        `graph`: the heap graph will be asked for next; the engine then walks
+        the heap once for both and goes on building the graph in the
+        background (PROTOCOL.md, heap_stats). The answer is the same."""
+        params = {"graph": True} if graph else {}
+        return from_json(HeapStats, self._call("heap_stats", params, progress, cancel))
 
     def gc_heap(self) -> GcHeap:
         return from_json(GcHeap, self._call("gc_heap"))

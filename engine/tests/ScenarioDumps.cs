@@ -8,7 +8,7 @@ namespace DumpScope.Engine.Tests;
 /// </summary>
 public static class ScenarioDumps
 {
-    private static readonly Dictionary<(string, string), (string Dump, string RuntimeDir)> Cache = new();
+    private static readonly Dictionary<(string, string, int?), (string Dump, string RuntimeDir)> Cache = new();
 
     public static string RepoRoot { get; } = FindRepoRoot();
 
@@ -20,13 +20,15 @@ public static class ScenarioDumps
         return dir?.FullName ?? throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
     }
 
-    public static (string Dump, string RuntimeDir) Get(string scenario, string runtime)
+    /// <param name="objects">live objects of big-heap (the generator's default when null).</param>
+    public static (string Dump, string RuntimeDir) Get(string scenario, string runtime, int? objects = null)
     {
         lock (Cache)
         {
-            if (Cache.TryGetValue((scenario, runtime), out var found))
+            if (Cache.TryGetValue((scenario, runtime, objects), out var found))
                 return found;
-            var start = new ProcessStartInfo("/usr/bin/python3", $"-m scenarios.generate --scenario {scenario} --runtime {runtime} --kind heap")
+            var start = new ProcessStartInfo("/usr/bin/python3", $"-m scenarios.generate --scenario {scenario} --runtime {runtime} --kind heap"
+                + (objects is { } n ? $" --objects {n}" : ""))
             {
                 WorkingDirectory = RepoRoot,
                 RedirectStandardOutput = true,
@@ -43,7 +45,7 @@ public static class ScenarioDumps
             string facts = File.ReadAllText(dump + ".facts.json");
             using var doc = System.Text.Json.JsonDocument.Parse(facts);
             string runtimeDir = doc.RootElement.GetProperty("runtime_dir").GetString()!;
-            return Cache[(scenario, runtime)] = (dump, runtimeDir);
+            return Cache[(scenario, runtime, objects)] = (dump, runtimeDir);
         }
     }
 }

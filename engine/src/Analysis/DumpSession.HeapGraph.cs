@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
+using Microsoft.Diagnostics.Runtime;
 
 namespace DumpScope.Engine.Analysis;
 
@@ -26,12 +28,28 @@ public sealed partial class DumpSession
     /// <summary>Where built graphs are saved and found again; null: no index.</summary>
     public GraphIndex? Index { get; set; }
 
+    // The rest of a build whose walk served heap_stats too
+    // (StatisticsAndGraph), running in the background; null when none runs
+    // or a graph call took its end. Set and cleared by the RPC worker
+    // thread only; the build's thread writes only _graph, _graphFromIndex
+    // and _saving, before its task ends.
+    private Task? _building;
+    private CancellationTokenSource? _stopBuilding;
+    private readonly RelayedProgress _buildProgress = new();
+
+    /// <summary>The rest of a build after heap_stats' walk; tests replace
+    /// it to make the background build fail.</summary>
+    internal Func<HeapGraph.Walked, IProgress<ProgressReport>?, CancellationToken, HeapGraph> FinishBuild { get; set; } = HeapGraph.Finish;
+
     /// <summary>The graph, built or loaded once. A built graph is answered
     /// from at once and saved to the index in the background (SaveTask);
     /// once saved, the file's mapping replaces the built arrays. A cancelled
-    /// build leaves nothing: the next call starts again.</summary>
+    /// build leaves nothing: the next call starts again. A build going on
+    /// in the background (after heap_stats) is waited for.</summary>
     public HeapGraph Graph(IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
+        if (_building is not null)
+            return Built(progress, cancel);
         if (Volatile.Read(ref _graph) is { } graph)
             return graph;
         RequireHeap();
@@ -40,7 +58,11 @@ public sealed partial class DumpSession
             _graphFromIndex = true;
             return _graph = loaded;
         }
-        graph = HeapGraph.Build(_runtime, Walker, _target.DataReader, progress, cancel, _limits);
+        return Publish(HeapGraph.Build(_runtime, Walker, _target.DataReader, progress, cancel, _limits), cancel);
+    }
+
+    private HeapGraph Publish(HeapGraph graph, CancellationToken cancel)
+    {
         _graphFromIndex = false;
         if (Index is { } index)
         {
@@ -59,7 +81,136 @@ public sealed partial class DumpSession
                 TaskCreationOptions.LongRunning, TaskScheduler.Default);
             return graph;
         }
-        return _graph = graph;
+        Volatile.Write(ref _graph, graph);
+        return graph;
+    }
+
+    // ClrMD beside the background build: the rest of the build calls ClrMD
+    // (the roots, the types' names) while the RPC worker serves other calls
+    // (threads, instances, native_pointers...) through the same runtime.
+    // ClrMD allows calls from several threads only on a thread-safe runtime
+    // (ClrRuntime.IsThreadSafe: its data reader is, as the lock-free
+    // memory-mapped one is), which the build's parallel walk and its roots
+    // enumerated beside the resolution already rely on. On any other
+    // runtime heap_stats walks alone, as without `graph`, and the graph is
+    // built by the graph call. Apart from ClrMD and the dump's reader the
+    // background build shares nothing with the calls served meanwhile.
+    private bool CanBuildBeside() =>
+        _runtime.IsThreadSafe && _building is null && Volatile.Read(ref _graph) is null && Index?.Holds(DumpPath) != true;
+
+    /// <summary>heap_stats from the graph build's walk; the rest of the
+    /// build goes on in the background. A cancelled walk leaves nothing
+    /// (its temporaries freed, no build started).</summary>
+    private HeapStats StatisticsAndGraph(ClrHeap heap, IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
+        var watch = Stopwatch.StartNew();
+        var tally = new HeapTally(heap.FreeType?.MethodTable ?? 0);
+        var native = new NativeFieldRecord(_target.DataReader, _limits.MaxRecordedNativeFields);
+        HeapGraph.Walked walked = HeapGraph.Walk(_runtime, Walker, _target.DataReader, progress, cancel, _limits, tally, native);
+        HeapStats stats;
+        try
+        {
+            stats = tally.Result(heap.Segments, walked.Parallel, watch.Elapsed.TotalSeconds, walked.Damage);
+        }
+        catch
+        {
+            walked.Dispose();
+            throw;
+        }
+        // An incomplete record is no use: native_pointers then walks.
+        if (native.Complete)
+            _nativeFields = (native, stats.TotalObjects, walked.Damage);
+        var stop = new CancellationTokenSource();
+        _stopBuilding = stop;
+        _building = Task.Factory.StartNew(() =>
+        {
+            HeapGraph graph;
+            using (walked)
+                graph = FinishBuild(walked, _buildProgress, stop.Token);
+            Publish(graph, stop.Token);
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        return stats;
+    }
+
+    /// <summary>Waits for the background build, its progress going to this
+    /// call meanwhile. A cancelled wait leaves the build going (the next
+    /// call waits again); a failed build fails this call with its error,
+    /// and the next call builds again.</summary>
+    private HeapGraph Built(IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
+        Task building = _building!;
+        _buildProgress.Target = progress;
+        try
+        {
+            building.Wait(cancel);
+        }
+        catch (AggregateException e)
+        {
+            ForgetBuilding();
+            ExceptionDispatchInfo.Throw(e.InnerException ?? e);
+        }
+        finally
+        {
+            _buildProgress.Target = null;
+        }
+        ForgetBuilding();
+        return Volatile.Read(ref _graph)!;
+    }
+
+    private void ForgetBuilding()
+    {
+        _stopBuilding?.Dispose();
+        (_building, _stopBuilding) = (null, null);
+    }
+
+    /// <summary>Stops a build going on in the background and waits for it
+    /// to leave (its temporaries freed).</summary>
+    private void StopBuilding()
+    {
+        if (_building is not { } building)
+            return;
+        _stopBuilding?.Cancel();
+        try
+        {
+            building.Wait();
+        }
+        catch (AggregateException)
+        {
+        }
+        ForgetBuilding();
+    }
+
+    /// <summary>The background build's progress, passed on to the graph
+    /// call waiting for it (none waits: dropped); a call that starts waiting
+    /// is told the last report at once. Reports are passed on under the
+    /// lock, so none reaches a call after it stopped waiting (and answered).</summary>
+    private sealed class RelayedProgress : IProgress<ProgressReport>
+    {
+        private readonly System.Threading.Lock _lock = new();
+        private IProgress<ProgressReport>? _target;
+        private ProgressReport? _last;
+
+        public IProgress<ProgressReport>? Target
+        {
+            set
+            {
+                lock (_lock)
+                {
+                    _target = value;
+                    if (_last is { } report)
+                        value?.Report(report);
+                }
+            }
+        }
+
+        public void Report(ProgressReport value)
+        {
+            lock (_lock)
+            {
+                _last = value;
+                _target?.Report(value);
+            }
+        }
     }
 
     /// <summary>The save under way or done (null when nothing was built to save).</summary>

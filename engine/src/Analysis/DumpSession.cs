@@ -14,7 +14,9 @@ public readonly record struct ProgressReport(long Done, long Total, string Messa
 /// sit beside it by concern, as ClrMD splits heap, threads and roots:
 /// DumpSession.HeapStatistics.cs, .ThreadsAndLocks.cs, .ObjectInspector.cs,
 /// .Roots.cs. Not thread-safe (the RPC server calls it from one worker
-/// thread), except the thread walk, which is cached behind a lock.
+/// thread), except the thread walk, which is cached behind a lock, and the
+/// heap graph's build that heap_stats may leave going on in the background
+/// (DumpSession.HeapGraph.cs says what it shares with the calls meanwhile).
 /// </summary>
 public sealed partial class DumpSession : IDisposable
 {
@@ -275,6 +277,7 @@ public sealed partial class DumpSession : IDisposable
 
     public void Dispose()
     {
+        StopBuilding();
         FinishSaving(SaveGrace);
         _stopSaving.Dispose();
         _graph = null;

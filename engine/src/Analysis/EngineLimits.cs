@@ -24,6 +24,9 @@ public sealed record EngineLimits
     public int MaxNativePointers { get; init; } = 1_000_000;
     // The bytes of a native structure searched for a pointer (one indirection).
     public int NativeStructureBytes { get; init; } = 512;
+    // Native pointer fields a heap walk made for something else records for
+    // native_pointers (24 bytes each); past it, native_pointers walks itself.
+    public int MaxRecordedNativeFields { get; init; } = 4_000_000;
     public int MaxCorruptRanges { get; init; } = 1_000;
 
     // Dump headers, checked before ClrMD reads them and handed to ClrMD as

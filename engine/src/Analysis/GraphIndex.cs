@@ -57,6 +57,10 @@ public sealed class GraphIndex
 
     public string PathOf(byte[] key) => Path.Combine(Folder, Convert.ToHexString(key).ToLowerInvariant() + Extension);
 
+    /// <summary>Whether a file is kept for this dump (whole or not: only
+    /// loading tells), without reading it.</summary>
+    public bool Holds(string dumpPath) => File.Exists(PathOf(KeyOf(dumpPath)));
+
     /// <summary>The saved graph of this dump, or null (none, stale or damaged: then deleted).</summary>
     public HeapGraph? TryLoad(string dumpPath, CancellationToken cancel)
     {

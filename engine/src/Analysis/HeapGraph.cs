@@ -72,7 +72,7 @@ public sealed partial class HeapGraph
     /// from Start shifted right by Shift (the alignment every object of the
     /// segment has: 4 bytes of an address instead of 8), and a bucket table
     /// from (address - Start) >> BucketShift to the first object at or after it.</summary>
-    private sealed record SegmentIndex(ulong Start, ulong End, int First, int Shift, Column<uint> Offset, Column<int> Buckets)
+    internal sealed record SegmentIndex(ulong Start, ulong End, int First, int Shift, Column<uint> Offset, Column<int> Buckets)
     {
         public ulong AddressAt(int i) => Start + ((ulong)Offset[i] << Shift);
     }
@@ -224,8 +224,10 @@ public sealed partial class HeapGraph
 
     // ------------------------------------------------------------- building
 
-    /// <summary>Assigns one type index (and pointer layout) per method table, shared by the walkers.</summary>
-    private sealed class TypeTable(IMemoryReader memory)
+    /// <summary>Assigns one type index (and pointer layout) per method table,
+    /// shared by the walkers; with `native`, the layout holds the type's
+    /// native pointer slots too.</summary>
+    internal sealed class TypeTable(IMemoryReader memory, NativeFieldRecord? native = null)
     {
         private readonly Dictionary<ulong, (int Index, ReferenceLayout Layout)> _byMt = [];
         private readonly List<ClrType> _types = [];
@@ -241,7 +243,10 @@ public sealed partial class HeapGraph
                 if (!_byMt.TryGetValue(type.MethodTable, out var known))
                 {
                     _types.Add(type);
-                    _byMt[type.MethodTable] = known = (_types.Count - 1, ReferenceLayout.Of(type, memory));
+                    ReferenceLayout layout = ReferenceLayout.Of(type, memory);
+                    if (native is not null)
+                        layout.Native = native.SlotsOf(type);
+                    _byMt[type.MethodTable] = known = (_types.Count - 1, layout);
                 }
                 return known;
             }
@@ -271,15 +276,22 @@ public sealed partial class HeapGraph
 
     private sealed class Freed(SegmentWalk?[] walks) : IDisposable
     {
+        private bool _kept;
+
+        /// <summary>The walks live on (handed to the rest of the build): leaving frees nothing.</summary>
+        public void Keep() => _kept = true;
+
         public void Dispose()
         {
+            if (_kept)
+                return;
             foreach (SegmentWalk? walk in walks)
                 walk?.Free();
         }
     }
 
     /// <summary>What the walk of one run of segments found: objects and raw reference values.</summary>
-    private sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
+    internal sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
         int references, int segments)
     {
         public NativeGrowing<ulong> Address = new(expected);
@@ -358,8 +370,20 @@ public sealed partial class HeapGraph
         }
     }
 
-    private struct GraphVisitor(SegmentWalk into, TypeTable types, ulong freeMt) : IObjectBytesVisitor
+    private struct GraphVisitor(SegmentWalk into, TypeTable types, ulong freeMt, HeapTally? tally, NativeFieldRecord? native)
+        : IObjectBytesVisitor
     {
+        // heap_stats's counts, when the walk serves it too: by the walk's
+        // own type number (found for the graph anyway), free space apart.
+        private readonly bool _counting = tally is not null;
+        private long[] _counts = [];
+        private ulong[] _sizes = [];
+        public long FreeCount;
+        public ulong FreeSize;
+        private ClrType? _freeType;
+        // Where the native pointer fields of the segment walked go, when
+        // they are recorded (NativeFieldRecord).
+        public List<NativeFieldRecord.Field>? NativeInto;
         // The types this walker met, by method table, in a small
         // direct-mapped table: objects of a few types alternate, and a
         // dictionary's lookup (generic library code, run first as tier-0
@@ -377,7 +401,11 @@ public sealed partial class HeapGraph
         public void Visit(ulong address, ulong methodTable, ClrType type, ulong size, ReadOnlySpan<byte> bytes)
         {
             if (methodTable == freeMt)
+            {
+                if (_counting)
+                    (FreeCount, FreeSize, _freeType) = (FreeCount + 1, FreeSize + size, type);
                 return;
+            }
             _cachedMt ??= new ulong[CacheSlots];
             _cachedType ??= new int[CacheSlots];
             _cachedLayout ??= new ReferenceLayout?[CacheSlots];
@@ -392,7 +420,36 @@ public sealed partial class HeapGraph
                 _cachedLayout[slot] = layout;
                 _cachedMt[slot] = methodTable;
             }
-            into.Add(address, _cachedType[slot], size, layout, bytes);
+            int number = _cachedType[slot];
+            if (_counting)
+            {
+                if (number >= _counts.Length)
+                {
+                    int length = Math.Max(number + 1, 2 * _counts.Length);
+                    Array.Resize(ref _counts, length);
+                    Array.Resize(ref _sizes, length);
+                }
+                _counts[number]++;
+                _sizes[number] += size;
+            }
+            into.Add(address, number, size, layout, bytes);
+            if (layout.Native.Length > 0)
+                native!.Add(NativeInto!, address, bytes, layout.Native);
+        }
+
+        /// <summary>Hands this walker's counts to heap_stats, by method table.</summary>
+        public readonly void Count(HeapTally tally, ulong freeMt)
+        {
+            var tallies = new Dictionary<ulong, HeapTally.Tally>();
+            if (FreeCount > 0)
+                tallies[freeMt] = new HeapTally.Tally { Type = _freeType, Count = FreeCount, Size = FreeSize };
+            ClrType[] met = types.All();
+            for (int t = 0; t < _counts.Length; t++)
+            {
+                if (_counts[t] > 0)
+                    tallies[met[t].MethodTable] = new HeapTally.Tally { Type = met[t], Count = _counts[t], Size = _sizes[t] };
+            }
+            tally.Add(tallies);
         }
     }
 
@@ -405,25 +462,77 @@ public sealed partial class HeapGraph
     public static HeapGraph Build(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory,
         IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null)
     {
-        var damage = new HeapDamageLog((limits ?? EngineLimits.Default).MaxCorruptRanges);
-        var watch = Stopwatch.StartNew();
-        // Each step's wall and process CPU time, logged (stderr) to show
-        // where a build spends.
-        double lastWall = 0, lastCpu = Environment.CpuUsage.TotalTime.TotalSeconds;
-        var stages = new List<string>();
-        void Stage(string name)
+        using Walked walked = Walk(runtime, walker, memory, progress, cancel, limits);
+        return Finish(walked, progress, cancel);
+    }
+
+    /// <summary>Each step's wall and process CPU time, logged (stderr) to
+    /// show where a build spends.</summary>
+    internal sealed class StageLog
+    {
+        public readonly Stopwatch Watch = Stopwatch.StartNew();
+        public readonly List<string> Stages = [];
+        private double _lastWall, _lastCpu = Environment.CpuUsage.TotalTime.TotalSeconds;
+
+        public void Add(string name)
         {
-            double wall = watch.Elapsed.TotalSeconds, cpu = Environment.CpuUsage.TotalTime.TotalSeconds;
-            stages.Add($"{name} {wall - lastWall:F2} s (CPU {cpu - lastCpu:F2} s{AnonymousMemory()})");
-            (lastWall, lastCpu) = (wall, cpu);
+            double wall = Watch.Elapsed.TotalSeconds, cpu = Environment.CpuUsage.TotalTime.TotalSeconds;
+            Stages.Add($"{name} {wall - _lastWall:F2} s (CPU {cpu - _lastCpu:F2} s{AnonymousMemory()})");
+            (_lastWall, _lastCpu) = (wall, cpu);
         }
+    }
+
+    /// <summary>
+    /// A heap walked for its graph (the build's first stage), which the rest
+    /// of the build (Finish) starts from, on this thread or another. It owns
+    /// the walk's temporaries (outside the GC heap): Finish frees them as it
+    /// joins them, and disposing it frees what is left (a build given up
+    /// after its walk).
+    /// </summary>
+    internal sealed class Walked : IDisposable
+    {
+        public required ClrRuntime Runtime { get; init; }
+        public required SegmentWalk[] Walks { get; init; }
+        public required SegmentIndex[] Index { get; init; }
+        public required (int First, int Count, long Bytes)[] Runs { get; init; }
+        public required int[] BySize { get; init; }
+        public required int[] RunFirst { get; init; }
+        public required int Objects { get; init; }
+        public required TypeTable Types { get; init; }
+        public required long TotalBytes { get; init; }
+        public required long DoneBytes { get; init; }
+        public required StageLog Log { get; init; }
+
+        /// <summary>The segments were walked on several threads.</summary>
+        public required bool Parallel { get; init; }
+
+        /// <summary>What the walk went around (shared with the graph it becomes).</summary>
+        public required HeapDamageLog Damage { get; init; }
+
+        public void Dispose() => new Freed(Walks).Dispose();
+    }
+
+    /// <summary>
+    /// The build's first stage: every object with the addresses it
+    /// references, and the address lookup. With `tally`, the walk also
+    /// counts every object for heap_stats (free space included, which the
+    /// graph leaves out), and its progress is heap_stats's: bytes walked out
+    /// of the heap's; else out of the whole build's (Build). With `native`,
+    /// it records every object's non-zero native pointer fields there.
+    /// </summary>
+    internal static Walked Walk(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory,
+        IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null, HeapTally? tally = null,
+        NativeFieldRecord? native = null)
+    {
+        var damage = new HeapDamageLog((limits ?? EngineLimits.Default).MaxCorruptRanges);
+        var log = new StageLog();
         ClrHeap heap = runtime.Heap;
         var segments = heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start).ToArray();
         CheckOffsetsFit(segments);
         bool parallel = runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 };
         long totalBytes = Math.Max(1, segments.Sum(s => (long)s.ObjectRange.Length));
-        long total = 3 * totalBytes;
+        long total = tally is null ? 3 * totalBytes : totalBytes;
         long doneBytes = 0;
 
         // 1. Objects and the addresses they reference. The segments, in
@@ -432,15 +541,15 @@ public sealed partial class HeapGraph
         //    first, so that the workers end together) and keeps its objects
         //    in address order in arrays of its own, big enough for huge
         //    pages (a region is only a few MiB of heap).
-        var types = new TypeTable(memory);
+        var types = new TypeTable(memory, native);
         ulong freeMt = heap.FreeType?.MethodTable ?? 0;
         (ulong, ulong)[] dependents = DependentHandles(runtime);
         (int First, int Count, long Bytes)[] runs = Runs(segments, 4 * options.MaxDegreeOfParallelism);
         var walks = new SegmentWalk[runs.Length];
         var index = new SegmentIndex[segments.Length];
-        // A cancelled or failed build frees the walks' temporaries too.
-        using var freed = new Freed(walks);
         var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
+        // A cancelled or failed walk frees its temporaries.
+        using var freed = new Freed(walks);
         Parallel.ForEach(bySize, options, r =>
         {
             // Sized for objects of 32 bytes, more than most heaps hold, so
@@ -451,17 +560,22 @@ public sealed partial class HeapGraph
             int expected = (int)Math.Min(1 << 28, runs[r].Bytes / 32 + 16);
             int references = (int)Math.Min(1 << 29, runs[r].Bytes / memory.PointerSize + 16);
             var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, references, runs[r].Count);
-            var visitor = new GraphVisitor(walk, types, freeMt);
+            var visitor = new GraphVisitor(walk, types, freeMt, tally, native);
             for (int i = 0; i < runs[r].Count; i++)
             {
                 ClrSegment segment = segments[runs[r].First + i];
                 walk.SegmentStart[i] = walk.Address.Count;
+                (long freeCount, ulong freeSize) = (visitor.FreeCount, visitor.FreeSize);
+                visitor.NativeInto = native?.Segment(segment);
                 walker.WalkBytes(segment, ref visitor, cancel, damage);
+                tally?.Segment(segment.Kind, visitor.FreeCount - freeCount, visitor.FreeSize - freeSize);
                 long done = Interlocked.Add(ref doneBytes, (long)segment.ObjectRange.Length);
                 progress?.Report(new ProgressReport(done, total, "walking the GC heap"));
             }
             walk.SegmentStart[runs[r].Count] = walk.Address.Count;
             Lookup(walk, segments, runs[r].First, index);
+            if (tally is not null)
+                visitor.Count(tally, freeMt);
         });
         // Each run numbered its objects from 0: now they follow each other.
         var runFirst = new int[runs.Length];
@@ -476,8 +590,33 @@ public sealed partial class HeapGraph
             }
             first = checked(first + walks[r].SegmentStart[runs[r].Count]);
         }
-        int n = first;
-        Stage("walk");
+        log.Add("walk");
+        var walked = new Walked
+        {
+            Runtime = runtime, Walks = walks, Index = index, Runs = runs, BySize = bySize, RunFirst = runFirst, Objects = first,
+            Types = types, TotalBytes = totalBytes, DoneBytes = doneBytes, Log = log, Parallel = parallel, Damage = damage,
+        };
+        freed.Keep();
+        return walked;
+    }
+
+    /// <summary>
+    /// The rest of a build, from its walk: roots, references resolved, the
+    /// graph's arrays joined, dominators and retained sizes. Frees the
+    /// walk's temporaries whatever it ends with. Reports progress after the
+    /// walk's third of the build; honours cancellation within every step.
+    /// </summary>
+    internal static HeapGraph Finish(Walked walked, IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
+        (ClrRuntime runtime, SegmentWalk[] walks, SegmentIndex[] index, var runs, int[] bySize, int[] runFirst, int n)
+            = (walked.Runtime, walked.Walks, walked.Index, walked.Runs, walked.BySize, walked.RunFirst, walked.Objects);
+        (TypeTable types, HeapDamageLog damage, bool parallel, long totalBytes, long doneBytes)
+            = (walked.Types, walked.Damage, walked.Parallel, walked.TotalBytes, walked.DoneBytes);
+        long total = 3 * totalBytes;
+        var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 };
+        (Stopwatch watch, List<string> stages) = (walked.Log.Watch, walked.Log.Stages);
+        void Stage(string name) => walked.Log.Add(name);
+        using var freed = new Freed(walks);
 
         // The roots need only the address lookup: with processors to spare
         // they are enumerated (through ClrMD, which the walk has shown to be
@@ -696,7 +835,7 @@ public sealed partial class HeapGraph
     /// once per type from ClrMD's GCDesc, by walking a synthetic object whose
     /// every slot is non-zero (the walk reports exactly the pointer slots).
     /// </summary>
-    private sealed class ReferenceLayout
+    internal sealed class ReferenceLayout
     {
         public int[] Offsets = [];
         public bool IsArray;
@@ -704,6 +843,9 @@ public sealed partial class HeapGraph
         // The LoaderAllocator object of a collectible type's instances,
         // which keeps their assembly loaded (as ClrMD's references do).
         public ulong LoaderAllocator;
+        // Native pointer slots (offset in the object's data, number in the
+        // NativeFieldRecord), when the walk records them.
+        public (int Offset, int Id)[] Native = [];
 
         public bool HasReferences => Offsets.Length > 0;
 

@@ -1,5 +1,8 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Diagnostics.Runtime;
@@ -45,7 +48,7 @@ public readonly record struct NativePointers(
 /// </summary>
 public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory, EngineLimits limits)
 {
-    private readonly record struct Slot(int Offset, string Name);
+    internal readonly record struct Slot(int Offset, string Name);
 
     // Shared by the walkers of the segments, each behind its own lock.
     private readonly Dictionary<ulong, Slot[]> _slots = new();
@@ -106,7 +109,7 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
         _ => throw new EngineException(ErrorCodes.InvalidParams, "Parameter 'indirect' must be true or false."),
     };
 
-    public NativePointers Scan(NativeRange[] ranges, bool indirect, int maxItems, IProgress<ProgressReport>? progress, CancellationToken cancel)
+    private void Check(NativeRange[] ranges, int maxItems)
     {
         if (maxItems < 1 || maxItems > limits.MaxNativePointers)
             throw new EngineException(ErrorCodes.InvalidParams, $"limit must be between 1 and {limits.MaxNativePointers}.");
@@ -116,6 +119,11 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
             if (_ranges[i].Start < _ranges[i - 1].End)
                 throw new EngineException(ErrorCodes.InvalidParams, $"ranges overlap at 0x{_ranges[i].Start:x}.");
         }
+    }
+
+    public NativePointers Scan(NativeRange[] ranges, bool indirect, int maxItems, IProgress<ProgressReport>? progress, CancellationToken cancel)
+    {
+        Check(ranges, maxItems);
         ClrHeap heap = runtime.Heap;
         var segments = heap.Segments.ToArray();
         long total = segments.Sum(s => (long)s.ObjectRange.Length);
@@ -147,12 +155,49 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
             }
         }
 
-        // In segment order, as one walk of them all would have found them:
-        // the first maxItems hits, and whether there were more.
+        return Answer(found, found.Sum(f => f.Objects), maxItems, damage);
+    }
+
+    // In segment order, as one walk of them all would have found them:
+    // the first maxItems hits, and whether there were more.
+    private NativePointers Answer(Found[] found, long objects, int maxItems, HeapDamageLog damage)
+    {
         var hits = found.SelectMany(f => f.Hits).ToList();
         bool truncated = hits.Count > maxItems || found.Any(f => f.Overflow);
-        return new NativePointers([.. hits.Take(maxItems)], found.Sum(f => f.Objects), found.Sum(f => f.Fields), _ranges.Length, truncated,
+        return new NativePointers([.. hits.Take(maxItems)], objects, found.Sum(f => f.Fields), _ranges.Length, truncated,
             damage.CorruptRanges, damage.Count, damage.Bytes);
+    }
+
+    /// <summary>
+    /// What Scan would answer, from the native fields another walk recorded
+    /// (a complete record): the same fields in the same order, matched the
+    /// same way, segment by segment (each keeps its first maxItems hits).
+    /// `objects` and `damage`: what that walk counted and went around.
+    /// </summary>
+    public NativePointers Answer(NativeFieldRecord record, long objects, HeapDamageLog damage, NativeRange[] ranges, bool indirect,
+        int maxItems, CancellationToken cancel)
+    {
+        Check(ranges, maxItems);
+        bool through = indirect && _ranges.Length > 0;
+        ClrSegment[] segments = runtime.Heap.Segments.ToArray();
+        var found = new Found[segments.Length];
+        for (int s = 0; s < segments.Length; s++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            var into = found[s] = new Found();
+            foreach (NativeFieldRecord.Field field in record.FieldsOf(segments[s]))
+            {
+                into.Fields++;
+                var (methodTable, type, name) = record.SlotOf(field.Slot);
+                if (Match(field.Object, methodTable, type, name, field.Value, through) is not { } hit)
+                    continue;
+                if (into.Hits.Count >= maxItems)
+                    into.Overflow = true;
+                else
+                    into.Hits.Add(hit);
+            }
+        }
+        return Answer(found, objects, maxItems, damage);
     }
 
     private struct Visitor(NativePointerScan scan, Found into, bool indirect, int maxItems) : IObjectVisitor
@@ -202,7 +247,7 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
             return _slots.TryGetValue(methodTable, out Slot[]? known) ? known : _slots[methodTable] = NewSlots(type);
     }
 
-    private static Slot[] NewSlots(ClrType type)
+    internal static Slot[] NewSlots(ClrType type)
     {
         var slots = new List<Slot>();
         if (!type.IsArray && !type.IsString && !type.IsFree)
@@ -288,5 +333,79 @@ public sealed class NativePointerScan(ClrRuntime runtime, HeapWalker walker, IMe
         lock (_through)
             _through[value] = result;
         return result;
+    }
+}
+
+/// <summary>
+/// Every non-zero native pointer field of the GC heap, read as
+/// NativePointerScan reads them (the same slots of each type), recorded by a
+/// walk made for something else: the heap graph's, which serves heap_stats
+/// too. native_pointers is then answered without a walk of its own. The
+/// walking threads fill one list per segment, in walk order. Past
+/// `maxFields` the record stops and is incomplete: the scan walks then.
+/// </summary>
+public sealed class NativeFieldRecord(IMemoryReader memory, int maxFields)
+{
+    // 20 bytes a field.
+    [StructLayout(LayoutKind.Sequential, Pack = 4)]
+    internal readonly record struct Field(ulong Object, ulong Value, int Slot);
+
+    private readonly List<(ulong MethodTable, ClrType Type, string Name)> _slots = [];
+    private readonly ConcurrentDictionary<ulong, List<Field>> _bySegment = new();
+    private long _count;
+
+    /// <summary>Every field was recorded.</summary>
+    public bool Complete => Interlocked.Read(ref _count) <= maxFields;
+
+    /// <summary>The native slots of a type, numbered for the record; once
+    /// per type (the walk's type table asks under its lock).</summary>
+    internal (int Offset, int Id)[] SlotsOf(ClrType type)
+    {
+        NativePointerScan.Slot[] slots = NativePointerScan.NewSlots(type);
+        if (slots.Length == 0)
+            return [];
+        lock (_slots)
+        {
+            var numbered = new (int, int)[slots.Length];
+            for (int i = 0; i < slots.Length; i++)
+            {
+                numbered[i] = (slots[i].Offset, _slots.Count);
+                _slots.Add((type.MethodTable, type, slots[i].Name));
+            }
+            return numbered;
+        }
+    }
+
+    internal (ulong MethodTable, ClrType Type, string Name) SlotOf(int id)
+    {
+        lock (_slots)
+            return _slots[id];
+    }
+
+    /// <summary>The list one walking thread fills for one segment.</summary>
+    internal List<Field> Segment(ClrSegment segment) => _bySegment.GetOrAdd(segment.Address, _ => []);
+
+    internal IReadOnlyList<Field> FieldsOf(ClrSegment segment) => _bySegment.TryGetValue(segment.Address, out var fields) ? fields : [];
+
+    /// <summary>The object's non-zero native fields; `bytes` from its start
+    /// (the rest, if any, is read from the dump as the scan reads it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void Add(List<Field> into, ulong address, ReadOnlySpan<byte> bytes, (int Offset, int Id)[] slots)
+    {
+        int pointerSize = memory.PointerSize;
+        foreach (var (offset, id) in slots)
+        {
+            int at = pointerSize + offset;
+            ulong value;
+            if (at + pointerSize <= bytes.Length)
+                value = pointerSize == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes[at..]) : BinaryPrimitives.ReadUInt32LittleEndian(bytes[at..]);
+            else if (!memory.ReadPointer(address + (ulong)at, out value))
+                continue;
+            if (value == 0)
+                continue;
+            if (Interlocked.Increment(ref _count) > maxFields)
+                return;
+            into.Add(new Field(address, value, id));
+        }
     }
 }

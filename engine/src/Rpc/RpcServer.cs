@@ -11,7 +11,9 @@ namespace DumpScope.Engine.Rpc;
 /// JSON-RPC 2.0 over newline-delimited JSON (one message per line, UTF-8).
 /// A reader thread takes messages as they come, so `$/cancelRequest` reaches
 /// a running call; requests run one at a time on a worker thread because a
-/// ClrMD runtime is not safe to share between calls.
+/// ClrMD runtime is not safe to share between calls. The one exception is
+/// the heap graph's build that `heap_stats` with `graph` leaves going on in
+/// the background, on a thread-safe runtime only (DumpSession.CanBuildBeside).
 /// </summary>
 public sealed class RpcServer
 {
@@ -179,7 +181,10 @@ public sealed class RpcServer
                 _shutdown = true;
                 return null;
             case "heap_stats":
-                return Session.HeapStatistics(progress, cancel);
+            {
+                bool graph = p.Bool("graph", false);
+                return Session.HeapStatistics(progress, cancel, graph);
+            }
             case "gc_heap":
                 return Session.GcHeapLayout();
             case "finalizer_queue":
