@@ -22,10 +22,10 @@ from analysis.analyses import (
     THREAD_POOL,
     EngineSlot,
 )
-from analysis.managed.client import EngineClient
 from analysis.model.outcome import Cancelled, Done
 from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
+from tests.heap_walks import HeapWalks
 from tests.paths import MINIDUMPS
 from tests.procs import descendants
 
@@ -53,27 +53,6 @@ def test_the_runtime_opens_while_the_native_analyses_run():
         assert session.engine_version() is not None
         assert session.outcome(RUNTIME) is runtime
         assert isinstance(session.outcome(HEAP_STATS), Done)
-
-
-class HeapWalks:
-    """Notes which thread calls the engine's heap walk; with `hold`, the
-    walk waits for `release` before it goes to the engine."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, hold: bool = False) -> None:
-        self.threads: list[str] = []
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        if not hold:
-            self.release.set()
-        real = EngineClient.heap_stats
-
-        def walk(client: EngineClient, *args, **kwargs):
-            self.threads.append(threading.current_thread().name)
-            self.entered.set()
-            self.release.wait(60)
-            return real(client, *args, **kwargs)
-
-        monkeypatch.setattr(EngineClient, "heap_stats", walk)
 
 
 def _early_thread_ended() -> bool:
