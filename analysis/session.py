@@ -19,8 +19,9 @@ also starts the engine's first analyses on a thread of its own (EARLY): the
 engine starts, loads the DAC and walks the heap while the Python analyses
 (modules, native heaps and threads) run, instead of after them. Whoever
 asks for one of them meanwhile waits for that thread's run and sees its
-progress. A dump none of whose modules is a .NET runtime starts no engine
-early.
+progress; a caller's analysis that ends cancelled (the user's Cancel) or a
+close cancels that thread's run too. A dump none of whose modules is a .NET
+runtime starts no engine early.
 """
 
 from __future__ import annotations
@@ -150,10 +151,9 @@ class DumpSession:
         self._cache_state = "off" if not index else "unread"
         self._cache_lock = threading.Lock()
         # The engine's analyses started early (see the module's text), and
-        # their cancel: set on close, and by a caller that cancels its wait
-        # for one of them (the user's Cancel stops the engine's work).
+        # their cancel: set on close, and when a caller's analysis ends
+        # cancelled.
         self._early: Optional[threading.Thread] = None
-        self._early_running: Optional[Analysis[object]] = None
         self._early_cancel = threading.Event()
         self._closing = threading.Event()
         # Who waits for an analysis another thread runs, and the last
@@ -170,6 +170,19 @@ class DumpSession:
     ) -> Outcome[T]:
         """How `analysis` ended, running it (and what it needs and uses)
         first if it has not run yet."""
+        outcome = self._outcome(analysis, progress, cancel)
+        if isinstance(outcome, Cancelled) and cancel is not self._early_cancel:
+            # The caller's Cancel (the user's) stops the engine's work
+            # started early too, whichever analysis it was in.
+            self._early_cancel.set()
+        return outcome
+
+    def _outcome(
+        self,
+        analysis: Analysis[T],
+        progress: Progress,
+        cancel: Optional[threading.Event],
+    ) -> Outcome[T]:
         self._read_cache()
         self._start_runtime_early()
         known = self.peek(analysis)
@@ -187,9 +200,6 @@ class DumpSession:
             try:
                 while not lock.acquire(timeout=0.05):
                     if cancel is not None and cancel.is_set():
-                        with self._guard:
-                            if self._early_running is analysis:
-                                self._early_cancel.set()
                         return Cancelled()
             finally:
                 self._unfollow(analysis, progress)
@@ -226,13 +236,9 @@ class DumpSession:
         if not self._may_hold_runtime():
             return
         for analysis in EARLY:
-            with self._guard:
-                if self._early_cancel.is_set():
-                    return
-                self._early_running = analysis
+            if self._early_cancel.is_set():
+                return
             outcome = self.outcome(analysis, _no_progress, self._early_cancel)
-            with self._guard:
-                self._early_running = None
             if not isinstance(outcome, Done):
                 # Unavailable without the runtime, or cancelled: whoever
                 # asks for the rest finds out for themselves.

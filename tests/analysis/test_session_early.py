@@ -97,7 +97,10 @@ def test_a_caller_waiting_for_the_early_walk_sees_its_progress(monkeypatch):
         assert all(0.0 <= f <= 1.0 for _, f in seen)
 
 
-def test_a_cancelled_wait_stops_the_early_thread(monkeypatch):
+# The user cancels while waiting for the walk the early thread runs, or
+# while a native analysis of their own runs.
+@pytest.mark.parametrize("cancelled", [HEAP_STATS, NATIVE_HEAPS], ids=lambda a: a.id)
+def test_a_cancel_stops_the_early_thread(monkeypatch, cancelled):
     walks = HeapWalks(monkeypatch, hold=True)
     dump = ensure_dump("healthy")
     with DumpSession(dump.path, index=False) as session:
@@ -106,7 +109,7 @@ def test_a_cancelled_wait_stops_the_early_thread(monkeypatch):
         cancel = threading.Event()
         cancel.set()
         started = time.monotonic()
-        assert isinstance(session.outcome(HEAP_STATS, cancel=cancel), Cancelled)
+        assert isinstance(session.outcome(cancelled, cancel=cancel), Cancelled)
         assert time.monotonic() - started < 1.0
         walks.release.set()
         # The user's Cancel stops the engine's work: nothing runs after it.
