@@ -249,13 +249,13 @@ class DumpSession:
         as the engine finds it), before the engine is started for it. A
         single-file app, whose runtime is inside its program, is not seen
         here: its engine starts when the runtime analysis is asked for."""
-        from analysis.native.image_check import RUNTIME_FILES
+        from analysis.native.runtime_presence import names_a_runtime
 
         try:
             modules = self.reader.modules()
         except Exception:  # the modules analysis says why; the engine may know
             return True
-        return any(m.name.lower() in RUNTIME_FILES for m in modules)
+        return names_a_runtime(modules)
 
     def _follow(self, analysis: Analysis[object], progress: Progress) -> None:
         with self._guard:
