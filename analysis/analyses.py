@@ -482,6 +482,17 @@ def _engine_call(ctx: Context, call: Callable[[EngineClient], T]) -> T:
 
 
 def _open_runtime(ctx: Context) -> RuntimeInfo:
+    from analysis.native.runtime_presence import holds_no_runtime
+
+    # Known from the modules: no engine (under Wine, for a Windows dump on
+    # Linux) is started to say so.
+    if holds_no_runtime(ctx.reader):
+        raise Unavailability(
+            "No .NET runtime in this dump (no coreclr or clr module, and no "
+            "program holding a single-file runtime): only the native analyses "
+            "apply.",
+            ErrorCode.NO_RUNTIME,
+        )
     return ctx.engine.open()
 
 

@@ -15,9 +15,13 @@ when something asks it (a drill-down, or an analysis the cache did not
 hold).
 
 When the runtime's outcome is not known (a first open), the first question
-also starts the runtime analysis on a thread of its own: the engine starts
-and loads the DAC while the Python analyses (modules, native heaps and
-threads) run, instead of after them.
+also starts the engine's first analyses on a thread of its own (EARLY): the
+engine starts, loads the DAC and walks the heap while the Python analyses
+(modules, native heaps and threads) run, instead of after them. Whoever
+asks for one of them meanwhile waits for that thread's run and sees its
+progress; a caller's analysis that ends cancelled (the user's Cancel) or a
+close cancels that thread's run too. A dump none of whose modules is a .NET
+runtime starts no engine early.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from typing import Callable, Optional, TypeVar, cast
 
 from analysis.analyses import (
     ANALYSES,
+    FINALIZER_QUEUE,
+    GC_HEAP,
+    HEAP_STATS,
+    MANAGED_THREADS,
+    MONITORS,
     RUNTIME,
+    THREAD_POOL,
     Analysis,
     Context,
     EngineOptions,
@@ -65,6 +75,21 @@ from analysis.values import ByteSize
 
 T = TypeVar("T")
 Progress = Callable[[str, float], None]
+
+# What the early thread runs, in the order the analyses are declared: the
+# runtime, then the engine calls that need nothing else, so that the engine
+# is busy while the Python analyses run. Not the heap graph: the engine
+# serves one call at a time, and a graph queued early would hold it (and
+# every call the main thread makes) until the whole graph is built.
+EARLY: tuple[Analysis[object], ...] = (
+    RUNTIME,
+    HEAP_STATS,
+    GC_HEAP,
+    FINALIZER_QUEUE,
+    MANAGED_THREADS,
+    MONITORS,
+    THREAD_POOL,
+)
 
 
 def _no_progress(message: str, fraction: float) -> None:
@@ -125,10 +150,16 @@ class DumpSession:
         self._cached_ids: frozenset[str] = frozenset()
         self._cache_state = "off" if not index else "unread"
         self._cache_lock = threading.Lock()
-        # The runtime analysis started early (see the module's text); set on
-        # close, which it then ends with.
+        # The engine's analyses started early (see the module's text), and
+        # their cancel: set on close, and when a caller's analysis ends
+        # cancelled.
         self._early: Optional[threading.Thread] = None
+        self._early_cancel = threading.Event()
         self._closing = threading.Event()
+        # Who waits for an analysis another thread runs, and the last
+        # progress it reported: a waiter sees that run's progress as its own.
+        self._followers: dict[Analysis[object], list[Progress]] = {}
+        self._last_progress: dict[Analysis[object], tuple[str, float]] = {}
 
     # -- the scheduler --------------------------------------------------------
     def outcome(
@@ -139,6 +170,19 @@ class DumpSession:
     ) -> Outcome[T]:
         """How `analysis` ended, running it (and what it needs and uses)
         first if it has not run yet."""
+        outcome = self._outcome(analysis, progress, cancel)
+        if isinstance(outcome, Cancelled) and cancel is not self._early_cancel:
+            # The caller's Cancel (the user's) stops the engine's work
+            # started early too, whichever analysis it was in.
+            self._early_cancel.set()
+        return outcome
+
+    def _outcome(
+        self,
+        analysis: Analysis[T],
+        progress: Progress,
+        cancel: Optional[threading.Event],
+    ) -> Outcome[T]:
         self._read_cache()
         self._start_runtime_early()
         known = self.peek(analysis)
@@ -149,11 +193,16 @@ class DumpSession:
                 return Cancelled()
         with self._guard:
             lock = self._locks.setdefault(analysis, threading.Lock())
-        # Another thread may be running it (the runtime started early): a
-        # cancel ends the wait.
-        while not lock.acquire(timeout=0.05):
-            if cancel is not None and cancel.is_set():
-                return Cancelled()
+        if not lock.acquire(blocking=False):
+            # Another thread runs it (the early thread): its progress is
+            # ours meanwhile, and a cancel ends the wait.
+            self._follow(analysis, progress)
+            try:
+                while not lock.acquire(timeout=0.05):
+                    if cancel is not None and cancel.is_set():
+                        return Cancelled()
+            finally:
+                self._unfollow(analysis, progress)
         try:
             known = self.peek(analysis)
             if known is not None:
@@ -178,13 +227,60 @@ class DumpSession:
             ):
                 return
             self._early = threading.Thread(
-                target=self.outcome,
-                args=(RUNTIME, _no_progress, self._closing),
-                name="runtime-early",
-                daemon=True,
+                target=self._run_early, name="engine-early", daemon=True
             )
             # Started under the guard, so that close never joins it unstarted.
             self._early.start()
+
+    def _run_early(self) -> None:
+        if not self._may_hold_runtime():
+            return
+        for analysis in EARLY:
+            if self._early_cancel.is_set():
+                return
+            outcome = self.outcome(analysis, _no_progress, self._early_cancel)
+            if not isinstance(outcome, Done):
+                # Unavailable without the runtime, or cancelled: whoever
+                # asks for the rest finds out for themselves.
+                return
+
+    def _may_hold_runtime(self) -> bool:
+        """Whether a module of the dump is a .NET runtime (by its file name,
+        as the engine finds it), before the engine is started for it. A
+        single-file app, whose runtime is inside its program, is not seen
+        here: its engine starts when the runtime analysis is asked for."""
+        from analysis.native.runtime_presence import names_a_runtime
+
+        try:
+            modules = self.reader.modules()
+        except Exception:  # the modules analysis says why; the engine may know
+            return True
+        return names_a_runtime(modules)
+
+    def _follow(self, analysis: Analysis[object], progress: Progress) -> None:
+        with self._guard:
+            self._followers.setdefault(analysis, []).append(progress)
+            last = self._last_progress.get(analysis)
+        if last is not None:
+            progress(*last)
+
+    def _unfollow(self, analysis: Analysis[object], progress: Progress) -> None:
+        with self._guard:
+            self._followers[analysis].remove(progress)
+
+    def _relay(self, analysis: Analysis[object], progress: Progress) -> Progress:
+        """`progress` for the thread that runs `analysis`, and for every
+        thread waiting for that run."""
+
+        def relay(message: str, fraction: float) -> None:
+            progress(message, fraction)
+            with self._guard:
+                self._last_progress[analysis] = (message, fraction)
+                followers = tuple(self._followers.get(analysis, ()))
+            for follower in followers:
+                follower(message, fraction)
+
+        return relay
 
     # -- the results cache ----------------------------------------------------
     def _read_cache(self) -> None:
@@ -243,7 +339,8 @@ class DumpSession:
                 return outcome
             if isinstance(outcome, Failed):
                 return Unavailable(f"{need.title} {outcome.text}")
-        context = Context(self.reader, self._engine, self.peek, progress, cancel)
+        relay = self._relay(analysis, progress)
+        context = Context(self.reader, self._engine, self.peek, relay, cancel)
         try:
             context.check_cancel()
             return Done(analysis.compute(context))
@@ -253,6 +350,9 @@ class DumpSession:
             return Unavailable(gap.reason, gap.code, gap.dac)
         except Exception as error:  # one failing analysis leaves the others
             return Failed(f"{type(error).__name__}: {error}")
+        finally:
+            with self._guard:
+                self._last_progress.pop(analysis, None)
 
     def peek(self, analysis: Analysis[T]) -> Optional[Outcome[T]]:
         """How `analysis` ended, if it has; never starts it (the GUI thread
@@ -366,13 +466,16 @@ class DumpSession:
         return self._engine_or_raise().why_alive(address, cancel=cancel)
 
     def close(self) -> None:
+        # The early thread is not waited for (the GUI closes on its own
+        # thread): set first, this cancels its engine call under way (which
+        # the engine then stops) while the cache is written, and an open
+        # under way ends on its own, after which the slot, closed here,
+        # stops the engine it started.
+        self._closing.set()
+        self._early_cancel.set()
         # What ended before the close (some analyses were never asked, or
         # were cancelled) is kept too: only the rest runs next time.
         self._write_cache()
-        # The runtime started early is not waited for (the GUI closes on its
-        # own thread): an open under way ends on its own, and the slot,
-        # closed here, then stops the engine it started.
-        self._closing.set()
         self._engine.close()
         self.reader.close()
 

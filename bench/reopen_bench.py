@@ -309,23 +309,29 @@ tree's sum polled every 20 ms (the dump's mapped pages are file-backed).
   for a core on this busy machine (an idle one was not measured).
 - Cold, where the time goes: the heap graph (the engine's walk,
   references, dominators and retained sizes; see the heap-graph section) is
-  {share(cold_steps, "heap_graph")} of the in-process time; the two other
-  full walks of the heap, `heap_stats` and `native_owners`,
+  {share(cold_steps, "heap_graph")} of the in-process time (what is left of
+  its build after the walk: the rest runs in the engine's background);
+  the one walk of the heap (`heap_stats`, which the graph and the native
+  owners share) and the native owners answered from it,
   {share(cold_steps, "heap_stats", "native_owners")}; starting the engine
-  and loading the DAC (`runtime`) {share(cold_steps, "runtime")}, the part
-  of it left after the native analyses it runs beside (it starts with the
-  first question, on a thread of its own). The heap graph's step ends when
-  the graph is built; its index is saved in the background after it. The
-  results cache does not make a first open faster, only every later one.
+  and loading the DAC (`runtime`) {share(cold_steps, "runtime")}. The
+  runtime, the heap statistics and the engine's short calls (GC heap,
+  finalizer queue, threads, monitors, thread pool) run on a thread of their
+  own from the first question, beside the native analyses: their steps
+  here are what was left of them when the report asked. The heap graph's
+  step ends when the graph is built; its index is saved in the background
+  after it. The results cache does not make a first open faster, only
+  every later one.
 - The results cache entry: {results_bytes / 1024:,.0f} KiB; the engine's
   graph index beside it is measured in the heap-graph section.
 - What a cold open still does that SOS's `dumpheap -stat` does not: it
-  walks the heap three times (statistics, native owners, the graph, each
-  answered on its own so that the GUI shows each as it comes), reads every
-  object's references, resolves them, computes dominators and retained
-  sizes (the graph, about half of the time), and writes the index for the
-  next open; the engine runs on two cores of a machine SOS shares the same
-  way, and the Python analyses run beside the engine only while it starts.
+  records every object's references in its walk of the heap (the
+  statistics are answered when the walk ends, the native owners from the
+  pointer fields it noted), resolves them, computes dominators and
+  retained sizes (the graph's rest, in the engine's background), and
+  writes the index for the next open; the engine runs on two cores of a machine SOS shares the same
+  way, and the Python analyses run beside the engine only while it starts
+  and walks the heap for its statistics.
 
 Where the time goes (`--child`: the same steps as `report --format json`
 in one process, timed per analysis; cold {cold_child.seconds:.2f} s and warm

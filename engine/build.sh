@@ -2,7 +2,9 @@
 # Builds the engine (engine/src, net10.0 Release), only when its sources
 # changed: a hash of the .cs/.csproj files is kept in a stamp per target, so a
 # second call returns at once. Targets:
-#   engine/out/                  linux-x64, framework-dependent (run by dotnet)
+#   engine/out/                  Linux (this host's architecture), framework-
+#                                dependent (run by dotnet), its dependencies
+#                                precompiled (ReadyToRun)
 #   engine/out/win-x64/          self-contained Windows engines, from the
 #   engine/out/win-x86/          runtime packs: a Windows dump needs a Windows
 #                                engine of its bitness (natively, or under Wine)
@@ -32,15 +34,25 @@ fresh() { # fresh DIR FILE: DIR's stamp matches the sources and FILE is there
   [ "$force" = 0 ] && [ -f "$1/.source-hash" ] && [ "$(cat "$1/.source-hash")" = "$hash" ] && [ -f "$1/$2" ]
 }
 
+published=0
 if ! fresh "$out" DumpScope.Engine.dll; then
-  echo "[engine] building DumpScope.Engine (linux-x64) into $out" >&2
+  # This host's architecture: ReadyToRun code is of one.
+  case "$(uname -m)" in
+    aarch64 | arm64) rid=linux-arm64 ;;
+    *) rid=linux-x64 ;;
+  esac
+  echo "[engine] publishing DumpScope.Engine ($rid, ReadyToRun) into $out" >&2
   rm -f "$out/.source-hash"
-  dotnet build "$here/src/DumpScope.Engine.csproj" -c Release -o "$out" --nologo -v quiet -clp:ErrorsOnly >&2
+  # ReadyToRun: ClrMD and the other libraries start precompiled instead of
+  # being compiled by the JIT at every engine start (which is on a first
+  # open's path); the csproj keeps the engine's own code out of it.
+  dotnet publish "$here/src/DumpScope.Engine.csproj" -c Release -r "$rid" --self-contained false \
+    -p:PublishReadyToRun=true -o "$out" --nologo -v quiet -clp:ErrorsOnly >&2
   echo "$hash" > "$out/.source-hash"
+  published=1
 fi
 
 if [ "$windows" = 1 ]; then
-  published=0
   for rid in win-x64 win-x86; do
     target="$out/$rid"
     fresh "$target" DumpScope.Engine.exe && continue
@@ -51,9 +63,9 @@ if [ "$windows" = 1 ]; then
     echo "$hash" > "$target/.source-hash"
     published=1
   done
-  if [ "$published" = 1 ]; then
-    # Publishing for a runtime identifier restores for it: restore the
-    # framework-dependent build again so `dotnet build`/`dotnet test` need not.
-    dotnet restore "$here/src/DumpScope.Engine.csproj" --nologo -v quiet >/dev/null
-  fi
+fi
+if [ "$published" = 1 ]; then
+  # Publishing for a runtime identifier restores for it: restore the
+  # RID-less build again so `dotnet build`/`dotnet test` need not.
+  dotnet restore "$here/src/DumpScope.Engine.csproj" --nologo -v quiet >/dev/null
 fi

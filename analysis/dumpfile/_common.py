@@ -53,6 +53,9 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
+# See MappedFile.
+PREAD_MIN = 64 << 10
+
 
 T = TypeVar("T")
 R = TypeVar("R", bound="ReaderBase")
@@ -172,12 +175,16 @@ def slice_at(buf: Sized, offset: int, size: int, what: str) -> bytes:
     already taken from it). Every read of dump structure goes through here, so
     one check guards them all; `what` names the structure for the problem
     report."""
-    if offset < 0 or size < 0 or offset + size > len(buf):
+    _check_bounds(len(buf), offset, size, what)
+    return buf[offset : offset + size]  # type: ignore[index]
+
+
+def _check_bounds(length: int, offset: int, size: int, what: str) -> None:
+    if offset < 0 or size < 0 or offset + size > length:
         raise OutOfBounds(
             f"{what}: expected {size} bytes at offset 0x{offset:x}, "
-            f"but only {max(len(buf) - max(offset, 0), 0)} remain"
+            f"but only {max(length - max(offset, 0), 0)} remain"
         )
-    return buf[offset : offset + size]  # type: ignore[index]
 
 
 _FILE_KINDS = (
@@ -224,24 +231,42 @@ def open_regular(path: str) -> int:
 
 class MappedFile:
     """A dump file mapped read-only; nothing is read until asked for, so a
-    20 GB dump opens in constant time and memory."""
+    20 GB dump opens in constant time and memory.
+
+    Reads of PREAD_MIN bytes or more are copied from the file (pread) rather
+    than from the map: first touching a mapped page costs more than copying
+    it (a scan of the 443 MB of anonymous memory of a 10 M-object core for
+    glibc's mmapped chunks: 0.55 s of CPU through the map, 0.09 s by pread).
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        with open(open_regular(path), "rb") as f:
-            self.size = os.fstat(f.fileno()).st_size
+        fd = open_regular(path)
+        try:
+            self.size = os.fstat(fd).st_size
             if self.size == 0:
                 raise DumpFormatError(f"{path}: the file is empty")
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
 
     def slice_at(self, offset: int, size: int, what: str) -> bytes:
-        return slice_at(self._map, offset, size, what)
+        if size < PREAD_MIN or not hasattr(os, "pread"):
+            return slice_at(self._map, offset, size, what)
+        _check_bounds(self.size, offset, size, what)
+        data = os.pread(self._fd, size, offset)
+        # Shorter only if the file shrank since it was opened.
+        _check_bounds(len(data), 0, size, what)
+        return data
 
     def unpack_at(self, fmt: struct.Struct, offset: int, what: str) -> tuple:
         return fmt.unpack(self.slice_at(offset, fmt.size, what))
 
     def close(self) -> None:
         self._map.close()
+        os.close(self._fd)
 
 
 class MemoryIndex:

@@ -42,6 +42,7 @@ import numpy as np
 from analysis.dumpfile._common import open_regular
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module
 from analysis.dumpfile.elfcore import gnu_build_id
+from analysis.native.runtime_presence import RUNTIME_FILES
 from analysis.model.images import (
     FileStamp,
     DamagedPages,
@@ -78,9 +79,6 @@ MAGICS = (b"MZ", b"\x7fELF")
 WRITE_BARRIER_PLACEHOLDER = b"\xf0" * 8
 WRITE_BARRIER_REACH = 0x100
 
-RUNTIME_FILES = frozenset(
-    {"coreclr.dll", "libcoreclr.so", "libcoreclr.dylib", "clr.dll", "mscorwks.dll"}
-)
 MANAGED_AFFECTS = (
     "the assembly's metadata, IL and precompiled (ReadyToRun) code with its "
     "unwind and GC info: type and method names from it, and managed stack walks "
