@@ -437,7 +437,7 @@ def _image_problems(checks: ImageChecks) -> tuple[str, ...]:
 
 
 def _images_unchanged(checks: ImageChecks) -> bool:
-    from analysis.native.image_check import files_unchanged
+    from analysis.native.image_files import files_unchanged
 
     return files_unchanged(checks)
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import stat
 import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
@@ -42,15 +41,16 @@ import numpy as np
 from analysis.dumpfile._common import open_regular
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Module
 from analysis.dumpfile.elfcore import gnu_build_id
-from analysis.native.runtime_presence import RUNTIME_FILES
 from analysis.model.images import (
-    FileStamp,
     DamagedPages,
+    FileStamp,
     ImageCheck,
     ImageChecks,
     ImageKind,
     ImageState,
 )
+from analysis.native.image_files import file_stamp
+from analysis.native.runtime_presence import RUNTIME_FILES
 from analysis.values import Address, ByteSize
 
 PAGE = 0x1000
@@ -444,23 +444,6 @@ def check_images(
             _check_module(reader, module, mappings, folders, check_cancel, looked)
         )
     return ImageChecks(tuple(results), UNDETECTABLE, tuple(looked.values()))
-
-
-def file_stamp(path: str) -> FileStamp:
-    """The file at `path` as it is now (-1, -1: none, or not a regular file)."""
-    try:
-        status = os.stat(path)
-    except (OSError, ValueError):
-        return FileStamp(path, -1, -1)
-    if not stat.S_ISREG(status.st_mode):
-        return FileStamp(path, -1, -1)
-    return FileStamp(path, status.st_size, status.st_mtime_ns)
-
-
-def files_unchanged(checks: ImageChecks) -> bool:
-    """Whether every file the check looked for is as it was then: a module
-    file updated, removed or put in place since makes a kept check stale."""
-    return all(file_stamp(seen.path) == seen for seen in checks.files)
 
 
 def _file_mappings(reader: MemoryReader) -> Optional[list[tuple[int, int, int, str]]]:
