@@ -642,11 +642,23 @@ def from_json(cls: type[R], data: object) -> R:
         raise ValueError(
             f"{cls.__name__}: expected an object, got {type(data).__name__}"
         )
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        values[f.name] = _convert(hints[f.name], data.get(f.name))
+    values = {name: _convert(hint, data.get(name)) for name, hint in _fields(cls)}
     return cls(**values)
+
+
+# Each result type's fields with their annotations, resolved once per type:
+# resolving them was most of the work, and a page holds hundreds of items of
+# one type. Two threads filling one entry at once store the same value.
+_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    known = _FIELDS.get(cls)
+    if known is None:
+        hints = typing.get_type_hints(cls)
+        known = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+        _FIELDS[cls] = known
+    return known
 
 
 def _convert(hint: Any, value: Any) -> Any:
