@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from analysis.managed.results import (
     FinalizerQueue,
     HeapStats,
+    ManagedThread,
     Monitor,
     StackFrame,
     TypeCount,
@@ -140,4 +141,32 @@ def monitor(
         recursion=1 if owner is not None else 0,
         waiter_count=len(waiting),
         waiting_os_ids=tuple(waiting),
+    )
+
+
+def managed_thread(
+    os_id: int,
+    frames: Sequence[StackFrame],
+    managed_id: Optional[int] = None,
+    is_finalizer: bool = False,
+    lock_count: Optional[int] = None,
+) -> ManagedThread:
+    """A CLR thread with these frames and nothing else known."""
+    return ManagedThread(
+        os_id=os_id,
+        managed_id=managed_id,
+        name=None,
+        apartment=None,
+        is_finalizer=is_finalizer,
+        is_gc=False,
+        is_threadpool=False,
+        lock_count=lock_count,
+        state=None,
+        gc_mode=None,
+        exception=None,
+        teb=None,
+        stack_base=None,
+        stack_limit=None,
+        waits_for=None,
+        frames=tuple(frames),
     )

@@ -37,7 +37,7 @@ from analysis.report import all_problems
 from analysis.session import DumpSession
 from scenarios.dumps import ScenarioDump, ensure_dump
 from tests.analysis.metadata import method_def_rows, string_offset
-from tests.builders import finalizer_queue, thread_view, type_count
+from tests.builders import finalizer_queue, managed_thread, thread_view, type_count
 from tests.analysis.test_fuzz_dumps import Run, parse, run_report, verdict
 
 PAGE = 0x1000
@@ -346,7 +346,7 @@ def test_no_damage_no_image_finding():
     assert [f.rule for f in findings] == ["blocked-finalizer"]
 
 
-def managed_thread(os_id: int, *names: str, finalizer: bool = False) -> ManagedThread:
+def clr_thread(os_id: int, *names: str, finalizer: bool = False) -> ManagedThread:
     frames = tuple(
         StackFrame(
             ManagedFrameKind.RUNTIME if n.startswith("[") else ManagedFrameKind.MANAGED,
@@ -357,35 +357,18 @@ def managed_thread(os_id: int, *names: str, finalizer: bool = False) -> ManagedT
         )
         for i, n in enumerate(names)
     )
-    return ManagedThread(
-        os_id,
-        os_id,
-        None,
-        None,
-        finalizer,
-        False,
-        False,
-        -1,
-        0,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        frames,
-    )
+    return managed_thread(os_id, frames, os_id, finalizer, lock_count=-1)
 
 
 def test_walks_with_unnamed_frames_are_named_thread_by_thread():
-    healthy = managed_thread(
+    healthy = clr_thread(
         5,
         "[InlinedCallFrame]",
         "System.Threading.Monitor.Enter_Slowpath(System.Object)",
         "System.GC.RunFinalizers()",
         finalizer=True,
     )
-    cut = managed_thread(
+    cut = clr_thread(
         6,
         "[InlinedCallFrame]",
         f"{CORELIB}!Unknown",

@@ -3,31 +3,15 @@ engine sends (1000 frames) without recursion limits."""
 
 from __future__ import annotations
 
-from analysis.managed.results import ManagedThread, StackFrame
+from analysis.managed.results import StackFrame
 from analysis.managed.locks_and_stacks import identical_stacks, stack_tree
+from tests.builders import managed_thread
 
 
 def thread(os_id, *names, runtime=()):
     frames = tuple(StackFrame("runtime", None, None, n, None) for n in runtime)
     frames += tuple(StackFrame("managed", None, None, n, "app.dll") for n in names)
-    return ManagedThread(
-        os_id,
-        None,
-        None,
-        None,
-        False,
-        False,
-        False,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        frames,
-    )
+    return managed_thread(os_id, frames)
 
 
 def test_runtime_frames_do_not_split_a_group():
