@@ -76,6 +76,30 @@ def _anon_rss(pids: list[int]) -> int:
     return total
 
 
+class AnonymousPeak:
+    """The peak anonymous RSS of a process tree, polled from /proc every
+    20 ms while the `with` block runs (the engine maps the dump file, whose
+    pages count as file RSS)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.02):
+            self.bytes = max(self.bytes, _anon_rss(_tree(self.pid)))
+
+    def __enter__(self) -> "AnonymousPeak":
+        self._poller.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._poller.join()
+
+
 def timed(
     argv: list[str], stdin: bytes = b"", env: dict[str, str] | None = None
 ) -> Run:
@@ -92,21 +116,10 @@ def timed(
         stderr=subprocess.DEVNULL,
     )
     assert proc.stdin is not None and proc.stdout is not None
-    peak_anon = 0
-    stop = threading.Event()
-
-    def poll() -> None:
-        nonlocal peak_anon
-        while not stop.wait(0.02):
-            peak_anon = max(peak_anon, _anon_rss(_tree(proc.pid)))
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    proc.stdin.write(stdin)
-    proc.stdin.close()
-    output = proc.stdout.read()
-    stop.set()
-    poller.join()
+    with AnonymousPeak(proc.pid) as peak:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+        output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -115,7 +128,7 @@ def timed(
     return Run(
         seconds,
         usage.ru_maxrss * 1024,
-        peak_anon,
+        peak.bytes,
         output,
         usage.ru_utime + usage.ru_stime,
     )

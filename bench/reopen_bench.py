@@ -38,7 +38,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +45,9 @@ from pathlib import Path
 from bench.heap_stats_bench import (
     ENV,
     REPO,
+    AnonymousPeak,
     Run,
-    _anon_rss,
     _cpu,
-    _tree,
     mib,
     sos_run,
     timed,
@@ -83,28 +81,17 @@ def report_run(dump: Path, caches: Path) -> ReportRun:
         stderr=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
-    peak_anon = 0
-    stop = threading.Event()
-
-    def poll() -> None:
-        nonlocal peak_anon
-        while not stop.wait(0.02):
-            peak_anon = max(peak_anon, _anon_rss(_tree(proc.pid)))
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
     output = b""
     output_at = None
-    while chunk := proc.stdout.read1(1 << 16):
-        output += chunk
-        if output_at is None and output.rstrip().endswith(b"}"):
-            try:
-                json.loads(output)
-            except ValueError:
-                continue
-            output_at = time.perf_counter() - started
-    stop.set()
-    poller.join()
+    with AnonymousPeak(proc.pid) as peak:
+        while chunk := proc.stdout.read1(1 << 16):
+            output += chunk
+            if output_at is None and output.rstrip().endswith(b"}"):
+                try:
+                    json.loads(output)
+                except ValueError:
+                    continue
+                output_at = time.perf_counter() - started
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0 or output_at is None:
@@ -112,7 +99,7 @@ def report_run(dump: Path, caches: Path) -> ReportRun:
     run = Run(
         seconds,
         usage.ru_maxrss * 1024,
-        peak_anon,
+        peak.bytes,
         output,
         usage.ru_utime + usage.ru_stime,
     )
