@@ -32,13 +32,8 @@ from typing import Callable, Optional, TypeVar, cast
 
 from analysis.analyses import (
     ANALYSES,
-    FINALIZER_QUEUE,
-    GC_HEAP,
-    HEAP_STATS,
-    MANAGED_THREADS,
-    MONITORS,
+    HEAP_GRAPH,
     RUNTIME,
-    THREAD_POOL,
     Analysis,
     Context,
     EngineOptions,
@@ -77,18 +72,12 @@ T = TypeVar("T")
 Progress = Callable[[str, float], None]
 
 # What the early thread runs, in the order the analyses are declared: the
-# runtime, then the engine calls that need nothing else, so that the engine
+# runtime, then the engine calls that need only it, so that the engine
 # is busy while the Python analyses run. Not the heap graph: the engine
 # serves one call at a time, and a graph queued early would hold it (and
 # every call the main thread makes) until the whole graph is built.
-EARLY: tuple[Analysis[object], ...] = (
-    RUNTIME,
-    HEAP_STATS,
-    GC_HEAP,
-    FINALIZER_QUEUE,
-    MANAGED_THREADS,
-    MONITORS,
-    THREAD_POOL,
+EARLY: tuple[Analysis[object], ...] = (RUNTIME,) + tuple(
+    a for a in ANALYSES if a.needs == (RUNTIME,) and a is not HEAP_GRAPH
 )
 
 
