@@ -244,10 +244,7 @@ public sealed partial class DumpSession
         HeapGraph saved;
         try
         {
-            // The save yields to the questions asked meanwhile; the swap and
-            // the collection below run at normal priority, as the
-            // collection stops every thread of the engine while it runs.
-            saved = LowPriority.Run(() => index.Save(DumpPath, built, _stopSaving.Token)).GetAwaiter().GetResult();
+            saved = index.Save(DumpPath, built, _stopSaving.Token, yielding: true);
         }
         catch (OperationCanceledException)
         {

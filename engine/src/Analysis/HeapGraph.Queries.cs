@@ -94,6 +94,8 @@ public sealed partial class HeapGraph
 
     private ILookup<int, int> RootsByObject => _rootsByObject ??= Enumerable.Range(0, _roots.Length).ToLookup(r => _roots[r].Object);
 
+    internal ulong MethodTableOf(int index) => _types[_type[index]].MethodTable;
+
     private bool IsReachable(int v) => _idom[v] != DominatorTree.Unreachable;
 
     public ulong ReachableBytes => RetainedSize(SuperRoot);

@@ -3,23 +3,31 @@ using System.Runtime.InteropServices;
 namespace DumpScope.Engine.Analysis;
 
 /// <summary>
-/// Work nobody waits for (the index's save, memory touched ahead of need)
-/// runs on a thread of its own at the lowest priority, so that it takes
-/// only the CPU that the user's questions and the client leave idle. The
-/// thread is its own (never a pool thread, which would keep the priority
-/// for the work it runs next) and ends with the work.
+/// Work nobody waits for (the index's file written, memory touched ahead
+/// of need) runs on a thread of its own at the lowest priority, so that it
+/// takes only the CPU that the user's questions and the client leave idle.
+/// Such a thread must neither start threads nor queue work to the pool: on
+/// Linux a thread inherits its creator's priority, and the pool starts its
+/// threads from the thread that queues work (a pool thread lowered for
+/// good would slow every later question). So it is a plain thread, never a
+/// task's, and it ends with its work.
 /// </summary>
 internal static partial class LowPriority
 {
     private const int PrioProcess = 0;
     private const int Lowest = 19;
 
-    public static Task<T> Run<T>(Func<T> work) =>
-        Task.Factory.StartNew(() =>
+    public static Thread Start(string name, Action work)
+    {
+        var thread = new Thread(() =>
         {
             Lower();
-            return work();
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            work();
+        })
+        { IsBackground = true, Name = name };
+        thread.Start();
+        return thread;
+    }
 
     /// <summary>Lowers the calling thread's priority; best effort (a
     /// refusal leaves it as it was).</summary>
@@ -39,6 +47,99 @@ internal static partial class LowPriority
 
     [LibraryImport("libc", EntryPoint = "gettid")]
     private static partial int GetThreadId();
+}
+
+/// <summary>
+/// A file written by a thread at the lowest priority: each write waits
+/// while that thread copies the bytes into the file, so that the kernel's
+/// work for them (most of a save: every new page of the file) yields to
+/// the questions asked meanwhile, while the writer's own work (checksums
+/// on the pool) keeps its priority. Seeking, flushing and closing happen
+/// on the caller's thread.
+/// </summary>
+internal sealed unsafe class LowPriorityStream : Stream
+{
+    private readonly Stream _inner;
+    private readonly SemaphoreSlim _asked = new(0);
+    private readonly SemaphoreSlim _done = new(0);
+    private readonly Thread _writer;
+    private byte* _bytes;
+    private int _length;
+    private bool _closing;
+    private Exception? _failed;
+
+    public LowPriorityStream(Stream inner)
+    {
+        _inner = inner;
+        _writer = LowPriority.Start("index writer", WriteAsked);
+    }
+
+    private void WriteAsked()
+    {
+        while (true)
+        {
+            _asked.Wait();
+            if (_closing)
+                return;
+            try
+            {
+                _inner.Write(new ReadOnlySpan<byte>(_bytes, _length));
+            }
+            catch (Exception e)
+            {
+                _failed = e;
+            }
+            _done.Release();
+        }
+    }
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        fixed (byte* bytes = buffer)
+        {
+            _bytes = bytes;
+            _length = buffer.Length;
+            _failed = null;
+            _asked.Release();
+            _done.Wait();
+        }
+        if (_failed is { } failed)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
+    }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && !_closing)
+        {
+            _closing = true;
+            _asked.Release();
+            _writer.Join();
+            _asked.Dispose();
+            _done.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    public override bool CanRead => false;
+    public override bool CanSeek => _inner.CanSeek;
+    public override bool CanWrite => true;
+    public override long Length => _inner.Length;
+
+    public override long Position
+    {
+        get => _inner.Position;
+        set => _inner.Position = value;
+    }
+
+    public override void Flush() => _inner.Flush();
+
+    public override long Seek(long offset, SeekOrigin origin) => _inner.Seek(offset, origin);
+
+    public override void SetLength(long value) => _inner.SetLength(value);
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>
@@ -72,7 +173,7 @@ internal sealed class RowsRoom
         {
             Directory.CreateDirectory(folder);
             var room = new RowsRoom(new ScratchFile(folder, (long)length * sizeof(int)).Ints(length));
-            _ = LowPriority.Run(room.Touch);
+            LowPriority.Start("rows room", room.Touch);
             return room;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -86,11 +187,10 @@ internal sealed class RowsRoom
     /// now, or it failed).</summary>
     public void Stop() => _stop = true;
 
-    private unsafe bool Touch()
+    private unsafe void Touch()
     {
         int* items = Ints.Pointer;
         for (int i = 0; i < Ints.Length && !_stop; i += IntsPerPage)
             Interlocked.Add(ref items[i], 0);
-        return true;
     }
 }
