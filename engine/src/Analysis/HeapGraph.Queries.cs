@@ -270,15 +270,7 @@ public sealed partial class HeapGraph
         var shallow = new ulong[typeCount];
         var reachable = new long[typeCount];
         var retained = new ulong[typeCount];
-        ReadOnlySpan<int> idom = _idom.Span;
-        for (int v = 0; v < ObjectCount; v++)
-        {
-            int t = _type[v];
-            count[t]++;
-            shallow[t] += SizeOf(v);
-            if (idom[v] != DominatorTree.Unreachable)
-                reachable[t]++;
-        }
+        CountByType(count, shallow, reachable);
 
         // Down the dominator tree, counting for each type how many of its
         // instances are above the current node: a node adds its retained
@@ -332,6 +324,27 @@ public sealed partial class HeapGraph
             next[depth] = start[inner];
         }
         return new TypeTotals(count, shallow, reachable, retained);
+    }
+
+    /// <summary>Per type: instances, their shallow bytes and the reachable
+    /// ones, in one pass over the columns (spans: no per-object lookup).</summary>
+    private unsafe void CountByType(long[] count, ulong[] shallow, long[] reachable)
+    {
+        int n = ObjectCount;
+        ReadOnlySpan<int> idom = _idom.Span;
+        ReadOnlySpan<uint> size = _size.Span;
+        bool narrow = _type.Bytes == (long)n * sizeof(ushort);
+        var narrowTypes = new ReadOnlySpan<ushort>(narrow ? _type.Pointer : null, narrow ? n : 0);
+        var wideTypes = new ReadOnlySpan<int>(narrow ? null : _type.Pointer, narrow ? 0 : n);
+        for (int v = 0; v < n; v++)
+        {
+            int t = narrow ? narrowTypes[v] : wideTypes[v];
+            uint bytes = size[v];
+            count[t]++;
+            shallow[t] += bytes == uint.MaxValue ? SizeOf(v) : bytes;
+            if (idom[v] != DominatorTree.Unreachable)
+                reachable[t]++;
+        }
     }
 
     private TypeRetained[] Sorted(TypeTotals totals) =>
