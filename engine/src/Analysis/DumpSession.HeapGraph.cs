@@ -75,7 +75,8 @@ public sealed partial class DumpSession
             // here, before the saving thread starts, no two threads ever
             // make them at once; the next question needs them anyway. The
             // rows go to a scratch file beside the index (as the save puts
-            // them), not to anonymous memory.
+            // them), not to anonymous memory; after heap_stats' shared
+            // walk, to one whose pages were touched during the build.
             var watch = Stopwatch.StartNew();
             if (room is not null)
                 graph.RowsIn(room.Ints);
@@ -83,7 +84,7 @@ public sealed partial class DumpSession
                 graph.RowsIn(index.Folder);
             graph.RetainedByType(0, 0, _limits.MaxPageSize, cancel);
             Console.Error.WriteLine($"engine: heap graph's rows and retained sizes by type made in {watch.Elapsed.TotalSeconds:F2} s"
-                + (room is null ? "" : " (their room touched ahead)"));
+                + (room is null ? "" : " (in room prepared during the build)"));
             // Set before the save starts, which replaces it when done.
             Volatile.Write(ref _graph, graph);
             HeapGraph built = graph;

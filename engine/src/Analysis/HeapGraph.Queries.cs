@@ -168,8 +168,9 @@ public sealed partial class HeapGraph
             : Array.ConvertAll(_types, t => t.Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
         var rows = p == SuperRoot ? _dominated : Dominated;
         var candidates = new List<int>();
-        if (rows is var (start, children))
+        if (rows is { } made)
         {
+            var (start, children) = made;
             foreach (int v in children.Slice(start[p], start[p + 1] - start[p]))
             {
                 if (kept is null || kept[_type[v]])
@@ -197,7 +198,7 @@ public sealed partial class HeapGraph
     private int[] Largest(List<int> nodes, long count)
     {
         int k = (int)Math.Min(count, nodes.Count);
-        // Highest priority = the worst kept node: smallest retained, then highest address.
+        // The queue's first is the worst node kept: the smallest retained, then the highest address.
         var kept = new PriorityQueue<int, (ulong Retained, int Node)>(k + 1, Comparer<(ulong Retained, int Node)>.Create(
             (x, y) => x.Retained != y.Retained ? x.Retained.CompareTo(y.Retained) : y.Node.CompareTo(x.Node)));
         if (k > 0)
@@ -221,8 +222,8 @@ public sealed partial class HeapGraph
     /// rows when made, else from one scan of the immediate dominators.</summary>
     private int[] DominatedCounts(int[] nodes, (Column<int> Start, Column<int> Children)? rows)
     {
-        if (rows is var (start, _))
-            return Array.ConvertAll(nodes, v => start[v + 1] - start[v]);
+        if (rows is { } made)
+            return Array.ConvertAll(nodes, v => made.Start[v + 1] - made.Start[v]);
         var counts = new int[nodes.Length];
         if (nodes.Length == 0)
             return counts;
