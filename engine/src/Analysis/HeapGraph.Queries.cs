@@ -262,16 +262,19 @@ public sealed partial class HeapGraph
     /// <summary>Per type index: instances, shallow bytes, reachable instances, retained bytes.</summary>
     private readonly record struct TypeTotals(long[] Count, ulong[] Shallow, long[] Reachable, ulong[] Retained);
 
-    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(Dominated, cancel));
+    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(cancel));
 
-    private TypeTotals Totals((Column<int> Start, Column<int> Children) dominated, CancellationToken cancel)
+    private TypeTotals Totals(CancellationToken cancel)
     {
         int typeCount = _types.Length;
         var count = new long[typeCount];
         var shallow = new ulong[typeCount];
         var reachable = new long[typeCount];
         var retained = new ulong[typeCount];
-        CountByType(count, shallow, reachable);
+        // The counts need no rows: made on the pool while the rows (when
+        // not made yet) and the walk down the tree are made here.
+        Task counting = Task.Run(() => CountByType(count, shallow, reachable));
+        var dominated = Dominated;
 
         // Down the dominator tree, counting for each type how many of its
         // instances are above the current node: a node adds its retained
@@ -324,6 +327,7 @@ public sealed partial class HeapGraph
             path[depth] = inner;
             next[depth] = start[inner];
         }
+        counting.GetAwaiter().GetResult();
         return new TypeTotals(count, shallow, reachable, retained);
     }
 
