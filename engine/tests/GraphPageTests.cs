@@ -5,18 +5,10 @@ namespace DumpScope.Engine.Tests;
 /// <summary>The first pages a cold open asks for (the top of the dominator
 /// tree, the retained sizes per type), checked against their definitions
 /// computed the plain way, whichever way the engine made them.</summary>
-public class GraphPageTests : IDisposable
+public class GraphPageTests
 {
-    private readonly string _folder = Path.Combine(Path.GetTempPath(), "dumpscope-page-test-" + Guid.NewGuid().ToString("n"));
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_folder))
-            Directory.Delete(_folder, recursive: true);
-    }
-
     // Every field of a page, items in order.
-    private static string Text(DominatorPage page) => string.Join("\n", [
+    internal static string Text(DominatorPage page) => string.Join("\n", [
         $"{page.Parent} {page.ParentRetained} {page.ReachableBytes} {page.Total} {page.Offset}",
         .. page.Items.Select(i => $"{i.Address:x} {i.MethodTable:x} {i.Type} {i.Size} {i.Retained} {i.Dominated} {string.Join(",", i.Roots)}")]);
 
@@ -95,6 +87,19 @@ public class GraphPageTests : IDisposable
         Assert.Contains(page.Items, t => t.Retained > 0 && t.Retained < Enumerable.Range(0, graph.ObjectCount)
             .Where(v => graph.MethodTableOf(v) == t.MethodTable && graph.ImmediateDominator(v) >= 0).Aggregate(0UL, (s, v) => s + graph.RetainedSize(v)));
     }
+}
+
+/// <summary>Work nobody waits for, at the lowest priority: the rows' room
+/// touched during the build, the index written in the background.</summary>
+public class LowPriorityTests : IDisposable
+{
+    private readonly string _folder = Path.Combine(Path.GetTempPath(), "dumpscope-low-test-" + Guid.NewGuid().ToString("n"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_folder))
+            Directory.Delete(_folder, recursive: true);
+    }
 
     [Fact]
     public void Rows_made_in_room_touched_ahead_answer_as_rows_made_in_memory_and_leave_no_file()
@@ -108,8 +113,8 @@ public class GraphPageTests : IDisposable
         {
             var top = graph.Children(null, 0, 20, null, 100_000);
             return string.Join("\n", [
-                Text(top),
-                .. top.Items.Select(i => Text(graph.Children(i.Address, 0, 100_000, null, 100_000))),
+                GraphPageTests.Text(top),
+                .. top.Items.Select(i => GraphPageTests.Text(graph.Children(i.Address, 0, 100_000, null, 100_000))),
                 .. graph.RetainedByType(0, 100_000, 100_000, CancellationToken.None).Items.Select(t => t.ToString())]);
         }
         Assert.Equal(Answers(inMemory), Answers(inRoom));
@@ -134,12 +139,33 @@ public class GraphPageTests : IDisposable
         var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
         var index = new GraphIndex(_folder, 1L << 30);
         HeapGraph saved = index.Save(dump, HeapGraphTests.Fresh("event-leak"), new CancellationTokenSource().Token, yielding: true);
-        Assert.Equal(Text(HeapGraphTests.Graph("event-leak").Children(null, 0, 50, null, 100)), Text(saved.Children(null, 0, 50, null, 100)));
+        Assert.Equal(GraphPageTests.Text(HeapGraphTests.Graph("event-leak").Children(null, 0, 50, null, 100)),
+            GraphPageTests.Text(saved.Children(null, 0, 50, null, 100)));
         int[] pool = await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(() =>
         {
             Thread.Sleep(5);
             return Nice();
         })));
         Assert.All(pool, nice => Assert.Equal(before, nice));
+    }
+
+    private sealed class FullDisk : MemoryStream
+    {
+        public override void Write(ReadOnlySpan<byte> buffer) => throw new IOException("No space left on device");
+    }
+
+    [Fact]
+    public void A_write_that_fails_at_the_lowest_priority_fails_the_writer_and_a_cancelled_one_leaves_no_file()
+    {
+        using (var stream = new LowPriorityStream(new FullDisk()))
+            Assert.Equal("No space left on device", Assert.Throws<IOException>(() => stream.Write(new byte[10])).Message);
+
+        var (dump, _) = ScenarioDumps.Get("event-leak", "net10");
+        HeapGraph built = HeapGraphTests.Graph("event-leak");
+        var index = new GraphIndex(_folder, 1L << 30);
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        Assert.Same(built, index.Save(dump, built, cancelled.Token, yielding: true));
+        Assert.Empty(Directory.GetFiles(_folder));
     }
 }
