@@ -30,16 +30,22 @@ internal static partial class LowPriority
     }
 
     /// <summary>Lowers the calling thread's priority; best effort (a
-    /// refusal leaves it as it was).</summary>
+    /// refusal, or a C library without gettid, leaves it as it was).</summary>
     private static void Lower()
     {
-        // Linux: a thread id names one thread to setpriority, where POSIX
-        // would take the whole process; .NET leaves Thread.Priority
-        // unapplied there.
-        if (OperatingSystem.IsLinux())
-            _ = SetPriority(PrioProcess, GetThreadId(), Lowest);
-        else if (OperatingSystem.IsWindows())
-            Thread.CurrentThread.Priority = ThreadPriority.Lowest;
+        try
+        {
+            // Linux: a thread id names one thread to setpriority, where
+            // POSIX would take the whole process; .NET leaves
+            // Thread.Priority unapplied there.
+            if (OperatingSystem.IsLinux())
+                _ = SetPriority(PrioProcess, GetThreadId(), Lowest);
+            else if (OperatingSystem.IsWindows())
+                Thread.CurrentThread.Priority = ThreadPriority.Lowest;
+        }
+        catch (EntryPointNotFoundException)
+        {
+        }
     }
 
     [LibraryImport("libc", EntryPoint = "setpriority")]
