@@ -109,8 +109,10 @@ public sealed class GraphIndex
     /// not be saved, the graph itself. A save cancelled while writing
     /// deletes its temporary file and returns the graph itself; cancelled
     /// while mapping the saved file, it throws OperationCanceledException
-    /// (the file is complete).</summary>
-    public HeapGraph Save(string dumpPath, HeapGraph graph, CancellationToken cancel = default)
+    /// (the file is complete). <paramref name="yielding"/>: the file is
+    /// written at the lowest priority (LowPriorityStream), for a save in
+    /// the background of the user's questions.</summary>
+    public HeapGraph Save(string dumpPath, HeapGraph graph, CancellationToken cancel = default, bool yielding = false)
     {
         byte[] key = KeyOf(dumpPath);
         string path = PathOf(key);
@@ -121,7 +123,8 @@ public sealed class GraphIndex
             // The rows saving needs, if no question has made them yet, take
             // file-backed pages here rather than anonymous memory.
             graph.RowsIn(Folder);
-            using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            using (Stream stream = yielding ? new LowPriorityStream(file) : file)
                 // Only a save that can be cancelled goes through the wrapper.
                 graph.Save(cancel.CanBeCanceled ? new CancellableStream(stream, cancel) : stream, key);
             if (new FileInfo(temporary).Length > MaxBytes)

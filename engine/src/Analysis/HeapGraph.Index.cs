@@ -130,7 +130,7 @@ public sealed unsafe partial class HeapGraph
         var dominated = Dominated;
         // Retained size per type takes a walk of the whole tree: saved too,
         // so a reopened dump answers at once.
-        TypeTotals totals = Totals(dominated, CancellationToken.None);
+        TypeTotals totals = Totals(CancellationToken.None);
         WriteArray(Section.TotalCount, totals.Count);
         WriteArray(Section.TotalShallow, totals.Shallow);
         WriteArray(Section.TotalReachable, totals.Reachable);

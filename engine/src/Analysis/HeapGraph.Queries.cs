@@ -14,8 +14,10 @@ public sealed partial class HeapGraph
     private TypeRetained[]? _typeRetained;
     private ILookup<int, int>? _rootsByObject;
 
-    // Where the rows are made when set (RowsIn): a scratch file there.
+    // Where the rows are made when set (RowsIn): a scratch file there, or
+    // room made ready for them.
     private string? _rowsFolder;
+    private Column<int>? _rowsRoom;
 
     private (Column<int> Start, Column<int> Children) Dominated => _dominated ??= MakeDominated();
 
@@ -25,8 +27,26 @@ public sealed partial class HeapGraph
     /// graph answers before its index is saved.</summary>
     internal void RowsIn(string folder) => _rowsFolder = folder;
 
+    /// <summary>Makes the rows, when first needed, in <paramref name="room"/>
+    /// (RowsLength ints for this graph; a shorter room is not used).</summary>
+    internal void RowsIn(Column<int> room) => _rowsRoom = room;
+
+    /// <summary>Ints the rows of a graph of this many objects take: a start
+    /// per node (the super-root's and one past it included) and a child per node.</summary>
+    internal static int RowsLength(int objects) => 2 * (objects + 3);
+
     private (Column<int> Start, Column<int> Children) MakeDominated()
     {
+        if (_rowsRoom is { } room && room.Length >= RowsLength(ObjectCount))
+        {
+            int used = 0;
+            return DominatedRows(length =>
+            {
+                Column<int> part = room.Part(used, length);
+                used += length;
+                return part;
+            });
+        }
         if (_rowsFolder is { } folder)
         {
             try
@@ -34,7 +54,7 @@ public sealed partial class HeapGraph
                 // The columns hold the scratch file: it is unmapped when
                 // the graph they belong to is collected.
                 Directory.CreateDirectory(folder);
-                var scratch = new ScratchFile(folder, 2L * (_idom.Length + 2) * sizeof(int));
+                var scratch = new ScratchFile(folder, (long)RowsLength(ObjectCount) * sizeof(int));
                 return DominatedRows(scratch.Ints);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -73,6 +93,8 @@ public sealed partial class HeapGraph
     }
 
     private ILookup<int, int> RootsByObject => _rootsByObject ??= Enumerable.Range(0, _roots.Length).ToLookup(r => _roots[r].Object);
+
+    internal ulong MethodTableOf(int index) => _types[_type[index]].MethodTable;
 
     private bool IsReachable(int v) => _idom[v] != DominatorTree.Unreachable;
 
@@ -122,11 +144,10 @@ public sealed partial class HeapGraph
             [.. _damage.Ranges], _damage.RangeCount, _damage.UnwalkedBytes, _damage.DanglingReferences);
     }
 
-    private DominatorItem Item(int v)
+    private DominatorItem Item(int v, int dominated)
     {
-        var (start, _) = Dominated;
         GraphType type = _types[_type[v]];
-        return new DominatorItem(AddressOf(v), type.MethodTable, type.Name, SizeOf(v), RetainedSize(v), start[v + 1] - start[v],
+        return new DominatorItem(AddressOf(v), type.MethodTable, type.Name, SizeOf(v), RetainedSize(v), dominated,
             _idom[v] == SuperRoot ? RootsOf(v) : []);
     }
 
@@ -134,18 +155,95 @@ public sealed partial class HeapGraph
     /// The objects a node immediately dominates, largest retained size first
     /// (then address). parent null: the top of the tree, the objects no other
     /// object dominates. typeFilter keeps the types whose name contains it.
+    /// The top of the tree is found by one scan of the immediate dominators
+    /// while the tree's rows are not made (the first questions of a cold
+    /// open do not need them); only the page is sorted.
     /// </summary>
     public DominatorPage Children(ulong? parent, int offset, int limit, string? typeFilter, int maxPage)
     {
         CheckPage(offset, limit, maxPage);
         int p = parent is { } a ? Resolve(a) : SuperRoot;
-        var (start, children) = Dominated;
-        IEnumerable<int> items = children.Slice(start[p], start[p + 1] - start[p]).ToArray();
-        if (!string.IsNullOrEmpty(typeFilter))
-            items = items.Where(v => _types[_type[v]].Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
-        int[] sorted = items.OrderByDescending(v => RetainedSize(v)).ThenBy(v => AddressOf(v)).ToArray();
-        var page = sorted.Skip(offset).Take(limit).Select(Item).ToImmutableArray();
-        return new DominatorPage(parent, RetainedSize(p), ReachableBytes, sorted.Length, offset, page);
+        bool[]? kept = string.IsNullOrEmpty(typeFilter)
+            ? null
+            : Array.ConvertAll(_types, t => t.Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
+        var rows = p == SuperRoot ? _dominated : Dominated;
+        var candidates = new List<int>();
+        if (rows is { } made)
+        {
+            var (start, children) = made;
+            foreach (int v in children.Slice(start[p], start[p + 1] - start[p]))
+            {
+                if (kept is null || kept[_type[v]])
+                    candidates.Add(v);
+            }
+        }
+        else
+        {
+            ReadOnlySpan<int> idom = _idom.Span;
+            for (int v = 0; v < ObjectCount; v++)
+            {
+                if (idom[v] == SuperRoot && (kept is null || kept[_type[v]]))
+                    candidates.Add(v);
+            }
+        }
+        int[] page = Largest(candidates, (long)offset + limit).Skip(offset).ToArray();
+        int[] dominated = DominatedCounts(page, rows);
+        var items = page.Select((v, i) => Item(v, dominated[i])).ToImmutableArray();
+        return new DominatorPage(parent, RetainedSize(p), ReachableBytes, candidates.Count, offset, items);
+    }
+
+    /// <summary>The first <paramref name="count"/> nodes by retained size,
+    /// largest first, then by address (index order is address order): a
+    /// bounded heap keeps them, so a wide node is never sorted whole.</summary>
+    private int[] Largest(List<int> nodes, long count)
+    {
+        int k = (int)Math.Min(count, nodes.Count);
+        // The queue's first is the worst node kept: the smallest retained, then the highest address.
+        var kept = new PriorityQueue<int, (ulong Retained, int Node)>(k + 1, Comparer<(ulong Retained, int Node)>.Create(
+            (x, y) => x.Retained != y.Retained ? x.Retained.CompareTo(y.Retained) : y.Node.CompareTo(x.Node)));
+        if (k > 0)
+        {
+            foreach (int v in nodes)
+            {
+                var key = (RetainedSize(v), v);
+                if (kept.Count < k)
+                    kept.Enqueue(v, key);
+                else
+                    kept.EnqueueDequeue(v, key);
+            }
+        }
+        var top = new int[kept.Count];
+        for (int i = top.Length - 1; i >= 0; i--)
+            top[i] = kept.Dequeue();
+        return top;
+    }
+
+    /// <summary>How many objects each node immediately dominates: from the
+    /// rows when made, else from one scan of the immediate dominators.</summary>
+    private int[] DominatedCounts(int[] nodes, (Column<int> Start, Column<int> Children)? rows)
+    {
+        if (rows is { } made)
+            return Array.ConvertAll(nodes, v => made.Start[v + 1] - made.Start[v]);
+        var counts = new int[nodes.Length];
+        if (nodes.Length == 0)
+            return counts;
+        // A bit per object says which are asked for, so that the scan
+        // looks up only their children.
+        var asked = new ulong[(ObjectCount >> 6) + 1];
+        var slot = new Dictionary<int, int>(nodes.Length);
+        for (int i = 0; i < nodes.Length; i++)
+        {
+            slot[nodes[i]] = i;
+            asked[nodes[i] >> 6] |= 1UL << nodes[i];
+        }
+        ReadOnlySpan<int> idom = _idom.Span;
+        for (int v = 0; v < ObjectCount; v++)
+        {
+            int d = idom[v];
+            if (d >= 0 && d < ObjectCount && (asked[d >> 6] & (1UL << d)) != 0)
+                counts[slot[d]]++;
+        }
+        return counts;
     }
 
     /// <summary>
@@ -164,52 +262,94 @@ public sealed partial class HeapGraph
     /// <summary>Per type index: instances, shallow bytes, reachable instances, retained bytes.</summary>
     private readonly record struct TypeTotals(long[] Count, ulong[] Shallow, long[] Reachable, ulong[] Retained);
 
-    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(Dominated, cancel));
+    private TypeRetained[] ComputeTypeRetained(CancellationToken cancel) => Sorted(Totals(cancel));
 
-    private TypeTotals Totals((Column<int> Start, Column<int> Children) dominated, CancellationToken cancel)
+    private TypeTotals Totals(CancellationToken cancel)
     {
         int typeCount = _types.Length;
         var count = new long[typeCount];
         var shallow = new ulong[typeCount];
         var reachable = new long[typeCount];
         var retained = new ulong[typeCount];
-        for (int v = 0; v < ObjectCount; v++)
-        {
-            count[_type[v]]++;
-            shallow[_type[v]] += SizeOf(v);
-            if (IsReachable(v))
-                reachable[_type[v]]++;
-        }
+        // The counts need no rows: made on the pool while the rows (when
+        // not made yet) and the walk down the tree are made here.
+        Task counting = Task.Run(() => CountByType(count, shallow, reachable));
+        var dominated = Dominated;
 
         // Down the dominator tree, counting for each type how many of its
         // instances are above the current node: a node adds its retained
-        // size to its type only when none is.
-        var (start, children) = dominated;
+        // size to its type only when none is. A leaf (most objects) is
+        // never entered, as nothing below it could be counted: one step
+        // per object, one stack entry per inner node on the path.
+        ReadOnlySpan<int> start = dominated.Start.Span;
+        ReadOnlySpan<int> children = dominated.Children.Span;
+        ReadOnlySpan<uint> retainedColumn = _retained.Span;
         var above = new int[typeCount];
-        var stack = new Stack<(int Node, int Next)>();
-        stack.Push((SuperRoot, start[SuperRoot]));
+        var path = new int[64];
+        var next = new int[64];
+        int depth = 0;
+        path[0] = SuperRoot;
+        next[0] = start[SuperRoot];
         long steps = 0;
-        while (stack.Count > 0)
+        while (depth >= 0)
         {
-            var (v, next) = stack.Pop();
-            if (next < start[v + 1])
+            int v = path[depth];
+            int c = next[depth], end = start[v + 1];
+            int inner = -1;
+            while (c < end)
             {
-                stack.Push((v, next + 1));
-                int w = children[next];
+                int w = children[c++];
                 int t = _type[w];
                 if (above[t] == 0)
-                    retained[t] += RetainedSize(w);
-                above[t]++;
-                stack.Push((w, start[w]));
+                    retained[t] += retainedColumn[w] == uint.MaxValue ? _hugeRetained[w] : retainedColumn[w];
                 if ((++steps & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
+                if (start[w] != start[w + 1])
+                {
+                    inner = w;
+                    break;
+                }
             }
-            else if (v != SuperRoot)
+            next[depth] = c;
+            if (inner < 0)
             {
-                above[_type[v]]--;
+                if (v != SuperRoot)
+                    above[_type[v]]--;
+                depth--;
+                continue;
             }
+            above[_type[inner]]++;
+            if (++depth == path.Length)
+            {
+                Array.Resize(ref path, 2 * path.Length);
+                Array.Resize(ref next, 2 * next.Length);
+            }
+            path[depth] = inner;
+            next[depth] = start[inner];
         }
+        counting.GetAwaiter().GetResult();
         return new TypeTotals(count, shallow, reachable, retained);
+    }
+
+    /// <summary>Per type: instances, their shallow bytes and the reachable
+    /// ones, in one pass over the columns (spans: no per-object lookup).</summary>
+    private unsafe void CountByType(long[] count, ulong[] shallow, long[] reachable)
+    {
+        int n = ObjectCount;
+        ReadOnlySpan<int> idom = _idom.Span;
+        ReadOnlySpan<uint> size = _size.Span;
+        bool narrow = _type.Bytes == (long)n * sizeof(ushort);
+        var narrowTypes = new ReadOnlySpan<ushort>(narrow ? _type.Pointer : null, narrow ? n : 0);
+        var wideTypes = new ReadOnlySpan<int>(narrow ? null : _type.Pointer, narrow ? 0 : n);
+        for (int v = 0; v < n; v++)
+        {
+            int t = narrow ? narrowTypes[v] : wideTypes[v];
+            uint bytes = size[v];
+            count[t]++;
+            shallow[t] += bytes == uint.MaxValue ? SizeOf(v) : bytes;
+            if (idom[v] != DominatorTree.Unreachable)
+                reachable[t]++;
+        }
     }
 
     private TypeRetained[] Sorted(TypeTotals totals) =>
