@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -10,6 +11,25 @@ public sealed class MessageWriter(Stream output)
     private readonly object _lock = new();
 
     public void Send(JsonObject message) => SendLine(Encoding.UTF8.GetBytes(message.ToJsonString()));
+
+    /// <summary>An answer, its result serialised straight into the line:
+    /// a large page (retained sizes by type, 10 M objects: 155 KB) is not
+    /// built as a tree of nodes first.</summary>
+    public void SendResult(JsonElement id, object? result, JsonSerializerOptions options)
+    {
+        var line = new ArrayBufferWriter<byte>(4096);
+        using (var writer = new Utf8JsonWriter(line))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("jsonrpc", "2.0");
+            writer.WritePropertyName("id");
+            id.WriteTo(writer);
+            writer.WritePropertyName("result");
+            JsonSerializer.Serialize(writer, result, options);
+            writer.WriteEndObject();
+        }
+        SendLine(line.WrittenSpan);
+    }
 
     public void SendError(JsonElement? id, int code, string message, IReadOnlyDictionary<string, object?>? data = null)
     {

@@ -110,7 +110,7 @@ public sealed class RpcServer
                     NativeCrash.Now();
                 object? result = Dispatch(method, Params.From(request.Params), progress, cts.Token);
                 if (id is { } replyId)
-                    _output.Send(new JsonObject { ["jsonrpc"] = "2.0", ["id"] = JsonValue.Create(replyId), ["result"] = JsonSerializer.SerializeToNode(result, Json) });
+                    _output.SendResult(replyId, result, Json);
             }
             catch (EngineException e)
             {
