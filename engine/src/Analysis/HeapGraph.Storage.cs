@@ -295,8 +295,7 @@ internal static unsafe class SectionChecksum
 internal static unsafe class HugePages
 {
     private const int AdviseHugePage = 14;
-    private const long Size = 2L << 20;
-
+    public const long Size = 2L << 20;
 
     public static T[] Advise<T>(T[] array) where T : unmanaged
     {
@@ -337,8 +336,9 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
 
     public NativeGrowing(int capacity)
     {
-        _capacity = Math.Max(16, capacity);
-        _items = (T*)Allocate(_capacity * sizeof(T));
+        long bytes = Allocation(Math.Max(16, capacity) * (long)sizeof(T));
+        _items = (T*)Allocate(bytes);
+        _capacity = bytes / sizeof(T);
     }
 
     /// <summary>A fixed run of this many slots, not cleared (untouched
@@ -365,11 +365,12 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
             throw new OutOfMemoryException("a heap-graph array would exceed the largest array");
         // A copy, not mremap: the advice for huge pages splits the mapping,
         // which mremap cannot move. Growing is rare (sized from the heap).
-        T* items = (T*)Allocate(bigger * sizeof(T));
+        long bytes = Allocation(bigger * sizeof(T));
+        T* items = (T*)Allocate(bytes);
         new Span<T>(_items, Count).CopyTo(new Span<T>(items, Count));
         Release();
         _items = items;
-        _capacity = bigger;
+        _capacity = bytes / sizeof(T);
     }
 
     /// <summary>Gives back the memory past the first <paramref name="bytes"/>
@@ -403,14 +404,35 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
             NativeMemory.Free(_items);
     }
 
+    /// <summary>The bytes a run of this many is given: big ones whole huge
+    /// pages (address space only: an untouched page takes no memory).</summary>
+    private static long Allocation(long bytes) =>
+        OperatingSystem.IsLinux() && bytes >= 2 * HugePages.Size ? (bytes + HugePages.Size - 1) & ~(HugePages.Size - 1) : bytes;
+
     private static void* Allocate(long bytes)
     {
         if (!OperatingSystem.IsLinux())
             return NativeMemory.Alloc((nuint)bytes);
+        if (bytes < 2 * HugePages.Size)
+            return Map(bytes);
+        // A mapping starts at any page: one a huge page longer is cut to
+        // start at a huge page, so that all of it can be huge pages. Else
+        // its first and last partial huge pages take 4 KiB pages, a fault
+        // each, up to a thousand a run, and faults cost most in a VM.
+        byte* p = (byte*)Map(bytes + HugePages.Size);
+        byte* start = (byte*)(((long)p + HugePages.Size - 1) & ~(HugePages.Size - 1));
+        if (start > p)
+            Libc.Munmap(p, (nuint)(start - p));
+        Libc.Munmap(start + bytes, (nuint)(p + HugePages.Size - start));
+        HugePages.Advise(start, bytes);
+        return start;
+    }
+
+    private static void* Map(long bytes)
+    {
         void* p = Libc.Mmap(null, (nuint)bytes, ProtReadWrite, MapPrivateAnonymous, -1, 0);
         if ((long)p == -1)
             throw new OutOfMemoryException("no memory for the heap graph's temporaries");
-        HugePages.Advise(p, bytes);
         return p;
     }
 }
