@@ -6,11 +6,12 @@ using System.Runtime.InteropServices;
 namespace DumpScope.Engine.Analysis;
 
 /// <summary>
-/// A fixed run of T that never moves: an array on the pinned object heap,
-/// or a section of a memory-mapped index file. Reads are bounds-checked, so
-/// a bad value used as an index fails as an exception, never as a stray
-/// read. The owner (the array or the mapping) is held so that the memory
-/// lives as long as any copy of the column.
+/// A fixed run of T that never moves: memory outside the GC heap (a
+/// NativeBlock), an array on the pinned object heap, or a section of a
+/// memory-mapped index file. Reads are bounds-checked, so a bad value used
+/// as an index fails as an exception, never as a stray read. The owner (the
+/// block, the array or the mapping) is held so that the memory lives as
+/// long as any copy of the column.
 /// </summary>
 internal readonly unsafe struct Column<T> where T : unmanaged
 {
@@ -26,9 +27,20 @@ internal readonly unsafe struct Column<T> where T : unmanaged
         _owner = owner;
     }
 
-    /// <summary>A new array on the pinned object heap (the GC never moves it).</summary>
+    /// <summary>A new column that never moves: a big one outside the GC
+    /// heap, in whole huge pages (a NativeBlock), a small one an array on
+    /// the pinned object heap.</summary>
     public static Column<T> Allocate(int length, bool zeroed)
     {
+        long bytes = (long)length * sizeof(T);
+        // An array on the GC heap takes 4 KiB pages before and after its
+        // whole huge pages: up to a thousand faults per column, each costly
+        // in a VM, where a big column's own mapping takes none of them.
+        if (bytes >= HugePages.Size)
+        {
+            var block = new NativeBlock(bytes, zeroed);
+            return new Column<T>((T*)block.Pointer, length, block);
+        }
         // Cleared after the advice, so that the first touch is already a huge page.
         T[] array = HugePages.Advise(GC.AllocateUninitializedArray<T>(length, pinned: true));
         if (zeroed)
@@ -306,7 +318,7 @@ internal static unsafe class HugePages
 
     public static void Advise(void* items, long bytes)
     {
-        if (!OperatingSystem.IsLinux() || bytes < 2 * Size)
+        if (!OperatingSystem.IsLinux() || bytes < Size)
             return;
         long start = ((long)items + Size - 1) & ~(Size - 1);
         long end = ((long)items + bytes) & ~(Size - 1);
@@ -316,16 +328,12 @@ internal static unsafe class HugePages
 }
 
 /// <summary>
-/// A growing run of T outside the GC heap, for the build's temporaries: it
-/// is given back to the system the moment it is freed (no collection to
-/// wait for). Linux:
-/// its own anonymous mapping, advised for huge pages; elsewhere the C heap.
-/// The owner frees it exactly once.
+/// A growing run of T outside the GC heap (NativePages), for the build's
+/// temporaries: it is given back to the system the moment it is freed (no
+/// collection to wait for). The owner frees it exactly once.
 /// </summary>
 internal unsafe struct NativeGrowing<T> where T : unmanaged
 {
-    private const int ProtReadWrite = 3;
-    private const int MapPrivateAnonymous = 0x22;
     // A multiple of every T's size: a mapping is cut at page boundaries.
     private const long PageBytes = 4096;
 
@@ -336,8 +344,8 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
 
     public NativeGrowing(int capacity)
     {
-        long bytes = Allocation(Math.Max(16, capacity) * (long)sizeof(T));
-        _items = (T*)Allocate(bytes);
+        long bytes = NativePages.Allocation(Math.Max(16, capacity) * (long)sizeof(T));
+        _items = (T*)NativePages.Allocate(bytes);
         _capacity = bytes / sizeof(T);
     }
 
@@ -365,8 +373,8 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
             throw new OutOfMemoryException("a heap-graph array would exceed the largest array");
         // A copy, not mremap: the advice for huge pages splits the mapping,
         // which mremap cannot move. Growing is rare (sized from the heap).
-        long bytes = Allocation(bigger * sizeof(T));
-        T* items = (T*)Allocate(bytes);
+        long bytes = NativePages.Allocation(bigger * sizeof(T));
+        T* items = (T*)NativePages.Allocate(bytes);
         new Span<T>(_items, Count).CopyTo(new Span<T>(items, Count));
         Release();
         _items = items;
@@ -396,24 +404,30 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         Count = 0;
     }
 
-    private readonly void Release()
-    {
-        if (OperatingSystem.IsLinux())
-            Libc.Munmap(_items, (nuint)(_capacity * sizeof(T)));
-        else
-            NativeMemory.Free(_items);
-    }
+    private readonly void Release() => NativePages.Free(_items, _capacity * sizeof(T));
+}
+
+/// <summary>
+/// Memory outside the GC heap for the build: Linux, an anonymous mapping
+/// of its own (given back the moment it is freed), a big one in whole huge
+/// pages; elsewhere the C heap.
+/// </summary>
+internal static unsafe class NativePages
+{
+    private const int ProtReadWrite = 3;
+    private const int MapPrivateAnonymous = 0x22;
 
     /// <summary>The bytes a run of this many is given: big ones whole huge
     /// pages (address space only: an untouched page takes no memory).</summary>
-    private static long Allocation(long bytes) =>
-        OperatingSystem.IsLinux() && bytes >= 2 * HugePages.Size ? (bytes + HugePages.Size - 1) & ~(HugePages.Size - 1) : bytes;
+    public static long Allocation(long bytes) =>
+        OperatingSystem.IsLinux() && bytes >= HugePages.Size ? (bytes + HugePages.Size - 1) & ~(HugePages.Size - 1) : bytes;
 
-    private static void* Allocate(long bytes)
+    /// <summary>At least this many bytes (Allocation's), zeroed on Linux only.</summary>
+    public static void* Allocate(long bytes)
     {
         if (!OperatingSystem.IsLinux())
             return NativeMemory.Alloc((nuint)bytes);
-        if (bytes < 2 * HugePages.Size)
+        if (bytes < HugePages.Size)
             return Map(bytes);
         // A mapping starts at any page: one a huge page longer is cut to
         // start at a huge page, so that all of it can be huge pages. Else
@@ -432,12 +446,49 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
     {
         void* p = Libc.Mmap(null, (nuint)bytes, ProtReadWrite, MapPrivateAnonymous, -1, 0);
         if ((long)p == -1)
-            throw new OutOfMemoryException("no memory for the heap graph's temporaries");
+            throw new OutOfMemoryException("no memory for the heap graph");
         return p;
+    }
+
+    public static void Free(void* items, long bytes)
+    {
+        if (OperatingSystem.IsLinux())
+            Libc.Munmap(items, (nuint)bytes);
+        else
+            NativeMemory.Free(items);
     }
 }
 
-/// <summary>The Linux memory calls the graph's build uses (only called on Linux).</summary>
+/// <summary>
+/// One big column's memory outside the GC heap (NativePages), owned by
+/// the columns over it: given back once the last of them is collected.
+/// The GC is told of its size, so that it collects as it would for an
+/// array of that size.
+/// </summary>
+internal sealed unsafe class NativeBlock
+{
+    private readonly long _bytes;
+
+    public void* Pointer { get; }
+
+    public NativeBlock(long bytes, bool zeroed)
+    {
+        _bytes = NativePages.Allocation(bytes);
+        Pointer = NativePages.Allocate(_bytes);
+        // A fresh anonymous mapping is zeroed already.
+        if (zeroed && !OperatingSystem.IsLinux())
+            NativeMemory.Clear(Pointer, (nuint)_bytes);
+        GC.AddMemoryPressure(_bytes);
+    }
+
+    ~NativeBlock()
+    {
+        NativePages.Free(Pointer, _bytes);
+        GC.RemoveMemoryPressure(_bytes);
+    }
+}
+
+/// <summary>The Linux calls the graph's build and the walks use (only called on Linux).</summary>
 internal static unsafe class Libc
 {
     [DllImport("libc", EntryPoint = "madvise")]
