@@ -334,9 +334,6 @@ internal static unsafe class HugePages
 /// </summary>
 internal unsafe struct NativeGrowing<T> where T : unmanaged
 {
-    // A multiple of every T's size: a mapping is cut at page boundaries.
-    private const long PageBytes = 4096;
-
     private T* _items;
     private long _capacity;
 
@@ -386,12 +383,23 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
     /// that hold them.</summary>
     public void Keep(long bytes)
     {
-        long kept = Math.Min(_capacity, (bytes + PageBytes - 1) / PageBytes * PageBytes / sizeof(T));
+        long kept = Math.Min(_capacity, (bytes + NativePages.PageBytes - 1) / NativePages.PageBytes * NativePages.PageBytes / sizeof(T));
         Count = (int)Math.Min(Count, (bytes + sizeof(T) - 1) / sizeof(T));
         if (!OperatingSystem.IsLinux() || kept >= _capacity || _items == null)
             return;
         Libc.Munmap(_items + kept, (nuint)((_capacity - kept) * sizeof(T)));
         _capacity = kept;
+    }
+
+    /// <summary>Hands its memory over to a NativeBlock (a column's owner,
+    /// which frees it once no column over it is left); the run is empty then.</summary>
+    public NativeBlock Detach()
+    {
+        var block = new NativeBlock(_items, _capacity * sizeof(T));
+        _items = null;
+        _capacity = 0;
+        Count = 0;
+        return block;
     }
 
     public void Free()
@@ -416,6 +424,9 @@ internal static unsafe class NativePages
 {
     private const int ProtReadWrite = 3;
     private const int MapPrivateAnonymous = 0x22;
+
+    /// <summary>The unit a mapping is cut in (a multiple of every column's item).</summary>
+    public const long PageBytes = 4096;
 
     /// <summary>The bytes a run of this many is given: big ones whole huge
     /// pages (address space only: an untouched page takes no memory).</summary>
@@ -467,24 +478,42 @@ internal static unsafe class NativePages
 /// </summary>
 internal sealed unsafe class NativeBlock
 {
-    private readonly long _bytes;
+    private long _bytes;
 
     public void* Pointer { get; }
 
     public NativeBlock(long bytes, bool zeroed)
+        : this(NativePages.Allocate(NativePages.Allocation(bytes)), NativePages.Allocation(bytes))
     {
-        _bytes = NativePages.Allocation(bytes);
-        Pointer = NativePages.Allocate(_bytes);
         // A fresh anonymous mapping is zeroed already.
         if (zeroed && !OperatingSystem.IsLinux())
             NativeMemory.Clear(Pointer, (nuint)_bytes);
-        GC.AddMemoryPressure(_bytes);
+    }
+
+    /// <summary>Takes over memory from NativePages.Allocate (NativeGrowing.Detach).</summary>
+    public NativeBlock(void* pointer, long bytes)
+    {
+        Pointer = pointer;
+        _bytes = bytes;
+        GC.AddMemoryPressure(Math.Max(1, _bytes));
+    }
+
+    /// <summary>For the build only: gives back the memory past the first
+    /// <paramref name="bytes"/> (Linux; elsewhere it stays until freed).</summary>
+    public void Keep(long bytes)
+    {
+        long kept = (bytes + NativePages.PageBytes - 1) / NativePages.PageBytes * NativePages.PageBytes;
+        if (!OperatingSystem.IsLinux() || kept >= _bytes)
+            return;
+        Libc.Munmap((byte*)Pointer + kept, (nuint)(_bytes - kept));
+        GC.RemoveMemoryPressure(_bytes - Math.Max(1, kept));
+        _bytes = kept;
     }
 
     ~NativeBlock()
     {
         NativePages.Free(Pointer, _bytes);
-        GC.RemoveMemoryPressure(_bytes);
+        GC.RemoveMemoryPressure(Math.Max(1, _bytes));
     }
 }
 

@@ -792,13 +792,17 @@ public sealed partial class HeapGraph
     /// <summary>
     /// The address lookup's entries of one walked run's segments (objects
     /// numbered from the run's first), made as soon as the run is walked:
-    /// its 64-bit addresses become 32-bit offsets (kept for good) and are
-    /// freed, so that the walk's peak holds no run's addresses twice.
+    /// its 64-bit addresses become 32-bit offsets (kept for good), written
+    /// over them, each once its address is read (4 bytes over the first 4
+    /// of 8: never over one not read yet); the rest of the addresses' room
+    /// goes back. The lookup takes no fresh memory.
     /// </summary>
-    private static void Lookup(SegmentWalk walk, ClrSegment[] segments, int firstSegment, SegmentIndex[] index)
+    private static unsafe void Lookup(SegmentWalk walk, ClrSegment[] segments, int firstSegment, SegmentIndex[] index)
     {
-        ReadOnlySpan<ulong> addresses = walk.Address.Span;
-        var all = Column<uint>.Allocate(addresses.Length, zeroed: false);
+        int objects = walk.Address.Count;
+        NativeBlock block = walk.Address.Detach();
+        var addresses = new ReadOnlySpan<ulong>(block.Pointer, objects);
+        var all = new Column<uint>((uint*)block.Pointer, objects, block);
         for (int i = 0; i + 1 < walk.SegmentStart.Length; i++)
         {
             ClrSegment segment = segments[firstSegment + i];
@@ -806,7 +810,7 @@ public sealed partial class HeapGraph
             index[firstSegment + i] = Offsets(segment.ObjectRange.Start, segment.ObjectRange.End, from, addresses.Slice(from, count),
                 all.Part(from, count));
         }
-        walk.Address.Free();
+        block.Keep((long)objects * sizeof(uint));
     }
 
     /// <summary>Refuses, before the walk, a segment too big for 32-bit offsets
