@@ -528,11 +528,4 @@ internal static unsafe class Libc
 
     [DllImport("libc", EntryPoint = "munmap")]
     public static extern int Munmap(void* address, nuint length);
-
-    /// <summary>The path with every link resolved, malloc'd (Free it), or 0.</summary>
-    [DllImport("libc", EntryPoint = "realpath")]
-    public static extern nint Realpath([MarshalAs(UnmanagedType.LPUTF8Str)] string path, nint resolved);
-
-    [DllImport("libc", EntryPoint = "free")]
-    public static extern void Free(nint pointer);
 }

@@ -585,7 +585,7 @@ public sealed partial class HeapGraph
         var walks = new SegmentWalk[runs.Length];
         var index = new SegmentIndex[segments.Length];
         var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
-        CoreFilePages.Populate(memory, segments);
+        walker.ReadAhead(segments);
         // A cancelled or failed walk frees its temporaries.
         using var freed = new Freed(walks);
         Parallel.ForEach(bySize, options, r =>
