@@ -48,10 +48,6 @@ internal readonly unsafe struct Column<T> where T : unmanaged
         return new Column<T>((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), length, array);
     }
 
-    /// <summary>Wraps an array made with pinned: true (the walk's addresses, DominatorTree's arrays).</summary>
-    public static Column<T> OfPinned(T[] array) =>
-        new((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), array.Length, array);
-
     public T this[int index]
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -779,7 +779,7 @@ public sealed partial class HeapGraph
         Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
-            Column<int>.OfPinned(tree.Idom), Column<uint>.OfPinned(retained.Small), retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
+            tree.Idom, retained.Small, retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
             new GraphDamage([.. damage.CorruptRanges], damage.Count, damage.Bytes, dangling.Sum()));
     }
 
