@@ -58,8 +58,9 @@ internal sealed unsafe class CoreFileView
             var loads = Loads(stream);
             return loads is null ? null : new CoreFileView(new MappedFile(stream), loads, (ulong)stream.Length);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
+            // Not a file (a reader's name that is no path), gone, or not to be mapped.
             return null;
         }
     }
