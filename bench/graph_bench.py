@@ -58,17 +58,21 @@ NOTES = """## How the build spends its memory and time, and what is left
   65,536 types), size 4, row start 4, references 2 x 4, immediate
   dominator 4, retained size 4 (4 GiB and more kept aside, per object),
   plus under 1 for the address buckets (one per 256 bytes of heap).
-- The build has two peaks of about the same height (the engine logs its
-  anonymous memory after each step): the end of the walk (each reference
-  is an 8-byte address until it is resolved; each run's 64-bit addresses
-  become 32-bit offsets as soon as it is walked) and the dominators (the
-  graph's 25 bytes per object, plus the postorder 4, which the
-  depth-first search's stack shares, the dominators by postorder number 4,
-  and the dominators by object 4, which hold the postorder numbers until
-  the dominators are known). Resolving the references to indices halves
-  their room in place and the other half is given back at once; every
-  temporary lives outside the GC heap, so its memory goes back the moment
-  it is freed. The join and the steps after it stay below both peaks.
+- The build's peak is at the dominators (the engine logs each step's
+  anonymous memory and page faults): the graph's 25 bytes per object, plus
+  the postorder 4, which the depth-first search's stack shares, the
+  dominators by postorder number 4, and the dominators by object 4, which
+  hold the postorder numbers until the dominators are known. The walk
+  stays below it: each reference is a 32-bit code (its chunk of the heap's
+  segments and its offset there in pointer-sized units; a value no code
+  names is kept whole beside, and a heap whose segments' chunks pass
+  32 GiB keeps 64 bits), resolved to an index in place; each run's 64-bit
+  addresses become 32-bit offsets written over themselves as soon as it is
+  walked. Every temporary, and every column of 2 MiB and more, lives
+  outside the GC heap in whole huge pages (in a VM a page fault costs
+  microseconds, and fresh memory is the build's largest cost), so its
+  memory goes back the moment it is freed. The join and the steps after
+  it stay below the peak.
 - Anonymous and file-backed: with the index on, the graph is answered as
   soon as it is built and saved in the background; the dominator tree's
   rows (8 bytes per object), which the first questions and the save both
@@ -90,9 +94,12 @@ NOTES = """## How the build spends its memory and time, and what is left
   the first pass only the nodes whose chain of dominators changed fold
   again (big-heap: a few dozen of 10 million), so a second pass costs a
   scan of one bit per node; the retained sizes are one loop over the size
-  column and one up the postorder. What is left is mostly the walk, which
-  reads every object and its references (about 1.4 times the `heap_stats`
-  walk on a quiet machine), then the resolution (an address lookup per
+  column and one up the postorder. Both walks (`heap_stats` and the
+  graph's) read a Linux core in place through a read-only mapping of their
+  own, the pages of the heap's segments mapped ahead of the walk. What is
+  left is mostly the walk, which reads every object and its references and
+  writes them down in fresh memory (about 1.6 times the `heap_stats` walk
+  at a load of 1.5), then the resolution (an address lookup per
   reference) and the depth-first search and first pass of the dominators
   (single-threaded, bound by memory latency: each edge looks up its
   target's number and dominator).

@@ -86,7 +86,7 @@ public class DominatorTreeTests
         // 0 -> 1, 0 -> 2, 1 -> 3, 2 -> 3, 3 -> 4; roots 0 and 5; 5 -> 4; 6 unreachable.
         var (start, edges) = Rows(7, [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (5, 4)]);
         var tree = DominatorTree.Compute(7, start, edges, [0, 5], null, CancellationToken.None);
-        Assert.Equal([7, 0, 0, 0, 7, 7, DominatorTree.Unreachable, 7], tree.Idom);
+        Assert.Equal([7, 0, 0, 0, 7, 7, DominatorTree.Unreachable, 7], tree.Idom.Span.ToArray());
         // No edge goes back up the order: one pass, none to confirm it.
         Assert.Equal(1, tree.Passes);
         var retained = tree.RetainedSizes(Sizes(7, _ => 10), NoHugeSizes);
@@ -105,7 +105,7 @@ public class DominatorTreeTests
         // a second pass then finds 4 reached without 1 too.
         var (start, edges) = Rows(5, [(0, 1), (0, 3), (1, 2), (1, 4), (2, 3), (2, 4), (3, 2)]);
         var tree = DominatorTree.Compute(5, start, edges, [0], null, CancellationToken.None);
-        Assert.Equal([5, 0, 0, 0, 0, 5], tree.Idom);
+        Assert.Equal([5, 0, 0, 0, 0, 5], tree.Idom.Span.ToArray());
         Assert.Equal(2, tree.Passes);
     }
 
@@ -254,11 +254,18 @@ public class HeapGraphTests
     }
 
     // One reference field of an object early in the heap overwritten with
-    // an address inside the object it named: the reference names no object
-    // now. Its row leaves it out and the rows of every later object, in
-    // every later run of the build, keep exactly their references.
-    [Fact]
-    public void A_reference_that_names_no_object_is_left_out_of_its_row_and_counted()
+    // an address inside the object it named (kept in 32 bits by the walk),
+    // off the pointer alignment or outside the heap (both kept whole beside
+    // the 32-bit codes): the reference names no object now. Its row leaves
+    // it out and the rows of every later object, in every later run of the
+    // build, keep exactly their references; so without 32-bit codes.
+    [Theory]
+    [InlineData("inside", true)]
+    [InlineData("misaligned", true)]
+    [InlineData("outside", true)]
+    [InlineData("inside", false)]
+    [InlineData("outside", false)]
+    public void A_reference_that_names_no_object_is_left_out_of_its_row_and_counted(string value, bool compressReferences)
     {
         HeapGraph whole = Graph("deadlock");
         var (dump, runtimeDir) = ScenarioDumps.Get("deadlock", "net10");
@@ -282,8 +289,15 @@ public class HeapGraphTests
             }
         }
         Assert.True(holder >= 0);
-        var memory = new DamagedMemory(target.DataReader, slot, BitConverter.GetBytes(named + 8), 8);
-        HeapGraph damaged = HeapGraph.Build(clr, new HeapWalker(clr, memory), memory, null, CancellationToken.None);
+        ulong written = value switch
+        {
+            "inside" => named + 8,
+            "misaligned" => named + 4,
+            _ => 0x18,
+        };
+        var memory = new DamagedMemory(target.DataReader, slot, BitConverter.GetBytes(written), 8);
+        HeapGraph damaged = HeapGraph.Build(clr, new HeapWalker(clr, memory), memory, null, CancellationToken.None,
+            compressReferences: compressReferences);
 
         Assert.Equal(1, damaged.Summary(false).DanglingReferences);
         Assert.Equal(whole.ObjectCount, damaged.ObjectCount);
@@ -294,6 +308,38 @@ public class HeapGraphTests
             if (i == holder)
                 expected = expected[1..];
             Assert.Equal(expected, damaged.ReferencesOf(i).ToArray());
+        }
+    }
+
+    // The walk keeps reference values as 32-bit codes when the heap's
+    // segments allow (every scenario dump here: the frozen segment lies
+    // ~50 GiB above the regions), else in 64 bits: the same graph either way.
+    [Fact]
+    public void References_kept_in_32_or_64_bits_give_the_same_graph()
+    {
+        HeapGraph coded = Graph("event-leak");
+        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
+        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        var segments = clr.Heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start)
+            .Select(s => (s.ObjectRange.Start, s.ObjectRange.End)).ToArray();
+        Assert.NotNull(ReferenceCodec.For(segments, 8));
+        HeapGraph wide = HeapGraph.Build(clr, new HeapWalker(clr, target.DataReader), target.DataReader, null, CancellationToken.None,
+            compressReferences: false);
+
+        Assert.Equal(coded.ObjectCount, wide.ObjectCount);
+        Assert.Equal(coded.EdgeCount, wide.EdgeCount);
+        GraphSummary a = coded.Summary(false), b = wide.Summary(false);
+        Assert.Equal(a.RootsByKind.ToArray(), b.RootsByKind.ToArray());
+        Assert.Equal(a.CorruptRanges.ToArray(), b.CorruptRanges.ToArray());
+        Assert.Equal(a with { ElapsedSeconds = 0, RootsByKind = [], CorruptRanges = [] },
+            b with { ElapsedSeconds = 0, RootsByKind = [], CorruptRanges = [] });
+        Assert.Equal(coded.RootObjects.ToArray(), wide.RootObjects.ToArray());
+        for (int i = 0; i < coded.ObjectCount; i++)
+        {
+            Assert.Equal(coded.ReferencesOf(i).ToArray(), wide.ReferencesOf(i).ToArray());
+            Assert.Equal(coded.ImmediateDominator(i), wide.ImmediateDominator(i));
+            Assert.Equal(coded.RetainedSize(i), wide.RetainedSize(i));
         }
     }
 

@@ -29,7 +29,7 @@ public sealed class DominatorTree : IDisposable
     private NativeGrowing<int> _postorder;
 
     /// <summary>Immediate dominator of each node; the super-root's is itself.</summary>
-    public int[] Idom { get; }
+    internal Column<int> Idom { get; }
 
     /// <summary>How many passes the iteration took to settle (the last one changed
     /// no node's dominator after that node's turn).</summary>
@@ -37,7 +37,7 @@ public sealed class DominatorTree : IDisposable
 
     public int SuperRoot => Idom.Length - 1;
 
-    private DominatorTree(int[] idom, NativeGrowing<int> postorder, int passes)
+    private DominatorTree(Column<int> idom, NativeGrowing<int> postorder, int passes)
     {
         Idom = idom;
         _postorder = postorder;
@@ -60,8 +60,9 @@ public sealed class DominatorTree : IDisposable
         // number (-1 unvisited; during the search the next edge to follow,
         // as -2 - cursor), and is turned into the dominators in place at the
         // end: the number array costs no memory of its own.
-        // Pinned: the graph keeps it as a column (HeapGraph.Storage.cs).
-        int[] idom = HugePages.Advise(GC.AllocateUninitializedArray<int>(nodeCount + 1, pinned: true));
+        // The graph keeps it as a column (HeapGraph.Storage.cs).
+        var idomColumn = Column<int>.Allocate(nodeCount + 1, zeroed: false);
+        Span<int> idom = idomColumn.Writable;
         // The temporaries live outside the GC heap, so that each one's
         // memory goes back the moment it is freed: one of the build's two
         // peaks of memory is here, and a collection would come too late.
@@ -83,7 +84,7 @@ public sealed class DominatorTree : IDisposable
                 int k = idom[v];
                 idom[v] = k < 0 ? Unreachable : postorder[dominatorNumber[k]];
             }
-            return new DominatorTree(idom, order.Prefix(ordered), passes);
+            return new DominatorTree(idomColumn, order.Prefix(ordered), passes);
         }
         catch
         {
@@ -199,8 +200,8 @@ public sealed class DominatorTree : IDisposable
         {
             var sizes = new RetainedSizes(Idom.Length);
             int superRoot = SuperRoot;
-            ReadOnlySpan<int> idom = Idom;
-            Span<uint> small = sizes.Small;
+            ReadOnlySpan<int> idom = Idom.Span;
+            Span<uint> small = sizes.Small.Writable;
             // Own sizes in index order (memory order); then the sums, which
             // need the postorder.
             ReadOnlySpan<uint> own = size[..superRoot];
@@ -302,15 +303,15 @@ public sealed class DominatorTree : IDisposable
 /// </summary>
 public sealed class RetainedSizes
 {
-    /// <summary>Pinned: the graph keeps it as a column.</summary>
-    internal uint[] Small { get; }
+    /// <summary>The graph keeps it as a column.</summary>
+    internal Column<uint> Small { get; }
 
     internal Dictionary<int, ulong> Huge { get; } = [];
 
     internal RetainedSizes(int length)
     {
         // Not cleared: DominatorTree.RetainedSizes writes every slot first.
-        Small = HugePages.Advise(GC.AllocateUninitializedArray<uint>(length, pinned: true));
+        Small = Column<uint>.Allocate(length, zeroed: false);
     }
 
     public ulong this[int v] => Small[v] == uint.MaxValue ? Huge[v] : Small[v];
@@ -320,11 +321,11 @@ public sealed class RetainedSizes
         ulong sum = this[v] + bytes;
         if (sum < uint.MaxValue)
         {
-            Small[v] = (uint)sum;
+            Small.Writable[v] = (uint)sum;
         }
         else
         {
-            Small[v] = uint.MaxValue;
+            Small.Writable[v] = uint.MaxValue;
             Huge[v] = sum;
         }
     }

@@ -160,6 +160,7 @@ public sealed partial class DumpSession
         bool parallel = _runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var tally = new HeapTally(heap.FreeType?.MethodTable ?? 0);
         var damage = new HeapDamageLog(_limits.MaxCorruptRanges);
+        walker.ReadAhead(segments);
 
         void Walk(ClrSegment segment, ref StatsVisitor visitor)
         {

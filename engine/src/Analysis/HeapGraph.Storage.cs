@@ -6,11 +6,12 @@ using System.Runtime.InteropServices;
 namespace DumpScope.Engine.Analysis;
 
 /// <summary>
-/// A fixed run of T that never moves: an array on the pinned object heap,
-/// or a section of a memory-mapped index file. Reads are bounds-checked, so
-/// a bad value used as an index fails as an exception, never as a stray
-/// read. The owner (the array or the mapping) is held so that the memory
-/// lives as long as any copy of the column.
+/// A fixed run of T that never moves: memory outside the GC heap (a
+/// NativeBlock), an array on the pinned object heap, or a section of a
+/// memory-mapped index file. Reads are bounds-checked, so a bad value used
+/// as an index fails as an exception, never as a stray read. The owner (the
+/// block, the array or the mapping) is held so that the memory lives as
+/// long as any copy of the column.
 /// </summary>
 internal readonly unsafe struct Column<T> where T : unmanaged
 {
@@ -26,19 +27,26 @@ internal readonly unsafe struct Column<T> where T : unmanaged
         _owner = owner;
     }
 
-    /// <summary>A new array on the pinned object heap (the GC never moves it).</summary>
+    /// <summary>A new column that never moves: a big one outside the GC
+    /// heap, in whole huge pages (a NativeBlock), a small one an array on
+    /// the pinned object heap.</summary>
     public static Column<T> Allocate(int length, bool zeroed)
     {
+        long bytes = (long)length * sizeof(T);
+        // An array on the GC heap takes 4 KiB pages before and after its
+        // whole huge pages: up to a thousand faults per column, each costly
+        // in a VM, where a big column's own mapping takes none of them.
+        if (bytes >= HugePages.Size)
+        {
+            var block = new NativeBlock(bytes, zeroed);
+            return new Column<T>((T*)block.Pointer, length, block);
+        }
         // Cleared after the advice, so that the first touch is already a huge page.
         T[] array = HugePages.Advise(GC.AllocateUninitializedArray<T>(length, pinned: true));
         if (zeroed)
             Array.Clear(array);
         return new Column<T>((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), length, array);
     }
-
-    /// <summary>Wraps an array made with pinned: true (the walk's addresses, DominatorTree's arrays).</summary>
-    public static Column<T> OfPinned(T[] array) =>
-        new((T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(array)), array.Length, array);
 
     public T this[int index]
     {
@@ -295,8 +303,7 @@ internal static unsafe class SectionChecksum
 internal static unsafe class HugePages
 {
     private const int AdviseHugePage = 14;
-    private const long Size = 2L << 20;
-
+    public const long Size = 2L << 20;
 
     public static T[] Advise<T>(T[] array) where T : unmanaged
     {
@@ -307,7 +314,7 @@ internal static unsafe class HugePages
 
     public static void Advise(void* items, long bytes)
     {
-        if (!OperatingSystem.IsLinux() || bytes < 2 * Size)
+        if (!OperatingSystem.IsLinux() || bytes < Size)
             return;
         long start = ((long)items + Size - 1) & ~(Size - 1);
         long end = ((long)items + bytes) & ~(Size - 1);
@@ -317,19 +324,12 @@ internal static unsafe class HugePages
 }
 
 /// <summary>
-/// A growing run of T outside the GC heap, for the build's temporaries: it
-/// is given back to the system the moment it is freed (no collection to
-/// wait for). Linux:
-/// its own anonymous mapping, advised for huge pages; elsewhere the C heap.
-/// The owner frees it exactly once.
+/// A growing run of T outside the GC heap (NativePages), for the build's
+/// temporaries: it is given back to the system the moment it is freed (no
+/// collection to wait for). The owner frees it exactly once.
 /// </summary>
 internal unsafe struct NativeGrowing<T> where T : unmanaged
 {
-    private const int ProtReadWrite = 3;
-    private const int MapPrivateAnonymous = 0x22;
-    // A multiple of every T's size: a mapping is cut at page boundaries.
-    private const long PageBytes = 4096;
-
     private T* _items;
     private long _capacity;
 
@@ -337,8 +337,9 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
 
     public NativeGrowing(int capacity)
     {
-        _capacity = Math.Max(16, capacity);
-        _items = (T*)Allocate(_capacity * sizeof(T));
+        long bytes = NativePages.Allocation(Math.Max(16, capacity) * (long)sizeof(T));
+        _items = (T*)NativePages.Allocate(bytes);
+        _capacity = bytes / sizeof(T);
     }
 
     /// <summary>A fixed run of this many slots, not cleared (untouched
@@ -365,11 +366,12 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
             throw new OutOfMemoryException("a heap-graph array would exceed the largest array");
         // A copy, not mremap: the advice for huge pages splits the mapping,
         // which mremap cannot move. Growing is rare (sized from the heap).
-        T* items = (T*)Allocate(bigger * sizeof(T));
+        long bytes = NativePages.Allocation(bigger * sizeof(T));
+        T* items = (T*)NativePages.Allocate(bytes);
         new Span<T>(_items, Count).CopyTo(new Span<T>(items, Count));
         Release();
         _items = items;
-        _capacity = bigger;
+        _capacity = bytes / sizeof(T);
     }
 
     /// <summary>Gives back the memory past the first <paramref name="bytes"/>
@@ -377,12 +379,23 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
     /// that hold them.</summary>
     public void Keep(long bytes)
     {
-        long kept = Math.Min(_capacity, (bytes + PageBytes - 1) / PageBytes * PageBytes / sizeof(T));
+        long kept = Math.Min(_capacity, (bytes + NativePages.PageBytes - 1) / NativePages.PageBytes * NativePages.PageBytes / sizeof(T));
         Count = (int)Math.Min(Count, (bytes + sizeof(T) - 1) / sizeof(T));
         if (!OperatingSystem.IsLinux() || kept >= _capacity || _items == null)
             return;
         Libc.Munmap(_items + kept, (nuint)((_capacity - kept) * sizeof(T)));
         _capacity = kept;
+    }
+
+    /// <summary>Hands its memory over to a NativeBlock (a column's owner,
+    /// which frees it once no column over it is left); the run is empty then.</summary>
+    public NativeBlock Detach()
+    {
+        var block = new NativeBlock(_items, _capacity * sizeof(T));
+        _items = null;
+        _capacity = 0;
+        Count = 0;
+        return block;
     }
 
     public void Free()
@@ -395,27 +408,112 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
         Count = 0;
     }
 
-    private readonly void Release()
-    {
-        if (OperatingSystem.IsLinux())
-            Libc.Munmap(_items, (nuint)(_capacity * sizeof(T)));
-        else
-            NativeMemory.Free(_items);
-    }
+    private readonly void Release() => NativePages.Free(_items, _capacity * sizeof(T));
+}
 
-    private static void* Allocate(long bytes)
+/// <summary>
+/// Memory outside the GC heap for the build: Linux, an anonymous mapping
+/// of its own (given back the moment it is freed), a big one in whole huge
+/// pages; elsewhere the C heap.
+/// </summary>
+internal static unsafe class NativePages
+{
+    private const int ProtReadWrite = 3;
+    private const int MapPrivateAnonymous = 0x22;
+
+    /// <summary>The unit a mapping is cut in (a multiple of every column's item).</summary>
+    public const long PageBytes = 4096;
+
+    /// <summary>The bytes a run of this many is given: big ones whole huge
+    /// pages (address space only: an untouched page takes no memory).</summary>
+    public static long Allocation(long bytes) =>
+        OperatingSystem.IsLinux() && bytes >= HugePages.Size ? (bytes + HugePages.Size - 1) & ~(HugePages.Size - 1) : bytes;
+
+    /// <summary>At least this many bytes (Allocation's), zeroed on Linux only.</summary>
+    public static void* Allocate(long bytes)
     {
         if (!OperatingSystem.IsLinux())
             return NativeMemory.Alloc((nuint)bytes);
+        if (bytes < HugePages.Size)
+            return Map(bytes);
+        // A mapping starts at any page: one a huge page longer is cut to
+        // start at a huge page, so that all of it can be huge pages. Else
+        // its first and last partial huge pages take 4 KiB pages, a fault
+        // each, up to a thousand a run, and faults cost most in a VM.
+        byte* p = (byte*)Map(bytes + HugePages.Size);
+        byte* start = (byte*)(((long)p + HugePages.Size - 1) & ~(HugePages.Size - 1));
+        if (start > p)
+            Libc.Munmap(p, (nuint)(start - p));
+        Libc.Munmap(start + bytes, (nuint)(p + HugePages.Size - start));
+        HugePages.Advise(start, bytes);
+        return start;
+    }
+
+    private static void* Map(long bytes)
+    {
         void* p = Libc.Mmap(null, (nuint)bytes, ProtReadWrite, MapPrivateAnonymous, -1, 0);
         if ((long)p == -1)
-            throw new OutOfMemoryException("no memory for the heap graph's temporaries");
-        HugePages.Advise(p, bytes);
+            throw new OutOfMemoryException("no memory for the heap graph");
         return p;
+    }
+
+    public static void Free(void* items, long bytes)
+    {
+        if (OperatingSystem.IsLinux())
+            Libc.Munmap(items, (nuint)bytes);
+        else
+            NativeMemory.Free(items);
     }
 }
 
-/// <summary>The Linux memory calls the graph's build uses (only called on Linux).</summary>
+/// <summary>
+/// One big column's memory outside the GC heap (NativePages), owned by
+/// the columns over it: given back once the last of them is collected.
+/// The GC is told of its size, so that it collects as it would for an
+/// array of that size.
+/// </summary>
+internal sealed unsafe class NativeBlock
+{
+    private long _bytes;
+
+    public void* Pointer { get; }
+
+    public NativeBlock(long bytes, bool zeroed)
+        : this(NativePages.Allocate(NativePages.Allocation(bytes)), NativePages.Allocation(bytes))
+    {
+        // A fresh anonymous mapping is zeroed already.
+        if (zeroed && !OperatingSystem.IsLinux())
+            NativeMemory.Clear(Pointer, (nuint)_bytes);
+    }
+
+    /// <summary>Takes over memory from NativePages.Allocate (NativeGrowing.Detach).</summary>
+    public NativeBlock(void* pointer, long bytes)
+    {
+        Pointer = pointer;
+        _bytes = bytes;
+        GC.AddMemoryPressure(Math.Max(1, _bytes));
+    }
+
+    /// <summary>For the build only: gives back the memory past the first
+    /// <paramref name="bytes"/> (Linux; elsewhere it stays until freed).</summary>
+    public void Keep(long bytes)
+    {
+        long kept = (bytes + NativePages.PageBytes - 1) / NativePages.PageBytes * NativePages.PageBytes;
+        if (!OperatingSystem.IsLinux() || kept >= _bytes)
+            return;
+        Libc.Munmap((byte*)Pointer + kept, (nuint)(_bytes - kept));
+        GC.RemoveMemoryPressure(_bytes - Math.Max(1, kept));
+        _bytes = kept;
+    }
+
+    ~NativeBlock()
+    {
+        NativePages.Free(Pointer, _bytes);
+        GC.RemoveMemoryPressure(Math.Max(1, _bytes));
+    }
+}
+
+/// <summary>The Linux calls the graph's build and the walks use (only called on Linux).</summary>
 internal static unsafe class Libc
 {
     [DllImport("libc", EntryPoint = "madvise")]

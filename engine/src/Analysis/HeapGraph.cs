@@ -290,9 +290,9 @@ public sealed partial class HeapGraph
         }
     }
 
-    /// <summary>What the walk of one run of segments found: objects and raw reference values.</summary>
+    /// <summary>What the walk of one run of segments found: objects and the values of their references.</summary>
     internal sealed class SegmentWalk(int pointerSize, IMemoryReader memory, (ulong Source, ulong Target)[] dependents, int expected,
-        int references, int segments)
+        int references, int segments, ReferenceCodec? codec)
     {
         public NativeGrowing<ulong> Address = new(expected);
         // Where each segment's objects start in the arrays (one more: the end).
@@ -302,11 +302,18 @@ public sealed partial class HeapGraph
         public NativeGrowing<uint> Size = new(expected);
         // Objects of 4 GiB and more: their size; Size holds uint.MaxValue.
         public List<(int Object, ulong Size)> Huge = [];
-        // Where each object's references start in Raw; then Raw holds the
-        // referenced addresses, in object order.
+        // Where each object's references start; then the referenced
+        // addresses, in object order: with a codec, their codes (4 bytes
+        // each instead of 8), those escaped kept whole in Raw, in order;
+        // without, all of them in Raw.
         public NativeGrowing<int> RefStart = new(expected);
-        public NativeGrowing<ulong> Raw = new(references);
+        public NativeGrowing<uint> Codes = codec is null ? default : new(references);
+        public NativeGrowing<ulong> Raw = new(codec is null ? references : 1024);
         public int Dependent = -1;
+
+        public ReferenceCodec? Codec => codec;
+
+        public int References => codec is null ? Raw.Count : Codes.Count;
 
         public void Free()
         {
@@ -314,7 +321,22 @@ public sealed partial class HeapGraph
             Type.Free();
             Size.Free();
             RefStart.Free();
+            Codes.Free();
             Raw.Free();
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void AddReference(ulong target)
+        {
+            if (codec is null)
+            {
+                Raw.Add(target);
+                return;
+            }
+            uint code = codec.Encode(target);
+            Codes.Add(code);
+            if (code == ReferenceCodec.Escaped)
+                Raw.Add(target);
         }
 
         // Runs once per object, from the walk's first object on: compiled
@@ -328,17 +350,17 @@ public sealed partial class HeapGraph
             Address.Add(address);
             Type.Add(type);
             Size.Add(size >= uint.MaxValue ? uint.MaxValue : (uint)size);
-            RefStart.Add(Raw.Count);
+            RefStart.Add(References);
             if (Dependent < 0)
                 Dependent = FirstAtOrAfter(dependents, address);
             while (Dependent < dependents.Length && dependents[Dependent].Source <= address)
             {
                 if (dependents[Dependent].Source == address)
-                    Raw.Add(dependents[Dependent].Target);
+                    AddReference(dependents[Dependent].Target);
                 Dependent++;
             }
             if (layout.LoaderAllocator != 0)
-                Raw.Add(layout.LoaderAllocator);
+                AddReference(layout.LoaderAllocator);
             if (!layout.HasReferences)
                 return;
             if ((ulong)bytes.Length < size)
@@ -348,11 +370,11 @@ public sealed partial class HeapGraph
                     return;
                 byte[] whole = ArrayPool<byte>.Shared.Rent((int)size);
                 int read = memory.Read(address, whole.AsSpan(0, (int)size));
-                layout.Collect(whole.AsSpan(0, read), pointerSize, ref Raw);
+                layout.Collect(whole.AsSpan(0, read), pointerSize, this);
                 ArrayPool<byte>.Shared.Return(whole);
                 return;
             }
-            layout.Collect(bytes, pointerSize, ref Raw);
+            layout.Collect(bytes, pointerSize, this);
         }
 
         private static int FirstAtOrAfter((ulong Source, ulong Target)[] list, ulong address)
@@ -459,10 +481,13 @@ public sealed partial class HeapGraph
     /// progress in bytes of heap (walk, then resolution, then dominators);
     /// honours cancellation within every step.
     /// </summary>
+    /// <param name="compressReferences">false: keep every reference value
+    /// in 64 bits during the walk, as the walk does when no ReferenceCodec
+    /// fits the heap (for the tests: the graph must be the same).</param>
     public static HeapGraph Build(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory,
-        IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null)
+        IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null, bool compressReferences = true)
     {
-        using Walked walked = Walk(runtime, walker, memory, progress, cancel, limits);
+        using Walked walked = Walk(runtime, walker, memory, progress, cancel, limits, compressReferences: compressReferences);
         return Finish(walked, progress, cancel);
     }
 
@@ -473,12 +498,21 @@ public sealed partial class HeapGraph
         public readonly Stopwatch Watch = Stopwatch.StartNew();
         public readonly List<string> Stages = [];
         private double _lastWall, _lastCpu = Environment.CpuUsage.TotalTime.TotalSeconds;
+        private (long AnonymousMiB, long Minor, long Major)? _lastMemory = MemoryNow();
 
         public void Add(string name)
         {
             double wall = Watch.Elapsed.TotalSeconds, cpu = Environment.CpuUsage.TotalTime.TotalSeconds;
-            Stages.Add($"{name} {wall - _lastWall:F2} s (CPU {cpu - _lastCpu:F2} s{AnonymousMemory()})");
-            (_lastWall, _lastCpu) = (wall, cpu);
+            var memory = MemoryNow();
+            string faults = "";
+            if (memory is { } m && _lastMemory is { } last)
+            {
+                faults = $", anonymous {m.AnonymousMiB:N0} MiB, faults {m.Minor - last.Minor:N0}";
+                if (m.Major > last.Major)
+                    faults += $" ({m.Major - last.Major:N0} major)";
+            }
+            Stages.Add($"{name} {wall - _lastWall:F2} s (CPU {cpu - _lastCpu:F2} s{faults})");
+            (_lastWall, _lastCpu, _lastMemory) = (wall, cpu, memory);
         }
     }
 
@@ -522,13 +556,16 @@ public sealed partial class HeapGraph
     /// </summary>
     internal static Walked Walk(ClrRuntime runtime, HeapWalker walker, IMemoryReader memory,
         IProgress<ProgressReport>? progress, CancellationToken cancel, EngineLimits? limits = null, HeapTally? tally = null,
-        NativeFieldRecord? native = null)
+        NativeFieldRecord? native = null, bool compressReferences = true)
     {
         var damage = new HeapDamageLog((limits ?? EngineLimits.Default).MaxCorruptRanges);
         var log = new StageLog();
         ClrHeap heap = runtime.Heap;
         var segments = heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start).ToArray();
         CheckOffsetsFit(segments);
+        ReferenceCodec? codec = compressReferences
+            ? ReferenceCodec.For([.. segments.Select(s => (s.ObjectRange.Start, s.ObjectRange.End))], memory.PointerSize)
+            : null;
         bool parallel = runtime.IsThreadSafe && segments.Length > 1 && Environment.ProcessorCount > 1;
         var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = parallel ? Environment.ProcessorCount : 1 };
         long totalBytes = Math.Max(1, segments.Sum(s => (long)s.ObjectRange.Length));
@@ -548,6 +585,7 @@ public sealed partial class HeapGraph
         var walks = new SegmentWalk[runs.Length];
         var index = new SegmentIndex[segments.Length];
         var bySize = Enumerable.Range(0, runs.Length).OrderByDescending(r => runs[r].Bytes).ToArray();
+        walker.ReadAhead(segments);
         // A cancelled or failed walk frees its temporaries.
         using var freed = new Freed(walks);
         Parallel.ForEach(bySize, options, r =>
@@ -559,7 +597,7 @@ public sealed partial class HeapGraph
             // no memory.
             int expected = (int)Math.Min(1 << 28, runs[r].Bytes / 32 + 16);
             int references = (int)Math.Min(1 << 29, runs[r].Bytes / memory.PointerSize + 16);
-            var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, references, runs[r].Count);
+            var walk = walks[r] = new SegmentWalk(memory.PointerSize, memory, dependents, expected, references, runs[r].Count, codec);
             var visitor = new GraphVisitor(walk, types, freeMt, tally, native);
             for (int i = 0; i < runs[r].Count; i++)
             {
@@ -590,7 +628,7 @@ public sealed partial class HeapGraph
             }
             first = checked(first + walks[r].SegmentStart[runs[r].Count]);
         }
-        log.Add("walk");
+        log.Add(codec is null ? "walk (references in 64 bits)" : "walk");
         var walked = new Walked
         {
             Runtime = runtime, Walks = walks, Index = index, Runs = runs, BySize = bySize, RunFirst = runFirst, Objects = first,
@@ -637,20 +675,31 @@ public sealed partial class HeapGraph
         Parallel.ForEach(bySize, options, r =>
         {
             SegmentWalk walk = walks[r];
-            Span<ulong> raw = walk.Raw.Span;
-            Span<int> resolved = System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(raw);
+            ReferenceCodec? codec = walk.Codec;
+            ReadOnlySpan<ulong> raw = walk.Raw.Span;
+            ReadOnlySpan<uint> codes = walk.Codes.Span;
+            // Each index is written over a value already read.
+            Span<int> resolved = Resolved(walk);
             Span<int> refStart = walk.RefStart.Span;
             int objects = walk.RefStart.Count;
-            int written = 0;
+            int references = walk.References;
+            int written = 0, escaped = 0;
             SegmentIndex? hint = null;
             for (int k = 0; k < objects; k++)
             {
                 int from = refStart[k];
-                int to = k + 1 < objects ? refStart[k + 1] : raw.Length;
+                int to = k + 1 < objects ? refStart[k + 1] : references;
                 refStart[k] = written;
                 for (int i = from; i < to; i++)
                 {
-                    int target = IndexOf(index, raw[i], ref hint);
+                    ulong address;
+                    if (codec is null)
+                        address = raw[i];
+                    else if (codes[i] != ReferenceCodec.Escaped)
+                        address = codec.Decode(codes[i]);
+                    else
+                        address = raw[escaped++];
+                    int target = IndexOf(index, address, ref hint);
                     if (target >= 0)
                         resolved[written++] = target;
                     else
@@ -660,9 +709,17 @@ public sealed partial class HeapGraph
                     cancel.ThrowIfCancellationRequested();
             }
             resolvedCounts[r] = written;
-            // The indices take the first half of the raw addresses' room:
-            // the rest goes back now, before the join needs new memory.
-            walk.Raw.Keep((long)written * sizeof(int));
+            // The indices take the start of the values' room: the rest goes
+            // back now, before the join needs new memory.
+            if (codec is null)
+            {
+                walk.Raw.Keep((long)written * sizeof(int));
+            }
+            else
+            {
+                walk.Codes.Keep((long)written * sizeof(int));
+                walk.Raw.Free();
+            }
             long done = Interlocked.Add(ref doneBytes, runs[r].Bytes);
             progress?.Report(new ProgressReport(done, total, "resolving references"));
         });
@@ -700,8 +757,8 @@ public sealed partial class HeapGraph
             for (int k = 0; k < refStart.Length; k++)
                 edgeStart[k] = edgeFirst[r] + refStart[k];
             walk.RefStart.Free();
-            System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Span)[..resolvedCounts[r]]
-                .CopyTo(edgesColumn.Writable[edgeFirst[r]..]);
+            Resolved(walk)[..resolvedCounts[r]].CopyTo(edgesColumn.Writable[edgeFirst[r]..]);
+            walk.Codes.Free();
             walk.Raw.Free();
         });
         int edgeBase = edgeFirst[runs.Length];
@@ -722,20 +779,30 @@ public sealed partial class HeapGraph
         Console.Error.WriteLine($"engine: heap graph of {n:N0} objects, {edgeCount:N0} references: {string.Join(", ", stages)}");
         progress?.Report(new ProgressReport(total, total, "computing retained sizes"));
         return new HeapGraph(typeColumn, sizeColumn, huge, edgeStartColumn, edgesColumn, index, graphTypes, roots, [.. rootNames], rootTargets,
-            Column<int>.OfPinned(tree.Idom), Column<uint>.OfPinned(retained.Small), retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
+            tree.Idom, retained.Small, retained.Huge, tree.Passes, watch.Elapsed.TotalSeconds,
             new GraphDamage([.. damage.CorruptRanges], damage.Count, damage.Bytes, dangling.Sum()));
     }
+
+    /// <summary>The room a run's resolved references are written to: over
+    /// its codes, or without a codec over its 64-bit values.</summary>
+    private static Span<int> Resolved(SegmentWalk walk) => walk.Codec is null
+        ? System.Runtime.InteropServices.MemoryMarshal.Cast<ulong, int>(walk.Raw.Span)
+        : System.Runtime.InteropServices.MemoryMarshal.Cast<uint, int>(walk.Codes.Span);
 
     /// <summary>
     /// The address lookup's entries of one walked run's segments (objects
     /// numbered from the run's first), made as soon as the run is walked:
-    /// its 64-bit addresses become 32-bit offsets (kept for good) and are
-    /// freed, so that the walk's peak holds no run's addresses twice.
+    /// its 64-bit addresses become 32-bit offsets (kept for good), written
+    /// over them, each once its address is read (4 bytes over the first 4
+    /// of 8: never over one not read yet); the rest of the addresses' room
+    /// goes back. The lookup takes no fresh memory.
     /// </summary>
-    private static void Lookup(SegmentWalk walk, ClrSegment[] segments, int firstSegment, SegmentIndex[] index)
+    private static unsafe void Lookup(SegmentWalk walk, ClrSegment[] segments, int firstSegment, SegmentIndex[] index)
     {
-        ReadOnlySpan<ulong> addresses = walk.Address.Span;
-        var all = Column<uint>.Allocate(addresses.Length, zeroed: false);
+        int objects = walk.Address.Count;
+        NativeBlock block = walk.Address.Detach();
+        var addresses = new ReadOnlySpan<ulong>(block.Pointer, objects);
+        var all = new Column<uint>((uint*)block.Pointer, objects, block);
         for (int i = 0; i + 1 < walk.SegmentStart.Length; i++)
         {
             ClrSegment segment = segments[firstSegment + i];
@@ -743,7 +810,7 @@ public sealed partial class HeapGraph
             index[firstSegment + i] = Offsets(segment.ObjectRange.Start, segment.ObjectRange.End, from, addresses.Slice(from, count),
                 all.Part(from, count));
         }
-        walk.Address.Free();
+        block.Keep((long)objects * sizeof(uint));
     }
 
     /// <summary>Refuses, before the walk, a segment too big for 32-bit offsets
@@ -784,20 +851,28 @@ public sealed partial class HeapGraph
         return new SegmentIndex(start, end, first, shift, into, Buckets(end - start, shift, into.Span));
     }
 
-    /// <summary>", anonymous N MiB": the process's anonymous resident memory
-    /// now (Linux), for the build's log of where its memory goes.</summary>
-    private static string AnonymousMemory()
+    /// <summary>The process's anonymous resident memory (MiB) and its minor
+    /// and major page faults so far (Linux; elsewhere nothing), for the
+    /// build's log of where its memory goes: in a VM a fault costs
+    /// microseconds, so their count shows what fresh memory costs.</summary>
+    private static (long AnonymousMiB, long Minor, long Major)? MemoryNow()
     {
         if (!OperatingSystem.IsLinux())
-            return "";
+            return null;
+        long anonymous = 0;
         foreach (string line in File.ReadLines("/proc/self/status"))
         {
             // "RssAnon:     123456 kB"
             if (line.StartsWith("RssAnon:", StringComparison.Ordinal)
                 && long.TryParse(line["RssAnon:".Length..].Trim().Split(' ')[0], out long kib))
-                return $", anonymous {kib >> 10:N0} MiB";
+                anonymous = kib >> 10;
         }
-        return "";
+        // "pid (name) state ppid pgrp session tty tpgid flags minflt cminflt majflt ...": the name may hold spaces.
+        string stat = File.ReadAllText("/proc/self/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        long.TryParse(fields.ElementAtOrDefault(7), out long minor);
+        long.TryParse(fields.ElementAtOrDefault(9), out long major);
+        return (anonymous, minor, major);
     }
 
     /// <summary>The segments (in address order) cut into about this many
@@ -870,12 +945,12 @@ public sealed partial class HeapGraph
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void Collect(ReadOnlySpan<byte> bytes, int pointerSize, ref NativeGrowing<ulong> into)
+        public void Collect(ReadOnlySpan<byte> bytes, int pointerSize, SegmentWalk into)
         {
             if (!IsArray)
             {
                 foreach (int offset in Offsets)
-                    Add(bytes, offset, pointerSize, ref into);
+                    Add(bytes, offset, pointerSize, into);
                 return;
             }
             if (bytes.Length < pointerSize + 4)
@@ -889,13 +964,13 @@ public sealed partial class HeapGraph
                     long at = elementBase + offset;
                     if (at + pointerSize > bytes.Length)
                         return;
-                    Add(bytes, (int)at, pointerSize, ref into);
+                    Add(bytes, (int)at, pointerSize, into);
                 }
             }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, ref NativeGrowing<ulong> into)
+        private static void Add(ReadOnlySpan<byte> bytes, int offset, int pointerSize, SegmentWalk into)
         {
             if (offset + pointerSize > bytes.Length)
                 return;
@@ -903,7 +978,7 @@ public sealed partial class HeapGraph
                 ? BinaryPrimitives.ReadUInt64LittleEndian(bytes[offset..])
                 : BinaryPrimitives.ReadUInt32LittleEndian(bytes[offset..]);
             if (target != 0)
-                into.Add(target);
+                into.AddReference(target);
         }
     }
 

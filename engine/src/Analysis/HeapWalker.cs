@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Microsoft.Diagnostics.Runtime;
 
 namespace DumpScope.Engine.Analysis;
@@ -83,7 +84,7 @@ public sealed class HeapDamageLog(int maxRanges)
 /// the skipped bytes, so counts are lower bounds and never exceed what the
 /// segment holds. Tests check a healthy walk equals SOS's `dumpheap -stat`.
 /// </summary>
-public sealed class HeapWalker
+public sealed unsafe class HeapWalker
 {
     private const int BufferSize = 1 << 20;
     private const ulong PageSize = 0x1000;
@@ -100,6 +101,9 @@ public sealed class HeapWalker
     private readonly ulong _stringMt;
     private readonly MemoryRange[] _allocationContexts;
     private readonly ConcurrentDictionary<ulong, Shape?> _shapes = new();
+    // The core file, read in place where it holds the bytes (else copied
+    // through the reader, as any other dump).
+    private readonly CoreFileView? _view;
 
     private sealed record Shape(ClrType Type, ulong MethodTable, ulong BaseSize, ulong ComponentSize, bool IsString);
 
@@ -112,7 +116,13 @@ public sealed class HeapWalker
         _stringMt = runtime.Heap.StringType?.MethodTable ?? 0;
         _allocationContexts = runtime.Heap.EnumerateAllocationContexts()
             .DistinctBy(c => c.Start).OrderBy(c => c.Start).ToArray();
+        _view = CoreFileView.Of(memory);
     }
+
+    /// <summary>Before a walk of these segments: maps their pages of the
+    /// core file ahead (CoreFileView), when the walker reads one.</summary>
+    public void ReadAhead(IEnumerable<ClrSegment> segments) =>
+        _view?.ReadAhead(segments.Select(s => (s.ObjectRange.Start, s.ObjectRange.End)));
 
     // Asked whenever the walk meets another type than the last object's,
     // often once per object: a type already met costs one lookup, without
@@ -146,31 +156,47 @@ public sealed class HeapWalker
         return probes-- > 0 ? ShapeOf(mt) : null;
     }
 
-    /// <summary>The read-ahead window of one walk over the dump's memory.</summary>
+    /// <summary>The window of one walk over the dump's memory: the bytes
+    /// from Base on, in the core file's mapping or read into Buffer (pinned).</summary>
     private struct Window
     {
         public byte[] Buffer;
+        public byte* Pinned;
+        public byte* Data;
         public ulong Base;
         public int Length;
     }
 
-    // Makes [address, address + need) available in the window, reading ahead
-    // but never past `end` (the next segment may not be in the dump).
+    // Makes [address, address + need) available in the window, ahead as far
+    // as the file holds it in place or a buffer's worth read, but never
+    // past `end` (the next segment may not be in the dump).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool Ensure(ref Window w, ulong address, int need, ulong end)
     {
         if (address >= w.Base && address + (ulong)need <= w.Base + (ulong)w.Length)
             return true;
-        int want = (int)Math.Min((ulong)BufferSize, Math.Max(end - address, (ulong)need));
+        ulong ahead = Math.Max(end - address, (ulong)need);
         w.Base = address;
-        w.Length = _memory.Read(address, w.Buffer.AsSpan(0, want));
+        ReadOnlySpan<byte> held = _view is null ? [] : _view.At(address, need, (int)Math.Min(ahead, int.MaxValue));
+        if (!held.IsEmpty)
+        {
+            // The file's mapping never moves.
+            w.Data = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(held));
+            w.Length = held.Length;
+            return true;
+        }
+        w.Data = w.Pinned;
+        w.Length = _memory.Read(address, w.Buffer.AsSpan(0, (int)Math.Min((ulong)BufferSize, ahead)));
         return w.Length >= need;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ReadOnlySpan<byte> At(ref Window w, ulong address, int length) => new(w.Data + (address - w.Base), length);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong PointerAt(ref Window w, ulong address)
     {
-        ReadOnlySpan<byte> at = w.Buffer.AsSpan((int)(address - w.Base));
+        ReadOnlySpan<byte> at = At(ref w, address, _pointerSize);
         return _pointerSize == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(at) : BinaryPrimitives.ReadUInt32LittleEndian(at);
     }
 
@@ -181,7 +207,7 @@ public sealed class HeapWalker
         ulong size = shape.BaseSize;
         if (shape.ComponentSize != 0)
         {
-            ulong elements = BinaryPrimitives.ReadUInt32LittleEndian(w.Buffer.AsSpan((int)(obj - w.Base) + _pointerSize));
+            ulong elements = BinaryPrimitives.ReadUInt32LittleEndian(At(ref w, obj + (ulong)_pointerSize, 4));
             if (shape.IsString)
                 elements++;
             size += elements * shape.ComponentSize;
@@ -272,7 +298,7 @@ public sealed class HeapWalker
         c.ContextStart = c.Context < _allocationContexts.Length ? _allocationContexts[c.Context].Start : ulong.MaxValue;
         int header = _pointerSize + 4;
 
-        var w = new Window { Buffer = ArrayPool<byte>.Shared.Rent(BufferSize) };
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
         long count = 0;
         ulong lastMt = 0;
         Shape? last = null;
@@ -283,45 +309,49 @@ public sealed class HeapWalker
         var cachedShape = new Shape?[ShapeSlots];
         try
         {
-            while (obj < c.End)
+            fixed (byte* pinned = buffer)
             {
-                if (!Ensure(ref w, obj, header, c.End))
+                var w = new Window { Buffer = buffer, Pinned = pinned };
+                while (obj < c.End)
                 {
-                    obj = Resynchronise(ref w, ref c, obj, "memory not in the dump", damage, cancel);
-                    continue;
-                }
-                ulong mt = PointerAt(ref w, obj);
-                if (mt != lastMt || last is null)
-                {
-                    int slot = (int)((mt >> 3) ^ (mt >> 11)) & (ShapeSlots - 1);
-                    Shape? shape = cachedMt[slot] == mt ? cachedShape[slot] : null;
-                    if (shape is null && (shape = ShapeOf(mt)) is not null)
-                        (cachedMt[slot], cachedShape[slot]) = (mt, shape);
-                    if (shape is null)
+                    if (!Ensure(ref w, obj, header, c.End))
                     {
-                        obj = Resynchronise(ref w, ref c, obj, $"method table 0x{mt:x} is not a type", damage, cancel);
+                        obj = Resynchronise(ref w, ref c, obj, "memory not in the dump", damage, cancel);
                         continue;
                     }
-                    last = shape;
-                    lastMt = mt;
-                }
-                ulong size = SizeOf(ref w, obj, last);
-                if (size > c.End - obj)
-                {
-                    obj = Resynchronise(ref w, ref c, obj, TooLong(last, size), damage, cancel);
-                    continue;
-                }
-                int offset = (int)(obj - w.Base);
-                visitor.Visit(obj, last.MethodTable, last.Type, size, w.Buffer.AsSpan(offset, (int)Math.Min(size, (ulong)(w.Length - offset))));
+                    ulong mt = PointerAt(ref w, obj);
+                    if (mt != lastMt || last is null)
+                    {
+                        int slot = (int)((mt >> 3) ^ (mt >> 11)) & (ShapeSlots - 1);
+                        Shape? shape = cachedMt[slot] == mt ? cachedShape[slot] : null;
+                        if (shape is null && (shape = ShapeOf(mt)) is not null)
+                            (cachedMt[slot], cachedShape[slot]) = (mt, shape);
+                        if (shape is null)
+                        {
+                            obj = Resynchronise(ref w, ref c, obj, $"method table 0x{mt:x} is not a type", damage, cancel);
+                            continue;
+                        }
+                        last = shape;
+                        lastMt = mt;
+                    }
+                    ulong size = SizeOf(ref w, obj, last);
+                    if (size > c.End - obj)
+                    {
+                        obj = Resynchronise(ref w, ref c, obj, TooLong(last, size), damage, cancel);
+                        continue;
+                    }
+                    int offset = (int)(obj - w.Base);
+                    visitor.Visit(obj, last.MethodTable, last.Type, size, At(ref w, obj, (int)Math.Min(size, (ulong)(w.Length - offset))));
 
-                if ((++count & 0xFFFF) == 0)
-                    cancel.ThrowIfCancellationRequested();
-                obj = SkipContexts(ref c, obj + ((size + c.AlignMask) & ~c.AlignMask));
+                    if ((++count & 0xFFFF) == 0)
+                        cancel.ThrowIfCancellationRequested();
+                    obj = SkipContexts(ref c, obj + ((size + c.AlignMask) & ~c.AlignMask));
+                }
             }
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(w.Buffer);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
         return count;
     }
