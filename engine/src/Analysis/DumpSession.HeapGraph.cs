@@ -280,19 +280,37 @@ public sealed partial class DumpSession
         _saving = null;
     }
 
+    // A question holds the graph it asked until its answer is made: the
+    // background save may meanwhile put the saved graph in its place and
+    // collect at once, and the built graph's columns (memory outside the
+    // GC heap, which their owners' finalizers give back) must outlive
+    // every span the question still reads.
+    private T Asked<T>(IProgress<ProgressReport>? progress, CancellationToken cancel, Func<HeapGraph, T> question)
+    {
+        HeapGraph graph = Graph(progress, cancel);
+        try
+        {
+            return question(graph);
+        }
+        finally
+        {
+            GC.KeepAlive(graph);
+        }
+    }
+
     public GraphSummary GraphSummary(IProgress<ProgressReport>? progress, CancellationToken cancel) =>
-        Graph(progress, cancel).Summary(_graphFromIndex);
+        Asked(progress, cancel, g => g.Summary(_graphFromIndex));
 
     public DominatorPage Dominators(ulong? address, int offset, int limit, string? typeFilter,
         IProgress<ProgressReport>? progress, CancellationToken cancel) =>
-        Graph(progress, cancel).Children(address, offset, limit, typeFilter, _limits.MaxPageSize);
+        Asked(progress, cancel, g => g.Children(address, offset, limit, typeFilter, _limits.MaxPageSize));
 
     public TypeRetainedPage RetainedByType(int offset, int limit, IProgress<ProgressReport>? progress, CancellationToken cancel) =>
-        Graph(progress, cancel).RetainedByType(offset, limit, _limits.MaxPageSize, cancel);
+        Asked(progress, cancel, g => g.RetainedByType(offset, limit, _limits.MaxPageSize, cancel));
 
     public RetentionPaths WhyAlive(ulong address, IProgress<ProgressReport>? progress, CancellationToken cancel) =>
-        Graph(progress, cancel).WhyAlive(address, _limits.MaxPathLength, cancel);
+        Asked(progress, cancel, g => g.WhyAlive(address, _limits.MaxPathLength, cancel));
 
     public InstanceHolders Holders(ulong methodTable, int limit, IProgress<ProgressReport>? progress, CancellationToken cancel) =>
-        Graph(progress, cancel).HoldersOf(methodTable, limit, _limits.MaxPathLength, _limits.MaxPageSize, cancel);
+        Asked(progress, cancel, g => g.HoldersOf(methodTable, limit, _limits.MaxPathLength, _limits.MaxPageSize, cancel));
 }
