@@ -72,6 +72,10 @@ def report_main(argv: Sequence[str]) -> int:
     )
     add_index_argument(parser)
     args = parser.parse_args(argv)
+    # The engine starts while the analyses load (analysis/managed/prestart.py).
+    from analysis.managed.prestart import start_for
+
+    start_for(args.dump)
 
     from analysis.dumpfile.base import DumpFormatError
     from analysis.report import (
@@ -225,6 +229,11 @@ def gui_main(argv: Sequence[str]) -> int:
             parser.error(f"no such file: {given}")
     if args.baseline and not args.dump:
         parser.error("--baseline needs a dump to compare it with")
+    if args.dump:
+        # The engine starts while Qt and the analyses load (prestart.py).
+        from analysis.managed.prestart import start_for
+
+        start_for(args.dump)
 
     from app.qt_binding import choose_binding
 

@@ -13,13 +13,10 @@ engine and re-opens the dump.
 
 from __future__ import annotations
 
-import collections
 import itertools
-import json
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,7 +24,6 @@ import threading
 import time
 from pathlib import Path
 from typing import (
-    IO,
     TYPE_CHECKING,
     Any,
     Callable,
@@ -37,6 +33,14 @@ from typing import (
     TypeVar,
 )
 
+# REPO_ROOT and find_dotnet are this module's too (the tests and tools use them).
+from analysis.managed.process import (  # noqa: F401
+    ENGINE_EXIT_WAIT,
+    REPO_ROOT,
+    EngineProcess,
+    find_dotnet,
+)
+from analysis.managed import prestart
 from analysis.managed.results import (
     DominatorPage,
     GcHeap,
@@ -63,7 +67,6 @@ if TYPE_CHECKING:
     from analysis.managed.engines import EngineLaunch
 
 PROTOCOL_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DLL = REPO_ROOT / "engine" / "out" / "DumpScope.Engine.dll"
 
 # progress(done, total, message); total 0 means unknown.
@@ -82,11 +85,6 @@ T = TypeVar("T")
 # opening a large dump (the DAC reads the runtime's data structures) or
 # walking one huge segment (progress comes per segment) is slow, not stuck.
 DEFAULT_CALL_TIMEOUT = 120.0
-# How long an engine told to shut down is given to exit before it is killed:
-# beyond the 20 s it gives a heap-graph index still being saved (ExitSaveGrace
-# in engine/src/Analysis/DumpSession.HeapGraph.cs), so that a large dump's
-# index is not abandoned just because the report or the window ended first.
-ENGINE_EXIT_WAIT = 25.0
 DEFAULT_CALL_TIMEOUTS: Mapping[str, float] = {
     "version": 60.0,
     "open": 300.0,
@@ -172,21 +170,6 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def find_dotnet() -> Optional[str]:
-    """The dotnet host: $DOTNET_ROOT, then PATH, then the usual install."""
-    candidates = []
-    if os.environ.get("DOTNET_ROOT"):
-        candidates.append(str(Path(os.environ["DOTNET_ROOT"]) / "dotnet"))
-    on_path = shutil.which("dotnet")
-    if on_path:
-        candidates.append(on_path)
-    candidates += ["/usr/share/dotnet/dotnet", "/usr/lib/dotnet/dotnet"]
-    for candidate in candidates:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def _is_text(name: str) -> bool:
     try:
         name.encode("utf-8")
@@ -217,72 +200,6 @@ def _speakable(path: str, folder: str, role: str) -> str:
 def engine_available() -> bool:
     """True when the engine is built and a dotnet host can run it."""
     return ENGINE_DLL.is_file() and find_dotnet() is not None
-
-
-class _EngineProcess:
-    """One running engine: a reader thread turns stdout lines into a queue
-    (None marks its end) and another keeps the last lines of stderr."""
-
-    def __init__(
-        self, command: list[str], env: Optional[dict[str, str]] = None
-    ) -> None:
-        self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=str(REPO_ROOT),
-            env=env,
-        )
-        self.messages: "queue.Queue[Optional[dict[str, Any]]]" = queue.Queue()
-        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        threading.Thread(
-            target=self._read_stdout, args=(self.proc.stdout,), daemon=True
-        ).start()
-        self._stderr_reader = threading.Thread(
-            target=self._read_stderr, args=(self.proc.stderr,), daemon=True
-        )
-        self._stderr_reader.start()
-
-    def _read_stdout(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                self.stderr_tail.append(f"not JSON on stdout: {line[:200]!r}")
-                continue
-            if isinstance(message, dict):
-                self.messages.put(message)
-        self.messages.put(None)
-
-    def _read_stderr(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
-
-    def last_words(self) -> str:
-        """The end of what a stopped engine wrote to stderr."""
-        self._stderr_reader.join(timeout=1)
-        return " | ".join(list(self.stderr_tail)[-5:])
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def send(self, message: dict[str, Any]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message).encode("utf-8") + b"\n")
-        self.proc.stdin.flush()
-
-    def stop(self, timeout: float = ENGINE_EXIT_WAIT) -> None:
-        if self.alive():
-            try:
-                self.send({"jsonrpc": "2.0", "id": 0, "method": "shutdown"})
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-                self.proc.wait(timeout)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
 
 
 class EngineClient:
@@ -319,7 +236,7 @@ class EngineClient:
         self._default_timeout = default_timeout
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._process: Optional[_EngineProcess] = None
+        self._process: Optional[EngineProcess] = None
         self._opened: Optional[dict[str, Any]] = None
         # The `version` answer of the running engine (About shows it).
         self.version: Optional[dict[str, Any]] = None
@@ -344,10 +261,10 @@ class EngineClient:
             )
         return [dotnet, str(self._engine_dll)], None
 
-    def _start(self) -> _EngineProcess:
+    def _start(self) -> EngineProcess:
         command, env = self._command()
         try:
-            process = _EngineProcess(command, env)
+            process = prestart.take(command, env) or EngineProcess(command, env)
         except OSError as e:
             raise EngineError(
                 f"The engine could not start ({e}).", ErrorCode.ENGINE_UNAVAILABLE
@@ -372,7 +289,7 @@ class EngineClient:
         self.version = version
         return process
 
-    def _ensure(self) -> _EngineProcess:
+    def _ensure(self) -> EngineProcess:
         if self._process is not None and self._process.alive():
             return self._process
         self._process = None
@@ -415,7 +332,7 @@ class EngineClient:
 
     def _exchange(
         self,
-        process: _EngineProcess,
+        process: EngineProcess,
         method: str,
         params: dict[str, Any],
         progress: Optional[Progress],
@@ -522,7 +439,7 @@ class EngineClient:
 
         return WINDOWS_PATH.sub(mapped, message)
 
-    def _died(self, process: _EngineProcess, method: str) -> EngineError:
+    def _died(self, process: EngineProcess, method: str) -> EngineError:
         try:
             process.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:

@@ -352,7 +352,7 @@ def engine_for_dump(
     dump_os: str, pointer_size: int, host: Optional[Host] = None
 ) -> EngineLaunch | EngineUnavailable:
     """The engine that matches the dump on this host, ready to start."""
-    from analysis.managed.client import find_dotnet
+    from analysis.managed.process import find_dotnet
 
     choice = choose_engine(host or detect_host(), dump_os, pointer_size)
     if isinstance(choice, EngineUnavailable):
