@@ -21,7 +21,10 @@ engine starts, loads the DAC and walks the heap while the Python analyses
 asks for one of them meanwhile waits for that thread's run and sees its
 progress; a caller's analysis that ends cancelled (the user's Cancel) or a
 close cancels that thread's run too. A dump none of whose modules is a .NET
-runtime starts no engine early.
+runtime starts no engine early. Before any of this, the program itself
+may have started the engine for a Linux core named on its command line
+(analysis/managed/prestart.py): the first engine client takes it, and one
+nobody took (a cached open, no runtime) is stopped at exit.
 """
 
 from __future__ import annotations
