@@ -135,6 +135,10 @@ def child(dump: str) -> int:
     """What `report DUMP --format json` does, timed step by step; prints the
     timings as JSON."""
     started = time.perf_counter()
+    # As main.py: the engine a core needs starts before the imports.
+    from analysis.managed.prestart import start_for
+
+    start_for(dump)
     from analysis.analyses import ANALYSES, DIAGNOSIS
     from analysis.report import build_report, render_json
     from analysis.session import DumpSession
@@ -289,7 +293,9 @@ tree's sum polled every 20 ms (the dump's mapped pages are file-backed).
   to the diagnosis: **{warm_steps['to_diagnosis']:.3f} s**
   ({warm_steps['cpu_to_diagnosis']:.3f} s of CPU; the imports took
   {warm_steps['imports']:.2f} s, the JSON report after it
-  {warm_steps['report']:.2f} s); no engine was started.
+  {warm_steps['report']:.2f} s); the session asked no engine (the
+  engine the program starts ahead for a core, before its imports, was
+  stopped unused at exit: analysis/managed/prestart.py).
   The whole warm process used {warm.cpu_seconds:.2f} s of CPU, most of it
   Python's start-up and imports (`python3 -c pass` alone took
   {python.seconds:.2f} s wall here); its wall time is that CPU plus waiting
