@@ -209,38 +209,17 @@ public sealed class GraphIndex
 
     /// <summary>A file being written that stops at the next write once
     /// cancelled: a save that is abandoned ends within one piece.</summary>
-    private sealed class CancellableStream(Stream inner, CancellationToken cancel) : Stream
+    private sealed class CancellableStream(Stream inner, CancellationToken cancel) : WritingThrough(inner)
     {
         private const int Piece = 16 << 20;
-
-        public override bool CanRead => false;
-        public override bool CanSeek => inner.CanSeek;
-        public override bool CanWrite => true;
-        public override long Length => inner.Length;
-
-        public override long Position
-        {
-            get => inner.Position;
-            set => inner.Position = value;
-        }
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
             for (int done = 0; done < buffer.Length; done += Piece)
             {
                 cancel.ThrowIfCancellationRequested();
-                inner.Write(buffer.Slice(done, Math.Min(Piece, buffer.Length - done)));
+                Inner.Write(buffer.Slice(done, Math.Min(Piece, buffer.Length - done)));
             }
         }
-
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-
-        public override void Flush() => inner.Flush();
-
-        public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
-
-        public override void SetLength(long value) => inner.SetLength(value);
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

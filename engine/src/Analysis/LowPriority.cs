@@ -63,9 +63,8 @@ internal static partial class LowPriority
 /// on the pool) keeps its priority. Seeking, flushing and closing happen
 /// on the caller's thread.
 /// </summary>
-internal sealed unsafe class LowPriorityStream : Stream
+internal sealed unsafe class LowPriorityStream : WritingThrough
 {
-    private readonly Stream _inner;
     private readonly SemaphoreSlim _asked = new(0);
     private readonly SemaphoreSlim _done = new(0);
     private readonly Thread _writer;
@@ -75,8 +74,8 @@ internal sealed unsafe class LowPriorityStream : Stream
     private Exception? _failed;
 
     public LowPriorityStream(Stream inner)
+        : base(inner)
     {
-        _inner = inner;
         _writer = LowPriority.Start("index writer", WriteAsked);
     }
 
@@ -89,7 +88,7 @@ internal sealed unsafe class LowPriorityStream : Stream
                 return;
             try
             {
-                _inner.Write(new ReadOnlySpan<byte>(_bytes, _length));
+                Inner.Write(new ReadOnlySpan<byte>(_bytes, _length));
             }
             catch (Exception e)
             {
@@ -113,8 +112,6 @@ internal sealed unsafe class LowPriorityStream : Stream
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failed);
     }
 
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-
     protected override void Dispose(bool disposing)
     {
         if (disposing && !_closing)
@@ -127,23 +124,36 @@ internal sealed unsafe class LowPriorityStream : Stream
         }
         base.Dispose(disposing);
     }
+}
+
+/// <summary>
+/// A stream that writes through to another, a file being written: its
+/// subclasses decide how each write goes; the rest is the file's.
+/// </summary>
+internal abstract class WritingThrough(Stream inner) : Stream
+{
+    protected Stream Inner => inner;
+
+    public abstract override void Write(ReadOnlySpan<byte> buffer);
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override bool CanRead => false;
-    public override bool CanSeek => _inner.CanSeek;
+    public override bool CanSeek => inner.CanSeek;
     public override bool CanWrite => true;
-    public override long Length => _inner.Length;
+    public override long Length => inner.Length;
 
     public override long Position
     {
-        get => _inner.Position;
-        set => _inner.Position = value;
+        get => inner.Position;
+        set => inner.Position = value;
     }
 
-    public override void Flush() => _inner.Flush();
+    public override void Flush() => inner.Flush();
 
-    public override long Seek(long offset, SeekOrigin origin) => _inner.Seek(offset, origin);
+    public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
 
-    public override void SetLength(long value) => _inner.SetLength(value);
+    public override void SetLength(long value) => inner.SetLength(value);
 
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
