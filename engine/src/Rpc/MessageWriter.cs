@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization.Metadata;
 
 namespace DumpScope.Engine.Rpc;
 
@@ -65,5 +66,8 @@ public static class RpcJson
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = false,
+        // The answers' contracts made at build time first (RpcJsonContext);
+        // by reflection for anything else (an error's details).
+        TypeInfoResolver = JsonTypeInfoResolver.Combine(RpcJsonContext.Default, new DefaultJsonTypeInfoResolver()),
     };
 }
