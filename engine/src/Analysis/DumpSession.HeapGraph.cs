@@ -16,7 +16,7 @@ public sealed partial class DumpSession
     /// <summary>How long a save still under way is given when the engine
     /// exits (nobody waits for an answer then; an abandoned save costs the
     /// next open a whole build): the client waits longer than this for the
-    /// engine to exit (analysis/managed/client.py, ENGINE_EXIT_WAIT).</summary>
+    /// engine to exit (analysis/managed/process.py, ENGINE_EXIT_WAIT).</summary>
     public static readonly TimeSpan ExitSaveGrace = TimeSpan.FromSeconds(20);
 
     // Read by the RPC worker thread, replaced once by the saving thread.
