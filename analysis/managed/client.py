@@ -264,7 +264,10 @@ class EngineClient:
     def _start(self) -> EngineProcess:
         command, env = self._command()
         try:
-            process = prestart.take(command, env) or EngineProcess(command, env)
+            started = prestart.take(
+                command, self._launch.env if self._launch is not None else {}
+            )
+            process = started or EngineProcess(command, env)
         except OSError as e:
             raise EngineError(
                 f"The engine could not start ({e}).", ErrorCode.ENGINE_UNAVAILABLE

@@ -7,6 +7,12 @@ needs at once (`start_for`), before importing anything else, and the
 first engine client that needs exactly that engine takes it (`take`)
 instead of starting another.
 
+"Exactly that engine" is its command and the variables its launch adds
+to the environment. The engine started ahead has the program's
+environment as it was at the start: what the program sets for itself
+later (Qt's binding, numpy's BLAS threads) is not the engine's business,
+and comparing it made the session start a second engine.
+
 An engine nobody took (the dump's results were cached, or it holds no
 .NET runtime) is stopped when the program ends; it never opened anything.
 Windows dumps are left to the session: their engine runs under Wine,
@@ -20,14 +26,15 @@ import os
 import stat
 import struct
 import threading
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
 from analysis.managed.process import EngineProcess
 
 _ELF_CORE = 4
 
 _lock = threading.Lock()
-# The engine started ahead: its command, its environment, the process.
+# The engine started ahead: its command, what its launch adds to the
+# environment, the process.
 _waiting: Optional[tuple[tuple[str, ...], dict[str, str], EngineProcess]] = None
 
 
@@ -69,9 +76,8 @@ def start_for(dump_path: str) -> None:
     if not isinstance(launch, EngineLaunch):
         return
     command = tuple(launch.command)
-    env = {**os.environ, **launch.env}
     try:
-        process = EngineProcess(list(command), env)
+        process = EngineProcess(list(command), {**os.environ, **launch.env})
     except OSError:
         return
     with _lock:
@@ -79,22 +85,22 @@ def start_for(dump_path: str) -> None:
             process.proc.kill()
             process.proc.wait()
             return
-        _waiting = (command, env, process)
+        _waiting = (command, dict(launch.env), process)
     atexit.register(stop_untaken)
 
 
-def take(command: list[str], env: Optional[dict[str, str]]) -> Optional[EngineProcess]:
+def take(
+    command: Sequence[str], launch_env: Mapping[str, str]
+) -> Optional[EngineProcess]:
     """The engine started ahead, if it is the one asked for (the same
-    command and environment) and still runs; it is no longer waiting then."""
+    command, the same variables added by its launch) and still runs; it is
+    no longer waiting then."""
     global _waiting
     with _lock:
         if _waiting is None:
             return None
         held_command, held_env, process = _waiting
-        if (
-            tuple(command) != held_command
-            or (env if env is not None else dict(os.environ)) != held_env
-        ):
+        if tuple(command) != held_command or dict(launch_env) != held_env:
             return None
         _waiting = None
     if not process.alive():

@@ -38,7 +38,7 @@ def launch() -> Iterator[EngineLaunch]:
 
 
 def _wanted(launch: EngineLaunch) -> tuple[list[str], dict[str, str]]:
-    return list(launch.command), {**os.environ, **launch.env}
+    return list(launch.command), dict(launch.env)
 
 
 def test_a_core_s_pointer_size_is_read_from_its_header(
@@ -57,9 +57,12 @@ def test_a_core_s_pointer_size_is_read_from_its_header(
 
 
 def test_the_session_s_client_takes_the_engine_started_ahead(
-    core: Path, launch: EngineLaunch
+    core: Path, launch: EngineLaunch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prestart.start_for(str(core))
+    # What the program sets for itself meanwhile (numpy does this on import,
+    # the window sets Qt's binding) does not make its engine another one.
+    monkeypatch.setenv("OPENBLAS_MAIN_FREE", "1")
     with EngineClient(launch=launch) as client:
         runtime = client.open(str(core), use_index=False)
         assert runtime.pointer_size == 8
@@ -71,10 +74,10 @@ def test_only_a_client_asking_for_the_same_engine_takes_it(
     core: Path, launch: EngineLaunch
 ) -> None:
     prestart.start_for(str(core))
-    command, env = _wanted(launch)
-    assert prestart.take(command, {**env, "DUMPSCOPE_OTHER": "1"}) is None
-    assert prestart.take(command + ["--no-index"], env) is None
-    process = prestart.take(command, env)
+    command, added = _wanted(launch)
+    assert prestart.take(command, {**added, "DUMPSCOPE_OTHER": "1"}) is None
+    assert prestart.take(command + ["--no-index"], added) is None
+    process = prestart.take(command, added)
     assert process is not None and process.alive()
     process.stop()
 
