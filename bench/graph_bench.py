@@ -382,9 +382,13 @@ Reproduce (from the repository root; makes the dumps on first use):
 """
     print(report)
     if options.write:
-        kept = options.write.read_text() if options.write.exists() else ""
-        kept = kept.split(HEADING, 1)[0].rstrip()
-        options.write.write_text((kept + "\n\n" if kept else "") + report)
+        text = options.write.read_text() if options.write.exists() else ""
+        kept, _, rest = text.partition(HEADING)
+        # A section after this one (its own top-level heading) stays.
+        after = rest.split("\n# ", 1)
+        tail = "# " + after[1].rstrip() + "\n" if len(after) > 1 else ""
+        parts = [kept.rstrip(), report.rstrip() + "\n", tail]
+        options.write.write_text("\n\n".join(p for p in parts if p))
     return 0
 
 
