@@ -20,30 +20,18 @@ import time
 PAGE = 4096
 
 
-def touch(size: int, huge: bool) -> float:
-    """Seconds to write one byte in every 4 KiB page of a new mapping."""
+def touch(size: int, huge: bool, again: bool = False) -> float:
+    """Seconds to write one byte in every 4 KiB page of a new mapping (with
+    `again`, of one already touched: the loop's own cost)."""
     memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         advice = getattr(mmap, "MADV_HUGEPAGE" if huge else "MADV_NOHUGEPAGE", None)
         if advice is not None:
             memory.madvise(advice)
-        started = time.perf_counter()
-        for offset in range(0, size, PAGE):
-            memory[offset] = 1
-        return time.perf_counter() - started
-    finally:
-        memory.close()
-
-
-def loop_only(size: int) -> float:
-    """The same loop's own cost, on memory already touched."""
-    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        for offset in range(0, size, PAGE):
-            memory[offset] = 1
-        started = time.perf_counter()
-        for offset in range(0, size, PAGE):
-            memory[offset] = 2
+        for _ in range(2 if again else 1):
+            started = time.perf_counter()
+            for offset in range(0, size, PAGE):
+                memory[offset] = 1
         return time.perf_counter() - started
     finally:
         memory.close()
@@ -60,7 +48,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     size = args.mib << 20
-    base = loop_only(size)
+    base = touch(size, huge=True, again=True)
     print(f"{args.mib} MiB per mapping; the loop alone takes {base:.3f} s")
     for huge in (False, True):
         kind = "huge pages" if huge else "4 KiB pages"
