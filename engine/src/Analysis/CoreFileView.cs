@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Microsoft.Diagnostics.Runtime;
 
@@ -21,7 +20,6 @@ namespace DumpScope.Engine.Analysis;
 internal sealed unsafe class CoreFileView
 {
     private const int PopulateRead = 22;
-    private const uint PtLoad = 1;
     private const ulong Page = 4096;
     // More program headers than any core the view is made for (a bigger
     // one is read through ClrMD alone).
@@ -122,45 +120,22 @@ internal sealed unsafe class CoreFileView
         return merged;
     }
 
-    /// <summary>The PT_LOAD headers of a 64-bit little-endian core, the bytes
-    /// of each the file holds; null for anything else, or headers whose
-    /// address ranges overlap (which of two ClrMD would read is its own affair).</summary>
+    /// <summary>The PT_LOAD headers of a 64-bit little-endian core (read
+    /// as the dump's own check reads them), the bytes of each the file
+    /// holds; null for anything else, or headers whose address ranges
+    /// overlap (which of two ClrMD would read is its own affair).</summary>
     private static (ulong, ulong, ulong)[]? Loads(FileStream file)
     {
         ulong length = (ulong)file.Length;
-        Span<byte> header = stackalloc byte[64];
-        if (RandomAccess.Read(file.SafeFileHandle, header, 0) < 64 || !header[..4].SequenceEqual("\u007fELF"u8) || header[4] != 2
-            || header[5] != 1)
-            return null;
-        long phoff = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(header[32..]), long.MaxValue);
-        int entry = BinaryPrimitives.ReadUInt16LittleEndian(header[54..]);
-        long count = BinaryPrimitives.ReadUInt16LittleEndian(header[56..]);
-        if (count == 0xffff)
-        {
-            // Extended numbering: the count is section header 0's sh_info.
-            Span<byte> section = stackalloc byte[64];
-            long shoff = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(header[40..]), long.MaxValue);
-            if (RandomAccess.Read(file.SafeFileHandle, section, shoff) < 64)
-                return null;
-            count = BinaryPrimitives.ReadUInt32LittleEndian(section[44..]);
-        }
-        if (entry != 56 || count > MaxProgramHeaders)
-            return null;
-        byte[] table = new byte[count * entry];
-        if (RandomAccess.Read(file.SafeFileHandle, table, phoff) < table.Length)
+        var (headers, _) = DumpFileCheck.ProgramHeaders(file, MaxProgramHeaders);
+        if (headers is null)
             return null;
         var loads = new List<(ulong Address, ulong End, ulong Offset)>();
-        for (int i = 0; i < count; i++)
+        foreach (var (type, offset, address, fileSize) in headers)
         {
-            ReadOnlySpan<byte> ph = table.AsSpan(i * entry, entry);
-            if (BinaryPrimitives.ReadUInt32LittleEndian(ph) != PtLoad)
+            if (type != DumpFileCheck.ProgramHeader.Load || offset >= length || address + fileSize < address)
                 continue;
-            ulong offset = BinaryPrimitives.ReadUInt64LittleEndian(ph[8..]);
-            ulong address = BinaryPrimitives.ReadUInt64LittleEndian(ph[16..]);
-            ulong size = BinaryPrimitives.ReadUInt64LittleEndian(ph[32..]);
-            if (offset >= length || address + size < address)
-                continue;
-            size = Math.Min(size, length - offset);
+            ulong size = Math.Min(fileSize, length - offset);
             if (size > 0)
                 loads.Add((address, address + size, offset));
         }

@@ -46,45 +46,71 @@ public sealed record DumpFileCheck(
         return file.ReadAtLeast(into, into.Length, throwOnEndOfStream: false) == into.Length;
     }
 
-    private static DumpFileCheck Elf(FileStream file, long length, int maxProgramHeaders)
+    /// <summary>One ELF program header: its type, where its bytes lie in
+    /// the file, the address they are mapped at.</summary>
+    public readonly record struct ProgramHeader(uint Type, ulong Offset, ulong Address, ulong FileSize)
     {
+        public const uint Load = PtLoad;
+    }
+
+    /// <summary>
+    /// The program headers of a 64-bit little-endian core, each count
+    /// bounded before it is used; else why they cannot be read. Shared by
+    /// this check and the heap walker's view of the core (CoreFileView).
+    /// </summary>
+    public static (ProgramHeader[]? Headers, string? Refusal) ProgramHeaders(FileStream file, int maxProgramHeaders)
+    {
+        long length = file.Length;
         Span<byte> header = stackalloc byte[64];
         if (!ReadAt(file, 0, header))
-            return Refused($"The core dump is cut inside its ELF header: the file holds {length} of its 64 bytes.");
+            return (null, $"The core dump is cut inside its ELF header: the file holds {length} of its 64 bytes.");
+        if (!header[..4].SequenceEqual("\u007fELF"u8))
+            return (null, "The file does not start like a Linux core dump (ELF).");
         if (header[4] != 2 || header[5] != 1)
-            return Refused("The ELF header is damaged or not of a 64-bit little-endian core (class " +
+            return (null, "The ELF header is damaged or not of a 64-bit little-endian core (class " +
                 $"{header[4]}, data {header[5]}): DumpScope reads 64-bit little-endian cores.");
         ulong phoff = BinaryPrimitives.ReadUInt64LittleEndian(header[32..]);
         ulong shoff = BinaryPrimitives.ReadUInt64LittleEndian(header[40..]);
         ushort phentsize = BinaryPrimitives.ReadUInt16LittleEndian(header[54..]);
         long phnum = BinaryPrimitives.ReadUInt16LittleEndian(header[56..]);
         if (phentsize != 56)
-            return Refused($"The ELF header is damaged: program headers of {phentsize} bytes (a 64-bit core has 56).");
+            return (null, $"The ELF header is damaged: program headers of {phentsize} bytes (a 64-bit core has 56).");
         if (phnum == ElfXNum)
         {
             // Extended numbering: the count is in section header 0's sh_info.
             Span<byte> section = stackalloc byte[64];
             if (!ReadAt(file, (long)Math.Min(shoff, long.MaxValue), section))
-                return Refused($"The core dump is cut before its section header 0 (at offset {shoff}), which holds its program-header count.");
+                return (null, $"The core dump is cut before its section header 0 (at offset {shoff}), which holds its program-header count.");
             phnum = BinaryPrimitives.ReadUInt32LittleEndian(section[44..]);
         }
         if (phnum == 0 || phnum > maxProgramHeaders)
-            return Refused($"The ELF header is damaged: it counts {phnum} program headers (a readable core has 1 to {maxProgramHeaders}).");
+            return (null, $"The ELF header is damaged: it counts {phnum} program headers (a readable core has 1 to {maxProgramHeaders}).");
         ulong tableEnd = phoff + (ulong)(phnum * phentsize);
         if (phoff > (ulong)length || tableEnd > (ulong)length || tableEnd < phoff)
-            return Refused($"The core dump is cut inside its program headers: they need bytes up to offset {tableEnd}, " +
+            return (null, $"The core dump is cut inside its program headers: they need bytes up to offset {tableEnd}, " +
                 $"the file holds {length}. Nothing of the process can be read from it; take the dump again.");
 
         byte[] table = new byte[phnum * phentsize];
         ReadAt(file, (long)phoff, table);
-        ulong described = 0;
-        ulong missingLoad = 0, totalLoad = 0;
+        var headers = new ProgramHeader[phnum];
         for (int i = 0; i < phnum; i++)
         {
             ReadOnlySpan<byte> ph = table.AsSpan(i * phentsize, phentsize);
-            uint type = BinaryPrimitives.ReadUInt32LittleEndian(ph);
-            ulong offset = BinaryPrimitives.ReadUInt64LittleEndian(ph[8..]);
-            ulong filesz = BinaryPrimitives.ReadUInt64LittleEndian(ph[32..]);
+            headers[i] = new ProgramHeader(BinaryPrimitives.ReadUInt32LittleEndian(ph), BinaryPrimitives.ReadUInt64LittleEndian(ph[8..]),
+                BinaryPrimitives.ReadUInt64LittleEndian(ph[16..]), BinaryPrimitives.ReadUInt64LittleEndian(ph[32..]));
+        }
+        return (headers, null);
+    }
+
+    private static DumpFileCheck Elf(FileStream file, long length, int maxProgramHeaders)
+    {
+        var (headers, refusal) = ProgramHeaders(file, maxProgramHeaders);
+        if (headers is null)
+            return Refused(refusal!);
+        ulong described = 0;
+        ulong missingLoad = 0, totalLoad = 0;
+        foreach (var (type, offset, _, filesz) in headers)
+        {
             ulong end = offset + filesz < offset ? ulong.MaxValue : offset + filesz;
             described = Math.Max(described, end);
             if (type == PtLoad)
