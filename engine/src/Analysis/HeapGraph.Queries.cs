@@ -155,9 +155,7 @@ public sealed partial class HeapGraph
     /// The objects a node immediately dominates, largest retained size first
     /// (then address). parent null: the top of the tree, the objects no other
     /// object dominates. typeFilter keeps the types whose name contains it.
-    /// The top of the tree is found by one scan of the immediate dominators
-    /// while the tree's rows are not made (the first questions of a cold
-    /// open do not need them); only the page is sorted.
+    /// Only the page is sorted (Largest), never a wide node's whole row.
     /// </summary>
     public DominatorPage Children(ulong? parent, int offset, int limit, string? typeFilter, int maxPage)
     {
@@ -166,28 +164,15 @@ public sealed partial class HeapGraph
         bool[]? kept = string.IsNullOrEmpty(typeFilter)
             ? null
             : Array.ConvertAll(_types, t => t.Name.Contains(typeFilter, StringComparison.OrdinalIgnoreCase));
-        var rows = p == SuperRoot ? _dominated : Dominated;
+        var (start, children) = Dominated;
         var candidates = new List<int>();
-        if (rows is { } made)
+        foreach (int v in children.Slice(start[p], start[p + 1] - start[p]))
         {
-            var (start, children) = made;
-            foreach (int v in children.Slice(start[p], start[p + 1] - start[p]))
-            {
-                if (kept is null || kept[_type[v]])
-                    candidates.Add(v);
-            }
-        }
-        else
-        {
-            ReadOnlySpan<int> idom = _idom.Span;
-            for (int v = 0; v < ObjectCount; v++)
-            {
-                if (idom[v] == SuperRoot && (kept is null || kept[_type[v]]))
-                    candidates.Add(v);
-            }
+            if (kept is null || kept[_type[v]])
+                candidates.Add(v);
         }
         int[] page = Largest(candidates, (long)offset + limit).Skip(offset).ToArray();
-        int[] dominated = DominatedCounts(page, rows);
+        int[] dominated = Array.ConvertAll(page, v => start[v + 1] - start[v]);
         var items = page.Select((v, i) => Item(v, dominated[i])).ToImmutableArray();
         return new DominatorPage(parent, RetainedSize(p), ReachableBytes, candidates.Count, offset, items);
     }
@@ -216,34 +201,6 @@ public sealed partial class HeapGraph
         for (int i = top.Length - 1; i >= 0; i--)
             top[i] = kept.Dequeue();
         return top;
-    }
-
-    /// <summary>How many objects each node immediately dominates: from the
-    /// rows when made, else from one scan of the immediate dominators.</summary>
-    private int[] DominatedCounts(int[] nodes, (Column<int> Start, Column<int> Children)? rows)
-    {
-        if (rows is { } made)
-            return Array.ConvertAll(nodes, v => made.Start[v + 1] - made.Start[v]);
-        var counts = new int[nodes.Length];
-        if (nodes.Length == 0)
-            return counts;
-        // A bit per object says which are asked for, so that the scan
-        // looks up only their children.
-        var asked = new ulong[(ObjectCount >> 6) + 1];
-        var slot = new Dictionary<int, int>(nodes.Length);
-        for (int i = 0; i < nodes.Length; i++)
-        {
-            slot[nodes[i]] = i;
-            asked[nodes[i] >> 6] |= 1UL << nodes[i];
-        }
-        ReadOnlySpan<int> idom = _idom.Span;
-        for (int v = 0; v < ObjectCount; v++)
-        {
-            int d = idom[v];
-            if (d >= 0 && d < ObjectCount && (asked[d >> 6] & (1UL << d)) != 0)
-                counts[slot[d]]++;
-        }
-        return counts;
     }
 
     /// <summary>
