@@ -46,7 +46,7 @@ from typing import Mapping, Optional, Sequence
 
 from analysis.analyses import Analysis
 from analysis.managed.client import ErrorCode
-from analysis.managed.engines import ENGINE_DLL, ENGINE_OUT
+from analysis.managed.engines import ENGINE, ENGINE_OUT
 from analysis.model.outcome import Done, Outcome, Unavailable
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def code_version() -> str:
     for source in sorted(ANALYSIS_ROOT.rglob("*.py")):
         digest.update(str(source.relative_to(ANALYSIS_ROOT)).encode() + b"\0")
         digest.update(source.read_bytes() + b"\0")
-    engines = [ENGINE_DLL] + sorted(ENGINE_OUT.glob("*/DumpScope.Engine.exe"))
+    engines = [ENGINE] + sorted(ENGINE_OUT.glob("*/DumpScope.Engine.exe"))
     for engine in engines:
         try:
             status = engine.stat()

@@ -5,7 +5,7 @@ sizes) against its own heap statistics, and reopening with a warm index.
         [--runtime net10] [--repeat 3] [--write docs/PERFORMANCE-GRAPH.md]
 
 For each object count, on the big-heap scenario dump, each a fresh engine
-process (`dotnet engine/out/DumpScope.Engine.dll`) fed one script of
+process (`engine/out/DumpScope.Engine`, Native AOT) fed one script of
 requests on stdin:
 
 1. `open`, `heap_stats`: the baseline (after one untimed warm-up run, so
@@ -127,14 +127,14 @@ def answers(run: Run) -> dict[int, dict]:
 
 
 def engine(stdin: bytes, index: Path) -> Run:
-    return timed(["dotnet", str(ENGINE)], stdin, {**ENV, "DUMPSCOPE_INDEX": str(index)})
+    return timed([str(ENGINE)], stdin, {**ENV, "DUMPSCOPE_INDEX": str(index)})
 
 
 def engine_log(stdin: bytes, index: Path, prefix: str) -> str:
     """One more (untimed) engine process: its log line starting with prefix
     (the engine logs each build step's time, and the index's load time)."""
     done = subprocess.run(
-        ["dotnet", str(ENGINE)],
+        [str(ENGINE)],
         input=stdin,
         capture_output=True,
         env={**ENV, "DUMPSCOPE_INDEX": str(index)},

@@ -6,7 +6,7 @@
 Both run on the same big-heap scenario dump in the same session, each as a
 fresh process that opens the dump, computes the statistics and exits: SOS as
 `dotnet dotnet-dump analyze DUMP -c "dumpheap -stat" -c exit`, the engine as
-`dotnet engine/out/DumpScope.Engine.dll` fed `open`, `heap_stats`, `shutdown`.
+`engine/out/DumpScope.Engine` (Native AOT) fed `open`, `heap_stats`, `shutdown`.
 Wall time is measured around each process and peak RSS comes from the
 kernel's accounting of that child (wait4 ru_maxrss). One untimed run of each
 warms the page cache; the median of the timed runs is reported. The two
@@ -33,7 +33,7 @@ from scenarios.dumps import ensure_dump
 from scenarios.sos import parse_dumpheap_stat
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINE = REPO / "engine" / "out" / "DumpScope.Engine.dll"
+ENGINE = REPO / "engine" / "out" / "DumpScope.Engine"
 ENV = {**os.environ, "DOTNET_CLI_TELEMETRY_OPTOUT": "1", "DOTNET_NOLOGO": "1"}
 
 
@@ -159,7 +159,7 @@ def engine_run(dump: Path, dac: str | None) -> Run:
         {"jsonrpc": "2.0", "id": 3, "method": "shutdown"},
     ]
     stdin = "".join(json.dumps(r) + "\n" for r in requests).encode()
-    return timed(["dotnet", str(ENGINE)], stdin)
+    return timed([str(ENGINE)], stdin)
 
 
 def engine_stats(run: Run) -> dict:

@@ -14,6 +14,10 @@ debian_packages=(
   python3-pytest python3-pytestqt python3-hypothesis
   black flake8 mypy
 )
+# The Linux engine is a Native AOT executable (engine/build.sh), linked with
+# clang; the package brings what the link uses (binutils, libc6-dev,
+# libgcc-12-dev). zlib comes with .NET's AOT runtime pack.
+debian_packages+=(clang)
 # Windows dumps' managed heap is read by the win-x64 engine under Wine. Only
 # the 64-bit Wine: installing wine32:i386 upgrades dozens of amd64 libraries,
 # and a 32-bit engine cannot run where the kernel runs no 32-bit code.

@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -33,12 +32,12 @@ from typing import (
     TypeVar,
 )
 
-# REPO_ROOT and find_dotnet are this module's too (the tests and tools use them).
+# REPO_ROOT and ENGINE are this module's too (the tests and tools use them).
 from analysis.managed.process import (  # noqa: F401
+    ENGINE,
     ENGINE_EXIT_WAIT,
     REPO_ROOT,
     EngineProcess,
-    find_dotnet,
 )
 from analysis.managed import prestart
 from analysis.managed.results import (
@@ -67,7 +66,6 @@ if TYPE_CHECKING:
     from analysis.managed.engines import EngineLaunch
 
 PROTOCOL_VERSION = 1
-ENGINE_DLL = REPO_ROOT / "engine" / "out" / "DumpScope.Engine.dll"
 
 # progress(done, total, message); total 0 means unknown.
 Progress = Callable[[int, int, str], None]
@@ -198,8 +196,9 @@ def _speakable(path: str, folder: str, role: str) -> str:
 
 
 def engine_available() -> bool:
-    """True when the engine is built and a dotnet host can run it."""
-    return ENGINE_DLL.is_file() and find_dotnet() is not None
+    """True when the Linux engine is built (an executable: it needs no
+    dotnet runtime)."""
+    return ENGINE.is_file() and os.access(ENGINE, os.X_OK)
 
 
 class EngineClient:
@@ -212,24 +211,22 @@ class EngineClient:
 
     def __init__(
         self,
-        engine_dll: Optional[Path] = None,
-        dotnet: Optional[str] = None,
+        command: Optional[Sequence[str]] = None,
         cancel_grace: float = 5.0,
         call_timeouts: Optional[Mapping[str, float]] = None,
         default_timeout: float = DEFAULT_CALL_TIMEOUT,
         launch: Optional["EngineLaunch"] = None,
     ) -> None:
         """launch: the engine that matches the dump (engines.engine_for_dump);
-        without it, the Linux engine: engine_dll and dotnet default to the
-        built engine and the dotnet host found on this machine. cancel_grace
+        without it, command (the program and its arguments; the tests' stand-in
+        engines), else the built Linux engine (ENGINE). cancel_grace
         is how long a cancelled call may take to stop before the engine is
         killed (and restarted on the next call). A call that gets neither its
         answer nor a progress notification for its timeout
         (call_timeouts[method] over DEFAULT_CALL_TIMEOUTS, else
         default_timeout; seconds) stops the engine and raises EngineError
         ENGINE_STALLED."""
-        self._engine_dll = Path(engine_dll) if engine_dll else ENGINE_DLL
-        self._dotnet = dotnet
+        self._command_line = tuple(command) if command else None
         self._launch = launch
         self._cancel_grace = cancel_grace
         self._timeouts = {**DEFAULT_CALL_TIMEOUTS, **(call_timeouts or {})}
@@ -246,20 +243,15 @@ class EngineClient:
     def _command(self) -> tuple[list[str], Optional[dict[str, str]]]:
         if self._launch is not None:
             return list(self._launch.command), {**os.environ, **self._launch.env}
-        dotnet = self._dotnet or find_dotnet()
-        if dotnet is None:
+        if self._command_line is not None:
+            return list(self._command_line), None
+        if not ENGINE.is_file():
             raise EngineError(
-                "The dotnet runtime is missing: install .NET 10 to see the managed "
-                "heap (the native analyses work without it).",
+                f"The managed-heap engine is not built ({ENGINE} is missing): run "
+                "engine/build.sh.",
                 ErrorCode.ENGINE_UNAVAILABLE,
             )
-        if not self._engine_dll.is_file():
-            raise EngineError(
-                f"The managed-heap engine is not built ({self._engine_dll} is "
-                "missing): run engine/build.sh.",
-                ErrorCode.ENGINE_UNAVAILABLE,
-            )
-        return [dotnet, str(self._engine_dll)], None
+        return [str(ENGINE)], None
 
     def _start(self) -> EngineProcess:
         command, env = self._command()

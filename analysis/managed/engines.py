@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ENGINE_OUT = REPO_ROOT / "engine" / "out"
-ENGINE_DLL = ENGINE_OUT / "DumpScope.Engine.dll"
+from analysis.managed.process import ENGINE, ENGINE_OUT
+
 # Debian's 64-bit Wine loader: called directly, since the `wine` wrapper picks
 # the 32-bit loader whenever wine32 is installed too.
 WINE64 = Path("/usr/lib/wine/wine64")
@@ -34,8 +33,9 @@ WINE32 = Path("/usr/lib/wine/wine")
 WINE_PREFIX_TIMEOUT = 120.0
 
 # How an engine runs.
-DOTNET = "dotnet"  # the framework-dependent Linux engine on the host's dotnet
-NATIVE = "native"  # a self-contained Windows engine on a Windows host
+# The engine's own executable on this host: the Native AOT Linux engine, a
+# self-contained Windows engine on a Windows host.
+NATIVE = "native"
 WINE = "wine"  # a self-contained Windows engine under Wine on Linux
 
 
@@ -57,8 +57,8 @@ class Host:
 @dataclass(frozen=True)
 class EngineChoice:
     """The engine that matches the dump. target: the engine's runtime
-    identifier ("linux-x64", "win-x64", "win-x86"); how: DOTNET, NATIVE or
-    WINE; wine: the Wine loader for WINE."""
+    identifier ("linux-x64", "win-x64", "win-x86"); how: NATIVE or WINE;
+    wine: the Wine loader for WINE."""
 
     target: str
     how: str
@@ -95,7 +95,7 @@ def choose_engine(
                 "(its DAC, libmscordaccore.so, is a Linux library): open the "
                 "dump on Linux"
             )
-        return EngineChoice("linux-x64", DOTNET)
+        return EngineChoice("linux-x64", NATIVE)
     if dump_os != "windows":
         return EngineUnavailable(
             f"no engine reads .NET dumps of {dump_os or 'an unknown OS'}"
@@ -238,7 +238,7 @@ def wine_to_unix(path: str, prefix: Optional[str]) -> str:
 def engine_path(target: str) -> Path:
     """Where engine/build.sh puts the engine for target."""
     if target == "linux-x64":
-        return ENGINE_DLL
+        return ENGINE
     return ENGINE_OUT / target / "DumpScope.Engine.exe"
 
 
@@ -314,9 +314,7 @@ def stop_wineserver(wine: str, prefix: Path) -> None:
         pass
 
 
-def launch_for(
-    choice: EngineChoice, dotnet: Optional[str]
-) -> EngineLaunch | EngineUnavailable:
+def launch_for(choice: EngineChoice) -> EngineLaunch | EngineUnavailable:
     """The command that starts the chosen engine, once it is known to be
     built (and, for Wine, once the prefix exists: made here on first use)."""
     binary = engine_path(choice.target)
@@ -325,13 +323,6 @@ def launch_for(
             f"the {choice.target} engine is not built ({binary} is missing): "
             "run engine/build.sh"
         )
-    if choice.how == DOTNET:
-        if dotnet is None:
-            return EngineUnavailable(
-                "the dotnet runtime is missing: install .NET 10 to see the "
-                "managed heap (the native analyses work without it)"
-            )
-        return EngineLaunch(choice, (dotnet, str(binary)), {})
     if choice.how == NATIVE:
         return EngineLaunch(choice, (str(binary),), {})
     assert choice.wine is not None
@@ -352,9 +343,7 @@ def engine_for_dump(
     dump_os: str, pointer_size: int, host: Optional[Host] = None
 ) -> EngineLaunch | EngineUnavailable:
     """The engine that matches the dump on this host, ready to start."""
-    from analysis.managed.process import find_dotnet
-
     choice = choose_engine(host or detect_host(), dump_os, pointer_size)
     if isinstance(choice, EngineUnavailable):
         return choice
-    return launch_for(choice, find_dotnet() if choice.how == DOTNET else None)
+    return launch_for(choice)

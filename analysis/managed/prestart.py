@@ -1,7 +1,8 @@
 """The engine started first thing, while the application loads the rest of itself.
 
-A cold open waits for the engine: its two .NET processes take about 0.2 s
-to answer, and loading the analyses takes about as long again. So when
+A cold open waits for the engine: its two processes (the front and the
+worker, one Native AOT executable) answer `open` about 0.1 s after the
+start, and loading the analyses takes about 0.2 s. So when
 the program is handed a Linux core dump, it starts the engine that dump
 needs at once (`start_for`), before importing anything else, and the
 first engine client that needs exactly that engine takes it (`take`)

@@ -8,36 +8,23 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import queue
-import shutil
 import subprocess
 import threading
 from pathlib import Path
 from typing import IO, Any, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+ENGINE_OUT = REPO_ROOT / "engine" / "out"
+# The Linux engine: one Native AOT executable (engine/build.sh), started as
+# it is; it needs no dotnet runtime.
+ENGINE = ENGINE_OUT / "DumpScope.Engine"
 
 # How long an engine told to shut down is given to exit before it is killed:
 # beyond the 20 s it gives a heap-graph index still being saved (ExitSaveGrace
 # in engine/src/Analysis/DumpSession.HeapGraph.cs), so that a large dump's
 # index is not abandoned just because the report or the window ended first.
 ENGINE_EXIT_WAIT = 25.0
-
-
-def find_dotnet() -> Optional[str]:
-    """The dotnet host: $DOTNET_ROOT, then PATH, then the usual install."""
-    candidates = []
-    if os.environ.get("DOTNET_ROOT"):
-        candidates.append(str(Path(os.environ["DOTNET_ROOT"]) / "dotnet"))
-    on_path = shutil.which("dotnet")
-    if on_path:
-        candidates.append(on_path)
-    candidates += ["/usr/share/dotnet/dotnet", "/usr/lib/dotnet/dotnet"]
-    for candidate in candidates:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 class EngineProcess:

@@ -5,6 +5,15 @@ using DumpScope.Engine.Analysis;
 using DumpScope.Engine.Front;
 using DumpScope.Engine.Rpc;
 
+// Native AOT (.NET 10): the process's first contended lock sets up the
+// lock's statics from AppContext, whose class constructor is itself guarded
+// by a lock. Two threads racing through both at start-up spin on each other
+// for ever (seen: a worker's main thread and its front-watch thread, at 100%
+// CPU, never answering `open`, 2 of ~300 starts on two busy cores). Reading
+// AppContext here, before the engine starts any thread, runs that class
+// constructor alone and leaves nothing to race.
+_ = AppContext.GetData("DumpScope.Engine");
+
 // `--schema`: print every method's result record and its fields (as they go
 // on the wire) and exit; the Python contract test reads it.
 if (args is ["--schema"])

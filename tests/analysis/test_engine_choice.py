@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from analysis.managed.engines import (
-    DOTNET,
     NATIVE,
     WINE,
     EngineChoice,
@@ -33,19 +32,19 @@ HOSTS = {
 # (host, dump OS, pointer size) -> (target, how, wine) or the words the
 # "unavailable" reason must contain (what is missing and how to get it).
 EXPECTED: dict[tuple[str, str, int], tuple[str, str, str | None] | tuple[str, ...]] = {
-    ("linux+wine64", "linux", 8): ("linux-x64", DOTNET, None),
+    ("linux+wine64", "linux", 8): ("linux-x64", NATIVE, None),
     ("linux+wine64", "linux", 4): ("32-bit Linux",),
     ("linux+wine64", "windows", 8): ("win-x64", WINE, W64),
     ("linux+wine64", "windows", 4): ("win-x86", "cannot run 32-bit", "on Windows"),
-    ("linux", "linux", 8): ("linux-x64", DOTNET, None),
+    ("linux", "linux", 8): ("linux-x64", NATIVE, None),
     ("linux", "linux", 4): ("32-bit Linux",),
     ("linux", "windows", 8): ("install wine64",),
     ("linux", "windows", 4): ("win-x86", "cannot run 32-bit"),
-    ("linux+wine64+wine32", "linux", 8): ("linux-x64", DOTNET, None),
+    ("linux+wine64+wine32", "linux", 8): ("linux-x64", NATIVE, None),
     ("linux+wine64+wine32", "linux", 4): ("32-bit Linux",),
     ("linux+wine64+wine32", "windows", 8): ("win-x64", WINE, W64),
     ("linux+wine64+wine32", "windows", 4): ("win-x86", WINE, W32),
-    ("linux+32bit, no wine", "linux", 8): ("linux-x64", DOTNET, None),
+    ("linux+32bit, no wine", "linux", 8): ("linux-x64", NATIVE, None),
     ("linux+32bit, no wine", "linux", 4): ("32-bit Linux",),
     ("linux+32bit, no wine", "windows", 8): ("install wine64",),
     ("linux+32bit, no wine", "windows", 4): ("install wine32",),
@@ -73,7 +72,7 @@ def test_every_pair_is_covered() -> None:
 def test_engine_for(host: str, dump_os: str, pointer_size: int) -> None:
     expected = EXPECTED[(host, dump_os, pointer_size)]
     chosen = choose_engine(HOSTS[host], dump_os, pointer_size)
-    if len(expected) == 3 and expected[1] in (DOTNET, NATIVE, WINE):
+    if len(expected) == 3 and expected[1] in (NATIVE, WINE):
         assert chosen == EngineChoice(*expected)  # type: ignore[arg-type]
     else:
         assert isinstance(chosen, EngineUnavailable)

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
+import analysis.managed.client as client_module
 from analysis.managed.client import (
-    ENGINE_DLL,
     EngineClient,
     EngineError,
     ErrorCode,
     engine_available,
-    find_dotnet,
 )
 from scenarios.dumps import ensure_dump
+from tests.engine.live_dotnet import running_dotnet
 
 MINIDUMPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "minidumps"
 
@@ -39,8 +39,11 @@ def client():
         yield c
 
 
-def test_engine_that_is_not_built_says_how_to_build_it(tmp_path: Path) -> None:
-    c = EngineClient(engine_dll=tmp_path / "DumpScope.Engine.dll")
+def test_engine_that_is_not_built_says_how_to_build_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "ENGINE", tmp_path / "DumpScope.Engine")
+    c = EngineClient()
     with pytest.raises(EngineError) as e:
         c.open("/tmp/whatever.core")
     assert e.value.code == ErrorCode.ENGINE_UNAVAILABLE
@@ -294,29 +297,14 @@ def test_windows_dump_with_a_dotnet_runtime_says_to_use_windows(
 def test_mini_dump_without_heap_memory_still_shows_threads(
     client: EngineClient, tmp_path: Path
 ) -> None:
-    # Any idle .NET process will do: the engine itself waits on stdin.
     createdump = ensure_dump("healthy", "net10").runtime_dir / "createdump"
-    idle = subprocess.Popen(
-        [find_dotnet() or "dotnet", str(ENGINE_DLL)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert idle.stdin is not None and idle.stdout is not None
-    try:
-        # Its first answer proves the runtime is up before the dump is taken.
-        idle.stdin.write(b'{"jsonrpc":"2.0","id":1,"method":"version"}\n')
-        idle.stdin.flush()
-        assert b"protocol_version" in idle.stdout.readline()
-        dump = tmp_path / "mini.core"
+    dump = tmp_path / "mini.core"
+    with running_dotnet() as idle:
         made = subprocess.run(
             [str(createdump), "--normal", "-f", str(dump), str(idle.pid)],
             capture_output=True,
         )
-        assert made.returncode == 0, made.stderr
-    finally:
-        idle.stdin.close()
-        idle.wait(10)
+    assert made.returncode == 0, made.stderr
     info = client.open(str(dump))
     assert info.heap_readable is False
     assert "--withheap" in (info.heap_problem or "")
@@ -345,7 +333,7 @@ def misbehaving_engine(tmp_path: Path, protocol: int) -> EngineClient:
     the client paths a real engine only takes when stuck or outdated."""
     script = tmp_path / "engine.py"
     script.write_text(STUCK_ENGINE.replace("PROTOCOL", str(protocol)))
-    return EngineClient(engine_dll=script, dotnet=sys.executable, cancel_grace=0.5)
+    return EngineClient([sys.executable, str(script)], cancel_grace=0.5)
 
 
 def test_a_cancelled_call_ends_even_when_the_engine_hangs(tmp_path: Path) -> None:
@@ -380,7 +368,7 @@ def test_an_engine_that_dies_at_start_is_reported_unavailable(tmp_path: Path) ->
         "print('You must install .NET to run this application.', file=sys.stderr)\n"
         "sys.exit(150)\n"
     )
-    client = EngineClient(engine_dll=script, dotnet=sys.executable)
+    client = EngineClient([sys.executable, str(script)])
     with pytest.raises(EngineError) as e:
         client.open("/tmp/any.core")
     assert e.value.code == ErrorCode.ENGINE_UNAVAILABLE

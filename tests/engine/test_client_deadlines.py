@@ -23,8 +23,7 @@ STALLING_ENGINE = Path(__file__).parent / "programs" / "stalling_engine" / "engi
 
 def stalling_client(timeout: float) -> EngineClient:
     return EngineClient(
-        engine_dll=STALLING_ENGINE,
-        dotnet=sys.executable,
+        [sys.executable, str(STALLING_ENGINE)],
         call_timeouts={"heap_stats": timeout},
     )
 

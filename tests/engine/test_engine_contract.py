@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import enum
 import json
+import shutil
 import subprocess
 import types
 import typing
@@ -23,7 +24,7 @@ from typing import Any, Optional, Union
 import pytest
 
 from analysis.managed import results
-from analysis.managed.client import ENGINE_DLL, REPO_ROOT, EngineClient, find_dotnet
+from analysis.managed.client import ENGINE, REPO_ROOT, EngineClient
 
 # Engine record name -> Python class name, where they differ. Pure renames:
 # the wire never carries a record's name.
@@ -54,11 +55,11 @@ Descriptor = dict[str, Any]
 def schema() -> Schema:
     """The schema of the engine built from this tree (build.sh rebuilds only
     when a source changed, so a C# edit is never compared stale)."""
-    if find_dotnet() is None:
+    if shutil.which("dotnet") is None:
         pytest.skip("the .NET SDK is missing: the engine cannot be built")
     subprocess.run([str(REPO_ROOT / "engine" / "build.sh")], check=True)
     out = subprocess.run(
-        [find_dotnet() or "dotnet", str(ENGINE_DLL), "--schema"],
+        [str(ENGINE), "--schema"],
         check=True,
         capture_output=True,
         text=True,

@@ -19,7 +19,7 @@ from typing import IO, Any, Iterator, Optional
 
 import pytest
 
-from analysis.managed.client import ENGINE_DLL, engine_available, find_dotnet
+from analysis.managed.client import ENGINE, engine_available
 from scenarios.dumps import ensure_dump
 
 pytestmark = pytest.mark.skipif(
@@ -35,10 +35,8 @@ class Engine:
     """A raw engine process: lines in, parsed messages out."""
 
     def __init__(self) -> None:
-        dotnet = find_dotnet()
-        assert dotnet is not None
         self.proc = subprocess.Popen(
-            [dotnet, str(ENGINE_DLL)],
+            [str(ENGINE)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -1,13 +1,12 @@
 """A server-GC process (several GC heaps) reads the same as SOS.
 
 The scenarios run with workstation GC; any idle .NET process can be started
-with server GC, and the engine itself is one: it waits on stdin. Its dump is
-written with the runtime's createdump into pytest's temporary folder.
+with server GC, and the healthy scenario is one: it waits once ready. Its
+dump is written with the runtime's createdump into pytest's temporary folder.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections import defaultdict
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.managed.client import (
-    ENGINE_DLL,
-    EngineClient,
-    engine_available,
-    find_dotnet,
-)
+from analysis.managed.client import EngineClient, engine_available
 from analysis.values import to_jsonable
 from scenarios.dumps import ensure_dump
 from scenarios.sos import parse_dumpheap_stat, parse_finalizequeue, run_sos
+from tests.engine.live_dotnet import running_dotnet
 
 pytestmark = pytest.mark.skipif(
     not engine_available(), reason="engine not built: run engine/build.sh"
@@ -38,28 +33,14 @@ _EEHEAP_ROW = re.compile(
 @pytest.fixture(scope="module")
 def server_gc_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     createdump = ensure_dump("healthy", "net10").runtime_dir / "createdump"
-    env = {**os.environ, "DOTNET_gcServer": "1", "DOTNET_GCHeapCount": "2"}
-    idle = subprocess.Popen(
-        [find_dotnet() or "dotnet", str(ENGINE_DLL)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    assert idle.stdin is not None and idle.stdout is not None
+    env = {"DOTNET_gcServer": "1", "DOTNET_GCHeapCount": "2"}
     dump = tmp_path_factory.mktemp("server-gc") / "server-gc.core"
-    try:
-        idle.stdin.write(b'{"jsonrpc":"2.0","id":1,"method":"version"}\n')
-        idle.stdin.flush()
-        assert b"protocol_version" in idle.stdout.readline()
+    with running_dotnet(env) as idle:
         made = subprocess.run(
             [str(createdump), "--withheap", "-f", str(dump), str(idle.pid)],
             capture_output=True,
         )
-        assert made.returncode == 0, made.stderr
-    finally:
-        idle.stdin.close()
-        idle.wait(10)
+    assert made.returncode == 0, made.stderr
     return dump
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.managed.client import EngineClient, engine_available, find_dotnet
+from analysis.managed.client import EngineClient, engine_available
 from scenarios.dumps import ensure_dump
 from scenarios.sos import parse_clrthreads, run_sos
 
@@ -33,7 +33,7 @@ def states_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Built outside the repository, so no build output lands in the tree.
     work = tmp_path_factory.mktemp("thread-states")
     shutil.copytree(PROGRAM, work / "src")
-    dotnet = find_dotnet() or "dotnet"
+    dotnet = shutil.which("dotnet") or "dotnet"
     subprocess.run(
         [
             dotnet,

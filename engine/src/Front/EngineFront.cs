@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using DumpScope.Engine.Analysis;
@@ -85,7 +86,7 @@ public sealed class EngineFront
         if (request.Method == "version")
         {
             if (request.Id is { } id)
-                Answer(id, JsonSerializer.SerializeToNode(EngineVersions.Info, RpcJson.Options));
+                Answer(id, JsonSerializer.SerializeToNode(EngineVersions.Info, RpcJson.TypeInfo<VersionInfo>()));
             return;
         }
         if (request.Method == IncomingRequest.CancelMethod)
@@ -229,14 +230,14 @@ public sealed class EngineFront
         new Thread(() => Relay(worker)) { Name = $"front-relay-{worker.Id}", IsBackground = true }.Start();
         if (_open is { } open)
         {
-            var id = JsonSerializer.SerializeToElement($"{ReplayPrefix}{++_replays}");
-            byte[] line = JsonSerializer.SerializeToUtf8Bytes(new JsonObject
+            var id = JsonSerializer.SerializeToElement($"{ReplayPrefix}{++_replays}", RpcJson.TypeInfo<string>());
+            byte[] line = Encoding.UTF8.GetBytes(new JsonObject
             {
                 ["jsonrpc"] = "2.0",
                 ["id"] = JsonValue.Create(id),
                 ["method"] = "open",
                 ["params"] = JsonNode.Parse(open.Params.GetRawText()),
-            });
+            }.ToJsonString());
             _inFlight.Add(new Forwarded(IncomingRequest.IdKey(id), id, "open", open.Dump, open.Params, line, Replay: true));
             worker.Send(line);
         }

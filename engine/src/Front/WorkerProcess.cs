@@ -36,8 +36,9 @@ public sealed class WorkerProcess : IDisposable
             RedirectStandardError = false,
             UseShellExecute = false,
         };
-        // `dotnet DumpScope.Engine.dll` runs in the dotnet host, a
-        // self-contained engine (also under Wine) in its own executable.
+        // The engine's own executable (Native AOT on Linux, self-contained on
+        // Windows and under Wine); a JIT build started as `dotnet
+        // DumpScope.Engine.dll` runs in the dotnet host, which needs the dll.
         if (assembly is not null)
             start.ArgumentList.Add(assembly);
         start.ArgumentList.Add(Flag);
@@ -52,7 +53,7 @@ public sealed class WorkerProcess : IDisposable
     {
         string self = Environment.ProcessPath ?? throw new InvalidOperationException("the engine's own executable is unknown");
         bool host = Path.GetFileNameWithoutExtension(self).Equals("dotnet", StringComparison.OrdinalIgnoreCase);
-        assembly = host ? typeof(WorkerProcess).Assembly.Location : null;
+        assembly = host ? Path.Combine(AppContext.BaseDirectory, "DumpScope.Engine.dll") : null;
         return self;
     }
 

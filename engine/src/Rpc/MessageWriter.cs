@@ -26,7 +26,12 @@ public sealed class MessageWriter(Stream output)
             writer.WritePropertyName("id");
             id.WriteTo(writer);
             writer.WritePropertyName("result");
-            JsonSerializer.Serialize(writer, result, options);
+            // By the result's own contract (RpcJsonContext): the engine has
+            // no reflection-based serialiser to fall back on.
+            if (result is null)
+                writer.WriteNullValue();
+            else
+                JsonSerializer.Serialize(writer, result, options.GetTypeInfo(result.GetType()));
             writer.WriteEndObject();
         }
         SendLine(line.WrittenSpan);
@@ -36,7 +41,7 @@ public sealed class MessageWriter(Stream output)
     {
         var error = new JsonObject { ["code"] = code, ["message"] = message };
         if (data is not null)
-            error["data"] = JsonSerializer.SerializeToNode(data, RpcJson.Options);
+            error["data"] = JsonSerializer.SerializeToNode(data, RpcJson.TypeInfo<IReadOnlyDictionary<string, object?>>());
         Send(new JsonObject
         {
             ["jsonrpc"] = "2.0",
@@ -62,12 +67,16 @@ public sealed class MessageWriter(Stream output)
 /// <summary>The serialiser options every answer is written with.</summary>
 public static class RpcJson
 {
+    /// <summary>Only the contracts made at build time (RpcJsonContext): the
+    /// Linux engine is compiled ahead of time, where reflection cannot make
+    /// new ones, and the csproj turns the reflection serialiser off so that
+    /// every build (and its tests) fails the same way on a type left out.</summary>
     public static readonly JsonSerializerOptions Options = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = false,
-        // The answers' contracts made at build time first (RpcJsonContext);
-        // by reflection for anything else (an error's details).
-        TypeInfoResolver = JsonTypeInfoResolver.Combine(RpcJsonContext.Default, new DefaultJsonTypeInfoResolver()),
+        TypeInfoResolver = RpcJsonContext.Default,
     };
+
+    public static JsonTypeInfo<T> TypeInfo<T>() => (JsonTypeInfo<T>)Options.GetTypeInfo(typeof(T));
 }

@@ -54,9 +54,8 @@ public static class ResultSchema
     /// </summary>
     public static JsonObject Describe(JsonSerializerOptions options)
     {
-        // What the first serialisation does: fix the options and fill in the
-        // reflection resolver, whose contracts are the ones sent.
-        options.MakeReadOnly(populateMissingResolver: true);
+        // What the first serialisation does: the contracts are fixed from then on.
+        options.MakeReadOnly();
         var nullability = new NullabilityInfoContext();
         var records = new SortedDictionary<string, JsonArray>(StringComparer.Ordinal);
         var seen = new Dictionary<string, Type>();
@@ -82,7 +81,7 @@ public static class ResultSchema
                 JsonObject field = new() { ["name"] = property.Name };
                 foreach (var (key, value) in Describe(property.PropertyType, info, options, seen, pending, $"{record.Name}.{property.Name}"))
                     field[key] = value?.DeepClone();
-                fields.Add(field);
+                fields.Add((JsonNode)field);
             }
             records[record.Name] = fields;
         }
@@ -163,7 +162,7 @@ public static class ResultSchema
         {
             // Numbers unless a string-enum converter is registered: ask the
             // serialiser rather than guess.
-            JsonValueKind kind = JsonSerializer.SerializeToElement(Activator.CreateInstance(type), type, options).ValueKind;
+            JsonValueKind kind = JsonSerializer.SerializeToElement(Enum.ToObject(type, 0), options.GetTypeInfo(type)).ValueKind;
             return kind == JsonValueKind.String ? "string" : "integer";
         }
         return Type.GetTypeCode(type) switch

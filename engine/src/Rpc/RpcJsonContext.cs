@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Text.Json.Serialization;
 using DumpScope.Engine.Analysis;
 
@@ -9,8 +10,9 @@ namespace DumpScope.Engine.Rpc;
 /// cost more than the answer's own work (a 10 M-object heap_stats answer
 /// was sent in 0.17 s, a thread list in 0.05 s). Every method's result
 /// record is listed (ResultSchema.MethodResults; a test checks the two
-/// agree), the records they hold come with them; anything else is still
-/// written by reflection (RpcJson.Options).
+/// agree), the records they hold come with them; so are an error's details
+/// (a string or a list of strings per key) and the few values the front
+/// writes itself. Nothing is written by reflection (RpcJson.Options).
 /// </summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(VersionInfo))]
@@ -31,4 +33,7 @@ namespace DumpScope.Engine.Rpc;
 [JsonSerializable(typeof(TypeRetainedPage))]
 [JsonSerializable(typeof(RetentionPaths))]
 [JsonSerializable(typeof(InstanceHolders))]
+[JsonSerializable(typeof(IReadOnlyDictionary<string, object?>))]
+[JsonSerializable(typeof(ImmutableArray<string>))]
+[JsonSerializable(typeof(string))]
 internal sealed partial class RpcJsonContext : JsonSerializerContext;
