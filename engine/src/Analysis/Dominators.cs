@@ -72,15 +72,18 @@ public sealed class DominatorTree : IDisposable
         // memory goes back the moment it is freed: one of the build's two
         // peaks of memory is here, and a collection would come too late.
         // Both are mapped now, so that the other processor (idle: every step
-        // here runs on one) backs them and the numbers with memory, in the
-        // order they are first written, while this one searches: on a VM,
-        // fresh memory costs as much as the search itself (docs/PERFORMANCE.md).
+        // here runs on one) backs the numbers and the dominators by number
+        // with memory while this one searches: on a VM, fresh memory costs
+        // as much as the search itself (docs/PERFORMANCE.md). Those two are
+        // written whole (the second becomes the retained sizes); the order
+        // is not backed ahead: only the room the search uses is ever written
+        // (the reachable objects, and its stack at the far end).
         var order = NativeGrowing<int>.OfLength(nodeCount + 1);
         var byNumber = NativeGrowing<int>.OfLength(nodeCount + 1);
         try
         {
             int ordered, passes;
-            Task backing = Prefault.Start(idomColumn.Range, order.Range, byNumber.Range);
+            Task backing = Prefault.Start(idomColumn.Range, byNumber.Range);
             try
             {
                 Span<int> number = idom;
