@@ -37,10 +37,14 @@ public sealed class DominatorTree : IDisposable
 
     public int SuperRoot => Idom.Length - 1;
 
-    private DominatorTree(Column<int> idom, NativeGrowing<int> postorder, int passes)
+    // The retained sizes' column: memory the tree's computation used and backed.
+    private readonly Column<uint> _sizes;
+
+    private DominatorTree(Column<int> idom, NativeGrowing<int> postorder, Column<uint> sizes, int passes)
     {
         Idom = idom;
         _postorder = postorder;
+        _sizes = sizes;
         Passes = passes;
     }
 
@@ -52,48 +56,64 @@ public sealed class DominatorTree : IDisposable
     /// super-root's successors are <paramref name="roots"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static DominatorTree Compute(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots,
+    public static unsafe DominatorTree Compute(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots,
         IProgress<ProgressReport>? progress, CancellationToken cancel)
     {
         int superRoot = nodeCount;
         // The immediate dominators' array first holds each node's postorder
-        // number (-1 unvisited; during the search the next edge to follow,
-        // as -2 - cursor), and is turned into the dominators in place at the
+        // number plus one (0 unvisited: a new column is zeroed already, at no
+        // cost on Linux; during the search the next edge to follow, as
+        // -1 - cursor), and is turned into the dominators in place at the
         // end: the number array costs no memory of its own.
         // The graph keeps it as a column (HeapGraph.Storage.cs).
-        var idomColumn = Column<int>.Allocate(nodeCount + 1, zeroed: false);
+        var idomColumn = Column<int>.Allocate(nodeCount + 1, zeroed: true);
         Span<int> idom = idomColumn.Writable;
         // The temporaries live outside the GC heap, so that each one's
         // memory goes back the moment it is freed: one of the build's two
         // peaks of memory is here, and a collection would come too late.
+        // Both are mapped now, so that the other processor (idle: every step
+        // here runs on one) backs the numbers and the dominators by number
+        // with memory while this one searches: on a VM, fresh memory costs
+        // as much as the search itself (docs/PERFORMANCE.md). Those two are
+        // written whole (the second becomes the retained sizes); the order
+        // is not backed ahead: only the room the search uses is ever written
+        // (the reachable objects, and its stack at the far end).
         var order = NativeGrowing<int>.OfLength(nodeCount + 1);
-        var byNumber = default(NativeGrowing<int>);
+        var byNumber = NativeGrowing<int>.OfLength(nodeCount + 1);
         try
         {
-            Span<int> number = idom;
-            number.Fill(-1);
-            int ordered = DepthFirstPostorder(nodeCount, start, edges, roots, number, order.Span, cancel);
-            progress?.Report(new ProgressReport(1, 3, "computing dominators"));
-            ReadOnlySpan<int> postorder = order.Span[..ordered];
-            byNumber = NativeGrowing<int>.OfLength(ordered);
-            int passes = Iterate(start, edges, roots, superRoot, number, postorder, byNumber.Span, progress, cancel);
-            // Numbers back to nodes, in place: each slot is read before it is written.
-            ReadOnlySpan<int> dominatorNumber = byNumber.Span;
-            for (int v = 0; v <= superRoot; v++)
+            int ordered, passes;
+            Task backing = Prefault.Start(idomColumn.Range, byNumber.Range);
+            try
             {
-                int k = idom[v];
-                idom[v] = k < 0 ? Unreachable : postorder[dominatorNumber[k]];
+                Span<int> number = idom;
+                ordered = DepthFirstPostorder(nodeCount, start, edges, roots, number, order.Span, cancel);
+                progress?.Report(new ProgressReport(1, 3, "computing dominators"));
+                passes = Iterate(start, edges, roots, superRoot, number, order.Span[..ordered], byNumber.Span[..ordered], progress, cancel);
+                // Numbers back to nodes, in place: each slot is read before it is written.
+                ReadOnlySpan<int> postorder = order.Span[..ordered];
+                ReadOnlySpan<int> dominatorNumber = byNumber.Span;
+                for (int v = 0; v <= superRoot; v++)
+                {
+                    int k = idom[v] - 1;
+                    idom[v] = k < 0 ? Unreachable : postorder[dominatorNumber[k]];
+                }
             }
-            return new DominatorTree(idomColumn, order.Prefix(ordered), passes);
+            finally
+            {
+                // Its memory is freed below (or on failure): not while it is being backed.
+                Prefault.Wait(backing);
+            }
+            // The retained sizes take the dominators by number's memory, backed
+            // already, as they take their place.
+            NativeBlock sizes = byNumber.Detach();
+            return new DominatorTree(idomColumn, order.Prefix(ordered), new Column<uint>((uint*)sizes.Pointer, nodeCount + 1, sizes), passes);
         }
         catch
         {
             order.Free();
-            throw;
-        }
-        finally
-        {
             byNumber.Free();
+            throw;
         }
     }
 
@@ -101,8 +121,9 @@ public sealed class DominatorTree : IDisposable
     /// The iteration, over postorder numbers: <paramref name="idom"/>[k] is
     /// the number of the dominator of the node numbered k. With numbers,
     /// "which of two is higher in the order" needs no lookup and a walk up
-    /// the tree reads one array; each node's number is looked up once per
-    /// edge. Returns how many passes it took.
+    /// the tree reads one array; each node's number (plus one, in
+    /// <paramref name="number"/>) is looked up once per edge. Returns how
+    /// many passes it took.
     /// </summary>
     // Once per node and edge: optimised at once, not first as tier-0 code
     // (a loop run once gets optimised code only by on-stack replacement).
@@ -154,7 +175,7 @@ public sealed class DominatorTree : IDisposable
                 }
                 foreach (int b in Successors(postorder[k], superRoot, start, edges, roots))
                 {
-                    int nb = number[b];
+                    int nb = number[b] - 1;
                     int current = idom[nb];
                     int folded = current == Unreachable ? k : Intersect(k, current, idom);
                     if (folded == current)
@@ -198,7 +219,7 @@ public sealed class DominatorTree : IDisposable
             throw new InvalidOperationException("the retained sizes are computed once");
         try
         {
-            var sizes = new RetainedSizes(Idom.Length);
+            var sizes = new RetainedSizes(_sizes);
             int superRoot = SuperRoot;
             ReadOnlySpan<int> idom = Idom.Span;
             Span<uint> small = sizes.Small.Writable;
@@ -252,8 +273,8 @@ public sealed class DominatorTree : IDisposable
         v == superRoot ? roots : edges.Slice(start[v], start[v + 1] - start[v]);
 
     /// <summary>Numbers the reachable nodes in postorder into
-    /// <paramref name="number"/> and lists them in <paramref name="order"/>;
-    /// returns how many there are.</summary>
+    /// <paramref name="number"/> (zeroed: each node's number plus one) and
+    /// lists them in <paramref name="order"/>; returns how many there are.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int DepthFirstPostorder(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots, Span<int> number,
         Span<int> order, CancellationToken cancel)
@@ -266,20 +287,20 @@ public sealed class DominatorTree : IDisposable
         int top = order.Length;
         int ordered = 0;
         order[--top] = superRoot;
-        number[superRoot] = -2;
+        number[superRoot] = -1;
         int visited = 0;
         while (top < order.Length)
         {
             int v = order[top];
-            int cursor = -2 - number[v];
+            int cursor = -1 - number[v];
             ReadOnlySpan<int> next = Successors(v, superRoot, start, edges, roots);
-            while (cursor < next.Length && number[next[cursor]] != -1)
+            while (cursor < next.Length && number[next[cursor]] != 0)
                 cursor++;
             if (cursor < next.Length)
             {
                 int w = next[cursor];
-                number[v] = -2 - (cursor + 1);
-                number[w] = -2;
+                number[v] = -1 - (cursor + 1);
+                number[w] = -1;
                 order[--top] = w;
                 if ((++visited & 0xFFFF) == 0)
                     cancel.ThrowIfCancellationRequested();
@@ -287,7 +308,7 @@ public sealed class DominatorTree : IDisposable
             else
             {
                 top++;
-                number[v] = ordered;
+                number[v] = ordered + 1;
                 order[ordered++] = v;
             }
         }
@@ -308,11 +329,8 @@ public sealed class RetainedSizes
 
     internal Dictionary<int, ulong> Huge { get; } = [];
 
-    internal RetainedSizes(int length)
-    {
-        // Not cleared: DominatorTree.RetainedSizes writes every slot first.
-        Small = Column<uint>.Allocate(length, zeroed: false);
-    }
+    // Not cleared: DominatorTree.RetainedSizes writes every slot first.
+    internal RetainedSizes(Column<uint> small) => Small = small;
 
     public ulong this[int v] => Small[v] == uint.MaxValue ? Huge[v] : Small[v];
 

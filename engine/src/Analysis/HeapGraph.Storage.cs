@@ -76,6 +76,9 @@ internal readonly unsafe struct Column<T> where T : unmanaged
     public T* Pointer => _items;
 
     public long Bytes => (long)Length * sizeof(T);
+
+    /// <summary>Its memory, for Prefault.</summary>
+    public (nint Start, long Bytes) Range => ((nint)_items, Bytes);
 }
 
 /// <summary>
@@ -348,6 +351,9 @@ internal unsafe struct NativeGrowing<T> where T : unmanaged
 
     public readonly Span<T> Span => new(_items, Count);
 
+    /// <summary>Its slots' memory, for Prefault.</summary>
+    public readonly (nint Start, long Bytes) Range => ((nint)_items, (long)Count * sizeof(T));
+
     /// <summary>The same memory, seen as its first count slots (the owner frees one of the two).</summary>
     public readonly NativeGrowing<T> Prefix(int count) => this with { Count = Math.Min(count, Count) };
 
@@ -510,6 +516,49 @@ internal sealed unsafe class NativeBlock
     {
         NativePages.Free(Pointer, _bytes);
         GC.RemoveMemoryPressure(Math.Max(1, _bytes));
+    }
+}
+
+/// <summary>
+/// Backs fresh memory with pages ahead of its first use, on another
+/// processor (Linux 5.14 and later: MADV_POPULATE_WRITE; elsewhere, or on
+/// one processor, it does nothing). On a VM the first touch of memory is
+/// the dear part of a single-threaded step that writes a fresh array
+/// (docs/PERFORMANCE.md, bench/fresh_memory.py): done beside the step, it leaves
+/// the step's path. Backing changes no byte, so it may run while the owner
+/// writes the same memory; the memory must not be freed before Wait.
+/// </summary>
+internal static unsafe class Prefault
+{
+    private const int PopulateWrite = 23;
+
+    /// <summary>Backs the ranges, in this order (the one needed first,
+    /// first), on a thread-pool thread.</summary>
+    public static Task Start(params (nint Start, long Bytes)[] ranges)
+    {
+        if (!OperatingSystem.IsLinux() || Environment.ProcessorCount < 2)
+            return Task.CompletedTask;
+        return Task.Run(() =>
+        {
+            foreach ((nint start, long bytes) in ranges)
+                Populate(start, bytes);
+        });
+    }
+
+    /// <summary>Waits for the backing to end (it cannot fail: an older kernel
+    /// refuses the advice, which leaves the memory to be backed on first touch).</summary>
+    public static void Wait(Task backing) => backing.Wait();
+
+    private static void Populate(nint start, long bytes)
+    {
+        // Small runs are not worth a thread's time; only the range's own
+        // whole pages are advised (a small array shares its pages).
+        if (bytes < HugePages.Size)
+            return;
+        long from = (start + NativePages.PageBytes - 1) & ~(NativePages.PageBytes - 1);
+        long to = (start + bytes) & ~(NativePages.PageBytes - 1);
+        if (to > from)
+            Libc.Madvise((void*)from, (nuint)(to - from), PopulateWrite);
     }
 }
 

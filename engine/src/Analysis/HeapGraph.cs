@@ -167,26 +167,57 @@ public sealed partial class HeapGraph
     public ReadOnlySpan<int> RootObjects => _rootTargets;
 
     /// <summary>The index of the object at exactly this address, or -1.</summary>
-    public int IndexOf(ulong address)
-    {
-        SegmentIndex? hint = null;
-        return IndexOf(_segments, address, ref hint);
-    }
+    public int IndexOf(ulong address) => IndexOf(_segments, address);
 
-    private static int IndexOf(SegmentIndex[] segments, ulong address)
-    {
-        SegmentIndex? hint = null;
-        return IndexOf(segments, address, ref hint);
-    }
+    private static int IndexOf(SegmentIndex[] segments, ulong address) => new SegmentCursor(segments).IndexOf(address);
 
-    // hint: the segment of the previous lookup; references mostly point
-    // into the segment of the object that holds them, so it is tried first.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int IndexOf(SegmentIndex[] segments, ulong address, ref SegmentIndex? hint)
+    /// <summary>A cursor for a run of lookups (for the tests: the build makes its own).</summary>
+    internal SegmentCursor Cursor() => new(_segments);
+
+    /// <summary>
+    /// The address lookup, for one lookup or a run of them (the resolution
+    /// of every reference): the segment of the last lookup is kept in the
+    /// cursor and tried first, as references mostly point into the segment
+    /// the previous one did; its bounds, offsets and buckets are held as
+    /// locals of the loop, not read back through its record each time.
+    /// </summary>
+    internal ref struct SegmentCursor(SegmentIndex[] segments)
     {
-        SegmentIndex? seg = hint;
-        if (seg is null || address < seg.Start || address >= seg.End)
+        private ulong _start;
+        private ulong _length;
+        private ulong _misaligned;
+        private int _shift;
+        private int _first;
+        private ReadOnlySpan<uint> _offsets;
+        private ReadOnlySpan<int> _buckets;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int IndexOf(ulong address)
         {
+            // One unsigned compare for "below the start or at or past the end".
+            ulong offset = address - _start;
+            if (offset >= _length && !Move(address, out offset))
+                return -1;
+            if ((offset & _misaligned) != 0)
+                return -1;
+            uint key = (uint)(offset >> _shift);
+            int bucket = (int)(offset >> BucketShift);
+            int i = _buckets[bucket];
+            int end = bucket + 1 < _buckets.Length ? _buckets[bucket + 1] : _offsets.Length;
+            for (; i < end; i++)
+            {
+                uint at = _offsets[i];
+                if (at == key)
+                    return _first + i;
+                if (at > key)
+                    break;
+            }
+            return -1;
+        }
+
+        private bool Move(ulong address, out ulong offset)
+        {
+            offset = 0;
             int lo = 0, hi = segments.Length - 1;
             while (lo <= hi)
             {
@@ -196,30 +227,16 @@ public sealed partial class HeapGraph
                 else
                     hi = mid - 1;
             }
-            if (hi < 0)
-                return -1;
-            seg = segments[hi];
-            if (address >= seg.End)
-                return -1;
-            hint = seg;
+            if (hi < 0 || address >= segments[hi].End)
+                return false;
+            SegmentIndex seg = segments[hi];
+            (_start, _length, _shift, _first) = (seg.Start, seg.End - seg.Start, seg.Shift, seg.First);
+            _misaligned = (1UL << seg.Shift) - 1;
+            _offsets = seg.Offset.Span;
+            _buckets = seg.Buckets.Span;
+            offset = address - _start;
+            return true;
         }
-        ulong offset = address - seg.Start;
-        // Not at the segment's alignment: no object starts there.
-        if ((offset & ((1UL << seg.Shift) - 1)) != 0)
-            return -1;
-        uint key = (uint)(offset >> seg.Shift);
-        int bucket = (int)(offset >> BucketShift);
-        Column<uint> offsets = seg.Offset;
-        int i = seg.Buckets[bucket];
-        int end = bucket + 1 < seg.Buckets.Length ? seg.Buckets[bucket + 1] : offsets.Length;
-        for (; i < end; i++)
-        {
-            if (offsets[i] == key)
-                return seg.First + i;
-            if (offsets[i] > key)
-                break;
-        }
-        return -1;
     }
 
     // ------------------------------------------------------------- building
@@ -684,7 +701,7 @@ public sealed partial class HeapGraph
             int objects = walk.RefStart.Count;
             int references = walk.References;
             int written = 0, escaped = 0;
-            SegmentIndex? hint = null;
+            var cursor = new SegmentCursor(index);
             for (int k = 0; k < objects; k++)
             {
                 int from = refStart[k];
@@ -699,7 +716,7 @@ public sealed partial class HeapGraph
                         address = codec.Decode(codes[i]);
                     else
                         address = raw[escaped++];
-                    int target = IndexOf(index, address, ref hint);
+                    int target = cursor.IndexOf(address);
                     if (target >= 0)
                         resolved[written++] = target;
                     else
