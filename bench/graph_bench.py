@@ -93,13 +93,18 @@ NOTES = """## How the build spends its memory and time, and what is left
   up the tree reads one array, "which is higher" needs no lookup); after
   the first pass only the nodes whose chain of dominators changed fold
   again (big-heap: a few dozen of 10 million), so a second pass costs a
-  scan of one bit per node; the retained sizes are one loop over the size
-  column and one up the postorder. Both walks (`heap_stats` and the
+  scan of one bit per node; while the depth-first search runs on one
+  core, the other backs with memory the two arrays the dominators write
+  whole (Linux: `MADV_POPULATE_WRITE`), and the retained sizes take the
+  place of one of them; the retained sizes are one loop over the size
+  column and one up the postorder. The engine is compiled ahead of time
+  (Native AOT): both processes time the same machine code, with no JIT
+  and no tiering. Both walks (`heap_stats` and the
   graph's) read a Linux core in place through a read-only mapping of their
   own, the pages of the heap's segments mapped ahead of the walk. What is
   left is mostly the walk, which reads every object and its references and
-  writes them down in fresh memory (about 1.6 times the `heap_stats` walk
-  at a load of 1.5), then the resolution (an address lookup per
+  writes them down in fresh memory (about twice the `heap_stats` walk, in
+  the stage log above), then the resolution (an address lookup per
   reference) and the depth-first search and first pass of the dominators
   (single-threaded, bound by memory latency: each edge looks up its
   target's number and dominator).
