@@ -2,6 +2,7 @@
 leaves nothing half-cached: the next analysis of the same dump starts clean."""
 
 import threading
+import time
 
 from app.analyse import analyse
 from app.jobs import JobCancelled
@@ -9,9 +10,23 @@ from analysis.analyses import DIAGNOSIS, HEAP_STATS, NATIVE_HEAPS, THREADS
 from analysis.model.outcome import Done
 from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
+from tests.heap_walks import HeapWalks
 
 
-def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes():
+def _early_thread_ended() -> bool:
+    return not any(t.name == "engine-early" for t in threading.enumerate())
+
+
+def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes(
+    monkeypatch,
+):
+    # The engine walks the heap on the session's early thread, started with
+    # the first question; it is held at the engine's door until the user has
+    # pressed Cancel, so that the walk is certainly not over when the Cancel
+    # comes (the engine answers a 1 M-object heap faster than the native
+    # analyses before it end). Let go then, it goes to the engine with its
+    # cancel already set: the engine stops the walk it has just begun.
+    walks = HeapWalks(monkeypatch, hold=True)
     dump = ensure_dump("big-heap")
     session = DumpSession(dump.path)
     cancelled = threading.Event()
@@ -28,6 +43,9 @@ def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes():
         pass
     else:
         raise AssertionError("the analysis ran to the end despite Cancel")
+    assert walks.entered.is_set()  # the early thread's walk was under way
+    walks.release.set()
+    assert _wait_for(_early_thread_ended)
     assert "walking the managed heap" in steps
     assert session.peek(NATIVE_HEAPS) is not None  # done before Cancel: kept
     assert session.peek(HEAP_STATS) is None  # cancelled: not cached as a failure
@@ -35,6 +53,15 @@ def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes():
     assert isinstance(results[HEAP_STATS], Done), results[HEAP_STATS]
     assert results[HEAP_STATS].value.total_objects >= dump.facts["objects"]
     session.close()
+
+
+def _wait_for(predicate, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_cancel_during_the_diagnosis_probes_caches_no_findings():
