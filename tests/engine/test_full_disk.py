@@ -28,13 +28,22 @@ pytestmark = pytest.mark.skipif(
 
 # Room for the index folder itself and little else: far less than the rows
 # of any scenario's graph (8 bytes per object).
-TMPFS_BYTES = 64 * 1024
+FULL_DISK = ("tmpfs", f"size={64 * 1024}")
+# No size limit, but no fallocate either (EOPNOTSUPP), like some FUSE and
+# NFS file systems: blocks cannot be reserved there.
+NO_FALLOCATE = ("ramfs", "mode=0755")
 
 
-def _in_full_disk(folder: Path, program: Sequence[str]) -> list[str]:
-    """`program` run with a TMPFS_BYTES tmpfs mounted on `folder`, seen by
-    it (and the worker it starts) alone."""
-    script = 'mount -t tmpfs -o size="$1" none "$2" && shift 2 && exec "$@"'
+def _mounted(
+    mount: tuple[str, str], folder: Path, program: Sequence[str], log: Path
+) -> list[str]:
+    """`program` run with a file system of kind `mount` (type, options)
+    mounted on `folder`, seen by it (and the worker it starts) alone; its
+    stderr (the engine's log) goes to `log`."""
+    script = (
+        'mount -t "$1" -o "$2" none "$3" && log="$4" && shift 4 && exec "$@" 2>>"$log"'
+    )
+    kind, options = mount
     return [
         "unshare",
         "--mount",
@@ -44,22 +53,29 @@ def _in_full_disk(folder: Path, program: Sequence[str]) -> list[str]:
         "-c",
         script,
         "sh",
-        str(TMPFS_BYTES),
+        kind,
+        options,
         str(folder),
+        str(log),
         *program,
     ]
 
 
-def _full_disk_or_skip(folder: Path) -> None:
+def _mount_or_skip(mount: tuple[str, str], folder: Path, log: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs in a mount namespace needs root")
+        pytest.skip("mounting a file system in a mount namespace needs root")
     if shutil.which("unshare") is None:
         pytest.skip("no unshare (util-linux) to make a mount namespace")
     probe = subprocess.run(
-        _in_full_disk(folder, ["true"]), capture_output=True, text=True, timeout=30
+        _mounted(mount, folder, ["true"], log),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     if probe.returncode != 0:
-        pytest.skip(f"this machine cannot mount a tmpfs in a namespace: {probe.stderr}")
+        pytest.skip(
+            f"this machine cannot mount {mount[0]} in a namespace: {probe.stderr}"
+        )
 
 
 def _answers(
@@ -84,9 +100,9 @@ def _answers(
 def test_a_full_index_disk_leaves_the_worker_alive_and_the_answers_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heap_stats_first: bool
 ) -> None:
-    full = tmp_path / "full"
+    full, log = tmp_path / "full", tmp_path / "engine.log"
     full.mkdir()
-    _full_disk_or_skip(full)
+    _mount_or_skip(FULL_DISK, full, log)
     dump = ensure_dump("retention", "net10")
 
     monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path / "roomy"))
@@ -94,16 +110,39 @@ def test_a_full_index_disk_leaves_the_worker_alive_and_the_answers_the_same(
     monkeypatch.setenv("DUMPSCOPE_INDEX", str(full))
     # A dead worker fails the call it ran with EngineError (1012).
     on_full = _answers(
-        str(dump.path), _in_full_disk(full, [str(ENGINE)]), heap_stats_first
+        str(dump.path), _mounted(FULL_DISK, full, [str(ENGINE)], log), heap_stats_first
     )
 
     stats, summary, top, below, types = on_full
-    assert summary.objects * 8 > TMPFS_BYTES, "the rows would fit: nothing tested"
+    assert summary.objects * 8 > 64 * 1024, "the rows would fit: nothing tested"
     assert summary.from_index is False
     assert _facts(on_full) == _facts(roomy)
     assert top.items and below.items and types.items
+    assert "no room for a scratch file" in log.read_text()
     # The tmpfs was the engine's alone: nothing of it shows here.
     assert list(full.iterdir()) == []
+
+
+def test_a_file_system_that_cannot_reserve_blocks_gets_no_scratch_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, log = tmp_path / "ramfs", tmp_path / "engine.log"
+    folder.mkdir()
+    _mount_or_skip(NO_FALLOCATE, folder, log)
+    dump = ensure_dump("retention", "net10")
+
+    monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path / "roomy"))
+    roomy = _answers(str(dump.path), None, heap_stats_first=True)
+    monkeypatch.setenv("DUMPSCOPE_INDEX", str(folder))
+    there = _answers(
+        str(dump.path),
+        _mounted(NO_FALLOCATE, folder, [str(ENGINE)], log),
+        heap_stats_first=True,
+    )
+
+    assert _facts(there) == _facts(roomy)
+    # Refused rather than risked: the rows took anonymous memory.
+    assert "cannot reserve a scratch file's blocks" in log.read_text()
 
 
 def _facts(answers: tuple[Any, ...]) -> tuple[Any, ...]:
