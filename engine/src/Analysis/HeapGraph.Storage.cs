@@ -172,9 +172,13 @@ internal sealed unsafe class MappedFile
 /// rather than anonymous. The file has no name once mapped (Windows: from
 /// when it is closed), so a process that dies leaves none behind; no column
 /// may be used after Dispose. Not disposed, it is unmapped once collected:
-/// its columns hold it, so that is when no column is left.
+/// its columns hold it, so that is when no column is left. Its blocks are
+/// reserved when it is made: a disk without room for it fails the
+/// constructor with an IOException (the callers then use anonymous
+/// memory), never a later write through the mapping, which on Linux is a
+/// SIGBUS that kills the process.
 /// </summary>
-internal sealed unsafe class ScratchFile : IDisposable
+internal sealed unsafe partial class ScratchFile : IDisposable
 {
     private readonly FileStream _stream;
     private readonly MemoryMappedFile _file;
@@ -196,7 +200,12 @@ internal sealed unsafe class ScratchFile : IDisposable
         {
             if (!OperatingSystem.IsWindows())
                 File.Delete(path);
-            _stream.SetLength(_bytes);
+            if (OperatingSystem.IsLinux())
+                Reserve(_stream.SafeFileHandle, _bytes);
+            else
+                // NTFS gives a file that is not sparse its clusters here:
+                // a full disk fails this call.
+                _stream.SetLength(_bytes);
             _file = MemoryMappedFile.CreateFromFile(_stream, null, _bytes, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None,
                 leaveOpen: true);
             _view = _file.CreateViewAccessor(0, _bytes, MemoryMappedFileAccess.ReadWrite);
@@ -213,6 +222,34 @@ internal sealed unsafe class ScratchFile : IDisposable
             throw;
         }
     }
+
+    private const int EINTR = 4;
+    private const int EFBIG = 27;
+    private const int ENOSPC = 28;
+
+    /// <summary>Gives the file its length with every block allocated
+    /// (fallocate, mode 0). A sparse file (SetLength) would take its
+    /// blocks at the first write to each page through the mapping, where
+    /// a full disk is a SIGBUS. A file system that cannot allocate ahead
+    /// (EOPNOTSUPP: some FUSE and NFS) is refused as well, rather than
+    /// risked: .NET's own PreallocationSize ignores that error.</summary>
+    private static void Reserve(SafeHandle file, long bytes)
+    {
+        int fd = (int)file.DangerousGetHandle();
+        int error;
+        do
+            error = Fallocate(fd, 0, 0, bytes) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        while (error == EINTR);
+        if (error == 0)
+            return;
+        string why = Marshal.GetPInvokeErrorMessage(error);
+        throw new IOException(error is ENOSPC or EFBIG
+            ? $"no room for a scratch file of {bytes} bytes: {why}"
+            : $"the file system cannot reserve a scratch file's blocks ({why}), and a mapped file without them would crash the engine once the disk is full");
+    }
+
+    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    private static partial int Fallocate(int fd, int mode, long offset, long length);
 
     /// <summary>The next length ints of the file, as a column.</summary>
     public Column<int> Ints(int length)

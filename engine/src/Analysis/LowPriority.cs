@@ -194,7 +194,7 @@ internal sealed class RowsRoom
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            Console.Error.WriteLine($"engine: no scratch file in {folder} ({e.Message})");
+            Console.Error.WriteLine($"engine: no scratch file in {folder} ({e.Message}); the dominator rows will take anonymous memory");
             return null;
         }
     }
