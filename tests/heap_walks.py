@@ -5,6 +5,8 @@ then known to be under way when the test asks for it too."""
 from __future__ import annotations
 
 import threading
+import time
+from typing import Callable
 
 import pytest
 
@@ -30,3 +32,21 @@ class HeapWalks:
             return real(client, *args, **kwargs)
 
         monkeypatch.setattr(EngineClient, "heap_stats", walk)
+
+
+EARLY_THREAD = "engine-early"
+
+
+def early_thread_ended() -> bool:
+    """No session's early thread runs any more."""
+    return not any(t.name == EARLY_THREAD for t in threading.enumerate())
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 120.0) -> bool:
+    """Whether predicate came true within seconds (polled every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -25,20 +25,9 @@ from analysis.analyses import (
 from analysis.model.outcome import Cancelled, Done
 from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
-from tests.heap_walks import HeapWalks
+from tests.heap_walks import EARLY_THREAD, HeapWalks, early_thread_ended, wait_for
 from tests.paths import MINIDUMPS
 from tests.procs import descendants
-
-EARLY_THREAD = "engine-early"
-
-
-def _wait_for(predicate, seconds: float = 120.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_the_runtime_opens_while_the_native_analyses_run():
@@ -47,16 +36,12 @@ def test_the_runtime_opens_while_the_native_analyses_run():
         assert isinstance(session.outcome(MODULES), Done)
         assert isinstance(session.outcome(NATIVE_HEAPS), Done)
         # Never asked for, yet it ends: it was started with the first question.
-        assert _wait_for(lambda: session.peek(RUNTIME) is not None)
+        assert wait_for(lambda: session.peek(RUNTIME) is not None)
         runtime = session.peek(RUNTIME)
         assert isinstance(runtime, Done)
         assert session.engine_version() is not None
         assert session.outcome(RUNTIME) is runtime
         assert isinstance(session.outcome(HEAP_STATS), Done)
-
-
-def _early_thread_ended() -> bool:
-    return not any(t.name == EARLY_THREAD for t in threading.enumerate())
 
 
 def test_the_engine_walks_the_heap_while_the_native_analyses_run(monkeypatch):
@@ -67,7 +52,7 @@ def test_the_engine_walks_the_heap_while_the_native_analyses_run(monkeypatch):
         assert isinstance(session.outcome(NATIVE_HEAPS), Done)
         assert isinstance(session.outcome(NATIVE_THREADS), Done)
         # Never asked for, yet they end: the early thread ran them.
-        assert _wait_for(lambda: session.peek(THREAD_POOL) is not None)
+        assert wait_for(lambda: session.peek(THREAD_POOL) is not None)
         assert walks.threads == [EARLY_THREAD]
         heap = session.peek(HEAP_STATS)
         assert isinstance(heap, Done)
@@ -113,7 +98,7 @@ def test_a_cancel_stops_the_early_thread(monkeypatch, cancelled):
         assert time.monotonic() - started < 1.0
         walks.release.set()
         # The user's Cancel stops the engine's work: nothing runs after it.
-        assert _wait_for(_early_thread_ended, 60)
+        assert wait_for(early_thread_ended, 60)
         assert session.peek(GC_HEAP) is None
         assert not isinstance(session.peek(HEAP_STATS), Cancelled)
         # Asked again, it runs.
@@ -129,8 +114,8 @@ def test_closing_during_the_early_walk_stops_it_and_its_engine(monkeypatch):
     started = time.monotonic()
     session.close()
     assert time.monotonic() - started < 2.0
-    assert _wait_for(lambda: descendants(os.getpid()) == [], 30)
-    assert _wait_for(_early_thread_ended, 30)
+    assert wait_for(lambda: descendants(os.getpid()) == [], 30)
+    assert wait_for(early_thread_ended, 30)
 
 
 @pytest.mark.skipif(
@@ -152,7 +137,7 @@ def test_a_dump_without_a_runtime_starts_no_engine_early(monkeypatch):
         assert isinstance(modules, Done)
         assert "libc-2.19.so" in [m.name for m in modules.value]
         assert isinstance(session.outcome(NATIVE_THREADS), Done)
-        assert _wait_for(_early_thread_ended, 10)
+        assert wait_for(early_thread_ended, 10)
         assert opened == []
         assert descendants(os.getpid()) == []
         assert session.engine_version() is None
@@ -202,4 +187,4 @@ def test_closing_at_once_leaves_no_engine_running():
     # Closing does not wait for the open under way...
     assert time.monotonic() - started < 0.5
     # ...whose engine stops as soon as it has opened the dump.
-    assert _wait_for(lambda: descendants(os.getpid()) == [], 60)
+    assert wait_for(lambda: descendants(os.getpid()) == [], 60)

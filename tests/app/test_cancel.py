@@ -2,7 +2,6 @@
 leaves nothing half-cached: the next analysis of the same dump starts clean."""
 
 import threading
-import time
 
 from app.analyse import analyse
 from app.jobs import JobCancelled
@@ -10,11 +9,7 @@ from analysis.analyses import DIAGNOSIS, HEAP_STATS, NATIVE_HEAPS, THREADS
 from analysis.model.outcome import Done
 from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
-from tests.heap_walks import HeapWalks
-
-
-def _early_thread_ended() -> bool:
-    return not any(t.name == "engine-early" for t in threading.enumerate())
+from tests.heap_walks import HeapWalks, early_thread_ended, wait_for
 
 
 def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes(
@@ -45,7 +40,7 @@ def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes(
         raise AssertionError("the analysis ran to the end despite Cancel")
     assert walks.entered.is_set()  # the early thread's walk was under way
     walks.release.set()
-    assert _wait_for(_early_thread_ended)
+    assert wait_for(early_thread_ended, 60)
     assert "walking the managed heap" in steps
     assert session.peek(NATIVE_HEAPS) is not None  # done before Cancel: kept
     assert session.peek(HEAP_STATS) is None  # cancelled: not cached as a failure
@@ -53,15 +48,6 @@ def test_cancel_during_the_engine_walk_caches_nothing_and_a_rerun_completes(
     assert isinstance(results[HEAP_STATS], Done), results[HEAP_STATS]
     assert results[HEAP_STATS].value.total_objects >= dump.facts["objects"]
     session.close()
-
-
-def _wait_for(predicate, seconds: float = 60.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_cancel_during_the_diagnosis_probes_caches_no_findings():

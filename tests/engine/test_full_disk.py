@@ -103,14 +103,9 @@ def test_a_full_index_disk_leaves_the_worker_alive_and_the_answers_the_same(
     full, log = tmp_path / "full", tmp_path / "engine.log"
     full.mkdir()
     _mount_or_skip(FULL_DISK, full, log)
-    dump = ensure_dump("retention", "net10")
-
-    monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path / "roomy"))
-    roomy = _answers(str(dump.path), None, heap_stats_first)
-    monkeypatch.setenv("DUMPSCOPE_INDEX", str(full))
     # A dead worker fails the call it ran with EngineError (1012).
-    on_full = _answers(
-        str(dump.path), _mounted(FULL_DISK, full, [str(ENGINE)], log), heap_stats_first
+    roomy, on_full = _roomy_and_mounted(
+        tmp_path, monkeypatch, FULL_DISK, full, log, heap_stats_first
     )
 
     stats, summary, top, below, types = on_full
@@ -129,20 +124,33 @@ def test_a_file_system_that_cannot_reserve_blocks_gets_no_scratch_file(
     folder, log = tmp_path / "ramfs", tmp_path / "engine.log"
     folder.mkdir()
     _mount_or_skip(NO_FALLOCATE, folder, log)
-    dump = ensure_dump("retention", "net10")
-
-    monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path / "roomy"))
-    roomy = _answers(str(dump.path), None, heap_stats_first=True)
-    monkeypatch.setenv("DUMPSCOPE_INDEX", str(folder))
-    there = _answers(
-        str(dump.path),
-        _mounted(NO_FALLOCATE, folder, [str(ENGINE)], log),
-        heap_stats_first=True,
+    roomy, there = _roomy_and_mounted(
+        tmp_path, monkeypatch, NO_FALLOCATE, folder, log, heap_stats_first=True
     )
 
     assert _facts(there) == _facts(roomy)
     # Refused rather than risked: the rows took anonymous memory.
     assert "cannot reserve a scratch file's blocks" in log.read_text()
+
+
+def _roomy_and_mounted(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mount: tuple[str, str],
+    folder: Path,
+    log: Path,
+    heap_stats_first: bool,
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The retention dump's answers with a roomy index folder, then with
+    `mount` mounted over the index folder `folder`."""
+    dump = ensure_dump("retention", "net10")
+    monkeypatch.setenv("DUMPSCOPE_INDEX", str(tmp_path / "roomy"))
+    roomy = _answers(str(dump.path), None, heap_stats_first)
+    monkeypatch.setenv("DUMPSCOPE_INDEX", str(folder))
+    there = _answers(
+        str(dump.path), _mounted(mount, folder, [str(ENGINE)], log), heap_stats_first
+    )
+    return roomy, there
 
 
 def _facts(answers: tuple[Any, ...]) -> tuple[Any, ...]:
