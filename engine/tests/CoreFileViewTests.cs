@@ -5,11 +5,31 @@ namespace DumpScope.Engine.Tests;
 
 public class CoreFileViewTests
 {
-    private static (DataTarget Target, ClrRuntime Runtime) Open(string scenario)
+    /// <summary>A scenario's core (or a file of its own) opened by ClrMD, with the view the walker makes of it.</summary>
+    private sealed class Opened : IDisposable
+    {
+        public DataTarget Target { get; }
+        public ClrRuntime Runtime { get; }
+        public CoreFileView View { get; }
+
+        public Opened(string dump, string runtimeDir)
+        {
+            Target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
+            Runtime = Target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+            View = CoreFileView.Of(Target.DataReader)!;
+        }
+
+        public void Dispose()
+        {
+            Runtime.Dispose();
+            Target.Dispose();
+        }
+    }
+
+    private static Opened Open(string scenario)
     {
         var (dump, runtimeDir) = ScenarioDumps.Get(scenario, "net10");
-        var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        return (target, target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true));
+        return new Opened(dump, runtimeDir);
     }
 
     // The walker reads the heap in place in the core file: every segment's
@@ -17,11 +37,9 @@ public class CoreFileViewTests
     [Fact]
     public void The_heap_read_in_place_is_what_ClrMD_reads()
     {
-        var (target, clr) = Open("event-leak");
-        using DataTarget owned = target;
-        using ClrRuntime runtime = clr;
-        CoreFileView view = CoreFileView.Of(target.DataReader)!;
-        foreach (ClrSegment segment in clr.Heap.Segments.Where(s => s.ObjectRange.Length > 0))
+        using Opened core = Open("event-leak");
+        var (target, view) = (core.Target, core.View);
+        foreach (ClrSegment segment in core.Runtime.Heap.Segments.Where(s => s.ObjectRange.Length > 0))
         {
             foreach (ulong address in new[] { segment.ObjectRange.Start, segment.FirstObjectAddress, segment.ObjectRange.End - 64 })
             {
@@ -41,11 +59,9 @@ public class CoreFileViewTests
     [Fact]
     public void Reading_ahead_maps_the_pages_of_the_heaps_segments()
     {
-        var (target, clr) = Open("event-leak");
-        using DataTarget owned = target;
-        using ClrRuntime runtime = clr;
-        CoreFileView view = CoreFileView.Of(target.DataReader)!;
-        var segments = clr.Heap.Segments.Where(s => s.ObjectRange.Length > 0).ToArray();
+        using Opened core = Open("event-leak");
+        CoreFileView view = core.View;
+        var segments = core.Runtime.Heap.Segments.Where(s => s.ObjectRange.Length > 0).ToArray();
         var ranges = segments.Select(s => (s.ObjectRange.Start, s.ObjectRange.End)).ToArray();
         ulong heap = segments.Aggregate(0UL, (sum, s) => sum + s.ObjectRange.Length);
 
@@ -67,6 +83,92 @@ public class CoreFileViewTests
         view.ReadAhead(ranges);
         long after = ResidentKib(view.MappedAt);
         Assert.True((ulong)(after - before) * 1024 >= heap / 2, $"{before} KiB, then {after} KiB resident; the heap holds {heap} bytes");
+    }
+
+    // A core whose fullest GC region is cut short in the file (its PT_LOAD
+    // ends at the page of the region's middle object, as a dump written
+    // short leaves it; the rest of the file, which the DAC needs, stays).
+    // Where the file's bytes end, the view holds nothing and the walker
+    // reads through ClrMD, as before the view: the objects and the logged
+    // damage are those of a walk through ClrMD alone (a reader that is no
+    // IDataReader gets no view), and the walk says where it stopped.
+    [Fact]
+    public void A_core_with_a_region_cut_short_is_walked_as_through_ClrMD_alone()
+    {
+        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
+        ulong cut, middle;
+        using (Opened whole = Open("event-leak"))
+        {
+            // The region of most objects, cut at its middle object's page.
+            ClrSegment fullest = whole.Runtime.Heap.Segments.OrderByDescending(s => s.EnumerateObjects().Count()).First();
+            var objects = fullest.EnumerateObjects().Select(o => o.Address).ToArray();
+            middle = objects[objects.Length / 2];
+            cut = Assert.Single(whole.View.FileRanges([(middle, middle + 1)])).Start;
+        }
+        string path = Path.Combine(Path.GetTempPath(), $"cut-{Guid.NewGuid():n}.core");
+        try
+        {
+            File.Copy(dump, path);
+            using (var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+            {
+                var (headers, _) = DumpFileCheck.ProgramHeaders(file, 1 << 20);
+                int i = Array.FindIndex(headers!, h => h.Type == DumpFileCheck.ProgramHeader.Load && h.Offset <= cut && cut < h.Offset + h.FileSize);
+                Assert.True(i >= 0);
+                var elf = new byte[64];
+                file.Position = 0;
+                file.ReadExactly(elf);
+                // p_filesz of header i (64-bit: 56-byte headers, the field at 32).
+                file.Position = (long)BitConverter.ToUInt64(elf, 32) + i * 56 + 32;
+                file.Write(BitConverter.GetBytes(cut - headers![i].Offset));
+            }
+            using var core = new Opened(path, runtimeDir);
+            var inPlace = Walk(core, core.Target.DataReader);
+            var throughClrMd = Walk(core, new ThroughReader(core.Target.DataReader));
+            Assert.Equal(throughClrMd.Objects, inPlace.Objects);
+            Assert.Equal(throughClrMd.Damage, inPlace.Damage);
+            // The view holds nothing from the cut on: there the walk read through ClrMD.
+            Assert.True(core.View.At(middle, 8, 8).IsEmpty);
+            // The walk stopped at the cut and said why (the objects past it are not read).
+            HeapDamage cutShort = Assert.Single(inPlace.Damage);
+            Assert.Equal("memory not in the dump", cutShort.Reason);
+            Assert.DoesNotContain(inPlace.Objects, o => o.Item1 == middle);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static (List<(ulong, ulong, ulong)> Objects, List<HeapDamage> Damage) Walk(Opened core, IMemoryReader memory)
+    {
+        var walker = new HeapWalker(core.Runtime, memory);
+        var damage = new HeapDamageLog(1000);
+        var objects = new List<(ulong, ulong, ulong)>();
+        foreach (ClrSegment segment in core.Runtime.Heap.Segments)
+        {
+            var visitor = new Collect();
+            walker.Walk(segment, ref visitor, CancellationToken.None, damage);
+            objects.AddRange(visitor.Objects);
+        }
+        return (objects, damage.Ranges.ToList());
+    }
+
+    private struct Collect() : IObjectVisitor
+    {
+        public readonly List<(ulong, ulong, ulong)> Objects = [];
+
+        public void Visit(ulong address, ulong methodTable, ClrType type, ulong size) => Objects.Add((address, methodTable, size));
+    }
+
+    /// <summary>The same reader, seen as a plain memory reader: the walker makes no view of it.</summary>
+    private sealed class ThroughReader(IMemoryReader inner) : IMemoryReader
+    {
+        public int PointerSize => inner.PointerSize;
+        public int Read(ulong address, Span<byte> buffer) => inner.Read(address, buffer);
+        public bool Read<T>(ulong address, out T value) where T : unmanaged => inner.Read(address, out value);
+        public T Read<T>(ulong address) where T : unmanaged => inner.Read<T>(address);
+        public bool ReadPointer(ulong address, out ulong value) => inner.ReadPointer(address, out value);
+        public ulong ReadPointer(ulong address) => inner.ReadPointer(address);
     }
 
     // The resident KiB of this process's mapping that starts there (smaps).
