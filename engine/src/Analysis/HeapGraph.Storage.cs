@@ -178,7 +178,7 @@ internal sealed unsafe class MappedFile
 /// memory), never a later write through the mapping, which on Linux is a
 /// SIGBUS that kills the process.
 /// </summary>
-internal sealed unsafe partial class ScratchFile : IDisposable
+internal sealed unsafe class ScratchFile : IDisposable
 {
     private readonly FileStream _stream;
     private readonly MemoryMappedFile _file;
@@ -238,7 +238,7 @@ internal sealed unsafe partial class ScratchFile : IDisposable
         int fd = (int)file.DangerousGetHandle();
         int error;
         do
-            error = Fallocate(fd, 0, 0, bytes) == 0 ? 0 : Marshal.GetLastPInvokeError();
+            error = Libc.Fallocate(fd, 0, 0, bytes) == 0 ? 0 : Marshal.GetLastPInvokeError();
         while (error == EINTR);
         if (error == 0)
             return;
@@ -247,9 +247,6 @@ internal sealed unsafe partial class ScratchFile : IDisposable
             ? $"no room for a scratch file of {bytes} bytes: {why}"
             : $"the file system cannot reserve a scratch file's blocks ({why}), and a mapped file without them would crash the engine once the disk is full");
     }
-
-    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
-    private static partial int Fallocate(int fd, int mode, long offset, long length);
 
     /// <summary>The next length ints of the file, as a column.</summary>
     public Column<int> Ints(int length)
@@ -599,7 +596,7 @@ internal static unsafe class Prefault
     }
 }
 
-/// <summary>The Linux calls the graph's build and the walks use (only called on Linux).</summary>
+/// <summary>The Linux calls the graph's build, its scratch files and the walks use (only called on Linux).</summary>
 internal static unsafe class Libc
 {
     [DllImport("libc", EntryPoint = "madvise")]
@@ -610,4 +607,7 @@ internal static unsafe class Libc
 
     [DllImport("libc", EntryPoint = "munmap")]
     public static extern int Munmap(void* address, nuint length);
+
+    [DllImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    public static extern int Fallocate(int fd, int mode, long offset, long length);
 }
