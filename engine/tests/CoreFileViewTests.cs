@@ -5,40 +5,16 @@ namespace DumpScope.Engine.Tests;
 
 public class CoreFileViewTests
 {
-    /// <summary>A scenario's core (or a file of its own) opened by ClrMD, with the view the walker makes of it.</summary>
-    private sealed class Opened : IDisposable
-    {
-        public DataTarget Target { get; }
-        public ClrRuntime Runtime { get; }
-        public CoreFileView View { get; }
-
-        public Opened(string dump, string runtimeDir)
-        {
-            Target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-            Runtime = Target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
-            View = CoreFileView.Of(Target.DataReader)!;
-        }
-
-        public void Dispose()
-        {
-            Runtime.Dispose();
-            Target.Dispose();
-        }
-    }
-
-    private static Opened Open(string scenario)
-    {
-        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, "net10");
-        return new Opened(dump, runtimeDir);
-    }
+    // The view the walker makes of a dump ClrMD opened (a Linux core: never null here).
+    private static CoreFileView ViewOf(OpenedDump opened) => CoreFileView.Of(opened.Target.DataReader)!;
 
     // The walker reads the heap in place in the core file: every segment's
     // bytes there are the bytes ClrMD reads at the same addresses.
     [Fact]
     public void The_heap_read_in_place_is_what_ClrMD_reads()
     {
-        using Opened core = Open("event-leak");
-        var (target, view) = (core.Target, core.View);
+        using var core = OpenedDump.Of("event-leak");
+        var (target, view) = (core.Target, ViewOf(core));
         foreach (ClrSegment segment in core.Runtime.Heap.Segments.Where(s => s.ObjectRange.Length > 0))
         {
             foreach (ulong address in new[] { segment.ObjectRange.Start, segment.FirstObjectAddress, segment.ObjectRange.End - 64 })
@@ -59,8 +35,8 @@ public class CoreFileViewTests
     [Fact]
     public void Reading_ahead_maps_the_pages_of_the_heaps_segments()
     {
-        using Opened core = Open("event-leak");
-        CoreFileView view = core.View;
+        using var core = OpenedDump.Of("event-leak");
+        CoreFileView view = ViewOf(core);
         var segments = core.Runtime.Heap.Segments.Where(s => s.ObjectRange.Length > 0).ToArray();
         var ranges = segments.Select(s => (s.ObjectRange.Start, s.ObjectRange.End)).ToArray();
         ulong heap = segments.Aggregate(0UL, (sum, s) => sum + s.ObjectRange.Length);
@@ -97,13 +73,13 @@ public class CoreFileViewTests
     {
         var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
         ulong cut, middle;
-        using (Opened whole = Open("event-leak"))
+        using (var whole = new OpenedDump(dump, runtimeDir))
         {
             // The region of most objects, cut at its middle object's page.
             ClrSegment fullest = whole.Runtime.Heap.Segments.OrderByDescending(s => s.EnumerateObjects().Count()).First();
             var objects = fullest.EnumerateObjects().Select(o => o.Address).ToArray();
             middle = objects[objects.Length / 2];
-            cut = Assert.Single(whole.View.FileRanges([(middle, middle + 1)])).Start;
+            cut = Assert.Single(ViewOf(whole).FileRanges([(middle, middle + 1)])).Start;
         }
         string path = Path.Combine(Path.GetTempPath(), $"cut-{Guid.NewGuid():n}.core");
         try
@@ -121,13 +97,13 @@ public class CoreFileViewTests
                 file.Position = (long)BitConverter.ToUInt64(elf, 32) + i * 56 + 32;
                 file.Write(BitConverter.GetBytes(cut - headers![i].Offset));
             }
-            using var core = new Opened(path, runtimeDir);
+            using var core = new OpenedDump(path, runtimeDir);
             var inPlace = Walk(core, core.Target.DataReader);
             var throughClrMd = Walk(core, new ThroughReader(core.Target.DataReader));
             Assert.Equal(throughClrMd.Objects, inPlace.Objects);
             Assert.Equal(throughClrMd.Damage, inPlace.Damage);
             // The view holds nothing from the cut on: there the walk read through ClrMD.
-            Assert.True(core.View.At(middle, 8, 8).IsEmpty);
+            Assert.True(ViewOf(core).At(middle, 8, 8).IsEmpty);
             // The walk stopped at the cut and said why (the objects past it are not read).
             HeapDamage cutShort = Assert.Single(inPlace.Damage);
             Assert.Equal("memory not in the dump", cutShort.Reason);
@@ -139,7 +115,7 @@ public class CoreFileViewTests
         }
     }
 
-    private static (List<(ulong, ulong, ulong)> Objects, List<HeapDamage> Damage) Walk(Opened core, IMemoryReader memory)
+    private static (List<(ulong, ulong, ulong)> Objects, List<HeapDamage> Damage) Walk(OpenedDump core, IMemoryReader memory)
     {
         var walker = new HeapWalker(core.Runtime, memory);
         var damage = new HeapDamageLog(1000);

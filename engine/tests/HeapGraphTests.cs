@@ -233,9 +233,8 @@ public class HeapGraphTests
     /// <summary>A graph no question has been asked of yet (nothing made on demand).</summary>
     internal static HeapGraph Fresh(string scenario, string runtime = "net10")
     {
-        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of(scenario, runtime);
+        var (target, clr) = (opened.Target, opened.Runtime);
         return HeapGraph.Build(clr, new HeapWalker(clr, target.DataReader), target.DataReader, null, CancellationToken.None);
     }
 
@@ -268,9 +267,8 @@ public class HeapGraphTests
     public void A_reference_that_names_no_object_is_left_out_of_its_row_and_counted(string value, bool compressReferences)
     {
         HeapGraph whole = Graph("deadlock");
-        var (dump, runtimeDir) = ScenarioDumps.Get("deadlock", "net10");
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of("deadlock", "net10");
+        var (target, clr) = (opened.Target, opened.Runtime);
         (int holder, ulong slot, ulong named) = (-1, 0, 0);
         for (int i = whole.ObjectCount / 8; holder < 0 && i < whole.ObjectCount; i++)
         {
@@ -318,9 +316,8 @@ public class HeapGraphTests
     public void References_kept_in_32_or_64_bits_give_the_same_graph()
     {
         HeapGraph coded = Graph("event-leak");
-        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of("event-leak", "net10");
+        var (target, clr) = (opened.Target, opened.Runtime);
         var segments = clr.Heap.Segments.Where(s => s.ObjectRange.Length > 0).OrderBy(s => s.ObjectRange.Start)
             .Select(s => (s.ObjectRange.Start, s.ObjectRange.End)).ToArray();
         Assert.NotNull(ReferenceCodec.For(segments, 8));
@@ -377,9 +374,8 @@ public class HeapGraphTests
     public void Every_object_has_the_address_size_and_type_ClrMD_gives_it()
     {
         HeapGraph graph = Graph("event-leak");
-        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of("event-leak", "net10");
+        var (target, clr) = (opened.Target, opened.Runtime);
         var objects = clr.Heap.EnumerateObjects().Where(o => o.IsValid && !o.IsFree).OrderBy(o => o.Address).ToArray();
         Assert.Equal(objects.Length, graph.ObjectCount);
         for (int i = 0; i < objects.Length; i++)
@@ -408,11 +404,9 @@ public class HeapGraphTests
         var probes = new List<ulong>(addresses);
         foreach (ulong address in addresses.OrderBy(_ => random.Next()))
             probes.AddRange([address, address + 8, address + 4, address - 8, 0, 0x10, ulong.MaxValue, address + (1UL << 32)]);
-        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
-        using (var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true }))
-        using (var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true))
+        using (var opened = OpenedDump.Of("event-leak"))
         {
-            var segments = clr.Heap.Segments.Where(s => s.ObjectRange.Length > 0).ToArray();
+            var segments = opened.Runtime.Heap.Segments.Where(s => s.ObjectRange.Length > 0).ToArray();
             Assert.True(segments.Length > 1);
             foreach (var segment in segments)
                 probes.AddRange([segment.ObjectRange.Start - 8, segment.ObjectRange.End, segment.ObjectRange.End + 8]);
@@ -477,9 +471,8 @@ public class HeapGraphTests
     [Fact]
     public void A_cancelled_build_stops_with_OperationCanceledException()
     {
-        var (dump, runtimeDir) = ScenarioDumps.Get("event-leak", "net10");
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of("event-leak", "net10");
+        var (target, clr) = (opened.Target, opened.Runtime);
         using var cts = new CancellationTokenSource();
         cts.Cancel();
         Assert.ThrowsAny<OperationCanceledException>(() =>
@@ -537,13 +530,12 @@ public class GraphIndexTests : IDisposable
     [Fact]
     public void A_graph_built_over_a_damaged_heap_reports_the_damage_and_the_index_keeps_it()
     {
-        var (dump, runtimeDir) = ScenarioDumps.Get("deadlock", "net10");
         GraphSummary sound = HeapGraphTests.Graph("deadlock").Summary(false);
         Assert.Equal((0L, 0UL, 0L), (sound.CorruptRangeCount, sound.UnwalkedBytes, sound.DanglingReferences));
         Assert.Empty(sound.CorruptRanges);
 
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of("deadlock");
+        var (target, clr) = (opened.Target, opened.Runtime);
         ulong first = clr.Heap.Segments.Where(s => s.Kind is not (GCSegmentKind.Large or GCSegmentKind.Frozen))
             .OrderByDescending(s => s.ObjectRange.Length).First().FirstObjectAddress;
         var memory = new DamagedMemory(target.DataReader, first, new byte[8], 8);
@@ -557,8 +549,8 @@ public class GraphIndexTests : IDisposable
         Assert.True(summary.Objects < sound.Objects);
 
         var index = new GraphIndex(_folder, 1L << 30);
-        index.Save(dump, damaged);
-        GraphSummary loaded = index.TryLoad(dump, CancellationToken.None)!.Summary(true);
+        index.Save(opened.Dump, damaged);
+        GraphSummary loaded = index.TryLoad(opened.Dump, CancellationToken.None)!.Summary(true);
         Assert.Equal(summary.CorruptRanges.ToArray(), loaded.CorruptRanges.ToArray());
         Assert.Equal((summary.CorruptRangeCount, summary.UnwalkedBytes, summary.DanglingReferences),
             (loaded.CorruptRangeCount, loaded.UnwalkedBytes, loaded.DanglingReferences));

@@ -68,9 +68,8 @@ public class HeapWalkerTests
     [InlineData("healthy", "net8")]
     public void The_walker_finds_exactly_the_objects_ClrMD_enumerates(string scenario, string runtime)
     {
-        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of(scenario, runtime);
+        var (target, clr) = (opened.Target, opened.Runtime);
         var walker = new HeapWalker(clr, target.DataReader);
         foreach (ClrSegment segment in clr.Heap.Segments)
         {
@@ -97,9 +96,8 @@ public class HeapWalkerTests
     [InlineData("event-leak", "net8", Where.ArrayLengthInLargestRegion, 4, false)]
     public void A_damaged_heap_is_walked_around_and_the_damage_logged(string scenario, string runtime, Where where, int length, bool hole)
     {
-        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, runtime);
-        using var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        using var clr = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
+        using var opened = OpenedDump.Of(scenario, runtime);
+        var (target, clr) = (opened.Target, opened.Runtime);
         var segments = clr.Heap.Segments;
         ClrSegment largest(Func<ClrSegment, bool> which) => segments.Where(which).OrderByDescending(s => s.ObjectRange.Length).First();
         ulong at = where switch

@@ -6,29 +6,23 @@ namespace DumpScope.Engine.Tests;
 
 public class NativePointersTests
 {
-    private sealed class Opened : IDisposable
+    private sealed class Opened(OpenedDump dump, JsonElement facts) : IDisposable
     {
-        public required DataTarget Target { get; init; }
-        public required ClrRuntime Runtime { get; init; }
-        public required JsonElement Facts { get; init; }
+        public DataTarget Target => dump.Target;
+        public ClrRuntime Runtime => dump.Runtime;
+        public JsonElement Facts => facts;
 
         public NativePointerScan Scan() =>
             new(Runtime, new HeapWalker(Runtime, Target.DataReader), Target.DataReader, EngineLimits.Default);
 
-        public void Dispose()
-        {
-            Runtime.Dispose();
-            Target.Dispose();
-        }
+        public void Dispose() => dump.Dispose();
     }
 
     private static Opened Open(string scenario)
     {
-        var (dump, runtimeDir) = ScenarioDumps.Get(scenario, "net10");
-        var target = DataTarget.LoadDump(dump, new DataTargetOptions { SymbolPaths = [], UseLockFreeMemoryMapReader = true });
-        var runtime = target.ClrVersions[0].CreateRuntime(Path.Combine(runtimeDir, "libmscordaccore.so"), ignoreMismatch: true);
-        using var facts = JsonDocument.Parse(File.ReadAllText(dump + ".facts.json"));
-        return new Opened { Target = target, Runtime = runtime, Facts = facts.RootElement.Clone() };
+        var dump = OpenedDump.Of(scenario);
+        using var facts = JsonDocument.Parse(File.ReadAllText(dump.Dump + ".facts.json"));
+        return new Opened(dump, facts.RootElement.Clone());
     }
 
     private static NativeRange[] Buffers(JsonElement facts)
