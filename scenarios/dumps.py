@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -499,6 +499,22 @@ def _run_under_wine(
             )
     finally:
         stop_wineserver(wine, prefix)
+
+
+@contextmanager
+def running_scenario(
+    name: str, runtime: str = "net10", env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A scenario's program running live (Linux), once it is ready (it has
+    printed READY and waits), with `env` added to its environment: for a
+    test that dumps a live .NET process itself. Killed when the block ends."""
+    build = _Build(runtime)
+    build.ensure()
+    command = build.command(name, [])
+    full_env = {**os.environ, **_RUN_ENV, **(env or {})}
+    with _running(command, full_env, subprocess.PIPE) as (process, stderr):
+        _wait_ready(process, stderr, command, 120.0)
+        yield process
 
 
 @contextmanager

@@ -18,8 +18,8 @@ from analysis.managed.client import (
     ErrorCode,
     engine_available,
 )
-from scenarios.dumps import ensure_dump
-from tests.engine.live_dotnet import running_dotnet
+from scenarios.dumps import ensure_dump, running_scenario
+
 
 MINIDUMPS = Path(__file__).resolve().parents[3] / "shared" / "data" / "minidumps"
 
@@ -299,7 +299,7 @@ def test_mini_dump_without_heap_memory_still_shows_threads(
 ) -> None:
     createdump = ensure_dump("healthy", "net10").runtime_dir / "createdump"
     dump = tmp_path / "mini.core"
-    with running_dotnet() as idle:
+    with running_scenario("healthy") as idle:
         made = subprocess.run(
             [str(createdump), "--normal", "-f", str(dump), str(idle.pid)],
             capture_output=True,

@@ -16,9 +16,9 @@ import pytest
 
 from analysis.managed.client import EngineClient, engine_available
 from analysis.values import to_jsonable
-from scenarios.dumps import ensure_dump
+from scenarios.dumps import ensure_dump, running_scenario
 from scenarios.sos import parse_dumpheap_stat, parse_finalizequeue, run_sos
-from tests.engine.live_dotnet import running_dotnet
+
 
 pytestmark = pytest.mark.skipif(
     not engine_available(), reason="engine not built: run engine/build.sh"
@@ -35,7 +35,7 @@ def server_gc_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     createdump = ensure_dump("healthy", "net10").runtime_dir / "createdump"
     env = {"DOTNET_gcServer": "1", "DOTNET_GCHeapCount": "2"}
     dump = tmp_path_factory.mktemp("server-gc") / "server-gc.core"
-    with running_dotnet(env) as idle:
+    with running_scenario("healthy", env=env) as idle:
         made = subprocess.run(
             [str(createdump), "--withheap", "-f", str(dump), str(idle.pid)],
             capture_output=True,
