@@ -53,11 +53,13 @@ public sealed class DominatorTree : IDisposable
     /// <summary>
     /// Computes the tree. <paramref name="start"/> (length nodeCount + 1) and
     /// <paramref name="edges"/> are the successors of the real nodes; the
-    /// super-root's successors are <paramref name="roots"/>.
+    /// super-root's successors are <paramref name="roots"/>. <paramref name="searched"/>
+    /// is called when the depth-first search ends and the passes begin (the
+    /// build's log times the two apart).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe DominatorTree Compute(int nodeCount, ReadOnlySpan<int> start, ReadOnlySpan<int> edges, int[] roots,
-        IProgress<ProgressReport>? progress, CancellationToken cancel)
+        IProgress<ProgressReport>? progress, CancellationToken cancel, Action? searched = null)
     {
         int superRoot = nodeCount;
         // The immediate dominators' array first holds each node's postorder
@@ -88,6 +90,7 @@ public sealed class DominatorTree : IDisposable
             {
                 Span<int> number = idom;
                 ordered = DepthFirstPostorder(nodeCount, start, edges, roots, number, order.Span, cancel);
+                searched?.Invoke();
                 progress?.Report(new ProgressReport(1, 3, "computing dominators"));
                 passes = Iterate(start, edges, roots, superRoot, number, order.Span[..ordered], byNumber.Span[..ordered], progress, cancel);
                 // Numbers back to nodes, in place: each slot is read before it is written.

@@ -789,7 +789,8 @@ public sealed partial class HeapGraph
         int[] rootTargets = roots.Select(r => r.Object).Distinct().Order().ToArray();
         Stage("roots (the rest, beside resolve+join)");
         var sub = new ScaledProgress(progress, 2 * totalBytes, totalBytes, total);
-        using DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel);
+        using DominatorTree tree = DominatorTree.Compute(n, edgeStartColumn.Span, edgesColumn.Span, rootTargets, sub, cancel,
+            () => Stage("depth-first search"));
         Stage($"dominators ({tree.Passes} passes)");
         RetainedSizes retained = tree.RetainedSizes(sizeColumn.Span, huge);
         Stage("retained");
