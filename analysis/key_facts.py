@@ -5,7 +5,8 @@ from __future__ import annotations
 from analysis.analyses import FINALIZER_QUEUE, HEAP_STATS, NATIVE_HEAPS, RUNTIME
 from analysis.analyses import THREADS
 from analysis.model.outcome import Done
-from analysis.model.vocab import Apartment
+from analysis.model.native import NativeHeap
+from analysis.model.vocab import Apartment, HeapKind
 from analysis.session import DumpSession
 from analysis.values import human_size
 
@@ -18,15 +19,7 @@ def key_facts(session: DumpSession) -> tuple[str, ...]:
     ]
     heaps = session.peek(NATIVE_HEAPS)
     if isinstance(heaps, Done) and heaps.value:
-        blocks = [b for h in heaps.value for b in h.large_blocks]
-        committed = sum(
-            int(h.committed) for h in heaps.value if isinstance(h.committed, int)
-        )
-        lines.append(
-            f"Native heaps: {len(heaps.value)}, committed {human_size(committed)}; "
-            f"{len(blocks):,} large blocks, "
-            f"{human_size(sum(int(b.size) for b in blocks))}"
-        )
+        lines.append(_native_heaps(heaps.value))
     runtime = session.peek(RUNTIME)
     heap = session.peek(HEAP_STATS)
     queue = session.peek(FINALIZER_QUEUE)
@@ -48,3 +41,24 @@ def key_facts(session: DumpSession) -> tuple[str, ...]:
         lines.append(f"Threads: {len(threads.value)}, of which STA: {sta}")
     lines.extend(f"⚠ {p}" for p in info.problems)
     return tuple(lines)
+
+
+def _native_heaps(heaps: tuple[NativeHeap, ...]) -> str:
+    """Committed bytes and large blocks of the heaps that were read; a heap
+    whose header could not be read is named as such, never counted as 0."""
+    read = [h for h in heaps if h.kind != HeapKind.UNKNOWN]
+    unread = len(heaps) - len(read)
+    if not read:
+        why = next((h.problems[-1] for h in heaps if h.problems), "not read")
+        return f"Native heaps: {len(heaps)}, none could be read ({why})"
+    blocks = [b for h in read for b in h.large_blocks]
+    committed = sum(int(h.committed) for h in read if isinstance(h.committed, int))
+    unknown = sum(1 for h in read if not isinstance(h.committed, int))
+    at_least = "at least " if unknown else ""
+    line = f"Native heaps: {len(heaps)}"
+    if unread:
+        line += f", {unread} not read; in the {len(read)} read"
+    return (
+        f"{line}, committed {at_least}{human_size(committed)}; "
+        f"{len(blocks):,} large blocks, {human_size(sum(int(b.size) for b in blocks))}"
+    )

@@ -20,7 +20,7 @@ from analysis.model.columns import (
 )
 from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.ownership import NativeOwnership
-from analysis.model.vocab import RowKind
+from analysis.model.vocab import HeapKind, RowKind
 from analysis.values import human_size
 from views.base import ResultView
 from views.colours import Bars, Tone, paint_chart, theme
@@ -31,6 +31,28 @@ def _heap_style(heap: Any) -> Optional[RowStyle]:
     if len(heap.large_blocks) >= 16:
         return RowStyle(background=Tone.WARNING, bold=True, tooltip="many large blocks")
     return None
+
+
+def _blocks_label(heaps: Sequence[NativeHeap], blocks: Sequence[LargeBlock]) -> str:
+    """What the block list holds; a heap whose header could not be read has
+    unknown blocks, not none."""
+    unread = [h for h in heaps if h.kind == HeapKind.UNKNOWN]
+    total = human_size(sum(int(b.size) for b in blocks))
+    if len(heaps) == 1:
+        heap = heaps[0]
+        if unread:
+            why = heap.problems[-1] if heap.problems else "the heap was not read"
+            return f"<b>Large blocks unknown</b> in heap 0x{int(heap.address):x}: {why}"
+        where = f"heap 0x{int(heap.address):x} ({heap.kind})"
+    elif unread:
+        its = "its blocks are" if len(unread) == 1 else "their blocks are"
+        where = (
+            f"{len(heaps) - len(unread)} of the {len(heaps)} selected heaps "
+            f"({len(unread)} could not be read: {its} unknown)"
+        )
+    else:
+        where = f"the {len(heaps)} selected heaps"
+    return f"<b>{len(blocks):,} large blocks</b>, {total} in {where}"
 
 
 class NativeHeapsView(ResultView):
@@ -134,15 +156,7 @@ class NativeHeapsView(ResultView):
         blocks: list[LargeBlock] = [b for h in heaps for b in h.large_blocks]
         self.segments.set_records(segments, sort_column=1)
         self.blocks.set_records(blocks, sort_column=1)
-        total = sum(int(b.size) for b in blocks)
-        where = (
-            f"heap 0x{int(heaps[0].address):x} ({heaps[0].kind})"
-            if len(heaps) == 1
-            else f"the {len(heaps)} selected heaps"
-        )
-        self.blocks_label.setText(
-            f"<b>{len(blocks):,} large blocks</b>, {human_size(total)} in {where}"
-        )
+        self.blocks_label.setText(_blocks_label(heaps, blocks))
         self.histogram.clear()
         sizes = Counter(int(b.size) for b in blocks)
         if sizes:

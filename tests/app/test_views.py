@@ -15,6 +15,7 @@ from tests.builders import (
     nt_heap,
     thread_view,
     type_count,
+    unread_heap,
 )
 from views.colours import Tone, tone
 from views.finalizer_view import FinalizerView
@@ -373,3 +374,19 @@ def test_the_charts_label_each_bar_with_its_size_largest_on_top(qtbot):
     assert unit == "MB" and labels[-1].endswith(
         f"{int(busy[-1].bytes) / 2**20:,.1f} MB"
     )
+
+
+def test_a_heap_that_could_not_be_read_has_unknown_blocks_not_none(qtbot):
+    view = NativeHeapsView()
+    qtbot.addWidget(view)
+    why = "no _HEAP.Signature 0xeeffeeff where Windows 7 to 11 put it"
+    blocks = large_blocks(3, 2 * 1024 * 1024)
+    view.set_heaps((unread_heap(0x2C0000, why),))
+    assert "Large blocks unknown" in view.blocks_label.text()
+    assert why in view.blocks_label.text()
+    assert "0 large blocks" not in view.blocks_label.text()
+    view.set_heaps((unread_heap(0x2C0000, why), nt_heap(0x7D0000, blocks)))
+    view.heaps.view.selectAll()
+    label = view.blocks_label.text()
+    assert "3 large blocks" in label
+    assert "in 1 of the 2 selected heaps (1 could not be read: its blocks" in label

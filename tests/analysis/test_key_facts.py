@@ -1,0 +1,49 @@
+"""The first numbers on the Diagnosis tab say what could not be read."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from analysis.analyses import NATIVE_HEAPS
+from analysis.key_facts import key_facts
+from analysis.model.native import DumpInfo, NativeHeap
+from analysis.model.outcome import Done
+from analysis.values import ByteSize
+from tests.builders import large_blocks, nt_heap, unread_heap
+
+WHY = "no _HEAP.Signature 0xeeffeeff where Windows 7 to 11 put it"
+
+
+class _Computed:
+    """A session whose native heaps are computed and nothing else yet."""
+
+    def __init__(self, heaps: tuple[NativeHeap, ...]) -> None:
+        self._heaps = heaps
+
+    def info(self) -> DumpInfo:
+        return DumpInfo("x.dmp", "minidump", "windows", "x64", 8, ByteSize(1 << 20))
+
+    def peek(self, analysis: Any) -> Optional[Done[Any]]:
+        return Done(self._heaps) if analysis is NATIVE_HEAPS else None
+
+
+def _heaps_line(*heaps: NativeHeap) -> str:
+    lines = key_facts(_Computed(heaps))  # type: ignore[arg-type]
+    return next(line for line in lines if line.startswith("Native heaps: "))
+
+
+def test_a_heap_that_could_not_be_read_is_not_counted_as_empty():
+    line = _heaps_line(unread_heap(0x2C0000, WHY))
+    assert line == f"Native heaps: 1, none could be read ({WHY})"
+
+
+def test_the_heaps_read_are_counted_and_the_others_named():
+    blocks = large_blocks(624, 2 * 1024 * 1024)
+    line = _heaps_line(unread_heap(0x2C0000, WHY), nt_heap(0x7D0000, blocks))
+    assert line.startswith("Native heaps: 2, 1 not read; in the 1 read, committed ")
+    assert line.endswith("; 624 large blocks, 1.22 GB")
+
+
+def test_heaps_all_read_give_their_totals():
+    line = _heaps_line(nt_heap(0x5D0000), nt_heap(0x7D0000, large_blocks(2, 1 << 20)))
+    assert line == "Native heaps: 2, committed 3.00 MB; 2 large blocks, 2.00 MB"
