@@ -28,6 +28,7 @@ from analysis.managed.engines import (
 )
 from analysis.managed.results import (
     FinalizerQueue,
+    GraphSummary,
     HeapStats,
     ManagedThread,
     RuntimeInfo,
@@ -65,6 +66,7 @@ class Analysed:
     finalizer: FinalizerQueue
     threads: tuple[ManagedThread, ...]
     native: dict[int, NativeThread]
+    graph: GraphSummary
 
 
 @functools.cache
@@ -81,6 +83,7 @@ def analysed(name: str, runtime: str) -> Analysed:
             finalizer=client.finalizer_queue(),
             threads=client.threads(),
             native={t.os_id: t for t in native_threads(reader)},
+            graph=client.graph(),
         )
 
 
@@ -132,6 +135,19 @@ def test_blocked_finalizer_counts_and_ready_queue_are_the_planted_ones(
     for type_name, count in facts["ready_for_finalization"].items():
         assert ready.get(type_name) == count
     assert a.finalizer.ready_count == sum(ready.values())
+
+
+@pytest.mark.parametrize("runtime", WINDOWS_RUNTIMES)
+def test_the_graphs_roots_are_one_line_per_kind_as_the_dominators_tab_lists_them(
+    runtime: str,
+) -> None:
+    a = analysed("blocked-finalizer", runtime)
+    by_kind = {r.kind.value if r.kind else None: r.count for r in a.graph.roots_by_kind}
+    # A Windows .NET 10 process has statics both in named fields and in the
+    # runtime's slot array: both are "static", one line, not two.
+    assert len(by_kind) == len(a.graph.roots_by_kind)
+    assert sum(c or 0 for c in by_kind.values()) == a.graph.root_count
+    assert by_kind["finalizer_queue"] == a.finalizer.ready_count
 
 
 @pytest.mark.parametrize("runtime", WINDOWS_RUNTIMES)

@@ -137,8 +137,10 @@ public sealed partial class HeapGraph
             else
                 unreachableBytes += SizeOf(v);
         }
-        var byKind = _roots.GroupBy(r => r.Kind).OrderBy(g => g.Key)
-            .Select(g => new RootKindCount(KindName(g.Key), g.Count())).ToImmutableArray();
+        // By the kind's name: two kinds share one (a named static field and
+        // the runtime's slot array of statics are both "static").
+        var byKind = _roots.GroupBy(r => KindName(r.Kind)).OrderBy(g => g.Min(r => r.Kind))
+            .Select(g => new RootKindCount(g.Key, g.Count())).ToImmutableArray();
         return new GraphSummary(ObjectCount, reachable, ReachableBytes, ObjectCount - reachable, unreachableBytes,
             _edges.Length, _roots.Length, byKind, DominatorPasses, BuildSeconds, fromIndex,
             [.. _damage.Ranges], _damage.RangeCount, _damage.UnwalkedBytes, _damage.DanglingReferences);
