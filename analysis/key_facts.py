@@ -38,7 +38,16 @@ def key_facts(session: DumpSession) -> tuple[str, ...]:
     threads = session.peek(THREADS)
     if isinstance(threads, Done):
         sta = sum(1 for t in threads.value if t.apartment == Apartment.STA)
-        lines.append(f"Threads: {len(threads.value)}, of which STA: {sta}")
+        # COM apartments are Windows': elsewhere no thread has one to read.
+        unknown = sum(1 for t in threads.value if t.apartment == Apartment.UNKNOWN)
+        if info.os != "windows":
+            unknown = 0
+        line = f"Threads: {len(threads.value)}, of which STA: {sta}"
+        if unknown == len(threads.value):
+            line = f"Threads: {len(threads.value)}, COM apartments unknown"
+        elif unknown:
+            line += f" ({unknown:,} of unknown apartment)"
+        lines.append(line)
     lines.extend(f"⚠ {p}" for p in info.problems)
     return tuple(lines)
 

@@ -4,32 +4,37 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from analysis.analyses import NATIVE_HEAPS
+from analysis.analyses import NATIVE_HEAPS, THREADS
 from analysis.key_facts import key_facts
 from analysis.model.native import DumpInfo, NativeHeap
 from analysis.model.outcome import Done
 from analysis.values import ByteSize
-from tests.builders import large_blocks, nt_heap, unread_heap
+from tests.builders import large_blocks, nt_heap, thread_view, unread_heap
 
 WHY = "no _HEAP.Signature 0xeeffeeff where Windows 7 to 11 put it"
 
 
 class _Computed:
-    """A session whose native heaps are computed and nothing else yet."""
+    """A session of which these analyses are computed, and nothing else yet."""
 
-    def __init__(self, heaps: tuple[NativeHeap, ...]) -> None:
-        self._heaps = heaps
+    def __init__(self, done: dict[Any, Any], os: str = "windows") -> None:
+        self._done = done
+        self._os = os
 
     def info(self) -> DumpInfo:
-        return DumpInfo("x.dmp", "minidump", "windows", "x64", 8, ByteSize(1 << 20))
+        return DumpInfo("x.dmp", "minidump", self._os, "x64", 8, ByteSize(1 << 20))
 
     def peek(self, analysis: Any) -> Optional[Done[Any]]:
-        return Done(self._heaps) if analysis is NATIVE_HEAPS else None
+        return Done(self._done[analysis]) if analysis in self._done else None
+
+
+def _line(start: str, analysis: Any, value: Any, os: str = "windows") -> str:
+    lines = key_facts(_Computed({analysis: value}, os))  # type: ignore[arg-type]
+    return next(line for line in lines if line.startswith(start))
 
 
 def _heaps_line(*heaps: NativeHeap) -> str:
-    lines = key_facts(_Computed(heaps))  # type: ignore[arg-type]
-    return next(line for line in lines if line.startswith("Native heaps: "))
+    return _line("Native heaps: ", NATIVE_HEAPS, heaps)
 
 
 def test_a_heap_that_could_not_be_read_is_not_counted_as_empty():
@@ -47,3 +52,24 @@ def test_the_heaps_read_are_counted_and_the_others_named():
 def test_heaps_all_read_give_their_totals():
     line = _heaps_line(nt_heap(0x5D0000), nt_heap(0x7D0000, large_blocks(2, 1 << 20)))
     assert line == "Native heaps: 2, committed 3.00 MB; 2 large blocks, 2.00 MB"
+
+
+def test_sta_threads_are_counted_only_where_the_apartment_could_be_read():
+    # A minidump without TEBs: no apartment is known, so no "STA: 0".
+    unknown = (thread_view(1), thread_view(2))
+    assert _line("Threads: ", THREADS, unknown) == "Threads: 2, COM apartments unknown"
+    some = (
+        thread_view(1, apartment="STA"),
+        thread_view(2),
+        thread_view(3, apartment="MTA"),
+    )
+    assert (
+        _line("Threads: ", THREADS, some)
+        == "Threads: 3, of which STA: 1 (1 of unknown apartment)"
+    )
+    known = (thread_view(1, apartment="STA"), thread_view(2, apartment="none"))
+    assert _line("Threads: ", THREADS, known) == "Threads: 2, of which STA: 1"
+    # Linux has no COM: no thread is in an STA, whatever could be read.
+    assert (
+        _line("Threads: ", THREADS, unknown, "linux") == "Threads: 2, of which STA: 0"
+    )
