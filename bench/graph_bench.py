@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -234,8 +235,45 @@ def measure(objects: int, runtime: str, index: Path, repeat: int) -> dict:
         "reopened": reopened,
         "candidates": len(candidates),
         "steps": steps,
+        "logged": logged_steps(steps),
         "loaded": loaded.split(" loaded in ")[-1],
     }
+
+
+def logged_steps(steps: str) -> tuple[float, float, float] | None:
+    """The resolution's, the depth-first search's and the dominators'
+    passes' wall times in the build's log."""
+    found = [
+        re.search(pattern, steps)
+        for pattern in (
+            r"resolve ([0-9.]+) s",
+            r"depth-first search ([0-9.]+) s",
+            r"dominators \([0-9]+ pass(?:es)?\) ([0-9.]+) s",
+        )
+    ]
+    if any(f is None for f in found):
+        return None
+    resolve, search, passes = (float(f.group(1)) for f in found if f is not None)
+    return resolve, search, passes
+
+
+def floor(m: dict) -> str:
+    """What the present design cannot go below, from this run's numbers."""
+    if m["logged"] is None:
+        return ""
+    resolve, search, passes = m["logged"]
+    walk = m["stats_walk_seconds"]
+    least = walk + resolve + search + passes
+    return f"""- The steps every build of the graph takes, at their present speed, one
+  after the other (each needs the last one's whole result): a walk that
+  reads every object as `heap_stats` does, and more ({walk:.2f} s at
+  best); every reference turned into an object's number (resolve,
+  {resolve:.2f} s on both cores, in the logged build); the depth-first
+  search ({search:.2f} s) and the dominators' passes ({passes:.2f} s), on
+  one core. Those alone come to {least:.2f} s, **{least / walk:.1f}x**
+  `heap_stats`, before the graph's arrays are joined, its memory
+  backed or the retained sizes summed.
+"""
 
 
 def row(label: str, run: Run, objects: int) -> str:
@@ -274,7 +312,7 @@ left out) and {m['references']:,} references.
   `graph` {seconds(m['built_all'])}; load average {loads(m['loads'])} before
   each pair). Whole processes (the median runs): {process_ratio:.1f}x wall,
   {cpu_ratio:.1f}x CPU.
-- Peak anonymous memory of the building engine, the highest of its runs:
+{floor(m)}- Peak anonymous memory of the building engine, the highest of its runs:
   **{m['built_peak_anon'] / n:.0f} bytes per object** (goal: at most 40).
 - Where the build's time goes (the engine's log of one more, untimed,
   build: wall, then the process's CPU time over the step): {m['steps']}.
