@@ -159,9 +159,11 @@ def test_a_file_system_that_cannot_reserve_blocks_gets_no_scratch_file(
 def test_under_wine_a_full_index_disk_leaves_the_windows_engine_alive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, heap_stats_first: bool
 ) -> None:
-    dump, launch = _windows_engine()
     full, log = tmp_path / "full", tmp_path / "engine.log"
     full.mkdir()
+    # Asked before a Windows dump is made (half a minute under Wine).
+    _mount_or_skip([_on(FULLER_DISK, full)], log)
+    dump, launch = _windows_engine()
     prefix = _prefix_of_its_own(launch, tmp_path)
     mounts = [_on(FULLER_DISK, full), prefix]
     _mount_or_skip(mounts, log)
