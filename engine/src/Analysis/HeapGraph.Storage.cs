@@ -175,8 +175,8 @@ internal sealed unsafe class MappedFile
 /// its columns hold it, so that is when no column is left. Its blocks are
 /// reserved when it is made: a disk without room for it fails the
 /// constructor with an IOException (the callers then use anonymous
-/// memory), never a later write through the mapping, which on Linux is a
-/// SIGBUS that kills the process.
+/// memory), never a later write through the mapping, which on Linux (the
+/// Windows engine under Wine included) is a SIGBUS that kills the process.
 /// </summary>
 internal sealed unsafe class ScratchFile : IDisposable
 {
@@ -203,9 +203,7 @@ internal sealed unsafe class ScratchFile : IDisposable
             if (OperatingSystem.IsLinux())
                 Reserve(_stream.SafeFileHandle, _bytes);
             else
-                // NTFS gives a file that is not sparse its clusters here:
-                // a full disk fails this call.
-                _stream.SetLength(_bytes);
+                WriteZeros(_stream, _bytes);
             _file = MemoryMappedFile.CreateFromFile(_stream, null, _bytes, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None,
                 leaveOpen: true);
             _view = _file.CreateViewAccessor(0, _bytes, MemoryMappedFileAccess.ReadWrite);
@@ -247,6 +245,46 @@ internal sealed unsafe class ScratchFile : IDisposable
             ? $"no room for a scratch file of {bytes} bytes: {why}"
             : $"the file system cannot reserve a scratch file's blocks ({why}), and a mapped file without them would crash the engine once the disk is full");
     }
+
+    private const int ErrorHandleDiskFull = 39;
+    private const int ErrorDiskFull = 112;
+    private const int ErrorFileTooLarge = 223;
+
+    /// <summary>Gives the file its length by writing every byte of it,
+    /// the one way that takes the blocks both on Windows and under Wine
+    /// (a Windows dump read on Linux). Wine 8 has no FileAllocationInfo
+    /// (SetFileInformationByHandle fails, so .NET's PreallocationSize does
+    /// nothing), and its SetLength is an ftruncate: a sparse Linux file,
+    /// whose blocks would come at the first write to each page through the
+    /// mapping. Written, a file takes its clusters on NTFS as on any other
+    /// file system, and a full disk fails the write (ERROR_DISK_FULL) on
+    /// Windows; under Wine a write the disk cuts short succeeds (Linux's
+    /// short write) and the next one fails (ENOSPC), so the file's length
+    /// is checked after each.</summary>
+    private static void WriteZeros(FileStream file, long bytes)
+    {
+        var zeros = new byte[(int)Math.Min(bytes, 1 << 20)];
+        try
+        {
+            for (long written = 0; written < bytes;)
+            {
+                int count = (int)Math.Min(zeros.Length, bytes - written);
+                file.Write(zeros, 0, count);
+                written += count;
+                long length = file.Length;
+                if (length < written)
+                    throw new IOException($"no room for a scratch file of {bytes} bytes: only {length} fit");
+            }
+        }
+        catch (IOException e) when (NoRoom(e.HResult))
+        {
+            throw new IOException($"no room for a scratch file of {bytes} bytes: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A Win32 error (HRESULT_FROM_WIN32) that says the disk is full.</summary>
+    private static bool NoRoom(int hresult) =>
+        hresult >>> 16 == 0x8007 && (hresult & 0xFFFF) is ErrorDiskFull or ErrorHandleDiskFull or ErrorFileTooLarge;
 
     /// <summary>The next length ints of the file, as a column.</summary>
     public Column<int> Ints(int length)
