@@ -44,7 +44,7 @@ from analysis.analyses import (
     Unavailability,
 )
 from analysis.dumpfile import check_dump_path, open_dump
-from analysis.dumpfile.base import MemoryReader
+from analysis.dumpfile.base import DumpChanged, MemoryReader
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.managed.results import (
     DominatorPage,
@@ -130,6 +130,7 @@ class DumpSession:
             self.reader.os,
             self.reader.pointer_size,
             self.reader.modules,
+            unchanged=self.reader.check_unchanged,
         )
         self._outcomes: dict[Analysis[object], Outcome[object]] = {}
         self._locks: dict[Analysis[object], threading.Lock] = {}
@@ -340,6 +341,9 @@ class DumpSession:
             return Cancelled()
         except Unavailability as gap:
             return Unavailable(gap.reason, gap.code, gap.dac)
+        except DumpChanged as changed:
+            # Not a failure of the analysis: the file is another dump now.
+            return Unavailable(str(changed), ErrorCode.DUMP_CHANGED)
         except Exception as error:  # one failing analysis leaves the others
             return Failed(f"{type(error).__name__}: {error}")
         finally:

@@ -18,6 +18,12 @@ class DumpFormatError(Exception):
     """The file is not a dump we can read at all (nothing usable in it)."""
 
 
+class DumpChanged(DumpFormatError):
+    """The dump file changed on disk while it was open (a new dump written
+    over it): what it holds now is another dump's, so nothing more is read
+    from it. The message says so in the user's words."""
+
+
 class MemoryNotInDump(LookupError):
     """A read touched an address whose bytes the dump does not hold."""
 
@@ -91,7 +97,8 @@ class MemoryReader(Protocol):
         ...
 
     def read(self, address: int, size: int) -> bytes:
-        """Exactly `size` bytes, or raises MemoryNotInDump."""
+        """Exactly `size` bytes, or raises MemoryNotInDump (DumpChanged when
+        the file changed on disk since it was opened)."""
         ...
 
     def held_ranges(self, address: int, size: int) -> Sequence[Tuple[int, int]]:
@@ -102,6 +109,11 @@ class MemoryReader(Protocol):
 
     @property
     def problems(self) -> Sequence[str]:
+        ...
+
+    def check_unchanged(self) -> None:
+        """Raises DumpChanged when the file at the dump's path is no longer
+        the one opened (rewritten, replaced or gone)."""
         ...
 
     def close(self) -> None:

@@ -119,6 +119,10 @@ class ErrorCode:
     # memory); the engine itself lives on with the dump open. Retrying does
     # not help: the dump is what is wrong.
     DUMP_CRASHED_READER = 1012
+    # The dump file changed on disk (a new dump written over it) while it
+    # was open: the engine's front does not open it again, the dump is no
+    # longer open until the client opens it again.
+    DUMP_CHANGED = 1013
     # Client side: the engine cannot start, or stopped during a call.
     ENGINE_UNAVAILABLE = 2001
     ENGINE_DIED = 2002
