@@ -121,6 +121,8 @@ class DumpSession:
         read or written."""
         self.path = check_dump_path(str(path))
         self.reader: MemoryReader = open_dump(self.path)
+        # As opened: the file may be another dump by the time info() is asked.
+        self._size = ByteSize(Path(self.path).stat().st_size)
         options = EngineOptions(
             dac, dac_folder, trust_dac, symbol_server, symbol_cache, index
         )
@@ -383,7 +385,7 @@ class DumpSession:
             os=r.os,
             arch=r.arch,
             pointer_size=r.pointer_size,
-            size=ByteSize(Path(self.path).stat().st_size),
+            size=self._size,
             problems=tuple(r.problems),
         )
 

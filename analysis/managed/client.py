@@ -239,6 +239,9 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._process: Optional[EngineProcess] = None
         self._opened: Optional[dict[str, Any]] = None
+        # Why the dump opened is no longer open: its file changed on disk
+        # (DUMP_CHANGED); every call says so until the next open.
+        self._changed: Optional[str] = None
         # The `version` answer of the running engine (About shows it).
         self.version: Optional[dict[str, Any]] = None
 
@@ -323,11 +326,25 @@ class EngineClient:
     ) -> Any:
         with self._lock:
             if method != "open" and self._opened is None:
+                if self._changed is not None:
+                    raise EngineError(self._changed, ErrorCode.DUMP_CHANGED)
                 raise EngineError(
                     "No dump is open: call open first.", ErrorCode.NO_DUMP_OPEN
                 )
             process = self._ensure()
-            return self._exchange(process, method, params or {}, progress, cancel)
+            try:
+                return self._exchange(process, method, params or {}, progress, cancel)
+            except EngineError as error:
+                self._forget_if_changed(error)
+                raise
+
+    def _forget_if_changed(self, error: EngineError) -> None:
+        """After DUMP_CHANGED the dump is no longer open in the engine; a
+        new engine must not open the path again either: it holds another
+        file now."""
+        if error.code == ErrorCode.DUMP_CHANGED:
+            self._opened = None
+            self._changed = error.message
 
     def _exchange(
         self,
@@ -526,13 +543,15 @@ class EngineClient:
             try:
                 process = self._ensure()
                 result = self._exchange(process, "open", params, None, None)
-            except EngineError:
+            except EngineError as error:
                 # The engine that had `before` open still has it; a new or
                 # dead one has nothing open.
                 if running is not None and self._process is running:
                     self._opened = before
+                self._forget_if_changed(error)
                 raise
             self._opened = params
+            self._changed = None
             # The aliases of the dump now open live as long as it is open.
             self._aliases = alias_folder
         return from_json(RuntimeInfo, result)
