@@ -250,6 +250,13 @@ class DumpFile:
     read from the file is followed by a check that the file is still the
     one opened (size and modification time): bytes of another file are
     never returned as this dump's (DumpChanged instead).
+
+    Cost against the map it replaces (bench/reader_bench.py, alternated
+    runs on two busy cores): every analysis of the 14 real minidumps and of
+    two Linux cores, and `main.py report` on a core, the same CPU time
+    within noise; 115,204 reads of 16 bytes one per page of a 470 MB core,
+    0.30-0.36 s through the map, 0.39-0.56 s in address order and 1.4-1.6 s
+    at random (a block read and a stat per read, ~12 us).
     """
 
     def __init__(self, path: str) -> None:
