@@ -304,7 +304,7 @@ class DumpFile:
                 "opened: open it again where it is now."
             ) from None
         if (now.st_dev, now.st_ino) != (self._opened.st_dev, self._opened.st_ino):
-            raise DumpChanged(changed_text(self._opened.st_size, now.st_size))
+            raise DumpChanged.sizes(self._opened.st_size, now.st_size)
         self._check_stamp(now)
 
     def close(self) -> None:
@@ -339,19 +339,7 @@ class DumpFile:
     def _check_stamp(self, now: os.stat_result) -> None:
         before = self._opened
         if (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-            raise DumpChanged(changed_text(before.st_size, now.st_size))
-
-
-def changed_text(size_then: int, size_now: int) -> str:
-    """The reason given when the dump file changed while it was open."""
-    sizes = (
-        f"{size_then} bytes when opened, {size_now} now"
-        if size_now != size_then
-        else f"{size_then} bytes then and now, rewritten"
-    )
-    return (
-        f"The dump file changed on disk while it was open ({sizes}): " "open it again."
-    )
+            raise DumpChanged.sizes(before.st_size, now.st_size)
 
 
 class MemoryIndex:

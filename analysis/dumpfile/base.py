@@ -23,6 +23,20 @@ class DumpChanged(DumpFormatError):
     over it): what it holds now is another dump's, so nothing more is read
     from it. The message says so in the user's words."""
 
+    @classmethod
+    def sizes(cls, size_then: int, size_now: int) -> "DumpChanged":
+        """The file of `size_then` bytes when opened is another of
+        `size_now` bytes (or the same size, rewritten)."""
+        sizes = (
+            f"{size_then} bytes when opened, {size_now} now"
+            if size_now != size_then
+            else f"{size_then} bytes then and now, rewritten"
+        )
+        return cls(
+            f"The dump file changed on disk while it was open ({sizes}): "
+            "open it again."
+        )
+
 
 class MemoryNotInDump(LookupError):
     """A read touched an address whose bytes the dump does not hold."""

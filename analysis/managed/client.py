@@ -39,6 +39,7 @@ from analysis.managed.process import (  # noqa: F401
     REPO_ROOT,
     EngineProcess,
 )
+from analysis.dumpfile.base import DumpChanged
 from analysis.managed import prestart
 from analysis.managed.results import (
     DominatorPage,
@@ -242,6 +243,9 @@ class EngineClient:
         # Why the dump opened is no longer open: its file changed on disk
         # (DUMP_CHANGED); every call says so until the next open.
         self._changed: Optional[str] = None
+        # The file the open dump was when opened, checked before a new
+        # engine opens its path again.
+        self._opened_file: Optional[os.stat_result] = None
         # The `version` answer of the running engine (About shows it).
         self.version: Optional[dict[str, Any]] = None
 
@@ -297,9 +301,35 @@ class EngineClient:
         self._process = None
         process = self._start()
         if self._opened is not None:
-            # A restarted engine knows nothing: re-open the caller's dump.
+            # A restarted engine knows nothing: re-open the caller's dump,
+            # unless another file is at its path now.
+            self._refuse_if_changed(self._opened["dump"])
             self._exchange(process, "open", self._opened, None, None)
         return process
+
+    def _refuse_if_changed(self, dump: str) -> None:
+        then = self._opened_file
+        if then is None:
+            return
+        now: Optional[os.stat_result]
+        try:
+            now = os.stat(dump)
+        except OSError:
+            now = None
+        if now is not None and (
+            (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns)
+            == (then.st_dev, then.st_ino, then.st_size, then.st_mtime_ns)
+        ):
+            return
+        error = EngineError(
+            str(DumpChanged.sizes(then.st_size, now.st_size))
+            if now is not None
+            else "The dump file is gone from disk since it was opened: open it "
+            "again where it is now.",
+            ErrorCode.DUMP_CHANGED,
+        )
+        self._forget_if_changed(error)
+        raise error
 
     def close(self) -> None:
         """Closes the dump and stops the engine."""
@@ -537,6 +567,10 @@ class EngineClient:
         ]
         if hints:
             params["modules"] = hints
+        try:
+            opened_file: Optional[os.stat_result] = os.stat(params["dump"])
+        except OSError:
+            opened_file = None  # the engine says why
         with self._lock:
             before, self._opened = self._opened, None
             running = self._process if self._process and self._process.alive() else None
@@ -551,6 +585,7 @@ class EngineClient:
                 self._forget_if_changed(error)
                 raise
             self._opened = params
+            self._opened_file = opened_file
             self._changed = None
             # The aliases of the dump now open live as long as it is open.
             self._aliases = alias_folder

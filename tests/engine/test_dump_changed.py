@@ -135,3 +135,29 @@ def test_a_reader_that_dies_on_a_file_rewritten_at_its_size_says_it_changed(
         )
     finally:
         engine.close()
+
+
+def test_an_engine_restarted_after_it_died_does_not_open_another_file_there(
+    healthy: Path, deadlock: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "app.core"
+    shutil.copyfile(healthy, copy)
+    size = copy.stat().st_size
+    with EngineClient() as client:
+        client.open(str(copy), use_index=False)
+        assert client.threads()
+        engine = client._process
+        assert engine is not None
+        engine.proc.kill()
+        engine.proc.wait()
+        # A newer dump moved over the path while no engine runs.
+        other = tmp_path / "other.core"
+        shutil.copyfile(deadlock, other)
+        os.replace(other, copy)
+        with pytest.raises(EngineError) as call:
+            client.threads()
+        assert call.value.code == ErrorCode.DUMP_CHANGED
+        assert call.value.message == changed(size, copy.stat().st_size)
+        # Opened again, the new file is read as the dump it is.
+        client.open(str(copy), use_index=False)
+        assert client.gc_heap().segments
