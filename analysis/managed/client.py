@@ -8,7 +8,8 @@ into `EngineError`. The engine reads the dump in a worker process of its own,
 so a dump that crashes the runtime's DAC costs one call (DUMP_CRASHED_READER)
 and not the engine. A dead engine never takes the caller down either: the
 call that saw it die raises EngineError, and the next call starts a new
-engine and re-opens the dump.
+engine and re-opens the dump, unless its file changed on disk since it was
+opened (DUMP_CHANGED: the path holds another dump now).
 """
 
 from __future__ import annotations
