@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Iterable, Optional, Sequence, TypeVar, cast
 
-from analysis.dumpfile.base import MemoryReader, Module
+from analysis.dumpfile.base import DumpChanged, MemoryReader, Module
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.managed.results import (
     DominatorPage,
@@ -73,6 +73,8 @@ UNAVAILABLE_CODES = frozenset(
         # A property of the dump (damage that crashes the DAC), not of this
         # run: asking again would crash the engine's reader again.
         ErrorCode.DUMP_CRASHED_READER,
+        # The file is another dump now: only opening it again helps.
+        ErrorCode.DUMP_CHANGED,
         ErrorCode.ENGINE_UNAVAILABLE,
         ErrorCode.PROTOCOL_MISMATCH,
     }
@@ -131,16 +133,21 @@ class EngineSlot:
         dump_os: str,
         pointer_size: int,
         modules: Callable[[], Sequence[Module]] = tuple,
+        *,
+        unchanged: Callable[[], None],
     ) -> None:
         """modules: the dump reader's modules, asked for when the engine
         starts (NT_FILE's and, when it is damaged, those found in memory):
         the engine's own list is NT_FILE alone, and a damaged one may lack
-        the runtime."""
+        the runtime. unchanged: raises DumpChanged when the file at
+        dump_path is no longer the one the reader opened; checked before
+        the engine opens the path, which would then read another dump."""
         self.dump_path = dump_path
         self.options = options
         self.dump_os = dump_os
         self.pointer_size = pointer_size
         self._modules = modules
+        self._unchanged = unchanged
         self._client: Optional[EngineClient] = None
         self._closed = False
         # One start at a time; _state guards client and closed, briefly, so
@@ -180,6 +187,7 @@ class EngineSlot:
         with self._state:
             if self._closed:
                 raise Unavailability("the dump is closed")
+        self._refuse_if_changed()
         # The engine that matches the dump's OS and bitness on this host.
         launch = engine_for_dump(self.dump_os, self.pointer_size)
         if isinstance(launch, EngineUnavailable):
@@ -206,6 +214,8 @@ class EngineSlot:
                 if error.code == ErrorCode.ENGINE_DIED and attempt == 1:
                     continue
                 client.close()
+                # What the engine said may be about another file.
+                self._refuse_if_changed()
                 if error.code == ErrorCode.CANCELLED:
                     raise AnalysisCancelled() from error
                 if error.code in UNAVAILABLE_CODES:
@@ -213,6 +223,13 @@ class EngineSlot:
                         error.message, error.code, error.data.get("dac")
                     ) from error
                 raise
+        try:
+            # Again once open: the path may have changed while the engine
+            # started (the early start runs beside the native analyses).
+            self._refuse_if_changed()
+        except Unavailability:
+            client.close()
+            raise
         with self._state:
             closed = self._closed
             if not closed:
@@ -221,6 +238,12 @@ class EngineSlot:
             client.close()
             raise Unavailability("the dump is closed")
         return runtime
+
+    def _refuse_if_changed(self) -> None:
+        try:
+            self._unchanged()
+        except DumpChanged as changed:
+            raise Unavailability(str(changed), ErrorCode.DUMP_CHANGED) from changed
 
     def close_engine(self) -> None:
         with self._state:

@@ -44,7 +44,7 @@ from analysis.analyses import (
     Unavailability,
 )
 from analysis.dumpfile import check_dump_path, open_dump
-from analysis.dumpfile.base import MemoryReader
+from analysis.dumpfile.base import DumpChanged, MemoryReader
 from analysis.managed.client import EngineClient, EngineError, ErrorCode
 from analysis.managed.results import (
     DominatorPage,
@@ -121,6 +121,8 @@ class DumpSession:
         read or written."""
         self.path = check_dump_path(str(path))
         self.reader: MemoryReader = open_dump(self.path)
+        # As opened: the file may be another dump by the time info() is asked.
+        self._size = ByteSize(Path(self.path).stat().st_size)
         options = EngineOptions(
             dac, dac_folder, trust_dac, symbol_server, symbol_cache, index
         )
@@ -130,6 +132,7 @@ class DumpSession:
             self.reader.os,
             self.reader.pointer_size,
             self.reader.modules,
+            unchanged=self.reader.check_unchanged,
         )
         self._outcomes: dict[Analysis[object], Outcome[object]] = {}
         self._locks: dict[Analysis[object], threading.Lock] = {}
@@ -340,6 +343,9 @@ class DumpSession:
             return Cancelled()
         except Unavailability as gap:
             return Unavailable(gap.reason, gap.code, gap.dac)
+        except DumpChanged as changed:
+            # Not a failure of the analysis: the file is another dump now.
+            return Unavailable(str(changed), ErrorCode.DUMP_CHANGED)
         except Exception as error:  # one failing analysis leaves the others
             return Failed(f"{type(error).__name__}: {error}")
         finally:
@@ -379,7 +385,7 @@ class DumpSession:
             os=r.os,
             arch=r.arch,
             pointer_size=r.pointer_size,
-            size=ByteSize(Path(self.path).stat().st_size),
+            size=self._size,
             problems=tuple(r.problems),
         )
 

@@ -18,6 +18,26 @@ class DumpFormatError(Exception):
     """The file is not a dump we can read at all (nothing usable in it)."""
 
 
+class DumpChanged(DumpFormatError):
+    """The dump file changed on disk while it was open (a new dump written
+    over it): what it holds now is another dump's, so nothing more is read
+    from it. The message says so in the user's words."""
+
+    @classmethod
+    def sizes(cls, size_then: int, size_now: int) -> "DumpChanged":
+        """The file of `size_then` bytes when opened is another of
+        `size_now` bytes (or the same size, rewritten)."""
+        sizes = (
+            f"{size_then} bytes when opened, {size_now} now"
+            if size_now != size_then
+            else f"{size_then} bytes then and now, rewritten"
+        )
+        return cls(
+            f"The dump file changed on disk while it was open ({sizes}): "
+            "open it again."
+        )
+
+
 class MemoryNotInDump(LookupError):
     """A read touched an address whose bytes the dump does not hold."""
 
@@ -91,7 +111,8 @@ class MemoryReader(Protocol):
         ...
 
     def read(self, address: int, size: int) -> bytes:
-        """Exactly `size` bytes, or raises MemoryNotInDump."""
+        """Exactly `size` bytes, or raises MemoryNotInDump (DumpChanged when
+        the file changed on disk since it was opened)."""
         ...
 
     def held_ranges(self, address: int, size: int) -> Sequence[Tuple[int, int]]:
@@ -102,6 +123,11 @@ class MemoryReader(Protocol):
 
     @property
     def problems(self) -> Sequence[str]:
+        ...
+
+    def check_unchanged(self) -> None:
+        """Raises DumpChanged when the file at the dump's path is no longer
+        the one opened (rewritten, replaced or gone)."""
         ...
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Typ
 from analysis.dumpfile._common import (
     DEFAULT_LIMITS,
     Limits,
-    MappedFile,
+    DumpFile,
     MemoryIndex,
     ReaderBase,
     OutOfBounds,
@@ -170,7 +170,7 @@ class ElfCoreReader(ReaderBase):
     def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.path = path
         super().__init__(limits)
-        self._file = MappedFile(path)
+        self._file = DumpFile(path)
         try:
             self._read_header()
             self._read_program_headers()

@@ -19,7 +19,7 @@ import analysis.dumpfile.minidump_raw as raw
 from analysis.dumpfile._common import (
     DEFAULT_LIMITS,
     Limits,
-    MappedFile,
+    DumpFile,
     MemoryIndex,
     ReaderBase,
     OutOfBounds,
@@ -237,7 +237,7 @@ class MinidumpReader(ReaderBase):
         self._string_bytes = 0
         self._module_list_damaged = False
         self._module_list_missing = False
-        self._file = MappedFile(path)
+        self._file = DumpFile(path)
         try:
             self._read_header()
         except BaseException:

@@ -4,7 +4,7 @@ little-endian) and the Breakpad extensions.
 Each class is the structure as the file stores it: same name, same fields in
 the same order (snake_case), nested descriptors kept nested. `SIZE` is the
 size on disk and `parse(data)` decodes exactly that many bytes; bounds are the
-caller's job (MappedFile.slice_at).
+caller's job (DumpFile.slice_at).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ into `EngineError`. The engine reads the dump in a worker process of its own,
 so a dump that crashes the runtime's DAC costs one call (DUMP_CRASHED_READER)
 and not the engine. A dead engine never takes the caller down either: the
 call that saw it die raises EngineError, and the next call starts a new
-engine and re-opens the dump.
+engine and re-opens the dump, unless its file changed on disk since it was
+opened (DUMP_CHANGED: the path holds another dump now).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from analysis.managed.process import (  # noqa: F401
     REPO_ROOT,
     EngineProcess,
 )
+from analysis.dumpfile.base import DumpChanged
 from analysis.managed import prestart
 from analysis.managed.results import (
     DominatorPage,
@@ -119,6 +121,10 @@ class ErrorCode:
     # memory); the engine itself lives on with the dump open. Retrying does
     # not help: the dump is what is wrong.
     DUMP_CRASHED_READER = 1012
+    # The dump file changed on disk (a new dump written over it) while it
+    # was open: the engine's front does not open it again, the dump is no
+    # longer open until the client opens it again.
+    DUMP_CHANGED = 1013
     # Client side: the engine cannot start, or stopped during a call.
     ENGINE_UNAVAILABLE = 2001
     ENGINE_DIED = 2002
@@ -235,6 +241,12 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._process: Optional[EngineProcess] = None
         self._opened: Optional[dict[str, Any]] = None
+        # Why the dump opened is no longer open: its file changed on disk
+        # (DUMP_CHANGED); every call says so until the next open.
+        self._changed: Optional[str] = None
+        # The file the open dump was when opened, checked before a new
+        # engine opens its path again.
+        self._opened_file: Optional[os.stat_result] = None
         # The `version` answer of the running engine (About shows it).
         self.version: Optional[dict[str, Any]] = None
 
@@ -290,9 +302,35 @@ class EngineClient:
         self._process = None
         process = self._start()
         if self._opened is not None:
-            # A restarted engine knows nothing: re-open the caller's dump.
+            # A restarted engine knows nothing: re-open the caller's dump,
+            # unless another file is at its path now.
+            self._refuse_if_changed(self._opened["dump"])
             self._exchange(process, "open", self._opened, None, None)
         return process
+
+    def _refuse_if_changed(self, dump: str) -> None:
+        then = self._opened_file
+        if then is None:
+            return
+        now: Optional[os.stat_result]
+        try:
+            now = os.stat(dump)
+        except OSError:
+            now = None
+        if now is not None and (
+            (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns)
+            == (then.st_dev, then.st_ino, then.st_size, then.st_mtime_ns)
+        ):
+            return
+        error = EngineError(
+            str(DumpChanged.sizes(then.st_size, now.st_size))
+            if now is not None
+            else "The dump file is gone from disk since it was opened: open it "
+            "again where it is now.",
+            ErrorCode.DUMP_CHANGED,
+        )
+        self._forget_if_changed(error)
+        raise error
 
     def close(self) -> None:
         """Closes the dump and stops the engine."""
@@ -319,11 +357,25 @@ class EngineClient:
     ) -> Any:
         with self._lock:
             if method != "open" and self._opened is None:
+                if self._changed is not None:
+                    raise EngineError(self._changed, ErrorCode.DUMP_CHANGED)
                 raise EngineError(
                     "No dump is open: call open first.", ErrorCode.NO_DUMP_OPEN
                 )
             process = self._ensure()
-            return self._exchange(process, method, params or {}, progress, cancel)
+            try:
+                return self._exchange(process, method, params or {}, progress, cancel)
+            except EngineError as error:
+                self._forget_if_changed(error)
+                raise
+
+    def _forget_if_changed(self, error: EngineError) -> None:
+        """After DUMP_CHANGED the dump is no longer open in the engine; a
+        new engine must not open the path again either: it holds another
+        file now."""
+        if error.code == ErrorCode.DUMP_CHANGED:
+            self._opened = None
+            self._changed = error.message
 
     def _exchange(
         self,
@@ -516,19 +568,26 @@ class EngineClient:
         ]
         if hints:
             params["modules"] = hints
+        try:
+            opened_file: Optional[os.stat_result] = os.stat(params["dump"])
+        except OSError:
+            opened_file = None  # the engine says why
         with self._lock:
             before, self._opened = self._opened, None
             running = self._process if self._process and self._process.alive() else None
             try:
                 process = self._ensure()
                 result = self._exchange(process, "open", params, None, None)
-            except EngineError:
+            except EngineError as error:
                 # The engine that had `before` open still has it; a new or
                 # dead one has nothing open.
                 if running is not None and self._process is running:
                     self._opened = before
+                self._forget_if_changed(error)
                 raise
             self._opened = params
+            self._opened_file = opened_file
+            self._changed = None
             # The aliases of the dump now open live as long as it is open.
             self._aliases = alias_folder
         return from_json(RuntimeInfo, result)

@@ -254,6 +254,9 @@ class _X86View:
     def problems(self) -> Sequence[str]:
         return self._reader.problems
 
+    def check_unchanged(self) -> None:
+        self._reader.check_unchanged()
+
     def close(self) -> None:
         self._reader.close()
 

@@ -20,6 +20,8 @@ public static class ErrorCodes
     public const int DacNotTrusted = 1009;
     // Sent by the engine's front process: its worker died reading the dump.
     public const int DumpCrashedReader = 1012;
+    // Sent by the front: the dump's file changed on disk while it was open.
+    public const int DumpChanged = 1013;
 }
 
 /// <summary>An error the user can act on; the message says what to do.

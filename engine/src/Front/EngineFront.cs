@@ -14,7 +14,10 @@ namespace DumpScope.Engine.Front;
 /// is answered with 1012 naming the crash, a new worker re-opens the last
 /// opened dump, and the requests queued behind are sent to it. A method that
 /// crashed two workers on one dump is answered at once from then on.
-/// The front never loads ClrMD.
+/// A dump whose file changed on disk while it was open (a new dump written
+/// over it, which is also what makes a worker reading it in place die of
+/// SIGBUS) is not opened again: requests are answered 1013 saying so until
+/// the client opens a dump. The front never loads ClrMD.
 /// </summary>
 public sealed class EngineFront
 {
@@ -35,17 +38,20 @@ public sealed class EngineFront
     private readonly ManualResetEventSlim _done = new();
     private WorkerProcess? _worker;
     private Opened? _open;
-    // Why the dump open before a crash could not be opened again.
-    private string? _lost;
+    // Why the dump open before is no longer open (a crash it could not be
+    // opened again after, or its file changed), and the code that says so.
+    private Refusal? _lost;
     private bool _inputEnded;
     private bool _shutdown;
     private int _replays;
 
     // Key and Id null: a notification. Dump: the dump an `open` opens
-    // (null for other methods).
-    private sealed record Forwarded(string? Key, JsonElement? Id, string Method, string? Dump, JsonElement? Params, byte[] Line, bool Replay);
+    // (null for other methods), and Identity the file it was when sent
+    // (null: not readable then, the worker says why).
+    private sealed record Forwarded(string? Key, JsonElement? Id, string Method, string? Dump, DumpIdentity? Identity,
+        JsonElement? Params, byte[] Line, bool Replay);
 
-    private sealed record Opened(string Dump, JsonElement Params);
+    private sealed record Opened(string Dump, DumpIdentity? Identity, JsonElement Params);
 
     /// <param name="startWorker">starts a worker (WorkerProcess.Start with the front's flags).</param>
     public EngineFront(Stream input, Stream output, int maxRequestBytes, Func<WorkerProcess> startWorker)
@@ -134,6 +140,8 @@ public sealed class EngineFront
     /// <summary>Sends the request to the worker, or gives the error that answers it instead.</summary>
     private Refusal? Forward(IncomingRequest request, byte[] line)
     {
+        // Read before the gate: the file may be slow to read.
+        DumpIdentity? identity = request.Method == "open" && PathOf(request.Params) is { } path ? DumpIdentity.Of(path) : null;
         lock (_gate)
         {
             if (request.Key is { } key && _inFlight.Concat(_held).Any(f => f.Key == key))
@@ -152,7 +160,7 @@ public sealed class EngineFront
                 // No answer will say it was done: the worker's end will.
                 _shutdown = true;
             string? opens = request.Method == "open" ? DumpOf(request.Params) : null;
-            return Submit(new Forwarded(request.Key, request.Id, request.Method, opens, request.Params, line, Replay: false));
+            return Submit(new Forwarded(request.Key, request.Id, request.Method, opens, identity, request.Params, line, Replay: false));
         }
     }
 
@@ -166,7 +174,10 @@ public sealed class EngineFront
         }
         // The dump the request will run on: the one it opens, else the
         // one the last open sent (and not answered yet) or done opened.
-        string? dump = request.Dump ?? _inFlight.LastOrDefault(f => f.Method == "open")?.Dump ?? _open?.Dump;
+        string? opening = _inFlight.LastOrDefault(f => f.Method == "open")?.Dump;
+        string? dump = request.Dump ?? opening ?? _open?.Dump;
+        if (request.Dump is null && opening is null)
+            LoseIfChanged(quick: true);
         if (Instead(request.Id, request.Method, dump) is { } instead)
             return instead;
         if (request.Key is not null)
@@ -199,7 +210,7 @@ public sealed class EngineFront
     private Refusal? Instead(JsonElement? id, string method, string? dump)
     {
         if (_lost is { } lost && method is not ("open" or "close" or "shutdown"))
-            return new Refusal(id, ErrorCodes.DumpCrashedReader, lost);
+            return lost with { Id = id };
         return dump is not null && _crashes.TryGetValue((dump, method), out var crashes) && crashes.Count >= 2
             ? new Refusal(id, ErrorCodes.DumpCrashedReader, CrashMessage(method, crashes.How, crashes.Count, restarted: false))
             : null;
@@ -210,6 +221,48 @@ public sealed class EngineFront
     private static string? DumpOf(JsonElement? parameters) =>
         parameters is { ValueKind: JsonValueKind.Object } p && p.TryGetProperty("dump", out JsonElement d)
         && d.ValueKind == JsonValueKind.String ? d.GetRawText() : null;
+
+    // Which dump, as a path; null when it is none (the worker says why).
+    private static string? PathOf(JsonElement? parameters)
+    {
+        if (parameters is not { ValueKind: JsonValueKind.Object } p || !p.TryGetProperty("dump", out JsonElement d)
+            || d.ValueKind != JsonValueKind.String)
+            return null;
+        try
+        {
+            return d.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Under the gate: when the open dump's file is no longer the one
+    /// opened, the dump counts as no longer open (nothing read from the
+    /// other file is shown as its) and the reason is returned. quick: by
+    /// size and time alone, as before each request and after each answer
+    /// (a file gone from the path is still read by the worker that has it
+    /// open); else its first bytes too, and a file gone counts, as before
+    /// opening it again.
+    /// </summary>
+    private string? LoseIfChanged(bool quick)
+    {
+        if (_open is not { Identity: { } identity } open)
+            return null;
+        if (quick && !identity.OtherFileMayBeThere())
+            return null;
+        if (identity.Change() is not { } change)
+            return null;
+        _open = null;
+        _lost = new Refusal(null, ErrorCodes.DumpChanged, change);
+        // Crashes counted on the old file say nothing of the next one there.
+        foreach (var key in _crashes.Keys.Where(k => k.Dump == open.Dump).ToList())
+            _crashes.Remove(key);
+        Console.Error.WriteLine($"engine: {change}");
+        return change;
+    }
 
     /// <summary>Starts a worker if none runs, re-opening the open dump in it; the reason when it cannot start.</summary>
     private string? TryEnsureWorker()
@@ -228,6 +281,9 @@ public sealed class EngineFront
         }
         _worker = worker;
         new Thread(() => Relay(worker)) { Name = $"front-relay-{worker.Id}", IsBackground = true }.Start();
+        // A worker that died while idle (a heap graph built in the
+        // background reads the dump) was not checked when it ended.
+        LoseIfChanged(quick: false);
         if (_open is { } open)
         {
             var id = JsonSerializer.SerializeToElement($"{ReplayPrefix}{++_replays}", RpcJson.TypeInfo<string>());
@@ -238,7 +294,7 @@ public sealed class EngineFront
                 ["method"] = "open",
                 ["params"] = JsonNode.Parse(open.Params.GetRawText()),
             }.ToJsonString());
-            _inFlight.Add(new Forwarded(IncomingRequest.IdKey(id), id, "open", open.Dump, open.Params, line, Replay: true));
+            _inFlight.Add(new Forwarded(IncomingRequest.IdKey(id), id, "open", open.Dump, open.Identity, open.Params, line, Replay: true));
             worker.Send(line);
         }
         return null;
@@ -288,10 +344,17 @@ public sealed class EngineFront
                     if (!succeeded)
                     {
                         _open = null;
-                        _lost = $"The engine's reader crashed earlier on this dump and could not open it again: {error}";
-                        Console.Error.WriteLine($"engine: {_lost}");
+                        string lost = $"The engine's reader crashed earlier on this dump and could not open it again: {error}";
+                        _lost = new Refusal(null, ErrorCodes.DumpCrashedReader, lost);
+                        Console.Error.WriteLine($"engine: {lost}");
                     }
                     answers = Release([]);
+                }
+                else if (Changed(answered, succeeded) is { } change && answered.Id is not null)
+                {
+                    // Read, in part or whole, from another file than the one opened.
+                    relay = false;
+                    answers.Add(new Refusal(answered.Id, ErrorCodes.DumpChanged, change));
                 }
                 else
                 {
@@ -304,12 +367,29 @@ public sealed class EngineFront
         SendAll(answers);
     }
 
+    /// <summary>Under the gate: why the answer to `request` may come from
+    /// another file than the dump it ran on; null when it does not.</summary>
+    private string? Changed(Forwarded request, bool succeeded)
+    {
+        if (request.Method != "open")
+            return request.Method is "close" or "shutdown" ? null : LoseIfChanged(quick: true);
+        if (request.Identity is not { } identity || !identity.OtherFileMayBeThere() || identity.Change() is not { } change)
+            return null;
+        if (succeeded)
+        {
+            // The worker opened it (closing the dump open before): nothing is open that can be shown.
+            _open = null;
+            _lost = new Refusal(null, ErrorCodes.DumpChanged, change);
+        }
+        return change;
+    }
+
     private void Answered(Forwarded request, bool succeeded)
     {
         switch (request.Method)
         {
             case "open" when succeeded && request.Dump is not null && request.Params is { } parameters:
-                _open = new Opened(request.Dump, parameters);
+                _open = new Opened(request.Dump, request.Identity, parameters);
                 _lost = null;
                 break;
             case "close" when succeeded:
@@ -347,18 +427,35 @@ public sealed class EngineFront
             Forwarded crashed = pending[0];
             // The worker answered in order up to the crash, so the dump open
             // now is the one the crashed request ran on (or the one it opened).
-            var crashKey = (crashed.Dump ?? _open?.Dump ?? "", crashed.Method);
-            int count = _crashes.GetValueOrDefault(crashKey).Count + 1;
-            _crashes[crashKey] = (count, how);
-            Console.Error.WriteLine($"engine: the worker process ended ({how}) during {crashed.Method} (crash {count} of this method on this dump)");
-            if (crashed.Replay)
+            // Its file changed: that is what crashed the reader (a page
+            // mapped past the file's new end), not damage; it is not opened
+            // again. The dump the crashed request opened is checked too.
+            string? openChanged = LoseIfChanged(quick: false);
+            string? changed = crashed.Dump is null || crashed.Replay ? openChanged
+                : crashed.Identity?.Change();
+            if (changed is not null)
             {
-                _open = null;
-                _lost = CrashMessage("open", how, count, restarted: false) + " The dump is no longer open: open it again.";
+                Console.Error.WriteLine($"engine: the worker process ended ({how}) during {crashed.Method}: the dump file changed");
+                // A re-open that crashed has no one to answer: _lost says it.
+                if (!crashed.Replay)
+                    answers.Add(new Refusal(crashed.Id, ErrorCodes.DumpChanged, $"{changed} (The engine's reader stopped on it: {how} during {crashed.Method}.)"));
             }
             else
             {
-                answers.Add(new Refusal(crashed.Id, ErrorCodes.DumpCrashedReader, CrashMessage(crashed.Method, how, count, restarted: !_inputEnded)));
+                var crashKey = (crashed.Dump ?? _open?.Dump ?? "", crashed.Method);
+                int count = _crashes.GetValueOrDefault(crashKey).Count + 1;
+                _crashes[crashKey] = (count, how);
+                Console.Error.WriteLine($"engine: the worker process ended ({how}) during {crashed.Method} (crash {count} of this method on this dump)");
+                if (crashed.Replay)
+                {
+                    _open = null;
+                    _lost = new Refusal(null, ErrorCodes.DumpCrashedReader,
+                        CrashMessage("open", how, count, restarted: false) + " The dump is no longer open: open it again.");
+                }
+                else
+                {
+                    answers.Add(new Refusal(crashed.Id, ErrorCodes.DumpCrashedReader, CrashMessage(crashed.Method, how, count, restarted: !_inputEnded)));
+                }
             }
             // Behind the crash: what was sent to the worker, then what waited
             // for a re-open. They did nothing wrong.
