@@ -36,4 +36,5 @@ def test_a_drill_down_after_the_file_was_cut_says_it_changed(window, qtbot, tmp_
         f"opened, {1 << 20} now): open it again." in label.text()
     )
     assert "crashed" not in label.text() and "damaged" not in label.text()
+    assert "EngineError" not in label.text()
     assert types.instances.row_count() == 0
