@@ -185,3 +185,11 @@ def managed_thread(
         waits_for=None,
         frames=tuple(frames),
     )
+
+
+def changed_on_disk(size_then: int, size_now: int) -> str:
+    """What the user reads when the dump's file was cut or grew while open."""
+    return (
+        f"The dump file changed on disk while it was open ({size_then} bytes when "
+        f"opened, {size_now} now): open it again."
+    )

@@ -23,6 +23,7 @@ from analysis.managed.client import ErrorCode
 from analysis.model.outcome import Done, Unavailable
 from analysis.session import DumpSession
 from scenarios.dumps import ensure_dump
+from tests.builders import changed_on_disk
 from tests.paths import MINIDUMPS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,10 +67,7 @@ def test_a_read_past_the_end_of_a_file_cut_under_the_reader_says_it_changed(
         """
     )
     assert child.returncode == 0, f"the reader died: {child.returncode}"
-    assert child.stdout.strip() == (
-        f"The dump file changed on disk while it was open ({size} bytes when "
-        "opened, 4096 now): open it again."
-    )
+    assert child.stdout.strip() == changed_on_disk(size, 4096)
 
 
 def test_bytes_of_a_file_rewritten_in_place_at_its_size_are_not_returned(
@@ -113,10 +111,7 @@ def test_analyses_after_the_file_was_cut_are_unavailable_saying_why(
     assert child.returncode == 0, f"the session died: {child.returncode}"
     kind, reason = child.stdout.strip().splitlines()
     assert kind == f"Unavailable {ErrorCode.DUMP_CHANGED}"
-    assert reason == (
-        f"The dump file changed on disk while it was open ({size} bytes when "
-        "opened, 4096 now): open it again."
-    )
+    assert reason == changed_on_disk(size, 4096)
 
 
 def test_the_engine_is_not_started_on_another_file_put_at_the_dumps_path(

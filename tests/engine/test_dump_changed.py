@@ -19,6 +19,7 @@ from analysis.managed.client import (
     engine_available,
 )
 from scenarios.dumps import ensure_dump
+from tests.builders import changed_on_disk
 from tests.engine.test_protocol_fuzz import Engine, request
 
 pytestmark = pytest.mark.skipif(
@@ -26,13 +27,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 CRASH = "DUMPSCOPE_ENGINE_TEST_CRASH"
-
-
-def changed(size_then: int, size_now: int) -> str:
-    return (
-        f"The dump file changed on disk while it was open ({size_then} bytes when "
-        f"opened, {size_now} now): open it again."
-    )
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +58,12 @@ def test_a_core_cut_during_a_heap_walk_is_named_and_never_read_again(
         with pytest.raises(EngineError) as walk:
             client.heap_stats(progress=cut_once)
         assert walk.value.code == ErrorCode.DUMP_CHANGED
-        assert walk.value.message.startswith(changed(size, cut))
+        assert walk.value.message.startswith(changed_on_disk(size, cut))
         assert "damaged" not in walk.value.message
         with pytest.raises(EngineError) as next_call:
             client.threads()
         assert next_call.value.code == ErrorCode.DUMP_CHANGED
-        assert next_call.value.message.startswith(changed(size, cut))
+        assert next_call.value.message.startswith(changed_on_disk(size, cut))
 
 
 def test_the_front_refuses_the_changed_dump_until_it_is_opened_again(
@@ -90,11 +84,11 @@ def test_the_front_refuses_the_changed_dump_until_it_is_opened_again(
         now = copy.stat().st_size
         walk = engine.ask(request(3, "heap_stats"))
         assert walk["error"]["code"] == ErrorCode.DUMP_CHANGED
-        assert walk["error"]["message"] == changed(size, now)
+        assert walk["error"]["message"] == changed_on_disk(size, now)
         # Not answered from the file now at the path.
         threads = engine.ask(request(4, "threads"))
         assert threads["error"]["code"] == ErrorCode.DUMP_CHANGED
-        assert threads["error"]["message"] == changed(size, now)
+        assert threads["error"]["message"] == changed_on_disk(size, now)
         # Opened again, it is read as the dump it is now.
         reopened = engine.ask(request(5, "open", {"dump": str(copy), "index": False}))
         assert "result" in reopened, reopened
@@ -157,7 +151,7 @@ def test_an_engine_restarted_after_it_died_does_not_open_another_file_there(
         with pytest.raises(EngineError) as call:
             client.threads()
         assert call.value.code == ErrorCode.DUMP_CHANGED
-        assert call.value.message == changed(size, copy.stat().st_size)
+        assert call.value.message == changed_on_disk(size, copy.stat().st_size)
         # Opened again, the new file is read as the dump it is.
         client.open(str(copy), use_index=False)
         assert client.gc_heap().segments
