@@ -464,7 +464,8 @@ def retained_column(
         "Retained",
         lambda t: approximate(retained().get(int(t.method_table or 0)), damage()),
         ColumnKind.SIZE,
-        "what would be freed if every object of the type went (dominator tree)",
+        "what would be freed if every live object of the type went (dominator "
+        "tree); garbage the GC has not collected yet retains nothing",
     )
 
 
