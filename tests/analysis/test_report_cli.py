@@ -74,20 +74,29 @@ def test_report_to_a_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "reason"),
     [
-        lambda d: d / "missing.dmp",
-        lambda d: (d / "text.dmp").write_text("hello, not a dump") and d / "text.dmp",
-        lambda d: (d / "empty.dmp").write_bytes(b"") or d / "empty.dmp",
+        (lambda d: d / "missing.dmp", "No such file or directory"),
+        (
+            lambda d: (d / "text.dmp").write_text("hello, not a dump")
+            and d / "text.dmp",
+            "not a minidump or ELF core dump",
+        ),
+        (lambda d: (d / "empty.dmp").write_bytes(b"") or d / "empty.dmp", "empty"),
     ],
     ids=["missing", "not-a-dump", "empty"],
 )
-def test_unreadable_dump_exits_3_with_one_line_reason(tmp_path, make):
-    run = report(str(make(tmp_path)))
+def test_unreadable_dump_exits_3_with_one_line_reason(tmp_path, make, reason):
+    path = make(tmp_path)
+    run = report(str(path))
     assert run.returncode == 3
     assert run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1
-    assert "cannot read" in run.stderr
+    # The file named once, then the reason in words (no errno, no repr).
+    assert run.stderr.startswith(f"dumpscope: cannot read {path}: ")
+    assert run.stderr.count(path.name) == 1, run.stderr
+    assert reason in run.stderr
+    assert "Errno" not in run.stderr
 
 
 def test_bad_arguments_exit_2():
