@@ -207,12 +207,23 @@ def render_text(session: DumpSession) -> str:
         out.append("  Not examined:")
         out.extend(f"    - {n.what}: {n.reason}" for n in diagnosis.not_examined)
 
+    # A section whose analysis did not end says so where it would be, as
+    # the GUI's tab does: a reader of one section need not find the list
+    # of problems to learn that it is missing, not empty.
     summary = value(ADDRESS_SUMMARY)
-    if summary is not None:
-        out += ["", "Memory usage"] + _indent(table_text(USAGE_COLUMNS, summary.usage))
+    out.append("")
+    if summary is None:
+        out.append(f"Memory usage {outcomes[ADDRESS_SUMMARY].text}")
+    else:
+        out += ["Memory usage"] + _indent(table_text(USAGE_COLUMNS, summary.usage))
     heaps = value(NATIVE_HEAPS)
-    if heaps:
-        out += ["", "Native heaps"] + _indent(table_text(HEAP_COLUMNS, heaps))
+    out.append("")
+    if heaps is None:
+        out.append(f"Native heaps {outcomes[NATIVE_HEAPS].text}")
+    elif not heaps:
+        out.append("Native heaps: none was found in this dump")
+    else:
+        out += ["Native heaps"] + _indent(table_text(HEAP_COLUMNS, heaps))
 
     out.append("")
     heap = value(HEAP_STATS)
@@ -229,14 +240,18 @@ def render_text(session: DumpSession) -> str:
         types = sorted(heap.types, key=lambda t: t.size or 0, reverse=True)[:25]
         out += _indent(table_text(_type_columns(session)[0], types))
     queue = value(FINALIZER_QUEUE)
-    if queue is not None:
-        out.append("")
+    out.append("")
+    if queue is None:
+        out.append(f"Finalizer queue {outcomes[FINALIZER_QUEUE].text}")
+    else:
         out.append(f"Ready for finalization: {queue.ready_count or 0:,} objects")
         ready = sorted(queue.ready, key=lambda t: t.count or 0, reverse=True)[:10]
         out += _indent(table_text(_type_columns(session)[1], ready))
 
     threads = value(THREADS)
-    if threads:
+    if threads is None:
+        out += ["", f"Threads {outcomes[THREADS].text}"]
+    else:
         names = {t.os_id: t.name for t in threads if t.name}
         waits: tuple[Column[ThreadView], ...] = (
             Column("Waits for", lambda t: waits_text(t, names)),

@@ -65,6 +65,18 @@ def test_text_report_names_the_dump_and_its_threads():
         assert f"\n  {t['tid']}  {t['tid']:x}" in threads
 
 
+def test_text_report_says_where_a_section_is_missing_and_why():
+    """A minidump without TEBs: the native heaps cannot be found, and there
+    is no .NET runtime; each section says so in its place, not only in the
+    list of problems at the end."""
+    run = report(str(MINIDUMPS / "null_write_av.dmp"), "--format", "text")
+    assert run.returncode == 0, run.stderr
+    body = run.stdout.split("\nCould not be read or analysed\n", 1)[0]
+    assert "\nNative heaps not available: the dump does not say where" in body
+    assert "\nFinalizer queue not available: No .NET runtime" in body
+    assert "\nMemory usage\n" in body
+
+
 def test_report_to_a_file(tmp_path):
     out = tmp_path / "r.json"
     run = report(str(MINIDUMPS / "minidump2.dmp"), "--out", str(out))
