@@ -30,6 +30,7 @@ from analysis.analyses import (
     Analysis,
     graph_damage_text,
 )
+from analysis.key_facts import summary_facts
 from analysis.managed.compare import HeapComparison, compare_sessions
 from analysis.model.columns import (
     BLOCK_COLUMNS,
@@ -182,9 +183,7 @@ def render_text(session: DumpSession) -> str:
 
     out: list[str] = []
     out.append(f"DumpScope report: {info.path}")
-    out.append(
-        f"  {info.format} of a {info.os} {info.arch} process, {human_size(info.size)}"
-    )
+    out.extend(f"  {line}" for line in summary_facts(session))
 
     diagnosis = value(DIAGNOSIS)
     out.append("")
@@ -382,8 +381,9 @@ def render_html(session: DumpSession, growth: Optional[dict[str, Any]] = None) -
         f"<title>DumpScope report: {_e(info.path)}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>DumpScope report: {_e(info.path)}</h1>",
-        f'<p class="note">{_e(info.format)} of a {_e(info.os)} {_e(info.arch)} '
-        f"process, {_e(human_size(info.size))}</p>",
+        '<p class="note">'
+        + "<br>".join(_e(line) for line in summary_facts(session))
+        + "</p>",
         '<h2 id="findings">Findings</h2>',
     ]
     diagnosis = value(DIAGNOSIS)

@@ -77,6 +77,21 @@ def test_text_report_says_where_a_section_is_missing_and_why():
     assert "\nMemory usage\n" in body
 
 
+@pytest.mark.parametrize("fmt", ["text", "html"])
+def test_report_opens_with_the_key_facts_the_diagnosis_tab_shows(fmt):
+    """The heap whose header is not in the dump is "none could be read", not
+    0 bytes committed, as on the Diagnosis tab."""
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"), "--format", fmt)
+    assert run.returncode == 0, run.stderr
+    head = run.stdout.split("Findings", 1)[0]
+    assert (
+        "Native heaps: 1, none could be read "
+        "(the heap header at 0x2a658530000 is not in the dump)" in head
+    )
+    assert "Threads: 1, of which STA: 0" in head
+    assert "committed 0 bytes" not in run.stdout
+
+
 def test_report_to_a_file(tmp_path):
     out = tmp_path / "r.json"
     run = report(str(MINIDUMPS / "minidump2.dmp"), "--out", str(out))
