@@ -92,6 +92,17 @@ def test_report_opens_with_the_key_facts_the_diagnosis_tab_shows(fmt):
     assert "committed 0 bytes" not in run.stdout
 
 
+def test_a_native_heap_not_read_is_named_among_what_was_not_examined():
+    """No large-block finding for a heap whose header is not in the dump
+    is not "no problem" there: the diagnosis says it could not look."""
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    assert run.returncode == 0, run.stderr
+    gaps = {n["what"]: n["reason"] for n in json.loads(run.stdout)["not_examined"]}
+    assert gaps["the native heap at 0x2a658530000 (header not read)"] == (
+        "the heap header at 0x2a658530000 is not in the dump"
+    )
+
+
 def test_report_to_a_file(tmp_path):
     out = tmp_path / "r.json"
     run = report(str(MINIDUMPS / "minidump2.dmp"), "--out", str(out))
