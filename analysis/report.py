@@ -48,9 +48,10 @@ from analysis.model.columns import (
 )
 from analysis.managed.results import TypeCount, TypeStat
 from analysis.model.diagnosis import Diagnosis
-from analysis.model.native import DumpInfo
+from analysis.model.native import DumpInfo, NativeHeap
 from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
 from analysis.model.threads import ThreadView
+from analysis.model.vocab import HeapKind
 from analysis.session import DumpSession
 from analysis.values import human_size, to_jsonable
 
@@ -91,6 +92,9 @@ def build_report(session: DumpSession) -> dict[str, Any]:
             gaps = value.not_examined if isinstance(value, Diagnosis) else ()
             _place(report, "findings", to_jsonable(findings))
             _place(report, "not_examined", to_jsonable(gaps))
+        elif isinstance(value, tuple) and analysis is NATIVE_HEAPS:
+            heaps = [_heap_json(h) for h in value if isinstance(h, NativeHeap)]
+            _place(report, analysis.report, heaps)
         else:
             _place(report, analysis.report, to_jsonable(value))
     runtime = outcomes[RUNTIME]
@@ -102,6 +106,16 @@ def build_report(session: DumpSession) -> dict[str, Any]:
     report["analyses"] = {a.id: _state(outcomes[a]) for a in ANALYSES}
     report["problems"] = problems
     return report
+
+
+def _heap_json(heap: NativeHeap) -> dict[str, Any]:
+    """A heap whose header could not be read was never walked: its segments
+    and large blocks are unknown (null), not none ([]), as the GUI's
+    "unknown" cells say."""
+    row: dict[str, Any] = to_jsonable(heap)
+    if heap.kind == HeapKind.UNKNOWN:
+        row["segments"] = row["large_blocks"] = None
+    return row
 
 
 def all_problems(

@@ -97,10 +97,21 @@ def test_a_native_heap_not_read_is_named_among_what_was_not_examined():
     is not "no problem" there: the diagnosis says it could not look."""
     run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
     assert run.returncode == 0, run.stderr
-    gaps = {n["what"]: n["reason"] for n in json.loads(run.stdout)["not_examined"]}
+    result = json.loads(run.stdout)
+    gaps = {n["what"]: n["reason"] for n in result["not_examined"]}
     assert gaps["the native heap at 0x2a658530000 (header not read)"] == (
         "the heap header at 0x2a658530000 is not in the dump"
     )
+
+
+def test_a_native_heap_not_read_has_unknown_blocks_in_json_not_none():
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    assert run.returncode == 0, run.stderr
+    (heap,) = json.loads(run.stdout)["native_heaps"]
+    assert heap["kind"] == "unknown"
+    # null: never walked; [] would read as "a heap with no large blocks".
+    assert heap["large_blocks"] is None and heap["segments"] is None
+    assert heap["committed"] is None
 
 
 def test_report_to_a_file(tmp_path):
