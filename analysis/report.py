@@ -89,7 +89,9 @@ def build_report(session: DumpSession) -> dict[str, Any]:
         value = outcome.value if isinstance(outcome, Done) else None
         if isinstance(value, Diagnosis) or analysis is DIAGNOSIS:
             findings = value.findings if isinstance(value, Diagnosis) else None
-            gaps = value.not_examined if isinstance(value, Diagnosis) else ()
+            # A diagnosis that did not run examined nothing: null, like the
+            # findings, not the empty list that means "looked everywhere".
+            gaps = value.not_examined if isinstance(value, Diagnosis) else None
             _place(report, "findings", to_jsonable(findings))
             _place(report, "not_examined", to_jsonable(gaps))
         elif isinstance(value, tuple) and analysis is NATIVE_HEAPS:

@@ -232,3 +232,22 @@ def test_report_with_a_baseline_of_another_kind_of_process_says_why(tmp_path):
     assert growth["types"] is None
     assert "not the same process" in growth["reason"]
     assert "windows" in growth["reason"] and "linux" in growth["reason"]
+
+
+def test_a_diagnosis_that_did_not_run_leaves_both_its_places_null(monkeypatch):
+    """Not `not_examined: []`, which says the rules looked everywhere."""
+    import analysis.diagnosis
+    from analysis.report import build_report
+    from analysis.session import DumpSession
+
+    def broken(_facts):
+        raise RuntimeError("a defect in a rule")
+
+    monkeypatch.setattr(analysis.diagnosis, "diagnose", broken)
+    dump = str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp")
+    with DumpSession(dump, index=False) as session:
+        result = build_report(session)
+    assert result["analyses"]["diagnosis"]["state"] == "failed"
+    assert result["findings"] is None
+    assert result["not_examined"] is None
+    assert any("a defect in a rule" in p for p in result["problems"])
