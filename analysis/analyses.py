@@ -47,6 +47,7 @@ from analysis.ownership import NativeOwnership, PileOwners
 from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_reason
 from analysis.managed.locks_and_stacks import StackGroup
 from analysis.model.threads import ThreadView
+from analysis.model.vocab import HeapKind
 from analysis.values import human_size
 
 T = TypeVar("T")
@@ -730,6 +731,18 @@ def _diagnosis(ctx: Context) -> Diagnosis:
         not_examined.append(
             NotExamined("what the dump does not hold", problems[0] + more)
         )
+    # A heap whose header could not be read has no large blocks the rules
+    # could count: without this, no native-memory finding would read as
+    # "no problem" there.
+    unread = [h for h in ctx.use(NATIVE_HEAPS) or () if h.kind == HeapKind.UNKNOWN]
+    if unread:
+        why = next((h.problems[-1] for h in unread if h.problems), "not read")
+        what = (
+            f"the native heap at 0x{int(unread[0].address):x}"
+            if len(unread) == 1
+            else f"{len(unread)} native heaps"
+        )
+        not_examined.append(NotExamined(f"{what} (header not read)", why))
     heap = ctx.use(HEAP_STATS)
     leaks: tuple[Finding, ...] = ()
     graph = ctx.use(HEAP_GRAPH)

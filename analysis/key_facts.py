@@ -13,6 +13,13 @@ from analysis.values import human_size
 
 def key_facts(session: DumpSession) -> tuple[str, ...]:
     """Never starts an analysis: the GUI calls it on its own thread."""
+    problems = tuple(f"⚠ {p}" for p in session.info().problems)
+    return summary_facts(session) + problems
+
+
+def summary_facts(session: DumpSession) -> tuple[str, ...]:
+    """The key facts without the dump's own problems (the report lists
+    those with the rest of what could not be read)."""
     info = session.info()
     lines = [
         f"{info.format} of a {info.os} {info.arch} process, {human_size(info.size)}"
@@ -48,7 +55,6 @@ def key_facts(session: DumpSession) -> tuple[str, ...]:
         elif unknown:
             line += f" ({unknown:,} of unknown apartment)"
         lines.append(line)
-    lines.extend(f"⚠ {p}" for p in info.problems)
     return tuple(lines)
 
 

@@ -30,6 +30,7 @@ from analysis.analyses import (
     Analysis,
     graph_damage_text,
 )
+from analysis.key_facts import summary_facts
 from analysis.managed.compare import HeapComparison, compare_sessions
 from analysis.model.columns import (
     BLOCK_COLUMNS,
@@ -47,9 +48,10 @@ from analysis.model.columns import (
 )
 from analysis.managed.results import TypeCount, TypeStat
 from analysis.model.diagnosis import Diagnosis
-from analysis.model.native import DumpInfo
+from analysis.model.native import DumpInfo, NativeHeap
 from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
 from analysis.model.threads import ThreadView
+from analysis.model.vocab import HeapKind
 from analysis.session import DumpSession
 from analysis.values import human_size, to_jsonable
 
@@ -87,9 +89,14 @@ def build_report(session: DumpSession) -> dict[str, Any]:
         value = outcome.value if isinstance(outcome, Done) else None
         if isinstance(value, Diagnosis) or analysis is DIAGNOSIS:
             findings = value.findings if isinstance(value, Diagnosis) else None
-            gaps = value.not_examined if isinstance(value, Diagnosis) else ()
+            # A diagnosis that did not run examined nothing: null, like the
+            # findings, not the empty list that means "looked everywhere".
+            gaps = value.not_examined if isinstance(value, Diagnosis) else None
             _place(report, "findings", to_jsonable(findings))
             _place(report, "not_examined", to_jsonable(gaps))
+        elif isinstance(value, tuple) and analysis is NATIVE_HEAPS:
+            heaps = [_heap_json(h) for h in value if isinstance(h, NativeHeap)]
+            _place(report, analysis.report, heaps)
         else:
             _place(report, analysis.report, to_jsonable(value))
     runtime = outcomes[RUNTIME]
@@ -101,6 +108,16 @@ def build_report(session: DumpSession) -> dict[str, Any]:
     report["analyses"] = {a.id: _state(outcomes[a]) for a in ANALYSES}
     report["problems"] = problems
     return report
+
+
+def _heap_json(heap: NativeHeap) -> dict[str, Any]:
+    """A heap whose header could not be read was never walked: its segments
+    and large blocks are unknown (null), not none ([]), as the GUI's
+    "unknown" cells say."""
+    row: dict[str, Any] = to_jsonable(heap)
+    if heap.kind == HeapKind.UNKNOWN:
+        row["segments"] = row["large_blocks"] = None
+    return row
 
 
 def all_problems(
@@ -182,9 +199,7 @@ def render_text(session: DumpSession) -> str:
 
     out: list[str] = []
     out.append(f"DumpScope report: {info.path}")
-    out.append(
-        f"  {info.format} of a {info.os} {info.arch} process, {human_size(info.size)}"
-    )
+    out.extend(f"  {line}" for line in summary_facts(session))
 
     diagnosis = value(DIAGNOSIS)
     out.append("")
@@ -207,12 +222,23 @@ def render_text(session: DumpSession) -> str:
         out.append("  Not examined:")
         out.extend(f"    - {n.what}: {n.reason}" for n in diagnosis.not_examined)
 
+    # A section whose analysis did not end says so where it would be, as
+    # the GUI's tab does: a reader of one section need not find the list
+    # of problems to learn that it is missing, not empty.
     summary = value(ADDRESS_SUMMARY)
-    if summary is not None:
-        out += ["", "Memory usage"] + _indent(table_text(USAGE_COLUMNS, summary.usage))
+    out.append("")
+    if summary is None:
+        out.append(f"Memory usage {outcomes[ADDRESS_SUMMARY].text}")
+    else:
+        out += ["Memory usage"] + _indent(table_text(USAGE_COLUMNS, summary.usage))
     heaps = value(NATIVE_HEAPS)
-    if heaps:
-        out += ["", "Native heaps"] + _indent(table_text(HEAP_COLUMNS, heaps))
+    out.append("")
+    if heaps is None:
+        out.append(f"Native heaps {outcomes[NATIVE_HEAPS].text}")
+    elif not heaps:
+        out.append("Native heaps: none was found in this dump")
+    else:
+        out += ["Native heaps"] + _indent(table_text(HEAP_COLUMNS, heaps))
 
     out.append("")
     heap = value(HEAP_STATS)
@@ -229,14 +255,18 @@ def render_text(session: DumpSession) -> str:
         types = sorted(heap.types, key=lambda t: t.size or 0, reverse=True)[:25]
         out += _indent(table_text(_type_columns(session)[0], types))
     queue = value(FINALIZER_QUEUE)
-    if queue is not None:
-        out.append("")
+    out.append("")
+    if queue is None:
+        out.append(f"Finalizer queue {outcomes[FINALIZER_QUEUE].text}")
+    else:
         out.append(f"Ready for finalization: {queue.ready_count or 0:,} objects")
         ready = sorted(queue.ready, key=lambda t: t.count or 0, reverse=True)[:10]
         out += _indent(table_text(_type_columns(session)[1], ready))
 
     threads = value(THREADS)
-    if threads:
+    if threads is None:
+        out += ["", f"Threads {outcomes[THREADS].text}"]
+    else:
         names = {t.os_id: t.name for t in threads if t.name}
         waits: tuple[Column[ThreadView], ...] = (
             Column("Waits for", lambda t: waits_text(t, names)),
@@ -367,8 +397,9 @@ def render_html(session: DumpSession, growth: Optional[dict[str, Any]] = None) -
         f"<title>DumpScope report: {_e(info.path)}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>DumpScope report: {_e(info.path)}</h1>",
-        f'<p class="note">{_e(info.format)} of a {_e(info.os)} {_e(info.arch)} '
-        f"process, {_e(human_size(info.size))}</p>",
+        '<p class="note">'
+        + "<br>".join(_e(line) for line in summary_facts(session))
+        + "</p>",
         '<h2 id="findings">Findings</h2>',
     ]
     diagnosis = value(DIAGNOSIS)

@@ -420,7 +420,9 @@ class MinidumpReader(ReaderBase):
         try:
             return parse(data)
         except (OutOfBounds, struct.error, ValueError) as e:
-            self._problem(f"{what}: {e}")
+            # A bounds error already names the structure it was reading.
+            said = str(e)
+            self._problem(said if said.startswith(f"{what}:") else f"{what}: {said}")
             return fallback
 
     @staticmethod
@@ -479,8 +481,7 @@ class MinidumpReader(ReaderBase):
             raw.CONTEXT_AMD64_SIZE: ("x64", 8),
             raw.CONTEXT_ARM64_SIZE: ("arm64", 8),
         }
-        threads = self._parse_raw_threads()
-        for thread in threads:
+        for thread in self._raw_threads():
             found = by_size.get(thread.thread_context.data_size)
             if found:
                 self._problem(
@@ -532,6 +533,11 @@ class MinidumpReader(ReaderBase):
 
         return self._guarded("SYSTEM_INFO", parse, data, None)
 
+    def _raw_threads(self) -> List[raw.MINIDUMP_THREAD]:
+        # Read once: both the architecture guess and the thread list use
+        # them, and a damaged list would otherwise be reported twice.
+        return self._cached("raw_threads", self._parse_raw_threads)
+
     def _parse_raw_threads(self) -> List[raw.MINIDUMP_THREAD]:
         data = self._stream_data(raw.StreamType.THREAD_LIST)
         entry_size, what = raw.MINIDUMP_THREAD.SIZE, "THREAD_LIST"
@@ -566,7 +572,7 @@ class MinidumpReader(ReaderBase):
 
     def _parse_thread_list(self) -> List[MinidumpThread]:
         threads = []
-        for t in self._parse_raw_threads():
+        for t in self._raw_threads():
             try:
                 registers = self._registers(t.thread_context)
             except OutOfBounds as e:

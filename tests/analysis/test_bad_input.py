@@ -296,3 +296,21 @@ def test_elf_core_cut_inside_memory_keeps_threads_and_says_what_is_missing(
         assert any("but the file holds only" in p for p in reader.problems)
         held = [r for r in reader.regions() if r.in_dump]
         assert held, "the first half of memory is still there"
+
+
+@pytest.mark.skipif(
+    "null_write_av.dmp" not in MINIDUMPS, reason="shared minidumps missing"
+)
+@pytest.mark.parametrize("cut", [32, 100, 1000])
+def test_a_cut_minidump_says_each_problem_once_in_plain_words(workdir, cut):
+    """What a user reads under "Could not be read": each fact one line, not
+    the same line twice nor a stream's name twice in a row."""
+    path = workdir / f"cut-{cut}.dmp"
+    path.write_bytes((DATA / "null_write_av.dmp").read_bytes()[:cut])
+    with open_dump(str(path)) as reader:
+        problems = list(reader.problems)
+    assert problems
+    assert len(problems) == len(set(problems)), problems
+    for line in problems:
+        first, _, rest = line.partition(": ")
+        assert not rest.startswith(f"{first}:"), line

@@ -65,6 +65,55 @@ def test_text_report_names_the_dump_and_its_threads():
         assert f"\n  {t['tid']}  {t['tid']:x}" in threads
 
 
+def test_text_report_says_where_a_section_is_missing_and_why():
+    """A minidump without TEBs: the native heaps cannot be found, and there
+    is no .NET runtime; each section says so in its place, not only in the
+    list of problems at the end."""
+    run = report(str(MINIDUMPS / "null_write_av.dmp"), "--format", "text")
+    assert run.returncode == 0, run.stderr
+    body = run.stdout.split("\nCould not be read or analysed\n", 1)[0]
+    assert "\nNative heaps not available: the dump does not say where" in body
+    assert "\nFinalizer queue not available: No .NET runtime" in body
+    assert "\nMemory usage\n" in body
+
+
+@pytest.mark.parametrize("fmt", ["text", "html"])
+def test_report_opens_with_the_key_facts_the_diagnosis_tab_shows(fmt):
+    """The heap whose header is not in the dump is "none could be read", not
+    0 bytes committed, as on the Diagnosis tab."""
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"), "--format", fmt)
+    assert run.returncode == 0, run.stderr
+    head = run.stdout.split("Findings", 1)[0]
+    assert (
+        "Native heaps: 1, none could be read "
+        "(the heap header at 0x2a658530000 is not in the dump)" in head
+    )
+    assert "Threads: 1, of which STA: 0" in head
+    assert "committed 0 bytes" not in run.stdout
+
+
+def test_a_native_heap_not_read_is_named_among_what_was_not_examined():
+    """No large-block finding for a heap whose header is not in the dump
+    is not "no problem" there: the diagnosis says it could not look."""
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    gaps = {n["what"]: n["reason"] for n in result["not_examined"]}
+    assert gaps["the native heap at 0x2a658530000 (header not read)"] == (
+        "the heap header at 0x2a658530000 is not in the dump"
+    )
+
+
+def test_a_native_heap_not_read_has_unknown_blocks_in_json_not_none():
+    run = report(str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp"))
+    assert run.returncode == 0, run.stderr
+    (heap,) = json.loads(run.stdout)["native_heaps"]
+    assert heap["kind"] == "unknown"
+    # null: never walked; [] would read as "a heap with no large blocks".
+    assert heap["large_blocks"] is None and heap["segments"] is None
+    assert heap["committed"] is None
+
+
 def test_report_to_a_file(tmp_path):
     out = tmp_path / "r.json"
     run = report(str(MINIDUMPS / "minidump2.dmp"), "--out", str(out))
@@ -74,20 +123,29 @@ def test_report_to_a_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "reason"),
     [
-        lambda d: d / "missing.dmp",
-        lambda d: (d / "text.dmp").write_text("hello, not a dump") and d / "text.dmp",
-        lambda d: (d / "empty.dmp").write_bytes(b"") or d / "empty.dmp",
+        (lambda d: d / "missing.dmp", "No such file or directory"),
+        (
+            lambda d: (d / "text.dmp").write_text("hello, not a dump")
+            and d / "text.dmp",
+            "not a minidump or ELF core dump",
+        ),
+        (lambda d: (d / "empty.dmp").write_bytes(b"") or d / "empty.dmp", "empty"),
     ],
     ids=["missing", "not-a-dump", "empty"],
 )
-def test_unreadable_dump_exits_3_with_one_line_reason(tmp_path, make):
-    run = report(str(make(tmp_path)))
+def test_unreadable_dump_exits_3_with_one_line_reason(tmp_path, make, reason):
+    path = make(tmp_path)
+    run = report(str(path))
     assert run.returncode == 3
     assert run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1
-    assert "cannot read" in run.stderr
+    # The file named once, then the reason in words (no errno, no repr).
+    assert run.stderr.startswith(f"dumpscope: cannot read {path}: ")
+    assert run.stderr.count(path.name) == 1, run.stderr
+    assert reason in run.stderr
+    assert "Errno" not in run.stderr
 
 
 def test_bad_arguments_exit_2():
@@ -174,3 +232,22 @@ def test_report_with_a_baseline_of_another_kind_of_process_says_why(tmp_path):
     assert growth["types"] is None
     assert "not the same process" in growth["reason"]
     assert "windows" in growth["reason"] and "linux" in growth["reason"]
+
+
+def test_a_diagnosis_that_did_not_run_leaves_both_its_places_null(monkeypatch):
+    """Not `not_examined: []`, which says the rules looked everywhere."""
+    import analysis.diagnosis
+    from analysis.report import build_report
+    from analysis.session import DumpSession
+
+    def broken(_facts):
+        raise RuntimeError("a defect in a rule")
+
+    monkeypatch.setattr(analysis.diagnosis, "diagnose", broken)
+    dump = str(MINIDUMPS / "tiny-exe-with-cet-xsave.dmp")
+    with DumpSession(dump, index=False) as session:
+        result = build_report(session)
+    assert result["analyses"]["diagnosis"]["state"] == "failed"
+    assert result["findings"] is None
+    assert result["not_examined"] is None
+    assert any("a defect in a rule" in p for p in result["problems"])
