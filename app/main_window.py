@@ -24,7 +24,7 @@ from analysis.key_facts import key_facts
 from analysis.locate import Hit, find, locate_native, parse_address
 from analysis.managed.client import EngineError, ErrorCode
 from analysis.managed.results import Instance, ObjectDetail
-from analysis.model.outcome import Done, Outcome, Unavailable
+from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
 from analysis.model.vocab import RowKind
 from analysis.pointers import object_pointers
 from analysis.session import DumpSession
@@ -54,6 +54,8 @@ V = TypeVar("V", bound=ResultView)
 
 DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
 HTML_FILTER = "HTML files (*.html);;All files (*)"
+# The results Find everywhere reads.
+SEARCHED = (HEAP_STATS, FINALIZER_QUEUE, THREADS, MODULES)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -269,6 +271,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for view in self.views.values():
             view.reset()
         self.setWindowTitle("DumpScope")
+        self._refresh_find()
 
     def open_dump(self, path: str, dac: Optional[str] = None) -> None:
         from analysis.dumpfile.base import DumpFormatError
@@ -509,6 +512,8 @@ class MainWindow(QtWidgets.QMainWindow):
                     view.note(f"{analysis.title}:", outcome.text)
         if self.session is not None:
             self.findings.set_key_facts(key_facts(self.session))
+        if analysis in SEARCHED:
+            self._refresh_find()
 
     def offer_to_trust(self, refused: Unavailable) -> None:
         """The DAC's signature check refused it: say which file and why, and
@@ -925,9 +930,34 @@ class MainWindow(QtWidgets.QMainWindow):
             value(MODULES) or (),
         )
 
+    def search_gaps(self) -> list[str]:
+        """The results Find everywhere reads that this dump has not (yet)
+        given, and why."""
+        session = self.session
+        if session is None:
+            return ["no dump is open"]
+        pending = []
+        missing = []
+        for analysis in SEARCHED:
+            outcome = session.peek(analysis)
+            if outcome is None:
+                pending.append(analysis.title)
+            elif not isinstance(outcome, Done):
+                missing.append((analysis.title, outcome))
+        return ([f"{', '.join(pending)}: still being analysed"] if pending else []) + (
+            gaps_by_reason(missing)
+        )
+
+    def _refresh_find(self) -> None:
+        """An open Find everywhere lists what the open dump holds, never
+        the hits of the dump before nor a "Nothing found" from before its
+        results came."""
+        if self._find_dialog is not None and self._find_dialog.isVisible():
+            self._find_dialog.refresh()
+
     def show_find_dialog(self) -> FindDialog:
         if self._find_dialog is None:
-            dialog = FindDialog(self.search, self)
+            dialog = FindDialog(self.search, self.search_gaps, self)
             dialog.sig_hit_activated.connect(lambda h: self.navigate(h.row, h.key))
             dialog.sig_address_activated.connect(self.go_to_address)
             self._find_dialog = dialog
