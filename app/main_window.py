@@ -265,6 +265,8 @@ class MainWindow(QtWidgets.QMainWindow):
             job.retire()
         self.side_jobs.clear()
         self._roots_job = None
+        # Back must not open an object of the last dump in this one.
+        self._inspected = None
         if self.session is not None:
             self.session.close()
             self.session = None
@@ -453,7 +455,7 @@ class MainWindow(QtWidgets.QMainWindow):
         detail = Job("object", fetch_detail, self)
         detail.sig_job_finished.connect(lambda d: self.types.set_object(address, *d))
         detail.sig_job_failed.connect(
-            lambda message: self.types.show_drill_error(address, message)
+            lambda message: self.types.show_object_error(address, message)
         )
         self.start_side_job(detail)
         if self._roots_job is not None:

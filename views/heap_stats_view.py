@@ -539,5 +539,11 @@ class HeapStatsView(ResultView):
         elif address == self._current_address:
             self._label(self.roots_label, f"Roots (gcroot): {message}")
 
+    def show_object_error(self, address: int, message: str) -> None:
+        """The object's fields could not be read: said where they would be,
+        instead of "Loading" for ever."""
+        if address == self._current_address:
+            self._label(self.object_label, f"Its fields could not be read: {message}")
+
     def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
         return bool(self.types.select_all_where(lambda t: t.name in keys))
