@@ -582,7 +582,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _wire_tables(self) -> None:
         """Every table exports from the last export folder and records where
-        the user goes; the tables whose rows are managed objects offer Show
+        the user goes; the tables whose rows are or name managed objects offer Show
         object."""
         for table in self.tables():
             table.export_folder = self.export_folder
@@ -595,6 +595,7 @@ class MainWindow(QtWidgets.QMainWindow):
             int(f.address) if f.kind == "reference" and f.address else None
         )
         self.threads.locks.object_of = lambda m: m.object
+        self.native_heaps.blocks.object_of = self.native_heaps.owner_object
         self.types.sig_instance_selected.connect(self._note_inspected)
 
     def _ask_export_report(self) -> None:

@@ -240,6 +240,32 @@ def test_show_object_from_a_lock_opens_the_lock_object(window, story, qtbot):
     )
 
 
+def test_show_object_from_a_native_block_opens_the_object_that_owns_it(
+    window, story, qtbot
+):
+    facts = story[1]
+    window.navigate(RowKind.LARGE_BLOCK, int(facts["buffer_addresses"][0], 16) - 16)
+    blocks = window.native_heaps.blocks
+    row = blocks.view.currentIndex().row()
+    owned_by = blocks.text_at(row, 3)
+    assert owned_by.startswith(f"{facts['buffer_type']} 0x")
+    owner = int(owned_by.split(" ")[1].split(".")[0], 16)
+    menu = blocks.context_menu(row)
+    show = next(a for a in menu.actions() if a.text().startswith("Show object"))
+    assert show.text() == f"Show object 0x{owner:x}"
+    wait_for_side_jobs(qtbot, window)
+    show.trigger()
+    wait_for_side_jobs(qtbot, window)
+    assert window.tabs.currentWidget() is window.types
+    assert current(window.types.types).name == facts["buffer_type"]
+    qtbot.waitUntil(
+        lambda: window.types.object_label.text().startswith(
+            f"<b>0x{owner:x}</b> {facts['buffer_type']}"
+        ),
+        timeout=60_000,
+    )
+
+
 def test_export_report_writes_the_html_of_what_the_window_shows(
     window, story, qtbot, tmp_path
 ):
