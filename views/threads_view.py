@@ -126,6 +126,8 @@ class ThreadsView(ResultView):
         # The held or waited-for monitors; None until the lock table is read.
         self._monitors: Optional[tuple[Monitor, ...]] = None
         self._thread: Optional[ThreadView] = None
+        # Why no thread's managed frames were read; "" when they were.
+        self._managed_missing = ""
         columns = THREAD_COLUMNS + (
             Column(
                 WAITS_FOR,
@@ -209,6 +211,7 @@ class ThreadsView(ResultView):
         self._names = {}
         self._monitors = None
         self._thread = None
+        self._managed_missing = ""
         self.threads.clear()
         self.locks.clear()
         self.locks_scope.setText("")
@@ -235,6 +238,14 @@ class ThreadsView(ResultView):
             current = self.stacks.currentIndex()
             self.select(RowKind.THREAD, group.os_ids)
             self.stacks.setCurrentIndex(current)
+
+    def managed_missing(self, text: str) -> None:
+        """The CLR's view of the threads was not read: no thread's managed
+        stack is known, which the stack pane says instead of "no frames"."""
+        self._managed_missing = text
+        title, _, why = text.partition(": ")
+        self.note(f"{title}:", why)
+        self._show_stacks(self._thread)
 
     def show_locks_state(self, text: str) -> None:
         """Why the lock table is empty (the monitors analysis did not run)."""
@@ -319,7 +330,14 @@ class ThreadsView(ResultView):
         self.managed_stack.clear()
         self.native_stack.clear()
         self.managed_stack.addItems(
-            [frame_line(f) for f in thread.frames] or ["(no managed frames)"]
+            [frame_line(f) for f in thread.frames]
+            or [
+                (
+                    f"(managed frames not read: {self._managed_missing})"
+                    if self._managed_missing
+                    else "(no managed frames)"
+                )
+            ]
         )
         self.native_stack.addItems(
             [frame_line(f) for f in thread.native_frames] or ["(no native frames)"]
