@@ -310,7 +310,7 @@ class ThreadsView(ResultView):
     def _select_owner(self, monitor: Optional[Monitor]) -> None:
         if monitor is not None and monitor.owner_os_id:
             current = self.stacks.currentIndex()
-            self.select(RowKind.THREAD, (monitor.owner_os_id,))
+            self._select_thread(int(monitor.owner_os_id))
             self.stacks.setCurrentIndex(current)
 
     def _on_activated(self, index: QtCore.QModelIndex) -> None:
@@ -320,7 +320,13 @@ class ThreadsView(ResultView):
         thread = self.threads.record_at(index.row())
         waits = thread.waits_for if thread is not None else None
         if waits is not None and waits.owner_os_id:
-            self.select(RowKind.THREAD, (waits.owner_os_id,))
+            self._select_thread(int(waits.owner_os_id))
+
+    def _select_thread(self, os_id: int) -> None:
+        """Goes to a thread even when the filter hides it."""
+        if not self.select(RowKind.THREAD, (os_id,)):
+            self.threads.filter.clear()
+            self.select(RowKind.THREAD, (os_id,))
 
     def _show_stacks(self, thread: Optional[ThreadView]) -> None:
         if thread is None:

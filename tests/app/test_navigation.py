@@ -266,6 +266,22 @@ def test_show_object_from_a_native_block_opens_the_object_that_owns_it(
     )
 
 
+def test_waits_for_leads_to_the_holder_even_when_the_filter_hides_it(
+    window, story, qtbot
+):
+    facts = story[1]
+    finalizer = facts["finalizer_thread"]["os_thread_id"]
+    holder = facts["lock_holder"]["os_thread_id"]
+    window.navigate(RowKind.THREAD, finalizer)
+    table = window.threads.threads
+    table.filter.setText(str(finalizer))
+    assert table.row_count() == 1
+    table.view.setCurrentIndex(table.proxy.index(0, window.threads.waits_column))
+    table.view.activated.emit(table.view.currentIndex())
+    assert current(table).os_id == holder
+    assert table.filter.text() == ""
+
+
 def test_export_report_writes_the_html_of_what_the_window_shows(
     window, story, qtbot, tmp_path
 ):
