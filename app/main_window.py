@@ -56,6 +56,8 @@ DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
 HTML_FILTER = "HTML files (*.html);;All files (*)"
 # The results Find everywhere reads.
 SEARCHED = (HEAP_STATS, FINALIZER_QUEUE, THREADS, MODULES)
+# The results Go to address reads.
+LOCATED = (RUNTIME, NATIVE_HEAPS, ADDRESS_SUMMARY, MODULES)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -909,9 +911,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 )
             self.statusBar().showMessage(found.text, 8000)
         else:
+            gaps = self.search_gaps(LOCATED)
             self.statusBar().showMessage(
-                f"0x{address:x} is in no managed object, native heap, module or "
-                "memory region of this dump",
+                (
+                    f"0x{address:x} was not found; not searched: {'; '.join(gaps)}"
+                    if gaps
+                    else f"0x{address:x} is in no managed object, native heap, "
+                    "module or memory region of this dump"
+                ),
                 8000,
             )
 
@@ -933,15 +940,15 @@ class MainWindow(QtWidgets.QMainWindow):
             value(MODULES) or (),
         )
 
-    def search_gaps(self) -> list[str]:
-        """The results Find everywhere reads that this dump has not (yet)
-        given, and why."""
+    def search_gaps(self, analyses: tuple[Analysis[Any], ...] = SEARCHED) -> list[str]:
+        """The results a search reads (Find everywhere's by default) that
+        this dump has not (yet) given, and why."""
         session = self.session
         if session is None:
             return ["no dump is open"]
         pending = []
         missing = []
-        for analysis in SEARCHED:
+        for analysis in analyses:
             outcome = session.peek(analysis)
             if outcome is None:
                 pending.append(analysis.title)

@@ -1,5 +1,5 @@
-"""Find everywhere on the dump that is open: never the hits of the dump
-before, never "Nothing found" where it could not look."""
+"""Find everywhere and Go to address on the dump that is open: never the
+hits of the dump before, never "Nothing found" where they could not look."""
 
 import json
 
@@ -54,3 +54,18 @@ def test_find_on_a_dump_without_dotnet_says_the_types_were_not_searched(window, 
     # What it did read, it names without a gap for it.
     dialog.text.setText("kernel32")
     assert dialog.count.text().startswith("1 found; not searched: Managed heap")
+
+
+def test_go_to_an_address_found_nowhere_names_what_it_could_not_search(window, qtbot):
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=120_000):
+        window.open_dump(str(MINIDUMPS / "minidump2.dmp"))
+    window.go_to_address(0x10)
+    qtbot.waitUntil(lambda: not window.side_jobs, timeout=60_000)
+    message = window.statusBar().currentMessage()
+    assert message.startswith(
+        "0x10 was not found; not searched: .NET runtime: not available: "
+        "No .NET runtime in this dump"
+    )
+    assert "Native heaps: not available: the dump does not say where the heaps are" in (
+        message
+    )
