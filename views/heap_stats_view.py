@@ -487,10 +487,23 @@ class HeapStatsView(ResultView):
         if address != self._current_address:
             return
         self.roots.clear()
-        if not why.reachable:
+        if why.reachable is None:
             self._label(
                 self.roots_label,
-                "Why alive: no root reaches this object: it is garbage",
+                "Why alive: the heap graph did not say whether a root reaches it",
+            )
+            return
+        if not why.reachable:
+            # A graph walked around damage misses references: "garbage" is
+            # then what the walk saw, not a fact.
+            self._label(
+                self.roots_label,
+                (
+                    "Why alive: no root reaches this object: it is garbage"
+                    if not self._damage
+                    else "Why alive: no root reaches it in what the heap graph "
+                    f"could walk; it may be held through the rest ({self._damage})"
+                ),
             )
             return
         self._label(
