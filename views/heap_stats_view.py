@@ -538,7 +538,12 @@ class HeapStatsView(ResultView):
                 f"Roots (gcroot): {len(paths)} path(s)"
                 + (" (more not shown)" if roots.truncated else "")
                 if paths
-                else "Roots (gcroot): no root keeps this object alive: it is garbage"
+                else (
+                    "Roots (gcroot): no root keeps this object alive: it is garbage"
+                    if not self._damage
+                    else "Roots (gcroot): no root reaches it in what could be "
+                    f"walked; it may be held through the rest ({self._damage})"
+                )
             ),
         )
         for path in paths:
