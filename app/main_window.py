@@ -275,6 +275,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for view in self.views.values():
             view.reset()
         self.setWindowTitle("DumpScope")
+        self.statusBar().clearMessage()
         self._refresh_find()
 
     def open_dump(self, path: str, dac: Optional[str] = None) -> None:

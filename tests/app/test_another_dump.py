@@ -52,3 +52,21 @@ def test_an_object_whose_fields_cannot_be_read_says_why(window, qtbot):
     assert window.types.object_label.text() == (
         "Its fields could not be read: 0x10 is not in a managed object of this dump."
     )
+
+
+def test_a_dump_that_cannot_be_opened_leaves_no_word_of_the_last_one(
+    window, qtbot, tmp_path, monkeypatch
+):
+    from qtpy import QtWidgets
+
+    from tests.paths import MINIDUMPS
+
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=120_000):
+        window.open_dump(str(MINIDUMPS / "minidump2.dmp"))
+    assert window.statusBar().currentMessage() == "Analysis complete"
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a: None)
+    bad = tmp_path / "bad.dmp"
+    bad.write_bytes(b"not a dump at all")
+    window.open_dump(str(bad))
+    assert window.windowTitle() == "DumpScope"
+    assert window.statusBar().currentMessage() == ""
