@@ -690,6 +690,11 @@ NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
 def _address_summary(ctx: Context) -> AddressSummary:
     from analysis.native.address_summary import summarize
 
+    # Without one region the summary could only call everything free.
+    if not ctx.reader.regions():
+        raise Unavailability(
+            "the dump lists no memory regions: nothing is known of its address space"
+        )
     gc = ctx.use(GC_HEAP)
     gc_ranges: tuple[tuple[int, int], ...] = ()
     if gc is not None:

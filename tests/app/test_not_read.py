@@ -1,5 +1,5 @@
-"""The Threads tab never says a thread has no managed frames where the
-CLR's threads could not be read."""
+"""Where a dump could not be read, the tabs say so instead of a number or
+"none": a thread's managed frames, a minidump's address space."""
 
 from tests.paths import MINIDUMPS
 
@@ -21,3 +21,13 @@ def test_a_thread_of_a_dump_without_the_clr_view_says_its_frames_were_not_read(
     assert "Threads (CLR view): not available: No .NET runtime" in (
         threads.notes.text()
     )
+
+
+def test_a_dump_listing_no_memory_regions_shows_no_address_space_totals(window, qtbot):
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=120_000):
+        window.open_dump(str(MINIDUMPS / "invalid-range.dmp"))
+    assert window.memory.state_text() == (
+        "Address space: not available: the dump lists no memory regions: nothing "
+        "is known of its address space"
+    )
+    assert window.memory.summary.row_count() == 0
