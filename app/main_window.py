@@ -539,11 +539,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def show_evidence(self, row: RowKind, keys: tuple[Any, ...]) -> None:
         """Shows the tab for that kind of row with every row named selected."""
-        view = next((v for v in self.views.values() if row in v.selects), None)
-        if view is None:
-            return
-        self.tabs.setCurrentWidget(view)
-        view.select(row, keys)
+        self._show_rows(row, keys)
 
     # -- folders, layout ------------------------------------------------------
     def last_folder(self) -> str:
@@ -799,17 +795,22 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def navigate(self, row: RowKind, key: Any) -> bool:
         """Shows the row (as an evidence link does) and records the move."""
+        return self._show_rows(row, (key,))
+
+    def _show_rows(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        """Shows the tab of that kind of row with the rows named selected,
+        whatever its filters hid, and records the move."""
         view = next((v for v in self.views.values() if row in v.selects), None)
         if view is None:
             return False
         self._restoring = True
         try:
             self.tabs.setCurrentWidget(view)
-            found = view.select(row, (key,))
+            found = view.select(row, keys)
             if not found:
                 for table in view.findChildren(FilterTable):
                     table.filter.clear()
-                found = view.select(row, (key,))
+                found = view.select(row, keys)
         finally:
             self._restoring = False
         self._moved(None, explicit=True)

@@ -282,6 +282,19 @@ def test_waits_for_leads_to_the_holder_even_when_the_filter_hides_it(
     assert table.filter.text() == ""
 
 
+def test_an_evidence_link_finds_its_row_behind_a_filter_and_back_returns(
+    window, story, qtbot
+):
+    facts = story[1]
+    finalizer = facts["finalizer_thread"]["os_thread_id"]
+    window.threads.threads.filter.setText("no thread is called this")
+    window.findings.evidence_buttons[0].click()
+    assert window.tabs.currentWidget() is window.threads
+    assert current(window.threads.threads).os_id == finalizer
+    window.go_back()
+    assert window.tabs.currentWidget() is window.findings
+
+
 def test_export_report_writes_the_html_of_what_the_window_shows(
     window, story, qtbot, tmp_path
 ):
