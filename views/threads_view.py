@@ -236,7 +236,7 @@ class ThreadsView(ResultView):
         """A group selects all its threads (the first one's stack shows)."""
         if group is not None:
             current = self.stacks.currentIndex()
-            self.select(RowKind.THREAD, group.os_ids)
+            self._select_threads(tuple(group.os_ids))
             self.stacks.setCurrentIndex(current)
 
     def managed_missing(self, text: str) -> None:
@@ -310,7 +310,7 @@ class ThreadsView(ResultView):
     def _select_owner(self, monitor: Optional[Monitor]) -> None:
         if monitor is not None and monitor.owner_os_id:
             current = self.stacks.currentIndex()
-            self._select_thread(int(monitor.owner_os_id))
+            self._select_threads((int(monitor.owner_os_id),))
             self.stacks.setCurrentIndex(current)
 
     def _on_activated(self, index: QtCore.QModelIndex) -> None:
@@ -320,13 +320,13 @@ class ThreadsView(ResultView):
         thread = self.threads.record_at(index.row())
         waits = thread.waits_for if thread is not None else None
         if waits is not None and waits.owner_os_id:
-            self._select_thread(int(waits.owner_os_id))
+            self._select_threads((int(waits.owner_os_id),))
 
-    def _select_thread(self, os_id: int) -> None:
-        """Goes to a thread even when the filter hides it."""
-        if not self.select(RowKind.THREAD, (os_id,)):
+    def _select_threads(self, os_ids: tuple[int, ...]) -> None:
+        """Goes to threads even when the filter hides them."""
+        if not self.select(RowKind.THREAD, os_ids):
             self.threads.filter.clear()
-            self.select(RowKind.THREAD, (os_id,))
+            self.select(RowKind.THREAD, os_ids)
 
     def _show_stacks(self, thread: Optional[ThreadView]) -> None:
         if thread is None:

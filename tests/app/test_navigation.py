@@ -295,6 +295,19 @@ def test_an_evidence_link_finds_its_row_behind_a_filter_and_back_returns(
     assert window.tabs.currentWidget() is window.findings
 
 
+def test_a_parallel_stacks_group_selects_its_threads_behind_a_filter(
+    window, story, qtbot
+):
+    window.tabs.setCurrentWidget(window.threads)
+    window.threads.threads.filter.setText("no thread is called this")
+    groups = window.threads.stack_groups
+    assert groups.select_where(lambda g: True)
+    group = current(groups)
+    assert group is not None
+    selected = window.threads.threads.selected_records()
+    assert sorted(t.os_id for t in selected) == sorted(group.os_ids)
+
+
 def test_export_report_writes_the_html_of_what_the_window_shows(
     window, story, qtbot, tmp_path
 ):
