@@ -31,3 +31,20 @@ def test_a_dump_listing_no_memory_regions_shows_no_address_space_totals(window, 
         "is known of its address space"
     )
     assert window.memory.summary.row_count() == 0
+
+
+def test_a_core_cut_in_half_says_why_its_managed_heap_is_not_read(
+    window, qtbot, tmp_path
+):
+    from scenarios.dumps import ensure_dump
+
+    whole = ensure_dump("blocked-finalizer").path
+    half = tmp_path / "half.core"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with qtbot.waitSignal(window.sig_analysis_finished, timeout=300_000):
+        window.open_dump(str(half))
+    # The engine's own words, as for any dump it cannot read: not a failure
+    # with an exception's name for a bug report.
+    assert window.types.state_text().startswith(
+        "Managed heap: not available: The core dump is truncated: the file holds "
+    )
