@@ -71,6 +71,9 @@ UNAVAILABLE_CODES = frozenset(
         ErrorCode.NO_HEAP_MEMORY,
         ErrorCode.DAC_LOAD_FAILED,
         ErrorCode.DAC_NOT_TRUSTED,
+        # The engine cannot read the dump (cut short, damaged headers): its
+        # message, written for the user, is why, not a defect to report.
+        ErrorCode.DUMP_UNREADABLE,
         # A property of the dump (damage that crashes the DAC), not of this
         # run: asking again would crash the engine's reader again.
         ErrorCode.DUMP_CRASHED_READER,
@@ -690,6 +693,11 @@ NATIVE_OWNERS: Analysis[NativeOwnership] = Analysis(
 def _address_summary(ctx: Context) -> AddressSummary:
     from analysis.native.address_summary import summarize
 
+    # Without one region the summary could only call everything free.
+    if not ctx.reader.regions():
+        raise Unavailability(
+            "the dump lists no memory regions: nothing is known of its address space"
+        )
     gc = ctx.use(GC_HEAP)
     gc_ranges: tuple[tuple[int, int], ...] = ()
     if gc is not None:

@@ -69,11 +69,14 @@ def _native_heaps(heaps: tuple[NativeHeap, ...]) -> str:
     blocks = [b for h in read for b in h.large_blocks]
     committed = sum(int(h.committed) for h in read if isinstance(h.committed, int))
     unknown = sum(1 for h in read if not isinstance(h.committed, int))
-    at_least = "at least " if unknown else ""
+    # A heap read in part (a truncated dump) counts only what was read.
+    partial = any(h.problems for h in read)
+    at_least = "at least " if unknown or partial else ""
     line = f"Native heaps: {len(heaps)}"
     if unread:
         line += f", {unread} not read; in the {len(read)} read"
     return (
         f"{line}, committed {at_least}{human_size(committed)}; "
-        f"{len(blocks):,} large blocks, {human_size(sum(int(b.size) for b in blocks))}"
+        f"{'at least ' if partial else ''}{len(blocks):,} large blocks, "
+        f"{human_size(sum(int(b.size) for b in blocks))}"
     )

@@ -13,6 +13,8 @@ from analysis.locate import Hit, parse_address
 HIT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 # What a search yields: the hits for a text.
 Search = Callable[[str], list[Hit]]
+# What a search could not look at, and why: lines a user reads.
+Gaps = Callable[[], list[str]]
 
 
 class FindDialog(QtWidgets.QDialog):
@@ -22,11 +24,17 @@ class FindDialog(QtWidgets.QDialog):
     sig_hit_activated = Signal(object)
     sig_address_activated = Signal(object)  # Signal(int) would cut it to 32 bits
 
-    def __init__(self, search: Search, parent: Optional[QtWidgets.QWidget] = None):
+    def __init__(
+        self,
+        search: Search,
+        gaps: Gaps,
+        parent: Optional[QtWidgets.QWidget] = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("Find everywhere")
         self.resize(560, 420)
         self._search = search
+        self._gaps = gaps
         self.text = QtWidgets.QLineEdit(self)
         self.text.setPlaceholderText(
             "A type, a thread name or id, a module, an address (0x…)"
@@ -34,6 +42,7 @@ class FindDialog(QtWidgets.QDialog):
         self.text.setClearButtonEnabled(True)
         self.results = QtWidgets.QListWidget(self)
         self.count = QtWidgets.QLabel(self)
+        self.count.setWordWrap(True)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(self.text)
         layout.addWidget(self.results, 1)
@@ -57,8 +66,14 @@ class FindDialog(QtWidgets.QDialog):
             item.setData(HIT_ROLE, hit)
             self.results.addItem(item)
         found = self.results.count()
+        if not text.strip():
+            self.count.setText("")
+            return
+        # "Nothing found" in a result that was never read would be a lie.
+        gaps = self._gaps()
         self.count.setText(
-            "" if not text.strip() else f"{found} found" if found else "Nothing found"
+            (f"{found} found" if found else "Nothing found")
+            + ("" if not gaps else "; not searched: " + "; ".join(gaps))
         )
 
     def _activate_first(self) -> None:

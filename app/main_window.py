@@ -24,7 +24,7 @@ from analysis.key_facts import key_facts
 from analysis.locate import Hit, find, locate_native, parse_address
 from analysis.managed.client import EngineError, ErrorCode
 from analysis.managed.results import Instance, ObjectDetail
-from analysis.model.outcome import Done, Outcome, Unavailable
+from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
 from analysis.model.vocab import RowKind
 from analysis.pointers import object_pointers
 from analysis.session import DumpSession
@@ -54,6 +54,10 @@ V = TypeVar("V", bound=ResultView)
 
 DUMP_FILTER = "Memory dumps (*.dmp *.mdmp *.core core core.*);;All files (*)"
 HTML_FILTER = "HTML files (*.html);;All files (*)"
+# The results Find everywhere reads.
+SEARCHED = (HEAP_STATS, FINALIZER_QUEUE, THREADS, MODULES)
+# The results Go to address reads.
+LOCATED = (RUNTIME, NATIVE_HEAPS, ADDRESS_SUMMARY, MODULES)
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -263,12 +267,16 @@ class MainWindow(QtWidgets.QMainWindow):
             job.retire()
         self.side_jobs.clear()
         self._roots_job = None
+        # Back must not open an object of the last dump in this one.
+        self._inspected = None
         if self.session is not None:
             self.session.close()
             self.session = None
         for view in self.views.values():
             view.reset()
         self.setWindowTitle("DumpScope")
+        self.statusBar().clearMessage()
+        self._refresh_find()
 
     def open_dump(self, path: str, dac: Optional[str] = None) -> None:
         from analysis.dumpfile.base import DumpFormatError
@@ -450,7 +458,7 @@ class MainWindow(QtWidgets.QMainWindow):
         detail = Job("object", fetch_detail, self)
         detail.sig_job_finished.connect(lambda d: self.types.set_object(address, *d))
         detail.sig_job_failed.connect(
-            lambda message: self.types.show_drill_error(address, message)
+            lambda message: self.types.show_object_error(address, message)
         )
         self.start_side_job(detail)
         if self._roots_job is not None:
@@ -509,6 +517,8 @@ class MainWindow(QtWidgets.QMainWindow):
                     view.note(f"{analysis.title}:", outcome.text)
         if self.session is not None:
             self.findings.set_key_facts(key_facts(self.session))
+        if analysis in SEARCHED:
+            self._refresh_find()
 
     def offer_to_trust(self, refused: Unavailable) -> None:
         """The DAC's signature check refused it: say which file and why, and
@@ -529,11 +539,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def show_evidence(self, row: RowKind, keys: tuple[Any, ...]) -> None:
         """Shows the tab for that kind of row with every row named selected."""
-        view = next((v for v in self.views.values() if row in v.selects), None)
-        if view is None:
-            return
-        self.tabs.setCurrentWidget(view)
-        view.select(row, keys)
+        self._show_rows(row, keys)
 
     # -- folders, layout ------------------------------------------------------
     def last_folder(self) -> str:
@@ -575,7 +581,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _wire_tables(self) -> None:
         """Every table exports from the last export folder and records where
-        the user goes; the tables whose rows are managed objects offer Show
+        the user goes; the tables whose rows are or name managed objects offer Show
         object."""
         for table in self.tables():
             table.export_folder = self.export_folder
@@ -588,6 +594,7 @@ class MainWindow(QtWidgets.QMainWindow):
             int(f.address) if f.kind == "reference" and f.address else None
         )
         self.threads.locks.object_of = lambda m: m.object
+        self.native_heaps.blocks.object_of = self.native_heaps.owner_object
         self.types.sig_instance_selected.connect(self._note_inspected)
 
     def _ask_export_report(self) -> None:
@@ -788,17 +795,22 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def navigate(self, row: RowKind, key: Any) -> bool:
         """Shows the row (as an evidence link does) and records the move."""
+        return self._show_rows(row, (key,))
+
+    def _show_rows(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
+        """Shows the tab of that kind of row with the rows named selected,
+        whatever its filters hid, and records the move."""
         view = next((v for v in self.views.values() if row in v.selects), None)
         if view is None:
             return False
         self._restoring = True
         try:
             self.tabs.setCurrentWidget(view)
-            found = view.select(row, (key,))
+            found = view.select(row, keys)
             if not found:
                 for table in view.findChildren(FilterTable):
                     table.filter.clear()
-                found = view.select(row, (key,))
+                found = view.select(row, keys)
         finally:
             self._restoring = False
         self._moved(None, explicit=True)
@@ -901,9 +913,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 )
             self.statusBar().showMessage(found.text, 8000)
         else:
+            gaps = self.search_gaps(LOCATED)
             self.statusBar().showMessage(
-                f"0x{address:x} is in no managed object, native heap, module or "
-                "memory region of this dump",
+                (
+                    f"0x{address:x} was not found; not searched: {'; '.join(gaps)}"
+                    if gaps
+                    else f"0x{address:x} is in no managed object, native heap, "
+                    "module or memory region of this dump"
+                ),
                 8000,
             )
 
@@ -925,9 +942,34 @@ class MainWindow(QtWidgets.QMainWindow):
             value(MODULES) or (),
         )
 
+    def search_gaps(self, analyses: tuple[Analysis[Any], ...] = SEARCHED) -> list[str]:
+        """The results a search reads (Find everywhere's by default) that
+        this dump has not (yet) given, and why."""
+        session = self.session
+        if session is None:
+            return ["no dump is open"]
+        pending = []
+        missing = []
+        for analysis in analyses:
+            outcome = session.peek(analysis)
+            if outcome is None:
+                pending.append(analysis.title)
+            elif not isinstance(outcome, Done):
+                missing.append((analysis.title, outcome))
+        return ([f"{', '.join(pending)}: still being analysed"] if pending else []) + (
+            gaps_by_reason(missing)
+        )
+
+    def _refresh_find(self) -> None:
+        """An open Find everywhere lists what the open dump holds, never
+        the hits of the dump before nor a "Nothing found" from before its
+        results came."""
+        if self._find_dialog is not None and self._find_dialog.isVisible():
+            self._find_dialog.refresh()
+
     def show_find_dialog(self) -> FindDialog:
         if self._find_dialog is None:
-            dialog = FindDialog(self.search, self)
+            dialog = FindDialog(self.search, self.search_gaps, self)
             dialog.sig_hit_activated.connect(lambda h: self.navigate(h.row, h.key))
             dialog.sig_address_activated.connect(self.go_to_address)
             self._find_dialog = dialog

@@ -128,7 +128,7 @@ TABS: tuple[Tab, ...] = (
         (
             Part(THREADS, ThreadsView.set_threads),
             Part(NATIVE_THREADS, None),
-            Part(MANAGED_THREADS, None),
+            Part(MANAGED_THREADS, None, ThreadsView.managed_missing),
             Part(MONITORS, ThreadsView.set_monitors, ThreadsView.show_locks_state),
             Part(THREAD_POOL, ThreadsView.set_thread_pool),
             Part(STACK_GROUPS, ThreadsView.set_stack_groups),

@@ -487,10 +487,23 @@ class HeapStatsView(ResultView):
         if address != self._current_address:
             return
         self.roots.clear()
-        if not why.reachable:
+        if why.reachable is None:
             self._label(
                 self.roots_label,
-                "Why alive: no root reaches this object: it is garbage",
+                "Why alive: the heap graph did not say whether a root reaches it",
+            )
+            return
+        if not why.reachable:
+            # A graph walked around damage misses references: "garbage" is
+            # then what the walk saw, not a fact.
+            self._label(
+                self.roots_label,
+                (
+                    "Why alive: no root reaches this object: it is garbage"
+                    if not self._damage
+                    else "Why alive: no root reaches it in what the heap graph "
+                    f"could walk; it may be held through the rest ({self._damage})"
+                ),
             )
             return
         self._label(
@@ -525,7 +538,12 @@ class HeapStatsView(ResultView):
                 f"Roots (gcroot): {len(paths)} path(s)"
                 + (" (more not shown)" if roots.truncated else "")
                 if paths
-                else "Roots (gcroot): no root keeps this object alive: it is garbage"
+                else (
+                    "Roots (gcroot): no root keeps this object alive: it is garbage"
+                    if not self._damage
+                    else "Roots (gcroot): no root reaches it in what could be "
+                    f"walked; it may be held through the rest ({self._damage})"
+                )
             ),
         )
         for path in paths:
@@ -538,6 +556,12 @@ class HeapStatsView(ResultView):
             self._label(self.instances_label, f"Objects could not be listed: {message}")
         elif address == self._current_address:
             self._label(self.roots_label, f"Roots (gcroot): {message}")
+
+    def show_object_error(self, address: int, message: str) -> None:
+        """The object's fields could not be read: said where they would be,
+        instead of "Loading" for ever."""
+        if address == self._current_address:
+            self._label(self.object_label, f"Its fields could not be read: {message}")
 
     def select(self, row: RowKind, keys: tuple[Any, ...]) -> bool:
         return bool(self.types.select_all_where(lambda t: t.name in keys))

@@ -149,6 +149,13 @@ class NativeHeapsView(ResultView):
         more = f" (+{len(owners) - 1} more)" if len(owners) > 1 else ""
         return f"{', '.join(types)} 0x{int(first.object):x}.{first.field}{via}{more}"
 
+    def owner_object(self, block: LargeBlock) -> Optional[int]:
+        """The managed object the Owned by column names first, if any."""
+        if self._owners is None:
+            return None
+        owners = self._owners.owners_of(int(block.address))
+        return int(owners[0].object) if owners else None
+
     def _show_heaps(self, heaps: Sequence[NativeHeap]) -> None:
         if not heaps:
             return

@@ -126,6 +126,8 @@ class ThreadsView(ResultView):
         # The held or waited-for monitors; None until the lock table is read.
         self._monitors: Optional[tuple[Monitor, ...]] = None
         self._thread: Optional[ThreadView] = None
+        # Why no thread's managed frames were read; "" when they were.
+        self._managed_missing = ""
         columns = THREAD_COLUMNS + (
             Column(
                 WAITS_FOR,
@@ -209,6 +211,7 @@ class ThreadsView(ResultView):
         self._names = {}
         self._monitors = None
         self._thread = None
+        self._managed_missing = ""
         self.threads.clear()
         self.locks.clear()
         self.locks_scope.setText("")
@@ -233,8 +236,16 @@ class ThreadsView(ResultView):
         """A group selects all its threads (the first one's stack shows)."""
         if group is not None:
             current = self.stacks.currentIndex()
-            self.select(RowKind.THREAD, group.os_ids)
+            self._select_threads(tuple(group.os_ids))
             self.stacks.setCurrentIndex(current)
+
+    def managed_missing(self, text: str) -> None:
+        """The CLR's view of the threads was not read: no thread's managed
+        stack is known, which the stack pane says instead of "no frames"."""
+        self._managed_missing = text
+        title, _, why = text.partition(": ")
+        self.note(f"{title}:", why)
+        self._show_stacks(self._thread)
 
     def show_locks_state(self, text: str) -> None:
         """Why the lock table is empty (the monitors analysis did not run)."""
@@ -299,7 +310,7 @@ class ThreadsView(ResultView):
     def _select_owner(self, monitor: Optional[Monitor]) -> None:
         if monitor is not None and monitor.owner_os_id:
             current = self.stacks.currentIndex()
-            self.select(RowKind.THREAD, (monitor.owner_os_id,))
+            self._select_threads((int(monitor.owner_os_id),))
             self.stacks.setCurrentIndex(current)
 
     def _on_activated(self, index: QtCore.QModelIndex) -> None:
@@ -309,7 +320,13 @@ class ThreadsView(ResultView):
         thread = self.threads.record_at(index.row())
         waits = thread.waits_for if thread is not None else None
         if waits is not None and waits.owner_os_id:
-            self.select(RowKind.THREAD, (waits.owner_os_id,))
+            self._select_threads((int(waits.owner_os_id),))
+
+    def _select_threads(self, os_ids: tuple[int, ...]) -> None:
+        """Goes to threads even when the filter hides them."""
+        if not self.select(RowKind.THREAD, os_ids):
+            self.threads.filter.clear()
+            self.select(RowKind.THREAD, os_ids)
 
     def _show_stacks(self, thread: Optional[ThreadView]) -> None:
         if thread is None:
@@ -319,7 +336,14 @@ class ThreadsView(ResultView):
         self.managed_stack.clear()
         self.native_stack.clear()
         self.managed_stack.addItems(
-            [frame_line(f) for f in thread.frames] or ["(no managed frames)"]
+            [frame_line(f) for f in thread.frames]
+            or [
+                (
+                    f"(managed frames not read: {self._managed_missing})"
+                    if self._managed_missing
+                    else "(no managed frames)"
+                )
+            ]
         )
         self.native_stack.addItems(
             [frame_line(f) for f in thread.native_frames] or ["(no native frames)"]

@@ -235,9 +235,15 @@ class ElfCoreReader(ReaderBase):
             raise DumpFormatError(
                 f"{self.path}: not an ELF file: starts with {ident[:4]!r}"
             )
+        if ident[4] not in (1, 2) or ident[5] not in (1, 2):
+            raise DumpFormatError(
+                f"{self.path}: the ELF header is damaged: its class byte is "
+                f"{ident[4]} and its data byte {ident[5]} (1 or 2 each in any ELF "
+                "file)"
+            )
         if ident[4] != 2 or ident[5] != 1:
             raise DumpFormatError(
-                f"{self.path}: a {32 if ident[4] == 1 else 'unknown-bit'} "
+                f"{self.path}: a {32 if ident[4] == 1 else 64}-bit "
                 f"{'big' if ident[5] == 2 else 'little'}-endian ELF file; only "
                 "64-bit little-endian core dumps are supported"
             )

@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 from analysis.dumpfile.base import MemoryNotInDump, MemoryReader, Region
 from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.model.vocab import HeapKind
-from analysis.values import Address, ByteSize, Unknown
+from analysis.values import Address, ByteSize, Unknown, human_size
 
 PAGE = 0x1000
 PREV_INUSE = 0x1
@@ -171,20 +171,21 @@ def walk_glibc_heaps(
     arenas, arena_regions = _thread_arenas(reader, anonymous, limits)
     rows += arenas
     taken |= arena_regions
-    mmapped = _mmapped_chunks(
-        reader, [r for r in anonymous if int(r.base) not in taken], limits
-    )
-    if mmapped:
+    searched = [r for r in anonymous if int(r.base) not in taken]
+    mmapped, problems = _mmapped_chunks(reader, searched, limits)
+    if mmapped or problems:
         total = sum(int(b.size) for b in mmapped)
         rows.append(
             NativeHeap(
-                address=mmapped[0].address,
+                # No blocks found: the row still stands, for what was not searched.
+                address=mmapped[0].address if mmapped else Address(searched[0].base),
                 kind=HeapKind.GLIBC_MMAP,
                 reserved=ByteSize(total),
                 committed=ByteSize(total),
                 free=ByteSize(0),
                 segments=(),
                 large_blocks=tuple(mmapped),
+                problems=tuple(problems),
             )
         )
     return tuple(rows)
@@ -356,13 +357,28 @@ def _align(value: int) -> int:
 
 def _mmapped_chunks(
     reader: MemoryReader, regions: Sequence[Region], limits: Limits
-) -> list[LargeBlock]:
+) -> tuple[list[LargeBlock], list[str]]:
     """Checks each page start of the regions for an mmapped chunk header,
     visiting only the bytes the dump holds: a region's size is what a header
     claims (one damaged PT_LOAD can claim a terabyte), its held pieces are
-    what the file has."""
+    what the file has. Also says what was not searched: the blocks found
+    are then fewer than the process had."""
     blocks: list[LargeBlock] = []
     scanned = 0
+    missing = sum(
+        int(r.size)
+        - sum(size for _, size in reader.held_ranges(int(r.base), int(r.size)))
+        for r in regions
+        if int(r.size) >= MMAP_THRESHOLD_MIN
+    )
+    problems = (
+        [
+            f"{human_size(missing)} of the memory searched for mmapped chunks is not "
+            "in the dump: the blocks there are not counted"
+        ]
+        if missing
+        else []
+    )
     for region in regions:
         base, end = int(region.base), int(region.base) + int(region.size)
         address = base
@@ -371,7 +387,11 @@ def _mmapped_chunks(
             address = max(address, _align_page(start))
             while address + MMAP_THRESHOLD_MIN <= end and address + 16 <= piece_end:
                 if scanned >= limits.max_scan_bytes:
-                    return blocks
+                    problems.append(
+                        f"the search for mmapped chunks stopped after "
+                        f"{human_size(scanned)}: the blocks beyond are not counted"
+                    )
+                    return blocks, problems
                 window = _read(
                     reader, address, min(piece_end, address + SCAN_WINDOW) - address
                 )
@@ -396,7 +416,7 @@ def _mmapped_chunks(
                         at += PAGE
                     scanned += PAGE
                 address += at
-    return blocks
+    return blocks, problems
 
 
 def _align_page(value: int) -> int:

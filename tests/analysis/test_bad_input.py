@@ -168,6 +168,9 @@ def test_too_short_and_foreign_files_are_refused_with_a_reason(workdir):
         b"\x7fELF\x02\x01": "too short for an ELF header",
         b"PK\x03\x04" + bytes(64): "not a minidump or ELF core dump: starts with b'PK",
         b"\x7fELF\x01\x01\x01" + bytes(64): "only 64-bit little-endian",
+        b"\x7fELF\x00\x01\x01"
+        + bytes(64): "the ELF header is damaged: its class byte is 0 and its data "
+        "byte 1",
     }
     for data, reason in cases.items():
         path = workdir / "refused.bin"

@@ -57,6 +57,24 @@ def test_planted_unmanaged_buffers_are_the_mmapped_large_blocks(blocked_finalize
     assert sum(int(b.size) for b in planted) >= facts["unmanaged_bytes"]
 
 
+def test_a_core_cut_in_half_says_its_mmapped_blocks_are_not_all_counted(tmp_path):
+    whole = ensure_dump("blocked-finalizer").path
+    half = tmp_path / "half.core"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with open_dump(str(whole)) as reader:
+        (complete,) = [h for h in find_native_heaps(reader) if h.kind == "glibc-mmap"]
+    with open_dump(str(half)) as reader:
+        (cut,) = [h for h in find_native_heaps(reader) if h.kind == "glibc-mmap"]
+    assert complete.problems == ()
+    # Fewer blocks than the process had, and the row says so.
+    assert len(cut.large_blocks) < len(complete.large_blocks)
+    (problem,) = cut.problems
+    assert problem.endswith(
+        "of the memory searched for mmapped chunks is not in the dump: the blocks "
+        "there are not counted"
+    )
+
+
 def test_main_arena_is_the_brk_heap_above_the_executable(blocked_finalizer):
     _, reader, heaps = blocked_finalizer
     arenas = [h for h in heaps if h.kind == "glibc-arena"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Optional
 
 from analysis.analyses import NATIVE_HEAPS, THREADS
@@ -52,6 +53,17 @@ def test_the_heaps_read_are_counted_and_the_others_named():
 def test_heaps_all_read_give_their_totals():
     line = _heaps_line(nt_heap(0x5D0000), nt_heap(0x7D0000, large_blocks(2, 1 << 20)))
     assert line == "Native heaps: 2, committed 3.00 MB; 2 large blocks, 2.00 MB"
+
+
+def test_a_heap_read_in_part_gives_lower_bounds():
+    cut = replace(
+        nt_heap(0x7D0000, large_blocks(2, 1 << 20)),
+        problems=("1.00 MB of it is not in the dump",),
+    )
+    line = _heaps_line(nt_heap(0x5D0000), cut)
+    assert line == (
+        "Native heaps: 2, committed at least 3.00 MB; at least 2 large blocks, 2.00 MB"
+    )
 
 
 def test_sta_threads_are_counted_only_where_the_apartment_could_be_read():

@@ -240,6 +240,74 @@ def test_show_object_from_a_lock_opens_the_lock_object(window, story, qtbot):
     )
 
 
+def test_show_object_from_a_native_block_opens_the_object_that_owns_it(
+    window, story, qtbot
+):
+    facts = story[1]
+    window.navigate(RowKind.LARGE_BLOCK, int(facts["buffer_addresses"][0], 16) - 16)
+    blocks = window.native_heaps.blocks
+    row = blocks.view.currentIndex().row()
+    owned_by = blocks.text_at(row, 3)
+    assert owned_by.startswith(f"{facts['buffer_type']} 0x")
+    owner = int(owned_by.split(" ")[1].split(".")[0], 16)
+    menu = blocks.context_menu(row)
+    show = next(a for a in menu.actions() if a.text().startswith("Show object"))
+    assert show.text() == f"Show object 0x{owner:x}"
+    wait_for_side_jobs(qtbot, window)
+    show.trigger()
+    wait_for_side_jobs(qtbot, window)
+    assert window.tabs.currentWidget() is window.types
+    assert current(window.types.types).name == facts["buffer_type"]
+    qtbot.waitUntil(
+        lambda: window.types.object_label.text().startswith(
+            f"<b>0x{owner:x}</b> {facts['buffer_type']}"
+        ),
+        timeout=60_000,
+    )
+
+
+def test_waits_for_leads_to_the_holder_even_when_the_filter_hides_it(
+    window, story, qtbot
+):
+    facts = story[1]
+    finalizer = facts["finalizer_thread"]["os_thread_id"]
+    holder = facts["lock_holder"]["os_thread_id"]
+    window.navigate(RowKind.THREAD, finalizer)
+    table = window.threads.threads
+    table.filter.setText(str(finalizer))
+    assert table.row_count() == 1
+    table.view.setCurrentIndex(table.proxy.index(0, window.threads.waits_column))
+    table.view.activated.emit(table.view.currentIndex())
+    assert current(table).os_id == holder
+    assert table.filter.text() == ""
+
+
+def test_an_evidence_link_finds_its_row_behind_a_filter_and_back_returns(
+    window, story, qtbot
+):
+    facts = story[1]
+    finalizer = facts["finalizer_thread"]["os_thread_id"]
+    window.threads.threads.filter.setText("no thread is called this")
+    window.findings.evidence_buttons[0].click()
+    assert window.tabs.currentWidget() is window.threads
+    assert current(window.threads.threads).os_id == finalizer
+    window.go_back()
+    assert window.tabs.currentWidget() is window.findings
+
+
+def test_a_parallel_stacks_group_selects_its_threads_behind_a_filter(
+    window, story, qtbot
+):
+    window.tabs.setCurrentWidget(window.threads)
+    window.threads.threads.filter.setText("no thread is called this")
+    groups = window.threads.stack_groups
+    assert groups.select_where(lambda g: True)
+    group = current(groups)
+    assert group is not None
+    selected = window.threads.threads.selected_records()
+    assert sorted(t.os_id for t in selected) == sorted(group.os_ids)
+
+
 def test_export_report_writes_the_html_of_what_the_window_shows(
     window, story, qtbot, tmp_path
 ):

@@ -390,3 +390,35 @@ def test_a_heap_that_could_not_be_read_has_unknown_blocks_not_none(qtbot):
     label = view.blocks_label.text()
     assert "3 large blocks" in label
     assert "in 1 of the 2 selected heaps (1 could not be read: its blocks" in label
+
+
+def test_why_alive_and_gcroot_call_an_object_garbage_only_where_all_was_walked(
+    qtbot,
+):
+    from analysis.managed.results import RetentionPaths, RootPaths
+    from analysis.values import Address
+
+    view = HeapStatsView()
+    qtbot.addWidget(view)
+    unreached = RetentionPaths(Address(0x1000), False, (), ())
+    view.open_object(0x1000)
+    view.set_why_alive(0x1000, unreached)
+    assert view.roots_label.text() == (
+        "Why alive: no root reaches this object: it is garbage"
+    )
+    damage = "1 damaged heap range (4.00 KB) was not walked"
+    view.set_retained_damage(damage)
+    view.set_why_alive(0x1000, unreached)
+    assert view.roots_label.text() == (
+        "Why alive: no root reaches it in what the heap graph could walk; it may "
+        f"be held through the rest ({damage})"
+    )
+    view.set_roots(0x1000, RootPaths(Address(0x1000), (), False))
+    assert view.roots_label.text() == (
+        "Roots (gcroot): no root reaches it in what could be walked; it may be "
+        f"held through the rest ({damage})"
+    )
+    view.set_why_alive(0x1000, RetentionPaths(Address(0x1000), None, (), ()))
+    assert view.roots_label.text() == (
+        "Why alive: the heap graph did not say whether a root reaches it"
+    )
