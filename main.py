@@ -77,6 +77,7 @@ def report_main(argv: Sequence[str]) -> int:
 
     start_for(args.dump)
 
+    from analysis.dumpfile import why_unreadable
     from analysis.dumpfile.base import DumpFormatError
     from analysis.report import (
         build_report,
@@ -125,7 +126,7 @@ def report_main(argv: Sequence[str]) -> int:
                         )
                     )
         except (DumpFormatError, OSError) as error:
-            _say(f"cannot read {name}: {_why_unreadable(name, error)}")
+            _say(f"cannot read {name}: {why_unreadable(name, error)}")
             if session is not None:
                 session.close()
             if out is not None and created:
@@ -191,18 +192,6 @@ def _same_file(out: os.stat_result, dump: str) -> bool:
     except (OSError, ValueError):
         return False
     return (held.st_dev, held.st_ino) == (out.st_dev, out.st_ino)
-
-
-def _why_unreadable(name: str, error: Exception) -> str:
-    """The reason in the user's words: an OS error's own text without its
-    errno number and the path again, a reader's without the path again."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    text = str(error)
-    for path in (name, os.path.abspath(name), os.path.realpath(name)):
-        if text.startswith(f"{path}: "):
-            return text[len(path) + 2 :]
-    return text
 
 
 def _say(message: str) -> None:

@@ -279,6 +279,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._refresh_find()
 
     def open_dump(self, path: str, dac: Optional[str] = None) -> None:
+        from analysis.dumpfile import why_unreadable
         from analysis.dumpfile.base import DumpFormatError
 
         self._reset()
@@ -295,7 +296,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except (DumpFormatError, OSError) as error:
             self._show_empty()
             QtWidgets.QMessageBox.warning(
-                self, "Cannot open dump", f"{path}\n\n{error}"
+                self, "Cannot open dump", f"{path}\n\n{why_unreadable(path, error)}"
             )
             return
         self._remember(str(Path(path).resolve()))

@@ -11,7 +11,9 @@ from analysis.dumpfile._common import (
 )
 from analysis.dumpfile.base import DumpFormatError, MemoryReader
 
-__all__ = ["open_dump", "check_dump_path", "Limits", "DEFAULT_LIMITS"]
+import os
+
+__all__ = ["open_dump", "check_dump_path", "why_unreadable", "Limits", "DEFAULT_LIMITS"]
 
 
 def open_dump(path: str, limits: Limits = DEFAULT_LIMITS) -> MemoryReader:
@@ -36,3 +38,16 @@ def open_dump(path: str, limits: Limits = DEFAULT_LIMITS) -> MemoryReader:
     raise DumpFormatError(
         f"{path}: not a minidump or ELF core dump: starts with {magic!r}"
     )
+
+
+def why_unreadable(path: str, error: Exception) -> str:
+    """Why a dump could not be opened, in the user's words, for a message
+    that names the file itself: an OS error's own text without its errno
+    number and the path again, a reader's without the path again."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)
+    for name in (path, os.path.abspath(path), os.path.realpath(path)):
+        if text.startswith(f"{name}: "):
+            return text[len(name) + 2 :]
+    return text

@@ -131,6 +131,12 @@ def test_unreadable_file_is_refused_with_a_message_and_the_window_stays(
     window.open_dump(str(bad))
     assert shown and "bad.dmp" in shown[0]
     assert window.session is None
+    # The path once, then the reason in words: no errno, no path again.
+    gone = tmp_path / "gone.dmp"
+    window.open_dump(str(gone))
+    assert shown[-1] == f"{gone}\n\nNo such file or directory"
+    window.open_dump(str(bad))
+    assert shown[-1].count("bad.dmp") == 1
 
 
 def test_drill_down_from_a_type_to_an_object_and_what_keeps_it(window, qtbot):
