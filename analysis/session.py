@@ -449,11 +449,12 @@ class DumpSession:
         type_filter: Optional[str] = None,
         limit: int = 200,
         cancel: Optional[threading.Event] = None,
+        offset: int = 0,
     ) -> DominatorPage:
         """The objects `parent` immediately dominates (the top of the tree
-        when None), largest retained size first."""
+        when None), largest retained size first, from the offset-th on."""
         return self._engine_or_raise().dominators(
-            parent, limit=limit, type_filter=type_filter, cancel=cancel
+            parent, offset=offset, limit=limit, type_filter=type_filter, cancel=cancel
         )
 
     def why_alive(

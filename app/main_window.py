@@ -404,16 +404,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.start_side_job(job)
 
     def _fetch_dominated(
-        self, parent: Optional[int], type_filter: Optional[str]
+        self, parent: Optional[int], type_filter: Optional[str], offset: int = 0
     ) -> None:
         """One page of the dominator tree: the top (parent None) or what one
-        object keeps alive."""
+        object keeps alive, from `offset` on."""
         session = self.session
         if session is None:
             return
         job = Job(
             "dominators",
-            lambda _r, cancel: session.dominators(parent, type_filter, cancel=cancel),
+            lambda _r, cancel: session.dominators(
+                parent, type_filter, offset=offset, cancel=cancel
+            ),
             self,
         )
         job.sig_job_finished.connect(

@@ -16,6 +16,9 @@ from views.base import ResultView
 
 ADDRESS_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 RETAINED_ROLE = int(Qt.ItemDataRole.UserRole) + 2
+# On the last row of a partly shown list: how many of it are shown (the
+# offset of the next page).
+MORE_ROLE = int(Qt.ItemDataRole.UserRole) + 3
 COLUMNS = ("Object", "Type", "Retained", "% of live heap", "Shallow", "Dominates")
 PLACEHOLDER = "loading…"
 TYPE_CHARS = 60
@@ -23,13 +26,13 @@ TYPE_CHARS = 60
 
 class DominatorsView(ResultView):
     """The top of the tree comes with the other results (set_top);
-    sig_children_wanted(parent address or None, type filter or None) asks
-    the window for any other page of it; sig_object_activated(address)
+    sig_children_wanted(parent address or None, type filter or None, offset)
+    asks the window for any other page of it; sig_object_activated(address)
     opens an object in the inspector."""
 
     title = "Dominators"
     selects: tuple[RowKind, ...] = ()
-    sig_children_wanted = Signal(object, object)
+    sig_children_wanted = Signal(object, object, int)
     sig_object_activated = Signal(object)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
@@ -96,7 +99,7 @@ class DominatorsView(ResultView):
         if self._applied is None and self._top is not None:
             self.add_children(self._top)
         else:
-            self.sig_children_wanted.emit(None, self._applied)
+            self.sig_children_wanted.emit(None, self._applied, 0)
 
     def add_children(self, page: DominatorPage) -> None:
         """A page of one node's children (the top of the tree when
@@ -107,16 +110,26 @@ class DominatorsView(ResultView):
             parent = self._items.get(int(page.parent))
             if parent is None:
                 return  # the user moved on (another filter, another dump)
+        offset = int(page.offset or 0)
+        if offset and not any(
+            parent.child(i).data(0, MORE_ROLE) == -offset
+            for i in range(parent.childCount())
+        ):
+            return  # a next page no row asks for now (the tree was redone)
         for i in reversed(range(parent.childCount())):
             if parent.child(i).data(0, ADDRESS_ROLE) is None:
                 parent.removeChild(parent.child(i))
         for item in page.items:
             parent.addChild(self._item(item))
-        shown = int(page.offset or 0) + len(page.items)
-        if page.total is not None and page.total > shown:
+        shown = offset + len(page.items)
+        if page.total is not None and page.total > shown and page.items:
             more = QtWidgets.QTreeWidgetItem(
-                [f"… and {page.total - shown:,} smaller ones not shown"]
+                [
+                    f"… and {page.total - shown:,} smaller ones: double-click or "
+                    "Enter to show more"
+                ]
             )
+            more.setData(0, MORE_ROLE, shown)
             parent.addChild(more)
         if page.parent is None:
             for column in range(len(COLUMNS)):
@@ -166,12 +179,23 @@ class DominatorsView(ResultView):
         if address is None or item.childCount() != 1:
             return
         if item.child(0).text(0) == PLACEHOLDER:
-            self.sig_children_wanted.emit(address, None)
+            self.sig_children_wanted.emit(address, None, 0)
 
     def _activated(self, item: QtWidgets.QTreeWidgetItem, _column: int) -> None:
         address = item.data(0, ADDRESS_ROLE)
         if address is not None:
             self.sig_object_activated.emit(int(address))
+            return
+        shown = item.data(0, MORE_ROLE)
+        if isinstance(shown, int) and shown > 0:
+            # Asked once: a negative mark says which page the row waits for.
+            item.setData(0, MORE_ROLE, -shown)
+            item.setText(0, PLACEHOLDER)
+            up = item.parent()
+            if up is None:
+                self.sig_children_wanted.emit(None, self._applied, shown)
+            else:
+                self.sig_children_wanted.emit(up.data(0, ADDRESS_ROLE), None, shown)
 
     def show_children_error(self, message: str) -> None:
         self.note("Dominator tree:", message)

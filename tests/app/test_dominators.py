@@ -8,8 +8,10 @@ import pytest
 from qtpy import QtCore
 
 from analysis.analyses import ANALYSES, HEAP_GRAPH
+from analysis.managed.results import DominatorItem, DominatorPage
+from analysis.values import Address, ByteSize
 from scenarios.dumps import ensure_dump
-from views.dominators_view import ADDRESS_ROLE, RETAINED_ROLE
+from views.dominators_view import ADDRESS_ROLE, RETAINED_ROLE, DominatorsView
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +77,22 @@ def test_the_event_leak_from_the_top_of_the_dominator_tree(window, qtbot):
         if item.child(i).text(1) == facts["subscriber_type"]
     ]
     assert subscribers, "the subscribers sit under the event's invocation list"
+    # The invocation list holds more delegates than one page: the list goes
+    # on, from the engine, a page a double-click (or Enter) on its last row.
+    lists = item
+    while lists is not None and "smaller ones" not in lists.child(
+        lists.childCount() - 1
+    ).text(0):
+        lists = lists.parent()
+    assert lists is not None, "a level above the subscribers is paged"
+    last = lists.child(lists.childCount() - 1)
+    assert last.data(0, ADDRESS_ROLE) is None
+    shown = lists.childCount() - 1
+    window.dominators.tree.itemActivated.emit(last, 0)
+    qtbot.waitUntil(lambda: lists.childCount() - 1 > shown, timeout=60_000)
+    paged = [lists.child(i).data(0, ADDRESS_ROLE) for i in range(lists.childCount())]
+    objects = [a for a in paged if a is not None]
+    assert len(objects) == len(set(objects)) > shown
 
     # Enter on an object opens it in the inspector.
     address = subscribers[0].data(0, ADDRESS_ROLE)
@@ -139,3 +157,67 @@ def test_a_reopened_dump_shows_the_top_of_the_tree_without_the_engine(window, qt
         timeout=120_000,
     )
     assert session.engine_version() is not None
+
+
+def _page(parent, first, count, total, dominated=0):
+    # Each parent's objects at addresses of their own.
+    base = 0x1000 if parent is None else parent << 8
+    items = tuple(
+        DominatorItem(
+            Address(base + 0x20 * i),
+            Address(0x77),
+            "Orders.Line",
+            ByteSize(32),
+            ByteSize(10_000 - i),
+            dominated,
+            (),
+        )
+        for i in range(first, first + count)
+    )
+    return DominatorPage(
+        None if parent is None else Address(parent),
+        None,
+        ByteSize(1 << 20),
+        total,
+        first,
+        items,
+    )
+
+
+def _rows(parent):
+    return [parent.child(i) for i in range(parent.childCount())]
+
+
+def test_a_long_list_of_dominated_objects_pages_on_instead_of_ending(qtbot):
+    view = DominatorsView()
+    qtbot.addWidget(view)
+    asked = []
+    view.sig_children_wanted.connect(lambda *a: asked.append(a))
+    view.set_top(_page(None, 0, 200, 450, dominated=300))
+    top = view.tree.invisibleRootItem()
+    more = _rows(top)[-1]
+    assert more.data(0, ADDRESS_ROLE) is None
+    assert more.text(0).startswith("… and 250 smaller ones")
+
+    view.tree.itemActivated.emit(more, 0)
+    assert asked == [(None, None, 200)]
+    view.tree.itemActivated.emit(more, 0)  # asked once, however often clicked
+    assert len(asked) == 1
+    view.add_children(_page(None, 200, 200, 450))
+    view.add_children(_page(None, 200, 200, 450))  # a late twin changes nothing
+    rows = _rows(top)
+    assert [r.data(0, ADDRESS_ROLE) for r in rows[:-1]] == [
+        0x1000 + 0x20 * i for i in range(400)
+    ]
+    assert rows[-1].text(0).startswith("… and 50 smaller ones")
+
+    # Under an object as at the top: its next page is its own.
+    first = rows[0]
+    view.tree.expandItem(first)
+    assert asked[-1] == (0x1000, None, 0)
+    view.add_children(_page(0x1000, 0, 200, 300))
+    view.tree.itemActivated.emit(_rows(first)[-1], 0)
+    assert asked[-1] == (0x1000, None, 200)
+    view.add_children(_page(0x1000, 200, 100, 300))
+    assert len(_rows(first)) == 300
+    assert all(r.data(0, ADDRESS_ROLE) is not None for r in _rows(first))
