@@ -17,12 +17,14 @@ IntOrGap = Union[int, Unreadable, Unknown, NotApplicable]
 @dataclass(frozen=True)
 class DumpInfo:
     """The dump file: its format, the process's OS and architecture, and
-    what the reader could not read (problems)."""
+    what the reader could not read (problems). os, arch: Unknown where the
+    dump does not say and the reader assumed one to read it (pointer_size
+    is then the one it reads with)."""
 
     path: str
     format: str
-    os: str
-    arch: str
+    os: Union[str, Unknown]
+    arch: Union[str, Unknown]
     pointer_size: int
     size: ByteSize
     problems: tuple[str, ...] = ()
