@@ -5,10 +5,10 @@ from __future__ import annotations
 from analysis.analyses import FINALIZER_QUEUE, HEAP_STATS, NATIVE_HEAPS, RUNTIME
 from analysis.analyses import THREADS
 from analysis.model.outcome import Done
-from analysis.model.native import DumpInfo, NativeHeap
+from analysis.model.native import NativeHeap
 from analysis.model.vocab import Apartment, HeapKind
 from analysis.session import DumpSession
-from analysis.values import Unknown, human_size
+from analysis.values import human_size
 
 
 def key_facts(session: DumpSession) -> tuple[str, ...]:
@@ -17,26 +17,11 @@ def key_facts(session: DumpSession) -> tuple[str, ...]:
     return summary_facts(session) + problems
 
 
-def _process(info: DumpInfo) -> str:
-    """As in 'a windows x64 process'; what the dump does not say is named
-    unknown, not shown as the value the reader assumed."""
-    said = [v for v in (info.os, info.arch) if isinstance(v, str)]
-    unsaid = [
-        name
-        for value, name in ((info.os, "OS"), (info.arch, "architecture"))
-        if isinstance(value, Unknown)
-    ]
-    words = [*said, "process"]
-    article = "an" if words[0][0] in "aeioux" else "a"  # an x64, an unknown-…
-    process = " ".join([article, *words])
-    return f"{process} of unknown {' and '.join(unsaid)}" if unsaid else process
-
-
 def summary_facts(session: DumpSession) -> tuple[str, ...]:
     """The key facts without the dump's own problems (the report lists
     those with the rest of what could not be read)."""
     info = session.info()
-    lines = [f"{info.format} of {_process(info)}, {human_size(info.size)}"]
+    lines = [f"{info.format} of {info.process}, {human_size(info.size)}"]
     heaps = session.peek(NATIVE_HEAPS)
     if isinstance(heaps, Done) and heaps.value:
         lines.append(_native_heaps(heaps.value))

@@ -166,8 +166,8 @@ def mismatch(current: DumpInfo, baseline: DumpInfo) -> Optional[str]:
     if all(now == then for now, then in pairs):
         return None
     return (
-        f"the baseline is a dump of a {baseline.os} {baseline.arch} process and "
-        f"this one of a {current.os} {current.arch} process: not the same process"
+        f"the baseline is a dump of {baseline.process} and "
+        f"this one of {current.process}: not the same process"
     )
 
 

@@ -29,6 +29,21 @@ class DumpInfo:
     size: ByteSize
     problems: tuple[str, ...] = ()
 
+    @property
+    def process(self) -> str:
+        """As in 'a windows x64 process'; what the dump does not say is named
+        unknown, not shown as the value the reader assumed."""
+        said = [v for v in (self.os, self.arch) if isinstance(v, str)]
+        unsaid = [
+            name
+            for value, name in ((self.os, "OS"), (self.arch, "architecture"))
+            if isinstance(value, Unknown)
+        ]
+        words = [*said, "process"]
+        article = "an" if words[0][0] in "aeioux" else "a"  # an x64, an unknown-…
+        process = " ".join([article, *words])
+        return f"{process} of unknown {' and '.join(unsaid)}" if unsaid else process
+
 
 # -- native heaps (`!heap -s`) ------------------------------------------------
 

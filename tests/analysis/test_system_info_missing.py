@@ -4,6 +4,7 @@ is shown as not known, with why, not as the value it assumed."""
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 from analysis.key_facts import summary_facts
@@ -57,5 +58,11 @@ def test_the_architecture_a_thread_context_tells_stays_known(tmp_path):
     assert (info.arch, info.pointer_size) == ("x86", 4)
     assert isinstance(info.os, Unknown)
     assert first.startswith("minidump of an x86 process of unknown OS, ")
-    # What it does not say cannot make it another process than its original.
+    # What it does not say cannot make it another process than its original;
+    # what it says still can.
     assert mismatch(info, complete) is None
+    other = replace(complete, arch="x64", pointer_size=8)
+    assert mismatch(info, other) == (
+        "the baseline is a dump of a windows x64 process and this one of an x86 "
+        "process of unknown OS: not the same process"
+    )
