@@ -21,9 +21,7 @@ def summary_facts(session: DumpSession) -> tuple[str, ...]:
     """The key facts without the dump's own problems (the report lists
     those with the rest of what could not be read)."""
     info = session.info()
-    lines = [
-        f"{info.format} of a {info.os} {info.arch} process, {human_size(info.size)}"
-    ]
+    lines = [f"{info.format} of {info.process}, {human_size(info.size)}"]
     heaps = session.peek(NATIVE_HEAPS)
     if isinstance(heaps, Done) and heaps.value:
         lines.append(_native_heaps(heaps.value))

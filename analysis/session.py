@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable, Optional, TypeVar, cast
+from typing import Callable, Mapping, Optional, TypeVar, cast
 
 from analysis.analyses import (
     ANALYSES,
@@ -69,7 +69,7 @@ from analysis.model.outcome import (
     Outcome,
     Unavailable,
 )
-from analysis.values import ByteSize
+from analysis.values import ByteSize, Unknown
 
 T = TypeVar("T")
 Progress = Callable[[str, float], None]
@@ -379,11 +379,13 @@ class DumpSession:
     # -- the dump -------------------------------------------------------------
     def info(self) -> DumpInfo:
         r = self.reader
+        # Only the file readers can have had to assume (ReaderBase.assumed).
+        assumed: Mapping[str, str] = getattr(r, "assumed", {})
         return DumpInfo(
             path=self.path,
             format=r.format,
-            os=r.os,
-            arch=r.arch,
+            os=Unknown(assumed["os"]) if "os" in assumed else r.os,
+            arch=Unknown(assumed["arch"]) if "arch" in assumed else r.arch,
             pointer_size=r.pointer_size,
             size=self._size,
             problems=tuple(r.problems),

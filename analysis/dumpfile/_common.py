@@ -18,6 +18,7 @@ from typing import (
     Dict,
     Iterable,
     List,
+    Mapping,
     Sequence,
     Set,
     Sized,
@@ -79,6 +80,9 @@ class ReaderBase(ABC):
         self._suppressed = 0
         self._cache: Dict[str, Any] = {}
         self._lock = threading.RLock()
+        # Those of "os" and "arch" the dump does not say, with why: the
+        # reader reads it as if the value it holds were so.
+        self.assumed: Mapping[str, str] = {}
 
     def threads(self) -> Sequence[ThreadInfo]:
         return self._cached("threads", self._make_threads)

@@ -250,7 +250,16 @@ class MinidumpReader(ReaderBase):
             self.os, self.os_build = sysinfo.os, sysinfo.os_build
         else:
             self.arch, self.pointer_size = self._arch_from_context()
-            self.os = "linux" if self._find(raw.StreamType.LINUX_MAPS) else "windows"
+            if self._find(raw.StreamType.LINUX_MAPS):
+                self.os = "linux"
+            else:
+                self.os = "windows"
+                self._problem("SYSTEM_INFO: missing; OS unknown, assuming Windows")
+                self.assumed = {
+                    **self.assumed,
+                    "os": "SYSTEM_INFO is missing: the dump is read as a "
+                    "Windows process's",
+                }
 
     # -- protocol --------------------------------------------------------
 
@@ -490,6 +499,11 @@ class MinidumpReader(ReaderBase):
                 )
                 return found
         self._problem("SYSTEM_INFO: missing; architecture unknown, assuming x64")
+        self.assumed = {
+            **self.assumed,
+            "arch": "SYSTEM_INFO is missing and no thread's context has the size of "
+            "a known one: the dump is read as an x64 process's",
+        }
         return "x64", 8
 
     # -- stream parsers --------------------------------------------------

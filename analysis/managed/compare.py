@@ -19,7 +19,7 @@ from analysis.analyses import HEAP_GRAPH, HEAP_STATS, RETAINED_BY_TYPE, RUNTIME
 from analysis.managed.results import TypeRetained, TypeStat
 from analysis.model.native import DumpInfo
 from analysis.model.outcome import Cancelled, Done, Outcome, Unavailable
-from analysis.values import ByteSize
+from analysis.values import ByteSize, Unknown
 
 if TYPE_CHECKING:
     from analysis.session import DumpSession
@@ -151,13 +151,23 @@ def compared_rows(
 
 def mismatch(current: DumpInfo, baseline: DumpInfo) -> Optional[str]:
     """Why the two dumps cannot be of one process, or None."""
-    now = (current.os, current.arch, current.pointer_size)
-    then = (baseline.os, baseline.arch, baseline.pointer_size)
-    if now == then:
+    # What either dump does not say cannot tell the two apart (nor the
+    # pointer size a reader assumed with the architecture).
+    pairs: list[tuple[object, object]] = [
+        (now, then)
+        for now, then in (
+            (current.os, baseline.os),
+            (current.arch, baseline.arch),
+        )
+        if not isinstance(now, Unknown) and not isinstance(then, Unknown)
+    ]
+    if not isinstance(current.arch, Unknown) and not isinstance(baseline.arch, Unknown):
+        pairs.append((current.pointer_size, baseline.pointer_size))
+    if all(now == then for now, then in pairs):
         return None
     return (
-        f"the baseline is a dump of a {baseline.os} {baseline.arch} process and "
-        f"this one of a {current.os} {current.arch} process: not the same process"
+        f"the baseline is a dump of {baseline.process} and "
+        f"this one of {current.process}: not the same process"
     )
 
 

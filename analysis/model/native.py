@@ -17,15 +17,32 @@ IntOrGap = Union[int, Unreadable, Unknown, NotApplicable]
 @dataclass(frozen=True)
 class DumpInfo:
     """The dump file: its format, the process's OS and architecture, and
-    what the reader could not read (problems)."""
+    what the reader could not read (problems). os, arch: Unknown where the
+    dump does not say and the reader assumed one to read it (pointer_size
+    is then the one it reads with)."""
 
     path: str
     format: str
-    os: str
-    arch: str
+    os: Union[str, Unknown]
+    arch: Union[str, Unknown]
     pointer_size: int
     size: ByteSize
     problems: tuple[str, ...] = ()
+
+    @property
+    def process(self) -> str:
+        """As in 'a windows x64 process'; what the dump does not say is named
+        unknown, not shown as the value the reader assumed."""
+        said = [v for v in (self.os, self.arch) if isinstance(v, str)]
+        unsaid = [
+            name
+            for value, name in ((self.os, "OS"), (self.arch, "architecture"))
+            if isinstance(value, Unknown)
+        ]
+        words = [*said, "process"]
+        article = "an" if words[0][0] in "aeioux" else "a"  # an x64, an unknown-…
+        process = " ".join([article, *words])
+        return f"{process} of unknown {' and '.join(unsaid)}" if unsaid else process
 
 
 # -- native heaps (`!heap -s`) ------------------------------------------------

@@ -21,6 +21,11 @@ What glibc leaves in the address space, and how each is recognised:
   (prev_size 0, size a page multiple of at least 128 KB with only IS_MMAPPED
   among the low bits, fitting in the region); a found chunk is skipped whole.
 
+A core cut short (or filtered) may hold a heap's mapping but not its bytes:
+such a heap is still a row, its unread values Unknown and the reason in its
+problems; a thread heap whose heap_info is gone cannot be tied to its arena
+and is a row of kind unknown.
+
 Free bytes: chunks whose successor has PREV_INUSE clear, plus the top chunk;
 chunks parked in tcache and fastbins count as in use (glibc does too until it
 consolidates them). Left out: 32-bit processes, glibc's memalign'd mmapped
@@ -168,9 +173,24 @@ def walk_glibc_heaps(
     if main is not None:
         rows.append(main)
         taken.add(int(main.address))
-    arenas, arena_regions = _thread_arenas(reader, anonymous, limits)
+    unread = _unread_heap_starts(reader, anonymous)
+    arenas, arena_regions = _thread_arenas(reader, anonymous, unread, limits)
     rows += arenas
     taken |= arena_regions
+    # A heap whose heap_info is gone cannot be tied to its arena; it is still
+    # listed so that a core cut short does not read as having fewer arenas.
+    for base, region in sorted(unread.items()):
+        if base not in taken:
+            rows.append(
+                _unread_row(
+                    base,
+                    f"the mapping at 0x{base:x} lies where a glibc heap would "
+                    f"({human_size(int(region.size))}, on a 64 MB boundary) but "
+                    "its first bytes are not in the dump: whether it is a heap, "
+                    "and of which arena, is not known",
+                )
+            )
+            taken.add(base)
     searched = [r for r in anonymous if int(r.base) not in taken]
     mmapped, problems = _mmapped_chunks(reader, searched, limits)
     if mmapped or problems:
@@ -225,9 +245,11 @@ def _main_arena(
             return None
         candidates = [r for r in anonymous if int(r.base) >= exe_end]
         candidates = candidates[: limits.max_brk_candidates]
+    unread: list[Region] = []
     for region in candidates:
         data = _read(reader, int(region.base), int(region.size))
         if data is None:
+            unread.append(region)
             continue
         walk = walk_chunks(data, 0, len(data), limits.max_chunks_per_heap)
         if walk.ok:
@@ -241,7 +263,35 @@ def _main_arena(
                 segments=(HeapSegment(Address(int(region.base)), size, size),),
                 large_blocks=(),
             )
-    return None
+    if not unread:
+        return None
+    base = int(unread[0].base)
+    if named:
+        # The kernel named it: the brk heap is known, only its chunks are not.
+        size = ByteSize(int(unread[0].size))
+        problem = f"the brk heap at 0x{base:x} is not in the dump"
+        return NativeHeap(
+            address=Address(base),
+            kind=HeapKind.GLIBC_ARENA,
+            reserved=size,
+            committed=size,
+            free=Unknown(problem),
+            segments=(HeapSegment(Address(base), size, size),),
+            large_blocks=(),
+            problems=(problem,),
+        )
+    return _unread_row(
+        base,
+        f"the main arena was not found: the mapping at 0x{base:x} above the "
+        "executable, where its brk heap may be, is not in the dump",
+    )
+
+
+def _unread_row(address: int, problem: str) -> NativeHeap:
+    gap = Unknown(problem)
+    return NativeHeap(
+        Address(address), HeapKind.UNKNOWN, gap, gap, gap, (), (), None, (problem,)
+    )
 
 
 @dataclass(frozen=True)
@@ -269,8 +319,25 @@ def _heap_info(reader: MemoryReader, region: Region) -> Optional[_HeapInfo]:
     return _HeapInfo(base, arena, prev, size)
 
 
+def _unread_heap_starts(
+    reader: MemoryReader, anonymous: Sequence[Region]
+) -> dict[int, Region]:
+    """Mappings placed like a thread arena's heap (on a HEAP_MAX_SIZE
+    boundary, no larger) whose heap_info the dump does not hold, by base."""
+    return {
+        int(r.base): r
+        for r in anonymous
+        if int(r.base) % HEAP_MAX_SIZE == 0
+        and int(r.size) <= HEAP_MAX_SIZE
+        and _read(reader, int(r.base), 32) is None
+    }
+
+
 def _thread_arenas(
-    reader: MemoryReader, anonymous: Sequence[Region], limits: Limits
+    reader: MemoryReader,
+    anonymous: Sequence[Region],
+    unread: dict[int, Region],
+    limits: Limits,
 ) -> tuple[list[NativeHeap], set[int]]:
     infos = [info for info in (_heap_info(reader, r) for r in anonymous) if info]
     by_arena: dict[int, list[_HeapInfo]] = {}
@@ -280,11 +347,31 @@ def _thread_arenas(
     used: set[int] = set()
     for arena, heaps in sorted(by_arena.items()):
         first = next((h for h in heaps if arena - h.address in HEAP_INFO_SIZES), None)
-        if first is None:
-            continue
-        info_size = arena - first.address
         problems: list[str] = []
         segments: list[HeapSegment] = []
+        if first is None:
+            lost = next(
+                (arena - s for s in HEAP_INFO_SIZES if arena - s in unread), None
+            )
+            if lost is None:
+                continue
+            # Its other heaps point at it: the arena is there, its first
+            # heap (and the malloc_state) just is not in the dump.
+            problems.append(
+                f"the arena's first heap at 0x{lost:x} (its malloc_state) is not "
+                "in the dump"
+            )
+            segments.append(
+                HeapSegment(
+                    Address(lost),
+                    ByteSize(HEAP_MAX_SIZE),
+                    ByteSize(int(unread[lost].size)),
+                )
+            )
+            used.add(lost)
+            info_size = arena - lost
+        else:
+            info_size = arena - first.address
         free = 0
         for heap in sorted(heaps, key=lambda h: h.address):
             data = _read(reader, heap.address, heap.size)
@@ -314,7 +401,7 @@ def _thread_arenas(
             used.add(heap.address)
         rows.append(
             NativeHeap(
-                address=Address(first.address),
+                address=segments[0].address,
                 kind=HeapKind.GLIBC_ARENA,
                 reserved=ByteSize(sum(int(s.reserved) for s in segments)),
                 committed=ByteSize(sum(int(s.committed) for s in segments)),

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.dumpfile import open_dump
-from analysis.dumpfile.base import Module
+from analysis.dumpfile.base import Module, Region
 from analysis.native.glibc_heap import HEAP_MAX_SIZE, walk_chunks
 from analysis.native.heaps import find_native_heaps
-from analysis.values import Address, ByteSize
+from analysis.values import Address, ByteSize, Unknown
 from scenarios.dumps import ensure_dump
 from tests.analysis.synthetic import FakeLinuxProcess, align_up
 
@@ -73,6 +73,29 @@ def test_a_core_cut_in_half_says_its_mmapped_blocks_are_not_all_counted(tmp_path
         "of the memory searched for mmapped chunks is not in the dump: the blocks "
         "there are not counted"
     )
+
+
+@pytest.mark.parametrize("kept", [3 / 4, 1 / 2])
+def test_a_core_cut_short_still_lists_every_heap_and_says_which_it_could_not_read(
+    tmp_path, kept
+):
+    whole = ensure_dump("blocked-finalizer").path
+    cut_path = tmp_path / "cut.core"
+    cut_path.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * kept)])
+    with open_dump(str(whole)) as reader:
+        complete = [h for h in find_native_heaps(reader) if h.kind == "glibc-arena"]
+    with open_dump(str(cut_path)) as reader:
+        cut = [h for h in find_native_heaps(reader) if h.kind != "glibc-mmap"]
+    # Every heap of the whole core is still a row, at the same address.
+    assert sorted(int(h.address) for h in cut) == sorted(
+        int(h.address) for h in complete
+    )
+    unread = [h for h in cut if h.kind == "unknown"]
+    assert unread, "this cut loses some arena headers"
+    for heap in unread:
+        (problem,) = heap.problems
+        assert f"0x{int(heap.address):x}" in problem and "not in the dump" in problem
+        assert isinstance(heap.committed, Unknown) and isinstance(heap.free, Unknown)
 
 
 def test_main_arena_is_the_brk_heap_above_the_executable(blocked_finalizer):
@@ -160,6 +183,43 @@ def test_hand_made_heaps_are_all_found_with_their_free_bytes():
         (0x7F00_1003_1000, 0x41000),
     ]
     assert all(h.problems == () for h in heaps)
+
+
+def test_an_arena_whose_first_heap_is_not_in_the_dump_is_listed_by_its_other_heap():
+    p = process_with_heaps()
+    lost = 0x7F00_0800_0000
+    # Mapped, but its bytes are not in the dump: the heap_info and malloc_state.
+    p.regions_.append(
+        Region(Address(lost), ByteSize(0x21000), "commit", "private", "rw-", None, None)
+    )
+    info = struct.pack("<4Q", lost + 0x30, lost, 0x21000, 0x21000)
+    second = info + bytes(0x30 - len(info)) + chunk(0x21000 - 0x30)
+    p.add(lost + HEAP_MAX_SIZE, second)
+    heaps = find_native_heaps(p)
+    (arena,) = [h for h in heaps if int(h.address) == lost]
+    assert arena.kind == "glibc-arena"
+    assert [int(s.address) for s in arena.segments] == [lost, lost + HEAP_MAX_SIZE]
+    assert arena.committed == 2 * 0x21000 and isinstance(arena.free, Unknown)
+    assert arena.problems == (
+        f"the arena's first heap at 0x{lost:x} (its malloc_state) is not in the dump",
+    )
+    # Neither of its heaps is searched again for mmapped chunks.
+    assert [int(h.address) for h in heaps if h.kind == "glibc-mmap"] == [
+        0x7F00_1001_0000
+    ]
+
+
+def test_a_heap_mapping_without_its_bytes_is_a_row_of_unknowns_not_left_out():
+    p = process_with_heaps()
+    lost = 0x7F00_0800_0000
+    p.regions_.append(
+        Region(Address(lost), ByteSize(0x21000), "commit", "private", "rw-", None, None)
+    )
+    (row,) = [h for h in find_native_heaps(p) if int(h.address) == lost]
+    assert row.kind == "unknown"
+    assert isinstance(row.reserved, Unknown) and isinstance(row.free, Unknown)
+    (problem,) = row.problems
+    assert problem.startswith(f"the mapping at 0x{lost:x} lies where a glibc heap")
 
 
 def test_corrupt_chunk_sizes_reject_the_heap_instead_of_raising():
