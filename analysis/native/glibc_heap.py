@@ -193,12 +193,27 @@ def walk_glibc_heaps(
             taken.add(base)
     searched = [r for r in anonymous if int(r.base) not in taken]
     mmapped, problems = _mmapped_chunks(reader, searched, limits)
-    if mmapped or problems:
+    if problems and not mmapped:
+        # None found, and not everywhere looked: whether there are any is
+        # not known (a minidump holds little more than stacks).
+        gap = Unknown(problems[0])
+        rows.append(
+            NativeHeap(
+                address=Address(searched[0].base),
+                kind=HeapKind.UNKNOWN,
+                reserved=gap,
+                committed=gap,
+                free=gap,
+                segments=(),
+                large_blocks=(),
+                problems=tuple(problems),
+            )
+        )
+    elif mmapped:
         total = sum(int(b.size) for b in mmapped)
         rows.append(
             NativeHeap(
-                # No blocks found: the row still stands, for what was not searched.
-                address=mmapped[0].address if mmapped else Address(searched[0].base),
+                address=mmapped[0].address,
                 kind=HeapKind.GLIBC_MMAP,
                 reserved=ByteSize(total),
                 committed=ByteSize(total),
@@ -267,18 +282,13 @@ def _main_arena(
         return None
     base = int(unread[0].base)
     if named:
-        # The kernel named it: the brk heap is known, only its chunks are not.
-        size = ByteSize(int(unread[0].size))
-        problem = f"the brk heap at 0x{base:x} is not in the dump"
-        return NativeHeap(
-            address=Address(base),
-            kind=HeapKind.GLIBC_ARENA,
-            reserved=size,
-            committed=size,
-            free=Unknown(problem),
-            segments=(HeapSegment(Address(base), size, size),),
-            large_blocks=(),
-            problems=(problem,),
+        # The kernel named it: where the brk heap is, and how big, is known;
+        # what it holds is not (a row of unknowns, as for any heap not read,
+        # never one of zeros).
+        return _unread_row(
+            base,
+            f"the brk heap at 0x{base:x} ({human_size(int(unread[0].size))}, "
+            "the kernel's [heap] mapping) is not in the dump",
         )
     return _unread_row(
         base,
