@@ -20,7 +20,7 @@ from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.model.vocab import HeapKind
 from analysis.model.threads import ThreadView, WaitTarget
 from analysis.model.vocab import Apartment, ManagedFrameKind
-from analysis.values import Address, ByteSize, Unknown
+from analysis.values import Address, ByteSize
 
 
 def thread_view(
@@ -129,17 +129,7 @@ def nt_heap(
 
 def unread_heap(address: int, problem: str) -> NativeHeap:
     """A heap listed by the process whose header could not be read."""
-    gap = Unknown(problem)
-    return NativeHeap(
-        address=Address(address),
-        kind=HeapKind.UNKNOWN,
-        reserved=gap,
-        committed=gap,
-        free=gap,
-        segments=(),
-        large_blocks=(),
-        problems=(problem,),
-    )
+    return NativeHeap.not_read(address, problem)
 
 
 def monitor(

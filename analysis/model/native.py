@@ -107,6 +107,15 @@ class NativeHeap:
     def large_block_bytes(self) -> ByteSize:
         return ByteSize(sum(int(b.size) for b in self.large_blocks))
 
+    @classmethod
+    def not_read(cls, address: int, *problems: str) -> "NativeHeap":
+        """A heap listed where its bytes could not be read: every value
+        unknown (the first problem says why), never zero."""
+        gap = Unknown(problems[0])
+        return cls(
+            Address(address), HeapKind.UNKNOWN, gap, gap, gap, (), (), None, problems
+        )
+
 
 # -- threads as the OS saw them -------------------------------------------------
 

@@ -182,7 +182,7 @@ def walk_glibc_heaps(
     for base, region in sorted(unread.items()):
         if base not in taken:
             rows.append(
-                _unread_row(
+                NativeHeap.not_read(
                     base,
                     f"the mapping at 0x{base:x} lies where a glibc heap would "
                     f"({human_size(int(region.size))}, on a 64 MB boundary) but "
@@ -196,19 +196,7 @@ def walk_glibc_heaps(
     if problems and not mmapped:
         # None found, and not everywhere looked: whether there are any is
         # not known (a minidump holds little more than stacks).
-        gap = Unknown(problems[0])
-        rows.append(
-            NativeHeap(
-                address=Address(searched[0].base),
-                kind=HeapKind.UNKNOWN,
-                reserved=gap,
-                committed=gap,
-                free=gap,
-                segments=(),
-                large_blocks=(),
-                problems=tuple(problems),
-            )
-        )
+        rows.append(NativeHeap.not_read(int(searched[0].base), *problems))
     elif mmapped:
         total = sum(int(b.size) for b in mmapped)
         rows.append(
@@ -285,22 +273,15 @@ def _main_arena(
         # The kernel named it: where the brk heap is, and how big, is known;
         # what it holds is not (a row of unknowns, as for any heap not read,
         # never one of zeros).
-        return _unread_row(
+        return NativeHeap.not_read(
             base,
             f"the brk heap at 0x{base:x} ({human_size(int(unread[0].size))}, "
             "the kernel's [heap] mapping) is not in the dump",
         )
-    return _unread_row(
+    return NativeHeap.not_read(
         base,
         f"the main arena was not found: the mapping at 0x{base:x} above the "
         "executable, where its brk heap may be, is not in the dump",
-    )
-
-
-def _unread_row(address: int, problem: str) -> NativeHeap:
-    gap = Unknown(problem)
-    return NativeHeap(
-        Address(address), HeapKind.UNKNOWN, gap, gap, gap, (), (), None, (problem,)
     )
 
 

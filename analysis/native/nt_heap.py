@@ -284,13 +284,13 @@ def _walk(
     try:
         signature = mem.u32(address + mem.bits.segment_signature)
     except MemoryNotInDump:
-        return _unreadable(
+        return NativeHeap.not_read(
             address, f"the heap header at 0x{address:x} is not in the dump"
         )
     if signature == SEGMENT_HEAP_SIGNATURE:
         return _segment_heap(reader, address)
     if signature != SEGMENT_SIGNATURE:
-        return _unreadable(
+        return NativeHeap.not_read(
             address,
             f"0x{signature:08x} at 0x{address + mem.bits.segment_signature:x} is neither "
             f"an NT heap (0x{SEGMENT_SIGNATURE:08x}) nor a segment heap "
@@ -298,7 +298,7 @@ def _walk(
         )
     layout = _find_layout(mem, address)
     if layout is None:
-        return _unreadable(
+        return NativeHeap.not_read(
             address,
             f"no _HEAP.Signature 0x{HEAP_SIGNATURE:08x} where Windows 7 to 11 put it "
             f"in the heap at 0x{address:x}",
@@ -314,13 +314,6 @@ def _find_layout(mem: _Memory, address: int) -> Optional[_HeapLayout]:
         except MemoryNotInDump:
             continue
     return None
-
-
-def _unreadable(address: int, problem: str) -> NativeHeap:
-    gap = Unknown(problem)
-    return NativeHeap(
-        Address(address), HeapKind.UNKNOWN, gap, gap, gap, (), (), None, (problem,)
-    )
 
 
 def _segment_heap(reader: MemoryReader, address: int) -> NativeHeap:
