@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 
 namespace DumpScope.Engine.Analysis;
 
@@ -14,7 +12,6 @@ namespace DumpScope.Engine.Analysis;
 /// </summary>
 public sealed class GraphIndex
 {
-    private const int HeaderBytes = 64 * 1024;
     private const string Extension = ".graph";
 
     public string Folder { get; }
@@ -44,16 +41,7 @@ public sealed class GraphIndex
     }
 
     /// <summary>The identity of the dump as it is now.</summary>
-    public static byte[] KeyOf(string dumpPath)
-    {
-        var file = new FileInfo(Path.GetFullPath(dumpPath));
-        var header = new byte[HeaderBytes];
-        int read;
-        using (var stream = new FileStream(file.FullName, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
-            read = stream.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false);
-        string identity = $"{file.FullName}\n{file.Length}\n{file.LastWriteTimeUtc.Ticks}\n{Convert.ToHexString(SHA256.HashData(header.AsSpan(0, read)))}";
-        return SHA256.HashData(Encoding.UTF8.GetBytes(identity));
-    }
+    public static byte[] KeyOf(string dumpPath) => DumpIdentity.Read(dumpPath).IndexKey;
 
     public string PathOf(byte[] key) => Path.Combine(Folder, Convert.ToHexString(key).ToLowerInvariant() + Extension);
 

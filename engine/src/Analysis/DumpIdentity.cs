@@ -1,17 +1,35 @@
 using System.Security.Cryptography;
+using System.Text;
 
-namespace DumpScope.Engine.Front;
+namespace DumpScope.Engine.Analysis;
 
 /// <summary>
-/// Which file a dump path held when it was opened: what the heap-graph
-/// index keys a dump by (length, last write time, a hash of its first
-/// bytes). A new dump written over the path (`cp`, `dotnet-dump collect -o`
-/// again) changes it; the front then opens nothing again at that path, which
-/// would show another dump's answers as the open one's.
+/// Which file a dump path holds: its full path, length, last write time and
+/// a hash of its first bytes. The heap-graph index is keyed by it
+/// (IndexKey); the front keeps it for the dump it opened. A new dump
+/// written over the path (`cp`, `dotnet-dump collect -o` again) changes it;
+/// the front then opens nothing again at that path, which would show
+/// another dump's answers as the open one's.
 /// </summary>
 public sealed record DumpIdentity(string Path, long Length, DateTime LastWriteUtc, string HeaderHash)
 {
     private const int HeaderBytes = 64 * 1024;
+
+    /// <summary>The identity of the file at `path` now; throws what opening
+    /// and reading it throws.</summary>
+    public static DumpIdentity Read(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        using var stream = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
+        var header = new byte[HeaderBytes];
+        int read = stream.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false);
+        // Length and time of the open file, not the path: one file's, with its bytes.
+        return new DumpIdentity(full, stream.Length, File.GetLastWriteTimeUtc(stream.SafeFileHandle),
+            Convert.ToHexString(SHA256.HashData(header.AsSpan(0, read))));
+    }
+
+    /// <summary>The heap-graph index's key for this file.</summary>
+    public byte[] IndexKey => SHA256.HashData(Encoding.UTF8.GetBytes($"{Path}\n{Length}\n{LastWriteUtc.Ticks}\n{HeaderHash}"));
 
     /// <summary>The identity of the file at `path` now; null when there is
     /// none to read (gone, not a file, no permission).</summary>
@@ -19,13 +37,7 @@ public sealed record DumpIdentity(string Path, long Length, DateTime LastWriteUt
     {
         try
         {
-            string full = System.IO.Path.GetFullPath(path);
-            using var stream = new FileStream(full, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
-            var header = new byte[HeaderBytes];
-            int read = stream.ReadAtLeast(header, HeaderBytes, throwOnEndOfStream: false);
-            // Length and time of the open file, not the path: one file's, with its bytes.
-            return new DumpIdentity(full, stream.Length, File.GetLastWriteTimeUtc(stream.SafeFileHandle),
-                Convert.ToHexString(SHA256.HashData(header.AsSpan(0, read))));
+            return Read(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
