@@ -28,6 +28,7 @@ from typing import (
 
 from analysis.dumpfile.base import (
     DumpChanged,
+    check_same_file,
     DumpFormatError,
     MemoryNotInDump,
     Module,
@@ -300,16 +301,7 @@ class DumpFile:
         """Raises DumpChanged when the file at the dump's path is no longer
         the one opened (rewritten, replaced, cut or gone): what opens the
         path again (the engine) would read another file."""
-        try:
-            now = os.stat(self.path)
-        except FileNotFoundError:
-            raise DumpChanged(
-                f"The dump file {self.path} is gone from disk since it was "
-                "opened: open it again where it is now."
-            ) from None
-        if (now.st_dev, now.st_ino) != (self._opened.st_dev, self._opened.st_ino):
-            raise DumpChanged.sizes(self._opened.st_size, now.st_size)
-        self._check_stamp(now)
+        check_same_file(self.path, self._opened)
 
     def close(self) -> None:
         os.close(self._fd)

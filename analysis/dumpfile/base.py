@@ -8,6 +8,7 @@ bad stream does not sink the dump. What could not be read is listed in
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Sequence, Tuple
 
@@ -36,6 +37,26 @@ class DumpChanged(DumpFormatError):
             f"The dump file changed on disk while it was open ({sizes}): "
             "open it again."
         )
+
+
+def check_same_file(path: str, opened: os.stat_result) -> None:
+    """Raises DumpChanged when the file at `path` is no longer the one
+    `opened` describes (gone, another file moved there, cut, grown or
+    rewritten): what opens the path again would read another dump."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        raise DumpChanged(
+            f"The dump file {path} is gone from disk since it was opened: open "
+            "it again where it is now."
+        ) from None
+    if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != (
+        opened.st_dev,
+        opened.st_ino,
+        opened.st_size,
+        opened.st_mtime_ns,
+    ):
+        raise DumpChanged.sizes(opened.st_size, now.st_size)
 
 
 class MemoryNotInDump(LookupError):

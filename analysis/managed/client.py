@@ -40,7 +40,7 @@ from analysis.managed.process import (  # noqa: F401
     REPO_ROOT,
     EngineProcess,
 )
-from analysis.dumpfile.base import DumpChanged
+from analysis.dumpfile.base import DumpChanged, check_same_file
 from analysis.managed import prestart
 from analysis.managed.results import (
     DominatorPage,
@@ -309,28 +309,14 @@ class EngineClient:
         return process
 
     def _refuse_if_changed(self, dump: str) -> None:
-        then = self._opened_file
-        if then is None:
+        if self._opened_file is None:
             return
-        now: Optional[os.stat_result]
         try:
-            now = os.stat(dump)
-        except OSError:
-            now = None
-        if now is not None and (
-            (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns)
-            == (then.st_dev, then.st_ino, then.st_size, then.st_mtime_ns)
-        ):
-            return
-        error = EngineError(
-            str(DumpChanged.sizes(then.st_size, now.st_size))
-            if now is not None
-            else "The dump file is gone from disk since it was opened: open it "
-            "again where it is now.",
-            ErrorCode.DUMP_CHANGED,
-        )
-        self._forget_if_changed(error)
-        raise error
+            check_same_file(dump, self._opened_file)
+        except DumpChanged as changed:
+            error = EngineError(str(changed), ErrorCode.DUMP_CHANGED)
+            self._forget_if_changed(error)
+            raise error from None
 
     def close(self) -> None:
         """Closes the dump and stops the engine."""
