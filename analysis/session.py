@@ -69,7 +69,7 @@ from analysis.model.outcome import (
     Outcome,
     Unavailable,
 )
-from analysis.values import ByteSize, Unknown
+from analysis.values import ByteSize, Unknown, failure_text
 
 T = TypeVar("T")
 Progress = Callable[[str, float], None]
@@ -347,7 +347,7 @@ class DumpSession:
             # Not a failure of the analysis: the file is another dump now.
             return Unavailable(str(changed), ErrorCode.DUMP_CHANGED)
         except Exception as error:  # one failing analysis leaves the others
-            return Failed(f"{type(error).__name__}: {error}")
+            return Failed(failure_text(error))
         finally:
             with self._guard:
                 self._last_progress.pop(analysis, None)

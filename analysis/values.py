@@ -132,3 +132,17 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple, frozenset, set)):
         return [to_jsonable(v) for v in value]
     raise TypeError(f"cannot render {type(value).__name__} as JSON")
+
+
+class ForTheUser(Exception):
+    """An error whose message is written for the user (the engine's, a dump
+    reader's): shown as it is."""
+
+
+def failure_text(error: BaseException) -> str:
+    """What a failed analysis or drill-down shows: a message written for the
+    user as it is; anything else is a defect, named by its type so that a
+    report of it can be traced."""
+    if isinstance(error, ForTheUser):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

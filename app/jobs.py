@@ -13,8 +13,7 @@ from typing import Any, Callable, Optional
 
 from qtpy import QtCore
 
-from analysis.dumpfile.base import DumpFormatError
-from analysis.managed.client import EngineError
+from analysis.values import failure_text
 from analysis.model.outcome import AnalysisCancelled
 from qtpy.QtCore import Signal
 
@@ -94,18 +93,9 @@ class Job(QtCore.QObject):
             self._emit(self.sig_job_cancelled)
         except Exception as error:  # the GUI shows it; it never takes the window down
             traceback.print_exc()
-            self._emit(self.sig_job_failed, _failure(error))
+            self._emit(self.sig_job_failed, failure_text(error))
         else:
             if self.cancel_event.is_set():
                 self._emit(self.sig_job_cancelled)
             else:
                 self._emit(self.sig_job_finished, result)
-
-
-def _failure(error: Exception) -> str:
-    """What a failed job shows: the engine's and the readers' errors are
-    written for the user and shown as they are; anything else is a defect,
-    named by its type so that a report of it can be traced."""
-    if isinstance(error, (EngineError, DumpFormatError)):
-        return str(error)
-    return f"{type(error).__name__}: {error}"

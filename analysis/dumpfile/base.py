@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Protocol, Sequence, Tuple
 
-from analysis.values import Address, ByteSize
+from analysis.values import Address, ByteSize, ForTheUser
 
 
-class DumpFormatError(Exception):
+class DumpFormatError(ForTheUser):
     """The file is not a dump we can read at all (nothing usable in it)."""
 
 

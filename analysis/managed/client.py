@@ -41,6 +41,7 @@ from analysis.managed.process import (  # noqa: F401
     EngineProcess,
 )
 from analysis.dumpfile.base import DumpChanged, check_same_file
+from analysis.values import ForTheUser
 from analysis.managed import prestart
 from analysis.managed.results import (
     DominatorPage,
@@ -132,7 +133,7 @@ class ErrorCode:
     ENGINE_STALLED = 2004
 
 
-class EngineError(Exception):
+class EngineError(ForTheUser):
     """An error from the engine (or about it), with a message for the user.
     data: the error's details for a program (PROTOCOL.md), e.g. {"dac": path}
     for DAC_NOT_TRUSTED: the file a user may choose to trust."""
