@@ -43,9 +43,10 @@ def summary_facts(session: DumpSession) -> tuple[str, ...]:
     threads = session.peek(THREADS)
     if isinstance(threads, Done):
         sta = sum(1 for t in threads.value if t.apartment == Apartment.STA)
-        # COM apartments are Windows': elsewhere no thread has one to read.
+        # Linux has no COM: no thread has an apartment to read there. A dump
+        # whose OS is not known may be Windows'.
         unknown = sum(1 for t in threads.value if t.apartment == Apartment.UNKNOWN)
-        if info.os != "windows":
+        if info.os == "linux":
             unknown = 0
         line = f"Threads: {len(threads.value)}, of which STA: {sta}"
         if unknown == len(threads.value):

@@ -9,7 +9,7 @@ from analysis.analyses import NATIVE_HEAPS, THREADS
 from analysis.key_facts import key_facts
 from analysis.model.native import DumpInfo, NativeHeap
 from analysis.model.outcome import Done
-from analysis.values import ByteSize
+from analysis.values import ByteSize, Unknown
 from tests.builders import large_blocks, nt_heap, thread_view, unread_heap
 
 WHY = "no _HEAP.Signature 0xeeffeeff where Windows 7 to 11 put it"
@@ -18,7 +18,7 @@ WHY = "no _HEAP.Signature 0xeeffeeff where Windows 7 to 11 put it"
 class _Computed:
     """A session of which these analyses are computed, and nothing else yet."""
 
-    def __init__(self, done: dict[Any, Any], os: str = "windows") -> None:
+    def __init__(self, done: dict[Any, Any], os: Any = "windows") -> None:
         self._done = done
         self._os = os
 
@@ -29,7 +29,7 @@ class _Computed:
         return Done(self._done[analysis]) if analysis in self._done else None
 
 
-def _line(start: str, analysis: Any, value: Any, os: str = "windows") -> str:
+def _line(start: str, analysis: Any, value: Any, os: Any = "windows") -> str:
     lines = key_facts(_Computed({analysis: value}, os))  # type: ignore[arg-type]
     return next(line for line in lines if line.startswith(start))
 
@@ -81,6 +81,11 @@ def test_sta_threads_are_counted_only_where_the_apartment_could_be_read():
     )
     known = (thread_view(1, apartment="STA"), thread_view(2, apartment="none"))
     assert _line("Threads: ", THREADS, known) == "Threads: 2, of which STA: 1"
+    # A dump whose OS is not known (no SYSTEM_INFO) may be Windows'.
+    no_os = Unknown("SYSTEM_INFO: missing")
+    assert _line("Threads: ", THREADS, unknown, no_os) == (
+        "Threads: 2, COM apartments unknown"
+    )
     # Linux has no COM: no thread is in an STA, whatever could be read.
     assert (
         _line("Threads: ", THREADS, unknown, "linux") == "Threads: 2, of which STA: 0"
