@@ -47,7 +47,6 @@ from analysis.ownership import NativeOwnership, PileOwners
 from analysis.model.outcome import AnalysisCancelled, Done, Outcome, gaps_by_reason
 from analysis.managed.locks_and_stacks import StackGroup
 from analysis.model.threads import ThreadView
-from analysis.model.vocab import HeapKind
 from analysis.values import human_size
 
 T = TypeVar("T")
@@ -742,7 +741,7 @@ def _diagnosis(ctx: Context) -> Diagnosis:
     # A heap whose header could not be read has no large blocks the rules
     # could count: without this, no native-memory finding would read as
     # "no problem" there.
-    unread = [h for h in ctx.use(NATIVE_HEAPS) or () if h.kind == HeapKind.UNKNOWN]
+    unread = [h for h in ctx.use(NATIVE_HEAPS) or () if not h.was_read]
     if unread:
         why = next((h.problems[-1] for h in unread if h.problems), "not read")
         what = (

@@ -6,7 +6,7 @@ from analysis.analyses import FINALIZER_QUEUE, HEAP_STATS, NATIVE_HEAPS, RUNTIME
 from analysis.analyses import THREADS
 from analysis.model.outcome import Done
 from analysis.model.native import NativeHeap
-from analysis.model.vocab import Apartment, HeapKind
+from analysis.model.vocab import Apartment
 from analysis.session import DumpSession
 from analysis.values import human_size
 
@@ -60,7 +60,7 @@ def summary_facts(session: DumpSession) -> tuple[str, ...]:
 def _native_heaps(heaps: tuple[NativeHeap, ...]) -> str:
     """Committed bytes and large blocks of the heaps that were read; a heap
     whose header could not be read is named as such, never counted as 0."""
-    read = [h for h in heaps if h.kind != HeapKind.UNKNOWN]
+    read = [h for h in heaps if h.was_read]
     unread = len(heaps) - len(read)
     if not read:
         why = next((h.problems[-1] for h in heaps if h.problems), "not read")

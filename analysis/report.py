@@ -51,7 +51,6 @@ from analysis.model.diagnosis import Diagnosis
 from analysis.model.native import DumpInfo, NativeHeap
 from analysis.model.outcome import Done, Outcome, Unavailable, gaps_by_reason
 from analysis.model.threads import ThreadView
-from analysis.model.vocab import HeapKind
 from analysis.session import DumpSession
 from analysis.values import human_size, to_jsonable
 
@@ -115,7 +114,7 @@ def _heap_json(heap: NativeHeap) -> dict[str, Any]:
     and large blocks are unknown (null), not none ([]), as the GUI's
     "unknown" cells say."""
     row: dict[str, Any] = to_jsonable(heap)
-    if heap.kind == HeapKind.UNKNOWN:
+    if not heap.was_read:
         row["segments"] = row["large_blocks"] = None
     return row
 

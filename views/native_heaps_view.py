@@ -20,7 +20,7 @@ from analysis.model.columns import (
 )
 from analysis.model.native import HeapSegment, LargeBlock, NativeHeap
 from analysis.ownership import NativeOwnership
-from analysis.model.vocab import HeapKind, RowKind
+from analysis.model.vocab import RowKind
 from analysis.values import human_size
 from views.base import ResultView
 from views.colours import Bars, Tone, paint_chart, theme
@@ -36,7 +36,7 @@ def _heap_style(heap: Any) -> Optional[RowStyle]:
 def _blocks_label(heaps: Sequence[NativeHeap], blocks: Sequence[LargeBlock]) -> str:
     """What the block list holds; a heap whose header could not be read has
     unknown blocks, not none."""
-    unread = [h for h in heaps if h.kind == HeapKind.UNKNOWN]
+    unread = [h for h in heaps if not h.was_read]
     total = human_size(sum(int(b.size) for b in blocks))
     if len(heaps) == 1:
         heap = heaps[0]

@@ -29,7 +29,6 @@ from analysis.model.native import (
     UsageRow,
 )
 from analysis.model.threads import ThreadView
-from analysis.model.vocab import HeapKind
 from analysis.values import (
     GAPS,
     Approximate,
@@ -184,7 +183,7 @@ def _heap_lfh(heap: NativeHeap) -> str:
 def _walked(heap: NativeHeap, value: object) -> object:
     """A count of what the heap's walk found; unknown, not 0, for a heap
     whose header could not be read (its walk never ran)."""
-    if heap.kind == HeapKind.UNKNOWN:
+    if not heap.was_read:
         return Unknown(heap.problems[-1] if heap.problems else "the heap was not read")
     return value
 

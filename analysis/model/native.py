@@ -107,6 +107,12 @@ class NativeHeap:
     def large_block_bytes(self) -> ByteSize:
         return ByteSize(sum(int(b.size) for b in self.large_blocks))
 
+    @property
+    def was_read(self) -> bool:
+        """False for a heap listed where its bytes could not be read
+        (not_read): its segments and blocks are unknown, not none."""
+        return self.kind != HeapKind.UNKNOWN
+
     @classmethod
     def not_read(cls, address: int, *problems: str) -> "NativeHeap":
         """A heap listed where its bytes could not be read: every value
