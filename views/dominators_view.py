@@ -22,6 +22,8 @@ MORE_ROLE = int(Qt.ItemDataRole.UserRole) + 3
 COLUMNS = ("Object", "Type", "Retained", "% of live heap", "Shallow", "Dominates")
 PLACEHOLDER = "loading…"
 TYPE_CHARS = 60
+# Levels of the tree whose addresses the Object column fits at first.
+DEPTH_SHOWN = 6
 
 
 class DominatorsView(ResultView):
@@ -131,6 +133,8 @@ class DominatorsView(ResultView):
             )
             more.setData(0, MORE_ROLE, shown)
             parent.addChild(more)
+            # Across the row: the Object column alone cuts the sentence.
+            more.setFirstColumnSpanned(True)
         if page.parent is None:
             for column in range(len(COLUMNS)):
                 self.tree.resizeColumnToContents(column)
@@ -140,6 +144,13 @@ class DominatorsView(ResultView):
             widest = self.tree.fontMetrics().averageCharWidth() * TYPE_CHARS
             if self.tree.columnWidth(1) > widest:
                 self.tree.setColumnWidth(1, widest)
+            # The top's addresses fit; those a few levels down, indented,
+            # must too (the column is sized before they are shown).
+            nested = self.tree.fontMetrics().horizontalAdvance(
+                "0x7fffffffffff"
+            ) + self.tree.indentation() * (DEPTH_SHOWN + 1)
+            if self.tree.columnWidth(0) < nested:
+                self.tree.setColumnWidth(0, nested)
 
     def _item(self, node: DominatorItem) -> QtWidgets.QTreeWidgetItem:
         retained = int(node.retained or 0)
